@@ -1,0 +1,61 @@
+//! The authenticate stage: which key (if any) is calling.
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+
+use crate::app::AppState;
+use crate::error::GatewayError;
+use crate::keys::model_allowed;
+use crate::store::KeyRecord;
+
+/// The caller: a checked key, or nobody when `auth = "none"`.
+#[derive(Clone)]
+pub struct Caller {
+    pub key: Option<Arc<KeyRecord>>,
+}
+
+impl Caller {
+    /// 403 unless the key may use `model`.
+    pub fn check_model(&self, model: &str) -> Result<(), GatewayError> {
+        match &self.key {
+            Some(k) if !model_allowed(&k.models, model) => Err(GatewayError::forbidden(format!(
+                "This API key may not use the model `{model}` (allowed: {}).",
+                k.models.join(", ")
+            ))
+            .param("model")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The key sent as `Authorization: Bearer ...` (or `x-api-key`, when `allow_x_api_key`).
+fn presented(headers: &HeaderMap, allow_x_api_key: bool) -> Option<&str> {
+    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
+        return Some(token.trim());
+    }
+    if allow_x_api_key {
+        return headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+    }
+    None
+}
+
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, GatewayError> {
+    let Some(checker) = &state.keys else { return Ok(Caller { key: None }) };
+    let Some(key) = presented(headers, false).filter(|k| !k.is_empty()) else {
+        return Err(GatewayError::missing_key());
+    };
+    let rec = checker.check(key).await?;
+    Ok(Caller { key: Some(rec) })
+}
+
+/// Admin-only endpoints.
+pub async fn authenticate_admin(state: &AppState, headers: &HeaderMap) -> Result<Caller, GatewayError> {
+    let caller = authenticate(state, headers).await?;
+    match &caller.key {
+        Some(k) if !k.admin => Err(GatewayError::forbidden("This endpoint needs an admin key.").code("admin_required")),
+        _ => Ok(caller),
+    }
+}

@@ -1,0 +1,168 @@
+//! `GatewayError`: the one error type at the HTTP edge. It knows its status, where it came
+//! from and whether another deployment may be tried, and renders itself in the client's
+//! dialect: an OpenAI error body, or a final stream event once a stream has started.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use jusinfer_wire::error::{ErrorBody, ErrorEnvelope};
+
+/// Who caused the failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    pub status: StatusCode,
+    /// OpenAI `error.type`.
+    pub kind: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+    pub origin: Origin,
+    /// Another attempt (same or next deployment) may succeed.
+    pub retryable: bool,
+    /// Seconds, from an upstream `Retry-After`.
+    pub retry_after: Option<u64>,
+}
+
+impl GatewayError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            origin: Origin::Client,
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    pub fn param(mut self, p: impl Into<String>) -> Self {
+        self.param = Some(p.into());
+        self
+    }
+
+    pub fn code(mut self, c: impl Into<String>) -> Self {
+        self.code = Some(c.into());
+        self
+    }
+
+    /// 400 invalid_request_error.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    /// 401 with OpenAI's `invalid_api_key` code.
+    pub fn invalid_key(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message).code("invalid_api_key")
+    }
+
+    /// 401 when no key was sent at all (OpenAI sends no code then).
+    pub fn missing_key() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "You didn't provide an API key. Send it as `Authorization: Bearer jinf_...`.",
+        )
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message).code("model_not_allowed")
+    }
+
+    pub fn model_not_found(model: &str, close: &[String]) -> Self {
+        let hint = if close.is_empty() { String::new() } else { format!(" Did you mean: {}?", close.join(", ")) };
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("The model `{model}` does not exist or is not routable by this gateway.{hint}"),
+        )
+        .param("model")
+        .code("model_not_found")
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("The request body is larger than the {limit}-byte limit."),
+        )
+        .code("request_too_large")
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", message).code("not_found")
+    }
+
+    /// 502: the upstream failed or sent something that cannot be passed on.
+    pub fn upstream(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).code("upstream_error");
+        e.origin = Origin::Upstream;
+        e
+    }
+
+    /// 504: the upstream did not answer in time.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).code("timeout");
+        e.origin = Origin::Upstream;
+        e.retryable = true;
+        e
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message);
+        e.origin = Origin::Internal;
+        e
+    }
+
+    pub fn retryable(mut self, r: bool) -> Self {
+        self.retryable = r;
+        self
+    }
+
+    fn envelope(&self) -> ErrorEnvelope {
+        ErrorEnvelope {
+            error: ErrorBody {
+                message: self.message.clone(),
+                kind: self.kind.to_owned(),
+                param: self.param.clone(),
+                code: self.code.clone(),
+            },
+        }
+    }
+
+    /// The OpenAI JSON body.
+    pub fn body(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(&self.envelope()).unwrap_or_default())
+    }
+
+    /// The final `data: {"error":...}` event of a stream that has already started.
+    pub fn stream_frame(&self) -> Bytes {
+        jusinfer_sse::encode_bytes(None, &self.body())
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.kind, self.message)
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, [("content-type", "application/json")], self.body()).into_response();
+        if let Some(ra) = self.retry_after {
+            if let Ok(v) = ra.to_string().parse() {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        resp
+    }
+}

@@ -1,0 +1,120 @@
+//! POST /v1/chat/completions.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use jusinfer_wire::chat::{ChatRequest, Role};
+
+use crate::app::{AppState, RequestId};
+use crate::auth::authenticate;
+use crate::config::ProviderKind;
+use crate::error::GatewayError;
+use crate::providers::{echo, openai};
+use crate::proxy;
+use crate::routing::Deployment;
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match prepare(&state, &headers, body).await {
+        Ok((req, raw, deployments)) => {
+            let outcome = proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0)).await;
+            super::finish(outcome)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Authenticate, read, validate, route.
+async fn prepare(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(ChatRequest, Bytes, Vec<Deployment>), GatewayError> {
+    let caller = authenticate(state, headers).await?;
+    let raw = super::read_body(body, state.config.max_body_bytes).await?;
+    let req: ChatRequest = super::parse_json(&raw)?;
+    validate(&req)?;
+    caller.check_model(&req.model)?;
+    let deployments = state.router.resolve(&req.model)?;
+    Ok((req, raw, deployments))
+}
+
+/// Checks the request makes sense beyond its types.
+pub fn validate(req: &ChatRequest) -> Result<(), GatewayError> {
+    if req.model.trim().is_empty() {
+        return Err(GatewayError::bad_request("'model' must name a model.").param("model").code("invalid_value"));
+    }
+    if req.messages.is_empty() {
+        return Err(GatewayError::bad_request("'messages' must contain at least one message.")
+            .param("messages")
+            .code("empty_array"));
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        match m.role {
+            Role::Tool if m.tool_call_id.as_deref().is_none_or(str::is_empty) => {
+                return Err(GatewayError::bad_request(format!(
+                    "messages[{i}] has role 'tool' but no 'tool_call_id'."
+                ))
+                .param(format!("messages[{i}].tool_call_id"))
+                .code("missing_required_parameter"))
+            }
+            Role::System | Role::Developer | Role::User | Role::Tool if m.content.is_none() => {
+                return Err(GatewayError::bad_request(format!("messages[{i}] needs 'content'."))
+                    .param(format!("messages[{i}].content"))
+                    .code("missing_required_parameter"))
+            }
+            Role::Assistant if m.content.is_none() && m.tool_calls.is_none() && m.function_call.is_none() => {
+                return Err(GatewayError::bad_request(format!(
+                    "messages[{i}] (assistant) needs 'content' or 'tool_calls'."
+                ))
+                .param(format!("messages[{i}].content"))
+                .code("missing_required_parameter"))
+            }
+            _ => {}
+        }
+    }
+    if let Some(n) = req.n {
+        if n == 0 || n > 128 {
+            return Err(GatewayError::bad_request("'n' must be between 1 and 128.").param("n").code("invalid_value"));
+        }
+    }
+    Ok(())
+}
+
+async fn attempt(d: Deployment, req: &ChatRequest, raw: &Bytes, request_id: &str) -> Result<Response, GatewayError> {
+    match d.provider.kind() {
+        ProviderKind::Echo => Ok(echo_response(req, request_id)),
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+            let stream = req.is_stream();
+            let body = openai::edit_body(raw, &d.upstream_model, stream)?;
+            openai::send(openai::Call {
+                provider: &d.provider,
+                path: "/chat/completions",
+                body,
+                stream,
+                include_usage: req.wants_stream_usage(),
+                request_id,
+            })
+            .await
+        }
+        ProviderKind::Anthropic => Err(proxy::unsupported(d.provider.kind(), d.provider.name(), "chat completions")),
+    }
+}
+
+fn echo_response(req: &ChatRequest, request_id: &str) -> Response {
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if req.is_stream() {
+        return openai::sse_response(Body::from(echo::stream(req, request_id, created)));
+    }
+    let mut resp = Response::new(Body::from(echo::complete(req, request_id, created)));
+    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    resp
+}

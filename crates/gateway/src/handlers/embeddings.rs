@@ -1,0 +1,93 @@
+//! POST /v1/embeddings: passed through to `openai` and `openai-compatible` providers; the
+//! `echo` provider answers with deterministic vectors.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::app::{AppState, RequestId};
+use crate::auth::authenticate;
+use crate::config::ProviderKind;
+use crate::error::GatewayError;
+use crate::providers::{echo, openai};
+use crate::proxy;
+use crate::routing::Deployment;
+
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingsRequest {
+    pub model: String,
+    pub input: Input,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Input {
+    One(String),
+    Many(Vec<String>),
+    Tokens(Vec<u32>),
+    ManyTokens(Vec<Vec<u32>>),
+}
+
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let prepared = async {
+        let caller = authenticate(&state, &headers).await?;
+        let raw = super::read_body(body, state.config.max_body_bytes).await?;
+        let req: EmbeddingsRequest = super::parse_json(&raw)?;
+        caller.check_model(&req.model)?;
+        let deployments = state.router.resolve(&req.model)?;
+        Ok::<_, GatewayError>((req, raw, deployments))
+    };
+    match prepared.await {
+        Ok((req, raw, deployments)) => {
+            let outcome = proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0)).await;
+            super::finish(outcome)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn attempt(d: Deployment, req: &EmbeddingsRequest, raw: &Bytes, request_id: &str) -> Result<Response, GatewayError> {
+    match d.provider.kind() {
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+            let body = openai::edit_body(raw, &d.upstream_model, false)?;
+            openai::send(openai::Call {
+                provider: &d.provider,
+                path: "/embeddings",
+                body,
+                stream: false,
+                include_usage: false,
+                request_id,
+            })
+            .await
+        }
+        ProviderKind::Echo => {
+            let inputs: Vec<String> = match &req.input {
+                Input::One(s) => vec![s.clone()],
+                Input::Many(v) => v.clone(),
+                Input::Tokens(t) => vec![format!("{t:?}")],
+                Input::ManyTokens(t) => t.iter().map(|x| format!("{x:?}")).collect(),
+            };
+            let (vecs, tokens) = echo::embeddings(&inputs);
+            let data: Vec<Value> = vecs
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+                .collect();
+            let body = json!({"object": "list", "data": data, "model": "echo",
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+            let mut resp = Response::new(Body::from(body.to_string()));
+            resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+            Ok(resp)
+        }
+        ProviderKind::Anthropic => Err(proxy::unsupported(d.provider.kind(), d.provider.name(), "embeddings")),
+    }
+}

@@ -1,0 +1,109 @@
+//! Thin handlers, one per endpoint, and the read-and-validate stage they share.
+
+pub mod chat;
+pub mod embeddings;
+pub mod health;
+pub mod models;
+
+use axum::body::Body;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::error::GatewayError;
+use crate::proxy::Outcome;
+
+/// Reads the body, refusing more than `limit` bytes with 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = src {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return GatewayError::too_large(limit);
+            }
+            src = s.source();
+        }
+        GatewayError::bad_request(format!("could not read the request body: {e}"))
+    })
+}
+
+/// Parses a JSON request body into `T`, turning every failure into a 400 whose `param`
+/// names the offending field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(GatewayError::bad_request(format!(
+            "The request body is not valid UTF-8 (invalid byte at offset {}).",
+            e.valid_up_to()
+        ))
+        .code("invalid_utf8"));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(GatewayError::bad_request("The request body is empty: send a JSON object.").code("invalid_json"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return GatewayError::bad_request(format!(
+                "We could not parse the JSON body of your request ({inner}). The body must be valid JSON."
+            ))
+            .code("invalid_json");
+        }
+        let path = e.path().to_string();
+        let msg = inner.to_string();
+        let param = if let Some(field) = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+            if path == "." { field.to_owned() } else { format!("{path}.{field}") }
+        } else {
+            path.clone()
+        };
+        if param == "." {
+            return GatewayError::bad_request(format!("The request body must be a JSON object ({msg})."))
+                .code("invalid_json");
+        }
+        let msg = friendly(msg.split(" at line ").next().unwrap_or(&msg));
+        GatewayError::bad_request(format!("Invalid value for '{param}': {msg}."))
+            .param(param)
+            .code(if msg.starts_with("missing field") { "missing_required_parameter" } else { "invalid_type" })
+    })?;
+    // Trailing garbage after the object is malformed JSON too.
+    de.end().map_err(|e| {
+        GatewayError::bad_request(format!("We could not parse the JSON body of your request ({e}).")).code("invalid_json")
+    })?;
+    Ok(value)
+}
+
+/// Sets the attempt headers on whatever the attempt loop produced.
+pub fn finish(outcome: Outcome) -> Response {
+    let mut resp = match outcome.result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(status = e.status.as_u16(), error = %e, "request failed");
+            e.into_response()
+        }
+    };
+    let h = resp.headers_mut();
+    if let Some(p) = outcome.provider.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        h.insert("x-jusinfer-provider", p);
+    }
+    h.insert("x-jusinfer-attempts", HeaderValue::from(outcome.attempts));
+    resp
+}
+
+/// serde's messages for untagged enums name Rust types; say what the API expects instead.
+fn friendly(msg: &str) -> String {
+    const EXPECTED: &[(&str, &str)] = &[
+        ("MessageContent", "expected a string or an array of content parts"),
+        ("ToolChoice", "expected \"none\", \"auto\", \"required\" or an object naming a function"),
+        ("Stop", "expected a string or an array of strings"),
+        ("ImageUrl", "expected an object with `url`"),
+        ("Input", "expected a string, an array of strings, or token arrays"),
+    ];
+    if let Some(rest) = msg.strip_prefix("data did not match any variant of untagged enum ") {
+        if let Some((_, e)) = EXPECTED.iter().find(|(name, _)| rest.trim() == *name) {
+            return (*e).to_owned();
+        }
+        return "has the wrong type".to_owned();
+    }
+    msg.to_owned()
+}

@@ -1,0 +1,216 @@
+//! API keys: minting, hashing, and checking a presented key.
+//!
+//! A key is `jinf_` + 40 base62 characters from the OS random source. Only its SHA-256 is
+//! stored, with a display prefix. Checking hashes the presented key, finds the record by
+//! hash (cached briefly in memory) and compares the hashes in constant time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use rand::distributions::{Alphanumeric, DistString};
+use rand::rngs::OsRng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::GatewayError;
+use crate::store::{now, KeyRecord, Store, StoreError};
+
+pub const KEY_PREFIX: &str = "jinf_";
+const KEY_RANDOM_LEN: usize = 40;
+const DISPLAY_PREFIX_LEN: usize = 12;
+/// How long a looked-up key is trusted before the store is asked again (so a revoke made by
+/// another process takes effect within this time).
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Entries kept before the cache is cleared wholesale.
+const KEY_CACHE_MAX: usize = 100_000;
+
+/// What `keys create` takes.
+#[derive(Debug, Clone, Default)]
+pub struct NewKey {
+    pub name: String,
+    pub admin: bool,
+    pub budget_usd: Option<f64>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub models: Vec<String>,
+    pub expires_in: Option<Duration>,
+    pub metadata: serde_json::Value,
+}
+
+/// A freshly minted key: the secret (shown once) and its record.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    pub key: String,
+    pub record: KeyRecord,
+}
+
+pub fn hash_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Mints and stores a key.
+pub async fn mint(store: &Store, new: NewKey) -> Result<Minted, StoreError> {
+    let key = format!("{KEY_PREFIX}{}", Alphanumeric.sample_string(&mut OsRng, KEY_RANDOM_LEN));
+    let id = format!("key_{}", Alphanumeric.sample_string(&mut OsRng, 16).to_ascii_lowercase());
+    let created = now();
+    let record = KeyRecord {
+        id,
+        name: new.name,
+        prefix: key[..DISPLAY_PREFIX_LEN].to_owned(),
+        hash: hash_key(&key),
+        admin: new.admin,
+        created_at: created,
+        expires_at: new.expires_in.map(|d| created.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
+        revoked_at: None,
+        budget_usd: new.budget_usd,
+        rpm: new.rpm,
+        tpm: new.tpm,
+        models: new.models,
+        metadata: new.metadata,
+    };
+    store.insert_key(&record).await?;
+    Ok(Minted { key, record })
+}
+
+/// Parses `30d`, `12h`, `45m`, `90s` (or plain seconds).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(mult)?))
+}
+
+/// Whether `model` matches one of the key's allowed patterns (`*` matches any run).
+pub fn model_allowed(patterns: &[String], model: &str) -> bool {
+    patterns.is_empty() || patterns.iter().any(|p| glob(p, model))
+}
+
+fn glob(pattern: &str, s: &str) -> bool {
+    let Some((head, rest)) = pattern.split_once('*') else { return pattern == s };
+    let Some(mut tail) = s.strip_prefix(head) else { return false };
+    let parts: Vec<&str> = rest.split('*').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i == parts.len() - 1 {
+            return tail.ends_with(part);
+        }
+        match tail.find(part) {
+            Some(at) => tail = &tail[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Checks presented keys against the store, through a short-lived cache.
+#[derive(Clone)]
+pub struct KeyChecker {
+    store: Store,
+    cache: Arc<DashMap<String, (Arc<KeyRecord>, Instant)>>,
+}
+
+impl KeyChecker {
+    pub fn new(store: Store) -> Self {
+        Self { store, cache: Arc::new(DashMap::new()) }
+    }
+
+    /// The live key record for `presented`, or the 401 to send.
+    pub async fn check(&self, presented: &str) -> Result<Arc<KeyRecord>, GatewayError> {
+        if !presented.starts_with(KEY_PREFIX) || presented.len() != KEY_PREFIX.len() + KEY_RANDOM_LEN {
+            return Err(bad_key(presented));
+        }
+        let hash = hash_key(presented);
+        let cached = self
+            .cache
+            .get(&hash)
+            .filter(|e| e.value().1.elapsed() < KEY_CACHE_TTL)
+            .map(|e| Arc::clone(&e.value().0));
+        let record = match cached {
+            Some(r) => r,
+            None => {
+                let found = self
+                    .store
+                    .key_by_hash(&hash)
+                    .await
+                    .map_err(|e| GatewayError::internal(format!("key lookup failed: {e}")).retryable(true))?;
+                let Some(rec) = found else { return Err(bad_key(presented)) };
+                let rec = Arc::new(rec);
+                if self.cache.len() >= KEY_CACHE_MAX {
+                    self.cache.clear();
+                }
+                self.cache.insert(hash.clone(), (Arc::clone(&rec), Instant::now()));
+                rec
+            }
+        };
+        // The lookup was by hash; compare again in constant time so that no path through
+        // this function depends on how much of a guessed key was right.
+        if !bool::from(record.hash.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(bad_key(presented));
+        }
+        if record.revoked_at.is_some() {
+            return Err(GatewayError::invalid_key("This API key has been revoked."));
+        }
+        if record.expires_at.is_some_and(|t| t <= now()) {
+            return Err(GatewayError::invalid_key("This API key has expired."));
+        }
+        Ok(record)
+    }
+
+    /// Forgets cached records (after a revoke through this process).
+    pub fn invalidate(&self) {
+        self.cache.clear();
+    }
+}
+
+fn bad_key(presented: &str) -> GatewayError {
+    // Like OpenAI, show only the key's ends, so a pasted key is recognisable but not leaked.
+    let shown: String = if presented.len() > 12 {
+        let head: String = presented.chars().take(8).collect();
+        let tail: String = presented.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("{head}****{tail}")
+    } else {
+        "****".to_owned()
+    };
+    GatewayError::invalid_key(format!("Incorrect API key provided: {shown}. Mint one with `jusinfer keys create`."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globbing() {
+        assert!(model_allowed(&[], "anything"));
+        let p = vec!["gpt-*".to_owned(), "echo".to_owned(), "*/claude-*-4*".to_owned()];
+        assert!(model_allowed(&p, "gpt-4o"));
+        assert!(model_allowed(&p, "echo"));
+        assert!(model_allowed(&p, "anthropic/claude-sonnet-4-5"));
+        assert!(!model_allowed(&p, "echo2"));
+        assert!(!model_allowed(&p, "o3"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("3x"), None);
+    }
+
+    #[test]
+    fn hash_is_sha256_hex() {
+        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,17 @@
+//! The jusinfer gateway: the axum server (auth, routing, provider clients, store) and the
+//! operations behind the CLI. The request path is a fixed sequence of stages, each in its
+//! own module: read + validate (`handlers`), authenticate (`auth`), route (`routing`),
+//! attempt (`proxy`, `providers`), respond.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod keys;
+pub mod providers;
+pub mod proxy;
+pub mod routing;
+pub mod store;
+
+pub use app::{app, serve, AppState};

@@ -1,0 +1,403 @@
+//! OpenAI and OpenAI-compatible upstreams: the same dialect as the client, so requests
+//! are forwarded with minimal edits and responses passed through (streams through the
+//! normalizer of `jusinfer_translate::chat_stream`).
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use indexmap::IndexMap;
+use jusinfer_sse::Decoder;
+use jusinfer_translate::chat_stream::{ChatStreamNormalizer, Options};
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use super::Provider;
+use crate::error::GatewayError;
+
+/// Largest non-streaming upstream body read.
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// What to call and how.
+pub struct Call<'a> {
+    pub provider: &'a Provider,
+    /// Path under the provider's base URL, e.g. `/chat/completions`.
+    pub path: &'static str,
+    pub body: Bytes,
+    pub stream: bool,
+    /// For streams: whether the client asked for the usage chunk.
+    pub include_usage: bool,
+    pub request_id: &'a str,
+}
+
+/// Rewrites the client's JSON for the upstream: `model` becomes the upstream's name and,
+/// for streams, `stream_options.include_usage` is set (the gateway bills from it). Every
+/// other value keeps the client's exact bytes; an unchanged body is not re-encoded at all.
+pub fn edit_body(raw: &Bytes, upstream_model: &str, stream: bool) -> Result<Bytes, GatewayError> {
+    let mut map: IndexMap<String, Box<RawValue>> = serde_json::from_slice(raw)
+        .map_err(|e| GatewayError::bad_request(format!("We could not parse the JSON body of your request: {e}")))?;
+    let mut changed = false;
+    let model_json = serde_json::to_string(upstream_model).map_err(|e| GatewayError::internal(e.to_string()))?;
+    let current = map.get("model").map(|v| v.get());
+    let same_model = current.is_some_and(|c| serde_json::from_str::<String>(c).is_ok_and(|m| m == upstream_model));
+    if !same_model {
+        let v = RawValue::from_string(model_json).map_err(|e| GatewayError::internal(e.to_string()))?;
+        map.insert("model".to_owned(), v);
+        changed = true;
+    }
+    if stream {
+        let mut opts: serde_json::Map<String, serde_json::Value> = map
+            .get("stream_options")
+            .and_then(|v| serde_json::from_str(v.get()).ok())
+            .unwrap_or_default();
+        if opts.get("include_usage").and_then(serde_json::Value::as_bool) != Some(true) {
+            opts.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
+            let v = serde_json::value::to_raw_value(&opts).map_err(|e| GatewayError::internal(e.to_string()))?;
+            map.insert("stream_options".to_owned(), v);
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(raw.clone());
+    }
+    serde_json::to_vec(&map).map(Bytes::from).map_err(|e| GatewayError::internal(e.to_string()))
+}
+
+/// Sends `call` and turns the upstream's answer into the client's response, or the error
+/// that decides whether the next deployment is tried.
+pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
+    let p = call.provider;
+    let t = p.config.timeouts;
+    let started = Instant::now();
+    let deadline = started + t.total;
+    let url = format!("{}{}", p.config.base_url, call.path);
+    let mut req = p.client.post(&url).header("content-type", "application/json").body(call.body);
+    if let Some(key) = &p.config.api_key {
+        req = req.bearer_auth(key);
+    }
+    if call.stream {
+        req = req.header("accept", "text/event-stream");
+    }
+    for (k, v) in &p.config.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let first_byte = t.first_byte.min(t.total);
+    let resp = match tokio::time::timeout(first_byte, req.send()).await {
+        Err(_) => {
+            return Err(GatewayError::timeout(format!(
+                "provider `{}` did not answer within {}",
+                p.name(),
+                secs(first_byte)
+            )))
+        }
+        Ok(Err(e)) => return Err(send_error(p, &e)),
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let content_type =
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    if !status.is_success() {
+        let body = read_body(p, resp, deadline).await.unwrap_or_default();
+        let mut e = map_status(p, status, &body);
+        e.retry_after = retry_after;
+        return Err(e);
+    }
+    if call.stream {
+        if !content_type.starts_with("text/event-stream") {
+            return Err(GatewayError::upstream(format!(
+                "provider `{}` answered a streaming request with content-type `{}`, expected text/event-stream",
+                p.name(),
+                display_ct(&content_type)
+            ))
+            .retryable(true));
+        }
+        let mut s = UpstreamStream {
+            body: Box::pin(resp.bytes_stream()),
+            decoder: Decoder::new(),
+            norm: ChatStreamNormalizer::new(Options {
+                include_usage: call.include_usage,
+                id_seed: call.request_id.chars().filter(char::is_ascii_alphanumeric).take(24).collect(),
+            }),
+            pending: VecDeque::new(),
+            idle: t.idle,
+            deadline,
+            done: false,
+            provider: p.name().to_owned(),
+        };
+        // Wait for the first frame before committing to a 200, so an upstream that fails at
+        // once still gets a real status (and the next deployment).
+        let first_deadline = (started + first_byte).min(deadline);
+        while s.pending.is_empty() && !s.done {
+            let step = tokio::time::timeout_at(first_deadline, s.fill()).await;
+            match step {
+                Err(_) => {
+                    return Err(GatewayError::timeout(format!(
+                        "provider `{}` sent no event within {}",
+                        p.name(),
+                        secs(first_byte)
+                    )))
+                }
+                Ok(Err(e)) => return Err(e.retryable(true)),
+                Ok(Ok(())) => {}
+            }
+        }
+        let body = futures_util::stream::unfold(s, |mut s| async move {
+            loop {
+                if let Some(frame) = s.take_pending() {
+                    return Some((Ok::<Bytes, std::convert::Infallible>(frame), s));
+                }
+                if s.done {
+                    return None;
+                }
+                if let Err(e) = s.fill().await {
+                    tracing::warn!(provider = %s.provider, error = %e, "upstream stream failed after start");
+                    s.done = true;
+                    s.pending.push_back(e.stream_frame());
+                }
+            }
+        });
+        return Ok(sse_response(Body::from_stream(body)));
+    }
+    if !content_type.contains("json") {
+        return Err(GatewayError::upstream(format!(
+            "provider `{}` answered with content-type `{}`, expected application/json",
+            p.name(),
+            display_ct(&content_type)
+        ))
+        .retryable(true));
+    }
+    let body = read_body(p, resp, deadline).await?;
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        return Err(GatewayError::upstream(format!(
+            "provider `{}` sent a response that is not valid JSON ({e})",
+            p.name()
+        ))
+        .retryable(true));
+    }
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+/// The response head for a stream.
+pub fn sse_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+fn display_ct(ct: &str) -> &str {
+    if ct.is_empty() {
+        "(none)"
+    } else {
+        ct
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+fn send_error(p: &Provider, e: &reqwest::Error) -> GatewayError {
+    if e.is_timeout() {
+        return GatewayError::timeout(format!("provider `{}` timed out connecting", p.name()));
+    }
+    let what = if e.is_connect() { "cannot connect to" } else { "request failed for" };
+    // The source chain says why (refused, DNS, TLS) without including the URL's secrets.
+    let mut cause = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    GatewayError::upstream(format!("{what} provider `{}`: {cause}", p.name())).retryable(true)
+}
+
+async fn read_body(p: &Provider, resp: reqwest::Response, deadline: Instant) -> Result<Bytes, GatewayError> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = BytesMut::new();
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next()).await.map_err(|_| {
+            GatewayError::timeout(format!("provider `{}` did not finish its response in time", p.name()))
+        })?;
+        match next {
+            None => return Ok(buf.freeze()),
+            Some(Err(e)) => {
+                return Err(GatewayError::upstream(format!(
+                    "provider `{}` broke off its response: {e}",
+                    p.name()
+                ))
+                .retryable(true))
+            }
+            Some(Ok(chunk)) => {
+                if buf.len() + chunk.len() > MAX_UPSTREAM_BODY {
+                    return Err(GatewayError::upstream(format!(
+                        "provider `{}` sent a response over {MAX_UPSTREAM_BODY} bytes",
+                        p.name()
+                    )));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+/// Maps an upstream error status (§5): 400/404/422 keep their status and the upstream's
+/// error; 401/403 are the gateway's credentials, not the client's, so they become 502;
+/// 408, 429, 5xx and 529 may be retried elsewhere.
+pub fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError {
+    #[derive(serde::Deserialize)]
+    struct Env {
+        error: Option<serde_json::Value>,
+        message: Option<String>,
+        detail: Option<serde_json::Value>,
+    }
+    let parsed: Option<Env> = serde_json::from_slice(body).ok();
+    let (mut message, mut kind, mut param, mut code) = (None, None, None, None);
+    if let Some(env) = parsed {
+        match env.error {
+            Some(serde_json::Value::Object(o)) => {
+                message = o.get("message").and_then(|m| m.as_str()).map(str::to_owned);
+                kind = o.get("type").and_then(|m| m.as_str()).map(str::to_owned);
+                param = o.get("param").and_then(|m| m.as_str()).map(str::to_owned);
+                code = o.get("code").and_then(|c| c.as_str().map(str::to_owned).or_else(|| c.as_i64().map(|n| n.to_string())));
+            }
+            Some(serde_json::Value::String(s)) => message = Some(s),
+            _ => {}
+        }
+        message = message.or(env.message).or_else(|| env.detail.map(|d| d.to_string()));
+    }
+    let message = message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_owned();
+        if text.is_empty() {
+            format!("HTTP {}", status.as_u16())
+        } else {
+            text
+        }
+    });
+    let name = p.name();
+    let s = status.as_u16();
+    match s {
+        401 | 403 => GatewayError::upstream(format!(
+            "provider `{name}` rejected the gateway's credentials ({s}): {message}"
+        ))
+        .code("upstream_auth_error"),
+        408 => GatewayError::timeout(format!("provider `{name}` timed out (408): {message}")),
+        429 => {
+            let mut e = GatewayError::bad_request(message).retryable(true);
+            e.status = StatusCode::TOO_MANY_REQUESTS;
+            e.kind = if kind.as_deref() == Some("insufficient_quota") { "insufficient_quota" } else { "rate_limit_exceeded" };
+            e.code = Some(code.unwrap_or_else(|| "rate_limit_exceeded".to_owned()));
+            e.origin = crate::error::Origin::Upstream;
+            e
+        }
+        400..=499 => {
+            let mut e = GatewayError::bad_request(message);
+            e.status = status;
+            e.param = param;
+            e.code = code;
+            e.kind = match kind.as_deref() {
+                Some("not_found_error") => "not_found_error",
+                Some("invalid_request_error") | None | Some(_) => "invalid_request_error",
+            };
+            e.origin = crate::error::Origin::Upstream;
+            e
+        }
+        _ => GatewayError::upstream(format!("provider `{name}` returned {s}: {message}")).retryable(
+            matches!(s, 500 | 502 | 503 | 504 | 529),
+        ),
+    }
+}
+
+/// An upstream SSE body on its way through the normalizer.
+struct UpstreamStream {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    decoder: Decoder,
+    norm: ChatStreamNormalizer,
+    pending: VecDeque<Bytes>,
+    idle: Duration,
+    deadline: Instant,
+    done: bool,
+    provider: String,
+}
+
+impl UpstreamStream {
+    /// All frames ready so far, as one write.
+    fn take_pending(&mut self) -> Option<Bytes> {
+        match self.pending.len() {
+            0 => None,
+            1 => self.pending.pop_front(),
+            _ => {
+                let mut b = BytesMut::with_capacity(self.pending.iter().map(Bytes::len).sum());
+                for f in self.pending.drain(..) {
+                    b.extend_from_slice(&f);
+                }
+                Some(b.freeze())
+            }
+        }
+    }
+
+    /// Reads one upstream chunk and queues what it completes.
+    async fn fill(&mut self) -> Result<(), GatewayError> {
+        let until = (Instant::now() + self.idle).min(self.deadline);
+        let next = tokio::time::timeout_at(until, self.body.next()).await.map_err(|_| {
+            if Instant::now() >= self.deadline {
+                GatewayError::timeout(format!("provider `{}` stream exceeded the total timeout", self.provider))
+            } else {
+                GatewayError::timeout(format!(
+                    "provider `{}` sent nothing for {} (idle timeout)",
+                    self.provider,
+                    secs(self.idle)
+                ))
+            }
+        })?;
+        let mut out = Vec::new();
+        match next {
+            Some(Ok(chunk)) => {
+                self.decoder.push(&chunk);
+                loop {
+                    let ev = self.decoder.next_event().map_err(|e| self.broken(&e.to_string()))?;
+                    let Some(ev) = ev else { break };
+                    self.norm.push(&ev, &mut out).map_err(|e| self.broken(&e.message))?;
+                    if self.norm.is_complete() {
+                        self.done = true;
+                        break;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                return Err(GatewayError::upstream(format!(
+                    "provider `{}` broke off the stream: {e}",
+                    self.provider
+                )))
+            }
+            None => {
+                let rest = self.decoder.finish().map_err(|e| self.broken(&e.to_string()))?;
+                for ev in &rest {
+                    self.norm.push(ev, &mut out).map_err(|e| self.broken(&e.message))?;
+                }
+                self.norm.finish(&mut out).map_err(|e| self.broken(&e.message))?;
+                self.done = true;
+            }
+        }
+        self.pending.extend(out);
+        Ok(())
+    }
+
+    fn broken(&self, what: &str) -> GatewayError {
+        GatewayError::upstream(format!("provider `{}` sent a broken stream: {what}", self.provider))
+    }
+}

@@ -1,0 +1,17 @@
+//! Upstream simulator for tests and benchmarks.
+//!
+//! Serves OpenAI-shaped Chat Completions by replaying the recorded provider traffic in
+//! `shared/fixtures/`, turns recorded non-streaming completions into streams of several
+//! upstream "styles" (the standard fragment shape, and the broken shapes some compatible
+//! servers send), injects faults (status codes, delays, broken SSE, truncated JSON,
+//! mid-stream disconnects, wrong content types), and records every request it received so
+//! tests can assert what the gateway sent upstream.
+//!
+//! The scenario is chosen by the upstream model name: `scenario[;key=value...]`, e.g.
+//! `parallel;style=whole` or `text;status=503`. See [`Scenario`] for the keys.
+
+pub mod fixtures;
+pub mod server;
+pub mod streamify;
+
+pub use server::{app, SimState};

@@ -1,0 +1,311 @@
+//! The simulator's HTTP surface.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::fixtures;
+use crate::streamify::{streamify, Style};
+
+/// Requests kept for `GET /_sim/requests`.
+const MAX_RECORDED: usize = 1000;
+
+/// One request as the simulator received it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: serde_json::Map<String, Value>,
+    pub body: Value,
+}
+
+/// Shared simulator state.
+#[derive(Clone, Default)]
+pub struct SimState {
+    pub recorded: Arc<Mutex<Vec<Recorded>>>,
+    /// Don't record (benchmarks).
+    pub quiet: bool,
+}
+
+/// The simulator's router.
+pub fn app(state: SimState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/_sim/requests", get(recorded).delete(clear))
+        .with_state(state)
+}
+
+/// The scenario and faults named by the upstream model string.
+#[derive(Debug, Default)]
+pub struct Scenario {
+    pub name: String,
+    pub status: Option<u16>,
+    pub delay_ms: u64,
+    pub gap_ms: u64,
+    pub chunks: usize,
+    pub style: Option<Style>,
+    pub broken_sse: bool,
+    pub truncate_json: bool,
+    pub disconnect_after: Option<usize>,
+    pub content_type: Option<String>,
+    pub retry_after: Option<String>,
+}
+
+impl Scenario {
+    pub fn parse(model: &str) -> Self {
+        let mut parts = model.split(';');
+        let mut s = Scenario { name: parts.next().unwrap_or_default().to_owned(), chunks: 20, ..Default::default() };
+        for p in parts {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            match k {
+                "status" => s.status = v.parse().ok(),
+                "delay_ms" => s.delay_ms = v.parse().unwrap_or(0),
+                "gap_ms" => s.gap_ms = v.parse().unwrap_or(0),
+                "chunks" => s.chunks = v.parse().unwrap_or(20),
+                "style" => s.style = Style::parse(v),
+                "broken_sse" => s.broken_sse = true,
+                "truncate_json" => s.truncate_json = true,
+                "disconnect_after" => s.disconnect_after = v.parse().ok(),
+                "content_type" => s.content_type = Some(v.to_owned()),
+                "retry_after" => s.retry_after = Some(v.to_owned()),
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+fn record(state: &SimState, path: &str, headers: &HeaderMap, body: &Value) {
+    if state.quiet {
+        return;
+    }
+    let mut h = serde_json::Map::new();
+    for (k, v) in headers {
+        h.insert(k.as_str().to_owned(), Value::from(v.to_str().unwrap_or("<binary>")));
+    }
+    if let Ok(mut r) = state.recorded.lock() {
+        if r.len() >= MAX_RECORDED {
+            r.remove(0);
+        }
+        r.push(Recorded { path: path.to_owned(), headers: h, body: body.clone() });
+    }
+}
+
+async fn recorded(State(state): State<SimState>) -> Json<Value> {
+    let list = state.recorded.lock().map(|r| r.clone()).unwrap_or_default();
+    Json(json!(list))
+}
+
+async fn clear(State(state): State<SimState>) -> StatusCode {
+    if let Ok(mut r) = state.recorded.lock() {
+        r.clear();
+    }
+    StatusCode::NO_CONTENT
+}
+
+async fn models() -> Json<Value> {
+    let names = ["text", "capital", "answer", "parallel", "length", "cache", "fast", "err400", "err401", "err429"];
+    let data: Vec<Value> =
+        names.iter().map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "sim"})).collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+fn error_body(status: u16, message: &str) -> Bytes {
+    let kind = if status >= 500 { "server_error" } else { "invalid_request_error" };
+    Bytes::from(json!({"error": {"message": message, "type": kind, "param": null, "code": null}}).to_string())
+}
+
+fn json_response(status: u16, body: Bytes) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn embeddings(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    record(&state, "/v1/embeddings", &headers, &req);
+    let sc = Scenario::parse(req["model"].as_str().unwrap_or_default());
+    if let Some(st) = sc.status {
+        return json_response(st, error_body(st, "simulated failure"));
+    }
+    let inputs: Vec<String> = match &req["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().map(|v| v.to_string()).collect(),
+        _ => vec![],
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let v: Vec<f64> = (0..8).map(|k| ((s.len() + k * 7) % 13) as f64 / 13.0).collect();
+            json!({"object": "embedding", "index": i, "embedding": v})
+        })
+        .collect();
+    let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count().max(1)).sum();
+    let out = json!({"object": "list", "data": data, "model": req["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    json_response(200, Bytes::from(out.to_string()))
+}
+
+/// The recorded non-streaming body for a scenario.
+fn nonstream_body(name: &str) -> anyhow::Result<Option<(u16, Bytes)>> {
+    Ok(Some(match name {
+        "text" => (200, fixtures::read("openai-chat/chat_nonstream_text.json")?),
+        "parallel" => (200, fixtures::read("openai-chat/chat_nonstream_parallel_tool_calls.json")?),
+        "length" => (200, fixtures::read("openai-chat/chat_nonstream_finish_length.json")?),
+        "cache" => {
+            let v = fixtures::json("openai-chat/chat_usage_prompt_cache.responses.json")?;
+            (200, Bytes::from(v["responses"][1].to_string()))
+        }
+        "err400" => (400, fixtures::read("errors/openai_400_unsupported_parameter.json")?),
+        "err401" => (401, fixtures::read("errors/openai_401_invalid_api_key.json")?),
+        "err429" => (429, fixtures::read("errors/openai_429_insufficient_quota.json")?),
+        "fast" => (200, Bytes::from_static(FAST_BODY.as_bytes())),
+        _ => return Ok(None),
+    }))
+}
+
+const FAST_BODY: &str = r#"{"id":"chatcmpl-fast","object":"chat.completion","created":1727346142,"model":"fast","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the simulator.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}}"#;
+
+/// The frames of the recorded (or derived) stream for a scenario.
+fn stream_frames(sc: &Scenario, include_usage: bool) -> anyhow::Result<Option<Vec<Bytes>>> {
+    let recorded = |rel: &str| -> anyhow::Result<Vec<Bytes>> {
+        let raw = fixtures::read(rel)?;
+        let mut d = jusinfer_sse::Decoder::new();
+        d.push(&raw);
+        let mut out = Vec::new();
+        while let Some(ev) = d.next_event()? {
+            out.push(ev);
+        }
+        out.extend(d.finish()?);
+        // A real upstream sends the usage chunk only when asked.
+        Ok(out
+            .into_iter()
+            .filter(|ev| include_usage || !is_usage_chunk(&ev.data))
+            .map(|ev| ev.raw)
+            .collect())
+    };
+    Ok(Some(match sc.name.as_str() {
+        "text" => recorded("openai-chat/chat_stream_text_with_usage.sse")?,
+        "capital" => recorded("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse")?,
+        "answer" => recorded("openai-chat/chat_stream_tool_call_roundtrip.turn2.sse")?,
+        "fast" => fast_stream(sc.chunks, include_usage),
+        name => match nonstream_body(name)? {
+            Some((200, body)) => {
+                let v: Value = serde_json::from_slice(&body)?;
+                streamify(&v, sc.style.unwrap_or(Style::Standard), include_usage)
+            }
+            _ => return Ok(None),
+        },
+    }))
+}
+
+fn is_usage_chunk(data: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(data)
+        .map(|v| v["choices"].as_array().is_some_and(Vec::is_empty) && v["usage"].is_object())
+        .unwrap_or(false)
+}
+
+fn fast_stream(chunks: usize, include_usage: bool) -> Vec<Bytes> {
+    let head = r#"{"id":"chatcmpl-fast","object":"chat.completion.chunk","created":1727346142,"model":"fast","choices":[{"index":0,"delta":"#;
+    let mut out = vec![Bytes::from(format!("data: {head}{{\"role\":\"assistant\",\"content\":\"\"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"))];
+    for i in 0..chunks {
+        out.push(Bytes::from(format!(
+            "data: {head}{{\"content\":\"tok{i} \"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"
+        )));
+    }
+    out.push(Bytes::from(format!("data: {head}{{}},\"logprobs\":null,\"finish_reason\":\"stop\"}}]}}\n\n")));
+    if include_usage {
+        out.push(Bytes::from(format!(
+            "data: {{\"id\":\"chatcmpl-fast\",\"object\":\"chat.completion.chunk\",\"created\":1727346142,\"model\":\"fast\",\"choices\":[],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":{chunks},\"total_tokens\":{}}}}}\n\n",
+            chunks + 9
+        )));
+    }
+    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    out
+}
+
+async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> Response {
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return json_response(400, error_body(400, &format!("sim: bad json: {e}"))),
+    };
+    record(&state, "/v1/chat/completions", &headers, &req);
+    let sc = Scenario::parse(req["model"].as_str().unwrap_or_default());
+    if sc.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(sc.delay_ms)).await;
+    }
+    if let Some(st) = sc.status {
+        let mut resp = json_response(st, error_body(st, &format!("simulated upstream status {st}")));
+        if let Some(ra) = sc.retry_after.as_deref().and_then(|v| v.parse().ok()) {
+            resp.headers_mut().insert("retry-after", ra);
+        }
+        return resp;
+    }
+    if let Some(ct) = &sc.content_type {
+        return Response::builder()
+            .status(200)
+            .header("content-type", ct.as_str())
+            .body(Body::from("<html>not an API</html>"))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    let stream = req["stream"].as_bool().unwrap_or(false);
+    if !stream {
+        return match nonstream_body(&sc.name) {
+            Ok(Some((status, body))) => {
+                let body = if sc.truncate_json { body.slice(..body.len() / 2) } else { body };
+                json_response(status, body)
+            }
+            Ok(None) => json_response(404, error_body(404, &format!("sim has no scenario {:?}", sc.name))),
+            Err(e) => json_response(500, error_body(500, &format!("sim: {e:#}"))),
+        };
+    }
+    let include_usage = req["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+    let mut frames = match stream_frames(&sc, include_usage) {
+        Ok(Some(f)) => f,
+        Ok(None) => match nonstream_body(&sc.name) {
+            Ok(Some((status, body))) => return json_response(status, body),
+            _ => return json_response(404, error_body(404, &format!("sim has no scenario {:?}", sc.name))),
+        },
+        Err(e) => return json_response(500, error_body(500, &format!("sim: {e:#}"))),
+    };
+    if sc.broken_sse {
+        frames.truncate(3);
+        frames.push(Bytes::from_static(b"data: {\"id\":\"chatcmpl-broken\",\"choices\":[{\"index\":0,\"del\n\n"));
+    }
+    let disconnect = sc.disconnect_after;
+    if let Some(n) = disconnect {
+        frames.truncate(n);
+    }
+    let gap = Duration::from_millis(sc.gap_ms);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    tokio::spawn(async move {
+        for (i, f) in frames.into_iter().enumerate() {
+            if i > 0 && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            if tx.send(Ok(f)).await.is_err() {
+                return;
+            }
+        }
+        if disconnect.is_some() {
+            let _ = tx.send(Err(std::io::Error::other("simulated disconnect"))).await;
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

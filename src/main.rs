@@ -1,0 +1,308 @@
+//! `jusinfer`: the command line. Glue only: every subcommand calls into `jusinfer_gateway`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use jusinfer_gateway::config::{self, Config};
+use jusinfer_gateway::keys::{self, NewKey};
+use jusinfer_gateway::store::Store;
+use jusinfer_gateway::AppState;
+
+#[derive(Parser)]
+#[command(name = "jusinfer", version, about = "Self-hosted, OpenAI-compatible LLM router")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Config file (else $JUSINFER_CONFIG, else ./jusinfer.toml, else built-in defaults).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Database URL, overriding the config (e.g. sqlite://jusinfer.db).
+    #[arg(long, global = true)]
+    database: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on, overriding the config (e.g. 127.0.0.1:4000).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Mint, list and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// List the models this config can route.
+    Models {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Mint a key; it is printed once, as the last line of standard output.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        budget_usd: Option<f64>,
+        #[arg(long)]
+        rpm: Option<i64>,
+        #[arg(long)]
+        tpm: Option<i64>,
+        /// Allowed model patterns, comma separated (`*` matches any run).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Lifetime, e.g. 30d, 12h.
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id or display prefix.
+    Revoke {
+        #[command(flatten)]
+        common: Common,
+        id_or_prefix: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate the config and print the resolved providers and routes.
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// A failure with its exit code: 1 for the work, 2 for usage or config.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn work(e: impl std::fmt::Display) -> Failure {
+    Failure { code: 1, message: e.to_string() }
+}
+
+fn usage(e: impl std::fmt::Display) -> Failure {
+    Failure { code: 2, message: e.to_string() }
+}
+
+fn load_config(common: &Common) -> Result<Config, Failure> {
+    let path = config::locate(common.config.as_deref());
+    let mut cfg = config::load(path.as_deref()).map_err(usage)?;
+    if let Some(db) = &common.database {
+        cfg.database = db.clone();
+    }
+    Ok(cfg)
+}
+
+async fn open_store(cfg: &Config) -> Result<Store, Failure> {
+    Store::open(&cfg.database).await.map_err(work)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JUSINFER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.cmd {
+        Cmd::Serve { common, listen } => serve(&common, listen).await,
+        Cmd::Keys { cmd } => keys_cmd(cmd).await,
+        Cmd::Models { common, json } => models(&common, json),
+        Cmd::Config { cmd: ConfigCmd::Check { common } } => config_check(&common),
+    }
+}
+
+async fn serve(common: &Common, listen: Option<String>) -> Result<(), Failure> {
+    let mut cfg = load_config(common)?;
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let store = open_store(&cfg).await?;
+    if cfg.auth == config::AuthMode::Keys && store.count_keys().await.map_err(work)? == 0 {
+        let minted = keys::mint(&store, NewKey { name: "admin".to_owned(), admin: true, ..NewKey::default() })
+            .await
+            .map_err(work)?;
+        println!("Minted the first admin key (shown once, store it now):");
+        println!("{}", minted.key);
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| work(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let addr = listener.local_addr().map_err(work)?;
+    let state = AppState::new(cfg, store).map_err(usage)?;
+    tracing::info!("jusinfer listening on http://{addr}");
+    jusinfer_gateway::serve(listener, state).await.map_err(work)
+}
+
+async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
+    match cmd {
+        KeysCmd::Create { common, name, admin, budget_usd, rpm, tpm, models, expires_in, json } => {
+            let expires_in = match expires_in {
+                Some(s) => Some(keys::parse_duration(&s).ok_or_else(|| {
+                    usage(format!("--expires-in {s:?}: expected a number with s, m, h, d or w, e.g. 30d"))
+                })?),
+                None => None,
+            };
+            let cfg = load_config(&common)?;
+            let store = open_store(&cfg).await?;
+            let new = NewKey {
+                name,
+                admin,
+                budget_usd,
+                rpm,
+                tpm,
+                models: models.into_iter().filter(|m| !m.is_empty()).collect(),
+                expires_in,
+                metadata: serde_json::json!({}),
+            };
+            let minted = keys::mint(&store, new).await.map_err(work)?;
+            if json {
+                let out = serde_json::json!({"id": minted.record.id, "key": minted.key, "prefix": minted.record.prefix,
+                    "name": minted.record.name, "admin": minted.record.admin});
+                println!("{out}");
+            } else {
+                println!("Created key {} ({}). It is shown once:", minted.record.id, minted.record.name);
+                println!("{}", minted.key);
+            }
+            Ok(())
+        }
+        KeysCmd::List { common, json } => {
+            let cfg = load_config(&common)?;
+            let store = open_store(&cfg).await?;
+            let keys = store.list_keys().await.map_err(work)?;
+            if json {
+                println!("{}", serde_json::to_string(&keys).map_err(work)?);
+                return Ok(());
+            }
+            println!("{:<22} {:<14} {:<20} {:<6} {:<8}", "ID", "PREFIX", "NAME", "ADMIN", "STATUS");
+            let now = jusinfer_gateway::store::now();
+            for k in keys {
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k.expires_at.is_some_and(|t| t <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!("{:<22} {:<14} {:<20} {:<6} {:<8}", k.id, k.prefix, k.name, k.admin, status);
+            }
+            Ok(())
+        }
+        KeysCmd::Revoke { common, id_or_prefix } => {
+            let cfg = load_config(&common)?;
+            let store = open_store(&cfg).await?;
+            let k = store.revoke_key(&id_or_prefix).await.map_err(work)?;
+            println!("Revoked key {} ({}, {}).", k.id, k.prefix, k.name);
+            Ok(())
+        }
+    }
+}
+
+fn models(common: &Common, json: bool) -> Result<(), Failure> {
+    let cfg = load_config(common)?;
+    let state_models = route_table(&cfg);
+    if json {
+        let v: Vec<_> = state_models
+            .iter()
+            .map(|(name, route)| serde_json::json!({"id": name, "route": route}))
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        for (name, route) in state_models {
+            println!("{name:<40} -> {}", route.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// Every routable name and where it goes.
+fn route_table(cfg: &Config) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for m in &cfg.models {
+        out.push((m.name.clone(), m.route.iter().map(|(p, m)| format!("{p}/{m}")).collect()));
+    }
+    for p in &cfg.providers {
+        for m in &p.models {
+            out.push((m.clone(), vec![format!("{}/{m}", p.name)]));
+        }
+    }
+    out
+}
+
+fn config_check(common: &Common) -> Result<(), Failure> {
+    let cfg = load_config(common)?;
+    let source = cfg.source.as_ref().map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
+    println!("config: {source} is valid");
+    println!("listen: {}   database: {}   auth: {:?}", cfg.listen, cfg.database, cfg.auth);
+    println!("providers:");
+    for p in &cfg.providers {
+        let url = if p.base_url.is_empty() { "(built in)" } else { p.base_url.as_str() };
+        let key = if p.api_key.is_some() { "key set" } else { "no key" };
+        println!("  {:<16} {:<18} {url}  ({key})", p.name, p.kind.as_str());
+    }
+    println!("routes:");
+    for (name, route) in route_table(&cfg) {
+        println!("  {name:<30} -> {}", route.join(" | "));
+    }
+    for w in &cfg.warnings {
+        println!("warning: {w}");
+    }
+    Ok(())
+}
