@@ -142,7 +142,7 @@ impl Store {
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM keys ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM keys ORDER BY created_at, rowid").fetch_all(&self.pool).await?;
         rows.iter().map(row_to_key).collect()
     }
 

@@ -53,7 +53,8 @@ pub struct Scenario {
     pub gap_ms: u64,
     pub chunks: usize,
     pub style: Option<Style>,
-    pub broken_sse: bool,
+    /// Send this many good frames, then a broken event.
+    pub broken_sse: Option<usize>,
     pub truncate_json: bool,
     pub disconnect_after: Option<usize>,
     pub content_type: Option<String>,
@@ -72,7 +73,7 @@ impl Scenario {
                 "gap_ms" => s.gap_ms = v.parse().unwrap_or(0),
                 "chunks" => s.chunks = v.parse().unwrap_or(20),
                 "style" => s.style = Style::parse(v),
-                "broken_sse" => s.broken_sse = true,
+                "broken_sse" => s.broken_sse = Some(v.parse().unwrap_or(3)),
                 "truncate_json" => s.truncate_json = true,
                 "disconnect_after" => s.disconnect_after = v.parse().ok(),
                 "content_type" => s.content_type = Some(v.to_owned()),
@@ -279,8 +280,8 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
         },
         Err(e) => return json_response(500, error_body(500, &format!("sim: {e:#}"))),
     };
-    if sc.broken_sse {
-        frames.truncate(3);
+    if let Some(n) = sc.broken_sse {
+        frames.truncate(n);
         frames.push(Bytes::from_static(b"data: {\"id\":\"chatcmpl-broken\",\"choices\":[{\"index\":0,\"del\n\n"));
     }
     let disconnect = sc.disconnect_after;
@@ -299,6 +300,8 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
             }
         }
         if disconnect.is_some() {
+            // Let the frames already written reach the peer before the connection is cut.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             let _ = tx.send(Err(std::io::Error::other("simulated disconnect"))).await;
         }
     });

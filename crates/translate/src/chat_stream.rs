@@ -114,6 +114,10 @@ impl ChatStreamNormalizer {
             return Ok(());
         }
         if self.can_pass_untouched(data) {
+            // Even untouched events must be JSON: a client must never receive a broken one.
+            serde_json::from_slice::<serde::de::IgnoredAny>(data).map_err(|e| StreamError {
+                message: format!("upstream sent an event that is not valid JSON ({e})"),
+            })?;
             out.push(ev.raw.clone());
             return Ok(());
         }
@@ -237,12 +241,10 @@ impl ChatStreamNormalizer {
         }
         // Legacy single function_call deltas are a call with index 0.
         let mut fragments = Vec::new();
-        if let Some(raw_calls) = delta.remove("tool_calls") {
-            *changed = true;
-            if let Value::Array(calls) = raw_calls {
-                for f in calls {
-                    state.fragment(&f, &seed, &mut fragments);
-                }
+        let original_calls = delta.remove("tool_calls");
+        if let Some(Value::Array(calls)) = &original_calls {
+            for f in calls {
+                state.fragment(f, &seed, &mut fragments);
             }
         }
         if state.finished {
@@ -259,8 +261,14 @@ impl ChatStreamNormalizer {
             }
         }
         let Some(Value::Object(delta)) = obj.get_mut("delta") else { return false };
-        if !fragments.is_empty() {
-            delta.insert("tool_calls".to_owned(), Value::Array(fragments));
+        // An upstream already in the standard shape keeps its bytes: only a real change to
+        // the fragments forces this chunk to be re-encoded.
+        let fragments = (!fragments.is_empty()).then_some(Value::Array(fragments));
+        if fragments != original_calls {
+            *changed = true;
+        }
+        if let Some(f) = fragments {
+            delta.insert("tool_calls".to_owned(), f);
         }
         let empty_delta = delta.iter().all(|(k, v)| v.is_null() || (k == "content" && v.as_str() == Some("")));
         let has_finish = obj.get("finish_reason").is_some_and(|f| !f.is_null());

@@ -41,6 +41,10 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(GatewayError::bad_request("The request body is empty: send a JSON object.").code("invalid_json"));
     }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        // serde would read a top-level array as a struct's fields in order.
+        return Err(GatewayError::bad_request("The request body must be a JSON object.").code("invalid_json"));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
         let inner = e.inner();

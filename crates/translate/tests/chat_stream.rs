@@ -1,0 +1,208 @@
+//! Golden and property tests of the Chat stream normalizer over the recorded fixtures.
+
+use bytes::Bytes;
+use jusinfer_sim::fixtures;
+use jusinfer_sim::streamify::{streamify, Style};
+use jusinfer_sse::Decoder;
+use jusinfer_translate::chat_stream::{ChatStreamNormalizer, Options};
+use serde_json::{json, Value};
+
+fn opts(include_usage: bool) -> Options {
+    Options { include_usage, id_seed: "seed".to_owned() }
+}
+
+/// Feeds `input` in the given pieces; returns the bytes the client would receive.
+fn run(pieces: &[&[u8]], include_usage: bool) -> Result<(Vec<u8>, ChatStreamNormalizer), String> {
+    let mut d = Decoder::new();
+    let mut n = ChatStreamNormalizer::new(opts(include_usage));
+    let mut out: Vec<Bytes> = Vec::new();
+    for p in pieces {
+        d.push(p);
+        while let Some(ev) = d.next_event().map_err(|e| e.to_string())? {
+            n.push(&ev, &mut out).map_err(|e| e.to_string())?;
+        }
+    }
+    for ev in d.finish().map_err(|e| e.to_string())? {
+        n.push(&ev, &mut out).map_err(|e| e.to_string())?;
+    }
+    n.finish(&mut out).map_err(|e| e.to_string())?;
+    Ok((out.concat(), n))
+}
+
+fn events(bytes: &[u8]) -> Vec<Value> {
+    let mut d = Decoder::new();
+    d.push(bytes);
+    let mut out = Vec::new();
+    while let Some(ev) = d.next_event().expect("valid sse") {
+        if &ev.data[..] != b"[DONE]" {
+            out.push(serde_json::from_slice(&ev.data).expect("json chunk"));
+        }
+    }
+    out
+}
+
+/// Accumulates like the official SDKs: string fields of a tool call concatenate.
+fn accumulate(chunks: &[Value]) -> (String, Vec<Value>, Vec<String>) {
+    let mut content = String::new();
+    let mut calls: Vec<Value> = Vec::new();
+    let mut finishes = Vec::new();
+    for c in chunks {
+        for ch in c["choices"].as_array().into_iter().flatten() {
+            if let Some(t) = ch["delta"]["content"].as_str() {
+                content.push_str(t);
+            }
+            if let Some(f) = ch["finish_reason"].as_str() {
+                finishes.push(f.to_owned());
+            }
+            for tc in ch["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                let i = tc["index"].as_u64().expect("every fragment has an index") as usize;
+                while calls.len() <= i {
+                    calls.push(json!({"id": "", "type": "", "function": {"name": "", "arguments": ""}}));
+                }
+                let acc = &mut calls[i];
+                for (path, src) in [("id", &tc["id"]), ("type", &tc["type"])] {
+                    if let Some(s) = src.as_str() {
+                        let cur = acc[path].as_str().unwrap_or_default().to_owned();
+                        acc[path] = json!(if path == "type" { s.to_owned() } else { cur + s });
+                    }
+                }
+                for key in ["name", "arguments"] {
+                    if let Some(s) = tc["function"][key].as_str() {
+                        let cur = acc["function"][key].as_str().unwrap_or_default().to_owned();
+                        acc["function"][key] = json!(cur + s);
+                    }
+                }
+            }
+        }
+    }
+    (content, calls, finishes)
+}
+
+/// The standard fragment shape of §4.
+fn assert_standard_shape(chunks: &[Value]) {
+    let mut seen = std::collections::HashSet::new();
+    for c in chunks {
+        for ch in c["choices"].as_array().into_iter().flatten() {
+            for tc in ch["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                let i = tc["index"].as_u64().expect("index");
+                if seen.insert(i) {
+                    assert!(tc["id"].as_str().is_some_and(|s| !s.is_empty()), "first fragment has id: {tc}");
+                    assert_eq!(tc["type"], "function", "first fragment has type: {tc}");
+                    assert!(tc["function"]["name"].as_str().is_some_and(|s| !s.is_empty()), "name: {tc}");
+                    assert!(tc["function"]["arguments"].is_string(), "arguments string: {tc}");
+                } else {
+                    let keys: Vec<&String> = tc.as_object().expect("object").keys().collect();
+                    assert_eq!(keys, ["index", "function"], "later fragment carries index + arguments only: {tc}");
+                    let fkeys: Vec<&String> = tc["function"].as_object().expect("object").keys().collect();
+                    assert_eq!(fkeys, ["arguments"], "later fragment: {tc}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn recorded_streams_pass_through_byte_for_byte() {
+    for rel in [
+        "openai-chat/chat_stream_tool_call_roundtrip.turn1.sse",
+        "openai-chat/chat_stream_tool_call_roundtrip.turn2.sse",
+        "openai-chat/chat_stream_text_with_usage.sse",
+    ] {
+        let raw = fixtures::read(rel).expect("fixture");
+        let (out, n) = run(&[&raw], true).expect("normalizes");
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&raw), "{rel}");
+        assert!(n.usage().is_some_and(|u| u.total_tokens > 0), "{rel}: usage read");
+    }
+}
+
+#[test]
+fn usage_chunk_dropped_when_client_did_not_ask() {
+    let raw = fixtures::read("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse").expect("fixture");
+    let (out, n) = run(&[&raw], false).expect("normalizes");
+    let chunks = events(&out);
+    assert!(chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)), "no usage reaches the client");
+    assert_eq!(n.usage().map(|u| u.total_tokens), Some(68), "but the gateway still read it");
+    assert!(out.ends_with(b"data: [DONE]\n\n"));
+    // Everything else is untouched.
+    let with = events(&run(&[&raw], true).expect("ok").0);
+    assert_eq!(chunks.len() + 1, with.len());
+}
+
+#[test]
+fn every_split_gives_the_same_output() {
+    let raw = fixtures::read("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse").expect("fixture");
+    let whole = run(&[&raw], false).expect("ok").0;
+    for cut in 1..raw.len() {
+        let split = run(&[&raw[..cut], &raw[cut..]], false).expect("ok").0;
+        assert_eq!(split, whole, "split at {cut}");
+    }
+}
+
+#[test]
+fn every_upstream_style_rebuilds_the_recorded_parallel_calls() {
+    let completion = fixtures::json("openai-chat/chat_nonstream_parallel_tool_calls.json").expect("fixture");
+    let expected = completion["choices"][0]["message"]["tool_calls"].as_array().expect("calls").clone();
+    for style in [Style::Standard, Style::Whole, Style::NoIndex, Style::RepeatNames, Style::SameIndex, Style::Sloppy] {
+        let frames = streamify(&completion, style, true);
+        let input: Vec<u8> = frames.concat();
+        for cut in [input.len() / 3, input.len() / 2] {
+            let (out, n) = run(&[&input[..cut], &input[cut..]], false).expect("normalizes");
+            let chunks = events(&out);
+            assert_standard_shape(&chunks);
+            let (_, calls, finishes) = accumulate(&chunks);
+            assert_eq!(finishes, ["tool_calls"], "{style:?}: one finish_reason");
+            assert_eq!(calls.len(), expected.len(), "{style:?}: {calls:?}");
+            for (got, want) in calls.iter().zip(&expected) {
+                assert_eq!(got["function"]["name"], want["function"]["name"], "{style:?}");
+                let ga: Value = serde_json::from_str(got["function"]["arguments"].as_str().expect("s")).expect("valid JSON args");
+                let wa: Value = serde_json::from_str(want["function"]["arguments"].as_str().expect("s")).expect("json");
+                assert_eq!(ga, wa, "{style:?}");
+                if style == Style::Sloppy {
+                    assert!(got["id"].as_str().is_some_and(|s| s.starts_with("call_")), "{style:?}: id made up");
+                } else {
+                    assert_eq!(got["id"], want["id"], "{style:?}");
+                    assert_eq!(got["function"]["arguments"], want["function"]["arguments"], "{style:?}: exact text");
+                }
+            }
+            assert!(n.usage().is_some(), "{style:?}");
+            assert!(chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)));
+        }
+    }
+}
+
+#[test]
+fn role_is_added_and_missing_done_is_supplied() {
+    let input = b"data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+    let (out, _) = run(&[input], false).expect("ok");
+    let chunks = events(&out);
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(chunks[0]["choices"][0]["delta"]["content"], "hi");
+    assert!(out.ends_with(b"data: [DONE]\n\n"));
+}
+
+#[test]
+fn duplicate_finish_reasons_collapse_to_one() {
+    let c = |f: &str| format!("data: {{\"id\":\"x\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":{f}}}]}}\n\n");
+    let input = format!("{}{}{}data: [DONE]\n\n", c("null").replace("{}", "{\"role\":\"assistant\"}"), c("\"stop\""), c("\"stop\""));
+    let (out, _) = run(&[input.as_bytes()], false).expect("ok");
+    let (_, _, finishes) = accumulate(&events(&out));
+    assert_eq!(finishes, ["stop"]);
+}
+
+#[test]
+fn stream_cut_before_finish_is_an_error() {
+    let raw = fixtures::read("openai-chat/chat_stream_text_with_usage.sse").expect("fixture");
+    let cut = raw.len() / 2;
+    let at_boundary = raw[..cut].iter().rposition(|b| *b == b'\n').unwrap_or(0) + 1;
+    let err = run(&[&raw[..at_boundary]], false).err().unwrap_or_default();
+    assert!(err.contains("before it finished") || err.contains("middle"), "{err}");
+}
+
+#[test]
+fn upstream_error_event_is_passed_on_and_ends_the_stream() {
+    let input = b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"a\"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
+    let (out, n) = run(&[input], false).expect("ok");
+    assert!(n.is_complete());
+    let chunks = events(&out);
+    assert_eq!(chunks.last().expect("some")["error"]["message"], "boom");
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need, builds, runs
+# the Rust tests and the end-to-end tests (real binary, official SDKs, curl, simulator).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR=never
+export JUSINFER_FIXTURES="${JUSINFER_FIXTURES:-$(cd .. && pwd)/shared/fixtures}"
+if [ ! -d "$JUSINFER_FIXTURES" ]; then
+  echo "error: fixtures not found at $JUSINFER_FIXTURES (set JUSINFER_FIXTURES)" >&2
+  exit 2
+fi
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need curl; then
+  echo "== installing curl"
+  (apt-get update -qq && apt-get install -y -qq curl) >/dev/null
+fi
+if ! need cargo; then
+  echo "error: cargo not found: install Rust (https://rustup.rs) first" >&2
+  exit 2
+fi
+
+echo "== building (release)"
+cargo build --release --workspace --bins --locked
+
+echo "== Rust tests"
+cargo test --release --workspace --locked
+
+echo "== Python environment (official SDKs, pinned)"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, pytest' 2>/dev/null; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+
+echo "== end-to-end tests"
+cd tests/e2e
+exec ../../.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
