@@ -38,7 +38,12 @@ impl AppState {
             .collect::<Result<Vec<_>, _>>()?;
         let router = routing::Router::new(&config, providers);
         let keys = (config.auth == AuthMode::Keys).then(|| KeyChecker::new(store.clone()));
-        Ok(Self { config: Arc::new(config), router: Arc::new(router), store, keys })
+        Ok(Self {
+            config: Arc::new(config),
+            router: Arc::new(router),
+            store,
+            keys,
+        })
     }
 }
 
@@ -49,7 +54,10 @@ pub struct RequestId(pub String);
 /// The HTTP surface.
 pub fn app(state: AppState) -> axum::Router {
     axum::Router::new()
-        .route("/v1/chat/completions", post(handlers::chat::chat_completions))
+        .route(
+            "/v1/chat/completions",
+            post(handlers::chat::chat_completions),
+        )
         .route("/v1/embeddings", post(handlers::embeddings::embeddings))
         .route("/v1/models", get(handlers::models::list))
         .route("/v1/models/{*id}", get(handlers::models::get))
@@ -62,12 +70,19 @@ pub fn app(state: AppState) -> axum::Router {
 
 async fn not_found(req: Request) -> Response {
     use axum::response::IntoResponse;
-    crate::error::GatewayError::not_found(format!("No route for {} {}.", req.method(), req.uri().path()))
-        .into_response()
+    crate::error::GatewayError::not_found(format!(
+        "No route for {} {}.",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
 }
 
 fn new_request_id() -> String {
-    format!("req_{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 24))
+    format!(
+        "req_{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
+    )
 }
 
 /// Gives every request an id, and every response `x-request-id` and the attempt headers;
@@ -114,6 +129,11 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let store = state.store.clone();
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's algorithm holds them
+    // until the client's delayed ACK (~40 ms), bunching a stream's chunks.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight requests");

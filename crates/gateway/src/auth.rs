@@ -33,17 +33,25 @@ impl Caller {
 fn presented(headers: &HeaderMap, allow_x_api_key: bool) -> Option<&str> {
     if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v);
         return Some(token.trim());
     }
     if allow_x_api_key {
-        return headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+        return headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
     }
     None
 }
 
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, GatewayError> {
-    let Some(checker) = &state.keys else { return Ok(Caller { key: None }) };
+    let Some(checker) = &state.keys else {
+        return Ok(Caller { key: None });
+    };
     let Some(key) = presented(headers, false).filter(|k| !k.is_empty()) else {
         return Err(GatewayError::missing_key());
     };
@@ -52,10 +60,15 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Calle
 }
 
 /// Admin-only endpoints.
-pub async fn authenticate_admin(state: &AppState, headers: &HeaderMap) -> Result<Caller, GatewayError> {
+pub async fn authenticate_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Caller, GatewayError> {
     let caller = authenticate(state, headers).await?;
     match &caller.key {
-        Some(k) if !k.admin => Err(GatewayError::forbidden("This endpoint needs an admin key.").code("admin_required")),
+        Some(k) if !k.admin => {
+            Err(GatewayError::forbidden("This endpoint needs an admin key.").code("admin_required"))
+        }
         _ => Ok(caller),
     }
 }

@@ -24,7 +24,9 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self {
+            message: message.into(),
+        }
     }
 }
 
@@ -191,14 +193,54 @@ pub struct Config {
 /// Providers detected from the environment when no config names any: (env var, name, kind,
 /// base URL).
 const ENV_PROVIDERS: &[(&str, &str, ProviderKind, &str)] = &[
-    ("OPENAI_API_KEY", "openai", ProviderKind::Openai, "https://api.openai.com/v1"),
-    ("ANTHROPIC_API_KEY", "anthropic", ProviderKind::Anthropic, "https://api.anthropic.com"),
-    ("TOGETHER_API_KEY", "together", ProviderKind::OpenaiCompatible, "https://api.together.xyz/v1"),
-    ("FIREWORKS_API_KEY", "fireworks", ProviderKind::OpenaiCompatible, "https://api.fireworks.ai/inference/v1"),
-    ("GROQ_API_KEY", "groq", ProviderKind::OpenaiCompatible, "https://api.groq.com/openai/v1"),
-    ("DEEPSEEK_API_KEY", "deepseek", ProviderKind::OpenaiCompatible, "https://api.deepseek.com/v1"),
-    ("MISTRAL_API_KEY", "mistral", ProviderKind::OpenaiCompatible, "https://api.mistral.ai/v1"),
-    ("OPENROUTER_API_KEY", "openrouter", ProviderKind::OpenaiCompatible, "https://openrouter.ai/api/v1"),
+    (
+        "OPENAI_API_KEY",
+        "openai",
+        ProviderKind::Openai,
+        "https://api.openai.com/v1",
+    ),
+    (
+        "ANTHROPIC_API_KEY",
+        "anthropic",
+        ProviderKind::Anthropic,
+        "https://api.anthropic.com",
+    ),
+    (
+        "TOGETHER_API_KEY",
+        "together",
+        ProviderKind::OpenaiCompatible,
+        "https://api.together.xyz/v1",
+    ),
+    (
+        "FIREWORKS_API_KEY",
+        "fireworks",
+        ProviderKind::OpenaiCompatible,
+        "https://api.fireworks.ai/inference/v1",
+    ),
+    (
+        "GROQ_API_KEY",
+        "groq",
+        ProviderKind::OpenaiCompatible,
+        "https://api.groq.com/openai/v1",
+    ),
+    (
+        "DEEPSEEK_API_KEY",
+        "deepseek",
+        ProviderKind::OpenaiCompatible,
+        "https://api.deepseek.com/v1",
+    ),
+    (
+        "MISTRAL_API_KEY",
+        "mistral",
+        ProviderKind::OpenaiCompatible,
+        "https://api.mistral.ai/v1",
+    ),
+    (
+        "OPENROUTER_API_KEY",
+        "openrouter",
+        ProviderKind::OpenaiCompatible,
+        "https://openrouter.ai/api/v1",
+    ),
 ];
 
 /// Which file to read: `--config`, else `$JUSINFER_CONFIG`, else `./jusinfer.toml` if present.
@@ -218,15 +260,24 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     let Some(path) = path else {
         return resolve(RawConfig::default(), None, "", &|k| std::env::var(k).ok());
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(format!("{}: cannot read the config file: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(format!(
+            "{}: cannot read the config file: {e}",
+            path.display()
+        ))
+    })?;
     parse(&text, Some(path), &|k| std::env::var(k).ok())
 }
 
 /// Parses config text; `env` looks variables up (injected for tests).
-pub fn parse(text: &str, path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+pub fn parse(
+    text: &str,
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let shown = path.map_or_else(|| "<config>".to_owned(), |p| p.display().to_string());
-    let expanded = expand_env(text, env).map_err(|(line, msg)| ConfigError::new(format!("{shown}:{line}: {msg}")))?;
+    let expanded = expand_env(text, env)
+        .map_err(|(line, msg)| ConfigError::new(format!("{shown}:{line}: {msg}")))?;
     let raw: RawConfig = toml::from_str(&expanded).map_err(|e| {
         let line = e.span().map(|s| line_of(&expanded, s.start)).unwrap_or(0);
         let msg = e.message().trim().to_owned();
@@ -258,7 +309,10 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
         };
         let line = line_of(text, text.len() - rest.len() + i);
         let Some(end) = body.find('}') else {
-            return Err((line, "unclosed `${` in the config: write `${VAR}` or `${VAR:-default}`".to_owned()));
+            return Err((
+                line,
+                "unclosed `${` in the config: write `${VAR}` or `${VAR:-default}`".to_owned(),
+            ));
         };
         let spec = &body[..end];
         let (name, default) = match spec.split_once(":-") {
@@ -266,7 +320,10 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
             None => (spec, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err((line, format!("`${{{spec}}}` is not a variable name: expected letters, digits and `_`")));
+            return Err((
+                line,
+                format!("`${{{spec}}}` is not a variable name: expected letters, digits and `_`"),
+            ));
         }
         match (env(name).filter(|v| !v.is_empty()), default) {
             (Some(v), _) => out.push_str(&v),
@@ -287,7 +344,12 @@ fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
     }
 }
 
-fn secs(v: Option<f64>, default: Duration, what: &str, provider: &str) -> Result<Duration, ConfigError> {
+fn secs(
+    v: Option<f64>,
+    default: Duration,
+    what: &str,
+    provider: &str,
+) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
         Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
@@ -330,7 +392,9 @@ fn resolve(
             }
         }
     }
-    if !raw_providers.values().any(|p| p.kind == ProviderKind::Echo) && !raw_providers.contains_key("echo") {
+    if !raw_providers.values().any(|p| p.kind == ProviderKind::Echo)
+        && !raw_providers.contains_key("echo")
+    {
         raw_providers.insert(
             "echo".to_owned(),
             RawProvider {
@@ -363,7 +427,10 @@ fn resolve(
                 )))
             }
         };
-        if !base_url.is_empty() && !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        if !(base_url.is_empty()
+            || base_url.starts_with("http://")
+            || base_url.starts_with("https://"))
+        {
             return Err(ConfigError::new(format!(
                 "{shown}:{}: providers.{name}.base_url = {base_url:?}: expected an http:// or https:// URL",
                 locate_line(source, &base_url)
@@ -371,7 +438,9 @@ fn resolve(
         }
         let api_key = p.api_key.filter(|k| !k.is_empty());
         if api_key.is_none() && p.kind == ProviderKind::Openai {
-            warnings.push(format!("providers.{name} has no api_key: its requests will be sent without credentials"));
+            warnings.push(format!(
+                "providers.{name} has no api_key: its requests will be sent without credentials"
+            ));
         }
         let d = Timeouts::default();
         let timeouts = Timeouts {
@@ -431,7 +500,11 @@ fn resolve(
                 m.name, strategy
             ));
         }
-        models.push(ModelAlias { name: m.name, route, strategy });
+        models.push(ModelAlias {
+            name: m.name,
+            route,
+            strategy,
+        });
     }
     if raw.redis.is_some() {
         warnings.push("redis is configured but not used yet: limits are per instance".to_owned());
@@ -475,10 +548,17 @@ api_key = "${SIM_KEY}"
 models = ["m1"]
 "#)
         .expect("valid");
-        let local = c.providers.iter().find(|p| p.name == "local").expect("local");
+        let local = c
+            .providers
+            .iter()
+            .find(|p| p.name == "local")
+            .expect("local");
         assert_eq!(local.base_url, "http://127.0.0.1:9/v1");
         assert_eq!(local.api_key.as_deref(), Some("sk-test"));
-        assert!(c.providers.iter().any(|p| p.kind == ProviderKind::Echo), "echo always present");
+        assert!(
+            c.providers.iter().any(|p| p.kind == ProviderKind::Echo),
+            "echo always present"
+        );
         assert_eq!(c.listen, DEFAULT_LISTEN);
     }
 
@@ -500,13 +580,21 @@ models = ["m1"]
     fn unknown_provider_in_route() {
         let e = p("[[models]]\nname = \"smart\"\nroute = [\"nope/gpt\"]\n").expect_err("bad");
         assert!(e.message.starts_with("j.toml:3:"), "{}", e.message);
-        assert!(e.message.contains("unknown provider \"nope\""), "{}", e.message);
+        assert!(
+            e.message.contains("unknown provider \"nope\""),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn env_detection_without_providers() {
         let c = parse("", None, &|k| (k == "GROQ_API_KEY").then(|| "g".to_owned())).expect("ok");
-        let groq = c.providers.iter().find(|p| p.name == "groq").expect("groq detected");
+        let groq = c
+            .providers
+            .iter()
+            .find(|p| p.name == "groq")
+            .expect("groq detected");
         assert_eq!(groq.kind, ProviderKind::OpenaiCompatible);
         assert!(groq.base_url.starts_with("https://"));
     }

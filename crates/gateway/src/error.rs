@@ -61,7 +61,8 @@ impl GatewayError {
 
     /// 401 with OpenAI's `invalid_api_key` code.
     pub fn invalid_key(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message).code("invalid_api_key")
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message)
+            .code("invalid_api_key")
     }
 
     /// 401 when no key was sent at all (OpenAI sends no code then).
@@ -78,7 +79,11 @@ impl GatewayError {
     }
 
     pub fn model_not_found(model: &str, close: &[String]) -> Self {
-        let hint = if close.is_empty() { String::new() } else { format!(" Did you mean: {}?", close.join(", ")) };
+        let hint = if close.is_empty() {
+            String::new()
+        } else {
+            format!(" Did you mean: {}?", close.join(", "))
+        };
         Self::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -103,7 +108,8 @@ impl GatewayError {
 
     /// 502: the upstream failed or sent something that cannot be passed on.
     pub fn upstream(message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).code("upstream_error");
+        let mut e =
+            Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).code("upstream_error");
         e.origin = Origin::Upstream;
         e
     }
@@ -151,13 +157,24 @@ impl GatewayError {
 
 impl std::fmt::Display for GatewayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.kind, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.kind,
+            self.message
+        )
     }
 }
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, [("content-type", "application/json")], self.body()).into_response();
+        let mut resp = (
+            self.status,
+            [("content-type", "application/json")],
+            self.body(),
+        )
+            .into_response();
         if let Some(ra) = self.retry_after {
             if let Ok(v) = ra.to_string().parse() {
                 resp.headers_mut().insert("retry-after", v);

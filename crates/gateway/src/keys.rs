@@ -56,8 +56,16 @@ pub fn hash_key(key: &str) -> String {
 
 /// Mints and stores a key.
 pub async fn mint(store: &Store, new: NewKey) -> Result<Minted, StoreError> {
-    let key = format!("{KEY_PREFIX}{}", Alphanumeric.sample_string(&mut OsRng, KEY_RANDOM_LEN));
-    let id = format!("key_{}", Alphanumeric.sample_string(&mut OsRng, 16).to_ascii_lowercase());
+    let key = format!(
+        "{KEY_PREFIX}{}",
+        Alphanumeric.sample_string(&mut OsRng, KEY_RANDOM_LEN)
+    );
+    let id = format!(
+        "key_{}",
+        Alphanumeric
+            .sample_string(&mut OsRng, 16)
+            .to_ascii_lowercase()
+    );
     let created = now();
     let record = KeyRecord {
         id,
@@ -66,7 +74,9 @@ pub async fn mint(store: &Store, new: NewKey) -> Result<Minted, StoreError> {
         hash: hash_key(&key),
         admin: new.admin,
         created_at: created,
-        expires_at: new.expires_in.map(|d| created.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
+        expires_at: new
+            .expires_in
+            .map(|d| created.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
         revoked_at: None,
         budget_usd: new.budget_usd,
         rpm: new.rpm,
@@ -100,8 +110,12 @@ pub fn model_allowed(patterns: &[String], model: &str) -> bool {
 }
 
 fn glob(pattern: &str, s: &str) -> bool {
-    let Some((head, rest)) = pattern.split_once('*') else { return pattern == s };
-    let Some(mut tail) = s.strip_prefix(head) else { return false };
+    let Some((head, rest)) = pattern.split_once('*') else {
+        return pattern == s;
+    };
+    let Some(mut tail) = s.strip_prefix(head) else {
+        return false;
+    };
     let parts: Vec<&str> = rest.split('*').collect();
     for (i, part) in parts.iter().enumerate() {
         if i == parts.len() - 1 {
@@ -124,12 +138,17 @@ pub struct KeyChecker {
 
 impl KeyChecker {
     pub fn new(store: Store) -> Self {
-        Self { store, cache: Arc::new(DashMap::new()) }
+        Self {
+            store,
+            cache: Arc::new(DashMap::new()),
+        }
     }
 
     /// The live key record for `presented`, or the 401 to send.
     pub async fn check(&self, presented: &str) -> Result<Arc<KeyRecord>, GatewayError> {
-        if !presented.starts_with(KEY_PREFIX) || presented.len() != KEY_PREFIX.len() + KEY_RANDOM_LEN {
+        if !presented.starts_with(KEY_PREFIX)
+            || presented.len() != KEY_PREFIX.len() + KEY_RANDOM_LEN
+        {
             return Err(bad_key(presented));
         }
         let hash = hash_key(presented);
@@ -141,17 +160,18 @@ impl KeyChecker {
         let record = match cached {
             Some(r) => r,
             None => {
-                let found = self
-                    .store
-                    .key_by_hash(&hash)
-                    .await
-                    .map_err(|e| GatewayError::internal(format!("key lookup failed: {e}")).retryable(true))?;
-                let Some(rec) = found else { return Err(bad_key(presented)) };
+                let found = self.store.key_by_hash(&hash).await.map_err(|e| {
+                    GatewayError::internal(format!("key lookup failed: {e}")).retryable(true)
+                })?;
+                let Some(rec) = found else {
+                    return Err(bad_key(presented));
+                };
                 let rec = Arc::new(rec);
                 if self.cache.len() >= KEY_CACHE_MAX {
                     self.cache.clear();
                 }
-                self.cache.insert(hash.clone(), (Arc::clone(&rec), Instant::now()));
+                self.cache
+                    .insert(hash.clone(), (Arc::clone(&rec), Instant::now()));
                 rec
             }
         };
@@ -179,12 +199,21 @@ fn bad_key(presented: &str) -> GatewayError {
     // Like OpenAI, show only the key's ends, so a pasted key is recognisable but not leaked.
     let shown: String = if presented.len() > 12 {
         let head: String = presented.chars().take(8).collect();
-        let tail: String = presented.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = presented
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!("{head}****{tail}")
     } else {
         "****".to_owned()
     };
-    GatewayError::invalid_key(format!("Incorrect API key provided: {shown}. Mint one with `jusinfer keys create`."))
+    GatewayError::invalid_key(format!(
+        "Incorrect API key provided: {shown}. Mint one with `jusinfer keys create`."
+    ))
 }
 
 #[cfg(test)]
@@ -194,7 +223,11 @@ mod tests {
     #[test]
     fn globbing() {
         assert!(model_allowed(&[], "anything"));
-        let p = vec!["gpt-*".to_owned(), "echo".to_owned(), "*/claude-*-4*".to_owned()];
+        let p = vec![
+            "gpt-*".to_owned(),
+            "echo".to_owned(),
+            "*/claude-*-4*".to_owned(),
+        ];
         assert!(model_allowed(&p, "gpt-4o"));
         assert!(model_allowed(&p, "echo"));
         assert!(model_allowed(&p, "anthropic/claude-sonnet-4-5"));
@@ -204,13 +237,19 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            parse_duration("30d"),
+            Some(Duration::from_secs(30 * 86_400))
+        );
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("3x"), None);
     }
 
     #[test]
     fn hash_is_sha256_hex() {
-        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -43,19 +43,37 @@ where
             attempts += 1;
             match attempt(d.clone()).await {
                 Ok(resp) => {
-                    return Outcome { result: Ok(resp), provider: Some(d.provider.name().to_owned()), attempts };
+                    return Outcome {
+                        result: Ok(resp),
+                        provider: Some(d.provider.name().to_owned()),
+                        attempts,
+                    };
                 }
                 Err(e) if e.retryable => {
                     tracing::info!(provider = %d.provider.name(), error = %e, "attempt failed; trying again");
                     last = Some((e, d.provider.name().to_owned()));
                 }
-                Err(e) => return Outcome { result: Err(e), provider: Some(d.provider.name().to_owned()), attempts },
+                Err(e) => {
+                    return Outcome {
+                        result: Err(e),
+                        provider: Some(d.provider.name().to_owned()),
+                        attempts,
+                    }
+                }
             }
         }
     }
     match last {
-        Some((e, p)) => Outcome { result: Err(e), provider: Some(p), attempts },
-        None => Outcome { result: Err(GatewayError::internal("the route has no deployments")), provider: None, attempts },
+        Some((e, p)) => Outcome {
+            result: Err(e),
+            provider: Some(p),
+            attempts,
+        },
+        None => Outcome {
+            result: Err(GatewayError::internal("the route has no deployments")),
+            provider: None,
+            attempts,
+        },
     }
 }
 

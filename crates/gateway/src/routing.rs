@@ -22,7 +22,10 @@ pub struct Router {
 
 impl Router {
     pub fn new(config: &Config, providers: Vec<Arc<Provider>>) -> Self {
-        Self { providers, aliases: config.models.clone() }
+        Self {
+            providers,
+            aliases: config.models.clone(),
+        }
     }
 
     pub fn providers(&self) -> &[Arc<Provider>] {
@@ -40,21 +43,37 @@ impl Router {
                 .route
                 .iter()
                 .filter_map(|(p, m)| {
-                    self.provider(p).map(|p| Deployment { provider: Arc::clone(p), upstream_model: m.clone() })
+                    self.provider(p).map(|p| Deployment {
+                        provider: Arc::clone(p),
+                        upstream_model: m.clone(),
+                    })
                 })
                 .collect());
         }
         if let Some((prov, m)) = model.split_once('/') {
             if let Some(p) = self.provider(prov) {
                 if !m.is_empty() {
-                    return Ok(vec![Deployment { provider: Arc::clone(p), upstream_model: m.to_owned() }]);
+                    return Ok(vec![Deployment {
+                        provider: Arc::clone(p),
+                        upstream_model: m.to_owned(),
+                    }]);
                 }
             }
         }
-        if let Some(p) = self.providers.iter().find(|p| p.config.models.iter().any(|m| m == model)) {
-            return Ok(vec![Deployment { provider: Arc::clone(p), upstream_model: model.to_owned() }]);
+        if let Some(p) = self
+            .providers
+            .iter()
+            .find(|p| p.config.models.iter().any(|m| m == model))
+        {
+            return Ok(vec![Deployment {
+                provider: Arc::clone(p),
+                upstream_model: model.to_owned(),
+            }]);
         }
-        Err(GatewayError::model_not_found(model, &self.close_names(model)))
+        Err(GatewayError::model_not_found(
+            model,
+            &self.close_names(model),
+        ))
     }
 
     /// Every name a client can send: aliases, static models and their `provider/model`.
@@ -78,7 +97,12 @@ impl Router {
         let mut scored: Vec<(f64, String)> = self
             .model_names()
             .into_iter()
-            .map(|(n, _)| (strsim::jaro_winkler(&n.to_lowercase(), &model.to_lowercase()), n))
+            .map(|(n, _)| {
+                (
+                    strsim::jaro_winkler(&n.to_lowercase(), &model.to_lowercase()),
+                    n,
+                )
+            })
             .filter(|(s, _)| *s > 0.75)
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));

@@ -73,7 +73,9 @@ impl Store {
             )));
         }
         if !url.starts_with("sqlite:") {
-            return Err(StoreError(format!("database {url:?}: expected sqlite://FILE")));
+            return Err(StoreError(format!(
+                "database {url:?}: expected sqlite://FILE"
+            )));
         }
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError(format!("database {url:?}: {e}")))?
@@ -96,10 +98,11 @@ impl Store {
             .await?;
         for (version, sql) in MIGRATIONS {
             let mut tx = self.pool.begin().await?;
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if done.is_none() {
                 sqlx::query(sql).execute(&mut *tx).await?;
                 sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
@@ -137,17 +140,24 @@ impl Store {
     }
 
     pub async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM keys WHERE hash = ?").bind(hash).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM keys WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| row_to_key(&r)).transpose()
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM keys ORDER BY created_at, rowid").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM keys ORDER BY created_at, rowid")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(row_to_key).collect()
     }
 
     pub async fn count_keys(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM keys").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM keys")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Revokes the key whose id or display prefix is `id_or_prefix`; errors unless exactly
@@ -160,11 +170,18 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let keys: Vec<KeyRecord> = rows.iter().map(row_to_key).collect::<Result<_, _>>()?;
-        let exact: Vec<&KeyRecord> = keys.iter().filter(|k| k.id == id_or_prefix || k.prefix == id_or_prefix).collect();
+        let exact: Vec<&KeyRecord> = keys
+            .iter()
+            .filter(|k| k.id == id_or_prefix || k.prefix == id_or_prefix)
+            .collect();
         let target = match (exact.as_slice(), keys.as_slice()) {
             ([one], _) => (*one).clone(),
             ([], [one]) => one.clone(),
-            ([], []) => return Err(StoreError(format!("no live key matches {id_or_prefix:?}; see `jusinfer keys list`"))),
+            ([], []) => {
+                return Err(StoreError(format!(
+                    "no live key matches {id_or_prefix:?}; see `jusinfer keys list`"
+                )))
+            }
             _ => {
                 return Err(StoreError(format!(
                     "{id_or_prefix:?} matches {} keys; give the full id from `jusinfer keys list`",
@@ -172,8 +189,15 @@ impl Store {
                 )))
             }
         };
-        sqlx::query("UPDATE keys SET revoked_at = ? WHERE id = ?").bind(now()).bind(&target.id).execute(&self.pool).await?;
-        Ok(KeyRecord { revoked_at: Some(now()), ..target })
+        sqlx::query("UPDATE keys SET revoked_at = ? WHERE id = ?")
+            .bind(now())
+            .bind(&target.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(KeyRecord {
+            revoked_at: Some(now()),
+            ..target
+        })
     }
 
     pub async fn close(&self) {

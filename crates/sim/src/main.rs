@@ -18,7 +18,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     eprintln!("jusinfer-sim listening on {}", listener.local_addr()?);
-    let state = jusinfer_sim::SimState { quiet: args.quiet, ..Default::default() };
+    let state = jusinfer_sim::SimState {
+        quiet: args.quiet,
+        ..Default::default()
+    };
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, jusinfer_sim::app(state)).await?;
     Ok(())
 }

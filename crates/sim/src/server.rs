@@ -64,7 +64,11 @@ pub struct Scenario {
 impl Scenario {
     pub fn parse(model: &str) -> Self {
         let mut parts = model.split(';');
-        let mut s = Scenario { name: parts.next().unwrap_or_default().to_owned(), chunks: 20, ..Default::default() };
+        let mut s = Scenario {
+            name: parts.next().unwrap_or_default().to_owned(),
+            chunks: 20,
+            ..Default::default()
+        };
         for p in parts {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             match k {
@@ -91,13 +95,20 @@ fn record(state: &SimState, path: &str, headers: &HeaderMap, body: &Value) {
     }
     let mut h = serde_json::Map::new();
     for (k, v) in headers {
-        h.insert(k.as_str().to_owned(), Value::from(v.to_str().unwrap_or("<binary>")));
+        h.insert(
+            k.as_str().to_owned(),
+            Value::from(v.to_str().unwrap_or("<binary>")),
+        );
     }
     if let Ok(mut r) = state.recorded.lock() {
         if r.len() >= MAX_RECORDED {
             r.remove(0);
         }
-        r.push(Recorded { path: path.to_owned(), headers: h, body: body.clone() });
+        r.push(Recorded {
+            path: path.to_owned(),
+            headers: h,
+            body: body.clone(),
+        });
     }
 }
 
@@ -114,15 +125,27 @@ async fn clear(State(state): State<SimState>) -> StatusCode {
 }
 
 async fn models() -> Json<Value> {
-    let names = ["text", "capital", "answer", "parallel", "length", "cache", "fast", "err400", "err401", "err429"];
-    let data: Vec<Value> =
-        names.iter().map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "sim"})).collect();
+    let names = [
+        "text", "capital", "answer", "parallel", "length", "cache", "fast", "err400", "err401",
+        "err429",
+    ];
+    let data: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "sim"}))
+        .collect();
     Json(json!({"object": "list", "data": data}))
 }
 
 fn error_body(status: u16, message: &str) -> Bytes {
-    let kind = if status >= 500 { "server_error" } else { "invalid_request_error" };
-    Bytes::from(json!({"error": {"message": message, "type": kind, "param": null, "code": null}}).to_string())
+    let kind = if status >= 500 {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
+    Bytes::from(
+        json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+            .to_string(),
+    )
 }
 
 fn json_response(status: u16, body: Bytes) -> Response {
@@ -149,11 +172,16 @@ async fn embeddings(State(state): State<SimState>, headers: HeaderMap, body: Byt
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let v: Vec<f64> = (0..8).map(|k| ((s.len() + k * 7) % 13) as f64 / 13.0).collect();
+            let v: Vec<f64> = (0..8)
+                .map(|k| ((s.len() + k * 7) % 13) as f64 / 13.0)
+                .collect();
             json!({"object": "embedding", "index": i, "embedding": v})
         })
         .collect();
-    let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count().max(1)).sum();
+    let tokens: usize = inputs
+        .iter()
+        .map(|s| s.split_whitespace().count().max(1))
+        .sum();
     let out = json!({"object": "list", "data": data, "model": req["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
     json_response(200, Bytes::from(out.to_string()))
 }
@@ -162,15 +190,30 @@ async fn embeddings(State(state): State<SimState>, headers: HeaderMap, body: Byt
 fn nonstream_body(name: &str) -> anyhow::Result<Option<(u16, Bytes)>> {
     Ok(Some(match name {
         "text" => (200, fixtures::read("openai-chat/chat_nonstream_text.json")?),
-        "parallel" => (200, fixtures::read("openai-chat/chat_nonstream_parallel_tool_calls.json")?),
-        "length" => (200, fixtures::read("openai-chat/chat_nonstream_finish_length.json")?),
+        "parallel" => (
+            200,
+            fixtures::read("openai-chat/chat_nonstream_parallel_tool_calls.json")?,
+        ),
+        "length" => (
+            200,
+            fixtures::read("openai-chat/chat_nonstream_finish_length.json")?,
+        ),
         "cache" => {
             let v = fixtures::json("openai-chat/chat_usage_prompt_cache.responses.json")?;
             (200, Bytes::from(v["responses"][1].to_string()))
         }
-        "err400" => (400, fixtures::read("errors/openai_400_unsupported_parameter.json")?),
-        "err401" => (401, fixtures::read("errors/openai_401_invalid_api_key.json")?),
-        "err429" => (429, fixtures::read("errors/openai_429_insufficient_quota.json")?),
+        "err400" => (
+            400,
+            fixtures::read("errors/openai_400_unsupported_parameter.json")?,
+        ),
+        "err401" => (
+            401,
+            fixtures::read("errors/openai_401_invalid_api_key.json")?,
+        ),
+        "err429" => (
+            429,
+            fixtures::read("errors/openai_429_insufficient_quota.json")?,
+        ),
         "fast" => (200, Bytes::from_static(FAST_BODY.as_bytes())),
         _ => return Ok(None),
     }))
@@ -225,7 +268,9 @@ fn fast_stream(chunks: usize, include_usage: bool) -> Vec<Bytes> {
             "data: {head}{{\"content\":\"tok{i} \"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"
         )));
     }
-    out.push(Bytes::from(format!("data: {head}{{}},\"logprobs\":null,\"finish_reason\":\"stop\"}}]}}\n\n")));
+    out.push(Bytes::from(format!(
+        "data: {head}{{}},\"logprobs\":null,\"finish_reason\":\"stop\"}}]}}\n\n"
+    )));
     if include_usage {
         out.push(Bytes::from(format!(
             "data: {{\"id\":\"chatcmpl-fast\",\"object\":\"chat.completion.chunk\",\"created\":1727346142,\"model\":\"fast\",\"choices\":[],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":{chunks},\"total_tokens\":{}}}}}\n\n",
@@ -247,7 +292,10 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
         tokio::time::sleep(Duration::from_millis(sc.delay_ms)).await;
     }
     if let Some(st) = sc.status {
-        let mut resp = json_response(st, error_body(st, &format!("simulated upstream status {st}")));
+        let mut resp = json_response(
+            st,
+            error_body(st, &format!("simulated upstream status {st}")),
+        );
         if let Some(ra) = sc.retry_after.as_deref().and_then(|v| v.parse().ok()) {
             resp.headers_mut().insert("retry-after", ra);
         }
@@ -264,25 +312,41 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
     if !stream {
         return match nonstream_body(&sc.name) {
             Ok(Some((status, body))) => {
-                let body = if sc.truncate_json { body.slice(..body.len() / 2) } else { body };
+                let body = if sc.truncate_json {
+                    body.slice(..body.len() / 2)
+                } else {
+                    body
+                };
                 json_response(status, body)
             }
-            Ok(None) => json_response(404, error_body(404, &format!("sim has no scenario {:?}", sc.name))),
+            Ok(None) => json_response(
+                404,
+                error_body(404, &format!("sim has no scenario {:?}", sc.name)),
+            ),
             Err(e) => json_response(500, error_body(500, &format!("sim: {e:#}"))),
         };
     }
-    let include_usage = req["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+    let include_usage = req["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
     let mut frames = match stream_frames(&sc, include_usage) {
         Ok(Some(f)) => f,
         Ok(None) => match nonstream_body(&sc.name) {
             Ok(Some((status, body))) => return json_response(status, body),
-            _ => return json_response(404, error_body(404, &format!("sim has no scenario {:?}", sc.name))),
+            _ => {
+                return json_response(
+                    404,
+                    error_body(404, &format!("sim has no scenario {:?}", sc.name)),
+                )
+            }
         },
         Err(e) => return json_response(500, error_body(500, &format!("sim: {e:#}"))),
     };
     if let Some(n) = sc.broken_sse {
         frames.truncate(n);
-        frames.push(Bytes::from_static(b"data: {\"id\":\"chatcmpl-broken\",\"choices\":[{\"index\":0,\"del\n\n"));
+        frames.push(Bytes::from_static(
+            b"data: {\"id\":\"chatcmpl-broken\",\"choices\":[{\"index\":0,\"del\n\n",
+        ));
     }
     let disconnect = sc.disconnect_after;
     if let Some(n) = disconnect {
@@ -302,10 +366,13 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
         if disconnect.is_some() {
             // Let the frames already written reach the peer before the connection is cut.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let _ = tx.send(Err(std::io::Error::other("simulated disconnect"))).await;
+            let _ = tx
+                .send(Err(std::io::Error::other("simulated disconnect")))
+                .await;
         }
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let body =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     Response::builder()
         .status(200)
         .header("content-type", "text/event-stream; charset=utf-8")

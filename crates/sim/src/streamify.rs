@@ -61,7 +61,11 @@ pub fn streamify(completion: &Value, style: Style, include_usage: bool) -> Vec<B
         }
     }
     let calls = msg["tool_calls"].as_array().cloned().unwrap_or_default();
-    let delta_chunk = |tc: Value| meta(json!([{"index": 0, "delta": {"tool_calls": [tc]}, "logprobs": null, "finish_reason": null}]));
+    let delta_chunk = |tc: Value| {
+        meta(
+            json!([{"index": 0, "delta": {"tool_calls": [tc]}, "logprobs": null, "finish_reason": null}]),
+        )
+    };
     match style {
         Style::Whole => {
             let whole: Vec<Value> = calls
@@ -92,7 +96,8 @@ pub fn streamify(completion: &Value, style: Style, include_usage: bool) -> Vec<B
                             o.remove("type");
                         }
                         // Whole arguments as an object, in the first fragment.
-                        first["function"]["arguments"] = serde_json::from_str(args).unwrap_or(Value::Null);
+                        first["function"]["arguments"] =
+                            serde_json::from_str(args).unwrap_or(Value::Null);
                         out.push(frame(&delta_chunk(first)));
                         continue;
                     }
@@ -103,8 +108,12 @@ pub fn streamify(completion: &Value, style: Style, include_usage: bool) -> Vec<B
                     let frag = match style {
                         Style::Standard => json!({"index": index, "function": {"arguments": p}}),
                         Style::NoIndex => json!({"id": c["id"], "function": {"arguments": p}}),
-                        Style::RepeatNames => json!({"index": index, "id": c["id"], "type": "function", "function": {"name": name, "arguments": p}}),
-                        Style::SameIndex => json!({"index": 0, "id": c["id"], "function": {"arguments": p}}),
+                        Style::RepeatNames => {
+                            json!({"index": index, "id": c["id"], "type": "function", "function": {"name": name, "arguments": p}})
+                        }
+                        Style::SameIndex => {
+                            json!({"index": 0, "id": c["id"], "function": {"arguments": p}})
+                        }
                         Style::Whole | Style::Sloppy => continue,
                     };
                     out.push(frame(&delta_chunk(frag)));
@@ -115,7 +124,9 @@ pub fn streamify(completion: &Value, style: Style, include_usage: bool) -> Vec<B
     if style == Style::Sloppy && finish == "tool_calls" {
         finish = json!("stop");
     }
-    out.push(frame(&meta(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]))));
+    out.push(frame(&meta(
+        json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]),
+    )));
     if include_usage {
         let mut u = meta(json!([]));
         u["usage"] = completion["usage"].clone();

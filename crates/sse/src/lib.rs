@@ -59,7 +59,9 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind {
             ErrorKind::Truncated => f.write_str("event stream ended in the middle of an event"),
-            ErrorKind::EventTooLarge => f.write_str("event stream sent an event over the size limit"),
+            ErrorKind::EventTooLarge => {
+                f.write_str("event stream sent an event over the size limit")
+            }
         }
     }
 }
@@ -116,7 +118,9 @@ impl Decoder {
             let rest = &self.buf[self.scanned..];
             let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) else {
                 if self.buf.len() > self.max_event_bytes {
-                    return Err(Error { kind: ErrorKind::EventTooLarge });
+                    return Err(Error {
+                        kind: ErrorKind::EventTooLarge,
+                    });
                 }
                 return Ok(None);
             };
@@ -146,7 +150,9 @@ impl Decoder {
             let line = self.buf[line_start..line_end].to_vec();
             self.field(&line);
             if self.data.len() > self.max_event_bytes {
-                return Err(Error { kind: ErrorKind::EventTooLarge });
+                return Err(Error {
+                    kind: ErrorKind::EventTooLarge,
+                });
             }
         }
     }
@@ -160,7 +166,9 @@ impl Decoder {
             out.push(ev);
         }
         if self.scanned < self.buf.len() {
-            return Err(Error { kind: ErrorKind::Truncated });
+            return Err(Error {
+                kind: ErrorKind::Truncated,
+            });
         }
         let raw = self.buf.split().freeze();
         self.scanned = 0;
@@ -245,10 +253,13 @@ mod tests {
     }
 
     fn fixtures() -> Vec<(String, Vec<u8>)> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
         let mut out = Vec::new();
         for dir in ["openai-chat", "anthropic", "responses", "errors"] {
-            let Ok(rd) = std::fs::read_dir(root.join(dir)) else { continue };
+            let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
             for entry in rd.flatten() {
                 let p = entry.path();
                 if p.extension().is_some_and(|e| e == "sse") {
@@ -264,14 +275,19 @@ mod tests {
     #[test]
     fn every_fixture_split_at_every_byte_decodes_the_same() {
         let fx = fixtures();
-        assert!(fx.len() >= 8, "expected the shared SSE fixtures, found {}", fx.len());
+        assert!(
+            fx.len() >= 8,
+            "expected the shared SSE fixtures, found {}",
+            fx.len()
+        );
         for (name, bytes) in fx {
             let whole = decode_all(&[&bytes]).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!whole.is_empty(), "{name}: no events");
             let raw_total: usize = whole.iter().map(|e| e.raw.len()).sum();
             assert!(raw_total <= bytes.len(), "{name}: raw frames exceed input");
             for cut in 1..bytes.len() {
-                let split = decode_all(&[&bytes[..cut], &bytes[cut..]]).unwrap_or_else(|e| panic!("{name} @{cut}: {e}"));
+                let split = decode_all(&[&bytes[..cut], &bytes[cut..]])
+                    .unwrap_or_else(|e| panic!("{name} @{cut}: {e}"));
                 assert_eq!(split, whole, "{name}: split at {cut} differs");
             }
         }
@@ -288,7 +304,10 @@ mod tests {
 
     #[test]
     fn line_endings_and_fields() {
-        let evs = decode_all(&[b"event: a\r\ndata: 1\r\ndata:2\r\n\r\n: comment\n\ndata: x\rdata: y\r\r"]).expect("ok");
+        let evs = decode_all(&[
+            b"event: a\r\ndata: 1\r\ndata:2\r\n\r\n: comment\n\ndata: x\rdata: y\r\r",
+        ])
+        .expect("ok");
         assert_eq!(evs.len(), 2);
         assert_eq!(evs[0].event.as_deref(), Some("a"));
         assert_eq!(&evs[0].data[..], b"1\n2");
@@ -320,7 +339,10 @@ mod tests {
     fn oversized_event_is_rejected() {
         let mut d = Decoder::with_limit(8);
         d.push(b"data: 0123456789");
-        assert_eq!(d.next_event().expect_err("too big").kind(), ErrorKind::EventTooLarge);
+        assert_eq!(
+            d.next_event().expect_err("too big").kind(),
+            ErrorKind::EventTooLarge
+        );
     }
 
     #[test]

@@ -85,7 +85,14 @@ const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
 
 impl ChatStreamNormalizer {
     pub fn new(opts: Options) -> Self {
-        Self { opts, choices: Vec::new(), usage: None, done: false, errored: false, last_meta: Map::new() }
+        Self {
+            opts,
+            choices: Vec::new(),
+            usage: None,
+            done: false,
+            errored: false,
+            last_meta: Map::new(),
+        }
     }
 
     /// The last usage the upstream reported, if any.
@@ -121,9 +128,10 @@ impl ChatStreamNormalizer {
             out.push(ev.raw.clone());
             return Ok(());
         }
-        let mut chunk: Map<String, Value> = serde_json::from_slice(data).map_err(|e| StreamError {
-            message: format!("upstream sent an event that is not valid JSON ({e})"),
-        })?;
+        let mut chunk: Map<String, Value> =
+            serde_json::from_slice(data).map_err(|e| StreamError {
+                message: format!("upstream sent an event that is not valid JSON ({e})"),
+            })?;
         if chunk.contains_key("error") && !chunk.contains_key("choices") {
             self.errored = true;
             out.push(ev.raw.clone());
@@ -161,7 +169,9 @@ impl ChatStreamNormalizer {
             // Neither choices nor usage: nothing a client could use.
             return Ok(());
         }
-        if chunk.get("choices").is_some_and(|c| c.as_array().is_some_and(Vec::is_empty))
+        if chunk
+            .get("choices")
+            .is_some_and(|c| c.as_array().is_some_and(Vec::is_empty))
             && !chunk.contains_key("usage")
         {
             // A usage-only chunk whose usage was removed.
@@ -185,7 +195,8 @@ impl ChatStreamNormalizer {
         }
         if self.choices.is_empty() || !self.choices.iter().all(|c| c.finished) {
             return Err(StreamError {
-                message: "upstream closed the stream before it finished (no finish_reason)".to_owned(),
+                message: "upstream closed the stream before it finished (no finish_reason)"
+                    .to_owned(),
             });
         }
         self.flush_all(out);
@@ -198,7 +209,10 @@ impl ChatStreamNormalizer {
         // The first chunk of each choice may need a role; after that, frames without tool
         // calls, usage or a finish reason are forwarded as they came.
         !self.choices.is_empty()
-            && self.choices.iter().all(|c| c.role_sent && c.calls.is_empty())
+            && self
+                .choices
+                .iter()
+                .all(|c| c.role_sent && c.calls.is_empty())
             && !scan::contains(data, b"\"tool_calls\"")
             && scan::key_is_null_or_absent(data, b"\"usage\"")
             && scan::key_is_null_or_absent(data, b"\"finish_reason\"")
@@ -209,7 +223,10 @@ impl ChatStreamNormalizer {
         let pos = match self.choices.iter().position(|c| c.index == index) {
             Some(p) => p,
             None => {
-                self.choices.push(ChoiceState { index, ..ChoiceState::default() });
+                self.choices.push(ChoiceState {
+                    index,
+                    ..ChoiceState::default()
+                });
                 self.choices.len() - 1
             }
         };
@@ -218,7 +235,9 @@ impl ChatStreamNormalizer {
 
     /// Returns false when the choice carries nothing and should be dropped.
     fn normalize_choice(&mut self, choice: &mut Value, pos: u64, changed: &mut bool) -> bool {
-        let Some(obj) = choice.as_object_mut() else { return false };
+        let Some(obj) = choice.as_object_mut() else {
+            return false;
+        };
         let index = obj.get("index").and_then(Value::as_u64).unwrap_or(pos);
         if !obj.contains_key("index") {
             obj.insert("index".to_owned(), Value::from(index));
@@ -230,8 +249,13 @@ impl ChatStreamNormalizer {
             obj.insert("delta".to_owned(), Value::Object(Map::new()));
             *changed = true;
         }
-        let finish = obj.get("finish_reason").and_then(Value::as_str).map(str::to_owned);
-        let Some(Value::Object(delta)) = obj.get_mut("delta") else { return false };
+        let finish = obj
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let Some(Value::Object(delta)) = obj.get_mut("delta") else {
+            return false;
+        };
         if !state.role_sent {
             state.role_sent = true;
             if !delta.contains_key("role") {
@@ -260,7 +284,9 @@ impl ChatStreamNormalizer {
                 *changed = true;
             }
         }
-        let Some(Value::Object(delta)) = obj.get_mut("delta") else { return false };
+        let Some(Value::Object(delta)) = obj.get_mut("delta") else {
+            return false;
+        };
         // An upstream already in the standard shape keeps its bytes: only a real change to
         // the fragments forces this chunk to be re-encoded.
         let fragments = (!fragments.is_empty()).then_some(Value::Array(fragments));
@@ -270,7 +296,9 @@ impl ChatStreamNormalizer {
         if let Some(f) = fragments {
             delta.insert("tool_calls".to_owned(), f);
         }
-        let empty_delta = delta.iter().all(|(k, v)| v.is_null() || (k == "content" && v.as_str() == Some("")));
+        let empty_delta = delta
+            .iter()
+            .all(|(k, v)| v.is_null() || (k == "content" && v.as_str() == Some("")));
         let has_finish = obj.get("finish_reason").is_some_and(|f| !f.is_null());
         let has_logprobs = obj.get("logprobs").is_some_and(|l| !l.is_null());
         !(empty_delta && !has_finish && !has_logprobs)
@@ -305,9 +333,15 @@ impl ChoiceState {
     /// Maps one upstream tool-call fragment onto a call; appends normalized fragments.
     fn fragment(&mut self, f: &Value, seed: &str, out: &mut Vec<Value>) {
         let up_index = f.get("index").and_then(Value::as_u64);
-        let id = f.get("id").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let id = f
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
         let func = f.get("function");
-        let name = func.and_then(|x| x.get("name")).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let name = func
+            .and_then(|x| x.get("name"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
         let args = match func.and_then(|x| x.get("arguments")) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Null) | None => String::new(),
@@ -316,7 +350,10 @@ impl ChoiceState {
         let by_id = id.and_then(|id| self.calls.iter().position(|c| c.id.as_deref() == Some(id)));
         let found = by_id.or_else(|| {
             let last = match up_index {
-                Some(ix) => self.calls.iter().rposition(|c| c.upstream_index == Some(ix)),
+                Some(ix) => self
+                    .calls
+                    .iter()
+                    .rposition(|c| c.upstream_index == Some(ix)),
                 None if id.is_none() => self.calls.len().checked_sub(1),
                 None => None,
             }?;
@@ -330,7 +367,10 @@ impl ChoiceState {
         let pos = match found {
             Some(p) => p,
             None => {
-                self.calls.push(Call { upstream_index: up_index, ..Call::default() });
+                self.calls.push(Call {
+                    upstream_index: up_index,
+                    ..Call::default()
+                });
                 self.calls.len() - 1
             }
         };
@@ -368,10 +408,19 @@ fn first_fragment(pos: usize, call: &mut Call, seed: &str) -> Value {
     if call.id.is_none() {
         call.synthetic_id = true;
     }
-    let id = call.id.get_or_insert_with(|| format!("call_{seed}_{pos}")).clone();
+    let id = call
+        .id
+        .get_or_insert_with(|| format!("call_{seed}_{pos}"))
+        .clone();
     let mut function = Map::new();
-    function.insert("name".to_owned(), Value::from(call.name.clone().unwrap_or_default()));
-    function.insert("arguments".to_owned(), Value::from(std::mem::take(&mut call.held_args)));
+    function.insert(
+        "name".to_owned(),
+        Value::from(call.name.clone().unwrap_or_default()),
+    );
+    function.insert(
+        "arguments".to_owned(),
+        Value::from(std::mem::take(&mut call.held_args)),
+    );
     let mut m = Map::new();
     m.insert("index".to_owned(), Value::from(pos));
     m.insert("id".to_owned(), Value::from(id));
@@ -396,7 +445,13 @@ fn encode(chunk: &Map<String, Value>) -> Bytes {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }

@@ -11,7 +11,9 @@ pub fn key_is_null_or_absent(json: &[u8], key: &[u8]) -> bool {
     for at in finder {
         let mut rest = &json[at + key.len()..];
         rest = trim_start(rest);
-        let Some(after_colon) = rest.strip_prefix(b":") else { continue };
+        let Some(after_colon) = rest.strip_prefix(b":") else {
+            continue;
+        };
         if !trim_start(after_colon).starts_with(b"null") {
             return false;
         }
@@ -43,10 +45,19 @@ mod tests {
     fn null_absent_and_present() {
         assert!(key_is_null_or_absent(br#"{"a":1}"#, b"\"usage\""));
         assert!(key_is_null_or_absent(br#"{"usage" :  null}"#, b"\"usage\""));
-        assert!(!key_is_null_or_absent(br#"{"usage":{"prompt_tokens":1}}"#, b"\"usage\""));
-        assert!(!key_is_null_or_absent(br#"{"x":{"usage":null},"usage":{}}"#, b"\"usage\""));
+        assert!(!key_is_null_or_absent(
+            br#"{"usage":{"prompt_tokens":1}}"#,
+            b"\"usage\""
+        ));
+        assert!(!key_is_null_or_absent(
+            br#"{"x":{"usage":null},"usage":{}}"#,
+            b"\"usage\""
+        ));
         // Inside a string the quotes are escaped, so this is no key.
-        assert!(key_is_null_or_absent(br#"{"content":"the \"usage\": 5"}"#, b"\"usage\""));
+        assert!(key_is_null_or_absent(
+            br#"{"content":"the \"usage\": 5"}"#,
+            b"\"usage\""
+        ));
         assert!(contains(b"abc\"tool_calls\"", b"\"tool_calls\""));
     }
 }

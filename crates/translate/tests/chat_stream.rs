@@ -1,4 +1,5 @@
 //! Golden and property tests of the Chat stream normalizer over the recorded fixtures.
+#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
 
 use bytes::Bytes;
 use jusinfer_sim::fixtures;
@@ -8,7 +9,10 @@ use jusinfer_translate::chat_stream::{ChatStreamNormalizer, Options};
 use serde_json::{json, Value};
 
 fn opts(include_usage: bool) -> Options {
-    Options { include_usage, id_seed: "seed".to_owned() }
+    Options {
+        include_usage,
+        id_seed: "seed".to_owned(),
+    }
 }
 
 /// Feeds `input` in the given pieces; returns the bytes the client would receive.
@@ -57,13 +61,19 @@ fn accumulate(chunks: &[Value]) -> (String, Vec<Value>, Vec<String>) {
             for tc in ch["delta"]["tool_calls"].as_array().into_iter().flatten() {
                 let i = tc["index"].as_u64().expect("every fragment has an index") as usize;
                 while calls.len() <= i {
-                    calls.push(json!({"id": "", "type": "", "function": {"name": "", "arguments": ""}}));
+                    calls.push(
+                        json!({"id": "", "type": "", "function": {"name": "", "arguments": ""}}),
+                    );
                 }
                 let acc = &mut calls[i];
                 for (path, src) in [("id", &tc["id"]), ("type", &tc["type"])] {
                     if let Some(s) = src.as_str() {
                         let cur = acc[path].as_str().unwrap_or_default().to_owned();
-                        acc[path] = json!(if path == "type" { s.to_owned() } else { cur + s });
+                        acc[path] = json!(if path == "type" {
+                            s.to_owned()
+                        } else {
+                            cur + s
+                        });
                     }
                 }
                 for key in ["name", "arguments"] {
@@ -86,14 +96,30 @@ fn assert_standard_shape(chunks: &[Value]) {
             for tc in ch["delta"]["tool_calls"].as_array().into_iter().flatten() {
                 let i = tc["index"].as_u64().expect("index");
                 if seen.insert(i) {
-                    assert!(tc["id"].as_str().is_some_and(|s| !s.is_empty()), "first fragment has id: {tc}");
+                    assert!(
+                        tc["id"].as_str().is_some_and(|s| !s.is_empty()),
+                        "first fragment has id: {tc}"
+                    );
                     assert_eq!(tc["type"], "function", "first fragment has type: {tc}");
-                    assert!(tc["function"]["name"].as_str().is_some_and(|s| !s.is_empty()), "name: {tc}");
-                    assert!(tc["function"]["arguments"].is_string(), "arguments string: {tc}");
+                    assert!(
+                        tc["function"]["name"]
+                            .as_str()
+                            .is_some_and(|s| !s.is_empty()),
+                        "name: {tc}"
+                    );
+                    assert!(
+                        tc["function"]["arguments"].is_string(),
+                        "arguments string: {tc}"
+                    );
                 } else {
                     let keys: Vec<&String> = tc.as_object().expect("object").keys().collect();
-                    assert_eq!(keys, ["index", "function"], "later fragment carries index + arguments only: {tc}");
-                    let fkeys: Vec<&String> = tc["function"].as_object().expect("object").keys().collect();
+                    assert_eq!(
+                        keys,
+                        ["index", "function"],
+                        "later fragment carries index + arguments only: {tc}"
+                    );
+                    let fkeys: Vec<&String> =
+                        tc["function"].as_object().expect("object").keys().collect();
                     assert_eq!(fkeys, ["arguments"], "later fragment: {tc}");
                 }
             }
@@ -110,18 +136,35 @@ fn recorded_streams_pass_through_byte_for_byte() {
     ] {
         let raw = fixtures::read(rel).expect("fixture");
         let (out, n) = run(&[&raw], true).expect("normalizes");
-        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&raw), "{rel}");
-        assert!(n.usage().is_some_and(|u| u.total_tokens > 0), "{rel}: usage read");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&raw),
+            "{rel}"
+        );
+        assert!(
+            n.usage().is_some_and(|u| u.total_tokens > 0),
+            "{rel}: usage read"
+        );
     }
 }
 
 #[test]
 fn usage_chunk_dropped_when_client_did_not_ask() {
-    let raw = fixtures::read("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse").expect("fixture");
+    let raw =
+        fixtures::read("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse").expect("fixture");
     let (out, n) = run(&[&raw], false).expect("normalizes");
     let chunks = events(&out);
-    assert!(chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)), "no usage reaches the client");
-    assert_eq!(n.usage().map(|u| u.total_tokens), Some(68), "but the gateway still read it");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.get("usage").is_none_or(Value::is_null)),
+        "no usage reaches the client"
+    );
+    assert_eq!(
+        n.usage().map(|u| u.total_tokens),
+        Some(68),
+        "but the gateway still read it"
+    );
     assert!(out.ends_with(b"data: [DONE]\n\n"));
     // Everything else is untouched.
     let with = events(&run(&[&raw], true).expect("ok").0);
@@ -130,7 +173,8 @@ fn usage_chunk_dropped_when_client_did_not_ask() {
 
 #[test]
 fn every_split_gives_the_same_output() {
-    let raw = fixtures::read("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse").expect("fixture");
+    let raw =
+        fixtures::read("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse").expect("fixture");
     let whole = run(&[&raw], false).expect("ok").0;
     for cut in 1..raw.len() {
         let split = run(&[&raw[..cut], &raw[cut..]], false).expect("ok").0;
@@ -140,9 +184,20 @@ fn every_split_gives_the_same_output() {
 
 #[test]
 fn every_upstream_style_rebuilds_the_recorded_parallel_calls() {
-    let completion = fixtures::json("openai-chat/chat_nonstream_parallel_tool_calls.json").expect("fixture");
-    let expected = completion["choices"][0]["message"]["tool_calls"].as_array().expect("calls").clone();
-    for style in [Style::Standard, Style::Whole, Style::NoIndex, Style::RepeatNames, Style::SameIndex, Style::Sloppy] {
+    let completion =
+        fixtures::json("openai-chat/chat_nonstream_parallel_tool_calls.json").expect("fixture");
+    let expected = completion["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .expect("calls")
+        .clone();
+    for style in [
+        Style::Standard,
+        Style::Whole,
+        Style::NoIndex,
+        Style::RepeatNames,
+        Style::SameIndex,
+        Style::Sloppy,
+    ] {
         let frames = streamify(&completion, style, true);
         let input: Vec<u8> = frames.concat();
         for cut in [input.len() / 3, input.len() / 2] {
@@ -153,19 +208,34 @@ fn every_upstream_style_rebuilds_the_recorded_parallel_calls() {
             assert_eq!(finishes, ["tool_calls"], "{style:?}: one finish_reason");
             assert_eq!(calls.len(), expected.len(), "{style:?}: {calls:?}");
             for (got, want) in calls.iter().zip(&expected) {
-                assert_eq!(got["function"]["name"], want["function"]["name"], "{style:?}");
-                let ga: Value = serde_json::from_str(got["function"]["arguments"].as_str().expect("s")).expect("valid JSON args");
-                let wa: Value = serde_json::from_str(want["function"]["arguments"].as_str().expect("s")).expect("json");
+                assert_eq!(
+                    got["function"]["name"], want["function"]["name"],
+                    "{style:?}"
+                );
+                let ga: Value =
+                    serde_json::from_str(got["function"]["arguments"].as_str().expect("s"))
+                        .expect("valid JSON args");
+                let wa: Value =
+                    serde_json::from_str(want["function"]["arguments"].as_str().expect("s"))
+                        .expect("json");
                 assert_eq!(ga, wa, "{style:?}");
                 if style == Style::Sloppy {
-                    assert!(got["id"].as_str().is_some_and(|s| s.starts_with("call_")), "{style:?}: id made up");
+                    assert!(
+                        got["id"].as_str().is_some_and(|s| s.starts_with("call_")),
+                        "{style:?}: id made up"
+                    );
                 } else {
                     assert_eq!(got["id"], want["id"], "{style:?}");
-                    assert_eq!(got["function"]["arguments"], want["function"]["arguments"], "{style:?}: exact text");
+                    assert_eq!(
+                        got["function"]["arguments"], want["function"]["arguments"],
+                        "{style:?}: exact text"
+                    );
                 }
             }
             assert!(n.usage().is_some(), "{style:?}");
-            assert!(chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)));
+            assert!(chunks
+                .iter()
+                .all(|c| c.get("usage").is_none_or(Value::is_null)));
         }
     }
 }
@@ -182,8 +252,15 @@ fn role_is_added_and_missing_done_is_supplied() {
 
 #[test]
 fn duplicate_finish_reasons_collapse_to_one() {
-    let c = |f: &str| format!("data: {{\"id\":\"x\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":{f}}}]}}\n\n");
-    let input = format!("{}{}{}data: [DONE]\n\n", c("null").replace("{}", "{\"role\":\"assistant\"}"), c("\"stop\""), c("\"stop\""));
+    let c = |f: &str| {
+        format!("data: {{\"id\":\"x\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":{f}}}]}}\n\n")
+    };
+    let input = format!(
+        "{}{}{}data: [DONE]\n\n",
+        c("null").replace("{}", "{\"role\":\"assistant\"}"),
+        c("\"stop\""),
+        c("\"stop\"")
+    );
     let (out, _) = run(&[input.as_bytes()], false).expect("ok");
     let (_, _, finishes) = accumulate(&events(&out));
     assert_eq!(finishes, ["stop"]);
@@ -195,7 +272,10 @@ fn stream_cut_before_finish_is_an_error() {
     let cut = raw.len() / 2;
     let at_boundary = raw[..cut].iter().rposition(|b| *b == b'\n').unwrap_or(0) + 1;
     let err = run(&[&raw[..at_boundary]], false).err().unwrap_or_default();
-    assert!(err.contains("before it finished") || err.contains("middle"), "{err}");
+    assert!(
+        err.contains("before it finished") || err.contains("middle"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -63,7 +63,10 @@ impl ChatRequest {
 
     /// Whether a streaming client asked for the final usage chunk.
     pub fn wants_stream_usage(&self) -> bool {
-        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
     }
 
     /// The output token cap, whichever of the two fields carried it.

@@ -13,7 +13,7 @@ use crate::app::{AppState, RequestId};
 use crate::auth::authenticate;
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
-use crate::providers::{echo, openai};
+use crate::providers::{echo, openai, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
 
@@ -50,12 +50,16 @@ async fn prepare(
 /// Checks the request makes sense beyond its types.
 pub fn validate(req: &ChatRequest) -> Result<(), GatewayError> {
     if req.model.trim().is_empty() {
-        return Err(GatewayError::bad_request("'model' must name a model.").param("model").code("invalid_value"));
+        return Err(GatewayError::bad_request("'model' must name a model.")
+            .param("model")
+            .code("invalid_value"));
     }
     if req.messages.is_empty() {
-        return Err(GatewayError::bad_request("'messages' must contain at least one message.")
-            .param("messages")
-            .code("empty_array"));
+        return Err(
+            GatewayError::bad_request("'messages' must contain at least one message.")
+                .param("messages")
+                .code("empty_array"),
+        );
     }
     for (i, m) in req.messages.iter().enumerate() {
         match m.role {
@@ -67,11 +71,15 @@ pub fn validate(req: &ChatRequest) -> Result<(), GatewayError> {
                 .code("missing_required_parameter"))
             }
             Role::System | Role::Developer | Role::User | Role::Tool if m.content.is_none() => {
-                return Err(GatewayError::bad_request(format!("messages[{i}] needs 'content'."))
-                    .param(format!("messages[{i}].content"))
-                    .code("missing_required_parameter"))
+                return Err(
+                    GatewayError::bad_request(format!("messages[{i}] needs 'content'."))
+                        .param(format!("messages[{i}].content"))
+                        .code("missing_required_parameter"),
+                )
             }
-            Role::Assistant if m.content.is_none() && m.tool_calls.is_none() && m.function_call.is_none() => {
+            Role::Assistant
+                if m.content.is_none() && m.tool_calls.is_none() && m.function_call.is_none() =>
+            {
                 return Err(GatewayError::bad_request(format!(
                     "messages[{i}] (assistant) needs 'content' or 'tool_calls'."
                 ))
@@ -83,13 +91,20 @@ pub fn validate(req: &ChatRequest) -> Result<(), GatewayError> {
     }
     if let Some(n) = req.n {
         if n == 0 || n > 128 {
-            return Err(GatewayError::bad_request("'n' must be between 1 and 128.").param("n").code("invalid_value"));
+            return Err(GatewayError::bad_request("'n' must be between 1 and 128.")
+                .param("n")
+                .code("invalid_value"));
         }
     }
     Ok(())
 }
 
-async fn attempt(d: Deployment, req: &ChatRequest, raw: &Bytes, request_id: &str) -> Result<Response, GatewayError> {
+async fn attempt(
+    d: Deployment,
+    req: &ChatRequest,
+    raw: &Bytes,
+    request_id: &str,
+) -> Result<Response, GatewayError> {
     match d.provider.kind() {
         ProviderKind::Echo => Ok(echo_response(req, request_id)),
         ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
@@ -97,7 +112,7 @@ async fn attempt(d: Deployment, req: &ChatRequest, raw: &Bytes, request_id: &str
             let body = openai::edit_body(raw, &d.upstream_model, stream)?;
             openai::send(openai::Call {
                 provider: &d.provider,
-                path: "/chat/completions",
+                endpoint: Endpoint::ChatCompletions,
                 body,
                 stream,
                 include_usage: req.wants_stream_usage(),
@@ -105,16 +120,23 @@ async fn attempt(d: Deployment, req: &ChatRequest, raw: &Bytes, request_id: &str
             })
             .await
         }
-        ProviderKind::Anthropic => Err(proxy::unsupported(d.provider.kind(), d.provider.name(), "chat completions")),
+        ProviderKind::Anthropic => Err(proxy::unsupported(
+            d.provider.kind(),
+            d.provider.name(),
+            "chat completions",
+        )),
     }
 }
 
 fn echo_response(req: &ChatRequest, request_id: &str) -> Response {
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     if req.is_stream() {
         return openai::sse_response(Body::from(echo::stream(req, request_id, created)));
     }
     let mut resp = Response::new(Body::from(echo::complete(req, request_id, created)));
-    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
     resp
 }

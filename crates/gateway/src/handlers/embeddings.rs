@@ -13,7 +13,7 @@ use crate::app::{AppState, RequestId};
 use crate::auth::authenticate;
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
-use crate::providers::{echo, openai};
+use crate::providers::{echo, openai, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
 
@@ -55,13 +55,18 @@ pub async fn embeddings(
     }
 }
 
-async fn attempt(d: Deployment, req: &EmbeddingsRequest, raw: &Bytes, request_id: &str) -> Result<Response, GatewayError> {
+async fn attempt(
+    d: Deployment,
+    req: &EmbeddingsRequest,
+    raw: &Bytes,
+    request_id: &str,
+) -> Result<Response, GatewayError> {
     match d.provider.kind() {
         ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
             let body = openai::edit_body(raw, &d.upstream_model, false)?;
             openai::send(openai::Call {
                 provider: &d.provider,
-                path: "/embeddings",
+                endpoint: Endpoint::Embeddings,
                 body,
                 stream: false,
                 include_usage: false,
@@ -85,9 +90,14 @@ async fn attempt(d: Deployment, req: &EmbeddingsRequest, raw: &Bytes, request_id
             let body = json!({"object": "list", "data": data, "model": "echo",
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
             let mut resp = Response::new(Body::from(body.to_string()));
-            resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
             Ok(resp)
         }
-        ProviderKind::Anthropic => Err(proxy::unsupported(d.provider.kind(), d.provider.name(), "embeddings")),
+        ProviderKind::Anthropic => Err(proxy::unsupported(
+            d.provider.kind(),
+            d.provider.name(),
+            "embeddings",
+        )),
     }
 }

@@ -39,11 +39,17 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
         .code("invalid_utf8"));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(GatewayError::bad_request("The request body is empty: send a JSON object.").code("invalid_json"));
+        return Err(
+            GatewayError::bad_request("The request body is empty: send a JSON object.")
+                .code("invalid_json"),
+        );
     }
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         // serde would read a top-level array as a struct's fields in order.
-        return Err(GatewayError::bad_request("The request body must be a JSON object.").code("invalid_json"));
+        return Err(
+            GatewayError::bad_request("The request body must be a JSON object.")
+                .code("invalid_json"),
+        );
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
@@ -72,7 +78,10 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
     })?;
     // Trailing garbage after the object is malformed JSON too.
     de.end().map_err(|e| {
-        GatewayError::bad_request(format!("We could not parse the JSON body of your request ({e}).")).code("invalid_json")
+        GatewayError::bad_request(format!(
+            "We could not parse the JSON body of your request ({e})."
+        ))
+        .code("invalid_json")
     })?;
     Ok(value)
 }
@@ -87,7 +96,10 @@ pub fn finish(outcome: Outcome) -> Response {
         }
     };
     let h = resp.headers_mut();
-    if let Some(p) = outcome.provider.and_then(|p| HeaderValue::from_str(&p).ok()) {
+    if let Some(p) = outcome
+        .provider
+        .and_then(|p| HeaderValue::from_str(&p).ok())
+    {
         h.insert("x-jusinfer-provider", p);
     }
     h.insert("x-jusinfer-attempts", HeaderValue::from(outcome.attempts));
@@ -97,11 +109,20 @@ pub fn finish(outcome: Outcome) -> Response {
 /// serde's messages for untagged enums name Rust types; say what the API expects instead.
 fn friendly(msg: &str) -> String {
     const EXPECTED: &[(&str, &str)] = &[
-        ("MessageContent", "expected a string or an array of content parts"),
-        ("ToolChoice", "expected \"none\", \"auto\", \"required\" or an object naming a function"),
+        (
+            "MessageContent",
+            "expected a string or an array of content parts",
+        ),
+        (
+            "ToolChoice",
+            "expected \"none\", \"auto\", \"required\" or an object naming a function",
+        ),
         ("Stop", "expected a string or an array of strings"),
         ("ImageUrl", "expected an object with `url`"),
-        ("Input", "expected a string, an array of strings, or token arrays"),
+        (
+            "Input",
+            "expected a string, an array of strings, or token arrays",
+        ),
     ];
     if let Some(rest) = msg.strip_prefix("data did not match any variant of untagged enum ") {
         if let Some((_, e)) = EXPECTED.iter().find(|(name, _)| rest.trim() == *name) {

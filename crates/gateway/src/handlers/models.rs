@@ -29,12 +29,20 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let caller = match authenticate(&state, &headers).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let found = state.router.model_names().into_iter().find(|(n, _)| *n == id);
+    let found = state
+        .router
+        .model_names()
+        .into_iter()
+        .find(|(n, _)| *n == id);
     match found {
         Some((n, o)) if caller.check_model(&n).is_ok() => Json(entry(&n, &o)).into_response(),
         _ => match state.router.resolve(&id) {

@@ -6,8 +6,8 @@
 
 use bytes::{Bytes, BytesMut};
 use jusinfer_wire::chat::{
-    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Delta, FunctionCall,
-    FunctionDelta, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Delta,
+    FunctionCall, FunctionDelta, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 use serde_json::{json, Map, Value};
 
@@ -25,12 +25,29 @@ fn count_tokens(s: &str) -> u64 {
 }
 
 fn answer(req: &ChatRequest) -> Answer {
-    let prompt_tokens: u64 = req.messages.iter().map(|m| count_tokens(&m.text()) + 3).sum::<u64>() + 3;
-    let last_user = req.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.text()).unwrap_or_default();
+    let prompt_tokens: u64 = req
+        .messages
+        .iter()
+        .map(|m| count_tokens(&m.text()) + 3)
+        .sum::<u64>()
+        + 3;
+    let last_user = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.text())
+        .unwrap_or_default();
     if let Some((name, schema)) = forced_tool(req) {
         let args = sample(&schema, &schema, &last_user, 0).to_string();
         let completion_tokens = count_tokens(&args).max(1);
-        return Answer { text: None, call: Some((name, args)), finish: "tool_calls", prompt_tokens, completion_tokens };
+        return Answer {
+            text: None,
+            call: Some((name, args)),
+            finish: "tool_calls",
+            prompt_tokens,
+            completion_tokens,
+        };
     }
     let mut finish = "stop";
     let mut text = last_user;
@@ -38,26 +55,45 @@ fn answer(req: &ChatRequest) -> Answer {
         match rf.kind.as_str() {
             "json_object" => text = json!({ "echo": text }).to_string(),
             "json_schema" => {
-                let schema = rf.json_schema.as_ref().and_then(|s| s.schema.clone()).unwrap_or(json!({"type":"object"}));
+                let schema = rf
+                    .json_schema
+                    .as_ref()
+                    .and_then(|s| s.schema.clone())
+                    .unwrap_or(json!({"type":"object"}));
                 text = sample(&schema, &schema, &text, 0).to_string();
             }
             _ => {}
         }
     }
     if let Some(stop) = &req.stop {
-        if let Some(cut) = stop.as_vec().iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s)).min() {
+        if let Some(cut) = stop
+            .as_vec()
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| text.find(s))
+            .min()
+        {
             text.truncate(cut);
         }
     }
     if let Some(max) = req.max_output_tokens() {
-        let words: Vec<&str> = text.split_inclusive(char::is_whitespace).filter(|w| !w.trim().is_empty()).collect();
+        let words: Vec<&str> = text
+            .split_inclusive(char::is_whitespace)
+            .filter(|w| !w.trim().is_empty())
+            .collect();
         if words.len() as u64 > u64::from(max) {
             text = words[..max as usize].concat().trim_end().to_owned();
             finish = "length";
         }
     }
     let completion_tokens = count_tokens(&text);
-    Answer { text: Some(text), call: None, finish, prompt_tokens, completion_tokens }
+    Answer {
+        text: Some(text),
+        call: None,
+        finish,
+        prompt_tokens,
+        completion_tokens,
+    }
 }
 
 /// The tool the request forces, with its parameter schema.
@@ -72,7 +108,12 @@ fn forced_tool(req: &ChatRequest) -> Option<(String, Value)> {
         .iter()
         .filter_map(|t| t.function.as_ref())
         .find(|f| named.as_ref().is_none_or(|n| &f.name == n))?;
-    Some((f.name.clone(), f.parameters.clone().unwrap_or(json!({"type": "object", "properties": {}}))))
+    Some((
+        f.name.clone(),
+        f.parameters
+            .clone()
+            .unwrap_or(json!({"type": "object", "properties": {}})),
+    ))
 }
 
 /// A value that satisfies `schema` (the common JSON Schema keywords), with `text` for strings.
@@ -80,19 +121,32 @@ pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
     if depth > 16 {
         return Value::Null;
     }
-    let Some(obj) = schema.as_object() else { return json!({}) };
+    let Some(obj) = schema.as_object() else {
+        return json!({});
+    };
     if let Some(r) = obj.get("$ref").and_then(Value::as_str) {
-        let target = r.strip_prefix('#').map(|ptr| root.pointer(ptr)).unwrap_or(None);
+        let target = r
+            .strip_prefix('#')
+            .map(|ptr| root.pointer(ptr))
+            .unwrap_or(None);
         return target.map_or(Value::Null, |t| sample(t, root, text, depth + 1));
     }
     if let Some(c) = obj.get("const") {
         return c.clone();
     }
-    if let Some(first) = obj.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+    if let Some(first) = obj
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
         return first.clone();
     }
     for key in ["anyOf", "oneOf"] {
-        if let Some(first) = obj.get(key).and_then(Value::as_array).and_then(|a| a.first()) {
+        if let Some(first) = obj
+            .get(key)
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+        {
             return sample(first, root, text, depth + 1);
         }
     }
@@ -107,7 +161,11 @@ pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
     }
     let ty = match obj.get("type") {
         Some(Value::String(t)) => t.as_str(),
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("null"),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null"),
         _ if obj.contains_key("properties") => "object",
         _ => "string",
     };
@@ -122,15 +180,25 @@ pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
             Value::Object(out)
         }
         "array" => {
-            let min = obj.get("minItems").and_then(Value::as_u64).unwrap_or(1).max(1);
+            let min = obj
+                .get("minItems")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .max(1);
             let max = obj.get("maxItems").and_then(Value::as_u64).unwrap_or(min);
             let n = min.min(max);
             let item = obj.get("items").cloned().unwrap_or(json!({}));
-            Value::Array((0..n).map(|_| sample(&item, root, text, depth + 1)).collect())
+            Value::Array(
+                (0..n)
+                    .map(|_| sample(&item, root, text, depth + 1))
+                    .collect(),
+            )
         }
         "integer" | "number" => {
             let lo = obj.get("minimum").and_then(Value::as_f64).or_else(|| {
-                obj.get("exclusiveMinimum").and_then(Value::as_f64).map(|m| m + 1.0)
+                obj.get("exclusiveMinimum")
+                    .and_then(Value::as_f64)
+                    .map(|m| m + 1.0)
             });
             let hi = obj.get("maximum").and_then(Value::as_f64);
             let v = lo.unwrap_or(0.0).min(hi.unwrap_or(f64::MAX));
@@ -149,10 +217,19 @@ pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
                 Some("email") => "echo@example.com".to_owned(),
                 Some("uri") | Some("url") => "https://example.com/".to_owned(),
                 Some("uuid") => "00000000-0000-4000-8000-000000000000".to_owned(),
-                _ => if text.is_empty() { "echo".to_owned() } else { text.to_owned() },
+                _ => {
+                    if text.is_empty() {
+                        "echo".to_owned()
+                    } else {
+                        text.to_owned()
+                    }
+                }
             };
             let min = obj.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let max = obj.get("maxLength").and_then(Value::as_u64).map(|m| m as usize);
+            let max = obj
+                .get("maxLength")
+                .and_then(Value::as_u64)
+                .map(|m| m as usize);
             let mut s: String = match max {
                 Some(m) => s.chars().take(m).collect(),
                 None => s,
@@ -176,7 +253,11 @@ fn usage(a: &Answer) -> Usage {
 }
 
 fn call_id(request_id: &str, choice: u32) -> String {
-    let tail: String = request_id.chars().filter(char::is_ascii_alphanumeric).take(24).collect();
+    let tail: String = request_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(24)
+        .collect();
     format!("call_{tail}{choice}")
 }
 
@@ -195,7 +276,10 @@ pub fn complete(req: &ChatRequest, request_id: &str, created: u64) -> Bytes {
                     vec![ToolCall {
                         id: call_id(request_id, i),
                         kind: "function".to_owned(),
-                        function: FunctionCall { name: name.clone(), arguments: args.clone() },
+                        function: FunctionCall {
+                            name: name.clone(),
+                            arguments: args.clone(),
+                        },
                     }]
                 }),
             },
@@ -242,12 +326,30 @@ pub fn stream(req: &ChatRequest, request_id: &str, created: u64) -> Bytes {
     };
     for i in 0..n {
         emit(chunk(
-            vec![delta_choice(i, Delta { role: Some("assistant"), content: Some(String::new()), ..Delta::default() }, None)],
+            vec![delta_choice(
+                i,
+                Delta {
+                    role: Some("assistant"),
+                    content: Some(String::new()),
+                    ..Delta::default()
+                },
+                None,
+            )],
             None,
         ));
         if let Some(text) = &a.text {
             for word in text.split_inclusive(' ') {
-                emit(chunk(vec![delta_choice(i, Delta { content: Some(word.to_owned()), ..Delta::default() }, None)], None));
+                emit(chunk(
+                    vec![delta_choice(
+                        i,
+                        Delta {
+                            content: Some(word.to_owned()),
+                            ..Delta::default()
+                        },
+                        None,
+                    )],
+                    None,
+                ));
             }
         }
         if let Some((name, args)) = &a.call {
@@ -255,21 +357,50 @@ pub fn stream(req: &ChatRequest, request_id: &str, created: u64) -> Bytes {
                 index: 0,
                 id: Some(call_id(request_id, i)),
                 kind: Some("function"),
-                function: FunctionDelta { name: Some(name.clone()), arguments: String::new() },
+                function: FunctionDelta {
+                    name: Some(name.clone()),
+                    arguments: String::new(),
+                },
             };
-            emit(chunk(vec![delta_choice(i, Delta { tool_calls: Some(vec![first]), ..Delta::default() }, None)], None));
+            emit(chunk(
+                vec![delta_choice(
+                    i,
+                    Delta {
+                        tool_calls: Some(vec![first]),
+                        ..Delta::default()
+                    },
+                    None,
+                )],
+                None,
+            ));
             let chars: Vec<char> = args.chars().collect();
             for piece in chars.chunks(8) {
                 let frag = ToolCallDelta {
                     index: 0,
                     id: None,
                     kind: None,
-                    function: FunctionDelta { name: None, arguments: piece.iter().collect() },
+                    function: FunctionDelta {
+                        name: None,
+                        arguments: piece.iter().collect(),
+                    },
                 };
-                emit(chunk(vec![delta_choice(i, Delta { tool_calls: Some(vec![frag]), ..Delta::default() }, None)], None));
+                emit(chunk(
+                    vec![delta_choice(
+                        i,
+                        Delta {
+                            tool_calls: Some(vec![frag]),
+                            ..Delta::default()
+                        },
+                        None,
+                    )],
+                    None,
+                ));
             }
         }
-        emit(chunk(vec![delta_choice(i, Delta::default(), Some(a.finish))], None));
+        emit(chunk(
+            vec![delta_choice(i, Delta::default(), Some(a.finish))],
+            None,
+        ));
     }
     if req.wants_stream_usage() {
         let mut u = usage(&a);
@@ -293,7 +424,9 @@ pub fn embeddings(inputs: &[String]) -> (Vec<Vec<f64>>, u64) {
                 v[(i + usize::from(b)) % 16] += f64::from(b) / 255.0;
             }
             let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            v.iter().map(|x| if norm > 0.0 { x / norm } else { 0.0 }).collect()
+            v.iter()
+                .map(|x| if norm > 0.0 { x / norm } else { 0.0 })
+                .collect()
         })
         .collect();
     (vecs, tokens)
@@ -309,12 +442,16 @@ mod tests {
 
     #[test]
     fn echoes_last_user_message_with_max_tokens_and_stop() {
-        let r = req(json!({"model":"echo","messages":[{"role":"user","content":"one two three four"}],"max_tokens":2}));
+        let r = req(
+            json!({"model":"echo","messages":[{"role":"user","content":"one two three four"}],"max_tokens":2}),
+        );
         let v: Value = serde_json::from_slice(&complete(&r, "r1", 0)).expect("json");
         assert_eq!(v["choices"][0]["message"]["content"], "one two");
         assert_eq!(v["choices"][0]["finish_reason"], "length");
         assert_eq!(v["usage"]["completion_tokens"], 2);
-        let r = req(json!({"model":"echo","messages":[{"role":"user","content":"alpha beta STOP gamma"}],"stop":["STOP"]}));
+        let r = req(
+            json!({"model":"echo","messages":[{"role":"user","content":"alpha beta STOP gamma"}],"stop":["STOP"]}),
+        );
         let v: Value = serde_json::from_slice(&complete(&r, "r1", 0)).expect("json");
         assert_eq!(v["choices"][0]["message"]["content"], "alpha beta ");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
@@ -322,24 +459,32 @@ mod tests {
 
     #[test]
     fn forced_tool_arguments_fit_the_schema() {
-        let r = req(json!({"model":"echo","messages":[{"role":"user","content":"hi"}],
+        let r = req(
+            json!({"model":"echo","messages":[{"role":"user","content":"hi"}],
             "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{
                 "city":{"type":"string"},"n":{"type":"integer","minimum":3},"unit":{"enum":["c","f"]},
                 "tags":{"type":"array","items":{"type":"string"}}},"required":["city"]}}}],
-            "tool_choice":"required"}));
+            "tool_choice":"required"}),
+        );
         let v: Value = serde_json::from_slice(&complete(&r, "r1", 0)).expect("json");
         let call = &v["choices"][0]["message"]["tool_calls"][0];
         assert_eq!(call["function"]["name"], "f");
-        let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().expect("string")).expect("args json");
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().expect("string"))
+                .expect("args json");
         assert_eq!(args, json!({"city":"hi","n":3,"unit":"c","tags":["hi"]}));
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
     }
 
     #[test]
     fn json_mode_returns_json() {
-        let r = req(json!({"model":"echo","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}));
+        let r = req(
+            json!({"model":"echo","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}),
+        );
         let v: Value = serde_json::from_slice(&complete(&r, "r1", 0)).expect("json");
-        let content: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().expect("s")).expect("parses");
+        let content: Value =
+            serde_json::from_str(v["choices"][0]["message"]["content"].as_str().expect("s"))
+                .expect("parses");
         assert_eq!(content, json!({"echo":"x"}));
     }
 }

@@ -7,10 +7,20 @@ pub mod openai;
 
 use crate::config::{ProviderConfig, ProviderKind};
 
-/// A configured provider with its HTTP client (connection pool), built once at start.
+/// A configured provider with its HTTP client (connection pool) and endpoint URLs, built
+/// once at start so the request path parses no URL.
 pub struct Provider {
     pub config: ProviderConfig,
     pub client: reqwest::Client,
+    pub chat_url: Option<reqwest::Url>,
+    pub embeddings_url: Option<reqwest::Url>,
+}
+
+/// The upstream endpoints the gateway calls.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint {
+    ChatCompletions,
+    Embeddings,
 }
 
 impl Provider {
@@ -22,7 +32,34 @@ impl Provider {
             .user_agent(concat!("jusinfer/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("provider {}: cannot build an HTTP client: {e}", config.name))?;
-        Ok(Self { config, client })
+        let url = |path: &str| -> Result<Option<reqwest::Url>, String> {
+            if config.base_url.is_empty() {
+                return Ok(None);
+            }
+            reqwest::Url::parse(&format!("{}{path}", config.base_url))
+                .map(Some)
+                .map_err(|e| {
+                    format!(
+                        "provider {}: base_url {:?}: {e}",
+                        config.name, config.base_url
+                    )
+                })
+        };
+        let chat_url = url("/chat/completions")?;
+        let embeddings_url = url("/embeddings")?;
+        Ok(Self {
+            config,
+            client,
+            chat_url,
+            embeddings_url,
+        })
+    }
+
+    pub fn url(&self, e: Endpoint) -> Option<&reqwest::Url> {
+        match e {
+            Endpoint::ChatCompletions => self.chat_url.as_ref(),
+            Endpoint::Embeddings => self.embeddings_url.as_ref(),
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -11,13 +11,12 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use indexmap::IndexMap;
 use jusinfer_sse::Decoder;
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, Options};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use super::Provider;
+use super::{Endpoint, Provider};
 use crate::error::GatewayError;
 
 /// Largest non-streaming upstream body read.
@@ -26,8 +25,7 @@ const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 /// What to call and how.
 pub struct Call<'a> {
     pub provider: &'a Provider,
-    /// Path under the provider's base URL, e.g. `/chat/completions`.
-    pub path: &'static str,
+    pub endpoint: Endpoint,
     pub body: Bytes,
     pub stream: bool,
     /// For streams: whether the client asked for the usage chunk.
@@ -36,36 +34,96 @@ pub struct Call<'a> {
 }
 
 /// Rewrites the client's JSON for the upstream: `model` becomes the upstream's name and,
-/// for streams, `stream_options.include_usage` is set (the gateway bills from it). Every
-/// other value keeps the client's exact bytes; an unchanged body is not re-encoded at all.
+/// for streams, `stream_options.include_usage` is set (the gateway bills from it). The edit
+/// is a splice: every other byte of the client's body is forwarded exactly as it came, and
+/// an unchanged body is not copied at all.
 pub fn edit_body(raw: &Bytes, upstream_model: &str, stream: bool) -> Result<Bytes, GatewayError> {
-    let mut map: IndexMap<String, Box<RawValue>> = serde_json::from_slice(raw)
-        .map_err(|e| GatewayError::bad_request(format!("We could not parse the JSON body of your request: {e}")))?;
-    let mut changed = false;
-    let model_json = serde_json::to_string(upstream_model).map_err(|e| GatewayError::internal(e.to_string()))?;
-    let current = map.get("model").map(|v| v.get());
-    let same_model = current.is_some_and(|c| serde_json::from_str::<String>(c).is_ok_and(|m| m == upstream_model));
-    if !same_model {
-        let v = RawValue::from_string(model_json).map_err(|e| GatewayError::internal(e.to_string()))?;
-        map.insert("model".to_owned(), v);
-        changed = true;
+    /// The two top-level values the gateway may change, borrowed from the body so their
+    /// positions are known.
+    #[derive(serde::Deserialize)]
+    struct Edited<'a> {
+        #[serde(borrow, default, deserialize_with = "present")]
+        model: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "present")]
+        stream_options: Option<&'a RawValue>,
+    }
+    /// `Some` for any value present, `null` included (plain `Option` would read null as None
+    /// and a second member of the same name would be inserted).
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+        <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
+    }
+    let bad = |e: serde_json::Error| {
+        GatewayError::bad_request(format!(
+            "We could not parse the JSON body of your request: {e}"
+        ))
+    };
+    let edited: Edited<'_> = serde_json::from_slice(raw).map_err(bad)?;
+    let span = |v: &RawValue| {
+        let start = v.get().as_ptr() as usize - raw.as_ptr() as usize;
+        start..start + v.get().len()
+    };
+    // (range to replace, replacement), in body order.
+    let mut splices: Vec<(std::ops::Range<usize>, String)> = Vec::with_capacity(2);
+    let same_model = edited.model.is_some_and(|m| {
+        serde_json::from_str::<&str>(m.get()).is_ok_and(|m| m == upstream_model)
+            || serde_json::from_str::<String>(m.get()).is_ok_and(|m| m == upstream_model)
+    });
+    let model_json =
+        serde_json::to_string(upstream_model).map_err(|e| GatewayError::internal(e.to_string()))?;
+    match edited.model {
+        Some(m) if !same_model => splices.push((span(m), model_json)),
+        Some(_) => {}
+        None => splices.push((
+            insertion_point(raw)..insertion_point(raw),
+            format!("\"model\":{model_json},"),
+        )),
     }
     if stream {
-        let mut opts: serde_json::Map<String, serde_json::Value> = map
-            .get("stream_options")
-            .and_then(|v| serde_json::from_str(v.get()).ok())
-            .unwrap_or_default();
-        if opts.get("include_usage").and_then(serde_json::Value::as_bool) != Some(true) {
+        let current = edited.stream_options.filter(|v| v.get() != "null");
+        let mut opts: serde_json::Map<String, serde_json::Value> = match current {
+            Some(v) => serde_json::from_str(v.get()).map_err(|_| {
+                GatewayError::bad_request("'stream_options' must be an object.")
+                    .param("stream_options")
+                    .code("invalid_type")
+            })?,
+            None => serde_json::Map::new(),
+        };
+        if opts
+            .get("include_usage")
+            .and_then(serde_json::Value::as_bool)
+            != Some(true)
+        {
             opts.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
-            let v = serde_json::value::to_raw_value(&opts).map_err(|e| GatewayError::internal(e.to_string()))?;
-            map.insert("stream_options".to_owned(), v);
-            changed = true;
+            let json =
+                serde_json::to_string(&opts).map_err(|e| GatewayError::internal(e.to_string()))?;
+            match edited.stream_options {
+                Some(v) => splices.push((span(v), json)),
+                None => {
+                    let at = insertion_point(raw);
+                    splices.push((at..at, format!("\"stream_options\":{json},")));
+                }
+            }
         }
     }
-    if !changed {
+    if splices.is_empty() {
         return Ok(raw.clone());
     }
-    serde_json::to_vec(&map).map(Bytes::from).map_err(|e| GatewayError::internal(e.to_string()))
+    splices.sort_by_key(|(r, _)| r.start);
+    let mut out = Vec::with_capacity(raw.len() + 64);
+    let mut at = 0;
+    for (range, text) in splices {
+        out.extend_from_slice(&raw[at..range.start]);
+        out.extend_from_slice(text.as_bytes());
+        at = range.end;
+    }
+    out.extend_from_slice(&raw[at..]);
+    Ok(Bytes::from(out))
+}
+
+/// Just after the body's opening `{`, where a new member can go (followed by a comma, so
+/// the object must not be empty: a request always has members).
+fn insertion_point(raw: &[u8]) -> usize {
+    raw.iter().position(|b| *b == b'{').map_or(0, |p| p + 1)
 }
 
 /// Sends `call` and turns the upstream's answer into the client's response, or the error
@@ -75,8 +133,17 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
     let t = p.config.timeouts;
     let started = Instant::now();
     let deadline = started + t.total;
-    let url = format!("{}{}", p.config.base_url, call.path);
-    let mut req = p.client.post(&url).header("content-type", "application/json").body(call.body);
+    let Some(url) = p.url(call.endpoint) else {
+        return Err(GatewayError::internal(format!(
+            "provider `{}` has no base_url",
+            p.name()
+        )));
+    };
+    let mut req = p
+        .client
+        .post(url.clone())
+        .header("content-type", "application/json")
+        .body(call.body);
     if let Some(key) = &p.config.api_key {
         req = req.bearer_auth(key);
     }
@@ -104,8 +171,12 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let content_type =
-        resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if !status.is_success() {
         let body = read_body(p, resp, deadline).await.unwrap_or_default();
         let mut e = map_status(p, status, &body);
@@ -126,7 +197,12 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
             decoder: Decoder::new(),
             norm: ChatStreamNormalizer::new(Options {
                 include_usage: call.include_usage,
-                id_seed: call.request_id.chars().filter(char::is_ascii_alphanumeric).take(24).collect(),
+                id_seed: call
+                    .request_id
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(24)
+                    .collect(),
             }),
             pending: VecDeque::new(),
             idle: t.idle,
@@ -185,7 +261,8 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
         .retryable(true));
     }
     let mut resp = Response::new(Body::from(body));
-    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
     Ok(resp)
 }
 
@@ -193,7 +270,10 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
 pub fn sse_response(body: Body) -> Response {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
     h.insert("cache-control", HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp
@@ -215,7 +295,11 @@ fn send_error(p: &Provider, e: &reqwest::Error) -> GatewayError {
     if e.is_timeout() {
         return GatewayError::timeout(format!("provider `{}` timed out connecting", p.name()));
     }
-    let what = if e.is_connect() { "cannot connect to" } else { "request failed for" };
+    let what = if e.is_connect() {
+        "cannot connect to"
+    } else {
+        "request failed for"
+    };
     // The source chain says why (refused, DNS, TLS) without including the URL's secrets.
     let mut cause = String::new();
     let mut src = std::error::Error::source(e);
@@ -226,13 +310,22 @@ fn send_error(p: &Provider, e: &reqwest::Error) -> GatewayError {
     GatewayError::upstream(format!("{what} provider `{}`: {cause}", p.name())).retryable(true)
 }
 
-async fn read_body(p: &Provider, resp: reqwest::Response, deadline: Instant) -> Result<Bytes, GatewayError> {
+async fn read_body(
+    p: &Provider,
+    resp: reqwest::Response,
+    deadline: Instant,
+) -> Result<Bytes, GatewayError> {
     let mut stream = resp.bytes_stream();
     let mut buf = BytesMut::new();
     loop {
-        let next = tokio::time::timeout_at(deadline, stream.next()).await.map_err(|_| {
-            GatewayError::timeout(format!("provider `{}` did not finish its response in time", p.name()))
-        })?;
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| {
+                GatewayError::timeout(format!(
+                    "provider `{}` did not finish its response in time",
+                    p.name()
+                ))
+            })?;
         match next {
             None => return Ok(buf.freeze()),
             Some(Err(e)) => {
@@ -273,15 +366,23 @@ pub fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError
                 message = o.get("message").and_then(|m| m.as_str()).map(str::to_owned);
                 kind = o.get("type").and_then(|m| m.as_str()).map(str::to_owned);
                 param = o.get("param").and_then(|m| m.as_str()).map(str::to_owned);
-                code = o.get("code").and_then(|c| c.as_str().map(str::to_owned).or_else(|| c.as_i64().map(|n| n.to_string())));
+                code = o.get("code").and_then(|c| {
+                    c.as_str()
+                        .map(str::to_owned)
+                        .or_else(|| c.as_i64().map(|n| n.to_string()))
+                });
             }
             Some(serde_json::Value::String(s)) => message = Some(s),
             _ => {}
         }
-        message = message.or(env.message).or_else(|| env.detail.map(|d| d.to_string()));
+        message = message
+            .or(env.message)
+            .or_else(|| env.detail.map(|d| d.to_string()));
     }
     let message = message.unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_owned();
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)])
+            .trim()
+            .to_owned();
         if text.is_empty() {
             format!("HTTP {}", status.as_u16())
         } else {
@@ -299,7 +400,11 @@ pub fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError
         429 => {
             let mut e = GatewayError::bad_request(message).retryable(true);
             e.status = StatusCode::TOO_MANY_REQUESTS;
-            e.kind = if kind.as_deref() == Some("insufficient_quota") { "insufficient_quota" } else { "rate_limit_exceeded" };
+            e.kind = if kind.as_deref() == Some("insufficient_quota") {
+                "insufficient_quota"
+            } else {
+                "rate_limit_exceeded"
+            };
             e.code = Some(code.unwrap_or_else(|| "rate_limit_exceeded".to_owned()));
             e.origin = crate::error::Origin::Upstream;
             e
@@ -316,9 +421,8 @@ pub fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError
             e.origin = crate::error::Origin::Upstream;
             e
         }
-        _ => GatewayError::upstream(format!("provider `{name}` returned {s}: {message}")).retryable(
-            matches!(s, 500 | 502 | 503 | 504 | 529),
-        ),
+        _ => GatewayError::upstream(format!("provider `{name}` returned {s}: {message}"))
+            .retryable(matches!(s, 500 | 502 | 503 | 504 | 529)),
     }
 }
 
@@ -353,25 +457,35 @@ impl UpstreamStream {
     /// Reads one upstream chunk and queues what it completes.
     async fn fill(&mut self) -> Result<(), GatewayError> {
         let until = (Instant::now() + self.idle).min(self.deadline);
-        let next = tokio::time::timeout_at(until, self.body.next()).await.map_err(|_| {
-            if Instant::now() >= self.deadline {
-                GatewayError::timeout(format!("provider `{}` stream exceeded the total timeout", self.provider))
-            } else {
-                GatewayError::timeout(format!(
-                    "provider `{}` sent nothing for {} (idle timeout)",
-                    self.provider,
-                    secs(self.idle)
-                ))
-            }
-        })?;
+        let next = tokio::time::timeout_at(until, self.body.next())
+            .await
+            .map_err(|_| {
+                if Instant::now() >= self.deadline {
+                    GatewayError::timeout(format!(
+                        "provider `{}` stream exceeded the total timeout",
+                        self.provider
+                    ))
+                } else {
+                    GatewayError::timeout(format!(
+                        "provider `{}` sent nothing for {} (idle timeout)",
+                        self.provider,
+                        secs(self.idle)
+                    ))
+                }
+            })?;
         let mut out = Vec::new();
         match next {
             Some(Ok(chunk)) => {
                 self.decoder.push(&chunk);
                 loop {
-                    let ev = self.decoder.next_event().map_err(|e| self.broken(&e.to_string()))?;
+                    let ev = self
+                        .decoder
+                        .next_event()
+                        .map_err(|e| self.broken(&e.to_string()))?;
                     let Some(ev) = ev else { break };
-                    self.norm.push(&ev, &mut out).map_err(|e| self.broken(&e.message))?;
+                    self.norm
+                        .push(&ev, &mut out)
+                        .map_err(|e| self.broken(&e.message))?;
                     if self.norm.is_complete() {
                         self.done = true;
                         break;
@@ -385,11 +499,18 @@ impl UpstreamStream {
                 )))
             }
             None => {
-                let rest = self.decoder.finish().map_err(|e| self.broken(&e.to_string()))?;
+                let rest = self
+                    .decoder
+                    .finish()
+                    .map_err(|e| self.broken(&e.to_string()))?;
                 for ev in &rest {
-                    self.norm.push(ev, &mut out).map_err(|e| self.broken(&e.message))?;
+                    self.norm
+                        .push(ev, &mut out)
+                        .map_err(|e| self.broken(&e.message))?;
                 }
-                self.norm.finish(&mut out).map_err(|e| self.broken(&e.message))?;
+                self.norm
+                    .finish(&mut out)
+                    .map_err(|e| self.broken(&e.message))?;
                 self.done = true;
             }
         }
@@ -398,6 +519,55 @@ impl UpstreamStream {
     }
 
     fn broken(&self, what: &str) -> GatewayError {
-        GatewayError::upstream(format!("provider `{}` sent a broken stream: {what}", self.provider))
+        GatewayError::upstream(format!(
+            "provider `{}` sent a broken stream: {what}",
+            self.provider
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edit(body: &str, model: &str, stream: bool) -> String {
+        let out = edit_body(&Bytes::from(body.to_owned()), model, stream).expect("edits");
+        String::from_utf8(out.to_vec()).expect("utf8")
+    }
+
+    #[test]
+    fn unchanged_body_keeps_its_bytes() {
+        let body = "{ \"model\" : \"m\",\n \"x\": 1.50 }";
+        assert_eq!(edit(body, "m", false), body);
+    }
+
+    #[test]
+    fn model_and_stream_options_are_spliced() {
+        assert_eq!(
+            edit(r#"{"model":"a/b","n":1.50}"#, "b", false),
+            r#"{"model":"b","n":1.50}"#
+        );
+        assert_eq!(
+            edit(r#"{"model":"a","stream":true}"#, "a", true),
+            r#"{"stream_options":{"include_usage":true},"model":"a","stream":true}"#
+        );
+        assert_eq!(
+            edit(
+                r#"{"stream_options":{"include_obfuscation":false},"model":"x","stream":true}"#,
+                "y",
+                true
+            ),
+            r#"{"stream_options":{"include_obfuscation":false,"include_usage":true},"model":"y","stream":true}"#
+        );
+        assert_eq!(
+            edit(
+                r#"{"model":"x","stream_options":null,"stream":true}"#,
+                "x",
+                true
+            ),
+            r#"{"model":"x","stream_options":{"include_usage":true},"stream":true}"#
+        );
+        let escaped = edit(r#"{"model":"sim\/text","stream":false}"#, "sim/text", false);
+        assert_eq!(escaped, r#"{"model":"sim\/text","stream":false}"#);
     }
 }
