@@ -10,11 +10,18 @@ for p in r["nonstream"]:
     m, g = p["mock"], p["gw"]
     print(f"| {p['c']} | {m['rps']:.0f} | {g['rps']:.0f} | {100*g['rps']/m['rps']:.0f}% | {m['p50']:.2f} / {m['p99']:.2f} "
           f"| {g['p50']:.2f} / {g['p99']:.2f} | {g['p99']-m['p99']:.2f} |")
+t = r["translated"]
+print("\nTranslated path (OpenAI client → gateway → Anthropic-shaped mock) against same-dialect pass-through, 32 connections:\n")
+print("| path | req/s | p50 / p99 ms |")
+print("|---|---|---|")
+print(f"| pass-through (OpenAI-compatible mock) | {t['passthrough']['rps']:.0f} | {t['passthrough']['p50']:.2f} / {t['passthrough']['p99']:.2f} |")
+print(f"| translated (Anthropic mock) | {t['translated']['rps']:.0f} | {t['translated']['p50']:.2f} / {t['translated']['p99']:.2f} |")
+print(f"| translated / pass-through | {100*t['translated']['rps']/t['passthrough']['rps']:.0f}% | |")
 sm, sg = r["stream_mock"], r["stream_gw"]
 print("\nStreaming, 20 chunks 5 ms apart, 32 connections:\n")
 print("| | streams/s | first chunk p50 / p99 ms | gap p50 / p99 ms |")
 print("|---|---|---|---|")
-for name, s in (("mock direct", sm), ("through gateway", sg)):
+for name, s in (("mock direct", sm), ("through gateway", sg), ("translated (Anthropic mock)", r["stream_translated"])):
     print(f"| {name} | {s['rps']:.0f} | {s['ttft_ms']['p50']:.2f} / {s['ttft_ms']['p99']:.2f} | {s['gap_ms']['p50']:.2f} / {s['gap_ms']['p99']:.2f} |")
 print(f"| added | | {sg['ttft_ms']['p50']-sm['ttft_ms']['p50']:.2f} / {sg['ttft_ms']['p99']-sm['ttft_ms']['p99']:.2f} "
       f"| {sg['gap_ms']['p50']-sm['gap_ms']['p50']:.2f} / {sg['gap_ms']['p99']-sm['gap_ms']['p99']:.2f} |")

@@ -120,6 +120,29 @@ kind = "openai-compatible"
 base_url = "http://127.0.0.1:{dead}/v1"
 timeouts = {{ connect = 1 }}
 
+[providers.claude]
+kind = "anthropic"
+base_url = "{sim}"
+api_key = "${{SIM_PROVIDER_KEY}}"
+default_max_tokens = 1024
+timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
+
+[prices."claude/cache"]
+input = 3.0
+output = 15.0
+cached_input = 0.3
+cache_write = 3.75
+
+[prices."claude/cache-max"]
+input = 3.0
+output = 15.0
+cached_input = 0.3
+cache_write = 3.75
+
+[[models]]
+name = "claude-then-openai"
+route = ["claude/text;status=529", "sim/text"]
+
 [[models]]
 name = "smart"
 route = ["down/text", "sim/text"]

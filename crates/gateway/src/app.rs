@@ -14,6 +14,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use crate::config::{AuthMode, Config};
 use crate::handlers;
 use crate::keys::KeyChecker;
+use crate::pricing::Prices;
 use crate::providers::Provider;
 use crate::routing;
 use crate::store::Store;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub store: Store,
     /// `None` when `auth = "none"`.
     pub keys: Option<KeyChecker>,
+    pub prices: Arc<Prices>,
 }
 
 impl AppState {
@@ -38,11 +40,13 @@ impl AppState {
             .collect::<Result<Vec<_>, _>>()?;
         let router = routing::Router::new(&config, providers);
         let keys = (config.auth == AuthMode::Keys).then(|| KeyChecker::new(store.clone()));
+        let prices = Arc::new(Prices::new(&config.prices));
         Ok(Self {
             config: Arc::new(config),
             router: Arc::new(router),
             store,
             keys,
+            prices,
         })
     }
 }

@@ -96,6 +96,11 @@ pub struct RawProvider {
     #[serde(default)]
     pub timeouts: RawTimeouts,
     pub retries: Option<u32>,
+    /// Anthropic: `max_tokens` when the client sent none.
+    pub default_max_tokens: Option<u32>,
+    /// Anthropic: per-model `max_tokens` defaults, over `default_max_tokens`.
+    #[serde(default)]
+    pub max_tokens: IndexMap<String, u32>,
 }
 
 /// Seconds; fractions allowed.
@@ -123,7 +128,9 @@ pub struct RawModel {
 pub struct RawPrice {
     pub input: f64,
     pub output: f64,
+    /// Cache reads.
     pub cached_input: Option<f64>,
+    pub cache_write: Option<f64>,
 }
 
 /// Timeouts of one provider, named by the interval they bound.
@@ -162,6 +169,21 @@ pub struct ProviderConfig {
     pub headers: Vec<(String, String)>,
     pub timeouts: Timeouts,
     pub retries: u32,
+    pub default_max_tokens: u32,
+    pub max_tokens: IndexMap<String, u32>,
+}
+
+/// `max_tokens` for Anthropic requests that set none.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+impl ProviderConfig {
+    /// The `max_tokens` default for `model`.
+    pub fn max_tokens_for(&self, model: &str) -> u32 {
+        self.max_tokens
+            .get(model)
+            .copied()
+            .unwrap_or(self.default_max_tokens)
+    }
 }
 
 /// One `[[models]]` alias.
@@ -387,6 +409,8 @@ fn resolve(
                         headers: IndexMap::new(),
                         timeouts: RawTimeouts::default(),
                         retries: None,
+                        default_max_tokens: None,
+                        max_tokens: IndexMap::new(),
                     },
                 );
             }
@@ -405,6 +429,8 @@ fn resolve(
                 headers: IndexMap::new(),
                 timeouts: RawTimeouts::default(),
                 retries: None,
+                default_max_tokens: None,
+                max_tokens: IndexMap::new(),
             },
         );
     }
@@ -458,6 +484,8 @@ fn resolve(
             headers: p.headers.into_iter().collect(),
             timeouts,
             retries: p.retries.unwrap_or(0),
+            default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            max_tokens: p.max_tokens,
         });
     }
     let mut models = Vec::new();

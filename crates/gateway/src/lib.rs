@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod keys;
+pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod routing;

@@ -10,6 +10,7 @@
 //! The scenario is chosen by the upstream model name: `scenario[;key=value...]`, e.g.
 //! `parallel;style=whole` or `text;status=503`. See [`Scenario`] for the keys.
 
+pub mod anthropic;
 pub mod fixtures;
 pub mod server;
 pub mod streamify;

@@ -41,6 +41,9 @@ struct Args {
     rate: f64,
 }
 
+/// Requests the rate mode lets wait at once.
+const MAX_IN_FLIGHT: usize = 256;
+
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -145,8 +148,16 @@ async fn main() -> anyhow::Result<()> {
             let interval = Duration::from_secs_f64(1.0 / a.rate);
             let start = tokio::time::Instant::now();
             let mut tasks = Vec::with_capacity(total);
+            // Open loop, but bounded: a request that finds MAX_IN_FLIGHT already waiting is
+            // counted as missed rather than piling up connections without limit.
+            let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+            let mut missed = 0u64;
             for i in 0..total {
                 tokio::time::sleep_until(start + interval * i as u32).await;
+                let Ok(permit) = std::sync::Arc::clone(&in_flight).try_acquire_owned() else {
+                    missed += 1;
+                    continue;
+                };
                 let (c, url, auth, b) = (
                     c.clone(),
                     a.url.clone(),
@@ -154,6 +165,7 @@ async fn main() -> anyhow::Result<()> {
                     body(&a.model, false),
                 );
                 tasks.push(tokio::spawn(async move {
+                    let _permit = permit;
                     let t0 = Instant::now();
                     let r = c
                         .post(&url)
@@ -173,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
                 }));
             }
             let mut lat = Vec::new();
-            let mut errors = 0;
+            let mut errors = missed;
             for t in tasks {
                 match t.await? {
                     Some(l) => lat.push(l),

@@ -39,6 +39,7 @@ pub fn app(state: SimState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/messages", post(crate::anthropic::messages))
         .route("/v1/models", get(models))
         .route("/_sim/requests", get(recorded).delete(clear))
         .with_state(state)
@@ -89,7 +90,7 @@ impl Scenario {
     }
 }
 
-fn record(state: &SimState, path: &str, headers: &HeaderMap, body: &Value) {
+pub(crate) fn record(state: &SimState, path: &str, headers: &HeaderMap, body: &Value) {
     if state.quiet {
         return;
     }
@@ -348,11 +349,20 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
             b"data: {\"id\":\"chatcmpl-broken\",\"choices\":[{\"index\":0,\"del\n\n",
         ));
     }
-    let disconnect = sc.disconnect_after;
-    if let Some(n) = disconnect {
+    stream_response(frames, sc.gap_ms, sc.disconnect_after)
+}
+
+/// Sends `frames` as an SSE body, `gap_ms` apart, cutting the connection after
+/// `disconnect_after` frames when set.
+pub(crate) fn stream_response(
+    mut frames: Vec<Bytes>,
+    gap_ms: u64,
+    disconnect_after: Option<usize>,
+) -> Response {
+    if let Some(n) = disconnect_after {
         frames.truncate(n);
     }
-    let gap = Duration::from_millis(sc.gap_ms);
+    let gap = Duration::from_millis(gap_ms);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::spawn(async move {
         for (i, f) in frames.into_iter().enumerate() {
@@ -363,7 +373,7 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
                 return;
             }
         }
-        if disconnect.is_some() {
+        if disconnect_after.is_some() {
             // Let the frames already written reach the peer before the connection is cut.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let _ = tx

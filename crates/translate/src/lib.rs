@@ -4,5 +4,56 @@
 //! with `push(event) -> frames out` and `finish() -> frames out`, fed by the caller's SSE
 //! decoder. That keeps each translation testable byte for byte against recorded traffic.
 
+pub mod anthropic;
 pub mod chat_stream;
+pub mod pricing;
 pub mod scan;
+
+use bytes::Bytes;
+use jusinfer_sse::Event;
+
+pub use chat_stream::StreamError;
+
+/// A stream state machine: events in, client frames out. Implemented by the pass-through
+/// normalizer and by every cross-dialect stream translator, so the async loop that drives
+/// them is written once.
+pub trait StreamTranslator: Send {
+    /// Feeds one upstream event; appends the frames to send.
+    fn push(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError>;
+    /// The upstream closed the connection: the frames still owed, or why the stream is broken.
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), StreamError>;
+    /// The stream reached its end; later upstream bytes are ignored.
+    fn is_complete(&self) -> bool;
+    /// The usage the upstream reported so far, in OpenAI terms.
+    fn usage(&self) -> Option<jusinfer_wire::chat::Usage>;
+}
+
+impl StreamTranslator for chat_stream::ChatStreamNormalizer {
+    fn push(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        chat_stream::ChatStreamNormalizer::push(self, ev, out)
+    }
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        chat_stream::ChatStreamNormalizer::finish(self, out)
+    }
+    fn is_complete(&self) -> bool {
+        chat_stream::ChatStreamNormalizer::is_complete(self)
+    }
+    fn usage(&self) -> Option<jusinfer_wire::chat::Usage> {
+        chat_stream::ChatStreamNormalizer::usage(self).cloned()
+    }
+}
+
+impl StreamTranslator for anthropic::stream::AnthropicToChat {
+    fn push(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        anthropic::stream::AnthropicToChat::push(self, ev, out)
+    }
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        anthropic::stream::AnthropicToChat::finish(self, out)
+    }
+    fn is_complete(&self) -> bool {
+        anthropic::stream::AnthropicToChat::is_complete(self)
+    }
+    fn usage(&self) -> Option<jusinfer_wire::chat::Usage> {
+        Some(anthropic::stream::AnthropicToChat::usage(self))
+    }
+}

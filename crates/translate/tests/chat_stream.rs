@@ -286,3 +286,24 @@ fn upstream_error_event_is_passed_on_and_ends_the_stream() {
     let chunks = events(&out);
     assert_eq!(chunks.last().expect("some")["error"]["message"], "boom");
 }
+
+#[test]
+fn regression_final_chunk_usage_is_kept_when_it_also_carries_choices() {
+    // Some compatible servers put usage on the finish chunk instead of a separate one.
+    let input = b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"a\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\ndata: [DONE]\n\n";
+    let (out, n) = run(&[input], true).expect("ok");
+    let chunks = events(&out);
+    let last = chunks.last().expect("chunks");
+    assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert_eq!(n.usage().map(|u| u.total_tokens), Some(6));
+    // Not asked for: the choices stay, the usage goes, and the gateway still read it.
+    let (out, n) = run(&[input], false).expect("ok");
+    let chunks = events(&out);
+    assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+    assert_eq!(
+        chunks.last().expect("chunks")["choices"][0]["finish_reason"],
+        "stop"
+    );
+    assert_eq!(n.usage().map(|u| u.prompt_tokens), Some(5));
+}

@@ -53,7 +53,43 @@ pub struct ChatRequest {
     pub user: Option<String>,
     #[serde(default)]
     pub metadata: Option<Map<String, Value>>,
+    /// OpenAI's reasoning knob (`minimal`, `low`, `medium`, `high`).
+    #[serde(default)]
+    pub reasoning_effort: Option<String>,
+    /// Extension: Anthropic's `thinking` object, passed to Anthropic upstreams as is.
+    #[serde(default)]
+    pub thinking: Option<Value>,
 }
+
+/// The top-level request fields this type models; anything else is unknown to the gateway.
+pub const CHAT_REQUEST_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+    "response_format",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "stop",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "metadata",
+    "reasoning_effort",
+    "thinking",
+];
 
 impl ChatRequest {
     /// Whether the client asked for a stream.
@@ -110,6 +146,26 @@ pub struct ChatMessage {
     pub refusal: Option<String>,
     #[serde(default)]
     pub reasoning_content: Option<String>,
+    /// Extension: the assistant's thinking blocks with their signatures, as the gateway
+    /// returned them, so they can be sent back to Anthropic unchanged.
+    #[serde(default)]
+    pub thinking_blocks: Option<Vec<ThinkingBlock>>,
+}
+
+/// One thinking block as the OpenAI surface carries it (`thinking` or `redacted_thinking`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ThinkingBlock {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// Position among the message's thinking blocks (streams merge deltas by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
 }
 
 impl ChatMessage {
@@ -147,6 +203,9 @@ pub struct ContentPart {
     pub image_url: Option<ImageUrl>,
     #[serde(default)]
     pub input_audio: Option<Value>,
+    /// Anthropic prompt caching marker, kept on the part it was set on.
+    #[serde(default)]
+    pub cache_control: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,18 +330,63 @@ pub struct Usage {
     pub prompt_tokens_details: Option<PromptTokensDetails>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
+    /// Extension: the request's cost in USD from the price catalog; `null` when unknown.
+    #[serde(default, skip_serializing_if = "Cost::is_absent")]
+    pub cost: Cost,
+}
+
+/// `usage.cost`: absent (not computed here), or computed (a price, or `null` if unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Option<f64>", into = "Option<f64>")]
+pub enum Cost {
+    #[default]
+    Absent,
+    Unknown,
+    Usd(f64),
+}
+
+impl Cost {
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Cost::Absent)
+    }
+}
+
+impl From<Option<f64>> for Cost {
+    fn from(v: Option<f64>) -> Self {
+        v.map_or(Cost::Unknown, Cost::Usd)
+    }
+}
+
+impl From<Cost> for Option<f64> {
+    fn from(c: Cost) -> Self {
+        match c {
+            Cost::Usd(v) => Some(v),
+            Cost::Absent | Cost::Unknown => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PromptTokensDetails {
     #[serde(default)]
     pub cached_tokens: u64,
+    #[serde(default)]
+    pub audio_tokens: u64,
+    /// Tokens written to the prompt cache (Anthropic's cache_creation_input_tokens).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompletionTokensDetails {
     #[serde(default)]
     pub reasoning_tokens: u64,
+    #[serde(default)]
+    pub audio_tokens: u64,
+    #[serde(default)]
+    pub accepted_prediction_tokens: u64,
+    #[serde(default)]
+    pub rejected_prediction_tokens: u64,
 }
 
 /// A non-streaming `chat.completion`.
@@ -294,6 +398,8 @@ pub struct ChatCompletion {
     pub model: String,
     pub choices: Vec<Choice>,
     pub usage: Usage,
+    pub service_tier: Option<String>,
+    pub system_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -309,8 +415,15 @@ pub struct AssistantMessage {
     pub role: &'static str,
     pub content: Option<String>,
     pub refusal: Option<String>,
+    pub annotations: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// Extension (as DeepSeek and vLLM write it): the model's visible reasoning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// Extension: thinking blocks with signatures, to send back unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<Vec<ThinkingBlock>>,
 }
 
 /// One `chat.completion.chunk`.
@@ -320,9 +433,14 @@ pub struct ChatChunk {
     pub object: &'static str,
     pub created: u64,
     pub model: String,
-    pub choices: Vec<ChunkChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+    pub service_tier: Option<&'static str>,
+    pub system_fingerprint: Option<String>,
+    pub choices: Vec<ChunkChoice>,
+    /// Absent, `null` (on every chunk when the client asked for usage, as OpenAI does), or
+    /// the usage of the final chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Option<Usage>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -339,8 +457,15 @@ pub struct Delta {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// `Some(None)` writes `"refusal": null` (OpenAI's first delta has it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<Vec<ThinkingBlock>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,5 +6,6 @@
 //! client's raw bytes. Response types are what the gateway writes when it has to author a
 //! body itself. No I/O, no async.
 
+pub mod anthropic;
 pub mod chat;
 pub mod error;

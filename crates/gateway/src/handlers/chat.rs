@@ -13,7 +13,7 @@ use crate::app::{AppState, RequestId};
 use crate::auth::authenticate;
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
-use crate::providers::{echo, openai, Endpoint};
+use crate::providers::{anthropic, echo, http, openai, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
 
@@ -25,7 +25,13 @@ pub async fn chat_completions(
 ) -> Response {
     match prepare(&state, &headers, body).await {
         Ok((req, raw, deployments)) => {
-            let outcome = proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0)).await;
+            let ctx = Ctx {
+                req: &req,
+                raw: &raw,
+                request_id: &rid.0,
+                state: &state,
+            };
+            let outcome = proxy::run(&deployments, |d| attempt(d, &ctx)).await;
             super::finish(outcome)
         }
         Err(e) => e.into_response(),
@@ -99,32 +105,48 @@ pub fn validate(req: &ChatRequest) -> Result<(), GatewayError> {
     Ok(())
 }
 
-async fn attempt(
-    d: Deployment,
-    req: &ChatRequest,
-    raw: &Bytes,
-    request_id: &str,
-) -> Result<Response, GatewayError> {
+/// What every attempt of one request shares.
+struct Ctx<'a> {
+    req: &'a ChatRequest,
+    raw: &'a Bytes,
+    request_id: &'a str,
+    state: &'a AppState,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError> {
+    let req = ctx.req;
     match d.provider.kind() {
-        ProviderKind::Echo => Ok(echo_response(req, request_id)),
+        ProviderKind::Echo => Ok(echo_response(req, ctx.request_id)),
         ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
             let stream = req.is_stream();
-            let body = openai::edit_body(raw, &d.upstream_model, stream)?;
+            let body = openai::edit_body(ctx.raw, &d.upstream_model, stream)?;
             openai::send(openai::Call {
                 provider: &d.provider,
                 endpoint: Endpoint::ChatCompletions,
                 body,
                 stream,
                 include_usage: req.wants_stream_usage(),
-                request_id,
+                request_id: ctx.request_id,
             })
             .await
         }
-        ProviderKind::Anthropic => Err(proxy::unsupported(
-            d.provider.kind(),
-            d.provider.name(),
-            "chat completions",
-        )),
+        ProviderKind::Anthropic => {
+            anthropic::chat(anthropic::Call {
+                provider: &d.provider,
+                req,
+                raw: ctx.raw,
+                upstream_model: &d.upstream_model,
+                price: ctx.state.prices.get(d.provider.name(), &d.upstream_model),
+                created: now_secs(),
+            })
+            .await
+        }
     }
 }
 
@@ -133,7 +155,7 @@ fn echo_response(req: &ChatRequest, request_id: &str) -> Response {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     if req.is_stream() {
-        return openai::sse_response(Body::from(echo::stream(req, request_id, created)));
+        return http::sse_response(Body::from(echo::stream(req, request_id, created)));
     }
     let mut resp = Response::new(Body::from(echo::complete(req, request_id, created)));
     resp.headers_mut()

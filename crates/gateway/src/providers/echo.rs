@@ -6,7 +6,7 @@
 
 use bytes::{Bytes, BytesMut};
 use jusinfer_wire::chat::{
-    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Delta,
+    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Cost, Delta,
     FunctionCall, FunctionDelta, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 use serde_json::{json, Map, Value};
@@ -249,6 +249,8 @@ fn usage(a: &Answer) -> Usage {
         total_tokens: a.prompt_tokens + a.completion_tokens,
         prompt_tokens_details: Some(Default::default()),
         completion_tokens_details: Some(Default::default()),
+        // The echo provider is free: a real price, not an unknown one.
+        cost: Cost::Usd(0.0),
     }
 }
 
@@ -272,6 +274,9 @@ pub fn complete(req: &ChatRequest, request_id: &str, created: u64) -> Bytes {
                 role: "assistant",
                 content: a.text.clone(),
                 refusal: None,
+                annotations: Vec::new(),
+                reasoning_content: None,
+                thinking_blocks: None,
                 tool_calls: a.call.as_ref().map(|(name, args)| {
                     vec![ToolCall {
                         id: call_id(request_id, i),
@@ -297,6 +302,8 @@ pub fn complete(req: &ChatRequest, request_id: &str, created: u64) -> Bytes {
         model: "echo".to_owned(),
         choices,
         usage: u,
+        service_tier: None,
+        system_fingerprint: None,
     };
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
@@ -311,8 +318,10 @@ pub fn stream(req: &ChatRequest, request_id: &str, created: u64) -> Bytes {
         object: "chat.completion.chunk",
         created,
         model: "echo".to_owned(),
+        service_tier: None,
+        system_fingerprint: None,
         choices,
-        usage,
+        usage: usage.map(Some),
     };
     let mut emit = |c: ChatChunk| {
         let json = serde_json::to_vec(&c).unwrap_or_default();

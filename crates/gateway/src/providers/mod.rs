@@ -2,7 +2,9 @@
 //! speaks to each: `openai` (OpenAI and every OpenAI-compatible host) and `echo` (the
 //! built-in test provider, §9).
 
+pub mod anthropic;
 pub mod echo;
+pub mod http;
 pub mod openai;
 
 use crate::config::{ProviderConfig, ProviderKind};
@@ -45,8 +47,14 @@ impl Provider {
                     )
                 })
         };
-        let chat_url = url("/chat/completions")?;
-        let embeddings_url = url("/embeddings")?;
+        let (chat_url, embeddings_url) = match config.kind {
+            // Anthropic's base URL is the host; tolerate one that already ends in /v1.
+            ProviderKind::Anthropic if config.base_url.ends_with("/v1") => {
+                (url("/messages")?, None)
+            }
+            ProviderKind::Anthropic => (url("/v1/messages")?, None),
+            _ => (url("/chat/completions")?, url("/embeddings")?),
+        };
         Ok(Self {
             config,
             client,

@@ -2,25 +2,15 @@
 //! are forwarded with minimal edits and responses passed through (streams through the
 //! normalizer of `jusinfer_translate::chat_stream`).
 
-use std::collections::VecDeque;
-use std::pin::Pin;
-use std::time::Duration;
-
-use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
-use jusinfer_sse::Decoder;
+use bytes::Bytes;
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, Options};
 use serde_json::value::RawValue;
-use tokio::time::Instant;
 
+use super::http::{self, Clock};
 use super::{Endpoint, Provider};
 use crate::error::GatewayError;
-
-/// Largest non-streaming upstream body read.
-const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 /// What to call and how.
 pub struct Call<'a> {
@@ -130,9 +120,7 @@ fn insertion_point(raw: &[u8]) -> usize {
 /// that decides whether the next deployment is tried.
 pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
     let p = call.provider;
-    let t = p.config.timeouts;
-    let started = Instant::now();
-    let deadline = started + t.total;
+    let clock = Clock::start(p);
     let Some(url) = p.url(call.endpoint) else {
         return Err(GatewayError::internal(format!(
             "provider `{}` has no base_url",
@@ -153,106 +141,30 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
     for (k, v) in &p.config.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let first_byte = t.first_byte.min(t.total);
-    let resp = match tokio::time::timeout(first_byte, req.send()).await {
-        Err(_) => {
-            return Err(GatewayError::timeout(format!(
-                "provider `{}` did not answer within {}",
-                p.name(),
-                secs(first_byte)
-            )))
-        }
-        Ok(Err(e)) => return Err(send_error(p, &e)),
-        Ok(Ok(r)) => r,
-    };
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let answer = http::send(p, req, &clock).await?;
+    let status = answer.resp.status();
     if !status.is_success() {
-        let body = read_body(p, resp, deadline).await.unwrap_or_default();
+        let body = http::read_body(p, answer.resp, clock.deadline)
+            .await
+            .unwrap_or_default();
         let mut e = map_status(p, status, &body);
-        e.retry_after = retry_after;
+        e.retry_after = answer.retry_after;
         return Err(e);
     }
+    http::expect_content_type(p, &answer, call.stream)?;
     if call.stream {
-        if !content_type.starts_with("text/event-stream") {
-            return Err(GatewayError::upstream(format!(
-                "provider `{}` answered a streaming request with content-type `{}`, expected text/event-stream",
-                p.name(),
-                display_ct(&content_type)
-            ))
-            .retryable(true));
-        }
-        let mut s = UpstreamStream {
-            body: Box::pin(resp.bytes_stream()),
-            decoder: Decoder::new(),
-            norm: ChatStreamNormalizer::new(Options {
-                include_usage: call.include_usage,
-                id_seed: call
-                    .request_id
-                    .chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .take(24)
-                    .collect(),
-            }),
-            pending: VecDeque::new(),
-            idle: t.idle,
-            deadline,
-            done: false,
-            provider: p.name().to_owned(),
-        };
-        // Wait for the first frame before committing to a 200, so an upstream that fails at
-        // once still gets a real status (and the next deployment).
-        let first_deadline = (started + first_byte).min(deadline);
-        while s.pending.is_empty() && !s.done {
-            let step = tokio::time::timeout_at(first_deadline, s.fill()).await;
-            match step {
-                Err(_) => {
-                    return Err(GatewayError::timeout(format!(
-                        "provider `{}` sent no event within {}",
-                        p.name(),
-                        secs(first_byte)
-                    )))
-                }
-                Ok(Err(e)) => return Err(e.retryable(true)),
-                Ok(Ok(())) => {}
-            }
-        }
-        let body = futures_util::stream::unfold(s, |mut s| async move {
-            loop {
-                if let Some(frame) = s.take_pending() {
-                    return Some((Ok::<Bytes, std::convert::Infallible>(frame), s));
-                }
-                if s.done {
-                    return None;
-                }
-                if let Err(e) = s.fill().await {
-                    tracing::warn!(provider = %s.provider, error = %e, "upstream stream failed after start");
-                    s.done = true;
-                    s.pending.push_back(e.stream_frame());
-                }
-            }
+        let machine = ChatStreamNormalizer::new(Options {
+            include_usage: call.include_usage,
+            id_seed: call
+                .request_id
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(24)
+                .collect(),
         });
-        return Ok(sse_response(Body::from_stream(body)));
+        return http::stream(p, answer.resp, machine, &clock).await;
     }
-    if !content_type.contains("json") {
-        return Err(GatewayError::upstream(format!(
-            "provider `{}` answered with content-type `{}`, expected application/json",
-            p.name(),
-            display_ct(&content_type)
-        ))
-        .retryable(true));
-    }
-    let body = read_body(p, resp, deadline).await?;
+    let body = http::read_body(p, answer.resp, clock.deadline).await?;
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
         return Err(GatewayError::upstream(format!(
             "provider `{}` sent a response that is not valid JSON ({e})",
@@ -260,92 +172,7 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
         ))
         .retryable(true));
     }
-    let mut resp = Response::new(Body::from(body));
-    resp.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    Ok(resp)
-}
-
-/// The response head for a stream.
-pub fn sse_response(body: Body) -> Response {
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(
-        "content-type",
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    h.insert("cache-control", HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
-}
-
-fn display_ct(ct: &str) -> &str {
-    if ct.is_empty() {
-        "(none)"
-    } else {
-        ct
-    }
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
-}
-
-fn send_error(p: &Provider, e: &reqwest::Error) -> GatewayError {
-    if e.is_timeout() {
-        return GatewayError::timeout(format!("provider `{}` timed out connecting", p.name()));
-    }
-    let what = if e.is_connect() {
-        "cannot connect to"
-    } else {
-        "request failed for"
-    };
-    // The source chain says why (refused, DNS, TLS) without including the URL's secrets.
-    let mut cause = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        cause = s.to_string();
-        src = s.source();
-    }
-    GatewayError::upstream(format!("{what} provider `{}`: {cause}", p.name())).retryable(true)
-}
-
-async fn read_body(
-    p: &Provider,
-    resp: reqwest::Response,
-    deadline: Instant,
-) -> Result<Bytes, GatewayError> {
-    let mut stream = resp.bytes_stream();
-    let mut buf = BytesMut::new();
-    loop {
-        let next = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .map_err(|_| {
-                GatewayError::timeout(format!(
-                    "provider `{}` did not finish its response in time",
-                    p.name()
-                ))
-            })?;
-        match next {
-            None => return Ok(buf.freeze()),
-            Some(Err(e)) => {
-                return Err(GatewayError::upstream(format!(
-                    "provider `{}` broke off its response: {e}",
-                    p.name()
-                ))
-                .retryable(true))
-            }
-            Some(Ok(chunk)) => {
-                if buf.len() + chunk.len() > MAX_UPSTREAM_BODY {
-                    return Err(GatewayError::upstream(format!(
-                        "provider `{}` sent a response over {MAX_UPSTREAM_BODY} bytes",
-                        p.name()
-                    )));
-                }
-                buf.extend_from_slice(&chunk);
-            }
-        }
-    }
+    Ok(http::json_response(body))
 }
 
 /// Maps an upstream error status (§5): 400/404/422 keep their status and the upstream's
@@ -423,106 +250,6 @@ pub fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError
         }
         _ => GatewayError::upstream(format!("provider `{name}` returned {s}: {message}"))
             .retryable(matches!(s, 500 | 502 | 503 | 504 | 529)),
-    }
-}
-
-/// An upstream SSE body on its way through the normalizer.
-struct UpstreamStream {
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    decoder: Decoder,
-    norm: ChatStreamNormalizer,
-    pending: VecDeque<Bytes>,
-    idle: Duration,
-    deadline: Instant,
-    done: bool,
-    provider: String,
-}
-
-impl UpstreamStream {
-    /// All frames ready so far, as one write.
-    fn take_pending(&mut self) -> Option<Bytes> {
-        match self.pending.len() {
-            0 => None,
-            1 => self.pending.pop_front(),
-            _ => {
-                let mut b = BytesMut::with_capacity(self.pending.iter().map(Bytes::len).sum());
-                for f in self.pending.drain(..) {
-                    b.extend_from_slice(&f);
-                }
-                Some(b.freeze())
-            }
-        }
-    }
-
-    /// Reads one upstream chunk and queues what it completes.
-    async fn fill(&mut self) -> Result<(), GatewayError> {
-        let until = (Instant::now() + self.idle).min(self.deadline);
-        let next = tokio::time::timeout_at(until, self.body.next())
-            .await
-            .map_err(|_| {
-                if Instant::now() >= self.deadline {
-                    GatewayError::timeout(format!(
-                        "provider `{}` stream exceeded the total timeout",
-                        self.provider
-                    ))
-                } else {
-                    GatewayError::timeout(format!(
-                        "provider `{}` sent nothing for {} (idle timeout)",
-                        self.provider,
-                        secs(self.idle)
-                    ))
-                }
-            })?;
-        let mut out = Vec::new();
-        match next {
-            Some(Ok(chunk)) => {
-                self.decoder.push(&chunk);
-                loop {
-                    let ev = self
-                        .decoder
-                        .next_event()
-                        .map_err(|e| self.broken(&e.to_string()))?;
-                    let Some(ev) = ev else { break };
-                    self.norm
-                        .push(&ev, &mut out)
-                        .map_err(|e| self.broken(&e.message))?;
-                    if self.norm.is_complete() {
-                        self.done = true;
-                        break;
-                    }
-                }
-            }
-            Some(Err(e)) => {
-                return Err(GatewayError::upstream(format!(
-                    "provider `{}` broke off the stream: {e}",
-                    self.provider
-                )))
-            }
-            None => {
-                let rest = self
-                    .decoder
-                    .finish()
-                    .map_err(|e| self.broken(&e.to_string()))?;
-                for ev in &rest {
-                    self.norm
-                        .push(ev, &mut out)
-                        .map_err(|e| self.broken(&e.message))?;
-                }
-                self.norm
-                    .finish(&mut out)
-                    .map_err(|e| self.broken(&e.message))?;
-                self.done = true;
-            }
-        }
-        self.pending.extend(out);
-        Ok(())
-    }
-
-    fn broken(&self, what: &str) -> GatewayError {
-        GatewayError::upstream(format!(
-            "provider `{}` sent a broken stream: {what}",
-            self.provider
-        ))
     }
 }
 

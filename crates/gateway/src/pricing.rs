@@ -1,0 +1,133 @@
+//! The price catalog: the bundled data file (`prices.toml`, with its date) under the
+//! config's `[prices]` overrides. The cost formula itself is `jusinfer_translate::pricing`.
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+use jusinfer_translate::pricing::Price;
+
+use crate::config::RawPrice;
+
+const BUNDLED: &str = include_str!("prices.toml");
+
+#[derive(serde::Deserialize)]
+struct Catalog {
+    date: String,
+    models: HashMap<String, Price>,
+}
+
+/// Prices by model, overrides first.
+#[derive(Debug, Clone, Default)]
+pub struct Prices {
+    /// `provider/model` or `model` → price, from the config.
+    overrides: HashMap<String, Price>,
+    bundled: HashMap<String, Price>,
+    pub catalog_date: String,
+}
+
+impl Prices {
+    pub fn new(overrides: &IndexMap<String, RawPrice>) -> Self {
+        let catalog: Catalog = toml::from_str(BUNDLED).unwrap_or(Catalog {
+            date: String::new(),
+            models: HashMap::new(),
+        });
+        Self {
+            overrides: overrides
+                .iter()
+                .map(|(k, p)| {
+                    (
+                        k.clone(),
+                        Price {
+                            input: p.input,
+                            output: p.output,
+                            cache_read: p.cached_input,
+                            cache_write: p.cache_write,
+                        },
+                    )
+                })
+                .collect(),
+            bundled: catalog.models,
+            catalog_date: catalog.date,
+        }
+    }
+
+    /// The price of `model` as served by `provider`, if known.
+    pub fn get(&self, provider: &str, model: &str) -> Option<Price> {
+        if let Some(p) = self
+            .overrides
+            .get(&format!("{provider}/{model}"))
+            .or_else(|| self.overrides.get(model))
+        {
+            return Some(*p);
+        }
+        let undated = strip_date(model);
+        self.bundled
+            .get(model)
+            .or_else(|| self.bundled.get(undated))
+            .copied()
+    }
+
+    /// Every bundled entry (for `jusinfer models`).
+    pub fn bundled(&self) -> impl Iterator<Item = (&String, &Price)> {
+        self.bundled.iter()
+    }
+}
+
+/// `claude-sonnet-4-5-20250929` → `claude-sonnet-4-5`; `gpt-4o-2024-08-06` → `gpt-4o`.
+fn strip_date(model: &str) -> &str {
+    let b = model.as_bytes();
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    if b.len() > 9 && b[b.len() - 9] == b'-' && digits(&b[b.len() - 8..]) {
+        return &model[..model.len() - 9];
+    }
+    if b.len() > 11 && b[b.len() - 11] == b'-' && b[b.len() - 6] == b'-' && b[b.len() - 3] == b'-' {
+        let (y, m, d) = (
+            &b[b.len() - 10..b.len() - 6],
+            &b[b.len() - 5..b.len() - 3],
+            &b[b.len() - 2..],
+        );
+        if digits(y) && digits(m) && digits(d) {
+            return &model[..model.len() - 11];
+        }
+    }
+    model
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_catalog_parses_and_dated_names_fall_back() {
+        let p = Prices::new(&IndexMap::new());
+        assert!(!p.catalog_date.is_empty());
+        assert!(p.bundled().count() > 20);
+        assert_eq!(
+            p.get("anthropic", "claude-sonnet-4-5-20250929")
+                .map(|x| x.input),
+            Some(3.0)
+        );
+        assert_eq!(
+            p.get("openai", "gpt-4o-2024-08-06").map(|x| x.output),
+            Some(10.0)
+        );
+        assert_eq!(p.get("openai", "no-such-model"), None);
+    }
+
+    #[test]
+    fn config_overrides_win() {
+        let mut o = IndexMap::new();
+        o.insert(
+            "local/qwen3-8b".to_owned(),
+            RawPrice {
+                input: 0.05,
+                output: 0.1,
+                cached_input: None,
+                cache_write: None,
+            },
+        );
+        let p = Prices::new(&o);
+        assert_eq!(p.get("local", "qwen3-8b").map(|x| x.output), Some(0.1));
+        assert_eq!(p.get("other", "qwen3-8b"), None);
+    }
+}

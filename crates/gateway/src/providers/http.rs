@@ -1,0 +1,345 @@
+//! What every HTTP upstream shares: sending with the `first_byte` timeout, reading a body
+//! under the `total` deadline, and driving a stream translator over an SSE body with the
+//! `idle` and `total` timeouts. Dialect-specific code lives in `openai.rs` / `anthropic.rs`.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use jusinfer_sse::Decoder;
+use jusinfer_translate::StreamTranslator;
+use tokio::time::Instant;
+
+use super::Provider;
+use crate::error::GatewayError;
+
+/// Largest non-streaming upstream body read.
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// The clock of one upstream exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub started: Instant,
+    pub deadline: Instant,
+    pub first_byte: Duration,
+}
+
+impl Clock {
+    pub fn start(p: &Provider) -> Self {
+        let t = p.config.timeouts;
+        let started = Instant::now();
+        Self {
+            started,
+            deadline: started + t.total,
+            first_byte: t.first_byte.min(t.total),
+        }
+    }
+}
+
+/// The upstream's answer head and the parts of it the callers look at.
+pub struct Answer {
+    pub resp: reqwest::Response,
+    pub retry_after: Option<u64>,
+    pub content_type: String,
+}
+
+/// Sends `req`; a timeout before the response head is a retryable 504.
+pub async fn send(
+    p: &Provider,
+    req: reqwest::RequestBuilder,
+    clock: &Clock,
+) -> Result<Answer, GatewayError> {
+    let resp = match tokio::time::timeout(clock.first_byte, req.send()).await {
+        Err(_) => {
+            return Err(GatewayError::timeout(format!(
+                "provider `{}` did not answer within {}",
+                p.name(),
+                secs(clock.first_byte)
+            )))
+        }
+        Ok(Err(e)) => return Err(send_error(p, &e)),
+        Ok(Ok(r)) => r,
+    };
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    Ok(Answer {
+        resp,
+        retry_after,
+        content_type,
+    })
+}
+
+/// 502 (retryable) unless the answer has the expected content type.
+pub fn expect_content_type(p: &Provider, a: &Answer, stream: bool) -> Result<(), GatewayError> {
+    let ok = if stream {
+        a.content_type.starts_with("text/event-stream")
+    } else {
+        a.content_type.contains("json")
+    };
+    if ok {
+        return Ok(());
+    }
+    let (what, expected) = if stream {
+        ("a streaming request", "text/event-stream")
+    } else {
+        ("a request", "application/json")
+    };
+    let ct = if a.content_type.is_empty() {
+        "(none)"
+    } else {
+        a.content_type.as_str()
+    };
+    Err(GatewayError::upstream(format!(
+        "provider `{}` answered {what} with content-type `{ct}`, expected {expected}",
+        p.name()
+    ))
+    .retryable(true))
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+fn send_error(p: &Provider, e: &reqwest::Error) -> GatewayError {
+    if e.is_timeout() {
+        return GatewayError::timeout(format!("provider `{}` timed out connecting", p.name()));
+    }
+    let what = if e.is_connect() {
+        "cannot connect to"
+    } else {
+        "request failed for"
+    };
+    // The source chain says why (refused, DNS, TLS) without including the URL's secrets.
+    let mut cause = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    GatewayError::upstream(format!("{what} provider `{}`: {cause}", p.name())).retryable(true)
+}
+
+/// Reads a whole body under the exchange's deadline.
+pub async fn read_body(
+    p: &Provider,
+    resp: reqwest::Response,
+    deadline: Instant,
+) -> Result<Bytes, GatewayError> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = BytesMut::new();
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| {
+                GatewayError::timeout(format!(
+                    "provider `{}` did not finish its response in time",
+                    p.name()
+                ))
+            })?;
+        match next {
+            None => return Ok(buf.freeze()),
+            Some(Err(e)) => {
+                return Err(GatewayError::upstream(format!(
+                    "provider `{}` broke off its response: {e}",
+                    p.name()
+                ))
+                .retryable(true))
+            }
+            Some(Ok(chunk)) => {
+                if buf.len() + chunk.len() > MAX_UPSTREAM_BODY {
+                    return Err(GatewayError::upstream(format!(
+                        "provider `{}` sent a response over {MAX_UPSTREAM_BODY} bytes",
+                        p.name()
+                    )));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+/// A JSON response with the given body.
+pub fn json_response(body: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The response head for a stream.
+pub fn sse_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+/// Streams `resp` through `machine` to the client. Waits for the first frame before
+/// committing to a 200, so an upstream that fails at once still gets a real status (and
+/// the next deployment); after that, a failure is the stream's final error frame.
+pub async fn stream<T: StreamTranslator + 'static>(
+    p: &Provider,
+    resp: reqwest::Response,
+    machine: T,
+    clock: &Clock,
+) -> Result<Response, GatewayError> {
+    let mut s = UpstreamStream {
+        body: Box::pin(resp.bytes_stream()),
+        decoder: Decoder::new(),
+        machine,
+        pending: VecDeque::new(),
+        idle: p.config.timeouts.idle,
+        deadline: clock.deadline,
+        done: false,
+        provider: p.name().to_owned(),
+    };
+    let first_deadline = (clock.started + clock.first_byte).min(clock.deadline);
+    while s.pending.is_empty() && !s.done {
+        match tokio::time::timeout_at(first_deadline, s.fill()).await {
+            Err(_) => {
+                return Err(GatewayError::timeout(format!(
+                    "provider `{}` sent no event within {}",
+                    p.name(),
+                    secs(clock.first_byte)
+                )))
+            }
+            Ok(Err(e)) => return Err(e.retryable(true)),
+            Ok(Ok(())) => {}
+        }
+    }
+    let body = futures_util::stream::unfold(s, |mut s| async move {
+        loop {
+            if let Some(frame) = s.take_pending() {
+                return Some((Ok::<Bytes, std::convert::Infallible>(frame), s));
+            }
+            if s.done {
+                return None;
+            }
+            if let Err(e) = s.fill().await {
+                tracing::warn!(provider = %s.provider, error = %e, "upstream stream failed after start");
+                s.done = true;
+                s.pending.push_back(e.stream_frame());
+            }
+        }
+    });
+    Ok(sse_response(Body::from_stream(body)))
+}
+
+/// An upstream SSE body on its way through a stream translator.
+struct UpstreamStream<T> {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    decoder: Decoder,
+    machine: T,
+    pending: VecDeque<Bytes>,
+    idle: Duration,
+    deadline: Instant,
+    done: bool,
+    provider: String,
+}
+
+impl<T: StreamTranslator> UpstreamStream<T> {
+    /// All frames ready so far, as one write.
+    fn take_pending(&mut self) -> Option<Bytes> {
+        match self.pending.len() {
+            0 => None,
+            1 => self.pending.pop_front(),
+            _ => {
+                let mut b = BytesMut::with_capacity(self.pending.iter().map(Bytes::len).sum());
+                for f in self.pending.drain(..) {
+                    b.extend_from_slice(&f);
+                }
+                Some(b.freeze())
+            }
+        }
+    }
+
+    /// Reads one upstream chunk and queues what it completes.
+    async fn fill(&mut self) -> Result<(), GatewayError> {
+        let until = (Instant::now() + self.idle).min(self.deadline);
+        let next = tokio::time::timeout_at(until, self.body.next())
+            .await
+            .map_err(|_| {
+                if Instant::now() >= self.deadline {
+                    GatewayError::timeout(format!(
+                        "provider `{}` stream exceeded the total timeout",
+                        self.provider
+                    ))
+                } else {
+                    GatewayError::timeout(format!(
+                        "provider `{}` sent nothing for {} (idle timeout)",
+                        self.provider,
+                        secs(self.idle)
+                    ))
+                }
+            })?;
+        let mut out = Vec::new();
+        match next {
+            Some(Ok(chunk)) => {
+                self.decoder.push(&chunk);
+                loop {
+                    let ev = self
+                        .decoder
+                        .next_event()
+                        .map_err(|e| self.broken(&e.to_string()))?;
+                    let Some(ev) = ev else { break };
+                    self.machine
+                        .push(&ev, &mut out)
+                        .map_err(|e| self.broken(&e.message))?;
+                    if self.machine.is_complete() {
+                        self.done = true;
+                        break;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                return Err(GatewayError::upstream(format!(
+                    "provider `{}` broke off the stream: {e}",
+                    self.provider
+                )))
+            }
+            None => {
+                let rest = self
+                    .decoder
+                    .finish()
+                    .map_err(|e| self.broken(&e.to_string()))?;
+                for ev in &rest {
+                    self.machine
+                        .push(ev, &mut out)
+                        .map_err(|e| self.broken(&e.message))?;
+                }
+                self.machine
+                    .finish(&mut out)
+                    .map_err(|e| self.broken(&e.message))?;
+                self.done = true;
+            }
+        }
+        self.pending.extend(out);
+        Ok(())
+    }
+
+    fn broken(&self, what: &str) -> GatewayError {
+        GatewayError::upstream(format!(
+            "provider `{}` sent a broken stream: {what}",
+            self.provider
+        ))
+    }
+}

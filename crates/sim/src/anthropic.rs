@@ -1,0 +1,355 @@
+//! The Anthropic-shaped side of the simulator: `POST /v1/messages`, replaying the recorded
+//! Anthropic traffic in `shared/fixtures/anthropic` (and `errors/`), turning recorded
+//! non-streaming messages into streams where no stream was recorded.
+//!
+//! Scenarios (the upstream model name, `;key=value` faults as for Chat):
+//! `text`, `weather` (tool round trip, recorded streams), `thinking` (recorded thinking
+//! stream), `thinking-tool` (thinking + text + tool_use, and the turn after it), `cache`
+//! (prompt-cache usage), `cache-max` (recorded stream cut by max_tokens), `parallel` (two
+//! recorded tool_use blocks in one turn), `forced-tool` (answers the forced tool with input
+//! fitting its schema), `overloaded` (stream that fails with an `error` event), `err401`,
+//! `err429`, `fast` (benchmarks).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::fixtures;
+use crate::server::{record, Scenario, SimState};
+
+fn event(name: &str, data: &Value) -> Bytes {
+    jusinfer_sse::encode_bytes(Some(name), data.to_string().as_bytes())
+}
+
+/// Whether the request carries tool results (the second turn of a round trip).
+fn is_second_turn(req: &Value) -> bool {
+    req["messages"].as_array().is_some_and(|m| {
+        m.iter().any(|msg| {
+            msg["content"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+        })
+    })
+}
+
+fn exchange_response(rel: &str, second: bool) -> anyhow::Result<(u16, Value)> {
+    let v = fixtures::json(rel)?;
+    let turn = match &v {
+        Value::Array(a) => a
+            .get(usize::from(second))
+            .or(a.first())
+            .cloned()
+            .unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    let status = turn["response"]["status"].as_u64().unwrap_or(200) as u16;
+    Ok((status, turn["response"]["body"].clone()))
+}
+
+/// A value fitting `schema` (enough of JSON Schema for the tests' schemas).
+fn sample(schema: &Value) -> Value {
+    if let Some(e) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return e.clone();
+    }
+    match schema["type"].as_str().unwrap_or("object") {
+        "object" => {
+            let mut o = serde_json::Map::new();
+            for (k, s) in schema["properties"].as_object().into_iter().flatten() {
+                o.insert(k.clone(), sample(s));
+            }
+            Value::Object(o)
+        }
+        "array" => json!([sample(&schema["items"])]),
+        "integer" => json!(schema["minimum"].as_i64().unwrap_or(42)),
+        "number" => json!(schema["minimum"].as_f64().unwrap_or(4.5)),
+        "boolean" => json!(true),
+        "null" => Value::Null,
+        _ => json!("sim"),
+    }
+}
+
+/// The non-streaming message for a scenario.
+fn message(sc: &Scenario, req: &Value) -> anyhow::Result<Option<(u16, Value)>> {
+    let second = is_second_turn(req);
+    Ok(Some(match sc.name.as_str() {
+        "text" => (
+            200,
+            fixtures::json("anthropic/anthropic_nonstream_text.json")?,
+        ),
+        "weather" => exchange_response(
+            "anthropic/anthropic_nonstream_tool_use_roundtrip.exchange.json",
+            second,
+        )?,
+        "thinking-tool" => exchange_response(
+            "anthropic/anthropic_nonstream_thinking_tool_use_roundtrip.exchange.json",
+            second,
+        )?,
+        "cache" => exchange_response(
+            "anthropic/anthropic_nonstream_cache_usage.exchange.json",
+            true,
+        )?,
+        "err401" => exchange_response(
+            "errors/anthropic_401_authentication_error.exchange.json",
+            false,
+        )?,
+        "err429" => exchange_response("errors/anthropic_429_rate_limit.exchange.json", false)?,
+        "parallel" => {
+            let (_, weather) = exchange_response(
+                "anthropic/anthropic_nonstream_tool_use_roundtrip.exchange.json",
+                false,
+            )?;
+            let (_, country) = exchange_response(
+                "anthropic/anthropic_nonstream_thinking_tool_use_roundtrip.exchange.json",
+                false,
+            )?;
+            let mut content = vec![json!({"type": "text", "text": "I'll look up both."})];
+            content.extend(weather["content"].as_array().cloned().unwrap_or_default());
+            content.extend(
+                country["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|b| b["type"] == "tool_use")
+                    .cloned(),
+            );
+            let mut m = weather.clone();
+            m["content"] = Value::Array(content);
+            (200, m)
+        }
+        "forced-tool" => {
+            let name = req["tool_choice"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let schema = req["tools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["name"] == name.as_str())
+                .map(|t| t["input_schema"].clone())
+                .unwrap_or(json!({"type": "object"}));
+            (
+                200,
+                json!({
+                    "id": "msg_sim_forced", "type": "message", "role": "assistant", "model": req["model"],
+                    "content": [{"type": "tool_use", "id": "toolu_sim_forced", "name": name, "input": sample(&schema)}],
+                    "stop_reason": "tool_use", "stop_sequence": null,
+                    "usage": {"input_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 12}
+                }),
+            )
+        }
+        "fast" => (200, serde_json::from_str(FAST_MESSAGE)?),
+        _ => return Ok(None),
+    }))
+}
+
+/// A recorded stream's frames, or `None` when the scenario has none recorded.
+fn recorded_stream(sc: &Scenario, req: &Value) -> anyhow::Result<Option<Vec<Bytes>>> {
+    let rel = match sc.name.as_str() {
+        "weather" if is_second_turn(req) => {
+            "anthropic/anthropic_stream_tool_use_roundtrip.turn2.sse"
+        }
+        "weather" => "anthropic/anthropic_stream_tool_use_roundtrip.turn1.sse",
+        "thinking" => "anthropic/anthropic_stream_thinking.sse",
+        "cache-max" => "anthropic/anthropic_stream_cache_read_max_tokens.sse",
+        "overloaded" => {
+            let mut frames = frames_of("anthropic/anthropic_stream_tool_use_roundtrip.turn2.sse")?;
+            frames.truncate(4);
+            frames.extend(frames_of("errors/anthropic_overloaded_error_event.sse")?);
+            return Ok(Some(frames));
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(frames_of(rel)?))
+}
+
+fn frames_of(rel: &str) -> anyhow::Result<Vec<Bytes>> {
+    let raw = fixtures::read(rel)?;
+    let mut d = jusinfer_sse::Decoder::new();
+    d.push(&raw);
+    let mut out = Vec::new();
+    while let Some(ev) = d.next_event()? {
+        out.push(ev.raw);
+    }
+    out.extend(d.finish()?.into_iter().map(|e| e.raw));
+    Ok(out)
+}
+
+/// The stream Anthropic would have sent for `m`, in its event grammar.
+pub fn streamify(m: &Value, chunks: Option<usize>) -> Vec<Bytes> {
+    let mut start = m.clone();
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    let output_tokens = m["usage"]["output_tokens"].clone();
+    start["usage"]["output_tokens"] = json!(1);
+    let mut out = vec![event(
+        "message_start",
+        &json!({"type": "message_start", "message": start}),
+    )];
+    out.push(event("ping", &json!({"type": "ping"})));
+    for (i, b) in m["content"].as_array().into_iter().flatten().enumerate() {
+        let delta = |d: Value| {
+            event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": i, "delta": d}),
+            )
+        };
+        match b["type"].as_str() {
+            Some("text") => {
+                out.push(event("content_block_start", &json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})));
+                let text = b["text"].as_str().unwrap_or_default();
+                match chunks {
+                    Some(n) => {
+                        for k in 0..n {
+                            out.push(delta(
+                                json!({"type": "text_delta", "text": format!("tok{k} ")}),
+                            ));
+                        }
+                    }
+                    None => {
+                        for w in text.split_inclusive(' ') {
+                            out.push(delta(json!({"type": "text_delta", "text": w})));
+                        }
+                    }
+                }
+            }
+            Some("tool_use") => {
+                out.push(event("content_block_start", &json!({"type": "content_block_start", "index": i,
+                    "content_block": {"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}})));
+                out.push(delta(
+                    json!({"type": "input_json_delta", "partial_json": ""}),
+                ));
+                let s = b["input"].to_string();
+                let chars: Vec<char> = s.chars().collect();
+                for piece in chars.chunks(5) {
+                    out.push(delta(json!({"type": "input_json_delta", "partial_json": piece.iter().collect::<String>()})));
+                }
+            }
+            Some("thinking") => {
+                out.push(event(
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": i,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+                ));
+                for w in b["thinking"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .split_inclusive(' ')
+                {
+                    out.push(delta(json!({"type": "thinking_delta", "thinking": w})));
+                }
+                out.push(delta(
+                    json!({"type": "signature_delta", "signature": b["signature"]}),
+                ));
+            }
+            _ => continue,
+        }
+        out.push(event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": i}),
+        ));
+    }
+    out.push(event(
+        "message_delta",
+        &json!({"type": "message_delta",
+        "delta": {"stop_reason": m["stop_reason"], "stop_sequence": m["stop_sequence"]},
+        "usage": {"output_tokens": output_tokens}}),
+    ));
+    out.push(event("message_stop", &json!({"type": "message_stop"})));
+    out
+}
+
+/// The benchmark answer, also served as precomputed bytes (as the Chat `fast` one is).
+const FAST_MESSAGE: &str = r#"{"id":"msg_fast","type":"message","role":"assistant","model":"fast","content":[{"type":"text","text":"Hello from the simulator."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":9,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":5}}"#;
+
+fn error_body(status: u16, message: &str) -> Value {
+    let kind = match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    };
+    json!({"type": "error", "error": {"type": kind, "message": message}})
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+pub async fn messages(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> Response {
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return json_response(400, &error_body(400, &format!("sim: bad json: {e}"))),
+    };
+    record(&state, "/v1/messages", &headers, &req);
+    let sc = Scenario::parse(req["model"].as_str().unwrap_or_default());
+    if sc.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(sc.delay_ms)).await;
+    }
+    if let Some(st) = sc.status {
+        return json_response(
+            st,
+            &error_body(st, &format!("simulated upstream status {st}")),
+        );
+    }
+    let stream = req["stream"].as_bool().unwrap_or(false);
+    if sc.name == "fast" && !stream {
+        return Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Body::from(FAST_MESSAGE))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    let found = match message(&sc, &req) {
+        Ok(m) => m,
+        Err(e) => return json_response(500, &error_body(500, &format!("sim: {e:#}"))),
+    };
+    if let Some((status, body)) = &found {
+        if *status != 200 {
+            let mut resp = json_response(*status, body);
+            if *status == 429 {
+                resp.headers_mut().insert(
+                    "x-should-retry",
+                    axum::http::HeaderValue::from_static("true"),
+                );
+            }
+            return resp;
+        }
+    }
+    if !stream {
+        return match found {
+            Some((status, body)) => json_response(status, &body),
+            None => json_response(
+                404,
+                &error_body(404, &format!("sim has no scenario {:?}", sc.name)),
+            ),
+        };
+    }
+    let frames = match recorded_stream(&sc, &req) {
+        Ok(Some(f)) => f,
+        Ok(None) => match &found {
+            Some((_, m)) => streamify(m, (sc.name == "fast").then_some(sc.chunks)),
+            None => {
+                return json_response(
+                    404,
+                    &error_body(404, &format!("sim has no scenario {:?}", sc.name)),
+                )
+            }
+        },
+        Err(e) => return json_response(500, &error_body(500, &format!("sim: {e:#}"))),
+    };
+    crate::server::stream_response(frames, sc.gap_ms, sc.disconnect_after)
+}
