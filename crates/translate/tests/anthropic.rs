@@ -321,7 +321,7 @@ fn json_mode_is_a_forced_tool() {
 // ---- responses ----
 
 #[test]
-fn nonstream_text_and_cache_usage() {
+fn regression_prompt_tokens_include_cache_reads_and_writes() {
     let resp: MessagesResponse = serde_json::from_value(
         fixtures::json("anthropic/anthropic_nonstream_text.json").expect("f"),
     )
@@ -458,7 +458,7 @@ fn recorded_streams_split_at_every_byte_give_the_same_chunks() {
             price: None,
         };
         let whole = run_stream(&[&raw], opts());
-        for cut in (1..raw.len()).step_by(7) {
+        for cut in 1..raw.len() {
             assert_eq!(
                 run_stream(&[&raw[..cut], &raw[cut..]], opts()),
                 whole,
@@ -630,4 +630,43 @@ fn stream_cut_before_message_stop_is_an_error() {
         t.push(&ev, &mut out).expect("push");
     }
     assert!(t.finish(&mut out).is_err());
+}
+
+#[test]
+fn regression_every_tool_call_delta_has_an_index_and_the_first_has_id_and_name() {
+    let ex =
+        fixtures::json("anthropic/anthropic_nonstream_thinking_tool_use_roundtrip.exchange.json")
+            .expect("f");
+    let m = ex[0]["response"]["body"].clone();
+    let frames = streamify(&m, None).concat();
+    let out = run_stream(&[&frames], stream::Options::default());
+    let mut seen = std::collections::HashSet::new();
+    let mut n = 0;
+    for c in chunks(&out) {
+        for tc in c["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            n += 1;
+            let i = tc["index"].as_i64().expect("index on every delta");
+            assert!(i >= 0);
+            if seen.insert(i) {
+                assert!(tc["id"].as_str().is_some_and(|s| !s.is_empty()), "{tc}");
+                assert!(
+                    tc["function"]["name"]
+                        .as_str()
+                        .is_some_and(|s| !s.is_empty()),
+                    "{tc}"
+                );
+                assert_eq!(tc["type"], "function");
+            } else {
+                assert!(
+                    tc.get("id").is_none() && tc["function"].get("name").is_none(),
+                    "{tc}"
+                );
+            }
+        }
+    }
+    assert!(n >= 2, "the tool call streamed in fragments");
 }

@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use jusinfer_wire::chat::{ChatRequest, Role};
@@ -157,8 +157,5 @@ fn echo_response(req: &ChatRequest, request_id: &str) -> Response {
     if req.is_stream() {
         return http::sse_response(Body::from(echo::stream(req, request_id, created)));
     }
-    let mut resp = Response::new(Body::from(echo::complete(req, request_id, created)));
-    resp.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    resp
+    http::json_response(echo::complete(req, request_id, created))
 }

@@ -3,7 +3,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use crate::app::{AppState, RequestId};
 use crate::auth::authenticate;
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
-use crate::providers::{echo, openai, Endpoint};
+use crate::providers::{echo, http, openai, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
 
@@ -89,10 +89,7 @@ async fn attempt(
                 .collect();
             let body = json!({"object": "list", "data": data, "model": "echo",
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
-            let mut resp = Response::new(Body::from(body.to_string()));
-            resp.headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/json"));
-            Ok(resp)
+            Ok(http::json_response(Bytes::from(body.to_string())))
         }
         ProviderKind::Anthropic => Err(proxy::unsupported(
             d.provider.kind(),

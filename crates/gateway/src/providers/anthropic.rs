@@ -54,38 +54,19 @@ pub async fn chat(call: Call<'_>) -> Result<Response, GatewayError> {
     })?;
     let body = serde_json::to_vec(&t.request).map_err(|e| GatewayError::internal(e.to_string()))?;
     let clock = Clock::start(p);
-    let Some(url) = p.url(Endpoint::ChatCompletions) else {
-        return Err(GatewayError::internal(format!(
-            "provider `{}` has no base_url",
-            p.name()
-        )));
-    };
-    let mut req = p
-        .client
-        .post(url.clone())
-        .header("content-type", "application/json")
-        .header("anthropic-version", ANTHROPIC_VERSION)
-        .body(body);
-    if let Some(key) = &p.config.api_key {
-        req = req.header("x-api-key", key);
-    }
-    if call.req.is_stream() {
-        req = req.header("accept", "text/event-stream");
-    }
-    for (k, v) in &p.config.headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let answer = http::send(p, req, &clock).await?;
-    let status = answer.resp.status();
-    if !status.is_success() {
-        let body = http::read_body(p, answer.resp, clock.deadline)
-            .await
-            .unwrap_or_default();
-        let mut e = map_status(p, status, &body);
-        e.retry_after = answer.retry_after;
-        return Err(e);
-    }
-    http::expect_content_type(p, &answer, call.req.is_stream())?;
+    let answer = http::exchange(
+        p,
+        http::Exchange {
+            endpoint: Endpoint::ChatCompletions,
+            body: Bytes::from(body),
+            stream: call.req.is_stream(),
+            auth: http::Auth::XApiKey,
+            headers: &[("anthropic-version", ANTHROPIC_VERSION)],
+            map_status,
+        },
+        &clock,
+    )
+    .await?;
     let mut resp = if call.req.is_stream() {
         let machine = stream::AnthropicToChat::new(stream::Options {
             include_usage: call.req.wants_stream_usage(),

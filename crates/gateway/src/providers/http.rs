@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -15,7 +15,7 @@ use jusinfer_sse::Decoder;
 use jusinfer_translate::StreamTranslator;
 use tokio::time::Instant;
 
-use super::Provider;
+use super::{Endpoint, Provider};
 use crate::error::GatewayError;
 
 /// Largest non-streaming upstream body read.
@@ -49,7 +49,7 @@ pub struct Answer {
 }
 
 /// Sends `req`; a timeout before the response head is a retryable 504.
-pub async fn send(
+async fn send(
     p: &Provider,
     req: reqwest::RequestBuilder,
     clock: &Clock,
@@ -83,8 +83,76 @@ pub async fn send(
     })
 }
 
+/// How a dialect puts the provider key on a request.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth {
+    /// `Authorization: Bearer <key>` (OpenAI and compatibles).
+    Bearer,
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey,
+}
+
+/// One upstream request, as the dialect modules describe it.
+pub struct Exchange<'a> {
+    pub endpoint: Endpoint,
+    pub body: Bytes,
+    pub stream: bool,
+    pub auth: Auth,
+    /// Headers the dialect always sends (before the provider's configured ones).
+    pub headers: &'a [(&'static str, &'static str)],
+    /// Turns a non-2xx answer into the client's error (dialect-specific bodies).
+    pub map_status: fn(&Provider, StatusCode, &[u8]) -> GatewayError,
+}
+
+/// Builds and sends `ex`; a non-2xx answer or a wrong content type is an error, so the
+/// caller only ever sees a successful answer of the expected kind.
+pub async fn exchange(
+    p: &Provider,
+    ex: Exchange<'_>,
+    clock: &Clock,
+) -> Result<Answer, GatewayError> {
+    let Some(url) = p.url(ex.endpoint) else {
+        return Err(GatewayError::internal(format!(
+            "provider `{}` has no base_url",
+            p.name()
+        )));
+    };
+    let mut req = p
+        .client
+        .post(url.clone())
+        .header("content-type", "application/json")
+        .body(ex.body);
+    for (k, v) in ex.headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(key) = &p.config.api_key {
+        req = match ex.auth {
+            Auth::Bearer => req.bearer_auth(key),
+            Auth::XApiKey => req.header("x-api-key", key),
+        };
+    }
+    if ex.stream {
+        req = req.header("accept", "text/event-stream");
+    }
+    for (k, v) in &p.config.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let answer = send(p, req, clock).await?;
+    let status = answer.resp.status();
+    if !status.is_success() {
+        let body = read_body(p, answer.resp, clock.deadline)
+            .await
+            .unwrap_or_default();
+        let mut e = (ex.map_status)(p, status, &body);
+        e.retry_after = answer.retry_after;
+        return Err(e);
+    }
+    expect_content_type(p, &answer, ex.stream)?;
+    Ok(answer)
+}
+
 /// 502 (retryable) unless the answer has the expected content type.
-pub fn expect_content_type(p: &Provider, a: &Answer, stream: bool) -> Result<(), GatewayError> {
+fn expect_content_type(p: &Provider, a: &Answer, stream: bool) -> Result<(), GatewayError> {
     let ok = if stream {
         a.content_type.starts_with("text/event-stream")
     } else {

@@ -121,37 +121,19 @@ fn insertion_point(raw: &[u8]) -> usize {
 pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
     let p = call.provider;
     let clock = Clock::start(p);
-    let Some(url) = p.url(call.endpoint) else {
-        return Err(GatewayError::internal(format!(
-            "provider `{}` has no base_url",
-            p.name()
-        )));
-    };
-    let mut req = p
-        .client
-        .post(url.clone())
-        .header("content-type", "application/json")
-        .body(call.body);
-    if let Some(key) = &p.config.api_key {
-        req = req.bearer_auth(key);
-    }
-    if call.stream {
-        req = req.header("accept", "text/event-stream");
-    }
-    for (k, v) in &p.config.headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let answer = http::send(p, req, &clock).await?;
-    let status = answer.resp.status();
-    if !status.is_success() {
-        let body = http::read_body(p, answer.resp, clock.deadline)
-            .await
-            .unwrap_or_default();
-        let mut e = map_status(p, status, &body);
-        e.retry_after = answer.retry_after;
-        return Err(e);
-    }
-    http::expect_content_type(p, &answer, call.stream)?;
+    let answer = http::exchange(
+        p,
+        http::Exchange {
+            endpoint: call.endpoint,
+            body: call.body,
+            stream: call.stream,
+            auth: http::Auth::Bearer,
+            headers: &[],
+            map_status,
+        },
+        &clock,
+    )
+    .await?;
     if call.stream {
         let machine = ChatStreamNormalizer::new(Options {
             include_usage: call.include_usage,

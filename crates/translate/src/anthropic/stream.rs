@@ -139,16 +139,7 @@ impl AnthropicToChat {
                 self.id = message.id;
                 self.model = message.model;
                 self.usage.merge(&message.usage);
-                self.started = true;
-                self.delta(
-                    out,
-                    Delta {
-                        role: Some("assistant"),
-                        content: Some(String::new()),
-                        refusal: Some(None),
-                        ..Delta::default()
-                    },
-                );
+                self.ensure_started(out);
             }
             StreamEvent::ContentBlockStart {
                 index,
