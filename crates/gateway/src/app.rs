@@ -14,6 +14,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use crate::config::{AuthMode, Config};
 use crate::handlers;
 use crate::keys::KeyChecker;
+use crate::ledger::Ledger;
 use crate::pricing::Prices;
 use crate::providers::Provider;
 use crate::routing;
@@ -28,6 +29,7 @@ pub struct AppState {
     /// `None` when `auth = "none"`.
     pub keys: Option<KeyChecker>,
     pub prices: Arc<Prices>,
+    pub ledger: Ledger,
 }
 
 impl AppState {
@@ -41,13 +43,33 @@ impl AppState {
         let router = routing::Router::new(&config, providers);
         let keys = (config.auth == AuthMode::Keys).then(|| KeyChecker::new(store.clone()));
         let prices = Arc::new(Prices::new(&config.prices));
+        let (ledger, _writer) = Ledger::start(
+            store.clone(),
+            spill_path(&config.database),
+            Arc::clone(&prices),
+        );
         Ok(Self {
             config: Arc::new(config),
             router: Arc::new(router),
             store,
             keys,
             prices,
+            ledger,
         })
+    }
+}
+
+/// Where ledger rows go while the database is unavailable: beside an SQLite file, else in
+/// the working directory.
+fn spill_path(database: &str) -> std::path::PathBuf {
+    let file = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"));
+    match file.map(|f| f.split('?').next().unwrap_or(f)) {
+        Some(f) if !f.is_empty() && !f.contains(":memory:") => {
+            format!("{f}.usage-spill.jsonl").into()
+        }
+        _ => "jusinfer-usage-spill.jsonl".into(),
     }
 }
 
@@ -126,12 +148,16 @@ async fn request_meta(mut req: Request, next: Next) -> Response {
     resp
 }
 
+/// How long the ledger gets to write its last rows at shutdown.
+pub const LEDGER_FLUSH_DEADLINE: Duration = Duration::from_secs(15);
+
 /// How long in-flight requests get to finish after SIGTERM.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests up to [`DRAIN_DEADLINE`].
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let store = state.store.clone();
+    let ledger = state.ledger.clone();
     let (tx, rx) = tokio::sync::watch::channel(false);
     // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's algorithm holds them
     // until the client's delayed ACK (~40 ms), bunching a stream's chunks.
@@ -155,6 +181,8 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
         }
     };
     drop(rx);
+    // Every usage row of the requests served goes to the store (or the spill file) first.
+    ledger.flush(LEDGER_FLUSH_DEADLINE).await;
     store.close().await;
     result
 }

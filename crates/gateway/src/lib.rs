@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod keys;
+pub mod ledger;
 pub mod pricing;
 pub mod providers;
 pub mod proxy;

@@ -15,8 +15,9 @@ use crate::routing::Deployment;
 /// What the attempt loop ended with.
 pub struct Outcome {
     pub result: Result<Response, GatewayError>,
-    /// The provider that produced `result` (the last one tried).
+    /// The provider that produced `result` (the last one tried), and its model name.
     pub provider: Option<String>,
+    pub upstream_model: Option<String>,
     pub attempts: u32,
 }
 
@@ -32,7 +33,7 @@ where
     Fut: std::future::Future<Output = Result<Response, GatewayError>>,
 {
     let mut attempts = 0;
-    let mut last: Option<(GatewayError, String)> = None;
+    let mut last: Option<(GatewayError, Deployment)> = None;
     for d in deployments {
         let tries = d.provider.config.retries + 1;
         for n in 0..tries {
@@ -46,17 +47,19 @@ where
                     return Outcome {
                         result: Ok(resp),
                         provider: Some(d.provider.name().to_owned()),
+                        upstream_model: Some(d.upstream_model.clone()),
                         attempts,
                     };
                 }
                 Err(e) if e.retryable => {
                     tracing::info!(provider = %d.provider.name(), error = %e, "attempt failed; trying again");
-                    last = Some((e, d.provider.name().to_owned()));
+                    last = Some((e, d.clone()));
                 }
                 Err(e) => {
                     return Outcome {
                         result: Err(e),
                         provider: Some(d.provider.name().to_owned()),
+                        upstream_model: Some(d.upstream_model.clone()),
                         attempts,
                     }
                 }
@@ -64,14 +67,16 @@ where
         }
     }
     match last {
-        Some((e, p)) => Outcome {
+        Some((e, d)) => Outcome {
             result: Err(e),
-            provider: Some(p),
+            provider: Some(d.provider.name().to_owned()),
+            upstream_model: Some(d.upstream_model),
             attempts,
         },
         None => Outcome {
             result: Err(GatewayError::internal("the route has no deployments")),
             provider: None,
+            upstream_model: None,
             attempts,
         },
     }

@@ -9,6 +9,38 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 
+use crate::ledger::UsageRecord;
+
+/// What `jusinfer usage` asks for.
+#[derive(Debug, Clone)]
+pub struct UsageQuery {
+    pub since_ms: i64,
+    pub key: Option<String>,
+    pub by: GroupBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Model,
+    Key,
+    Provider,
+}
+
+/// One line of a usage summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UsageSummary {
+    pub group: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    /// `None` when no row of the group had a known price.
+    pub cost_usd: Option<f64>,
+    /// Rows with tokens but no known price.
+    pub unpriced: i64,
+}
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -21,9 +53,10 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// Schema migrations, applied in order once each.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE keys (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE keys (
         id          TEXT PRIMARY KEY,
         name        TEXT NOT NULL,
         prefix      TEXT NOT NULL,
@@ -38,7 +71,33 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         models      TEXT NOT NULL DEFAULT '[]',
         metadata    TEXT NOT NULL DEFAULT '{}'
     )",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE usage (
+        ts_ms             INTEGER NOT NULL,
+        request_id        TEXT NOT NULL,
+        key_id            TEXT,
+        endpoint          TEXT NOT NULL,
+        model             TEXT NOT NULL,
+        provider          TEXT,
+        upstream_model    TEXT,
+        status            INTEGER NOT NULL,
+        prompt_tokens     INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cached_tokens     INTEGER NOT NULL,
+        reasoning_tokens  INTEGER NOT NULL,
+        cost_usd          REAL,
+        latency_ms        INTEGER NOT NULL,
+        ttft_ms           INTEGER,
+        attempts          INTEGER NOT NULL,
+        stream            INTEGER NOT NULL,
+        error_type        TEXT
+    );
+    CREATE INDEX usage_ts ON usage (ts_ms);
+    CREATE INDEX usage_key_ts ON usage (key_id, ts_ms)",
+    ),
+];
 
 /// A key as stored (never the key itself: its SHA-256 and a display prefix).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -104,7 +163,7 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             if done.is_none() {
-                sqlx::query(sql).execute(&mut *tx).await?;
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
                 sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
                     .bind(version)
                     .bind(now())
@@ -198,6 +257,75 @@ impl Store {
             revoked_at: Some(now()),
             ..target
         })
+    }
+
+    /// Appends ledger rows in one transaction.
+    pub async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO usage (ts_ms, request_id, key_id, endpoint, model, provider, upstream_model, status,
+                 prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms,
+                 attempts, stream, error_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.ts_ms)
+            .bind(&r.request_id)
+            .bind(&r.key_id)
+            .bind(&r.endpoint)
+            .bind(&r.model)
+            .bind(&r.provider)
+            .bind(&r.upstream_model)
+            .bind(i64::from(r.status))
+            .bind(i64::try_from(r.prompt_tokens).unwrap_or(i64::MAX))
+            .bind(i64::try_from(r.completion_tokens).unwrap_or(i64::MAX))
+            .bind(i64::try_from(r.cached_tokens).unwrap_or(i64::MAX))
+            .bind(i64::try_from(r.reasoning_tokens).unwrap_or(i64::MAX))
+            .bind(r.cost_usd)
+            .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
+            .bind(r.ttft_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+            .bind(i64::from(r.attempts))
+            .bind(r.stream)
+            .bind(&r.error_type)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Requests, tokens and cost since `since_ms`, grouped by `by`.
+    pub async fn usage_summary(&self, q: &UsageQuery) -> Result<Vec<UsageSummary>, StoreError> {
+        let col = match q.by {
+            GroupBy::Model => "model",
+            GroupBy::Key => "COALESCE(key_id, '-')",
+            GroupBy::Provider => "COALESCE(provider, '-')",
+        };
+        let sql = format!(
+            "SELECT {col} AS grp, COUNT(*) AS requests, SUM(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END) AS errors,
+             SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens,
+             SUM(cost_usd) AS cost_usd, SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) AS unpriced
+             FROM usage WHERE ts_ms >= ? AND (? IS NULL OR key_id = ?) GROUP BY grp ORDER BY requests DESC, grp"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(q.since_ms)
+            .bind(&q.key)
+            .bind(&q.key)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageSummary {
+                    group: r.try_get("grp")?,
+                    requests: r.try_get("requests")?,
+                    errors: r.try_get("errors")?,
+                    prompt_tokens: r.try_get("prompt_tokens")?,
+                    completion_tokens: r.try_get("completion_tokens")?,
+                    cached_tokens: r.try_get("cached_tokens")?,
+                    cost_usd: r.try_get("cost_usd")?,
+                    unpriced: r.try_get("unpriced")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn close(&self) {

@@ -1,6 +1,6 @@
 //! POST /v1/chat/completions.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -10,9 +10,10 @@ use axum::Extension;
 use jusinfer_wire::chat::{ChatRequest, Role};
 
 use crate::app::{AppState, RequestId};
-use crate::auth::authenticate;
+use crate::auth::{authenticate, Caller};
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
+use crate::ledger::{Tap, UsageRecord};
 use crate::providers::{anthropic, echo, http, openai, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
@@ -23,30 +24,43 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match prepare(&state, &headers, body).await {
-        Ok((req, raw, deployments)) => {
-            let ctx = Ctx {
-                req: &req,
-                raw: &raw,
-                request_id: &rid.0,
-                state: &state,
-            };
-            let outcome = proxy::run(&deployments, |d| attempt(d, &ctx)).await;
-            super::finish(outcome)
+    let started = Instant::now();
+    let caller = match authenticate(&state, &headers).await {
+        Ok(c) => c,
+        // Nobody to charge: an unauthenticated request gets no usage row.
+        Err(e) => return e.into_response(),
+    };
+    let mut row = super::usage_row(&rid.0, &caller, "/v1/chat/completions");
+    let (req, raw, deployments) = match prepare(&state, &caller, body, &mut row).await {
+        Ok(p) => p,
+        Err(e) => {
+            super::record_rejected(&state, row, &e, started);
+            return e.into_response();
         }
-        Err(e) => e.into_response(),
-    }
+    };
+    let tap = Tap::new(state.ledger.clone(), row, started);
+    let ctx = Ctx {
+        req: &req,
+        raw: &raw,
+        request_id: &rid.0,
+        state: &state,
+        tap: &tap,
+    };
+    let outcome = proxy::run(&deployments, |d| attempt(d, &ctx)).await;
+    super::finish(outcome, &tap)
 }
 
-/// Authenticate, read, validate, route.
+/// Read, validate, check the model is allowed, route.
 async fn prepare(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller,
     body: Body,
+    row: &mut UsageRecord,
 ) -> Result<(ChatRequest, Bytes, Vec<Deployment>), GatewayError> {
-    let caller = authenticate(state, headers).await?;
     let raw = super::read_body(body, state.config.max_body_bytes).await?;
     let req: ChatRequest = super::parse_json(&raw)?;
+    row.model.clone_from(&req.model);
+    row.stream = req.is_stream();
     validate(&req)?;
     caller.check_model(&req.model)?;
     let deployments = state.router.resolve(&req.model)?;
@@ -111,6 +125,7 @@ struct Ctx<'a> {
     raw: &'a Bytes,
     request_id: &'a str,
     state: &'a AppState,
+    tap: &'a Tap,
 }
 
 fn now_secs() -> u64 {
@@ -133,6 +148,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
                 stream,
                 include_usage: req.wants_stream_usage(),
                 request_id: ctx.request_id,
+                tap: Some(ctx.tap),
             })
             .await
         }
@@ -144,6 +160,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
                 upstream_model: &d.upstream_model,
                 price: ctx.state.prices.get(d.provider.name(), &d.upstream_model),
                 created: now_secs(),
+                tap: ctx.tap,
             })
             .await
         }
@@ -154,8 +171,13 @@ fn echo_response(req: &ChatRequest, request_id: &str) -> Response {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if req.is_stream() {
-        return http::sse_response(Body::from(echo::stream(req, request_id, created)));
-    }
-    http::json_response(echo::complete(req, request_id, created))
+    let (mut resp, usage) = if req.is_stream() {
+        let (body, usage) = echo::stream(req, request_id, created);
+        (http::sse_response(Body::from(body)), usage)
+    } else {
+        let (body, usage) = echo::complete(req, request_id, created);
+        (http::json_response(body), usage)
+    };
+    resp.extensions_mut().insert(super::UsageExt(usage));
+    resp
 }

@@ -13,6 +13,7 @@ use crate::app::{AppState, RequestId};
 use crate::auth::authenticate;
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
+use crate::ledger::Tap;
 use crate::providers::{echo, http, openai, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
@@ -38,20 +39,30 @@ pub async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let caller = match authenticate(&state, &headers).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let mut row = super::usage_row(&rid.0, &caller, "/v1/embeddings");
     let prepared = async {
-        let caller = authenticate(&state, &headers).await?;
         let raw = super::read_body(body, state.config.max_body_bytes).await?;
         let req: EmbeddingsRequest = super::parse_json(&raw)?;
+        row.model.clone_from(&req.model);
         caller.check_model(&req.model)?;
         let deployments = state.router.resolve(&req.model)?;
         Ok::<_, GatewayError>((req, raw, deployments))
     };
     match prepared.await {
         Ok((req, raw, deployments)) => {
+            let tap = Tap::new(state.ledger.clone(), row, started);
             let outcome = proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0)).await;
-            super::finish(outcome)
+            super::finish(outcome, &tap)
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            super::record_rejected(&state, row, &e, started);
+            e.into_response()
+        }
     }
 }
 
@@ -71,6 +82,7 @@ async fn attempt(
                 stream: false,
                 include_usage: false,
                 request_id,
+                tap: None,
             })
             .await
         }
@@ -89,7 +101,14 @@ async fn attempt(
                 .collect();
             let body = json!({"object": "list", "data": data, "model": "echo",
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
-            Ok(http::json_response(Bytes::from(body.to_string())))
+            let mut resp = http::json_response(Bytes::from(body.to_string()));
+            resp.extensions_mut()
+                .insert(super::UsageExt(jusinfer_wire::chat::Usage {
+                    prompt_tokens: tokens,
+                    total_tokens: tokens,
+                    ..Default::default()
+                }));
+            Ok(resp)
         }
         ProviderKind::Anthropic => Err(proxy::unsupported(
             d.provider.kind(),

@@ -11,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use crate::app::AppState;
+use crate::auth::Caller;
 use crate::error::GatewayError;
+use crate::ledger::{Tap, UsageRecord};
 use crate::proxy::Outcome;
 
 /// Reads the body, refusing more than `limit` bytes with 413.
@@ -86,15 +89,33 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
     Ok(value)
 }
 
-/// Sets the attempt headers on whatever the attempt loop produced.
-pub fn finish(outcome: Outcome) -> Response {
-    let mut resp = match outcome.result {
-        Ok(r) => r,
+/// The usage a non-streaming response carried, left in its extensions for the record stage.
+#[derive(Clone, Debug)]
+pub struct UsageExt(pub jusinfer_wire::chat::Usage);
+
+/// Sets the attempt headers on whatever the attempt loop produced, and hands the handler's
+/// half of the usage row to `tap` (the record stage: success, error and streams alike).
+pub fn finish(outcome: Outcome, tap: &Tap) -> Response {
+    let (mut resp, error_type) = match outcome.result {
+        Ok(r) => (r, None),
         Err(e) => {
             tracing::warn!(status = e.status.as_u16(), error = %e, "request failed");
-            e.into_response()
+            let kind = e.kind;
+            (e.into_response(), Some(kind))
         }
     };
+    let usage = resp.extensions_mut().remove::<UsageExt>();
+    let status = resp.status().as_u16();
+    tap.finish_handler(|r| {
+        r.provider.clone_from(&outcome.provider);
+        r.upstream_model.clone_from(&outcome.upstream_model);
+        r.attempts = outcome.attempts;
+        r.status = status;
+        r.error_type = error_type.map(str::to_owned);
+        if let Some(UsageExt(u)) = &usage {
+            r.set_usage(u);
+        }
+    });
     let h = resp.headers_mut();
     if let Some(p) = outcome
         .provider
@@ -104,6 +125,32 @@ pub fn finish(outcome: Outcome) -> Response {
     }
     h.insert("x-jusinfer-attempts", HeaderValue::from(outcome.attempts));
     resp
+}
+
+/// The request-level columns of a usage row.
+pub fn usage_row(request_id: &str, caller: &Caller, endpoint: &str) -> UsageRecord {
+    UsageRecord {
+        ts_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        request_id: request_id.to_owned(),
+        key_id: caller.key.as_ref().map(|k| k.id.clone()),
+        endpoint: endpoint.to_owned(),
+        ..UsageRecord::default()
+    }
+}
+
+/// Records a request that failed before reaching any provider.
+pub fn record_rejected(
+    state: &AppState,
+    mut row: UsageRecord,
+    e: &GatewayError,
+    started: std::time::Instant,
+) {
+    row.status = e.status.as_u16();
+    row.error_type = Some(e.kind.to_owned());
+    row.latency_ms = started.elapsed().as_millis() as u64;
+    state.ledger.record(row);
 }
 
 /// serde's messages for untagged enums name Rust types; say what the API expects instead.

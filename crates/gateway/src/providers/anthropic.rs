@@ -14,6 +14,8 @@ use jusinfer_wire::chat::{ChatRequest, Cost};
 use super::http::{self, Clock};
 use super::{Endpoint, Provider};
 use crate::error::{GatewayError, Origin};
+use crate::handlers::UsageExt;
+use crate::ledger::Tap;
 
 /// The API version the translation is written against.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -25,6 +27,7 @@ pub struct Call<'a> {
     pub upstream_model: &'a str,
     pub price: Option<Price>,
     pub created: u64,
+    pub tap: &'a Tap,
 }
 
 /// The top-level keys of the client's JSON (to name the ones dropped).
@@ -74,7 +77,7 @@ pub async fn chat(call: Call<'_>) -> Result<Response, GatewayError> {
             json_mode: t.json_mode.clone(),
             price: call.price,
         });
-        http::stream(p, answer.resp, machine, &clock).await?
+        http::stream(p, answer.resp, machine, &clock, Some(call.tap)).await?
     } else {
         let bytes = http::read_body(p, answer.resp, clock.deadline).await?;
         let msg: MessagesResponse = serde_json::from_slice(&bytes).map_err(|e| {
@@ -91,7 +94,9 @@ pub async fn chat(call: Call<'_>) -> Result<Response, GatewayError> {
         };
         let out =
             serde_json::to_vec(&completion).map_err(|e| GatewayError::internal(e.to_string()))?;
-        http::json_response(Bytes::from(out))
+        let mut resp = http::json_response(Bytes::from(out));
+        resp.extensions_mut().insert(UsageExt(completion.usage));
+        resp
     };
     if !t.dropped.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&t.dropped.join(", ")) {

@@ -263,8 +263,8 @@ fn call_id(request_id: &str, choice: u32) -> String {
     format!("call_{tail}{choice}")
 }
 
-/// A non-streaming completion.
-pub fn complete(req: &ChatRequest, request_id: &str, created: u64) -> Bytes {
+/// A non-streaming completion, and its usage.
+pub fn complete(req: &ChatRequest, request_id: &str, created: u64) -> (Bytes, Usage) {
     let a = answer(req);
     let n = req.n.unwrap_or(1).max(1);
     let choices = (0..n)
@@ -305,11 +305,15 @@ pub fn complete(req: &ChatRequest, request_id: &str, created: u64) -> Bytes {
         service_tier: None,
         system_fingerprint: None,
     };
-    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    let usage = body.usage.clone();
+    (
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+        usage,
+    )
 }
 
-/// The whole stream, one chunk per word, `[DONE]` included.
-pub fn stream(req: &ChatRequest, request_id: &str, created: u64) -> Bytes {
+/// The whole stream, one chunk per word, `[DONE]` included, and its usage.
+pub fn stream(req: &ChatRequest, request_id: &str, created: u64) -> (Bytes, Usage) {
     let a = answer(req);
     let n = req.n.unwrap_or(1).max(1);
     let mut out = BytesMut::new();
@@ -418,7 +422,10 @@ pub fn stream(req: &ChatRequest, request_id: &str, created: u64) -> Bytes {
         emit(chunk(Vec::new(), Some(u)));
     }
     out.extend_from_slice(b"data: [DONE]\n\n");
-    out.freeze()
+    let mut u = usage(&a);
+    u.completion_tokens *= u64::from(n);
+    u.total_tokens = u.prompt_tokens + u.completion_tokens;
+    (out.freeze(), u)
 }
 
 /// Deterministic embeddings: 16 dimensions derived from the input's bytes, unit length.
@@ -454,14 +461,14 @@ mod tests {
         let r = req(
             json!({"model":"echo","messages":[{"role":"user","content":"one two three four"}],"max_tokens":2}),
         );
-        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0)).expect("json");
+        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0).0).expect("json");
         assert_eq!(v["choices"][0]["message"]["content"], "one two");
         assert_eq!(v["choices"][0]["finish_reason"], "length");
         assert_eq!(v["usage"]["completion_tokens"], 2);
         let r = req(
             json!({"model":"echo","messages":[{"role":"user","content":"alpha beta STOP gamma"}],"stop":["STOP"]}),
         );
-        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0)).expect("json");
+        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0).0).expect("json");
         assert_eq!(v["choices"][0]["message"]["content"], "alpha beta ");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
     }
@@ -475,7 +482,7 @@ mod tests {
                 "tags":{"type":"array","items":{"type":"string"}}},"required":["city"]}}}],
             "tool_choice":"required"}),
         );
-        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0)).expect("json");
+        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0).0).expect("json");
         let call = &v["choices"][0]["message"]["tool_calls"][0];
         assert_eq!(call["function"]["name"], "f");
         let args: Value =
@@ -490,7 +497,7 @@ mod tests {
         let r = req(
             json!({"model":"echo","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}),
         );
-        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0)).expect("json");
+        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0).0).expect("json");
         let content: Value =
             serde_json::from_str(v["choices"][0]["message"]["content"].as_str().expect("s"))
                 .expect("parses");

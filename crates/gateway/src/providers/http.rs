@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::{Endpoint, Provider};
 use crate::error::GatewayError;
+use crate::ledger::{StreamTap, Tap};
 
 /// Largest non-streaming upstream body read.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -269,8 +270,10 @@ pub async fn stream<T: StreamTranslator + 'static>(
     resp: reqwest::Response,
     machine: T,
     clock: &Clock,
+    tap: Option<&Tap>,
 ) -> Result<Response, GatewayError> {
     let mut s = UpstreamStream {
+        tap: None,
         body: Box::pin(resp.bytes_stream()),
         decoder: Decoder::new(),
         machine,
@@ -294,6 +297,11 @@ pub async fn stream<T: StreamTranslator + 'static>(
             Ok(Ok(())) => {}
         }
     }
+    // From here on the client has the stream: its end (or the client's leaving) is recorded.
+    s.tap = tap.map(Tap::attach_stream);
+    if s.done {
+        s.record_end(None);
+    }
     let body = futures_util::stream::unfold(s, |mut s| async move {
         loop {
             if let Some(frame) = s.take_pending() {
@@ -302,10 +310,15 @@ pub async fn stream<T: StreamTranslator + 'static>(
             if s.done {
                 return None;
             }
-            if let Err(e) = s.fill().await {
-                tracing::warn!(provider = %s.provider, error = %e, "upstream stream failed after start");
-                s.done = true;
-                s.pending.push_back(e.stream_frame());
+            match s.fill().await {
+                Err(e) => {
+                    tracing::warn!(provider = %s.provider, error = %e, "upstream stream failed after start");
+                    s.done = true;
+                    s.pending.push_back(e.stream_frame());
+                    s.record_end(Some(e.kind));
+                }
+                Ok(()) if s.done => s.record_end(None),
+                Ok(()) => {}
             }
         }
     });
@@ -313,7 +326,9 @@ pub async fn stream<T: StreamTranslator + 'static>(
 }
 
 /// An upstream SSE body on its way through a stream translator.
-struct UpstreamStream<T> {
+struct UpstreamStream<T: StreamTranslator> {
+    /// The stream's half of the usage row; `None` until the client has the stream.
+    tap: Option<StreamTap>,
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     decoder: Decoder,
     machine: T,
@@ -324,7 +339,22 @@ struct UpstreamStream<T> {
     provider: String,
 }
 
+impl<T: StreamTranslator> Drop for UpstreamStream<T> {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away. Record what was seen so far.
+        if let Some(mut t) = self.tap.take() {
+            t.finish(self.machine.usage().as_ref(), Some("client_disconnected"));
+        }
+    }
+}
+
 impl<T: StreamTranslator> UpstreamStream<T> {
+    fn record_end(&mut self, error: Option<&str>) {
+        if let Some(mut t) = self.tap.take() {
+            t.finish(self.machine.usage().as_ref(), error);
+        }
+    }
+
     /// All frames ready so far, as one write.
     fn take_pending(&mut self) -> Option<Bytes> {
         match self.pending.len() {

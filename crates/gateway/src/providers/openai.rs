@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 use super::http::{self, Clock};
 use super::{Endpoint, Provider};
 use crate::error::GatewayError;
+use crate::handlers::UsageExt;
+use crate::ledger::Tap;
 
 /// What to call and how.
 pub struct Call<'a> {
@@ -21,6 +23,8 @@ pub struct Call<'a> {
     /// For streams: whether the client asked for the usage chunk.
     pub include_usage: bool,
     pub request_id: &'a str,
+    /// Where a stream reports its usage when it ends.
+    pub tap: Option<&'a Tap>,
 }
 
 /// Rewrites the client's JSON for the upstream: `model` becomes the upstream's name and,
@@ -144,17 +148,27 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
                 .take(24)
                 .collect(),
         });
-        return http::stream(p, answer.resp, machine, &clock).await;
+        return http::stream(p, answer.resp, machine, &clock, call.tap).await;
     }
     let body = http::read_body(p, answer.resp, clock.deadline).await?;
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        return Err(GatewayError::upstream(format!(
+    // Validates the whole body and reads its usage in one pass; the bytes go on untouched.
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        usage: Option<jusinfer_wire::chat::Usage>,
+    }
+    let peek: Peek = serde_json::from_slice(&body).map_err(|e| {
+        GatewayError::upstream(format!(
             "provider `{}` sent a response that is not valid JSON ({e})",
             p.name()
         ))
-        .retryable(true));
+        .retryable(true)
+    })?;
+    let mut resp = http::json_response(body);
+    if let Some(u) = peek.usage {
+        resp.extensions_mut().insert(UsageExt(u));
     }
-    Ok(http::json_response(body))
+    return Ok(resp);
 }
 
 /// Maps an upstream error status (§5): 400/404/422 keep their status and the upstream's

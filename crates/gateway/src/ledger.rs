@@ -1,0 +1,345 @@
+//! The usage ledger: one row per request, written off the request path.
+//!
+//! The record stage hands a [`UsageRecord`] to [`Ledger::record`], which never waits: it
+//! puts the row into a bounded channel (a full channel drops the row and says so in the
+//! log). One background task drains the channel in batches into the store; while the store
+//! is unavailable it keeps the rows and retries, past [`SPILL_ROWS`] it appends them to a
+//! spill file, which the next start replays. [`Ledger::flush`] (called on shutdown) writes
+//! everything still held, or spills it.
+//!
+//! Streams are recorded through a [`Tap`]: the handler's half (provider, attempts, status)
+//! and the stream's half (usage, time to first token, how it ended) meet in the tap, and
+//! whichever comes second writes the row — also when the client disconnects mid-stream.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jusinfer_wire::chat::{Cost, Usage};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::pricing::Prices;
+use crate::store::Store;
+
+/// Rows waiting for the writer before `record` starts dropping them.
+pub const LEDGER_CHANNEL_CAPACITY: usize = 65_536;
+/// Rows written in one transaction.
+pub const BATCH_ROWS: usize = 1_000;
+/// Rows held in memory while the store is down before they go to the spill file.
+pub const SPILL_ROWS: usize = 50_000;
+/// Pause between write attempts while the store is down.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+/// One row of the ledger (§6).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct UsageRecord {
+    /// Unix milliseconds.
+    pub ts_ms: i64,
+    pub request_id: String,
+    pub key_id: Option<String>,
+    pub endpoint: String,
+    pub model: String,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub status: u16,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_usd: Option<f64>,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub attempts: u32,
+    pub stream: bool,
+    pub error_type: Option<String>,
+}
+
+impl UsageRecord {
+    /// Fills the token columns (and the cost, when `usage` carries one).
+    pub fn set_usage(&mut self, u: &Usage) {
+        self.prompt_tokens = u.prompt_tokens;
+        self.completion_tokens = u.completion_tokens;
+        self.cached_tokens = u
+            .prompt_tokens_details
+            .as_ref()
+            .map_or(0, |d| d.cached_tokens);
+        self.reasoning_tokens = u
+            .completion_tokens_details
+            .as_ref()
+            .map_or(0, |d| d.reasoning_tokens);
+        if let Cost::Usd(c) = u.cost {
+            self.cost_usd = Some(c);
+        }
+    }
+}
+
+enum Msg {
+    Row(Box<UsageRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side, cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: mpsc::Sender<Msg>,
+    prices: Arc<Prices>,
+}
+
+impl Ledger {
+    /// Starts the writer (replaying a spill file left by an earlier run first).
+    pub fn start(
+        store: Store,
+        spill: PathBuf,
+        prices: Arc<Prices>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(LEDGER_CHANNEL_CAPACITY);
+        let handle = tokio::spawn(writer(store, spill, rx));
+        (Self { tx, prices }, handle)
+    }
+
+    /// Queues a row; never waits. Prices the row when it has tokens but no cost yet.
+    pub fn record(&self, mut r: UsageRecord) {
+        if r.cost_usd.is_none() && r.prompt_tokens + r.completion_tokens > 0 {
+            if let (Some(p), Some(m)) = (r.provider.as_deref(), r.upstream_model.as_deref()) {
+                r.cost_usd = self.prices.get(p, m).map(|price| {
+                    let mut u = Usage {
+                        prompt_tokens: r.prompt_tokens,
+                        completion_tokens: r.completion_tokens,
+                        total_tokens: r.prompt_tokens + r.completion_tokens,
+                        ..Usage::default()
+                    };
+                    u.prompt_tokens_details = Some(jusinfer_wire::chat::PromptTokensDetails {
+                        cached_tokens: r.cached_tokens,
+                        ..Default::default()
+                    });
+                    jusinfer_translate::pricing::cost(&price, &u)
+                });
+            }
+        }
+        if self.tx.try_send(Msg::Row(Box::new(r))).is_err() {
+            tracing::warn!("usage ledger queue is full: a usage row was dropped");
+        }
+    }
+
+    /// Writes (or spills) every row queued so far.
+    pub async fn flush(&self, within: Duration) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Flush(ack)).await.is_ok() {
+            let _ = tokio::time::timeout(within, done).await;
+        }
+    }
+}
+
+async fn writer(store: Store, spill: PathBuf, mut rx: mpsc::Receiver<Msg>) {
+    replay(&store, &spill).await;
+    let mut held: Vec<UsageRecord> = Vec::new();
+    loop {
+        let msg = if held.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(RETRY_EVERY, rx.recv()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    write_held(&store, &spill, &mut held, false).await;
+                    continue;
+                }
+            }
+        };
+        match msg {
+            None => {
+                write_held(&store, &spill, &mut held, true).await;
+                return;
+            }
+            Some(Msg::Row(r)) => {
+                held.push(*r);
+                // Take whatever else is already queued, up to a batch.
+                while held.len() < BATCH_ROWS {
+                    match rx.try_recv() {
+                        Ok(Msg::Row(r)) => held.push(*r),
+                        Ok(Msg::Flush(ack)) => {
+                            write_held(&store, &spill, &mut held, true).await;
+                            let _ = ack.send(());
+                        }
+                        Err(_) => break,
+                    }
+                }
+                write_held(&store, &spill, &mut held, false).await;
+            }
+            Some(Msg::Flush(ack)) => {
+                write_held(&store, &spill, &mut held, true).await;
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+/// Writes the held rows; on failure keeps them, spilling past the bound (or at once when
+/// `final_flush`, so nothing is lost at exit).
+async fn write_held(
+    store: &Store,
+    spill: &PathBuf,
+    held: &mut Vec<UsageRecord>,
+    final_flush: bool,
+) {
+    if held.is_empty() {
+        return;
+    }
+    match store.insert_usage(held).await {
+        Ok(()) => held.clear(),
+        Err(e) => {
+            tracing::warn!(rows = held.len(), error = %e, "usage ledger: store unavailable, holding rows");
+            if final_flush || held.len() >= SPILL_ROWS {
+                match spill_rows(spill, held).await {
+                    Ok(()) => held.clear(),
+                    Err(e) => tracing::error!(error = %e, "usage ledger: cannot spill rows"),
+                }
+            }
+        }
+    }
+}
+
+async fn spill_rows(path: &PathBuf, rows: &[UsageRecord]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut text = String::new();
+    for r in rows {
+        if let Ok(line) = serde_json::to_string(r) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await?;
+    f.write_all(text.as_bytes()).await?;
+    f.flush().await?;
+    tracing::warn!(rows = rows.len(), path = %path.display(), "usage ledger: rows spilled to disk");
+    Ok(())
+}
+
+async fn replay(store: &Store, path: &PathBuf) {
+    let Ok(text) = tokio::fs::read_to_string(path).await else {
+        return;
+    };
+    let rows: Vec<UsageRecord> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    match store.insert_usage(&rows).await {
+        Ok(()) => {
+            let _ = tokio::fs::remove_file(path).await;
+            tracing::info!(rows = rows.len(), "usage ledger: replayed spilled rows");
+        }
+        Err(e) => tracing::warn!(error = %e, "usage ledger: spilled rows kept for the next start"),
+    }
+}
+
+/// Where the handler's and the stream's halves of one streamed request's row meet.
+#[derive(Clone)]
+pub struct Tap {
+    inner: Arc<Mutex<TapState>>,
+    ledger: Ledger,
+    started: Instant,
+}
+
+struct TapState {
+    record: UsageRecord,
+    handler_done: bool,
+    stream_done: bool,
+    streaming: bool,
+}
+
+impl Tap {
+    pub fn new(ledger: Ledger, record: UsageRecord, started: Instant) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(TapState {
+                record,
+                handler_done: false,
+                stream_done: false,
+                streaming: false,
+            })),
+            ledger,
+            started,
+        }
+    }
+
+    /// A stream has been handed to the client: the row waits for its end.
+    pub fn attach_stream(&self) -> StreamTap {
+        let ttft = self.started.elapsed().as_millis() as u64;
+        if let Ok(mut s) = self.inner.lock() {
+            s.streaming = true;
+            s.record.ttft_ms = Some(ttft);
+        }
+        StreamTap {
+            tap: Some(self.clone()),
+        }
+    }
+
+    /// The handler's half: what the attempt loop ended with.
+    pub fn finish_handler(&self, fill: impl FnOnce(&mut UsageRecord)) {
+        let ready = match self.inner.lock() {
+            Ok(mut s) => {
+                fill(&mut s.record);
+                s.handler_done = true;
+                (!s.streaming || s.stream_done).then(|| s.record.clone())
+            }
+            Err(_) => None,
+        };
+        self.write(ready);
+    }
+
+    fn finish_stream(&self, usage: Option<&Usage>, error: Option<&str>) {
+        let latency = self.started.elapsed().as_millis() as u64;
+        let ready = match self.inner.lock() {
+            Ok(mut s) => {
+                if let Some(u) = usage {
+                    s.record.set_usage(u);
+                }
+                if let Some(e) = error {
+                    s.record.error_type = Some(e.to_owned());
+                }
+                s.record.latency_ms = latency;
+                s.stream_done = true;
+                s.handler_done.then(|| s.record.clone())
+            }
+            Err(_) => None,
+        };
+        self.write(ready);
+    }
+
+    fn write(&self, ready: Option<UsageRecord>) {
+        if let Some(mut r) = ready {
+            if r.latency_ms == 0 {
+                r.latency_ms = self.started.elapsed().as_millis() as u64;
+            }
+            self.ledger.record(r);
+        }
+    }
+}
+
+/// The stream's half of a [`Tap`]; dropping it unfinished (the client went away) still
+/// records the row, with the usage seen so far.
+pub struct StreamTap {
+    tap: Option<Tap>,
+}
+
+impl StreamTap {
+    pub fn finish(&mut self, usage: Option<&Usage>, error: Option<&str>) {
+        if let Some(t) = self.tap.take() {
+            t.finish_stream(usage, error);
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.tap.is_some()
+    }
+}
+
+impl Drop for StreamTap {
+    fn drop(&mut self) {
+        if let Some(t) = self.tap.take() {
+            t.finish_stream(None, Some("client_disconnected"));
+        }
+    }
+}
