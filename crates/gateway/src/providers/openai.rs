@@ -168,7 +168,7 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
     if let Some(u) = peek.usage {
         resp.extensions_mut().insert(UsageExt(u));
     }
-    return Ok(resp);
+    Ok(resp)
 }
 
 /// Maps an upstream error status (§5): 400/404/422 keep their status and the upstream's
