@@ -27,6 +27,8 @@ pub const LEDGER_CHANNEL_CAPACITY: usize = 65_536;
 pub const BATCH_ROWS: usize = 1_000;
 /// Rows held in memory while the store is down before they go to the spill file.
 pub const SPILL_ROWS: usize = 50_000;
+/// How long the writer gathers rows before writing a batch (fewer, larger transactions).
+const LINGER: Duration = Duration::from_millis(100);
 /// Pause between write attempts while the store is down.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 
@@ -152,18 +154,23 @@ async fn writer(store: Store, spill: PathBuf, mut rx: mpsc::Receiver<Msg>) {
             }
             Some(Msg::Row(r)) => {
                 held.push(*r);
-                // Take whatever else is already queued, up to a batch.
+                // Gather what arrives within LINGER, up to a batch, then write once.
+                let until = tokio::time::Instant::now() + LINGER;
+                let mut flush_ack = None;
                 while held.len() < BATCH_ROWS {
-                    match rx.try_recv() {
-                        Ok(Msg::Row(r)) => held.push(*r),
-                        Ok(Msg::Flush(ack)) => {
-                            write_held(&store, &spill, &mut held, true).await;
-                            let _ = ack.send(());
+                    match tokio::time::timeout_at(until, rx.recv()).await {
+                        Ok(Some(Msg::Row(r))) => held.push(*r),
+                        Ok(Some(Msg::Flush(ack))) => {
+                            flush_ack = Some(ack);
+                            break;
                         }
-                        Err(_) => break,
+                        Ok(None) | Err(_) => break,
                     }
                 }
-                write_held(&store, &spill, &mut held, false).await;
+                write_held(&store, &spill, &mut held, flush_ack.is_some()).await;
+                if let Some(ack) = flush_ack {
+                    let _ = ack.send(());
+                }
             }
             Some(Msg::Flush(ack)) => {
                 write_held(&store, &spill, &mut held, true).await;
