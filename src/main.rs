@@ -395,17 +395,34 @@ async fn usage_cmd(
 
 fn models(common: &Common, json: bool) -> Result<(), Failure> {
     let cfg = load_config(common)?;
-    let state_models = route_table(&cfg);
+    let prices = jusinfer_gateway::pricing::Prices::new(&cfg.prices);
+    let price_of = |target: &str| {
+        let (provider, model) = target.split_once('/').unwrap_or(("", target));
+        prices.get(provider, model)
+    };
+    let table = route_table(&cfg);
     if json {
-        let v: Vec<_> = state_models
+        let v: Vec<_> = table
             .iter()
-            .map(|(name, route)| serde_json::json!({"id": name, "route": route}))
+            .map(|(name, route)| {
+                let price = route.first().and_then(|t| price_of(t));
+                serde_json::json!({"id": name, "route": route, "price_per_mtok": price})
+            })
             .collect();
         println!("{}", serde_json::Value::Array(v));
     } else {
-        for (name, route) in state_models {
-            println!("{name:<40} -> {}", route.join(", "));
+        println!("{:<40} {:>14}  ROUTE", "MODEL", "IN/OUT $/MTOK");
+        for (name, route) in table {
+            let price = route
+                .first()
+                .and_then(|t| price_of(t))
+                .map_or_else(|| "?".to_owned(), |p| format!("{}/{}", p.input, p.output));
+            println!("{name:<40} {price:>14}  {}", route.join(", "));
         }
+        println!(
+            "(prices: bundled catalog of {}, overridden by [prices])",
+            prices.catalog_date
+        );
     }
     Ok(())
 }

@@ -88,3 +88,17 @@ def test_serve_mints_the_admin_key_only_once(tmp_path):
         assert p.returncode == 0
         keys.append(re.findall(r"jinf_[A-Za-z0-9]{40}", out))
     assert len(keys[0]) == 1 and keys[1] == []
+
+
+def test_models_lists_routes_with_prices(tmp_path):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[providers.oai]\nkind = "openai"\napi_key = "x"\nmodels = ["gpt-4o-2024-08-06"]\n\n'
+                   '[providers.local]\nkind = "openai-compatible"\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["qwen3-8b"]\n\n'
+                   '[prices."local/qwen3-8b"]\ninput = 0.05\noutput = 0.1\n')
+    r = run("models", "--config", str(cfg), "--json")
+    assert r.returncode == 0, r.stderr
+    got = {m["id"]: m for m in json.loads(r.stdout)}
+    assert got["gpt-4o-2024-08-06"]["price_per_mtok"]["input"] == 2.5, "dated names fall back to the catalog entry"
+    assert got["qwen3-8b"]["price_per_mtok"]["output"] == 0.1, "config overrides the catalog"
+    assert got["echo"]["price_per_mtok"] is None
+    assert "x" not in json.dumps(got["gpt-4o-2024-08-06"]["route"])

@@ -53,12 +53,15 @@ impl Prices {
 
     /// The price of `model` as served by `provider`, if known.
     pub fn get(&self, provider: &str, model: &str) -> Option<Price> {
-        if let Some(p) = self
-            .overrides
-            .get(&format!("{provider}/{model}"))
-            .or_else(|| self.overrides.get(model))
-        {
-            return Some(*p);
+        if !self.overrides.is_empty() {
+            let key = format!("{provider}/{model}");
+            if let Some(p) = self
+                .overrides
+                .get(&key)
+                .or_else(|| self.overrides.get(model))
+            {
+                return Some(*p);
+            }
         }
         let undated = strip_date(model);
         self.bundled
@@ -67,7 +70,7 @@ impl Prices {
             .copied()
     }
 
-    /// Every bundled entry (for `jusinfer models`).
+    /// Every bundled entry.
     pub fn bundled(&self) -> impl Iterator<Item = (&String, &Price)> {
         self.bundled.iter()
     }
