@@ -135,6 +135,9 @@ impl Ledger {
 async fn writer(store: Store, spill: PathBuf, mut rx: mpsc::Receiver<Msg>) {
     replay(&store, &spill).await;
     let mut held: Vec<UsageRecord> = Vec::new();
+    // After a failed write, new rows only accumulate until this instant: a store that is
+    // down is not hammered once per arriving row.
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         let msg = if held.is_empty() {
             rx.recv().await
@@ -142,7 +145,7 @@ async fn writer(store: Store, spill: PathBuf, mut rx: mpsc::Receiver<Msg>) {
             match tokio::time::timeout(RETRY_EVERY, rx.recv()).await {
                 Ok(m) => m,
                 Err(_) => {
-                    write_held(&store, &spill, &mut held, false).await;
+                    retry_at = next_retry(write_held(&store, &spill, &mut held, false).await);
                     continue;
                 }
             }
@@ -167,29 +170,38 @@ async fn writer(store: Store, spill: PathBuf, mut rx: mpsc::Receiver<Msg>) {
                         Ok(None) | Err(_) => break,
                     }
                 }
-                write_held(&store, &spill, &mut held, flush_ack.is_some()).await;
+                let due = retry_at.is_none_or(|t| tokio::time::Instant::now() >= t);
+                if due || flush_ack.is_some() || held.len() >= SPILL_ROWS {
+                    retry_at = next_retry(
+                        write_held(&store, &spill, &mut held, flush_ack.is_some()).await,
+                    );
+                }
                 if let Some(ack) = flush_ack {
                     let _ = ack.send(());
                 }
             }
             Some(Msg::Flush(ack)) => {
-                write_held(&store, &spill, &mut held, true).await;
+                retry_at = next_retry(write_held(&store, &spill, &mut held, true).await);
                 let _ = ack.send(());
             }
         }
     }
 }
 
+fn next_retry(written: bool) -> Option<tokio::time::Instant> {
+    (!written).then(|| tokio::time::Instant::now() + RETRY_EVERY)
+}
+
 /// Writes the held rows; on failure keeps them, spilling past the bound (or at once when
-/// `final_flush`, so nothing is lost at exit).
+/// `final_flush`, so nothing is lost at exit). True when nothing is held any more.
 async fn write_held(
     store: &Store,
     spill: &PathBuf,
     held: &mut Vec<UsageRecord>,
     final_flush: bool,
-) {
+) -> bool {
     if held.is_empty() {
-        return;
+        return true;
     }
     match store.insert_usage(held).await {
         Ok(()) => held.clear(),
@@ -203,6 +215,7 @@ async fn write_held(
             }
         }
     }
+    held.is_empty()
 }
 
 async fn spill_rows(path: &PathBuf, rows: &[UsageRecord]) -> std::io::Result<()> {
@@ -348,5 +361,56 @@ impl Drop for StreamTap {
         if let Some(t) = self.tap.take() {
             t.finish_stream(None, Some("client_disconnected"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> UsageRecord {
+        UsageRecord {
+            request_id: format!("req_{i}"),
+            endpoint: "/v1/chat/completions".into(),
+            model: "m".into(),
+            status: 200,
+            ..UsageRecord::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_survive_a_store_outage_through_the_spill_file() {
+        let dir = std::env::temp_dir().join(format!("jinf-ledger-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let db = dir.join("l.db");
+        let spill = dir.join("l.db.usage-spill.jsonl");
+        let _ = std::fs::remove_file(&db);
+        let _ = std::fs::remove_file(&spill);
+        let url = format!("sqlite://{}", db.display());
+        let store = Store::open(&url).await.expect("open");
+        let prices = Arc::new(Prices::default());
+        // The store "goes away": its table is gone, so every write fails.
+        store
+            .execute_for_tests("ALTER TABLE usage RENAME TO usage_away")
+            .await
+            .expect("rename");
+        let (ledger, _w) = Ledger::start(store.clone(), spill.clone(), Arc::clone(&prices));
+        for i in 0..5 {
+            ledger.record(row(i));
+        }
+        ledger.flush(Duration::from_secs(5)).await;
+        let spilled =
+            std::fs::read_to_string(&spill).expect("spill file written at the final flush");
+        assert_eq!(spilled.lines().count(), 5);
+        // The store comes back; the next start replays the file and removes it.
+        store
+            .execute_for_tests("ALTER TABLE usage_away RENAME TO usage")
+            .await
+            .expect("rename back");
+        let (ledger2, _w2) = Ledger::start(store.clone(), spill.clone(), prices);
+        ledger2.flush(Duration::from_secs(5)).await;
+        assert!(!spill.exists(), "replayed and removed");
+        let n = store.count_usage_for_tests().await.expect("count");
+        assert_eq!(n, 5);
     }
 }

@@ -336,6 +336,19 @@ impl Store {
             .collect()
     }
 
+    #[cfg(test)]
+    pub(crate) async fn execute_for_tests(&self, sql: &str) -> Result<(), StoreError> {
+        sqlx::raw_sql(sql).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn count_usage_for_tests(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM usage")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
