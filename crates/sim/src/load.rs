@@ -41,6 +41,21 @@ struct Args {
     rate: f64,
 }
 
+/// One chat completions POST with the bench's headers.
+async fn send(
+    c: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
+    c.post(url)
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+}
+
 /// Requests the rate mode lets wait at once.
 const MAX_IN_FLIGHT: usize = 256;
 
@@ -84,13 +99,7 @@ async fn main() -> anyhow::Result<()> {
                         (Vec::new(), Vec::new(), 0u64, 0u64);
                     while Instant::now() < until {
                         let t0 = Instant::now();
-                        let r = c
-                            .post(&url)
-                            .header("authorization", &auth)
-                            .header("content-type", "application/json")
-                            .body(b.clone())
-                            .send()
-                            .await;
+                        let r = send(&c, &url, &auth, b.clone()).await;
                         let Ok(r) = r else {
                             errors += 1;
                             continue;
@@ -167,13 +176,7 @@ async fn main() -> anyhow::Result<()> {
                 tasks.push(tokio::spawn(async move {
                     let _permit = permit;
                     let t0 = Instant::now();
-                    let r = c
-                        .post(&url)
-                        .header("authorization", &auth)
-                        .header("content-type", "application/json")
-                        .body(b)
-                        .send()
-                        .await;
+                    let r = send(&c, &url, &auth, b).await;
                     match r {
                         Ok(r) if r.status().is_success() => r
                             .bytes()
@@ -214,13 +217,7 @@ async fn main() -> anyhow::Result<()> {
                     tx.clone(),
                 );
                 tokio::spawn(async move {
-                    let r = c
-                        .post(&url)
-                        .header("authorization", &auth)
-                        .header("content-type", "application/json")
-                        .body(b)
-                        .send()
-                        .await;
+                    let r = send(&c, &url, &auth, b).await;
                     let Ok(r) = r else {
                         let _ = tx.send(false).await;
                         return;
