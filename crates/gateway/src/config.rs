@@ -133,6 +133,9 @@ pub struct RawPrice {
     pub cache_write: Option<f64>,
 }
 
+/// The longest timeout a config may set: one week.
+pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 86_400.0;
+
 /// Timeouts of one provider, named by the interval they bound.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -374,9 +377,10 @@ fn secs(
 ) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+        // Bounded so that deadlines computed from them can never overflow a clock.
+        Some(s) if s.is_finite() && s > 0.0 && s <= MAX_TIMEOUT_SECS => Ok(Duration::from_secs_f64(s)),
         Some(s) => Err(ConfigError::new(format!(
-            "providers.{provider}.timeouts.{what} = {s}: expected a positive number of seconds"
+            "providers.{provider}.timeouts.{what} = {s}: expected a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}"
         ))),
     }
 }
@@ -613,6 +617,15 @@ models = ["m1"]
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn absurd_timeouts_are_rejected_not_a_panic() {
+        for v in ["1e30", "0", "-1", "inf"] {
+            let text = format!("[providers.x]\nkind = \"openai\"\ntimeouts = {{ total = {v} }}\n");
+            let e = p(&text).expect_err(v);
+            assert!(e.message.contains("timeouts.total"), "{v}: {}", e.message);
+        }
     }
 
     #[test]
