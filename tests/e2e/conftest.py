@@ -89,6 +89,10 @@ class Sim:
         with urllib.request.urlopen(self.url + "/_sim/requests") as r:
             return json.load(r)
 
+    def stats(self):
+        with urllib.request.urlopen(self.url + "/_sim/stats") as r:
+            return json.load(r)
+
     def clear(self):
         urllib.request.urlopen(urllib.request.Request(self.url + "/_sim/requests", method="DELETE")).read()
 

@@ -196,3 +196,16 @@ def test_failure_after_the_stream_started_ends_with_an_error_event(client, model
 def test_no_worker_is_wedged_after_all_that(client):
     for _ in range(20):
         assert client.chat.completions.create(model="echo", messages=MSG).choices[0].message.content == "hi"
+
+
+@pytest.mark.parametrize("model", ["sim/text;gap_ms=200", "claude/text;gap_ms=200"])
+def test_client_disconnect_cancels_the_upstream_stream(client, sim, model):
+    import time
+    before = sim.stats()["streams_cancelled"]
+    s = client.chat.completions.create(model=model, messages=MSG, stream=True)
+    next(iter(s))
+    closed = time.time()
+    s.close()  # the client goes away mid-stream
+    while time.time() - closed < 3 and sim.stats()["streams_cancelled"] == before:
+        time.sleep(0.01)
+    assert sim.stats()["streams_cancelled"] == before + 1, "the upstream saw its reader go away"

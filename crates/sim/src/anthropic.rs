@@ -351,5 +351,5 @@ pub async fn messages(State(state): State<SimState>, headers: HeaderMap, body: B
         },
         Err(e) => return json_response(500, &error_body(500, &format!("sim: {e:#}"))),
     };
-    crate::server::stream_response(frames, sc.gap_ms, sc.disconnect_after)
+    crate::server::stream_response(frames, sc.gap_ms, sc.disconnect_after, &state)
 }

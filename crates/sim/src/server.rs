@@ -32,6 +32,8 @@ pub struct SimState {
     pub recorded: Arc<Mutex<Vec<Recorded>>>,
     /// Don't record (benchmarks).
     pub quiet: bool,
+    /// Streams whose reader (the gateway) went away before the last frame.
+    pub streams_cancelled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The simulator's router.
@@ -42,6 +44,7 @@ pub fn app(state: SimState) -> Router {
         .route("/v1/messages", post(crate::anthropic::messages))
         .route("/v1/models", get(models))
         .route("/_sim/requests", get(recorded).delete(clear))
+        .route("/_sim/stats", get(stats))
         .with_state(state)
 }
 
@@ -116,6 +119,13 @@ pub(crate) fn record(state: &SimState, path: &str, headers: &HeaderMap, body: &V
 async fn recorded(State(state): State<SimState>) -> Json<Value> {
     let list = state.recorded.lock().map(|r| r.clone()).unwrap_or_default();
     Json(json!(list))
+}
+
+async fn stats(State(state): State<SimState>) -> Json<Value> {
+    let cancelled = state
+        .streams_cancelled
+        .load(std::sync::atomic::Ordering::Relaxed);
+    Json(json!({"streams_cancelled": cancelled}))
 }
 
 async fn clear(State(state): State<SimState>) -> StatusCode {
@@ -349,7 +359,7 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
             b"data: {\"id\":\"chatcmpl-broken\",\"choices\":[{\"index\":0,\"del\n\n",
         ));
     }
-    stream_response(frames, sc.gap_ms, sc.disconnect_after)
+    stream_response(frames, sc.gap_ms, sc.disconnect_after, &state)
 }
 
 /// Sends `frames` as an SSE body, `gap_ms` apart, cutting the connection after
@@ -358,7 +368,9 @@ pub(crate) fn stream_response(
     mut frames: Vec<Bytes>,
     gap_ms: u64,
     disconnect_after: Option<usize>,
+    state: &SimState,
 ) -> Response {
+    let cancelled = Arc::clone(&state.streams_cancelled);
     if let Some(n) = disconnect_after {
         frames.truncate(n);
     }
@@ -370,6 +382,7 @@ pub(crate) fn stream_response(
                 tokio::time::sleep(gap).await;
             }
             if tx.send(Ok(f)).await.is_err() {
+                cancelled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
         }
