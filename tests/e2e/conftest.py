@@ -131,6 +131,11 @@ api_key = "${{SIM_PROVIDER_KEY}}"
 default_max_tokens = 1024
 timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
 
+[prices."sim/length"]
+input = 2.5
+output = 10.0
+cached_input = 1.25
+
 [prices."claude/cache"]
 input = 3.0
 output = 15.0

@@ -203,3 +203,13 @@ def test_echo_json_mode(client):
         "type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object", "properties": {
             "answer": {"type": "string"}, "score": {"type": "number"}}}}})
     assert json.loads(c.choices[0].message.content) == {"answer": "hi", "score": 0}
+
+
+def test_pass_through_usage_carries_cost_from_the_price_catalog(client):
+    c = client.chat.completions.create(model="sim/length", messages=MSG, max_tokens=1)
+    assert abs(c.usage.model_extra["cost"] - (79 * 2.5 + 1 * 10.0) / 1e6) < 1e-12
+    chunks = list(client.chat.completions.create(model="sim/length", messages=MSG, max_tokens=1, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert abs(chunks[-1].usage.model_extra["cost"] - (79 * 2.5 + 1 * 10.0) / 1e6) < 1e-12
+    c = client.chat.completions.create(model="sim/text", messages=MSG)
+    assert c.usage.model_extra["cost"] is None, "unknown price: null, never a made-up 0"

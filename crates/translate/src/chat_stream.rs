@@ -33,6 +33,15 @@ pub struct Options {
     pub include_usage: bool,
     /// Seed for tool-call ids the gateway has to invent (the request id does).
     pub id_seed: String,
+    /// Add `usage.cost` (§4 extension) to the usage the client receives: the price when
+    /// known, `null` when not. Off, the usage chunk keeps the upstream's bytes.
+    pub cost: Option<CostRule>,
+}
+
+/// How `usage.cost` is computed for a stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CostRule {
+    pub price: Option<crate::pricing::Price>,
 }
 
 /// Why a stream cannot be passed on.
@@ -145,11 +154,19 @@ impl ChatStreamNormalizer {
         let mut changed = false;
         let mut drop_chunk = false;
         if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
-            self.usage = serde_json::from_value(u.clone()).ok();
+            let mut usage: Option<Usage> = serde_json::from_value(u.clone()).ok();
             if !self.opts.include_usage {
                 chunk.remove("usage");
                 changed = true;
+            } else if let (Some(rule), Some(parsed)) = (self.opts.cost, usage.as_mut()) {
+                let cost = rule.price.map(|p| crate::pricing::cost(&p, parsed));
+                parsed.cost = cost.into();
+                if let Some(Value::Object(obj)) = chunk.get_mut("usage") {
+                    obj.insert("cost".to_owned(), cost.map_or(Value::Null, Value::from));
+                    changed = true;
+                }
             }
+            self.usage = usage;
         }
         if let Some(Value::Array(choices)) = chunk.get_mut("choices") {
             let before = choices.len();

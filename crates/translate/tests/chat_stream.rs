@@ -12,6 +12,7 @@ fn opts(include_usage: bool) -> Options {
     Options {
         include_usage,
         id_seed: "seed".to_owned(),
+        cost: None,
     }
 }
 
@@ -306,4 +307,50 @@ fn regression_final_chunk_usage_is_kept_when_it_also_carries_choices() {
         "stop"
     );
     assert_eq!(n.usage().map(|u| u.prompt_tokens), Some(5));
+}
+
+#[test]
+fn usage_cost_is_added_to_the_usage_chunk_when_asked() {
+    use jusinfer_translate::chat_stream::CostRule;
+    use jusinfer_translate::pricing::Price;
+    let raw =
+        fixtures::read("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse").expect("fixture");
+    let price = Price {
+        input: 0.15,
+        output: 0.6,
+        cache_read: Some(0.075),
+        cache_write: None,
+    };
+    for (rule, want) in [
+        (
+            CostRule { price: Some(price) },
+            json!((53.0 * 0.15 + 15.0 * 0.6) / 1e6),
+        ),
+        (CostRule { price: None }, Value::Null),
+    ] {
+        let mut d = Decoder::new();
+        d.push(&raw);
+        let mut n = ChatStreamNormalizer::new(Options {
+            include_usage: true,
+            id_seed: "s".into(),
+            cost: Some(rule),
+        });
+        let mut out = Vec::new();
+        while let Some(ev) = d.next_event().expect("sse") {
+            n.push(&ev, &mut out).expect("push");
+        }
+        let chunks = events(&out.concat());
+        let usage = &chunks.last().expect("usage chunk")["usage"];
+        match (&usage["cost"], &want) {
+            (Value::Number(got), Value::Number(w)) => {
+                assert!((got.as_f64().unwrap_or(0.0) - w.as_f64().unwrap_or(1.0)).abs() < 1e-12)
+            }
+            (got, w) => assert_eq!(got, w),
+        }
+        assert!(usage.as_object().expect("object").contains_key("cost"));
+        assert_eq!(
+            usage["prompt_tokens"], 53,
+            "the rest of the usage is the upstream's"
+        );
+    }
 }

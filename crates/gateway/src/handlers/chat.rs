@@ -149,6 +149,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
                 include_usage: req.wants_stream_usage(),
                 request_id: ctx.request_id,
                 tap: Some(ctx.tap),
+                price: ctx.state.prices.get(d.provider.name(), &d.upstream_model),
             })
             .await
         }

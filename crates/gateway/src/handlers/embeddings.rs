@@ -56,7 +56,8 @@ pub async fn embeddings(
     match prepared.await {
         Ok((req, raw, deployments)) => {
             let tap = Tap::new(state.ledger.clone(), row, started);
-            let outcome = proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0)).await;
+            let outcome =
+                proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0, &state)).await;
             super::finish(outcome, &tap)
         }
         Err(e) => {
@@ -71,6 +72,7 @@ async fn attempt(
     req: &EmbeddingsRequest,
     raw: &Bytes,
     request_id: &str,
+    state: &AppState,
 ) -> Result<Response, GatewayError> {
     match d.provider.kind() {
         ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
@@ -83,6 +85,7 @@ async fn attempt(
                 include_usage: false,
                 request_id,
                 tap: None,
+                price: state.prices.get(d.provider.name(), &d.upstream_model),
             })
             .await
         }

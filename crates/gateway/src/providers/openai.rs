@@ -5,7 +5,9 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
-use jusinfer_translate::chat_stream::{ChatStreamNormalizer, Options};
+use jusinfer_translate::chat_stream::{ChatStreamNormalizer, CostRule, Options};
+use jusinfer_translate::pricing::{self, Price};
+use jusinfer_wire::chat::Usage;
 use serde_json::value::RawValue;
 
 use super::http::{self, Clock};
@@ -25,6 +27,9 @@ pub struct Call<'a> {
     pub request_id: &'a str,
     /// Where a stream reports its usage when it ends.
     pub tap: Option<&'a Tap>,
+    /// The upstream model's price: `usage.cost` is added to what the client receives
+    /// (`null` when the price is unknown).
+    pub price: Option<Price>,
 }
 
 /// Rewrites the client's JSON for the upstream: `model` becomes the upstream's name and,
@@ -147,28 +152,69 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
                 .filter(char::is_ascii_alphanumeric)
                 .take(24)
                 .collect(),
+            cost: Some(CostRule { price: call.price }),
         });
         return http::stream(p, answer.resp, machine, &clock, call.tap).await;
     }
     let body = http::read_body(p, answer.resp, clock.deadline).await?;
-    // Validates the whole body and reads its usage in one pass; the bytes go on untouched.
+    // Validates the whole body and reads its usage in one pass; the bytes go on untouched
+    // but for `"cost":…` spliced into the usage object (§4's extension).
     #[derive(serde::Deserialize)]
-    struct Peek {
-        #[serde(default)]
-        usage: Option<jusinfer_wire::chat::Usage>,
+    struct Peek<'a> {
+        #[serde(borrow, default)]
+        usage: Option<&'a RawValue>,
     }
-    let peek: Peek = serde_json::from_slice(&body).map_err(|e| {
+    let peek: Peek<'_> = serde_json::from_slice(&body).map_err(|e| {
         GatewayError::upstream(format!(
             "provider `{}` sent a response that is not valid JSON ({e})",
             p.name()
         ))
         .retryable(true)
     })?;
+    let usage = peek.usage.and_then(|raw| {
+        let mut u: Usage = serde_json::from_str(raw.get()).ok()?;
+        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+        Some((start, raw.get().len(), {
+            u.cost = call.price.map(|pr| pricing::cost(&pr, &u)).into();
+            u
+        }))
+    });
+    let Some((start, len, u)) = usage else {
+        return Ok(http::json_response(body));
+    };
+    let cost: Option<f64> = u.cost.into();
+    let body = splice_cost(&body, start, len, cost);
     let mut resp = http::json_response(body);
-    if let Some(u) = peek.usage {
-        resp.extensions_mut().insert(UsageExt(u));
-    }
+    resp.extensions_mut().insert(UsageExt(u));
     Ok(resp)
+}
+
+/// Inserts `"cost":<usd or null>` as the last member of the usage object found at
+/// `body[start..start + len]` (unless it already has one).
+fn splice_cost(body: &Bytes, start: usize, len: usize, cost: Option<f64>) -> Bytes {
+    let obj = &body[start..start + len];
+    let Some(close) = obj.iter().rposition(|b| *b == b'}') else {
+        return body.clone();
+    };
+    if memchr_contains(obj, b"\"cost\"") {
+        return body.clone();
+    }
+    let empty = obj[1..close].iter().all(u8::is_ascii_whitespace);
+    let value = cost.map_or_else(
+        || "null".to_owned(),
+        |c| serde_json::Value::from(c).to_string(),
+    );
+    let member = format!("{}\"cost\":{value}", if empty { "" } else { "," });
+    let at = start + close;
+    let mut out = Vec::with_capacity(body.len() + member.len());
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(member.as_bytes());
+    out.extend_from_slice(&body[at..]);
+    Bytes::from(out)
+}
+
+fn memchr_contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Maps an upstream error status (§5): 400/404/422 keep their status and the upstream's
@@ -256,6 +302,31 @@ mod tests {
     fn edit(body: &str, model: &str, stream: bool) -> String {
         let out = edit_body(&Bytes::from(body.to_owned()), model, stream).expect("edits");
         String::from_utf8(out.to_vec()).expect("utf8")
+    }
+
+    #[test]
+    fn cost_is_spliced_into_the_usage_object() {
+        let body = Bytes::from_static(br#"{"id":"x","usage":{"prompt_tokens":1} ,"z":1}"#);
+        let start = body
+            .iter()
+            .position(|b| *b == b'{')
+            .map(|_| 18)
+            .unwrap_or(0);
+        let out = splice_cost(&body, start, 19, Some(0.5));
+        assert_eq!(
+            &out[..],
+            br#"{"id":"x","usage":{"prompt_tokens":1,"cost":0.5} ,"z":1}"#
+        );
+        let out = splice_cost(&body, start, 19, None);
+        assert_eq!(
+            &out[..],
+            br#"{"id":"x","usage":{"prompt_tokens":1,"cost":null} ,"z":1}"#
+        );
+        let empty = Bytes::from_static(br#"{"usage":{ }}"#);
+        assert_eq!(
+            &splice_cost(&empty, 9, 3, None)[..],
+            br#"{"usage":{ "cost":null}}"#
+        );
     }
 
     #[test]
