@@ -171,17 +171,17 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
         ))
         .retryable(true)
     })?;
-    let usage = peek.usage.and_then(|raw| {
-        let mut u: Usage = serde_json::from_str(raw.get()).ok()?;
-        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-        Some((start, raw.get().len(), {
-            u.cost = call.price.map(|pr| pricing::cost(&pr, &u)).into();
-            u
-        }))
-    });
-    let Some((start, len, u)) = usage else {
+    let Some(raw_usage) = peek.usage else {
         return Ok(http::json_response(body));
     };
+    let Ok(mut u) = serde_json::from_str::<Usage>(raw_usage.get()) else {
+        return Ok(http::json_response(body));
+    };
+    u.cost = call.price.map(|pr| pricing::cost(&pr, &u)).into();
+    let (start, len) = (
+        raw_usage.get().as_ptr() as usize - body.as_ptr() as usize,
+        raw_usage.get().len(),
+    );
     let cost: Option<f64> = u.cost.into();
     let body = splice_cost(&body, start, len, cost);
     let mut resp = http::json_response(body);
@@ -196,7 +196,7 @@ fn splice_cost(body: &Bytes, start: usize, len: usize, cost: Option<f64>) -> Byt
     let Some(close) = obj.iter().rposition(|b| *b == b'}') else {
         return body.clone();
     };
-    if memchr_contains(obj, b"\"cost\"") {
+    if jusinfer_translate::scan::contains(obj, b"\"cost\"") {
         return body.clone();
     }
     let empty = obj[1..close].iter().all(u8::is_ascii_whitespace);
@@ -211,10 +211,6 @@ fn splice_cost(body: &Bytes, start: usize, len: usize, cost: Option<f64>) -> Byt
     out.extend_from_slice(member.as_bytes());
     out.extend_from_slice(&body[at..]);
     Bytes::from(out)
-}
-
-fn memchr_contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Maps an upstream error status (§5): 400/404/422 keep their status and the upstream's
