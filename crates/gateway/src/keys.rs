@@ -188,11 +188,6 @@ impl KeyChecker {
         }
         Ok(record)
     }
-
-    /// Forgets cached records (after a revoke through this process).
-    pub fn invalidate(&self) {
-        self.cache.clear();
-    }
 }
 
 fn bad_key(presented: &str) -> GatewayError {

@@ -350,10 +350,6 @@ impl StreamTap {
             t.finish_stream(usage, error);
         }
     }
-
-    pub fn is_open(&self) -> bool {
-        self.tap.is_some()
-    }
 }
 
 impl Drop for StreamTap {

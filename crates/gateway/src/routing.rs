@@ -28,10 +28,6 @@ impl Router {
         }
     }
 
-    pub fn providers(&self) -> &[Arc<Provider>] {
-        &self.providers
-    }
-
     fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
         self.providers.iter().find(|p| p.config.name == name)
     }

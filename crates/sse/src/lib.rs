@@ -25,13 +25,6 @@ pub struct Event {
     pub raw: Bytes,
 }
 
-impl Event {
-    /// The data as UTF-8, when it is.
-    pub fn data_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.data).ok()
-    }
-}
-
 /// Why a stream could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {

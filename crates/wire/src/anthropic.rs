@@ -3,7 +3,7 @@
 //! new upstream feature is never fatal; each translator decides what to do with it.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// `POST /v1/messages`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -273,6 +273,3 @@ pub struct ErrorBody {
     #[serde(default)]
     pub message: String,
 }
-
-/// Unknown fields of an object, for the places that keep them.
-pub type Extra = Map<String, Value>;
