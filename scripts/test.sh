@@ -16,6 +16,12 @@ if ! need curl; then
   echo "== installing curl"
   (apt-get update -qq && apt-get install -y -qq curl) >/dev/null
 fi
+# PostgreSQL and Redis servers for the storage and multi-instance tests; the tests start
+# their own throwaway instances on free loopback ports.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! need redis-server; then
+  echo "== installing PostgreSQL and Redis"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server) >/dev/null
+fi
 if ! need cargo; then
   echo "error: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 2

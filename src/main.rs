@@ -247,7 +247,7 @@ async fn serve(common: &Common, listen: Option<String>) -> Result<(), Failure> {
         .await
         .map_err(|e| work(format!("cannot listen on {}: {e}", cfg.listen)))?;
     let addr = listener.local_addr().map_err(work)?;
-    let state = AppState::new(cfg, store).map_err(usage)?;
+    let state = AppState::new(cfg, store).await.map_err(work)?;
     tracing::info!("jusinfer listening on http://{addr}");
     jusinfer_gateway::serve(listener, state).await.map_err(work)
 }

@@ -7,6 +7,7 @@ JUSINFER_BIN / JUSINFER_SIM_BIN.
 """
 
 import json
+import shutil
 import os
 import re
 import socket
@@ -104,7 +105,8 @@ class Sim:
 
 CONFIG = """
 listen = "127.0.0.1:{port}"
-database = "sqlite://{db}"
+database = "{database}"
+{redis}
 max_body_bytes = 1048576
 
 [providers.sim]
@@ -181,11 +183,15 @@ class Gateway:
         return r
 
 
-def start_gateway(sim_url: str, tmp: Path, extra: str = "") -> Gateway:
+def start_gateway(sim_url: str, tmp: Path, extra: str = "", database: str | None = None,
+                  redis: str | None = None, admin_key: str | None = None, name: str = "jusinfer") -> Gateway:
+    """Starts `serve`; on an empty database it prints the first admin key, else pass
+    `admin_key` (a second instance sharing a database)."""
     port = free_port()
-    db = tmp / "jusinfer.db"
-    config = tmp / "jusinfer.toml"
-    config.write_text(CONFIG.format(port=port, db=db, sim=sim_url, dead=free_port()) + extra)
+    db = tmp / f"{name}.db"
+    config = tmp / f"{name}.toml"
+    config.write_text(CONFIG.format(port=port, database=database or f"sqlite://{db}", sim=sim_url, dead=free_port(),
+                                    redis=f'redis = "{redis}"' if redis else "") + extra)
     env = dict(os.environ, SIM_PROVIDER_KEY=SIM_PROVIDER_KEY, JUSINFER_LOG="info")
     proc = Proc([str(BIN), "serve", "--config", str(config)], env=env, cwd=tmp)
     url = f"http://127.0.0.1:{port}"
@@ -194,9 +200,99 @@ def start_gateway(sim_url: str, tmp: Path, extra: str = "") -> Gateway:
     except RuntimeError:
         proc.stop()
         raise RuntimeError("gateway did not start:\n" + proc.stderr())
-    m = re.search(r"(jinf_[A-Za-z0-9]{40})", proc.stdout())
-    assert m, "serve on an empty database prints the first admin key:\n" + proc.stdout()
-    return Gateway(url, m.group(1), db, config, proc)
+    if admin_key is None:
+        m = re.search(r"(jinf_[A-Za-z0-9]{40})", proc.stdout())
+        assert m, "serve on an empty database prints the first admin key:\n" + proc.stdout()
+        admin_key = m.group(1)
+    return Gateway(url, admin_key, db, config, proc)
+
+
+def pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed (scripts/test.sh installs it)")
+    return found[-1].parent
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on a free loopback port (run as the `postgres` user
+    when the tests run as root: the server refuses root)."""
+
+    def __init__(self, root: Path):
+        self.bin = pg_bin()
+        self.dir = root / "pgdata"
+        self.port = free_port()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            subprocess.run(["chown", "-R", "postgres", str(root)], check=True)
+        r = subprocess.run([*self.as_user, str(self.bin / "initdb"), "-D", str(self.dir), "-A", "trust", "-U", "jinf",
+                            "--no-sync"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        self.log = root / "pg.log"
+        self.start()
+
+    def _ctl(self, *args):
+        return subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.dir), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    def start(self):
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        r = self._ctl("-o", opts, "-l", str(self.log), "-w", "start")
+        assert r.returncode == 0, r.stdout + r.stderr + Path(self.log).read_text()
+
+    def stop(self):
+        self._ctl("-m", "fast", "-w", "stop")
+
+    def psql(self, sql: str, db: str = "postgres") -> str:
+        r = subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "jinf", "-d", db,
+                            "-At", "-c", sql], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def new_database(self) -> str:
+        name = f"jinf_{os.urandom(4).hex()}"
+        self.psql(f"CREATE DATABASE {name}")
+        return name
+
+    def url(self, db: str) -> str:
+        return f"postgres://jinf@127.0.0.1:{self.port}/{db}"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    # Not under pytest's tmp dir: its parents are private to root, and the server runs as
+    # the postgres user.
+    root = Path(tempfile.mkdtemp(prefix="jinf-pg-"))
+    root.chmod(0o755)
+    pg = Postgres(root)
+    yield pg
+    pg.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class Redis:
+    def __init__(self):
+        self.port = free_port()
+        self.proc = Proc(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no"])
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis did not start: " + self.proc.stderr())
+
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    r = Redis()
+    yield r
+    r.proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,10 @@ use crate::config::{AuthMode, Config};
 use crate::handlers;
 use crate::keys::KeyChecker;
 use crate::ledger::Ledger;
+use crate::limits::Limits;
 use crate::pricing::Prices;
 use crate::providers::Provider;
+use crate::redis_limits::RedisLimits;
 use crate::routing;
 use crate::store::Store;
 
@@ -30,10 +32,14 @@ pub struct AppState {
     pub keys: Option<KeyChecker>,
     pub prices: Arc<Prices>,
     pub ledger: Ledger,
+    pub limits: Limits,
+    /// Set with `redis`: shared limits and key-change announcements.
+    pub redis: Option<RedisLimits>,
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> Result<Self, String> {
+    /// Builds the state, connecting to Redis when `redis` is set.
+    pub async fn new(config: Config, store: Store) -> Result<Self, String> {
         let providers = config
             .providers
             .iter()
@@ -42,6 +48,18 @@ impl AppState {
             .collect::<Result<Vec<_>, _>>()?;
         let router = routing::Router::new(&config, providers);
         let keys = (config.auth == AuthMode::Keys).then(|| KeyChecker::new(store.clone()));
+        let redis = match &config.redis {
+            Some(url) => {
+                let (r, client) = RedisLimits::connect(url).await?;
+                if let Some(k) = &keys {
+                    let k = k.clone();
+                    crate::redis_limits::watch_key_changes(client, move |hash| k.evict(hash));
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        let limits = Limits::new(store.clone(), redis.clone());
         let prices = Arc::new(Prices::new(&config.prices));
         let (ledger, _writer) = Ledger::start(
             store.clone(),
@@ -55,6 +73,8 @@ impl AppState {
             keys,
             prices,
             ledger,
+            limits,
+            redis,
         })
     }
 }
@@ -87,6 +107,18 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/v1/embeddings", post(handlers::embeddings::embeddings))
         .route("/v1/models", get(handlers::models::list))
         .route("/v1/models/{*id}", get(handlers::models::get))
+        .route(
+            "/admin/keys",
+            post(handlers::admin::create).get(handlers::admin::list),
+        )
+        .route(
+            "/admin/keys/{id}",
+            get(handlers::admin::get)
+                .patch(handlers::admin::update)
+                .delete(handlers::admin::revoke),
+        )
+        .route("/admin/keys/{id}/revoke", post(handlers::admin::revoke))
+        .route("/admin/usage", get(handlers::admin::usage))
         .route("/healthz", get(handlers::health::healthz))
         .route("/readyz", get(handlers::health::readyz))
         .fallback(not_found)

@@ -66,9 +66,14 @@ pub async fn authenticate_admin(
 ) -> Result<Caller, GatewayError> {
     let caller = authenticate(state, headers).await?;
     match &caller.key {
-        Some(k) if !k.admin => {
+        Some(k) if k.admin => Ok(caller),
+        Some(_) => {
             Err(GatewayError::forbidden("This endpoint needs an admin key.").code("admin_required"))
         }
-        _ => Ok(caller),
+        // `auth = "none"`: nobody can prove to be an admin.
+        None => Err(GatewayError::forbidden(
+            "The admin API needs `auth = \"keys\"` in the config.",
+        )
+        .code("admin_required")),
     }
 }

@@ -538,9 +538,6 @@ fn resolve(
             strategy,
         });
     }
-    if raw.redis.is_some() {
-        warnings.push("redis is configured but not used yet: limits are per instance".to_owned());
-    }
     Ok(Config {
         source: path.map(Path::to_path_buf),
         listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),

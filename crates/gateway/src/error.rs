@@ -26,8 +26,10 @@ pub struct GatewayError {
     pub origin: Origin,
     /// Another attempt (same or next deployment) may succeed.
     pub retryable: bool,
-    /// Seconds, from an upstream `Retry-After`.
-    pub retry_after: Option<u64>,
+    /// Milliseconds, from an upstream `Retry-After` or the gateway's own 429s; sent as
+    /// `retry-after` (seconds, rounded up) and `retry-after-ms` (the OpenAI SDKs read it
+    /// first).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl GatewayError {
@@ -40,7 +42,7 @@ impl GatewayError {
             code: None,
             origin: Origin::Client,
             retryable: false,
-            retry_after: None,
+            retry_after_ms: None,
         }
     }
 
@@ -91,6 +93,25 @@ impl GatewayError {
         )
         .param("model")
         .code("model_not_found")
+    }
+
+    /// 429 `rate_limit_exceeded`: a key's RPM or TPM is spent for now. `kind` is
+    /// `requests` or `tokens`, as OpenAI's `error.type` says which limit was hit.
+    pub fn rate_limited(
+        kind: &'static str,
+        message: impl Into<String>,
+        retry_after_ms: u64,
+    ) -> Self {
+        let mut e =
+            Self::new(StatusCode::TOO_MANY_REQUESTS, kind, message).code("rate_limit_exceeded");
+        e.retry_after_ms = Some(retry_after_ms);
+        e
+    }
+
+    /// 429 `insufficient_quota`: a key's spend reached its budget.
+    pub fn insufficient_quota(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", message)
+            .code("insufficient_quota")
     }
 
     pub fn too_large(limit: usize) -> Self {
@@ -175,10 +196,13 @@ impl IntoResponse for GatewayError {
             self.body(),
         )
             .into_response();
-        if let Some(ra) = self.retry_after {
-            if let Ok(v) = ra.to_string().parse() {
-                resp.headers_mut().insert("retry-after", v);
-            }
+        if let Some(ms) = self.retry_after_ms {
+            let h = resp.headers_mut();
+            h.insert(
+                "retry-after",
+                axum::http::HeaderValue::from(ms.div_ceil(1000)),
+            );
+            h.insert("retry-after-ms", axum::http::HeaderValue::from(ms));
         }
         resp
     }

@@ -20,8 +20,12 @@ pub const KEY_PREFIX: &str = "jinf_";
 const KEY_RANDOM_LEN: usize = 40;
 const DISPLAY_PREFIX_LEN: usize = 12;
 /// How long a looked-up key is trusted before the store is asked again (so a revoke made by
-/// another process takes effect within this time).
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// another instance takes effect within this time; with `redis` set, changes are announced
+/// and take effect at once).
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+/// While the store does not answer, a cached key this young is still honoured (the
+/// gateway keeps serving through a brief database outage).
+pub const KEY_CACHE_STALE_OK: Duration = Duration::from_secs(600);
 /// Entries kept before the cache is cleared wholesale.
 const KEY_CACHE_MAX: usize = 100_000;
 
@@ -155,15 +159,25 @@ impl KeyChecker {
         let cached = self
             .cache
             .get(&hash)
-            .filter(|e| e.value().1.elapsed() < KEY_CACHE_TTL)
-            .map(|e| Arc::clone(&e.value().0));
+            .map(|e| (Arc::clone(&e.value().0), e.value().1.elapsed()));
         let record = match cached {
-            Some(r) => r,
-            None => {
-                let found = self.store.key_by_hash(&hash).await.map_err(|e| {
-                    GatewayError::internal(format!("key lookup failed: {e}")).retryable(true)
-                })?;
+            Some((r, age)) if age < KEY_CACHE_TTL => r,
+            stale => {
+                let found = match self.store.key_by_hash(&hash).await {
+                    Ok(found) => found,
+                    Err(e) => match stale {
+                        Some((r, age)) if age < KEY_CACHE_STALE_OK => {
+                            tracing::warn!(error = %e, "key lookup failed; using the cached key");
+                            return self.live(r, &hash, presented);
+                        }
+                        _ => {
+                            return Err(GatewayError::internal(format!("key lookup failed: {e}"))
+                                .retryable(true))
+                        }
+                    },
+                };
                 let Some(rec) = found else {
+                    self.cache.remove(&hash);
                     return Err(bad_key(presented));
                 };
                 let rec = Arc::new(rec);
@@ -175,6 +189,24 @@ impl KeyChecker {
                 rec
             }
         };
+        self.live(record, &hash, presented)
+    }
+
+    /// Forgets the cached key with this hash (`*`: every key), after a change.
+    pub fn evict(&self, hash: &str) {
+        if hash == "*" {
+            self.cache.clear();
+        } else {
+            self.cache.remove(hash);
+        }
+    }
+
+    fn live(
+        &self,
+        record: Arc<KeyRecord>,
+        hash: &str,
+        presented: &str,
+    ) -> Result<Arc<KeyRecord>, GatewayError> {
         // The lookup was by hash; compare again in constant time so that no path through
         // this function depends on how much of a guessed key was right.
         if !bool::from(record.hash.as_bytes().ct_eq(hash.as_bytes())) {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use jusinfer_wire::chat::{Cost, Usage};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::limits::Hold;
 use crate::pricing::Prices;
 use crate::store::Store;
 
@@ -35,6 +36,10 @@ const RETRY_EVERY: Duration = Duration::from_millis(500);
 /// One row of the ledger (§6).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct UsageRecord {
+    /// Unique per row (set by [`Ledger::record`]): a batch retried after an unacknowledged
+    /// commit, or a spill file replayed twice, cannot store the row twice.
+    #[serde(default)]
+    pub row_id: String,
     /// Unix milliseconds.
     pub ts_ms: i64,
     pub request_id: String,
@@ -101,6 +106,17 @@ impl Ledger {
 
     /// Queues a row; never waits. Prices the row when it has tokens but no cost yet.
     pub fn record(&self, mut r: UsageRecord) {
+        self.price(&mut r);
+        if r.row_id.is_empty() {
+            r.row_id = unique_id();
+        }
+        if self.tx.try_send(Msg::Row(Box::new(r))).is_err() {
+            tracing::warn!("usage ledger queue is full: a usage row was dropped");
+        }
+    }
+
+    /// Sets the row's cost from the catalog when it has tokens but no cost yet.
+    pub fn price(&self, r: &mut UsageRecord) {
         if r.cost_usd.is_none() && r.prompt_tokens + r.completion_tokens > 0 {
             if let (Some(p), Some(m)) = (r.provider.as_deref(), r.upstream_model.as_deref()) {
                 r.cost_usd = self.prices.get(p, m).map(|price| {
@@ -117,9 +133,6 @@ impl Ledger {
                     jusinfer_translate::pricing::cost(&price, &u)
                 });
             }
-        }
-        if self.tx.try_send(Msg::Row(Box::new(r))).is_err() {
-            tracing::warn!("usage ledger queue is full: a usage row was dropped");
         }
     }
 
@@ -255,11 +268,13 @@ async fn replay(store: &Store, path: &PathBuf) {
     }
 }
 
-/// Where the handler's and the stream's halves of one streamed request's row meet.
+/// Where the handler's and the stream's halves of one request's row meet, with the
+/// request's [`Hold`] on its key's limits (settled with the real usage when the row is
+/// written). A tap dropped before its row was written (the client left while the request
+/// waited on the upstream) still writes it, as status 499.
 #[derive(Clone)]
 pub struct Tap {
     inner: Arc<Mutex<TapState>>,
-    ledger: Ledger,
     started: Instant,
 }
 
@@ -268,18 +283,58 @@ struct TapState {
     handler_done: bool,
     stream_done: bool,
     streaming: bool,
+    written: bool,
+    ledger: Ledger,
+    hold: Option<Hold>,
+    started: Instant,
+}
+
+impl TapState {
+    fn write(&mut self) {
+        if self.written {
+            return;
+        }
+        self.written = true;
+        let mut r = self.record.clone();
+        if r.latency_ms == 0 {
+            r.latency_ms = self.started.elapsed().as_millis() as u64;
+        }
+        self.ledger.price(&mut r);
+        if let Some(h) = self.hold.take() {
+            h.settle(
+                r.prompt_tokens + r.completion_tokens,
+                r.cost_usd.unwrap_or(0.0),
+            );
+        }
+        self.ledger.record(r);
+    }
+}
+
+impl Drop for TapState {
+    fn drop(&mut self) {
+        if !self.written {
+            if !self.handler_done {
+                self.record.status = 499;
+                self.record.error_type = Some("client_disconnected".to_owned());
+            }
+            self.write();
+        }
+    }
 }
 
 impl Tap {
-    pub fn new(ledger: Ledger, record: UsageRecord, started: Instant) -> Self {
+    pub fn new(ledger: Ledger, record: UsageRecord, started: Instant, hold: Option<Hold>) -> Self {
         Self {
             inner: Arc::new(Mutex::new(TapState {
                 record,
                 handler_done: false,
                 stream_done: false,
                 streaming: false,
+                written: false,
+                ledger,
+                hold,
+                started,
             })),
-            ledger,
             started,
         }
     }
@@ -298,42 +353,29 @@ impl Tap {
 
     /// The handler's half: what the attempt loop ended with.
     pub fn finish_handler(&self, fill: impl FnOnce(&mut UsageRecord)) {
-        let ready = match self.inner.lock() {
-            Ok(mut s) => {
-                fill(&mut s.record);
-                s.handler_done = true;
-                (!s.streaming || s.stream_done).then(|| s.record.clone())
+        if let Ok(mut s) = self.inner.lock() {
+            fill(&mut s.record);
+            s.handler_done = true;
+            if !s.streaming || s.stream_done {
+                s.write();
             }
-            Err(_) => None,
-        };
-        self.write(ready);
+        }
     }
 
     fn finish_stream(&self, usage: Option<&Usage>, error: Option<&str>) {
         let latency = self.started.elapsed().as_millis() as u64;
-        let ready = match self.inner.lock() {
-            Ok(mut s) => {
-                if let Some(u) = usage {
-                    s.record.set_usage(u);
-                }
-                if let Some(e) = error {
-                    s.record.error_type = Some(e.to_owned());
-                }
-                s.record.latency_ms = latency;
-                s.stream_done = true;
-                s.handler_done.then(|| s.record.clone())
+        if let Ok(mut s) = self.inner.lock() {
+            if let Some(u) = usage {
+                s.record.set_usage(u);
             }
-            Err(_) => None,
-        };
-        self.write(ready);
-    }
-
-    fn write(&self, ready: Option<UsageRecord>) {
-        if let Some(mut r) = ready {
-            if r.latency_ms == 0 {
-                r.latency_ms = self.started.elapsed().as_millis() as u64;
+            if let Some(e) = error {
+                s.record.error_type = Some(e.to_owned());
             }
-            self.ledger.record(r);
+            s.record.latency_ms = latency;
+            s.stream_done = true;
+            if s.handler_done {
+                s.write();
+            }
         }
     }
 }
@@ -358,6 +400,19 @@ impl Drop for StreamTap {
             t.finish_stream(None, Some("client_disconnected"));
         }
     }
+}
+
+/// An id unique across instances and restarts: a random prefix per process and a counter.
+pub fn unique_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        use rand::distributions::{Alphanumeric, DistString};
+        Alphanumeric.sample_string(&mut rand::rngs::OsRng, 12)
+    });
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 #[cfg(test)]
@@ -406,7 +461,7 @@ mod tests {
         let (ledger2, _w2) = Ledger::start(store.clone(), spill.clone(), prices);
         ledger2.flush(Duration::from_secs(5)).await;
         assert!(!spill.exists(), "replayed and removed");
-        let n = store.count_usage_for_tests().await.expect("count");
+        let n = store.count_usage(None).await.expect("count");
         assert_eq!(n, 5);
     }
 }

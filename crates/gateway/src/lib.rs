@@ -10,9 +10,11 @@ pub mod error;
 pub mod handlers;
 pub mod keys;
 pub mod ledger;
+pub mod limits;
 pub mod pricing;
 pub mod providers;
 pub mod proxy;
+pub mod redis_limits;
 pub mod routing;
 pub mod store;
 

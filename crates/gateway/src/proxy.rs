@@ -38,7 +38,7 @@ where
         let tries = d.provider.config.retries + 1;
         for n in 0..tries {
             if n > 0 {
-                let backoff = backoff(n, last.as_ref().and_then(|(e, _)| e.retry_after));
+                let backoff = backoff(n, last.as_ref().and_then(|(e, _)| e.retry_after_ms));
                 tokio::time::sleep(backoff).await;
             }
             attempts += 1;
@@ -82,9 +82,9 @@ where
     }
 }
 
-fn backoff(n: u32, retry_after: Option<u64>) -> Duration {
-    if let Some(s) = retry_after {
-        return Duration::from_secs(s).min(BACKOFF_CAP);
+fn backoff(n: u32, retry_after_ms: Option<u64>) -> Duration {
+    if let Some(ms) = retry_after_ms {
+        return Duration::from_millis(ms).min(BACKOFF_CAP);
     }
     let exp = BACKOFF_BASE.saturating_mul(1 << n.min(6));
     // Full jitter keeps many clients from retrying in step.

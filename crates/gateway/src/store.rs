@@ -1,13 +1,17 @@
-//! Persistent state behind one type: keys today, the usage ledger and stored responses
-//! later. SQLite is the embedded default, created and migrated on first open.
+//! Persistent state behind one type: keys, the usage ledger and (later) stored responses,
+//! on SQLite (the embedded default, created and migrated on first open) or PostgreSQL
+//! (many instances sharing one database), chosen by the `database` URL.
 //!
-//! Invariant: nothing on the request path awaits the store except a key-cache miss.
+//! Both backends run the same SQL text (`$N` placeholders, which SQLite also accepts); only
+//! the DDL differs. Invariant: nothing on the request path awaits the store except a
+//! key-cache miss and the first budget check of a key.
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{PgPool, Row, SqlitePool};
 
 use crate::ledger::UsageRecord;
 
@@ -52,8 +56,8 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Schema migrations, applied in order once each.
-const MIGRATIONS: &[(i64, &str)] = &[
+/// SQLite schema migrations, applied in order once each.
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
         "CREATE TABLE keys (
@@ -97,6 +101,63 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX usage_ts ON usage (ts_ms);
     CREATE INDEX usage_key_ts ON usage (key_id, ts_ms)",
     ),
+    (
+        3,
+        "ALTER TABLE usage ADD COLUMN row_id TEXT;
+    CREATE UNIQUE INDEX usage_row_id ON usage (row_id)",
+    ),
+];
+
+/// PostgreSQL schema migrations: the same tables and columns as SQLite's.
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE keys (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        prefix      TEXT NOT NULL,
+        hash        TEXT NOT NULL UNIQUE,
+        admin       BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at  BIGINT NOT NULL,
+        expires_at  BIGINT,
+        revoked_at  BIGINT,
+        budget_usd  DOUBLE PRECISION,
+        rpm         BIGINT,
+        tpm         BIGINT,
+        models      TEXT NOT NULL DEFAULT '[]',
+        metadata    TEXT NOT NULL DEFAULT '{}'
+    )",
+    ),
+    (
+        2,
+        "CREATE TABLE usage (
+        ts_ms             BIGINT NOT NULL,
+        request_id        TEXT NOT NULL,
+        key_id            TEXT,
+        endpoint          TEXT NOT NULL,
+        model             TEXT NOT NULL,
+        provider          TEXT,
+        upstream_model    TEXT,
+        status            BIGINT NOT NULL,
+        prompt_tokens     BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens     BIGINT NOT NULL,
+        reasoning_tokens  BIGINT NOT NULL,
+        cost_usd          DOUBLE PRECISION,
+        latency_ms        BIGINT NOT NULL,
+        ttft_ms           BIGINT,
+        attempts          BIGINT NOT NULL,
+        stream            BOOLEAN NOT NULL,
+        error_type        TEXT
+    );
+    CREATE INDEX usage_ts ON usage (ts_ms);
+    CREATE INDEX usage_key_ts ON usage (key_id, ts_ms)",
+    ),
+    (
+        3,
+        "ALTER TABLE usage ADD COLUMN row_id TEXT;
+    CREATE UNIQUE INDEX usage_row_id ON usage (row_id)",
+    ),
 ];
 
 /// A key as stored (never the key itself: its SHA-256 and a display prefix).
@@ -118,187 +179,385 @@ pub struct KeyRecord {
     pub metadata: serde_json::Value,
 }
 
+/// A change to a key's settings: each `Some` replaces the field (`Some(None)` clears it).
+#[derive(Debug, Clone, Default)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub budget_usd: Option<Option<f64>>,
+    pub rpm: Option<Option<i64>>,
+    pub tpm: Option<Option<i64>>,
+    pub models: Option<Vec<String>>,
+    pub expires_at: Option<Option<i64>>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// What the ledger says about one key.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct KeyStats {
+    pub spend_usd: f64,
+    pub requests: i64,
+    /// Unix milliseconds of the last request, if any.
+    pub last_used_ms: Option<i64>,
+}
+
+#[derive(Clone)]
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool and `$DB` to its database type.
+macro_rules! with_pool {
+    ($self:expr, |$pool:ident, $DB:ident| $body:expr) => {
+        match &$self.db {
+            Db::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type $DB = sqlx::Sqlite;
+                $body
+            }
+            Db::Postgres($pool) => {
+                #[allow(dead_code)]
+                type $DB = sqlx::Postgres;
+                $body
+            }
+        }
+    };
+}
+
+/// A `KeyRecord` from a row of either backend.
+macro_rules! key_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        let models: String = r.try_get("models")?;
+        let metadata: String = r.try_get("metadata")?;
+        Ok::<KeyRecord, StoreError>(KeyRecord {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            prefix: r.try_get("prefix")?,
+            hash: r.try_get("hash")?,
+            admin: r.try_get("admin")?,
+            created_at: r.try_get("created_at")?,
+            expires_at: r.try_get("expires_at")?,
+            revoked_at: r.try_get("revoked_at")?,
+            budget_usd: r.try_get("budget_usd")?,
+            rpm: r.try_get("rpm")?,
+            tpm: r.try_get("tpm")?,
+            models: serde_json::from_str(&models).unwrap_or_default(),
+            metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+        })
+    }};
+}
+
+const KEY_COLUMNS: &str = "id, name, prefix, hash, admin, created_at, expires_at, revoked_at, budget_usd, rpm, tpm, models, metadata";
+
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `url`.
+    /// Opens (creating if needed) and migrates the database at `url`: `sqlite://FILE` or
+    /// `postgres://USER@HOST/DB`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError(format!("database {}: {e}", redact(url))))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                // A database that is down must fail a ledger write or key lookup quickly
+                // (the ledger holds and retries; lookups fall back to the cache).
+                .acquire_timeout(Duration::from_secs(2))
+                .connect_with(opts)
+                .await
+                .map_err(|e| StoreError(format!("database {}: {e}", redact(url))))?;
+            Db::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError(format!("database {url:?}: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL + NORMAL: no fsync per commit (the ledger commits often); the database
+                // stays consistent, at worst the last commits before a power cut are lost.
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts)
+                .await
+                .map_err(|e| StoreError(format!("database {url:?}: {e}")))?;
+            Db::Sqlite(pool)
+        } else {
             return Err(StoreError(format!(
-                "database {url:?}: PostgreSQL is not supported by this build yet; use sqlite://FILE"
+                "database {:?}: expected sqlite://FILE or postgres://USER@HOST/DB",
+                redact(url)
             )));
-        }
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError(format!(
-                "database {url:?}: expected sqlite://FILE"
-            )));
-        }
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError(format!("database {url:?}: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: no fsync per commit (the ledger commits often); the database
-            // stays consistent, at worst the last commits before a power cut are lost.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(|e| StoreError(format!("database {url:?}: {e}")))?;
-        let store = Self { pool };
+        };
+        let store = Self { db };
         store.migrate().await?;
         Ok(store)
     }
 
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            .execute(&self.pool)
-            .await?;
-        for (version, sql) in MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if done.is_none() {
-                sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+        let migrations = match self.db {
+            Db::Sqlite(_) => SQLITE_MIGRATIONS,
+            Db::Postgres(_) => POSTGRES_MIGRATIONS,
+        };
+        with_pool!(self, |pool, DB| {
+            sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                .execute(pool)
+                .await?;
+            for (version, sql) in migrations {
+                let mut tx = pool.begin().await?;
+                if matches!(self.db, Db::Postgres(_)) {
+                    // Instances starting together migrate one at a time.
+                    sqlx::query("SELECT pg_advisory_xact_lock(7316001)")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let done: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                        .bind(version)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if done.is_none() {
+                    sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                    sqlx::query(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                    )
                     .bind(version)
                     .bind(now())
                     .execute(&mut *tx)
                     .await?;
+                }
+                tx.commit().await?;
             }
-            tx.commit().await?;
-        }
-        Ok(())
+            Ok(())
+        })
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, |pool, DB| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+            Ok(())
+        })
     }
 
     pub async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO keys (id, name, prefix, hash, admin, created_at, expires_at, revoked_at, budget_usd, rpm, tpm, models, metadata)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&k.id)
-        .bind(&k.name)
-        .bind(&k.prefix)
-        .bind(&k.hash)
-        .bind(k.admin)
-        .bind(k.created_at)
-        .bind(k.expires_at)
-        .bind(k.revoked_at)
-        .bind(k.budget_usd)
-        .bind(k.rpm)
-        .bind(k.tpm)
-        .bind(serde_json::to_string(&k.models).unwrap_or_else(|_| "[]".to_owned()))
-        .bind(k.metadata.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        with_pool!(self, |pool, DB| {
+            sqlx::query(&format!(
+                "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ))
+            .bind(&k.id)
+            .bind(&k.name)
+            .bind(&k.prefix)
+            .bind(&k.hash)
+            .bind(k.admin)
+            .bind(k.created_at)
+            .bind(k.expires_at)
+            .bind(k.revoked_at)
+            .bind(k.budget_usd)
+            .bind(k.rpm)
+            .bind(k.tpm)
+            .bind(serde_json::to_string(&k.models).unwrap_or_else(|_| "[]".to_owned()))
+            .bind(k.metadata.to_string())
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     pub async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM keys WHERE hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| row_to_key(&r)).transpose()
+        with_pool!(self, |pool, DB| {
+            let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE hash = $1"))
+                .bind(hash)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(r) => Ok(Some(key_from_row!(&r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        with_pool!(self, |pool, DB| {
+            let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(r) => Ok(Some(key_from_row!(&r)?)),
+                None => Ok(None),
+            }
+        })
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM keys ORDER BY created_at, rowid")
-            .fetch_all(&self.pool)
+        with_pool!(self, |pool, DB| {
+            let rows = sqlx::query(&format!(
+                "SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at, id"
+            ))
+            .fetch_all(pool)
             .await?;
-        rows.iter().map(row_to_key).collect()
+            rows.iter().map(|r| key_from_row!(r)).collect()
+        })
     }
 
     pub async fn count_keys(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM keys")
-            .fetch_one(&self.pool)
-            .await?)
+        with_pool!(self, |pool, DB| {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM keys")
+                .fetch_one(pool)
+                .await?)
+        })
+    }
+
+    /// Finds the one live key whose id or display prefix is `id_or_prefix`.
+    pub async fn find_key(&self, id_or_prefix: &str) -> Result<KeyRecord, StoreError> {
+        let keys: Vec<KeyRecord> = with_pool!(self, |pool, DB| {
+            let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE (id = $1 OR prefix = $1 OR prefix LIKE $2) AND revoked_at IS NULL"))
+                .bind(id_or_prefix)
+                .bind(format!("{}%", id_or_prefix.replace(['%', '_'], "")))
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| key_from_row!(r))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let exact: Vec<&KeyRecord> = keys
+            .iter()
+            .filter(|k| k.id == id_or_prefix || k.prefix == id_or_prefix)
+            .collect();
+        match (exact.as_slice(), keys.as_slice()) {
+            ([one], _) => Ok((*one).clone()),
+            ([], [one]) => Ok(one.clone()),
+            ([], []) => Err(StoreError(format!(
+                "no live key matches {id_or_prefix:?}; see `jusinfer keys list`"
+            ))),
+            _ => Err(StoreError(format!(
+                "{id_or_prefix:?} matches {} keys; give the full id from `jusinfer keys list`",
+                keys.len()
+            ))),
+        }
     }
 
     /// Revokes the key whose id or display prefix is `id_or_prefix`; errors unless exactly
     /// one live key matches.
     pub async fn revoke_key(&self, id_or_prefix: &str) -> Result<KeyRecord, StoreError> {
-        let rows = sqlx::query("SELECT * FROM keys WHERE (id = ? OR prefix = ? OR prefix LIKE ?) AND revoked_at IS NULL")
-            .bind(id_or_prefix)
-            .bind(id_or_prefix)
-            .bind(format!("{}%", id_or_prefix.replace(['%', '_'], "")))
-            .fetch_all(&self.pool)
-            .await?;
-        let keys: Vec<KeyRecord> = rows.iter().map(row_to_key).collect::<Result<_, _>>()?;
-        let exact: Vec<&KeyRecord> = keys
-            .iter()
-            .filter(|k| k.id == id_or_prefix || k.prefix == id_or_prefix)
-            .collect();
-        let target = match (exact.as_slice(), keys.as_slice()) {
-            ([one], _) => (*one).clone(),
-            ([], [one]) => one.clone(),
-            ([], []) => {
-                return Err(StoreError(format!(
-                    "no live key matches {id_or_prefix:?}; see `jusinfer keys list`"
-                )))
-            }
-            _ => {
-                return Err(StoreError(format!(
-                    "{id_or_prefix:?} matches {} keys; give the full id from `jusinfer keys list`",
-                    keys.len()
-                )))
-            }
-        };
-        sqlx::query("UPDATE keys SET revoked_at = ? WHERE id = ?")
-            .bind(now())
-            .bind(&target.id)
-            .execute(&self.pool)
-            .await?;
+        let target = self.find_key(id_or_prefix).await?;
+        let at = now();
+        with_pool!(self, |pool, DB| {
+            sqlx::query("UPDATE keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(at)
+                .bind(&target.id)
+                .execute(pool)
+                .await?;
+            Ok::<(), StoreError>(())
+        })?;
         Ok(KeyRecord {
-            revoked_at: Some(now()),
+            revoked_at: Some(at),
             ..target
         })
     }
 
-    /// Appends ledger rows in one transaction, many rows per statement (one statement per
-    /// row made SQLite the gateway's largest cost at 20k req/s).
-    pub async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
-        /// 18 columns × 400 rows stays under SQLite's bound-variable limit.
-        const ROWS_PER_STATEMENT: usize = 400;
-        let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO usage (ts_ms, request_id, key_id, endpoint, model, provider, upstream_model, status,
-                 prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms,
-                 attempts, stream, error_type) ",
-            );
-            let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.ts_ms)
-                    .push_bind(&r.request_id)
-                    .push_bind(&r.key_id)
-                    .push_bind(&r.endpoint)
-                    .push_bind(&r.model)
-                    .push_bind(&r.provider)
-                    .push_bind(&r.upstream_model)
-                    .push_bind(i64::from(r.status))
-                    .push_bind(int(r.prompt_tokens))
-                    .push_bind(int(r.completion_tokens))
-                    .push_bind(int(r.cached_tokens))
-                    .push_bind(int(r.reasoning_tokens))
-                    .push_bind(r.cost_usd)
-                    .push_bind(int(r.latency_ms))
-                    .push_bind(r.ttft_ms.map(int))
-                    .push_bind(i64::from(r.attempts))
-                    .push_bind(r.stream)
-                    .push_bind(&r.error_type);
-            });
-            q.build().execute(&mut *tx).await?;
+    /// Applies `patch` to key `id`; the updated record, or `None` when there is no such key.
+    pub async fn update_key(
+        &self,
+        id: &str,
+        patch: &KeyPatch,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let Some(mut k) = self.key_by_id(id).await? else {
+            return Ok(None);
+        };
+        if let Some(v) = &patch.name {
+            k.name.clone_from(v);
         }
-        tx.commit().await?;
-        Ok(())
+        if let Some(v) = patch.budget_usd {
+            k.budget_usd = v;
+        }
+        if let Some(v) = patch.rpm {
+            k.rpm = v;
+        }
+        if let Some(v) = patch.tpm {
+            k.tpm = v;
+        }
+        if let Some(v) = &patch.models {
+            k.models.clone_from(v);
+        }
+        if let Some(v) = patch.expires_at {
+            k.expires_at = v;
+        }
+        if let Some(v) = &patch.metadata {
+            k.metadata = v.clone();
+        }
+        with_pool!(self, |pool, DB| {
+            sqlx::query("UPDATE keys SET name = $1, budget_usd = $2, rpm = $3, tpm = $4, models = $5, expires_at = $6, metadata = $7 WHERE id = $8")
+                .bind(&k.name)
+                .bind(k.budget_usd)
+                .bind(k.rpm)
+                .bind(k.tpm)
+                .bind(serde_json::to_string(&k.models).unwrap_or_else(|_| "[]".to_owned()))
+                .bind(k.expires_at)
+                .bind(k.metadata.to_string())
+                .bind(&k.id)
+                .execute(pool)
+                .await?;
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(Some(k))
+    }
+
+    /// Appends ledger rows in one transaction, many rows per statement (one statement per
+    /// row made SQLite the gateway's largest cost at 20k req/s). Rows already stored (same
+    /// `row_id`: a retried batch whose commit was in fact applied, a spill file replayed
+    /// twice) are skipped, so each request has exactly one row.
+    pub async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
+        /// 19 columns × 400 rows stays under SQLite's bound-variable limit.
+        const ROWS_PER_STATEMENT: usize = 400;
+        with_pool!(self, |pool, DB| {
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::<DB>::new(
+                    "INSERT INTO usage (row_id, ts_ms, request_id, key_id, endpoint, model, provider, upstream_model, status,
+                     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms,
+                     attempts, stream, error_type) ",
+                );
+                let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(&r.row_id)
+                        .push_bind(r.ts_ms)
+                        .push_bind(&r.request_id)
+                        .push_bind(&r.key_id)
+                        .push_bind(&r.endpoint)
+                        .push_bind(&r.model)
+                        .push_bind(&r.provider)
+                        .push_bind(&r.upstream_model)
+                        .push_bind(i64::from(r.status))
+                        .push_bind(int(r.prompt_tokens))
+                        .push_bind(int(r.completion_tokens))
+                        .push_bind(int(r.cached_tokens))
+                        .push_bind(int(r.reasoning_tokens))
+                        .push_bind(r.cost_usd)
+                        .push_bind(int(r.latency_ms))
+                        .push_bind(r.ttft_ms.map(int))
+                        .push_bind(i64::from(r.attempts))
+                        .push_bind(r.stream)
+                        .push_bind(&r.error_type);
+                });
+                q.push(" ON CONFLICT (row_id) DO NOTHING");
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Requests, tokens and cost since `since_ms`, grouped by `by`.
@@ -309,69 +568,110 @@ impl Store {
             GroupBy::Provider => "COALESCE(provider, '-')",
         };
         let sql = format!(
-            "SELECT {col} AS grp, COUNT(*) AS requests, SUM(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END) AS errors,
-             SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens,
-             SUM(cost_usd) AS cost_usd, SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) AS unpriced
-             FROM usage WHERE ts_ms >= ? AND (? IS NULL OR key_id = ?) GROUP BY grp ORDER BY requests DESC, grp"
+            "SELECT {col} AS grp, COUNT(*) AS requests,
+             CAST(SUM(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS errors,
+             CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens,
+             CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, SUM(cost_usd) AS cost_usd,
+             CAST(SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) AS BIGINT) AS unpriced
+             FROM usage WHERE ts_ms >= $1 AND ($2 IS NULL OR key_id = $2) GROUP BY {col} ORDER BY requests DESC, grp"
         );
-        let rows = sqlx::query(&sql)
-            .bind(q.since_ms)
-            .bind(&q.key)
-            .bind(&q.key)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UsageSummary {
-                    group: r.try_get("grp")?,
-                    requests: r.try_get("requests")?,
-                    errors: r.try_get("errors")?,
-                    prompt_tokens: r.try_get("prompt_tokens")?,
-                    completion_tokens: r.try_get("completion_tokens")?,
-                    cached_tokens: r.try_get("cached_tokens")?,
-                    cost_usd: r.try_get("cost_usd")?,
-                    unpriced: r.try_get("unpriced")?,
+        with_pool!(self, |pool, DB| {
+            let rows = sqlx::query(&sql)
+                .bind(q.since_ms)
+                .bind(&q.key)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(UsageSummary {
+                        group: r.try_get("grp")?,
+                        requests: r.try_get("requests")?,
+                        errors: r.try_get("errors")?,
+                        prompt_tokens: r.try_get("prompt_tokens")?,
+                        completion_tokens: r.try_get("completion_tokens")?,
+                        cached_tokens: r.try_get("cached_tokens")?,
+                        cost_usd: r.try_get("cost_usd")?,
+                        unpriced: r.try_get("unpriced")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+    }
+
+    /// Spend, request count and last use of every key that has ledger rows.
+    pub async fn key_stats(
+        &self,
+        key: Option<&str>,
+    ) -> Result<std::collections::HashMap<String, KeyStats>, StoreError> {
+        with_pool!(self, |pool, DB| {
+            let rows = sqlx::query(
+                "SELECT key_id, COALESCE(SUM(cost_usd), 0.0) AS spend, COUNT(*) AS requests, MAX(ts_ms) AS last
+                 FROM usage WHERE key_id IS NOT NULL AND ($1 IS NULL OR key_id = $1) GROUP BY key_id",
+            )
+            .bind(key)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get::<String, _>("key_id")?,
+                        KeyStats {
+                            spend_usd: r.try_get("spend")?,
+                            requests: r.try_get("requests")?,
+                            last_used_ms: r.try_get("last")?,
+                        },
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    /// What key `id` has spent, per the ledger.
+    pub async fn spend(&self, id: &str) -> Result<f64, StoreError> {
+        Ok(self
+            .key_stats(Some(id))
+            .await?
+            .get(id)
+            .map_or(0.0, |s| s.spend_usd))
+    }
+
+    /// The ledger rows of request `request_id` (tests and `/admin/usage`).
+    pub async fn count_usage(&self, request_id: Option<&str>) -> Result<i64, StoreError> {
+        with_pool!(self, |pool, DB| {
+            Ok(sqlx::query_scalar(
+                "SELECT COUNT(*) FROM usage WHERE ($1 IS NULL OR request_id = $1)",
+            )
+            .bind(request_id)
+            .fetch_one(pool)
+            .await?)
+        })
     }
 
     #[cfg(test)]
     pub(crate) async fn execute_for_tests(&self, sql: &str) -> Result<(), StoreError> {
-        sqlx::raw_sql(sql).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    #[cfg(test)]
-    pub(crate) async fn count_usage_for_tests(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM usage")
-            .fetch_one(&self.pool)
-            .await?)
+        with_pool!(self, |pool, DB| {
+            sqlx::raw_sql(sql).execute(pool).await?;
+            Ok(())
+        })
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        with_pool!(self, |pool, DB| pool.close().await);
     }
 }
 
-fn row_to_key(r: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord, StoreError> {
-    let models: String = r.try_get("models")?;
-    let metadata: String = r.try_get("metadata")?;
-    Ok(KeyRecord {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        prefix: r.try_get("prefix")?,
-        hash: r.try_get("hash")?,
-        admin: r.try_get("admin")?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-        budget_usd: r.try_get("budget_usd")?,
-        rpm: r.try_get("rpm")?,
-        tpm: r.try_get("tpm")?,
-        models: serde_json::from_str(&models).unwrap_or_default(),
-        metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
-    })
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:****{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Unix seconds.
@@ -379,4 +679,16 @@ pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:****@h:5432/db"
+        );
+        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+    }
 }

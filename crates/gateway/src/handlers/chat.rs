@@ -38,7 +38,19 @@ pub async fn chat_completions(
             return e.into_response();
         }
     };
-    let tap = Tap::new(state.ledger.clone(), row, started);
+    let admitted = match super::admit(
+        &state,
+        &caller,
+        raw.len(),
+        req.max_output_tokens(),
+        &deployments,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err((e, headers)) => return super::refuse(&state, row, e, &headers, started),
+    };
+    let tap = Tap::new(state.ledger.clone(), row, started, admitted.hold);
     let ctx = Ctx {
         req: &req,
         raw: &raw,
@@ -47,7 +59,7 @@ pub async fn chat_completions(
         tap: &tap,
     };
     let outcome = proxy::run(&deployments, |d| attempt(d, &ctx)).await;
-    super::finish(outcome, &tap)
+    super::finish(outcome, &tap, &admitted.headers)
 }
 
 /// Read, validate, check the model is allowed, route.

@@ -55,10 +55,15 @@ pub async fn embeddings(
     };
     match prepared.await {
         Ok((req, raw, deployments)) => {
-            let tap = Tap::new(state.ledger.clone(), row, started);
+            let admitted = match super::admit(&state, &caller, raw.len(), None, &deployments).await
+            {
+                Ok(a) => a,
+                Err((e, headers)) => return super::refuse(&state, row, e, &headers, started),
+            };
+            let tap = Tap::new(state.ledger.clone(), row, started, admitted.hold);
             let outcome =
                 proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0, &state)).await;
-            super::finish(outcome, &tap)
+            super::finish(outcome, &tap, &admitted.headers)
         }
         Err(e) => {
             super::record_rejected(&state, row, &e, started);

@@ -13,8 +13,8 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.count_keys().await {
-        Ok(_) => Json(json!({"status": "ready"})).into_response(),
+    match state.store.ping().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unavailable", "error": e.to_string()})),

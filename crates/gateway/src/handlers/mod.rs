@@ -1,5 +1,6 @@
 //! Thin handlers, one per endpoint, and the read-and-validate stage they share.
 
+pub mod admin;
 pub mod chat;
 pub mod embeddings;
 pub mod health;
@@ -15,7 +16,9 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::GatewayError;
 use crate::ledger::{Tap, UsageRecord};
+use crate::limits::{estimate_prompt_tokens, Ask, Hold, RateHeaders};
 use crate::proxy::Outcome;
+use crate::routing::Deployment;
 
 /// Reads the body, refusing more than `limit` bytes with 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
@@ -93,9 +96,78 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
 #[derive(Clone, Debug)]
 pub struct UsageExt(pub jusinfer_wire::chat::Usage);
 
-/// Sets the attempt headers on whatever the attempt loop produced, and hands the handler's
-/// half of the usage row to `tap` (the record stage: success, error and streams alike).
-pub fn finish(outcome: Outcome, tap: &Tap) -> Response {
+/// A request that passed its key's limits.
+pub struct Admitted {
+    pub headers: RateHeaders,
+    pub hold: Option<Hold>,
+}
+
+/// The limit stage: RPM, TPM and budget of the caller's key (nothing to do without a key
+/// or limits). `max_output` bounds the completion, for the cost held against the budget.
+pub async fn admit(
+    state: &AppState,
+    caller: &Caller,
+    body_len: usize,
+    max_output: Option<u32>,
+    deployments: &[Deployment],
+) -> Result<Admitted, (GatewayError, RateHeaders)> {
+    let Some(k) = &caller.key else {
+        return Ok(Admitted {
+            headers: RateHeaders::default(),
+            hold: None,
+        });
+    };
+    let tokens = estimate_prompt_tokens(body_len);
+    let cost = match (k.budget_usd, deployments.first()) {
+        (Some(_), Some(d)) => state
+            .prices
+            .get(d.provider.name(), &d.upstream_model)
+            .map_or(0.0, |p| {
+                (tokens as f64 * p.input + f64::from(max_output.unwrap_or(0)) * p.output)
+                    / 1_000_000.0
+            }),
+        _ => 0.0,
+    };
+    let ask = Ask {
+        key_id: k.id.clone(),
+        rpm: k.rpm.and_then(|v| u64::try_from(v).ok()),
+        tpm: k.tpm.and_then(|v| u64::try_from(v).ok()),
+        budget_usd: k.budget_usd,
+        tokens,
+        cost,
+    };
+    let (decision, hold) = state
+        .limits
+        .admit(ask.clone())
+        .await
+        .map_err(|e| (e, RateHeaders::default()))?;
+    match decision.error(&ask) {
+        Some(e) => Err((e, decision.headers)),
+        None => Ok(Admitted {
+            headers: decision.headers,
+            hold,
+        }),
+    }
+}
+
+/// A refusal before any provider was tried: recorded, answered with the limit headers.
+pub fn refuse(
+    state: &AppState,
+    row: UsageRecord,
+    e: GatewayError,
+    headers: &RateHeaders,
+    started: std::time::Instant,
+) -> Response {
+    record_rejected(state, row, &e, started);
+    let mut resp = e.into_response();
+    headers.apply(resp.headers_mut());
+    resp
+}
+
+/// Sets the attempt and limit headers on whatever the attempt loop produced, and hands
+/// the handler's half of the usage row to `tap` (the record stage: success, error and
+/// streams alike).
+pub fn finish(outcome: Outcome, tap: &Tap, limits: &RateHeaders) -> Response {
     let (mut resp, error_type) = match outcome.result {
         Ok(r) => (r, None),
         Err(e) => {
@@ -124,6 +196,7 @@ pub fn finish(outcome: Outcome, tap: &Tap) -> Response {
         h.insert("x-jusinfer-provider", p);
     }
     h.insert("x-jusinfer-attempts", HeaderValue::from(outcome.attempts));
+    limits.apply(h);
     resp
 }
 

@@ -145,7 +145,7 @@ pub async fn exchange(
             .await
             .unwrap_or_default();
         let mut e = (ex.map_status)(p, status, &body);
-        e.retry_after = answer.retry_after;
+        e.retry_after_ms = answer.retry_after.map(|s| s.saturating_mul(1000));
         return Err(e);
     }
     expect_content_type(p, &answer, ex.stream)?;

@@ -1,0 +1,358 @@
+//! The admin API (admin keys only): `/admin/keys` create, list, get, update, revoke, and
+//! `/admin/usage`.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::auth::authenticate_admin;
+use crate::error::GatewayError;
+use crate::keys::{self, NewKey};
+use crate::store::{now, GroupBy, KeyPatch, KeyRecord, KeyStats, UsageQuery};
+
+/// `Some(None)` for an explicit `null`, `None` for a missing field.
+fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    name: String,
+    #[serde(default)]
+    admin: bool,
+    budget_usd: Option<f64>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    #[serde(default)]
+    models: Vec<String>,
+    /// Lifetime, e.g. `30d`.
+    expires_in: Option<String>,
+    /// Unix seconds.
+    expires_at: Option<i64>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    budget_usd: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    rpm: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    tpm: Option<Option<i64>>,
+    models: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    expires_at: Option<Option<i64>>,
+    metadata: Option<Value>,
+}
+
+fn check_limits(
+    budget: Option<f64>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    metadata: Option<&Value>,
+) -> Result<(), GatewayError> {
+    if budget.is_some_and(|b| !b.is_finite() || b < 0.0) {
+        return Err(
+            GatewayError::bad_request("'budget_usd' must be a number of dollars >= 0.")
+                .param("budget_usd")
+                .code("invalid_value"),
+        );
+    }
+    for (name, v) in [("rpm", rpm), ("tpm", tpm)] {
+        if v.is_some_and(|v| v < 1) {
+            return Err(
+                GatewayError::bad_request(format!("'{name}' must be at least 1."))
+                    .param(name)
+                    .code("invalid_value"),
+            );
+        }
+    }
+    if metadata.is_some_and(|m| !m.is_object()) {
+        return Err(
+            GatewayError::bad_request("'metadata' must be a JSON object.")
+                .param("metadata")
+                .code("invalid_type"),
+        );
+    }
+    Ok(())
+}
+
+/// A key as the admin API shows it: its settings, status and what it has spent.
+fn view(k: &KeyRecord, stats: Option<&KeyStats>) -> Value {
+    let status = if k.revoked_at.is_some() {
+        "revoked"
+    } else if k.expires_at.is_some_and(|t| t <= now()) {
+        "expired"
+    } else {
+        "active"
+    };
+    let mut v = serde_json::to_value(k).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("object".into(), json!("api_key"));
+        o.insert("status".into(), json!(status));
+        let s = stats.cloned().unwrap_or_default();
+        o.insert("spend_usd".into(), json!(s.spend_usd));
+        o.insert("requests".into(), json!(s.requests));
+        o.insert(
+            "last_used_at".into(),
+            json!(s.last_used_ms.map(|ms| ms / 1000)),
+        );
+    }
+    v
+}
+
+fn store_error(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::internal(format!("store error: {e}")).retryable(true)
+}
+
+fn result(r: Result<Response, GatewayError>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Forgets the key everywhere: this instance's cache, and every other instance's through
+/// Redis.
+async fn announce(state: &AppState, k: &KeyRecord) {
+    if let Some(checker) = &state.keys {
+        checker.evict(&k.hash);
+    }
+    if let Some(r) = &state.redis {
+        r.publish_key_change(&k.hash).await;
+    }
+}
+
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            let raw = super::read_body(body, 1 << 20).await?;
+            let req: CreateKey = super::parse_json(&raw)?;
+            if req.name.trim().is_empty() {
+                return Err(GatewayError::bad_request("'name' must not be empty.")
+                    .param("name")
+                    .code("invalid_value"));
+            }
+            check_limits(req.budget_usd, req.rpm, req.tpm, req.metadata.as_ref())?;
+            let expires_in = match (&req.expires_in, req.expires_at) {
+                (Some(s), _) => Some(keys::parse_duration(s).ok_or_else(|| {
+                    GatewayError::bad_request(
+                        "'expires_in' must be a number with s, m, h, d or w, e.g. 30d.",
+                    )
+                    .param("expires_in")
+                    .code("invalid_value")
+                })?),
+                (None, Some(at)) => Some(std::time::Duration::from_secs(
+                    u64::try_from(at.saturating_sub(now())).unwrap_or(0),
+                )),
+                (None, None) => None,
+            };
+            let minted = keys::mint(
+                &state.store,
+                NewKey {
+                    name: req.name,
+                    admin: req.admin,
+                    budget_usd: req.budget_usd,
+                    rpm: req.rpm,
+                    tpm: req.tpm,
+                    models: req.models,
+                    expires_in,
+                    metadata: req.metadata.unwrap_or_else(|| json!({})),
+                },
+            )
+            .await
+            .map_err(store_error)?;
+            let mut v = view(&minted.record, None);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("key".into(), json!(minted.key));
+            }
+            Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+        }
+        .await,
+    )
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            let keys = state.store.list_keys().await.map_err(store_error)?;
+            let stats = state.store.key_stats(None).await.map_err(store_error)?;
+            let data: Vec<Value> = keys.iter().map(|k| view(k, stats.get(&k.id))).collect();
+            Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
+        }
+        .await,
+    )
+}
+
+async fn one(state: &AppState, id: &str) -> Result<KeyRecord, GatewayError> {
+    state
+        .store
+        .key_by_id(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| GatewayError::not_found(format!("No key with id `{id}`.")))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            let k = one(&state, &id).await?;
+            let stats = state
+                .store
+                .key_stats(Some(&id))
+                .await
+                .map_err(store_error)?;
+            Ok(axum::Json(view(&k, stats.get(&id))).into_response())
+        }
+        .await,
+    )
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            let raw = super::read_body(body, 1 << 20).await?;
+            let req: UpdateKey = super::parse_json(&raw)?;
+            check_limits(
+                req.budget_usd.flatten(),
+                req.rpm.flatten(),
+                req.tpm.flatten(),
+                req.metadata.as_ref(),
+            )?;
+            let patch = KeyPatch {
+                name: req.name,
+                budget_usd: req.budget_usd,
+                rpm: req.rpm,
+                tpm: req.tpm,
+                models: req.models,
+                expires_at: req.expires_at,
+                metadata: req.metadata,
+            };
+            let k = state
+                .store
+                .update_key(&id, &patch)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| GatewayError::not_found(format!("No key with id `{id}`.")))?;
+            announce(&state, &k).await;
+            let stats = state
+                .store
+                .key_stats(Some(&id))
+                .await
+                .map_err(store_error)?;
+            Ok(axum::Json(view(&k, stats.get(&id))).into_response())
+        }
+        .await,
+    )
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            let k = one(&state, &id).await?;
+            let k = if k.revoked_at.is_some() {
+                k
+            } else {
+                state.store.revoke_key(&k.id).await.map_err(store_error)?
+            };
+            announce(&state, &k).await;
+            Ok(axum::Json(view(&k, None)).into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageParams {
+    /// Window, e.g. `24h` (default), `7d`.
+    since: Option<String>,
+    /// `model` (default), `key` or `provider`.
+    by: Option<String>,
+    key: Option<String>,
+}
+
+pub async fn usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<UsageParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let started = Instant::now();
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            let Query(p) = params.map_err(|e| GatewayError::bad_request(e.body_text()))?;
+            let since = p.since.as_deref().unwrap_or("24h");
+            let window = keys::parse_duration(since).ok_or_else(|| {
+                GatewayError::bad_request(
+                    "'since' must be a number with s, m, h, d or w, e.g. 24h.",
+                )
+                .param("since")
+                .code("invalid_value")
+            })?;
+            let by = match p.by.as_deref().unwrap_or("model") {
+                "model" => GroupBy::Model,
+                "key" => GroupBy::Key,
+                "provider" => GroupBy::Provider,
+                other => {
+                    return Err(GatewayError::bad_request(format!(
+                        "'by' must be model, key or provider, not {other:?}."
+                    ))
+                    .param("by")
+                    .code("invalid_value"))
+                }
+            };
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let since_ms =
+                now_ms.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+            let rows = state
+                .store
+                .usage_summary(&UsageQuery {
+                    since_ms,
+                    key: p.key,
+                    by,
+                })
+                .await
+                .map_err(store_error)?;
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "usage summary");
+            Ok(axum::Json(json!({
+                "object": "list",
+                "since": since_ms / 1000,
+                "by": p.by.as_deref().unwrap_or("model"),
+                "data": rows,
+            }))
+            .into_response())
+        }
+        .await,
+    )
+}

@@ -1,0 +1,556 @@
+//! Per-key limits: requests per minute, tokens per minute and the spend budget.
+//!
+//! Admission happens once per request, after routing and before the first attempt: it
+//! checks the three rules together and, when all pass, commits them together — the
+//! request joins the key's one-minute request log, its prompt estimate is added to the
+//! key's token window, and its estimated cost is *held* against the budget. The returned
+//! [`Hold`] is settled when the request's usage row is written: the token estimate is
+//! replaced by the real total and the held cost by the real cost.
+//!
+//! - RPM is a sliding log: at most `rpm` requests in any 60 s.
+//! - TPM is a sliding window of one-second buckets over 60 s.
+//! - Budget: a request is admitted while `spent + held < budget`, so concurrent requests
+//!   overshoot a budget by at most what the requests in flight cost beyond their holds.
+//!
+//! Without `redis` the state lives in this process ([`Local`]); with it, in Redis, updated
+//! by atomic Lua scripts ([`crate::redis_limits`]) so every instance shares it. A Redis
+//! that does not answer falls back to the local state (logged), never to refusing traffic.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, HeaderValue};
+use dashmap::DashMap;
+
+use crate::error::GatewayError;
+use crate::redis_limits::RedisLimits;
+use crate::store::Store;
+
+/// The rate window.
+pub const WINDOW_MS: u64 = 60_000;
+/// TPM buckets: one per second of the window.
+const BUCKETS: usize = 60;
+
+/// What one request asks of its key's limits.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    pub key_id: String,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub budget_usd: Option<f64>,
+    /// Prompt tokens, estimated from the request before it is sent.
+    pub tokens: u64,
+    /// Cost to hold against the budget until the real cost is known.
+    pub cost: f64,
+}
+
+impl Ask {
+    pub fn is_limited(&self) -> bool {
+        self.rpm.is_some() || self.tpm.is_some() || self.budget_usd.is_some()
+    }
+}
+
+/// One limit's state as OpenAI's `x-ratelimit-*` headers report it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Window {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Milliseconds until `remaining` grows again.
+    pub reset_ms: u64,
+}
+
+/// The headers of an admitted or refused request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RateHeaders {
+    pub requests: Option<Window>,
+    pub tokens: Option<Window>,
+}
+
+impl RateHeaders {
+    pub fn apply(&self, h: &mut HeaderMap) {
+        for (name, w) in [("requests", self.requests), ("tokens", self.tokens)] {
+            let Some(w) = w else { continue };
+            h.insert(header_name("limit", name), HeaderValue::from(w.limit));
+            h.insert(
+                header_name("remaining", name),
+                HeaderValue::from(w.remaining),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format_reset(w.reset_ms)) {
+                h.insert(header_name("reset", name), v);
+            }
+        }
+    }
+}
+
+fn header_name(what: &str, of: &str) -> &'static str {
+    match (what, of) {
+        ("limit", "requests") => "x-ratelimit-limit-requests",
+        ("remaining", "requests") => "x-ratelimit-remaining-requests",
+        ("reset", "requests") => "x-ratelimit-reset-requests",
+        ("limit", _) => "x-ratelimit-limit-tokens",
+        ("remaining", _) => "x-ratelimit-remaining-tokens",
+        _ => "x-ratelimit-reset-tokens",
+    }
+}
+
+/// OpenAI's duration format: `120ms`, `8.64s`, `6m0s`.
+pub fn format_reset(ms: u64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms / 1000;
+    let frac = ms % 1000;
+    let sec_part = |s: u64| {
+        if frac == 0 {
+            format!("{s}s")
+        } else {
+            let f = format!("{frac:03}");
+            format!("{s}.{}s", f.trim_end_matches('0'))
+        }
+    };
+    if secs < 60 {
+        sec_part(secs)
+    } else {
+        format!("{}m{}", secs / 60, sec_part(secs % 60))
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    Requests { retry_after_ms: u64 },
+    Tokens { retry_after_ms: u64, asked: u64 },
+    Budget { spent: f64, budget: f64 },
+}
+
+/// What admission decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub refused: Option<Refusal>,
+    pub headers: RateHeaders,
+}
+
+impl Decision {
+    /// The 429 to send for a refusal.
+    pub fn error(&self, ask: &Ask) -> Option<GatewayError> {
+        let e = match self.refused.as_ref()? {
+            Refusal::Requests { retry_after_ms } => GatewayError::rate_limited(
+                "requests",
+                format!(
+                    "Rate limit reached for key {} on requests per minute (RPM): Limit {}. Please try again in {}.",
+                    ask.key_id,
+                    ask.rpm.unwrap_or(0),
+                    format_reset(*retry_after_ms)
+                ),
+                *retry_after_ms,
+            ),
+            Refusal::Tokens { retry_after_ms, asked } => GatewayError::rate_limited(
+                "tokens",
+                format!(
+                    "Rate limit reached for key {} on tokens per minute (TPM): Limit {}, Requested {asked}. Please try again in {}.",
+                    ask.key_id,
+                    ask.tpm.unwrap_or(0),
+                    format_reset(*retry_after_ms)
+                ),
+                *retry_after_ms,
+            ),
+            Refusal::Budget { spent, budget } => GatewayError::insufficient_quota(format!(
+                "Key {} has spent ${spent:.6} of its ${budget:.6} budget. Raise the budget with `PATCH /admin/keys/{}`.",
+                ask.key_id, ask.key_id
+            )),
+        };
+        Some(e)
+    }
+}
+
+/// The in-process limiter state of every key.
+#[derive(Default)]
+pub struct Local {
+    keys: DashMap<String, Arc<Mutex<KeyState>>>,
+}
+
+struct KeyState {
+    /// Admission times (ms) of the requests in the window, oldest first.
+    requests: VecDeque<u64>,
+    /// `(second, tokens)` per second of the window.
+    tokens: [(u64, i64); BUCKETS],
+    /// Spend per the ledger when loaded, plus every settled cost since.
+    spent: Option<f64>,
+    /// Costs held by admitted, unsettled requests.
+    held: f64,
+}
+
+impl Default for KeyState {
+    fn default() -> Self {
+        Self {
+            requests: VecDeque::new(),
+            tokens: [(0, 0); BUCKETS],
+            spent: None,
+            held: 0.0,
+        }
+    }
+}
+
+impl KeyState {
+    fn tokens_used(&self, now_s: u64) -> (u64, Option<u64>) {
+        let mut used: i64 = 0;
+        let mut oldest = None;
+        for &(s, n) in &self.tokens {
+            if n != 0 && s + (BUCKETS as u64) > now_s {
+                used += n;
+                oldest = Some(oldest.map_or(s, |o: u64| o.min(s)));
+            }
+        }
+        (u64::try_from(used).unwrap_or(0), oldest)
+    }
+
+    fn add_tokens(&mut self, now_s: u64, n: i64) {
+        let slot = &mut self.tokens[(now_s % BUCKETS as u64) as usize];
+        if slot.0 != now_s {
+            *slot = (now_s, 0);
+        }
+        slot.1 += n;
+    }
+}
+
+impl Local {
+    /// Admits or refuses `ask` at `now_ms`, committing it when admitted. `spent` is the
+    /// ledger's spend for the key, used the first time the key is seen.
+    pub fn admit(&self, ask: &Ask, now_ms: u64, spent: Option<f64>) -> Decision {
+        let entry = self
+            .keys
+            .entry(ask.key_id.clone())
+            .or_default()
+            .value()
+            .clone();
+        let Ok(mut st) = entry.lock() else {
+            return Decision {
+                refused: None,
+                headers: RateHeaders::default(),
+            };
+        };
+        if st.spent.is_none() {
+            st.spent = spent;
+        }
+        let now_s = now_ms / 1000;
+        while st
+            .requests
+            .front()
+            .is_some_and(|&t| t + WINDOW_MS <= now_ms)
+        {
+            st.requests.pop_front();
+        }
+        let (tok_used, tok_oldest) = st.tokens_used(now_s);
+        let req_reset = |st: &KeyState| {
+            st.requests
+                .front()
+                .map_or(0, |&t| (t + WINDOW_MS).saturating_sub(now_ms))
+        };
+        let tok_reset = |oldest: Option<u64>| {
+            oldest.map_or(0, |s| ((s + BUCKETS as u64) * 1000).saturating_sub(now_ms))
+        };
+        let mut refused = None;
+        if let Some(budget) = ask.budget_usd {
+            let spent = st.spent.unwrap_or(0.0);
+            if spent + st.held >= budget {
+                refused = Some(Refusal::Budget { spent, budget });
+            }
+        }
+        if refused.is_none() {
+            if let Some(rpm) = ask.rpm {
+                if st.requests.len() as u64 >= rpm {
+                    refused = Some(Refusal::Requests {
+                        retry_after_ms: req_reset(&st).max(1),
+                    });
+                }
+            }
+        }
+        if refused.is_none() {
+            if let Some(tpm) = ask.tpm {
+                if tok_used + ask.tokens > tpm {
+                    refused = Some(Refusal::Tokens {
+                        retry_after_ms: tok_reset(tok_oldest).max(1000),
+                        asked: ask.tokens,
+                    });
+                }
+            }
+        }
+        let admitted = refused.is_none();
+        if admitted {
+            if ask.rpm.is_some() {
+                st.requests.push_back(now_ms);
+            }
+            if ask.tpm.is_some() {
+                st.add_tokens(now_s, i64::try_from(ask.tokens).unwrap_or(i64::MAX));
+            }
+            if ask.budget_usd.is_some() {
+                st.held += ask.cost;
+            }
+        }
+        let (tok_used, tok_oldest) = st.tokens_used(now_s);
+        let headers = RateHeaders {
+            requests: ask.rpm.map(|rpm| Window {
+                limit: rpm,
+                remaining: rpm.saturating_sub(st.requests.len() as u64),
+                reset_ms: req_reset(&st),
+            }),
+            tokens: ask.tpm.map(|tpm| Window {
+                limit: tpm,
+                remaining: tpm.saturating_sub(tok_used),
+                reset_ms: tok_reset(tok_oldest),
+            }),
+        };
+        Decision { refused, headers }
+    }
+
+    /// Replaces a request's estimates by what it really used.
+    pub fn settle(&self, s: &Settle, now_ms: u64) {
+        let Some(entry) = self.keys.get(&s.key_id).map(|e| e.value().clone()) else {
+            return;
+        };
+        let Ok(mut st) = entry.lock() else { return };
+        if s.tpm {
+            let delta = i64::try_from(s.tokens_used).unwrap_or(i64::MAX)
+                - i64::try_from(s.tokens_held).unwrap_or(i64::MAX);
+            if delta != 0 {
+                st.add_tokens(now_ms / 1000, delta);
+            }
+        }
+        if s.budget {
+            st.held = (st.held - s.cost_held).max(0.0);
+            if let Some(spent) = st.spent.as_mut() {
+                *spent += s.cost;
+            }
+        }
+    }
+
+    /// Whether the key's spend has been loaded from the ledger.
+    fn knows_spend(&self, key_id: &str) -> bool {
+        self.keys
+            .get(key_id)
+            .and_then(|e| e.value().lock().ok().map(|s| s.spent.is_some()))
+            .unwrap_or(false)
+    }
+}
+
+/// What settling a hold applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settle {
+    pub key_id: String,
+    pub tpm: bool,
+    pub budget: bool,
+    pub tokens_held: u64,
+    pub tokens_used: u64,
+    pub cost_held: f64,
+    pub cost: f64,
+    /// Names the hold in Redis.
+    pub hold_id: String,
+}
+
+/// Limits for every key, local or shared.
+#[derive(Clone)]
+pub struct Limits {
+    local: Arc<Local>,
+    redis: Option<RedisLimits>,
+    store: Store,
+}
+
+impl Limits {
+    pub fn new(store: Store, redis: Option<RedisLimits>) -> Self {
+        Self {
+            local: Arc::new(Local::default()),
+            redis,
+            store,
+        }
+    }
+
+    /// Admits or refuses `ask`; an admitted request gets a [`Hold`] to settle.
+    pub async fn admit(&self, ask: Ask) -> Result<(Decision, Option<Hold>), GatewayError> {
+        if !ask.is_limited() {
+            return Ok((
+                Decision {
+                    refused: None,
+                    headers: RateHeaders::default(),
+                },
+                None,
+            ));
+        }
+        let hold_id = crate::ledger::unique_id();
+        let mut decision = None;
+        if let Some(r) = &self.redis {
+            match r.admit(&ask, &hold_id, &self.store).await {
+                Ok(d) => decision = Some((d, true)),
+                Err(e) => r.warn_fallback(&e),
+            }
+        }
+        let (decision, shared) = match decision {
+            Some(d) => d,
+            None => {
+                let spent = if ask.budget_usd.is_some() && !self.local.knows_spend(&ask.key_id) {
+                    Some(self.store.spend(&ask.key_id).await.map_err(|e| {
+                        GatewayError::internal(format!("budget lookup failed: {e}")).retryable(true)
+                    })?)
+                } else {
+                    None
+                };
+                (self.local.admit(&ask, now_ms(), spent), false)
+            }
+        };
+        let hold = decision.refused.is_none().then(|| Hold {
+            limits: self.clone(),
+            shared,
+            settle: Some(Settle {
+                key_id: ask.key_id.clone(),
+                tpm: ask.tpm.is_some(),
+                budget: ask.budget_usd.is_some(),
+                tokens_held: ask.tokens,
+                tokens_used: ask.tokens,
+                cost_held: ask.cost,
+                cost: 0.0,
+                hold_id,
+            }),
+        });
+        Ok((decision, hold))
+    }
+
+    fn settle(&self, s: Settle, shared: bool) {
+        match (&self.redis, shared) {
+            (Some(r), true) => r.settle(s),
+            _ => self.local.settle(&s, now_ms()),
+        }
+    }
+}
+
+/// An admitted request's claim on its key's limits, settled once with the real usage (or,
+/// when dropped unsettled, with the estimates and no cost).
+pub struct Hold {
+    limits: Limits,
+    shared: bool,
+    settle: Option<Settle>,
+}
+
+impl Hold {
+    pub fn settle(mut self, tokens_used: u64, cost: f64) {
+        if let Some(mut s) = self.settle.take() {
+            s.tokens_used = tokens_used;
+            s.cost = cost;
+            self.limits.settle(s, self.shared);
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(s) = self.settle.take() {
+            self.limits.settle(s, self.shared);
+        }
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Prompt tokens of a request body, estimated before it is sent: about four bytes of JSON
+/// per token (the settle step replaces it by the provider's count).
+pub fn estimate_prompt_tokens(body_len: usize) -> u64 {
+    (body_len as u64).div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(rpm: Option<u64>, tpm: Option<u64>, budget: Option<f64>, tokens: u64) -> Ask {
+        Ask {
+            key_id: "k".into(),
+            rpm,
+            tpm,
+            budget_usd: budget,
+            tokens,
+            cost: 0.0,
+        }
+    }
+
+    fn settle(tokens_held: u64, tokens_used: u64, cost_held: f64, cost: f64) -> Settle {
+        Settle {
+            key_id: "k".into(),
+            tpm: true,
+            budget: true,
+            tokens_held,
+            tokens_used,
+            cost_held,
+            cost,
+            hold_id: "h".into(),
+        }
+    }
+
+    #[test]
+    fn rpm_is_a_sliding_window() {
+        let l = Local::default();
+        let a = ask(Some(3), None, None, 0);
+        for (i, t) in [0u64, 10_000, 20_000].into_iter().enumerate() {
+            let d = l.admit(&a, t, None);
+            assert_eq!(d.refused, None);
+            let w = d.headers.requests.expect("header");
+            assert_eq!(w.remaining, 2 - i as u64);
+            assert_eq!(w.reset_ms, 60_000 - t);
+        }
+        let d = l.admit(&a, 59_999, None);
+        assert_eq!(d.refused, Some(Refusal::Requests { retry_after_ms: 1 }));
+        // The first request leaves the window at 60 s: one slot frees.
+        assert_eq!(l.admit(&a, 60_000, None).refused, None);
+        assert!(l.admit(&a, 60_001, None).refused.is_some());
+    }
+
+    #[test]
+    fn tpm_counts_the_estimate_then_settles() {
+        let l = Local::default();
+        let a = ask(None, Some(100), None, 60);
+        assert_eq!(l.admit(&a, 1_000, None).refused, None);
+        // 60 held: another 60 would pass 100.
+        let d = l.admit(&a, 2_000, None);
+        assert!(matches!(d.refused, Some(Refusal::Tokens { asked: 60, .. })));
+        // The first request really used 20 tokens: 80 left.
+        l.settle(&settle(60, 20, 0.0, 0.0), 3_000);
+        let d = l.admit(&a, 3_500, None);
+        assert_eq!(d.refused, None);
+        assert_eq!(d.headers.tokens.map(|w| w.remaining), Some(20));
+        // Sixty seconds after the first bucket it has left the window.
+        let d = l.admit(&ask(None, Some(100), None, 30), 61_000, None);
+        assert_eq!(d.refused, None);
+    }
+
+    #[test]
+    fn budget_counts_spend_and_holds() {
+        let l = Local::default();
+        let mut a = ask(None, None, Some(1.0), 0);
+        a.cost = 0.4;
+        assert_eq!(l.admit(&a, 0, Some(0.1)).refused, None); // 0.1 spent + 0.4 held
+        assert_eq!(l.admit(&a, 0, None).refused, None); // 0.1 + 0.8 held
+        assert_eq!(l.admit(&a, 0, None).refused, None); // 0.1 + 1.2 held: over from now
+        assert_eq!(
+            l.admit(&a, 0, None).refused,
+            Some(Refusal::Budget {
+                spent: 0.1,
+                budget: 1.0
+            })
+        );
+        // Two finish having cost less than held: 0.2 spent + 0.4 held.
+        l.settle(&settle(0, 0, 0.4, 0.05), 0);
+        l.settle(&settle(0, 0, 0.4, 0.05), 0);
+        assert_eq!(l.admit(&a, 0, None).refused, None);
+    }
+
+    #[test]
+    fn reset_format_matches_openai() {
+        assert_eq!(format_reset(120), "120ms");
+        assert_eq!(format_reset(8_640), "8.64s");
+        assert_eq!(format_reset(1_000), "1s");
+        assert_eq!(format_reset(360_000), "6m0s");
+        assert_eq!(format_reset(61_500), "1m1.5s");
+    }
+}

@@ -1,0 +1,173 @@
+"""Keys, limits and budgets end to end through the official SDK, on SQLite and on
+PostgreSQL: the admin API, allowed models, expiry and revocation, RPM and TPM with OpenAI's
+x-ratelimit-* headers and Retry-After, and budgets (429 insufficient_quota)."""
+
+import time
+
+import httpx2 as httpx
+import openai
+import pytest
+
+from conftest import start_gateway
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def lgw(request, sim, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"limits-{request.param}")
+    database = None
+    if request.param == "postgres":
+        pg = request.getfixturevalue("postgres")
+        database = pg.url(pg.new_database())
+    g = start_gateway(sim.url, tmp, database=database)
+    yield g
+    g.proc.stop()
+
+
+def admin(gw, method, path, key=None, **kw):
+    return httpx.request(method, gw.url + path, headers={"authorization": f"Bearer {key or gw.key}"}, timeout=10, **kw)
+
+
+def mint(gw, **fields):
+    r = admin(gw, "POST", "/admin/keys", json={"name": "t", **fields})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_admin_api_create_list_get_update_revoke(lgw):
+    k = mint(lgw, name="team-a", budget_usd=12.5, rpm=100, tpm=50000, models=["sim/*", "echo"],
+             expires_in="30d", metadata={"team": "a"})
+    assert k["key"].startswith("jinf_") and len(k["key"]) == 45
+    assert k["object"] == "api_key" and k["status"] == "active"
+    assert (k["budget_usd"], k["rpm"], k["tpm"], k["models"]) == (12.5, 100, 50000, ["sim/*", "echo"])
+    assert k["metadata"] == {"team": "a"} and k["expires_at"] > time.time() + 29 * 86400
+    assert "hash" not in k
+    listed = admin(lgw, "GET", "/admin/keys").json()["data"]
+    assert k["id"] in [x["id"] for x in listed]
+    assert all("key" not in x and "hash" not in x for x in listed), "the secret is shown once, at creation"
+    got = admin(lgw, "GET", f"/admin/keys/{k['id']}").json()
+    assert got["name"] == "team-a" and got["spend_usd"] == 0
+    up = admin(lgw, "PATCH", f"/admin/keys/{k['id']}", json={"rpm": None, "budget_usd": 20, "name": "team-a2"})
+    assert up.status_code == 200, up.text
+    assert (up.json()["rpm"], up.json()["budget_usd"], up.json()["name"], up.json()["tpm"]) == (None, 20, "team-a2", 50000)
+    # The key works, then is revoked through the API and refused with 401.
+    c = lgw.client(api_key=k["key"])
+    c.chat.completions.create(model="echo", messages=MSG)
+    rv = admin(lgw, "DELETE", f"/admin/keys/{k['id']}")
+    assert rv.status_code == 200 and rv.json()["status"] == "revoked"
+    with pytest.raises(openai.AuthenticationError) as e:
+        c.chat.completions.create(model="echo", messages=MSG)
+    assert e.value.code == "invalid_api_key" and "revoked" in e.value.message
+    assert admin(lgw, "GET", "/admin/keys/key_nope").status_code == 404
+
+
+def test_admin_api_validates_and_needs_an_admin_key(lgw):
+    r = admin(lgw, "POST", "/admin/keys", json={"name": "x", "rpm": 0})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "rpm"
+    r = admin(lgw, "POST", "/admin/keys", json={"name": "x", "budget": 3})
+    assert r.status_code == 400, "unknown fields are refused, not silently dropped"
+    plain = mint(lgw)
+    for method, path in [("GET", "/admin/keys"), ("POST", "/admin/keys"), ("GET", "/admin/usage"),
+                         ("DELETE", f"/admin/keys/{plain['id']}")]:
+        r = admin(lgw, method, path, key=plain["key"], json={"name": "x"} if method == "POST" else None)
+        assert r.status_code == 403, (method, path, r.text)
+        assert r.json()["error"]["type"] == "permission_error"
+    assert admin(lgw, "GET", "/admin/keys", key="jinf_" + "x" * 40).status_code == 401
+
+
+def test_a_key_outside_its_models_gets_403_naming_the_model(lgw):
+    k = mint(lgw, models=["echo"])
+    c = lgw.client(api_key=k["key"])
+    c.chat.completions.create(model="echo", messages=MSG)
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        c.chat.completions.create(model="sim/text", messages=MSG)
+    assert e.value.status_code == 403
+    assert e.value.code == "model_not_allowed" and "sim/text" in e.value.message
+
+
+def test_an_expired_key_gets_401(lgw):
+    k = mint(lgw, expires_at=int(time.time()) - 5)
+    assert k["status"] == "expired"
+    with pytest.raises(openai.AuthenticationError) as e:
+        lgw.client(api_key=k["key"]).chat.completions.create(model="echo", messages=MSG)
+    assert e.value.code == "invalid_api_key" and "expired" in e.value.message
+
+
+def test_rpm_headers_then_429_with_retry_after(lgw):
+    k = mint(lgw, rpm=3)
+    c = lgw.client(api_key=k["key"])
+    for want_remaining in (2, 1, 0):
+        raw = c.chat.completions.with_raw_response.create(model="sim/text", messages=MSG)
+        assert raw.headers["x-ratelimit-limit-requests"] == "3"
+        assert raw.headers["x-ratelimit-remaining-requests"] == str(want_remaining)
+        assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+    with pytest.raises(openai.RateLimitError) as e:
+        c.chat.completions.create(model="sim/text", messages=MSG)
+    err = e.value
+    assert err.status_code == 429 and err.code == "rate_limit_exceeded" and err.type == "requests"
+    assert 1 <= int(err.response.headers["retry-after"]) <= 60
+    assert 0 < int(err.response.headers["retry-after-ms"]) <= 60000
+    assert err.response.headers["x-ratelimit-remaining-requests"] == "0"
+    # Streams count too, and are refused before any byte is streamed.
+    with pytest.raises(openai.RateLimitError):
+        c.chat.completions.create(model="sim/text", messages=MSG, stream=True)
+
+
+def test_tpm_counts_the_prompt_estimate_then_settles_with_real_usage(lgw):
+    k = mint(lgw, tpm=2000)
+    c = lgw.client(api_key=k["key"])
+    r1 = c.chat.completions.with_raw_response.create(model="sim/text", messages=MSG)
+    assert r1.headers["x-ratelimit-limit-tokens"] == "2000"
+    rem1 = int(r1.headers["x-ratelimit-remaining-tokens"])
+    assert rem1 < 2000, "the prompt estimate is counted up front"
+    used1 = r1.parse().usage.total_tokens
+    time.sleep(0.3)
+    r2 = c.chat.completions.with_raw_response.create(model="sim/text", messages=MSG)
+    rem2 = int(r2.headers["x-ratelimit-remaining-tokens"])
+    # Same body, same estimate: the difference is the first request's real usage.
+    assert rem1 - rem2 == used1, (rem1, rem2, used1)
+    # A prompt larger than what is left is refused with the tokens type and Retry-After.
+    with pytest.raises(openai.RateLimitError) as e:
+        c.chat.completions.create(model="sim/text", messages=[{"role": "user", "content": "x" * 9000}])
+    assert e.value.type == "tokens" and e.value.code == "rate_limit_exceeded"
+    assert int(e.value.response.headers["retry-after"]) >= 1
+
+
+def test_budget_reached_gives_insufficient_quota(lgw):
+    # sim/length is priced in the test config; one request costs more than this budget.
+    k = mint(lgw, budget_usd=0.00001)
+    c = lgw.client(api_key=k["key"])
+    first = c.chat.completions.create(model="sim/length", messages=MSG)
+    assert first.usage.cost > 0.00001
+    time.sleep(0.3)
+    with pytest.raises(openai.RateLimitError) as e:
+        c.chat.completions.create(model="sim/length", messages=MSG)
+    assert e.value.code == "insufficient_quota" and e.value.type == "insufficient_quota"
+    # Spend is visible through the admin API once the ledger has the row.
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        got = admin(lgw, "GET", f"/admin/keys/{k['id']}").json()
+        if got["spend_usd"] > 0:
+            break
+        time.sleep(0.1)
+    assert got["spend_usd"] == pytest.approx(first.usage.cost, rel=1e-6)
+    # Raising the budget lets the key through again.
+    admin(lgw, "PATCH", f"/admin/keys/{k['id']}", json={"budget_usd": 1.0})
+    c.chat.completions.create(model="sim/length", messages=MSG)
+
+
+def test_admin_usage_summarizes_by_key(lgw):
+    k = mint(lgw)
+    c = lgw.client(api_key=k["key"])
+    for _ in range(3):
+        c.chat.completions.create(model="sim/length", messages=MSG)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        rows = admin(lgw, "GET", f"/admin/usage?by=model&key={k['id']}&since=1h").json()["data"]
+        if rows and rows[0]["requests"] == 3:
+            break
+        time.sleep(0.1)
+    assert [(r["group"], r["requests"]) for r in rows] == [("sim/length", 3)]
+    assert rows[0]["cost_usd"] > 0 and rows[0]["prompt_tokens"] > 0
+    assert admin(lgw, "GET", "/admin/usage?by=colour").status_code == 400
