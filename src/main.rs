@@ -113,6 +113,9 @@ enum KeysCmd {
         /// Lifetime, e.g. 30d, 12h.
         #[arg(long)]
         expires_in: Option<String>,
+        /// Free-form JSON object kept with the key, e.g. '{"team":"search"}'.
+        #[arg(long)]
+        metadata: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -263,8 +266,16 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
             tpm,
             models,
             expires_in,
+            metadata,
             json,
         } => {
+            let metadata = match metadata {
+                Some(m) => match serde_json::from_str::<serde_json::Value>(&m) {
+                    Ok(v) if v.is_object() => v,
+                    _ => return Err(usage(format!("--metadata {m:?}: expected a JSON object"))),
+                },
+                None => serde_json::json!({}),
+            };
             let expires_in = match expires_in {
                 Some(s) => Some(keys::parse_duration(&s).ok_or_else(|| {
                     usage(format!(
@@ -283,7 +294,7 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
                 tpm,
                 models: models.into_iter().filter(|m| !m.is_empty()).collect(),
                 expires_in,
-                metadata: serde_json::json!({}),
+                metadata,
             };
             let minted = keys::mint(&store, new).await.map_err(work)?;
             if json {
@@ -303,13 +314,27 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
             let cfg = load_config(&common)?;
             let store = open_store(&cfg).await?;
             let keys = store.list_keys().await.map_err(work)?;
+            let stats = store.key_stats(None).await.map_err(work)?;
             if json {
-                println!("{}", serde_json::to_string(&keys).map_err(work)?);
+                let out: Vec<serde_json::Value> = keys
+                    .iter()
+                    .map(|k| {
+                        let mut v = serde_json::to_value(k).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert(
+                                "spend_usd".into(),
+                                stats.get(&k.id).map_or(0.0, |s| s.spend_usd).into(),
+                            );
+                        }
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string(&out).map_err(work)?);
                 return Ok(());
             }
             println!(
-                "{:<22} {:<14} {:<20} {:<6} {:<8}",
-                "ID", "PREFIX", "NAME", "ADMIN", "STATUS"
+                "{:<22} {:<14} {:<20} {:<6} {:<8} {:>8} {:>9} {:>21}",
+                "ID", "PREFIX", "NAME", "ADMIN", "STATUS", "RPM", "TPM", "SPEND / BUDGET (USD)"
             );
             let now = jusinfer_gateway::store::now();
             for k in keys {
@@ -320,9 +345,21 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
                 } else {
                     "active"
                 };
+                let dash = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+                let spend = stats.get(&k.id).map_or(0.0, |s| s.spend_usd);
+                let budget = k
+                    .budget_usd
+                    .map_or_else(|| "-".to_owned(), |b| format!("{b:.2}"));
                 println!(
-                    "{:<22} {:<14} {:<20} {:<6} {:<8}",
-                    k.id, k.prefix, k.name, k.admin, status
+                    "{:<22} {:<14} {:<20} {:<6} {:<8} {:>8} {:>9} {:>21}",
+                    k.id,
+                    k.prefix,
+                    k.name,
+                    k.admin,
+                    status,
+                    dash(k.rpm),
+                    dash(k.tpm),
+                    format!("{spend:.4} / {budget}")
                 );
             }
             Ok(())
@@ -334,6 +371,13 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
             let cfg = load_config(&common)?;
             let store = open_store(&cfg).await?;
             let k = store.revoke_key(&id_or_prefix).await.map_err(work)?;
+            // Running instances drop their cached copy now (else within the cache TTL).
+            if let Some(url) = &cfg.redis {
+                match jusinfer_gateway::redis_limits::RedisLimits::connect(url).await {
+                    Ok((r, _)) => r.publish_key_change(&k.hash).await,
+                    Err(e) => tracing::warn!("{e}: instances see the revoke within 2 s"),
+                }
+            }
             println!("Revoked key {} ({}, {}).", k.id, k.prefix, k.name);
             Ok(())
         }

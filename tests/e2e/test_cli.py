@@ -14,7 +14,8 @@ def run(*args, cwd=None, env=None):
 
 def test_keys_create_list_revoke(tmp_path):
     db = f"sqlite://{tmp_path}/k.db"
-    r = run("keys", "create", "--name", "ci", "--rpm", "10", "--expires-in", "30d", "--database", db, cwd=tmp_path)
+    r = run("keys", "create", "--name", "ci", "--rpm", "10", "--tpm", "5000", "--budget-usd", "2.5", "--models", "gpt-*,echo",
+            "--metadata", '{"team":"search"}', "--expires-in", "30d", "--database", db, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     key = r.stdout.strip().splitlines()[-1]
     assert key.startswith("jinf_") and len(key) == 45 and key[5:].isalnum()
@@ -23,9 +24,13 @@ def test_keys_create_list_revoke(tmp_path):
     assert set(created) >= {"id", "key", "prefix"}
     listed = json.loads(run("keys", "list", "--json", "--database", db, cwd=tmp_path).stdout)
     assert [k["name"] for k in listed] == ["ci", "second"]
+    ci = listed[0]
+    assert (ci["rpm"], ci["tpm"], ci["budget_usd"], ci["models"], ci["metadata"], ci["spend_usd"]) == \
+        (10, 5000, 2.5, ["gpt-*", "echo"], {"team": "search"}, 0)
     assert key not in json.dumps(listed) and "hash" not in listed[0], "only prefixes are listed"
     table = run("keys", "list", "--database", db, cwd=tmp_path).stdout
     assert "active" in table and key not in table
+    assert "0.0000 / 2.50" in table and "5000" in table
     r = run("keys", "revoke", created["id"], "--database", db, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "revoked" in run("keys", "list", "--database", db, cwd=tmp_path).stdout
@@ -33,6 +38,8 @@ def test_keys_create_list_revoke(tmp_path):
     assert r.returncode == 1 and "no live key" in r.stderr
     r = run("keys", "create", "--name", "x", "--expires-in", "soon", "--database", db, cwd=tmp_path)
     assert r.returncode == 2 and "--expires-in" in r.stderr
+    r = run("keys", "create", "--name", "x", "--metadata", "[1]", "--database", db, cwd=tmp_path)
+    assert r.returncode == 2 and "--metadata" in r.stderr
 
 
 def test_config_check_accepts_a_good_config(tmp_path):

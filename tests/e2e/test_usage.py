@@ -74,3 +74,32 @@ def test_abandoned_stream_is_recorded_with_what_was_seen(fresh):
     row = rows["claude/text;gap_ms=200"]
     assert row["requests"] == 1 and row["errors"] == 1, row
     assert row["prompt_tokens"] == 12, "input tokens from message_start survive the disconnect"
+
+
+def test_abandoned_openai_stream_counts_the_tokens_seen(fresh):
+    """The OpenAI dialect reports usage only at the end: an abandoned stream is recorded
+    with the prompt estimate and about one token per content event received."""
+    c = fresh.client()
+    s = c.chat.completions.create(model="sim/text;gap_ms=150", messages=MSG, stream=True)
+    it = iter(s)
+    for _ in range(4):
+        next(it)
+    s.close()
+    time.sleep(0.5)
+    fresh.proc.p.send_signal(signal.SIGTERM)
+    assert fresh.proc.p.wait(30) == 0
+    row = usage(fresh, "--by", "model")["sim/text;gap_ms=150"]
+    assert row["requests"] == 1 and row["errors"] == 1, row
+    assert row["prompt_tokens"] > 0, "the prompt estimate"
+    assert 4 <= row["completion_tokens"] < 37, "the events seen, not the whole answer"
+
+
+def test_a_client_leaving_a_non_streaming_request_still_gets_a_row(fresh):
+    c = fresh.client(timeout=0.3)
+    with pytest.raises(openai.APITimeoutError):
+        c.chat.completions.create(model="sim/text;delay_ms=1000", messages=MSG)
+    time.sleep(1.0)
+    fresh.proc.p.send_signal(signal.SIGTERM)
+    assert fresh.proc.p.wait(30) == 0
+    row = usage(fresh, "--by", "model")["sim/text;delay_ms=1000"]
+    assert row["requests"] == 1 and row["errors"] == 1, row

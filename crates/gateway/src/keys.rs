@@ -64,10 +64,13 @@ pub async fn mint(store: &Store, new: NewKey) -> Result<Minted, StoreError> {
         "{KEY_PREFIX}{}",
         Alphanumeric.sample_string(&mut OsRng, KEY_RANDOM_LEN)
     );
+    // Time-ordered ids (milliseconds in fixed-width base 36, then random), so keys list in
+    // the order they were minted on every backend.
     let id = format!(
-        "key_{}",
+        "key_{}{}",
+        base36_ms(),
         Alphanumeric
-            .sample_string(&mut OsRng, 16)
+            .sample_string(&mut OsRng, 8)
             .to_ascii_lowercase()
     );
     let created = now();
@@ -90,6 +93,18 @@ pub async fn mint(store: &Store, new: NewKey) -> Result<Minted, StoreError> {
     };
     store.insert_key(&record).await?;
     Ok(Minted { key, record })
+}
+
+fn base36_ms() -> String {
+    let mut ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut digits = [b'0'; 9];
+    for d in digits.iter_mut().rev() {
+        *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[(ms % 36) as usize];
+        ms /= 36;
+    }
+    String::from_utf8_lossy(&digits).into_owned()
 }
 
 /// Parses `30d`, `12h`, `45m`, `90s` (or plain seconds).

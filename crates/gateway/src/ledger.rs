@@ -287,6 +287,8 @@ struct TapState {
     ledger: Ledger,
     hold: Option<Hold>,
     started: Instant,
+    /// The request's prompt estimate, for a stream the client left before its usage came.
+    prompt_estimate: u64,
 }
 
 impl TapState {
@@ -323,7 +325,13 @@ impl Drop for TapState {
 }
 
 impl Tap {
-    pub fn new(ledger: Ledger, record: UsageRecord, started: Instant, hold: Option<Hold>) -> Self {
+    pub fn new(
+        ledger: Ledger,
+        record: UsageRecord,
+        started: Instant,
+        hold: Option<Hold>,
+        prompt_estimate: u64,
+    ) -> Self {
         Self {
             inner: Arc::new(Mutex::new(TapState {
                 record,
@@ -334,6 +342,7 @@ impl Tap {
                 ledger,
                 hold,
                 started,
+                prompt_estimate,
             })),
             started,
         }
@@ -367,6 +376,9 @@ impl Tap {
         if let Ok(mut s) = self.inner.lock() {
             if let Some(u) = usage {
                 s.record.set_usage(u);
+                if error == Some("client_disconnected") && s.record.prompt_tokens == 0 {
+                    s.record.prompt_tokens = s.prompt_estimate;
+                }
             }
             if let Some(e) = error {
                 s.record.error_type = Some(e.to_owned());

@@ -13,6 +13,8 @@ const BUNDLED: &str = include_str!("prices.toml");
 #[derive(serde::Deserialize)]
 struct Catalog {
     date: String,
+    #[serde(default)]
+    sources: Vec<String>,
     models: HashMap<String, Price>,
 }
 
@@ -23,12 +25,14 @@ pub struct Prices {
     overrides: HashMap<String, Price>,
     bundled: HashMap<String, Price>,
     pub catalog_date: String,
+    pub catalog_sources: Vec<String>,
 }
 
 impl Prices {
     pub fn new(overrides: &IndexMap<String, RawPrice>) -> Self {
         let catalog: Catalog = toml::from_str(BUNDLED).unwrap_or(Catalog {
             date: String::new(),
+            sources: Vec::new(),
             models: HashMap::new(),
         });
         Self {
@@ -48,6 +52,7 @@ impl Prices {
                 .collect(),
             bundled: catalog.models,
             catalog_date: catalog.date,
+            catalog_sources: catalog.sources,
         }
     }
 
@@ -99,6 +104,21 @@ mod tests {
     fn bundled_catalog_parses_and_dated_names_fall_back() {
         let p = Prices::new(&IndexMap::new());
         assert!(!p.catalog_date.is_empty());
+        assert!(
+            p.catalog_sources.len() >= 7,
+            "every provider's source is named"
+        );
+        for model in [
+            "gpt-4o",
+            "claude-sonnet-4-5",
+            "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+            "accounts/fireworks/models/llama-v3p3-70b-instruct",
+            "llama-3.3-70b-versatile",
+            "deepseek-chat",
+            "mistral-large-latest",
+        ] {
+            assert!(p.get("any", model).is_some(), "{model} is in the catalog");
+        }
         assert!(p.bundled.len() > 20);
         assert_eq!(
             p.get("anthropic", "claude-sonnet-4-5-20250929")

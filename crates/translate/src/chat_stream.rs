@@ -86,6 +86,9 @@ pub struct ChatStreamNormalizer {
     usage: Option<Usage>,
     done: bool,
     errored: bool,
+    /// Events received (about one token each): the completion estimate of a stream the
+    /// client left before its usage arrived.
+    events: u64,
     /// `id`, `created`, `model` of the last chunk, for chunks the gateway writes itself.
     last_meta: Map<String, Value>,
 }
@@ -100,6 +103,7 @@ impl ChatStreamNormalizer {
             usage: None,
             done: false,
             errored: false,
+            events: 0,
             last_meta: Map::new(),
         }
     }
@@ -107,6 +111,11 @@ impl ChatStreamNormalizer {
     /// The last usage the upstream reported, if any.
     pub fn usage(&self) -> Option<&Usage> {
         self.usage.as_ref()
+    }
+
+    /// Events received so far.
+    pub fn deltas_seen(&self) -> u64 {
+        self.events
     }
 
     /// Whether the stream reached its end (`[DONE]` or an upstream error event).
@@ -129,6 +138,7 @@ impl ChatStreamNormalizer {
         if data.is_empty() {
             return Ok(());
         }
+        self.events += 1;
         if self.can_pass_untouched(data) {
             // Even untouched events must be JSON: a client must never receive a broken one.
             serde_json::from_slice::<serde::de::IgnoredAny>(data).map_err(|e| StreamError {

@@ -26,6 +26,8 @@ pub trait StreamTranslator: Send {
     fn is_complete(&self) -> bool;
     /// The usage the upstream reported so far, in OpenAI terms.
     fn usage(&self) -> Option<jusinfer_wire::chat::Usage>;
+    /// Content events received so far (about one token each).
+    fn deltas_seen(&self) -> u64;
 }
 
 impl StreamTranslator for chat_stream::ChatStreamNormalizer {
@@ -41,6 +43,9 @@ impl StreamTranslator for chat_stream::ChatStreamNormalizer {
     fn usage(&self) -> Option<jusinfer_wire::chat::Usage> {
         chat_stream::ChatStreamNormalizer::usage(self).cloned()
     }
+    fn deltas_seen(&self) -> u64 {
+        chat_stream::ChatStreamNormalizer::deltas_seen(self)
+    }
 }
 
 impl StreamTranslator for anthropic::stream::AnthropicToChat {
@@ -55,5 +60,8 @@ impl StreamTranslator for anthropic::stream::AnthropicToChat {
     }
     fn usage(&self) -> Option<jusinfer_wire::chat::Usage> {
         Some(anthropic::stream::AnthropicToChat::usage(self))
+    }
+    fn deltas_seen(&self) -> u64 {
+        anthropic::stream::AnthropicToChat::deltas_seen(self)
     }
 }

@@ -50,7 +50,13 @@ pub async fn chat_completions(
         Ok(a) => a,
         Err((e, headers)) => return super::refuse(&state, row, e, &headers, started),
     };
-    let tap = Tap::new(state.ledger.clone(), row, started, admitted.hold);
+    let tap = Tap::new(
+        state.ledger.clone(),
+        row,
+        started,
+        admitted.hold,
+        admitted.prompt_estimate,
+    );
     let ctx = Ctx {
         req: &req,
         raw: &raw,

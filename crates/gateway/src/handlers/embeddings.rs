@@ -60,7 +60,13 @@ pub async fn embeddings(
                 Ok(a) => a,
                 Err((e, headers)) => return super::refuse(&state, row, e, &headers, started),
             };
-            let tap = Tap::new(state.ledger.clone(), row, started, admitted.hold);
+            let tap = Tap::new(
+                state.ledger.clone(),
+                row,
+                started,
+                admitted.hold,
+                admitted.prompt_estimate,
+            );
             let outcome =
                 proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0, &state)).await;
             super::finish(outcome, &tap, &admitted.headers)

@@ -100,6 +100,8 @@ pub struct UsageExt(pub jusinfer_wire::chat::Usage);
 pub struct Admitted {
     pub headers: RateHeaders,
     pub hold: Option<Hold>,
+    /// Prompt tokens estimated from the body.
+    pub prompt_estimate: u64,
 }
 
 /// The limit stage: RPM, TPM and budget of the caller's key (nothing to do without a key
@@ -111,13 +113,14 @@ pub async fn admit(
     max_output: Option<u32>,
     deployments: &[Deployment],
 ) -> Result<Admitted, (GatewayError, RateHeaders)> {
+    let tokens = estimate_prompt_tokens(body_len);
     let Some(k) = &caller.key else {
         return Ok(Admitted {
             headers: RateHeaders::default(),
             hold: None,
+            prompt_estimate: tokens,
         });
     };
-    let tokens = estimate_prompt_tokens(body_len);
     let cost = match (k.budget_usd, deployments.first()) {
         (Some(_), Some(d)) => state
             .prices
@@ -146,6 +149,7 @@ pub async fn admit(
         None => Ok(Admitted {
             headers: decision.headers,
             hold,
+            prompt_estimate: tokens,
         }),
     }
 }

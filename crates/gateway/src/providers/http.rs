@@ -341,9 +341,14 @@ struct UpstreamStream<T: StreamTranslator> {
 
 impl<T: StreamTranslator> Drop for UpstreamStream<T> {
     fn drop(&mut self) {
-        // Dropped before its end: the client went away. Record what was seen so far.
+        // Dropped before its end: the client went away. Record what was seen so far:
+        // the upstream's usage when it came, else about one token per content event (the
+        // tap adds the prompt estimate).
         if let Some(mut t) = self.tap.take() {
-            t.finish(self.machine.usage().as_ref(), Some("client_disconnected"));
+            let mut usage = self.machine.usage().unwrap_or_default();
+            usage.completion_tokens = usage.completion_tokens.max(self.machine.deltas_seen());
+            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+            t.finish(Some(&usage), Some("client_disconnected"));
         }
     }
 }

@@ -61,6 +61,9 @@ pub struct AnthropicToChat {
     next_tool: u32,
     next_thinking: u32,
     usage: Usage,
+    /// Content deltas received (about one token each): the completion estimate of a stream
+    /// the client left before its usage arrived.
+    deltas: u64,
     stop_reason: Option<String>,
     done: bool,
 }
@@ -78,6 +81,7 @@ impl AnthropicToChat {
             next_tool: 0,
             next_thinking: 0,
             usage: Usage::default(),
+            deltas: 0,
             stop_reason: None,
             done: false,
         }
@@ -86,6 +90,11 @@ impl AnthropicToChat {
     /// The usage reported so far, in OpenAI terms.
     pub fn usage(&self) -> ChatUsage {
         usage(&self.usage)
+    }
+
+    /// Content deltas received so far.
+    pub fn deltas_seen(&self) -> u64 {
+        self.deltas
     }
 
     pub fn is_complete(&self) -> bool {
@@ -234,6 +243,7 @@ impl AnthropicToChat {
                 self.blocks.push((index, state));
             }
             StreamEvent::ContentBlockDelta { index, delta } => {
+                self.deltas += 1;
                 let json_mode = self.opts.json_mode.clone();
                 let Some(state) = self.block(index) else {
                     return Err(StreamError {

@@ -1,0 +1,161 @@
+"""Many instances: two gateways on different ports sharing one PostgreSQL and one Redis.
+Limits, budgets and revocations hold across both; and the usage ledger survives the
+database going away under load followed by SIGTERM."""
+
+import concurrent.futures
+import signal
+import threading
+import time
+import uuid
+
+import httpx2 as httpx
+import openai
+import pytest
+
+from conftest import start_gateway
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def pair(sim, postgres, redis_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pair")
+    db = postgres.url(postgres.new_database())
+    a = start_gateway(sim.url, tmp, database=db, redis=redis_server.url(), name="a")
+    b = start_gateway(sim.url, tmp, database=db, redis=redis_server.url(), admin_key=a.key, name="b")
+    yield a, b
+    a.proc.stop()
+    b.proc.stop()
+
+
+def mint(gw, **fields):
+    r = httpx.post(gw.url + "/admin/keys", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"name": "shared", **fields}, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_rpm_holds_across_instances(pair):
+    a, b = pair
+    k = mint(a, rpm=10)
+    clients = [a.client(api_key=k["key"]), b.client(api_key=k["key"])]
+
+    def one(i):
+        try:
+            clients[i % 2].chat.completions.create(model="echo", messages=MSG)
+            return i % 2, 200
+        except openai.RateLimitError as e:
+            assert e.code == "rate_limit_exceeded"
+            return i % 2, 429
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(30)))
+    ok = [inst for inst, status in results if status == 200]
+    assert len(ok) == 10, results
+    assert set(ok) == {0, 1}, "both instances served part of the ten"
+    assert sum(1 for _, s in results if s == 429) == 20
+
+
+def test_budget_cannot_be_overspent_beyond_requests_in_flight(pair):
+    a, b = pair
+    probe = mint(a)
+    cost = a.client(api_key=probe["key"]).chat.completions.create(model="sim/length", messages=MSG, max_tokens=64).usage.cost
+    assert cost > 0
+    budget = cost * 5.5
+    k = mint(a, budget_usd=budget)
+    clients = [a.client(api_key=k["key"]), b.client(api_key=k["key"])]
+    concurrency = 4
+    spent = []
+    lock = threading.Lock()
+
+    def worker(i):
+        c = clients[i % 2]
+        for _ in range(20):
+            try:
+                r = c.chat.completions.create(model="sim/length", messages=MSG, max_tokens=64)
+                with lock:
+                    spent.append(r.usage.cost)
+            except openai.RateLimitError as e:
+                assert e.code == "insufficient_quota"
+                return
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(worker, range(concurrency)))
+    total = sum(spent)
+    assert total >= budget - cost, "the key got (nearly) its whole budget"
+    assert total <= budget + concurrency * cost, (total, budget, len(spent))
+
+
+def test_a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second(pair):
+    a, b = pair
+    k = mint(a)
+    cb = b.client(api_key=k["key"])
+    cb.chat.completions.create(model="echo", messages=MSG)  # b has the key cached now
+    r = httpx.delete(a.url + f"/admin/keys/{k['id']}", headers={"authorization": f"Bearer {a.key}"}, timeout=10)
+    assert r.status_code == 200
+    revoked_at = time.monotonic()
+    while True:
+        try:
+            cb.chat.completions.create(model="echo", messages=MSG)
+        except openai.AuthenticationError:
+            break
+        assert time.monotonic() - revoked_at < 1.0, "b still accepts a key revoked on a"
+        time.sleep(0.02)
+    assert time.monotonic() - revoked_at < 1.0
+
+
+def test_ledger_survives_a_database_outage_then_sigterm(sim, postgres, tmp_path):
+    """Stop the database under load, SIGTERM the gateway while it is down, bring both
+    back: every request a client saw answered has exactly one ledger row."""
+    db = postgres.new_database()
+    g = start_gateway(sim.url, tmp_path, database=postgres.url(db))
+    c = g.client()
+    answered: list[str] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def load():
+        while not stop.is_set():
+            rid = "dur-" + uuid.uuid4().hex
+            try:
+                c.chat.completions.create(model="echo", messages=MSG, extra_headers={"x-request-id": rid})
+            except openai.APIError:
+                continue  # not answered: the connection went away at SIGTERM
+            with lock:
+                answered.append(rid)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.5)
+        postgres.stop()
+        before = len(answered)
+        time.sleep(3)
+        assert len(answered) > before, "the gateway keeps serving while the database is down"
+        g.proc.p.send_signal(signal.SIGTERM)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert g.proc.p.wait(30) == 0, g.proc.stderr()
+    finally:
+        stop.set()
+        postgres.start()
+    assert "spilled" in g.proc.stderr()
+    # The next start replays what was spilled.
+    g2 = start_gateway(sim.url, tmp_path, database=postgres.url(db), admin_key=g.key, name="again")
+    try:
+        ids = set(answered)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            rows = postgres.psql("SELECT request_id, COUNT(*) FROM usage WHERE request_id LIKE 'dur-%' GROUP BY request_id", db)
+            counts = dict(line.split("|") for line in rows.splitlines() if line)
+            if ids <= counts.keys():
+                break
+            time.sleep(0.2)
+        missing = ids - counts.keys()
+        assert not missing, f"{len(missing)} of {len(ids)} answered requests have no row"
+        assert all(v == "1" for v in counts.values()), "exactly one row per request"
+        assert len(ids) > 100
+    finally:
+        g2.proc.stop()
