@@ -56,6 +56,29 @@ def test_rpm_holds_across_instances(pair):
     assert sum(1 for _, s in results if s == 429) == 20
 
 
+def test_large_limits_are_leased_yet_never_exceeded(pair):
+    """rpm=1000: instances reserve leases of requests in Redis instead of asking per
+    request; they never admit more than the limit, and what a lease did not use comes back
+    within a second."""
+    a, b = pair
+    k = mint(a, rpm=1000)
+    clients = [a.client(api_key=k["key"]), b.client(api_key=k["key"])]
+
+    def one(i):
+        try:
+            clients[i % 2].chat.completions.create(model="echo", messages=MSG)
+            return 1
+        except openai.RateLimitError:
+            return 0
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        first = sum(pool.map(one, range(1100)))
+        assert first <= 1000
+        time.sleep(1.5)  # unused leases are given back
+        second = sum(pool.map(one, range(200)))
+    assert first + second == 1000, (first, second)
+
+
 def test_budget_cannot_be_overspent_beyond_requests_in_flight(pair):
     a, b = pair
     probe = mint(a)

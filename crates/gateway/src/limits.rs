@@ -7,8 +7,8 @@
 //! [`Hold`] is settled when the request's usage row is written: the token estimate is
 //! replaced by the real total and the held cost by the real cost.
 //!
-//! - RPM is a sliding log: at most `rpm` requests in any 60 s.
-//! - TPM is a sliding window of one-second buckets over 60 s.
+//! - RPM and TPM are sliding windows of sixty one-second buckets: at most `rpm` requests
+//!   (`tpm` tokens) counted in the last 60 whole seconds; constant memory per key.
 //! - Budget: a request is admitted while `spent + held < budget`, so concurrent requests
 //!   overshoot a budget by at most what the requests in flight cost beyond their holds.
 //!
@@ -16,7 +16,6 @@
 //! by atomic Lua scripts ([`crate::redis_limits`]) so every instance shares it. A Redis
 //! that does not answer falls back to the local state (logged), never to refusing traffic.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -170,34 +169,25 @@ pub struct Local {
     keys: DashMap<String, Arc<Mutex<KeyState>>>,
 }
 
-struct KeyState {
-    /// Admission times (ms) of the requests in the window, oldest first.
-    requests: VecDeque<u64>,
-    /// `(second, tokens)` per second of the window.
-    tokens: [(u64, i64); BUCKETS],
-    /// Spend per the ledger when loaded, plus every settled cost since.
-    spent: Option<f64>,
-    /// Costs held by admitted, unsettled requests.
-    held: f64,
-}
+/// A sliding one-minute window of one-second buckets: what was counted in the last 60
+/// whole seconds. Constant memory whatever the limit (a log of a million requests per
+/// minute would not be).
+#[derive(Clone, Copy)]
+struct Buckets([(u64, i64); BUCKETS]);
 
-impl Default for KeyState {
+impl Default for Buckets {
     fn default() -> Self {
-        Self {
-            requests: VecDeque::new(),
-            tokens: [(0, 0); BUCKETS],
-            spent: None,
-            held: 0.0,
-        }
+        Self([(0, 0); BUCKETS])
     }
 }
 
-impl KeyState {
-    fn tokens_used(&self, now_s: u64) -> (u64, Option<u64>) {
+impl Buckets {
+    /// The count in the window at second `now_s`, and the oldest second still counted.
+    fn used(&self, now_s: u64) -> (u64, Option<u64>) {
         let mut used: i64 = 0;
         let mut oldest = None;
-        for &(s, n) in &self.tokens {
-            if n != 0 && s + (BUCKETS as u64) > now_s {
+        for &(s, n) in &self.0 {
+            if n != 0 && s + (BUCKETS as u64) > now_s && s <= now_s {
                 used += n;
                 oldest = Some(oldest.map_or(s, |o: u64| o.min(s)));
             }
@@ -205,25 +195,38 @@ impl KeyState {
         (u64::try_from(used).unwrap_or(0), oldest)
     }
 
-    fn add_tokens(&mut self, now_s: u64, n: i64) {
-        let slot = &mut self.tokens[(now_s % BUCKETS as u64) as usize];
+    fn add(&mut self, now_s: u64, n: i64) {
+        let slot = &mut self.0[(now_s % BUCKETS as u64) as usize];
         if slot.0 != now_s {
             *slot = (now_s, 0);
         }
         slot.1 += n;
     }
+
+    /// Milliseconds until the oldest counted second leaves the window.
+    fn reset_ms(oldest: Option<u64>, now_ms: u64) -> u64 {
+        oldest.map_or(0, |s| ((s + BUCKETS as u64) * 1000).saturating_sub(now_ms))
+    }
+}
+
+#[derive(Default)]
+struct KeyState {
+    requests: Buckets,
+    tokens: Buckets,
+    /// Spend per the ledger when loaded, plus every settled cost since.
+    spent: Option<f64>,
+    /// Costs held by admitted, unsettled requests.
+    held: f64,
 }
 
 impl Local {
     /// Admits or refuses `ask` at `now_ms`, committing it when admitted. `spent` is the
     /// ledger's spend for the key, used the first time the key is seen.
     pub fn admit(&self, ask: &Ask, now_ms: u64, spent: Option<f64>) -> Decision {
-        let entry = self
-            .keys
-            .entry(ask.key_id.clone())
-            .or_default()
-            .value()
-            .clone();
+        let entry = match self.keys.get(&ask.key_id) {
+            Some(e) => Arc::clone(e.value()),
+            None => Arc::clone(self.keys.entry(ask.key_id.clone()).or_default().value()),
+        };
         let Ok(mut st) = entry.lock() else {
             return Decision {
                 refused: None,
@@ -234,22 +237,8 @@ impl Local {
             st.spent = spent;
         }
         let now_s = now_ms / 1000;
-        while st
-            .requests
-            .front()
-            .is_some_and(|&t| t + WINDOW_MS <= now_ms)
-        {
-            st.requests.pop_front();
-        }
-        let (tok_used, tok_oldest) = st.tokens_used(now_s);
-        let req_reset = |st: &KeyState| {
-            st.requests
-                .front()
-                .map_or(0, |&t| (t + WINDOW_MS).saturating_sub(now_ms))
-        };
-        let tok_reset = |oldest: Option<u64>| {
-            oldest.map_or(0, |s| ((s + BUCKETS as u64) * 1000).saturating_sub(now_ms))
-        };
+        let (req_used, req_oldest) = st.requests.used(now_s);
+        let (tok_used, tok_oldest) = st.tokens.used(now_s);
         let mut refused = None;
         if let Some(budget) = ask.budget_usd {
             let spent = st.spent.unwrap_or(0.0);
@@ -257,48 +246,41 @@ impl Local {
                 refused = Some(Refusal::Budget { spent, budget });
             }
         }
-        if refused.is_none() {
-            if let Some(rpm) = ask.rpm {
-                if st.requests.len() as u64 >= rpm {
-                    refused = Some(Refusal::Requests {
-                        retry_after_ms: req_reset(&st).max(1),
-                    });
-                }
-            }
+        if refused.is_none() && ask.rpm.is_some_and(|rpm| req_used >= rpm) {
+            refused = Some(Refusal::Requests {
+                retry_after_ms: Buckets::reset_ms(req_oldest, now_ms).max(1),
+            });
+        }
+        if refused.is_none() && ask.tpm.is_some_and(|tpm| tok_used + ask.tokens > tpm) {
+            refused = Some(Refusal::Tokens {
+                retry_after_ms: Buckets::reset_ms(tok_oldest, now_ms).max(1000),
+                asked: ask.tokens,
+            });
         }
         if refused.is_none() {
-            if let Some(tpm) = ask.tpm {
-                if tok_used + ask.tokens > tpm {
-                    refused = Some(Refusal::Tokens {
-                        retry_after_ms: tok_reset(tok_oldest).max(1000),
-                        asked: ask.tokens,
-                    });
-                }
-            }
-        }
-        let admitted = refused.is_none();
-        if admitted {
             if ask.rpm.is_some() {
-                st.requests.push_back(now_ms);
+                st.requests.add(now_s, 1);
             }
             if ask.tpm.is_some() {
-                st.add_tokens(now_s, i64::try_from(ask.tokens).unwrap_or(i64::MAX));
+                st.tokens
+                    .add(now_s, i64::try_from(ask.tokens).unwrap_or(i64::MAX));
             }
             if ask.budget_usd.is_some() {
                 st.held += ask.cost;
             }
         }
-        let (tok_used, tok_oldest) = st.tokens_used(now_s);
+        let (req_used, req_oldest) = st.requests.used(now_s);
+        let (tok_used, tok_oldest) = st.tokens.used(now_s);
         let headers = RateHeaders {
             requests: ask.rpm.map(|rpm| Window {
                 limit: rpm,
-                remaining: rpm.saturating_sub(st.requests.len() as u64),
-                reset_ms: req_reset(&st),
+                remaining: rpm.saturating_sub(req_used),
+                reset_ms: Buckets::reset_ms(req_oldest, now_ms),
             }),
             tokens: ask.tpm.map(|tpm| Window {
                 limit: tpm,
                 remaining: tpm.saturating_sub(tok_used),
-                reset_ms: tok_reset(tok_oldest),
+                reset_ms: Buckets::reset_ms(tok_oldest, now_ms),
             }),
         };
         Decision { refused, headers }
@@ -306,7 +288,7 @@ impl Local {
 
     /// Replaces a request's estimates by what it really used.
     pub fn settle(&self, s: &Settle, now_ms: u64) {
-        let Some(entry) = self.keys.get(&s.key_id).map(|e| e.value().clone()) else {
+        let Some(entry) = self.keys.get(&s.key_id).map(|e| Arc::clone(e.value())) else {
             return;
         };
         let Ok(mut st) = entry.lock() else { return };
@@ -314,7 +296,7 @@ impl Local {
             let delta = i64::try_from(s.tokens_used).unwrap_or(i64::MAX)
                 - i64::try_from(s.tokens_held).unwrap_or(i64::MAX);
             if delta != 0 {
-                st.add_tokens(now_ms / 1000, delta);
+                st.tokens.add(now_ms / 1000, delta);
             }
         }
         if s.budget {
@@ -366,7 +348,7 @@ impl Limits {
     }
 
     /// Admits or refuses `ask`; an admitted request gets a [`Hold`] to settle.
-    pub async fn admit(&self, ask: Ask) -> Result<(Decision, Option<Hold>), GatewayError> {
+    pub async fn admit(&self, ask: &Ask) -> Result<(Decision, Option<Hold>), GatewayError> {
         if !ask.is_limited() {
             return Ok((
                 Decision {
@@ -376,11 +358,15 @@ impl Limits {
                 None,
             ));
         }
-        let hold_id = crate::ledger::unique_id();
         let mut decision = None;
+        // Names the request's own hold in Redis (none when a lease admitted it).
+        let mut hold_id = String::new();
         if let Some(r) = &self.redis {
-            match r.admit(&ask, &hold_id, &self.store).await {
-                Ok(d) => decision = Some((d, true)),
+            match r.admit(ask, &self.store).await {
+                Ok((d, id)) => {
+                    decision = Some((d, true));
+                    hold_id = id.unwrap_or_default();
+                }
                 Err(e) => r.warn_fallback(&e),
             }
         }
@@ -394,7 +380,7 @@ impl Limits {
                 } else {
                     None
                 };
-                (self.local.admit(&ask, now_ms(), spent), false)
+                (self.local.admit(ask, now_ms(), spent), false)
             }
         };
         let hold = decision.refused.is_none().then(|| Hold {
@@ -406,7 +392,12 @@ impl Limits {
                 budget: ask.budget_usd.is_some(),
                 tokens_held: ask.tokens,
                 tokens_used: ask.tokens,
-                cost_held: ask.cost,
+                // A lease holds the cost of the requests it admits.
+                cost_held: if shared && hold_id.is_empty() {
+                    0.0
+                } else {
+                    ask.cost
+                },
                 cost: 0.0,
                 hold_id,
             }),
@@ -492,18 +483,22 @@ mod tests {
     fn rpm_is_a_sliding_window() {
         let l = Local::default();
         let a = ask(Some(3), None, None, 0);
-        for (i, t) in [0u64, 10_000, 20_000].into_iter().enumerate() {
+        for (i, t) in [500u64, 10_000, 20_000].into_iter().enumerate() {
             let d = l.admit(&a, t, None);
             assert_eq!(d.refused, None);
             let w = d.headers.requests.expect("header");
             assert_eq!(w.remaining, 2 - i as u64);
+            // The first request's second (0) leaves the window at 60 s.
             assert_eq!(w.reset_ms, 60_000 - t);
         }
         let d = l.admit(&a, 59_999, None);
         assert_eq!(d.refused, Some(Refusal::Requests { retry_after_ms: 1 }));
-        // The first request leaves the window at 60 s: one slot frees.
+        // Second 0 has left the window: one slot frees.
         assert_eq!(l.admit(&a, 60_000, None).refused, None);
         assert!(l.admit(&a, 60_001, None).refused.is_some());
+        // A key idle for longer than the window starts afresh.
+        let d = l.admit(&a, 200_000, None);
+        assert_eq!(d.headers.requests.map(|w| w.remaining), Some(2));
     }
 
     #[test]

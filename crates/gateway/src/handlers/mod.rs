@@ -141,7 +141,7 @@ pub async fn admit(
     };
     let (decision, hold) = state
         .limits
-        .admit(ask.clone())
+        .admit(&ask)
         .await
         .map_err(|e| (e, RateHeaders::default()))?;
     match decision.error(&ask) {
