@@ -269,6 +269,8 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
             metadata,
             json,
         } => {
+            keys::validate_limits(budget_usd, rpm, tpm)
+                .map_err(|(field, msg)| usage(format!("--{}: {msg}", field.replace('_', "-"))))?;
             let metadata = match metadata {
                 Some(m) => match serde_json::from_str::<serde_json::Value>(&m) {
                     Ok(v) if v.is_object() => v,
@@ -496,8 +498,13 @@ fn config_check(common: &Common) -> Result<(), Failure> {
     );
     println!("config: {source} is valid");
     println!(
-        "listen: {}   database: {}   auth: {:?}",
-        cfg.listen, cfg.database, cfg.auth
+        "listen: {}   database: {}   redis: {}   auth: {:?}",
+        cfg.listen,
+        jusinfer_gateway::store::redact(&cfg.database),
+        cfg.redis
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), jusinfer_gateway::store::redact),
+        cfg.auth
     );
     println!("providers:");
     for p in &cfg.providers {

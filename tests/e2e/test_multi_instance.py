@@ -105,7 +105,8 @@ def test_budget_cannot_be_overspent_beyond_requests_in_flight(pair):
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(worker, range(concurrency)))
     total = sum(spent)
-    assert total >= budget - cost, "the key got (nearly) its whole budget"
+    # The key got its budget, less what the holds of the requests in flight kept back.
+    assert total >= budget - concurrency * cost, (total, budget)
     assert total <= budget + concurrency * cost, (total, budget, len(spent))
 
 

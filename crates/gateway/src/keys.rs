@@ -4,6 +4,7 @@
 //! stored, with a display prefix. Checking hashes the presented key, finds the record by
 //! hash (cached briefly in memory) and compares the hashes in constant time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,6 +108,30 @@ fn base36_ms() -> String {
     String::from_utf8_lossy(&digits).into_owned()
 }
 
+/// The largest RPM or TPM a key may have (beyond it a limit means nothing, and Redis's
+/// integer counters stay far from overflow).
+pub const MAX_LIMIT: i64 = 1 << 40;
+
+/// Checks a key's limits: `Err((field, message))` for the first bad one.
+pub fn validate_limits(
+    budget_usd: Option<f64>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+) -> Result<(), (&'static str, String)> {
+    if budget_usd.is_some_and(|b| !b.is_finite() || b < 0.0) {
+        return Err((
+            "budget_usd",
+            "'budget_usd' must be a number of dollars >= 0.".to_owned(),
+        ));
+    }
+    for (name, v) in [("rpm", rpm), ("tpm", tpm)] {
+        if v.is_some_and(|v| !(1..=MAX_LIMIT).contains(&v)) {
+            return Err((name, format!("'{name}' must be between 1 and {MAX_LIMIT}.")));
+        }
+    }
+    Ok(())
+}
+
 /// Parses `30d`, `12h`, `45m`, `90s` (or plain seconds).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -152,14 +177,29 @@ fn glob(pattern: &str, s: &str) -> bool {
 #[derive(Clone)]
 pub struct KeyChecker {
     store: Store,
-    cache: Arc<DashMap<String, (Arc<KeyRecord>, Instant)>>,
+    cache: Arc<DashMap<String, Cached>>,
+    /// Bumped by every eviction: a lookup that raced an eviction is not cached (it may have
+    /// read the key from before the change).
+    generation: Arc<AtomicU64>,
 }
+
+#[derive(Clone)]
+struct Cached {
+    record: Arc<KeyRecord>,
+    fetched: Instant,
+    /// The last time the store was asked (and failed), while serving this stale entry.
+    tried: Instant,
+}
+
+/// While the store is down, how often a stale key is looked up again.
+const STALE_RETRY: Duration = Duration::from_secs(1);
 
 impl KeyChecker {
     pub fn new(store: Store) -> Self {
         Self {
             store,
             cache: Arc::new(DashMap::new()),
+            generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -171,44 +211,57 @@ impl KeyChecker {
             return Err(bad_key(presented));
         }
         let hash = hash_key(presented);
-        let cached = self
-            .cache
-            .get(&hash)
-            .map(|e| (Arc::clone(&e.value().0), e.value().1.elapsed()));
-        let record = match cached {
-            Some((r, age)) if age < KEY_CACHE_TTL => r,
-            stale => {
-                let found = match self.store.key_by_hash(&hash).await {
-                    Ok(found) => found,
-                    Err(e) => match stale {
-                        Some((r, age)) if age < KEY_CACHE_STALE_OK => {
-                            tracing::warn!(error = %e, "key lookup failed; using the cached key");
-                            return self.live(r, &hash, presented);
-                        }
-                        _ => {
-                            return Err(GatewayError::internal(format!("key lookup failed: {e}"))
-                                .retryable(true))
-                        }
-                    },
-                };
-                let Some(rec) = found else {
-                    self.cache.remove(&hash);
-                    return Err(bad_key(presented));
-                };
-                let rec = Arc::new(rec);
-                if self.cache.len() >= KEY_CACHE_MAX {
-                    self.cache.clear();
-                }
-                self.cache
-                    .insert(hash.clone(), (Arc::clone(&rec), Instant::now()));
-                rec
+        let cached = self.cache.get(&hash).map(|e| e.value().clone());
+        if let Some(c) = &cached {
+            let age = c.fetched.elapsed();
+            if age < KEY_CACHE_TTL || (age < KEY_CACHE_STALE_OK && c.tried.elapsed() < STALE_RETRY)
+            {
+                return self.live(Arc::clone(&c.record), &hash, presented);
             }
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let found = match self.store.key_by_hash(&hash).await {
+            Ok(found) => found,
+            Err(e) => match cached {
+                Some(c) if c.fetched.elapsed() < KEY_CACHE_STALE_OK => {
+                    tracing::warn!(error = %e, "key lookup failed; using the cached key");
+                    if let Some(mut entry) = self.cache.get_mut(&hash) {
+                        entry.tried = Instant::now();
+                    }
+                    return self.live(c.record, &hash, presented);
+                }
+                _ => {
+                    return Err(
+                        GatewayError::internal(format!("key lookup failed: {e}")).retryable(true)
+                    )
+                }
+            },
         };
-        self.live(record, &hash, presented)
+        let Some(rec) = found else {
+            self.cache.remove(&hash);
+            return Err(bad_key(presented));
+        };
+        let rec = Arc::new(rec);
+        if self.cache.len() >= KEY_CACHE_MAX {
+            self.cache.clear();
+        }
+        if self.generation.load(Ordering::Acquire) == generation {
+            let now = Instant::now();
+            self.cache.insert(
+                hash.clone(),
+                Cached {
+                    record: Arc::clone(&rec),
+                    fetched: now,
+                    tried: now,
+                },
+            );
+        }
+        self.live(rec, &hash, presented)
     }
 
     /// Forgets the cached key with this hash (`*`: every key), after a change.
     pub fn evict(&self, hash: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if hash == "*" {
             self.cache.clear();
         } else {

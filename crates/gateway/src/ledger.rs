@@ -117,13 +117,13 @@ impl Ledger {
 
     /// Sets the row's cost from the catalog when it has tokens but no cost yet.
     pub fn price(&self, r: &mut UsageRecord) {
-        if r.cost_usd.is_none() && r.prompt_tokens + r.completion_tokens > 0 {
+        if r.cost_usd.is_none() && r.prompt_tokens.saturating_add(r.completion_tokens) > 0 {
             if let (Some(p), Some(m)) = (r.provider.as_deref(), r.upstream_model.as_deref()) {
                 r.cost_usd = self.prices.get(p, m).map(|price| {
                     let mut u = Usage {
                         prompt_tokens: r.prompt_tokens,
                         completion_tokens: r.completion_tokens,
-                        total_tokens: r.prompt_tokens + r.completion_tokens,
+                        total_tokens: r.prompt_tokens.saturating_add(r.completion_tokens),
                         ..Usage::default()
                     };
                     u.prompt_tokens_details = Some(jusinfer_wire::chat::PromptTokensDetails {
@@ -257,7 +257,14 @@ async fn replay(store: &Store, path: &PathBuf) {
     };
     let rows: Vec<UsageRecord> = text
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter_map(|l| serde_json::from_str::<UsageRecord>(l).ok())
+        .map(|mut r| {
+            // Rows spilled before rows had ids get one (else they would collide).
+            if r.row_id.is_empty() {
+                r.row_id = unique_id();
+            }
+            r
+        })
         .collect();
     match store.insert_usage(&rows).await {
         Ok(()) => {
@@ -303,10 +310,12 @@ impl TapState {
         }
         self.ledger.price(&mut r);
         if let Some(h) = self.hold.take() {
-            h.settle(
-                r.prompt_tokens + r.completion_tokens,
-                r.cost_usd.unwrap_or(0.0),
-            );
+            let tokens = r.prompt_tokens.saturating_add(r.completion_tokens);
+            if tokens > 0 || r.status >= 400 {
+                h.settle(tokens, r.cost_usd.unwrap_or(0.0));
+            }
+            // A success without usage (an upstream that reports none) keeps its token
+            // estimate: dropping the hold settles it so.
         }
         self.ledger.record(r);
     }

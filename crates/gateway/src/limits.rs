@@ -30,6 +30,11 @@ use crate::store::Store;
 pub const WINDOW_MS: u64 = 60_000;
 /// TPM buckets: one per second of the window.
 const BUCKETS: usize = 60;
+/// A key's spend is loaded from the ledger again after this long (so costs settled by
+/// other instances, or lost, cannot skew it for long).
+const SPEND_RELOAD_MS: u64 = 300_000;
+/// Token counts beyond this are an upstream's bug, not usage.
+pub const MAX_TOKENS: u64 = 1 << 40;
 
 /// What one request asks of its key's limits.
 #[derive(Debug, Clone)]
@@ -120,7 +125,7 @@ pub fn format_reset(ms: u64) -> String {
 pub enum Refusal {
     Requests { retry_after_ms: u64 },
     Tokens { retry_after_ms: u64, asked: u64 },
-    Budget { spent: f64, budget: f64 },
+    Budget { spent: f64, held: f64, budget: f64 },
 }
 
 /// What admission decided.
@@ -154,10 +159,21 @@ impl Decision {
                 ),
                 *retry_after_ms,
             ),
-            Refusal::Budget { spent, budget } => GatewayError::insufficient_quota(format!(
-                "Key {} has spent ${spent:.6} of its ${budget:.6} budget. Raise the budget with `PATCH /admin/keys/{}`.",
-                ask.key_id, ask.key_id
-            )),
+            Refusal::Budget {
+                spent,
+                held,
+                budget,
+            } => {
+                let in_flight = if *held > 0.0 {
+                    format!(" (and ${held:.6} is held by its requests in flight)")
+                } else {
+                    String::new()
+                };
+                GatewayError::insufficient_quota(format!(
+                    "Key {} has spent ${spent:.6} of its ${budget:.6} budget{in_flight}. Raise the budget with `PATCH /admin/keys/{}`.",
+                    ask.key_id, ask.key_id
+                ))
+            }
         };
         Some(e)
     }
@@ -200,7 +216,12 @@ impl Buckets {
         if slot.0 != now_s {
             *slot = (now_s, 0);
         }
-        slot.1 += n;
+        slot.1 = slot.1.saturating_add(n);
+    }
+
+    /// Whether second `s`'s bucket is still in the window at `now_s`.
+    fn holds(&self, s: u64, now_s: u64) -> bool {
+        self.0[(s % BUCKETS as u64) as usize].0 == s && s + (BUCKETS as u64) > now_s
     }
 
     /// Milliseconds until the oldest counted second leaves the window.
@@ -215,6 +236,8 @@ struct KeyState {
     tokens: Buckets,
     /// Spend per the ledger when loaded, plus every settled cost since.
     spent: Option<f64>,
+    /// When `spent` was loaded (ms): it is loaded again after [`SPEND_RELOAD_MS`].
+    spent_at: u64,
     /// Costs held by admitted, unsettled requests.
     held: f64,
 }
@@ -233,8 +256,9 @@ impl Local {
                 headers: RateHeaders::default(),
             };
         };
-        if st.spent.is_none() {
-            st.spent = spent;
+        if let Some(v) = spent {
+            st.spent = Some(v);
+            st.spent_at = now_ms;
         }
         let now_s = now_ms / 1000;
         let (req_used, req_oldest) = st.requests.used(now_s);
@@ -243,7 +267,11 @@ impl Local {
         if let Some(budget) = ask.budget_usd {
             let spent = st.spent.unwrap_or(0.0);
             if spent + st.held >= budget {
-                refused = Some(Refusal::Budget { spent, budget });
+                refused = Some(Refusal::Budget {
+                    spent,
+                    held: st.held,
+                    budget,
+                });
             }
         }
         if refused.is_none() && ask.rpm.is_some_and(|rpm| req_used >= rpm) {
@@ -293,10 +321,18 @@ impl Local {
         };
         let Ok(mut st) = entry.lock() else { return };
         if s.tpm {
-            let delta = i64::try_from(s.tokens_used).unwrap_or(i64::MAX)
-                - i64::try_from(s.tokens_held).unwrap_or(i64::MAX);
+            let used = i64::try_from(s.tokens_used.min(MAX_TOKENS)).unwrap_or(0);
+            let held = i64::try_from(s.tokens_held.min(MAX_TOKENS)).unwrap_or(0);
+            let delta = used - held;
+            let now_s = now_ms / 1000;
             if delta != 0 {
-                st.tokens.add(now_ms / 1000, delta);
+                // The correction goes where the estimate was counted (and leaves the window
+                // with it); once that second has left, only an excess still counts.
+                if st.tokens.holds(s.admitted_s, now_s) {
+                    st.tokens.add(s.admitted_s, delta);
+                } else if delta > 0 {
+                    st.tokens.add(now_s, delta);
+                }
             }
         }
         if s.budget {
@@ -307,11 +343,15 @@ impl Local {
         }
     }
 
-    /// Whether the key's spend has been loaded from the ledger.
-    fn knows_spend(&self, key_id: &str) -> bool {
+    /// Whether the key's spend was loaded from the ledger recently enough.
+    fn knows_spend(&self, key_id: &str, now_ms: u64) -> bool {
         self.keys
             .get(key_id)
-            .and_then(|e| e.value().lock().ok().map(|s| s.spent.is_some()))
+            .and_then(|e| {
+                e.value().lock().ok().map(|s| {
+                    s.spent.is_some() && now_ms.saturating_sub(s.spent_at) < SPEND_RELOAD_MS
+                })
+            })
             .unwrap_or(false)
     }
 }
@@ -326,8 +366,10 @@ pub struct Settle {
     pub tokens_used: u64,
     pub cost_held: f64,
     pub cost: f64,
-    /// Names the hold in Redis.
+    /// Names the hold in Redis (the request's own, or its lease's).
     pub hold_id: String,
+    /// The second the token estimate was counted in: the correction goes there.
+    pub admitted_s: u64,
 }
 
 /// Limits for every key, local or shared.
@@ -358,32 +400,72 @@ impl Limits {
                 None,
             ));
         }
-        let mut decision = None;
-        // Names the request's own hold in Redis (none when a lease admitted it).
-        let mut hold_id = String::new();
         if let Some(r) = &self.redis {
-            match r.admit(ask, &self.store).await {
-                Ok((d, id)) => {
-                    decision = Some((d, true));
-                    hold_id = id.unwrap_or_default();
-                }
-                Err(e) => r.warn_fallback(&e),
+            let shared = match r.admit_from_lease(ask) {
+                Some(a) => Some(a),
+                None => match self.admit_in_redis(r, ask).await {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        r.warn_fallback(&e);
+                        None
+                    }
+                },
+            };
+            if let Some(a) = shared {
+                let hold = a
+                    .decision
+                    .refused
+                    .is_none()
+                    .then(|| self.hold(ask, true, a.hold_id, a.sec));
+                return Ok((a.decision, hold));
             }
         }
-        let (decision, shared) = match decision {
-            Some(d) => d,
-            None => {
-                let spent = if ask.budget_usd.is_some() && !self.local.knows_spend(&ask.key_id) {
-                    Some(self.store.spend(&ask.key_id).await.map_err(|e| {
-                        GatewayError::internal(format!("budget lookup failed: {e}")).retryable(true)
-                    })?)
-                } else {
-                    None
-                };
-                (self.local.admit(ask, now_ms(), spent), false)
-            }
+        let now = now_ms();
+        let spent = if ask.budget_usd.is_some() && !self.local.knows_spend(&ask.key_id, now) {
+            Some(self.store.spend(&ask.key_id).await.map_err(|e| {
+                GatewayError::internal(format!("budget lookup failed: {e}")).retryable(true)
+            })?)
+        } else {
+            None
         };
-        let hold = decision.refused.is_none().then(|| Hold {
+        let decision = self.local.admit(ask, now, spent);
+        let hold = decision
+            .refused
+            .is_none()
+            .then(|| self.hold(ask, false, String::new(), now / 1000));
+        Ok((decision, hold))
+    }
+
+    /// The Redis round trip, in its own task: a client that leaves meanwhile does not
+    /// strand what the script counted (the admission is settled as unused instead).
+    async fn admit_in_redis(
+        &self,
+        r: &RedisLimits,
+        ask: &Ask,
+    ) -> Result<crate::redis_limits::Admitted, redis::RedisError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (r2, ask2, store, me) = (r.clone(), ask.clone(), self.store.clone(), self.clone());
+        tokio::spawn(async move {
+            let result = r2.admit(&ask2, &store).await;
+            if let Err(Ok(a)) = tx.send(result) {
+                if a.decision.refused.is_none() {
+                    let mut h = me.hold(&ask2, true, a.hold_id, a.sec);
+                    if let Some(s) = h.settle.as_mut() {
+                        s.tokens_used = 0;
+                    }
+                }
+            }
+        });
+        rx.await.unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "admission task ended",
+            )))
+        })
+    }
+
+    fn hold(&self, ask: &Ask, shared: bool, hold_id: String, admitted_s: u64) -> Hold {
+        Hold {
             limits: self.clone(),
             shared,
             settle: Some(Settle {
@@ -392,17 +474,12 @@ impl Limits {
                 budget: ask.budget_usd.is_some(),
                 tokens_held: ask.tokens,
                 tokens_used: ask.tokens,
-                // A lease holds the cost of the requests it admits.
-                cost_held: if shared && hold_id.is_empty() {
-                    0.0
-                } else {
-                    ask.cost
-                },
+                cost_held: ask.cost,
                 cost: 0.0,
                 hold_id,
+                admitted_s,
             }),
-        });
-        Ok((decision, hold))
+        }
     }
 
     fn settle(&self, s: Settle, shared: bool) {
@@ -424,8 +501,8 @@ pub struct Hold {
 impl Hold {
     pub fn settle(mut self, tokens_used: u64, cost: f64) {
         if let Some(mut s) = self.settle.take() {
-            s.tokens_used = tokens_used;
-            s.cost = cost;
+            s.tokens_used = tokens_used.min(MAX_TOKENS);
+            s.cost = if cost.is_finite() { cost.max(0.0) } else { 0.0 };
             self.limits.settle(s, self.shared);
         }
     }
@@ -466,7 +543,13 @@ mod tests {
         }
     }
 
-    fn settle(tokens_held: u64, tokens_used: u64, cost_held: f64, cost: f64) -> Settle {
+    fn settle(
+        tokens_held: u64,
+        tokens_used: u64,
+        cost_held: f64,
+        cost: f64,
+        admitted_s: u64,
+    ) -> Settle {
         Settle {
             key_id: "k".into(),
             tpm: true,
@@ -476,6 +559,7 @@ mod tests {
             cost_held,
             cost,
             hold_id: "h".into(),
+            admitted_s,
         }
     }
 
@@ -510,13 +594,29 @@ mod tests {
         let d = l.admit(&a, 2_000, None);
         assert!(matches!(d.refused, Some(Refusal::Tokens { asked: 60, .. })));
         // The first request really used 20 tokens: 80 left.
-        l.settle(&settle(60, 20, 0.0, 0.0), 3_000);
+        l.settle(&settle(60, 20, 0.0, 0.0, 1), 3_000);
         let d = l.admit(&a, 3_500, None);
         assert_eq!(d.refused, None);
         assert_eq!(d.headers.tokens.map(|w| w.remaining), Some(20));
         // Sixty seconds after the first bucket it has left the window.
         let d = l.admit(&ask(None, Some(100), None, 30), 61_000, None);
         assert_eq!(d.refused, None);
+    }
+
+    #[test]
+    fn a_correction_leaves_the_window_with_its_estimate() {
+        let l = Local::default();
+        let a = ask(None, Some(100), None, 100);
+        assert_eq!(l.admit(&a, 0, None).refused, None);
+        // It failed: settled at 0 tokens, 30 s later.
+        l.settle(&settle(100, 0, 0.0, 0.0, 0), 30_000);
+        assert_eq!(l.admit(&a, 30_500, None).refused, None);
+        // At 60 s the first second leaves: one 100-token request is counted (at 30 s), so a
+        // second one is refused — the correction did not outlive its estimate.
+        assert!(l.admit(&a, 60_500, None).refused.is_some());
+        // A correction for a second that already left adds only an excess.
+        l.settle(&settle(100, 0, 0.0, 0.0, 0), 61_000);
+        assert!(l.admit(&a, 61_500, None).refused.is_some());
     }
 
     #[test]
@@ -531,12 +631,13 @@ mod tests {
             l.admit(&a, 0, None).refused,
             Some(Refusal::Budget {
                 spent: 0.1,
+                held: 1.2000000000000002,
                 budget: 1.0
             })
         );
         // Two finish having cost less than held: 0.2 spent + 0.4 held.
-        l.settle(&settle(0, 0, 0.4, 0.05), 0);
-        l.settle(&settle(0, 0, 0.4, 0.05), 0);
+        l.settle(&settle(0, 0, 0.4, 0.05, 0), 0);
+        l.settle(&settle(0, 0, 0.4, 0.05, 0), 0);
         assert_eq!(l.admit(&a, 0, None).refused, None);
     }
 

@@ -4,18 +4,22 @@
 //! instances), with Redis's own clock, so instances whose clocks differ still agree. When a
 //! key's limits are large, the script also grants a *lease*: 1/64 of what is left (at most
 //! 256 requests), counted in Redis at once and then used by this instance without a round
-//! trip, for up to a second, after which the unused part is given back. Limits stay exact
-//! (nothing is admitted that Redis did not count); a key near its limit gets no lease, so
+//! trip until the end of Redis's current second, after which the unused part is given
+//! back. Limits stay exact (nothing is admitted that Redis did not count, and a lease is
+//! used only within the second it was counted in); a key near its limit gets no lease, so
 //! small limits are decided request by request. Settling goes through a channel to one
 //! task that sends the settles of many requests in one pipeline. Keys per API key `K`:
 //!
 //! - `jinf:{K}:win` — hash of one-second buckets (`r<second>` → requests, `t<second>` →
 //!   tokens) with running sums `rs`, `ts` and the oldest counted second `lo`: the RPM and
 //!   TPM windows, each admission amortized O(1);
-//! - `jinf:{K}:spend` — the key's spend in USD, loaded from the ledger on first use;
-//! - `jinf:{K}:holds` — sorted set (by admission ms) of the holds of requests in flight,
-//!   each `id|cost`, and `jinf:{K}:held` their sum; holds older than [`HOLD_TTL_MS`] (an
-//!   instance that died mid-request) are dropped.
+//! - `jinf:{K}:spend` — the key's spend in USD, loaded from the ledger (and reloaded every
+//!   [`SPEND_TTL_S`] seconds, so a lost settle cannot skew it for long);
+//! - `jinf:{K}:holds` — hash hold id → USD still held, `jinf:{K}:holdtimes` — sorted set
+//!   hold id → admission ms, and `jinf:{K}:held` — the sum. A hold is one request's
+//!   estimated cost, or a lease's: each request admitted from the lease releases its own
+//!   estimate when it settles, and the lease's unused part is released when it ends. Holds
+//!   older than [`HOLD_TTL_MS`] (an instance that died mid-request) are dropped.
 //!
 //! Key changes (revoke, update) are published on [`KEYS_CHANNEL`], so every instance drops
 //! its cached copy at once.
@@ -27,7 +31,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
@@ -38,22 +41,31 @@ use crate::store::Store;
 pub const KEYS_CHANNEL: &str = "jinf:keys";
 /// A hold whose request has not settled after this long is forgotten.
 pub const HOLD_TTL_MS: u64 = 15 * 60 * 1000;
+/// How long Redis keeps a key's spend before it is loaded from the ledger again.
+pub const SPEND_TTL_S: u64 = 300;
 /// Settles waiting for the settle task.
 const SETTLE_QUEUE: usize = 65_536;
 /// Settles sent in one pipeline.
 const SETTLE_BATCH: usize = 512;
+/// How long the settle task gathers messages before sending them.
+const SETTLE_LINGER: Duration = Duration::from_millis(2);
+/// How long a lease may be used at most (it also ends with Redis's second).
+const LEASE_TTL: Duration = Duration::from_secs(1);
 
-/// Moves the window of `KEYS[1]` to second `sec`: buckets that left the window are
-/// subtracted from the running sums `rs` (requests) and `ts` (tokens) and deleted, and `lo`
-/// becomes the oldest second still counted. Amortized O(1): each bucket leaves once.
-const ADVANCE: &str = r"
+/// Shared by the scripts. `advance` moves the window of `KEYS[1]` to second `sec`: buckets
+/// that left the window are subtracted from the running sums `rs` (requests) and `ts`
+/// (tokens) and deleted, and `lo` becomes the oldest second still counted (amortized O(1):
+/// each bucket leaves once). It returns `lo` and the second to count in (never below `lo`,
+/// even if Redis's clock stepped back). `release` gives back up to `amount` of hold `id`.
+const HELPERS: &str = r"
 local function advance(win, sec)
   local lo = tonumber(redis.call('HGET', win, 'lo') or '-1')
   if lo < 0 or sec - lo >= 120 then
     redis.call('DEL', win)
     redis.call('HSET', win, 'lo', sec, 'rs', 0, 'ts', 0)
-    return sec
+    return sec, sec
   end
+  if sec < lo then return lo, lo end
   local rs_d, ts_d = 0, 0
   while lo <= sec - 60 do
     local v = redis.call('HMGET', win, 'r' .. lo, 't' .. lo)
@@ -70,13 +82,30 @@ local function advance(win, sec)
   redis.call('HSET', win, 'lo', lo)
   if rs_d ~= 0 then redis.call('HINCRBY', win, 'rs', -rs_d) end
   if ts_d ~= 0 then redis.call('HINCRBY', win, 'ts', -ts_d) end
-  return lo
+  return lo, sec
+end
+local function release(id, amount)
+  if amount <= 0 then return end
+  local a = redis.call('HGET', KEYS[3], id)
+  if not a then return end
+  a = tonumber(a)
+  if amount >= a - 1e-12 then
+    amount = a
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('ZREM', KEYS[4], id)
+  else
+    redis.call('HINCRBYFLOAT', KEYS[3], id, -amount)
+  end
+  redis.call('INCRBYFLOAT', KEYS[5], -amount)
 end
 ";
 
-/// KEYS: window hash, spend, holds (sorted set by admission ms), held sum.
-/// ARGV: rpm, tpm, budget (-1: none), token estimate, cost to hold, hold member, hold TTL
-/// ms, lease id (empty: no lease).
+/// KEYS: window, spend, holds, holdtimes, held.
+/// ARGV: rpm, tpm, budget (-1: none), token estimate, cost estimate, hold id, hold TTL ms,
+/// `1` when a lease may be granted.
+/// Returns {code, requests used, requests reset ms, tokens used, tokens reset ms, spent,
+/// leased requests, leased tokens, leased cost, second, ms within the second}; code 0
+/// admitted, 1 RPM, 2 TPM, 3 budget, -1 spend not loaded.
 const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -85,32 +114,32 @@ local tpm = tonumber(ARGV[2])
 local budget = tonumber(ARGV[3])
 local est = tonumber(ARGV[4])
 local cost = tonumber(ARGV[5])
-local member = ARGV[6]
-local spent = 0
-local held = 0
+local id = ARGV[6]
+local spent, held = 0, 0
 if budget >= 0 then
   local s = redis.call('GET', KEYS[2])
   if not s then return {-1} end
   spent = tonumber(s)
-  local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[7]), 'LIMIT', 0, 100)
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[7]), 'LIMIT', 0, 100)
   for _, m in ipairs(stale) do
-    redis.call('ZREM', KEYS[3], m)
-    redis.call('INCRBYFLOAT', KEYS[4], -tonumber(string.match(m, '|(.+)$')))
+    release(m, math.huge)
+    redis.call('ZREM', KEYS[4], m)
   end
-  held = tonumber(redis.call('GET', KEYS[4]) or '0')
-  if spent + held >= budget then return {3, 0, 0, 0, 0, tostring(spent)} end
+  held = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if spent + held >= budget then return {3, 0, 0, 0, 0, tostring(spent), tostring(held)} end
 end
 local sec = math.floor(now / 1000)
-local req_used, tok_used, lo = 0, 0, sec
+local lo = sec
+local req_used, tok_used = 0, 0
 if rpm > 0 or tpm > 0 then
-  lo = advance(KEYS[1], sec)
+  lo, sec = advance(KEYS[1], sec)
   local v = redis.call('HMGET', KEYS[1], 'rs', 'ts')
   req_used = tonumber(v[1] or '0')
   tok_used = tonumber(v[2] or '0')
 end
 local function reset(used)
   if used <= 0 then return 0 end
-  return (lo + 60) * 1000 - now
+  return math.max(0, (lo + 60) * 1000 - now)
 end
 if rpm > 0 and req_used >= rpm then
   return {1, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent)}
@@ -118,10 +147,8 @@ end
 if tpm > 0 and tok_used + est > tpm then
   return {2, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent)}
 end
--- A lease: room for more requests, reserved now and used by this instance without asking
--- again, when the limits are large enough that 1/64 of what is left is worth it.
 local lr, lt, lc = 0, 0, 0
-if ARGV[8] ~= '' then
+if ARGV[8] == '1' then
   if rpm > 0 then lr = math.min(256, math.floor((rpm - req_used) / 64)) end
   if tpm > 0 then lt = math.floor((tpm - tok_used - est) / 64) end
   if budget >= 0 then lc = (budget - spent - held) / 64 - cost end
@@ -142,65 +169,64 @@ if tpm > 0 then
   tok_used = tok_used + est + lt
 end
 if rpm > 0 or tpm > 0 then redis.call('EXPIRE', KEYS[1], 120) end
-if budget >= 0 and cost > 0 then
-  redis.call('ZADD', KEYS[3], now, member)
-  redis.call('INCRBYFLOAT', KEYS[4], cost)
+if budget >= 0 and cost + lc > 0 then
+  redis.call('HINCRBYFLOAT', KEYS[3], id, cost + lc)
+  redis.call('ZADD', KEYS[4], now, id)
+  redis.call('INCRBYFLOAT', KEYS[5], cost + lc)
 end
-if lc > 0 then
-  redis.call('ZADD', KEYS[3], now, ARGV[8] .. '|' .. lc)
-  redis.call('INCRBYFLOAT', KEYS[4], lc)
+return {0, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent), lr, lt, tostring(lc), sec, now % 1000}
+";
+
+/// KEYS: as ADMIT. ARGV: token estimate, tokens used, real cost, hold id, cost held, tpm
+/// flag, budget flag, the second the estimate was counted in.
+const SETTLE: &str = r"
+if ARGV[6] == '1' then
+  local delta = tonumber(ARGV[2]) - tonumber(ARGV[1])
+  local asec = tonumber(ARGV[8])
+  local lo = tonumber(redis.call('HGET', KEYS[1], 'lo') or '-1')
+  if delta ~= 0 and lo >= 0 then
+    if asec >= lo and redis.call('HEXISTS', KEYS[1], 't' .. asec) == 1 then
+      -- The correction goes where the estimate was counted, and leaves with it.
+      redis.call('HINCRBY', KEYS[1], 't' .. asec, delta)
+      redis.call('HINCRBY', KEYS[1], 'ts', delta)
+    elseif delta > 0 then
+      local t = redis.call('TIME')
+      local _, sec = advance(KEYS[1], tonumber(t[1]))
+      redis.call('HINCRBY', KEYS[1], 't' .. sec, delta)
+      redis.call('HINCRBY', KEYS[1], 'ts', delta)
+    end
+  end
 end
-return {0, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent), lr, lt, tostring(lc), sec}
+if ARGV[7] == '1' then
+  release(ARGV[4], tonumber(ARGV[5]))
+  local cost = tonumber(ARGV[3])
+  if cost > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('INCRBYFLOAT', KEYS[2], ARGV[3])
+  end
+end
+return 0
 ";
 
 /// Gives back what a lease did not use. KEYS: as ADMIT. ARGV: the lease's second, unused
-/// requests, unused tokens, the lease's hold member.
+/// requests, unused tokens, the lease's hold id, unused cost.
 const RETURN: &str = r"
 local lo = tonumber(redis.call('HGET', KEYS[1], 'lo') or '-1')
 local sec = tonumber(ARGV[1])
 if lo >= 0 and sec >= lo then
   local r = tonumber(ARGV[2])
   local t = tonumber(ARGV[3])
-  if r > 0 then
+  if r > 0 and redis.call('HEXISTS', KEYS[1], 'r' .. sec) == 1 then
     redis.call('HINCRBY', KEYS[1], 'r' .. sec, -r)
     redis.call('HINCRBY', KEYS[1], 'rs', -r)
   end
-  if t > 0 then
+  if t > 0 and redis.call('HEXISTS', KEYS[1], 't' .. sec) == 1 then
     redis.call('HINCRBY', KEYS[1], 't' .. sec, -t)
     redis.call('HINCRBY', KEYS[1], 'ts', -t)
   end
 end
-if ARGV[4] ~= '' and redis.call('ZREM', KEYS[3], ARGV[4]) == 1 then
-  redis.call('INCRBYFLOAT', KEYS[4], -tonumber(string.match(ARGV[4], '|(.+)$')))
-end
+release(ARGV[4], tonumber(ARGV[5]))
 return 0
 ";
-
-/// KEYS: as ADMIT. ARGV: token delta, cost, hold member, tpm flag, budget flag.
-const SETTLE: &str = r"
-local t = redis.call('TIME')
-local sec = tonumber(t[1])
-local delta = tonumber(ARGV[1])
-if delta ~= 0 and ARGV[4] == '1' and redis.call('HEXISTS', KEYS[1], 'lo') == 1 then
-  redis.call('HINCRBY', KEYS[1], 't' .. sec, delta)
-  redis.call('HINCRBY', KEYS[1], 'ts', delta)
-end
-if ARGV[5] == '1' then
-  if redis.call('ZREM', KEYS[3], ARGV[3]) == 1 then
-    redis.call('INCRBYFLOAT', KEYS[4], -tonumber(string.match(ARGV[3], '|(.+)$')))
-  end
-  local cost = tonumber(ARGV[2])
-  if cost > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('INCRBYFLOAT', KEYS[2], ARGV[2])
-  end
-end
-return 0
-";
-
-/// The member naming a hold in the holds set: its id and the cost it holds.
-fn hold_member(hold_id: &str, cost: f64) -> String {
-    format!("{hold_id}|{cost}")
-}
 
 /// What the settle task sends.
 enum Msg {
@@ -214,11 +240,13 @@ struct LeaseReturn {
     sec: u64,
     requests: u64,
     tokens: u64,
-    member: String,
+    hold_id: String,
+    cost: f64,
 }
 
 /// Room reserved in Redis for this instance's next requests of one key (see ADMIT).
 struct Lease {
+    /// Its hold's id, shared by the requests it admits.
     id: String,
     /// Redis's second at the grant (where the reservation was counted).
     sec: u64,
@@ -227,8 +255,6 @@ struct Lease {
     requests: u64,
     tokens: u64,
     cost: f64,
-    /// The reserved cost (released when the lease ends).
-    cost_reserved: f64,
     /// The headers at the grant, with the whole lease counted as used.
     headers: RateHeaders,
     granted_at: Instant,
@@ -242,7 +268,7 @@ impl Lease {
             && (ask.budget_usd.is_none() || self.cost >= ask.cost)
     }
 
-    fn take(&mut self, ask: &Ask) -> Decision {
+    fn take(&mut self, ask: &Ask) -> Admitted {
         if ask.rpm.is_some() {
             self.requests -= 1;
         }
@@ -257,16 +283,20 @@ impl Lease {
         let adjust = |w: Option<Window>, unused: u64| {
             w.map(|w| Window {
                 limit: w.limit,
-                remaining: (w.remaining + unused).min(w.limit),
+                remaining: w.remaining.saturating_add(unused).min(w.limit),
                 reset_ms: w.reset_ms.saturating_sub(elapsed),
             })
         };
-        Decision {
-            refused: None,
-            headers: RateHeaders {
-                requests: adjust(self.headers.requests, requests),
-                tokens: adjust(self.headers.tokens, tokens),
+        Admitted {
+            decision: Decision {
+                refused: None,
+                headers: RateHeaders {
+                    requests: adjust(self.headers.requests, requests),
+                    tokens: adjust(self.headers.tokens, tokens),
+                },
             },
+            hold_id: self.id.clone(),
+            sec: self.sec,
         }
     }
 
@@ -276,17 +306,22 @@ impl Lease {
             sec: self.sec,
             requests: self.requests,
             tokens: self.tokens,
-            member: if self.cost_reserved > 0.0 {
-                hold_member(&self.id, self.cost_reserved)
-            } else {
-                String::new()
-            },
+            hold_id: self.id,
+            cost: self.cost,
         }
     }
 }
 
-/// How long a lease may be used before what is left of it is given back.
-const LEASE_TTL: Duration = Duration::from_secs(1);
+/// Redis's answer to one admission.
+pub struct Admitted {
+    pub decision: Decision,
+    /// The hold that carries the request's estimated cost (its own, or its lease's).
+    pub hold_id: String,
+    /// Redis's second in which the request (or its lease) was counted.
+    pub sec: u64,
+}
+
+type Leases = DashMap<String, Mutex<Option<Lease>>>;
 
 /// The Redis side of [`crate::limits::Limits`].
 #[derive(Clone)]
@@ -294,35 +329,42 @@ pub struct RedisLimits {
     conn: ConnectionManager,
     admit: Arc<redis::Script>,
     tx: mpsc::Sender<Msg>,
-    leases: Arc<DashMap<String, Mutex<Option<Lease>>>>,
+    leases: Arc<Leases>,
     last_warn_ms: Arc<AtomicU64>,
 }
 
-fn keys(id: &str) -> [String; 4] {
+fn keys(id: &str) -> [String; 5] {
     [
         format!("jinf:{{{id}}}:win"),
         format!("jinf:{{{id}}}:spend"),
         format!("jinf:{{{id}}}:holds"),
+        format!("jinf:{{{id}}}:holdtimes"),
         format!("jinf:{{{id}}}:held"),
     ]
+}
+
+/// `redis://user:password@host` without the password, for messages.
+pub fn redact(url: &str) -> String {
+    crate::store::redact(url)
 }
 
 impl RedisLimits {
     /// Connects to `url` and starts the settle task and the lease sweeper.
     pub async fn connect(url: &str) -> Result<(Self, redis::Client), String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis {url:?}: {e}"))?;
+        let shown = redact(url);
+        let client = redis::Client::open(url).map_err(|e| format!("redis {shown}: {e}"))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(2))
             .set_number_of_retries(2);
         let conn = ConnectionManager::new_with_config(client.clone(), cfg)
             .await
-            .map_err(|e| format!("redis {url:?}: {e}"))?;
+            .map_err(|e| format!("redis {shown}: {e}"))?;
         let (tx, rx) = mpsc::channel(SETTLE_QUEUE);
         tokio::spawn(settler(conn.clone(), rx));
         let this = Self {
             conn,
-            admit: Arc::new(redis::Script::new(&format!("{ADVANCE}{ADMIT}"))),
+            admit: Arc::new(redis::Script::new(&format!("{HELPERS}{ADMIT}"))),
             tx,
             leases: Arc::new(DashMap::new()),
             last_warn_ms: Arc::new(AtomicU64::new(0)),
@@ -331,32 +373,30 @@ impl RedisLimits {
         Ok((this, client))
     }
 
-    /// Admits `ask` from this instance's lease of the key when it covers the request,
-    /// else in Redis. With the decision comes the id of the request's own hold in Redis;
-    /// none when a lease admitted it (the lease holds its cost).
-    pub async fn admit(
-        &self,
-        ask: &Ask,
-        store: &Store,
-    ) -> Result<(Decision, Option<String>), redis::RedisError> {
-        if let Some(entry) = self.leases.get(&ask.key_id) {
-            if let Ok(mut slot) = entry.lock() {
-                match slot.as_mut() {
-                    Some(l) if l.covers(ask) => return Ok((l.take(ask), None)),
-                    Some(_) => {
-                        if let Some(old) = slot.take() {
-                            self.send(Msg::Return(old.give_back(&ask.key_id)));
-                        }
-                    }
-                    None => {}
+    /// Admits `ask` from this instance's lease of the key, when it has one that covers the
+    /// request (no await, no Redis).
+    pub fn admit_from_lease(&self, ask: &Ask) -> Option<Admitted> {
+        let entry = self.leases.get(&ask.key_id)?;
+        let mut slot = entry.lock().ok()?;
+        match slot.as_mut() {
+            Some(l) if l.covers(ask) => Some(l.take(ask)),
+            Some(_) => {
+                if let Some(old) = slot.take() {
+                    self.send(Msg::Return(old.give_back(&ask.key_id)));
                 }
+                None
             }
+            None => None,
         }
+    }
+
+    /// Admits `ask` in Redis (granting this instance a lease when the limits are large).
+    pub async fn admit(&self, ask: &Ask, store: &Store) -> Result<Admitted, redis::RedisError> {
         let k = keys(&ask.key_id);
         let mut conn = self.conn.clone();
-        let lease_id = crate::ledger::unique_id();
         let hold_id = crate::ledger::unique_id();
         for _ in 0..2 {
+            let sent_at = Instant::now();
             let mut inv = self.admit.prepare_invoke();
             for key in &k {
                 inv.key(key);
@@ -366,9 +406,9 @@ impl RedisLimits {
                 .arg(ask.budget_usd.map_or(-1.0, |b| b.max(0.0)))
                 .arg(ask.tokens)
                 .arg(ask.cost)
-                .arg(hold_member(&hold_id, ask.cost))
+                .arg(&hold_id)
                 .arg(HOLD_TTL_MS)
-                .arg(&lease_id);
+                .arg("1");
             let reply: Vec<redis::Value> = inv.invoke_async(&mut conn).await?;
             let int = |i: usize| match reply.get(i) {
                 Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
@@ -386,7 +426,8 @@ impl RedisLimits {
                 _ => 0,
             };
             if code == -1 {
-                // The key's spend is not in Redis yet: load it from the ledger once.
+                // The key's spend is not in Redis (first use, or reloaded every few
+                // minutes): load it from the ledger.
                 let spent = store.spend(&ask.key_id).await.map_err(|e| {
                     redis::RedisError::from((
                         redis::ErrorKind::IoError,
@@ -398,6 +439,8 @@ impl RedisLimits {
                     .arg(&k[1])
                     .arg(spent)
                     .arg("NX")
+                    .arg("EX")
+                    .arg(SPEND_TTL_S)
                     .query_async(&mut conn)
                     .await?;
                 continue;
@@ -414,6 +457,7 @@ impl RedisLimits {
                 }),
                 3 => Some(Refusal::Budget {
                     spent,
+                    held: float(6),
                     budget: ask.budget_usd.unwrap_or(0.0),
                 }),
                 _ => None,
@@ -434,16 +478,18 @@ impl RedisLimits {
                     }),
                 }
             };
-            let (lr, lt, lc) = (int(6), int(7), float(8));
+            let (lr, lt, lc, sec, ms_in_sec) = (int(6), int(7), float(8), int(9), int(10));
             if refused.is_none() && (lr > 0 || lt > 0 || lc > 0.0) {
+                // Used only within the Redis second it was counted in (so its requests
+                // leave the window when it says they do).
+                let left = Duration::from_millis(1000u64.saturating_sub(ms_in_sec));
                 let lease = Lease {
-                    id: lease_id,
-                    sec: int(9),
-                    expires: Instant::now() + LEASE_TTL,
+                    id: hold_id.clone(),
+                    sec,
+                    expires: sent_at + left.min(LEASE_TTL),
                     requests: lr,
                     tokens: lt,
                     cost: lc,
-                    cost_reserved: lc,
                     headers: headers.clone(),
                     granted_at: Instant::now(),
                 };
@@ -457,7 +503,11 @@ impl RedisLimits {
                     self.send(Msg::Return(old.give_back(&ask.key_id)));
                 }
             }
-            return Ok((Decision { refused, headers }, Some(hold_id)));
+            return Ok(Admitted {
+                decision: Decision { refused, headers },
+                hold_id,
+                sec,
+            });
         }
         Err(redis::RedisError::from((
             redis::ErrorKind::ResponseError,
@@ -503,13 +553,11 @@ impl RedisLimits {
     }
 }
 
-/// Gives back expired leases every [`LEASE_TTL`] (until the limits are dropped).
-async fn sweep(
-    leases: std::sync::Weak<DashMap<String, Mutex<Option<Lease>>>>,
-    tx: mpsc::Sender<Msg>,
-) {
+/// Gives back expired leases every few hundred milliseconds (until the limits are dropped).
+async fn sweep(leases: std::sync::Weak<Leases>, tx: mpsc::Sender<Msg>) {
+    let mut idle_rounds = 0u32;
     loop {
-        tokio::time::sleep(LEASE_TTL).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let Some(leases) = leases.upgrade() else {
             return;
         };
@@ -523,36 +571,62 @@ async fn sweep(
                 }
             }
         }
-        // Keys with no lease for a whole sweep are forgotten.
-        leases.retain(|_, v| v.get_mut().map(|s| s.is_some()).unwrap_or(false));
+        // Every few seconds, forget keys that have no lease.
+        idle_rounds += 1;
+        if idle_rounds >= 16 {
+            idle_rounds = 0;
+            leases.retain(|_, v| v.get_mut().map(|s| s.is_some()).unwrap_or(false));
+        }
     }
 }
 
 async fn settler(mut conn: ConnectionManager, mut rx: mpsc::Receiver<Msg>) {
-    let settle = redis::Script::new(SETTLE);
-    let give_back = redis::Script::new(RETURN);
+    let settle = redis::Script::new(&format!("{HELPERS}{SETTLE}"));
+    let give_back = redis::Script::new(&format!("{HELPERS}{RETURN}"));
     let mut batch = Vec::with_capacity(SETTLE_BATCH);
     let mut rest = Vec::new();
+    // The scripts are loaded once, and again after Redis forgot them (restart, SCRIPT FLUSH).
+    let mut loaded = false;
     while rx.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-        // Load the scripts once per batch (EVALSHA below needs them cached in Redis).
-        for script in [&settle, &give_back] {
-            let loaded: Result<String, _> = script.prepare_invoke().load_async(&mut conn).await;
-            if let Err(e) = loaded {
-                tracing::warn!(error = %e, "redis settle failed; holds expire on their own");
+        // Gather a little longer: fewer, larger pipelines.
+        if batch.len() < SETTLE_BATCH {
+            tokio::time::sleep(SETTLE_LINGER).await;
+            while batch.len() < SETTLE_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
+        if !loaded {
+            loaded = true;
+            for script in [&settle, &give_back] {
+                let r: Result<String, _> = script.prepare_invoke().load_async(&mut conn).await;
+                if let Err(e) = r {
+                    loaded = false;
+                    tracing::warn!(error = %e, "redis settle failed; holds expire on their own");
+                }
             }
         }
         let mut pipe = redis::pipe();
-        // Requests admitted from a lease hold nothing of their own: their token corrections
-        // and costs are summed per key, one script call per key per batch.
-        let mut merged: HashMap<(String, bool, bool), Settle> = HashMap::new();
+        // Requests admitted from one lease share its hold and its second: their settles
+        // are summed, one script call per lease per batch.
+        let mut merged: HashMap<(String, String, u64, bool, bool), Settle> = HashMap::new();
         for m in batch.drain(..) {
             match m {
-                Msg::Settle(s) if s.cost_held == 0.0 => {
-                    match merged.entry((s.key_id.clone(), s.tpm, s.budget)) {
+                Msg::Settle(s) => {
+                    match merged.entry((
+                        s.key_id.clone(),
+                        s.hold_id.clone(),
+                        s.admitted_s,
+                        s.tpm,
+                        s.budget,
+                    )) {
                         Entry::Occupied(mut x) => {
                             let x = x.get_mut();
-                            x.tokens_held += s.tokens_held;
-                            x.tokens_used += s.tokens_used;
+                            x.tokens_held = x.tokens_held.saturating_add(s.tokens_held);
+                            x.tokens_used = x.tokens_used.saturating_add(s.tokens_used);
+                            x.cost_held += s.cost_held;
                             x.cost += s.cost;
                         }
                         Entry::Vacant(v) => {
@@ -567,42 +641,49 @@ async fn settler(mut conn: ConnectionManager, mut rx: mpsc::Receiver<Msg>) {
             match m {
                 Msg::Settle(s) => {
                     let k = keys(&s.key_id);
-                    let delta = i64::try_from(s.tokens_used).unwrap_or(i64::MAX)
-                        - i64::try_from(s.tokens_held).unwrap_or(i64::MAX);
-                    pipe.cmd("EVALSHA")
-                        .arg(settle.get_hash())
-                        .arg(4)
-                        .arg(&k[0])
-                        .arg(&k[1])
-                        .arg(&k[2])
-                        .arg(&k[3])
-                        .arg(delta)
+                    pipe.cmd("EVALSHA").arg(settle.get_hash()).arg(5);
+                    for key in &k {
+                        pipe.arg(key);
+                    }
+                    pipe.arg(s.tokens_held)
+                        .arg(s.tokens_used)
                         .arg(s.cost)
-                        .arg(hold_member(&s.hold_id, s.cost_held))
+                        .arg(&s.hold_id)
+                        .arg(s.cost_held)
                         .arg(if s.tpm { "1" } else { "0" })
                         .arg(if s.budget { "1" } else { "0" })
+                        .arg(s.admitted_s)
                         .ignore();
                 }
                 Msg::Return(r) => {
                     let k = keys(&r.key_id);
-                    pipe.cmd("EVALSHA")
-                        .arg(give_back.get_hash())
-                        .arg(4)
-                        .arg(&k[0])
-                        .arg(&k[1])
-                        .arg(&k[2])
-                        .arg(&k[3])
-                        .arg(r.sec)
+                    pipe.cmd("EVALSHA").arg(give_back.get_hash()).arg(5);
+                    for key in &k {
+                        pipe.arg(key);
+                    }
+                    pipe.arg(r.sec)
                         .arg(r.requests)
                         .arg(r.tokens)
-                        .arg(&r.member)
+                        .arg(&r.hold_id)
+                        .arg(r.cost)
                         .ignore();
                 }
             }
         }
         let r: Result<(), _> = pipe.query_async(&mut conn).await;
         if let Err(e) = r {
-            tracing::warn!(error = %e, "redis settle failed; holds expire on their own");
+            if e.kind() == redis::ErrorKind::NoScriptError {
+                // Redis forgot the scripts: load them and send this batch again.
+                for script in [&settle, &give_back] {
+                    let _: Result<String, _> = script.prepare_invoke().load_async(&mut conn).await;
+                }
+                if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                    loaded = false;
+                    tracing::warn!(error = %e, "redis settle failed; holds expire on their own");
+                }
+            } else {
+                tracing::warn!(error = %e, "redis settle failed; holds expire on their own");
+            }
         }
     }
 }

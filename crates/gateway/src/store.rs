@@ -310,17 +310,23 @@ impl Store {
             Db::Sqlite(_) => SQLITE_MIGRATIONS,
             Db::Postgres(_) => POSTGRES_MIGRATIONS,
         };
+        let postgres = matches!(self.db, Db::Postgres(_));
         with_pool!(self, |pool, DB| {
+            // Instances starting together migrate one at a time (PostgreSQL: an advisory
+            // lock held by each migration transaction).
+            const LOCK: &str = "SELECT pg_advisory_xact_lock(7316001)";
+            let mut tx = pool.begin().await?;
+            if postgres {
+                sqlx::query(LOCK).execute(&mut *tx).await?;
+            }
             sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
             for (version, sql) in migrations {
                 let mut tx = pool.begin().await?;
-                if matches!(self.db, Db::Postgres(_)) {
-                    // Instances starting together migrate one at a time.
-                    sqlx::query("SELECT pg_advisory_xact_lock(7316001)")
-                        .execute(&mut *tx)
-                        .await?;
+                if postgres {
+                    sqlx::query(LOCK).execute(&mut *tx).await?;
                 }
                 let done: Option<i64> =
                     sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
@@ -422,10 +428,13 @@ impl Store {
 
     /// Finds the one live key whose id or display prefix is `id_or_prefix`.
     pub async fn find_key(&self, id_or_prefix: &str) -> Result<KeyRecord, StoreError> {
+        // A partial display prefix must say more than `jinf_`; compared case-sensitively.
+        let partial = id_or_prefix.len() >= 8;
         let keys: Vec<KeyRecord> = with_pool!(self, |pool, DB| {
-            let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE (id = $1 OR prefix = $1 OR prefix LIKE $2) AND revoked_at IS NULL"))
+            let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE (id = $1 OR prefix = $1 OR ($2 AND substr(prefix, 1, CAST($3 AS INTEGER)) = $1)) AND revoked_at IS NULL"))
                 .bind(id_or_prefix)
-                .bind(format!("{}%", id_or_prefix.replace(['%', '_'], "")))
+                .bind(partial)
+                .bind(i64::try_from(id_or_prefix.len()).unwrap_or(0))
                 .fetch_all(pool)
                 .await?;
             rows.iter()
@@ -660,9 +669,10 @@ impl Store {
     }
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+/// The URL without its password (in the userinfo or a `password=` parameter), for
+/// messages and logs.
+pub fn redact(url: &str) -> String {
+    let mut out = match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
             match creds.split_once(':') {
@@ -671,7 +681,19 @@ fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    };
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=****"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{base}{}", query.join("&"));
     }
+    out
 }
 
 /// Unix seconds.
@@ -690,5 +712,13 @@ mod tests {
             "postgres://u:****@h:5432/db"
         );
         assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            super::redact("redis://:hunter2@cache:6379/0"),
+            "redis://:****@cache:6379/0"
+        );
+        assert_eq!(
+            super::redact("postgres://u@h/db?sslmode=require&password=hunter2"),
+            "postgres://u@h/db?sslmode=require&password=****"
+        );
     }
 }

@@ -64,22 +64,11 @@ fn check_limits(
     tpm: Option<i64>,
     metadata: Option<&Value>,
 ) -> Result<(), GatewayError> {
-    if budget.is_some_and(|b| !b.is_finite() || b < 0.0) {
-        return Err(
-            GatewayError::bad_request("'budget_usd' must be a number of dollars >= 0.")
-                .param("budget_usd")
-                .code("invalid_value"),
-        );
-    }
-    for (name, v) in [("rpm", rpm), ("tpm", tpm)] {
-        if v.is_some_and(|v| v < 1) {
-            return Err(
-                GatewayError::bad_request(format!("'{name}' must be at least 1."))
-                    .param(name)
-                    .code("invalid_value"),
-            );
-        }
-    }
+    keys::validate_limits(budget, rpm, tpm).map_err(|(field, msg)| {
+        GatewayError::bad_request(msg)
+            .param(field)
+            .code("invalid_value")
+    })?;
     if metadata.is_some_and(|m| !m.is_object()) {
         return Err(
             GatewayError::bad_request("'metadata' must be a JSON object.")

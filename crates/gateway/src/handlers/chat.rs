@@ -38,15 +38,7 @@ pub async fn chat_completions(
             return e.into_response();
         }
     };
-    let admitted = match super::admit(
-        &state,
-        &caller,
-        raw.len(),
-        req.max_output_tokens(),
-        &deployments,
-    )
-    .await
-    {
+    let admitted = match super::admit(&state, &caller, raw.len(), &deployments).await {
         Ok(a) => a,
         Err((e, headers)) => return super::refuse(&state, row, e, &headers, started),
     };

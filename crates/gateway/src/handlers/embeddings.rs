@@ -55,8 +55,7 @@ pub async fn embeddings(
     };
     match prepared.await {
         Ok((req, raw, deployments)) => {
-            let admitted = match super::admit(&state, &caller, raw.len(), None, &deployments).await
-            {
+            let admitted = match super::admit(&state, &caller, raw.len(), &deployments).await {
                 Ok(a) => a,
                 Err((e, headers)) => return super::refuse(&state, row, e, &headers, started),
             };

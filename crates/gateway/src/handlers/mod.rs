@@ -105,12 +105,13 @@ pub struct Admitted {
 }
 
 /// The limit stage: RPM, TPM and budget of the caller's key (nothing to do without a key
-/// or limits). `max_output` bounds the completion, for the cost held against the budget.
+/// or limits). The cost held against the budget while the request runs is its prompt's
+/// estimated cost: the budget is overshot at most by the completions of the requests in
+/// flight, and a request is never refused for what its output might cost.
 pub async fn admit(
     state: &AppState,
     caller: &Caller,
     body_len: usize,
-    max_output: Option<u32>,
     deployments: &[Deployment],
 ) -> Result<Admitted, (GatewayError, RateHeaders)> {
     let tokens = estimate_prompt_tokens(body_len);
@@ -125,10 +126,7 @@ pub async fn admit(
         (Some(_), Some(d)) => state
             .prices
             .get(d.provider.name(), &d.upstream_model)
-            .map_or(0.0, |p| {
-                (tokens as f64 * p.input + f64::from(max_output.unwrap_or(0)) * p.output)
-                    / 1_000_000.0
-            }),
+            .map_or(0.0, |p| tokens as f64 * p.input / 1_000_000.0),
         _ => 0.0,
     };
     let ask = Ask {

@@ -347,7 +347,7 @@ impl<T: StreamTranslator> Drop for UpstreamStream<T> {
         if let Some(mut t) = self.tap.take() {
             let mut usage = self.machine.usage().unwrap_or_default();
             usage.completion_tokens = usage.completion_tokens.max(self.machine.deltas_seen());
-            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+            usage.total_tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
             t.finish(Some(&usage), Some("client_disconnected"));
         }
     }
