@@ -218,12 +218,27 @@ impl KeyChecker {
             {
                 return self.live(Arc::clone(&c.record), &hash, presented);
             }
+            // One request refreshes an expired entry; the others meanwhile use the cached
+            // record (no stampede on the store each time a busy key's entry expires).
+            if let Some(mut e) = self.cache.get_mut(&hash) {
+                if e.tried.elapsed() < STALE_RETRY && age < KEY_CACHE_STALE_OK {
+                    let r = Arc::clone(&e.record);
+                    drop(e);
+                    return self.live(r, &hash, presented);
+                }
+                e.tried = Instant::now();
+            }
         }
         let generation = self.generation.load(Ordering::Acquire);
         let found = match self.store.key_by_hash(&hash).await {
             Ok(found) => found,
             Err(e) => match cached {
-                Some(c) if c.fetched.elapsed() < KEY_CACHE_STALE_OK => {
+                // Still cached (not evicted by a change meanwhile) and not too old.
+                Some(c)
+                    if c.fetched.elapsed() < KEY_CACHE_STALE_OK
+                        && self.cache.contains_key(&hash)
+                        && self.generation.load(Ordering::Acquire) == generation =>
+                {
                     tracing::warn!(error = %e, "key lookup failed; using the cached key");
                     if let Some(mut entry) = self.cache.get_mut(&hash) {
                         entry.tried = Instant::now();
@@ -245,16 +260,20 @@ impl KeyChecker {
         if self.cache.len() >= KEY_CACHE_MAX {
             self.cache.clear();
         }
-        if self.generation.load(Ordering::Acquire) == generation {
-            let now = Instant::now();
-            self.cache.insert(
-                hash.clone(),
-                Cached {
-                    record: Arc::clone(&rec),
-                    fetched: now,
-                    tried: now,
-                },
-            );
+        let now = Instant::now();
+        self.cache.insert(
+            hash.clone(),
+            Cached {
+                record: Arc::clone(&rec),
+                fetched: now,
+                tried: now,
+            },
+        );
+        // An eviction since the lookup began may have been about this very record: drop
+        // what was just cached (it may predate the change).
+        if self.generation.load(Ordering::Acquire) != generation {
+            self.cache
+                .remove_if(&hash, |_, c| Arc::ptr_eq(&c.record, &rec));
         }
         self.live(rec, &hash, presented)
     }

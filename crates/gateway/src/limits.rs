@@ -7,8 +7,9 @@
 //! [`Hold`] is settled when the request's usage row is written: the token estimate is
 //! replaced by the real total and the held cost by the real cost.
 //!
-//! - RPM and TPM are sliding windows of sixty one-second buckets: at most `rpm` requests
-//!   (`tpm` tokens) counted in the last 60 whole seconds; constant memory per key.
+//! - RPM and TPM are sliding windows of one-second buckets: a request counts from its
+//!   second until 61 s later, so at most `rpm` requests (`tpm` tokens) are admitted in any
+//!   60 s; constant memory per key.
 //! - Budget: a request is admitted while `spent + held < budget`, so concurrent requests
 //!   overshoot a budget by at most what the requests in flight cost beyond their holds.
 //!
@@ -28,8 +29,9 @@ use crate::store::Store;
 
 /// The rate window.
 pub const WINDOW_MS: u64 = 60_000;
-/// TPM buckets: one per second of the window.
-const BUCKETS: usize = 60;
+/// One-second buckets counted: 61, so that whatever the request's position within its
+/// second, it is counted for at least a full 60 s (never more than the limit in any 60 s).
+const BUCKETS: usize = 61;
 /// A key's spend is loaded from the ledger again after this long (so costs settled by
 /// other instances, or lost, cannot skew it for long).
 const SPEND_RELOAD_MS: u64 = 300_000;
@@ -240,6 +242,8 @@ struct KeyState {
     spent_at: u64,
     /// Costs held by admitted, unsettled requests.
     held: f64,
+    /// The latest second seen: a wall clock that steps back does not reopen the window.
+    last_s: u64,
 }
 
 impl Local {
@@ -260,7 +264,9 @@ impl Local {
             st.spent = Some(v);
             st.spent_at = now_ms;
         }
-        let now_s = now_ms / 1000;
+        let now_s = (now_ms / 1000).max(st.last_s);
+        st.last_s = now_s;
+        let now_ms = now_ms.max(now_s * 1000);
         let (req_used, req_oldest) = st.requests.used(now_s);
         let (tok_used, tok_oldest) = st.tokens.used(now_s);
         let mut refused = None;
@@ -343,17 +349,28 @@ impl Local {
         }
     }
 
-    /// Whether the key's spend was loaded from the ledger recently enough.
-    fn knows_spend(&self, key_id: &str, now_ms: u64) -> bool {
+    /// Whether the key's spend is known, and loaded recently enough.
+    fn spend_state(&self, key_id: &str, now_ms: u64) -> SpendState {
         self.keys
             .get(key_id)
             .and_then(|e| {
-                e.value().lock().ok().map(|s| {
-                    s.spent.is_some() && now_ms.saturating_sub(s.spent_at) < SPEND_RELOAD_MS
+                e.value().lock().ok().map(|s| match s.spent {
+                    None => SpendState::Unknown,
+                    Some(_) if now_ms.saturating_sub(s.spent_at) < SPEND_RELOAD_MS => {
+                        SpendState::Fresh
+                    }
+                    Some(_) => SpendState::Stale,
                 })
             })
-            .unwrap_or(false)
+            .unwrap_or(SpendState::Unknown)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpendState {
+    Unknown,
+    Stale,
+    Fresh,
 }
 
 /// What settling a hold applies.
@@ -401,32 +418,31 @@ impl Limits {
             ));
         }
         if let Some(r) = &self.redis {
-            let shared = match r.admit_from_lease(ask) {
-                Some(a) => Some(a),
-                None => match self.admit_in_redis(r, ask).await {
-                    Ok(a) => Some(a),
-                    Err(e) => {
-                        r.warn_fallback(&e);
-                        None
-                    }
-                },
-            };
-            if let Some(a) = shared {
-                let hold = a
-                    .decision
-                    .refused
-                    .is_none()
-                    .then(|| self.hold(ask, true, a.hold_id, a.sec));
-                return Ok((a.decision, hold));
+            if let Some(a) = r.admit_from_lease(ask) {
+                let hold = self.hold(ask, true, a.hold_id, a.sec);
+                return Ok((a.decision, Some(hold)));
+            }
+            match self.admit_in_redis(r, ask).await {
+                Ok(d) => return Ok(d),
+                Err(e) => r.warn_fallback(&e),
             }
         }
         let now = now_ms();
-        let spent = if ask.budget_usd.is_some() && !self.local.knows_spend(&ask.key_id, now) {
-            Some(self.store.spend(&ask.key_id).await.map_err(|e| {
-                GatewayError::internal(format!("budget lookup failed: {e}")).retryable(true)
-            })?)
-        } else {
-            None
+        let spent = match self.local.spend_state(&ask.key_id, now) {
+            SpendState::Fresh => None,
+            _ if ask.budget_usd.is_none() => None,
+            state => match self.store.spend(&ask.key_id).await {
+                Ok(v) => Some(v),
+                // A store that does not answer: go on with the spend known so far.
+                Err(e) if state == SpendState::Stale => {
+                    tracing::warn!(error = %e, "spend reload failed; using the last known spend");
+                    None
+                }
+                Err(e) => {
+                    return Err(GatewayError::internal(format!("budget lookup failed: {e}"))
+                        .retryable(true))
+                }
+            },
         };
         let decision = self.local.admit(ask, now, spent);
         let hold = decision
@@ -437,31 +453,51 @@ impl Limits {
     }
 
     /// The Redis round trip, in its own task: a client that leaves meanwhile does not
-    /// strand what the script counted (the admission is settled as unused instead).
+    /// strand what the script counted. The task builds the request's `Hold` armed to
+    /// release everything (as if the request used nothing); the receiver arms it for real.
+    /// Dropped anywhere on the way, it releases. An answer lost to a timeout is cancelled.
     async fn admit_in_redis(
         &self,
         r: &RedisLimits,
         ask: &Ask,
-    ) -> Result<crate::redis_limits::Admitted, redis::RedisError> {
+    ) -> Result<(Decision, Option<Hold>), redis::RedisError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let (r2, ask2, store, me) = (r.clone(), ask.clone(), self.store.clone(), self.clone());
+        let (r2, ask2, store, me) = (r.clone(), ask.clone(), self.clone(), self.clone());
         tokio::spawn(async move {
-            let result = r2.admit(&ask2, &store).await;
-            if let Err(Ok(a)) = tx.send(result) {
-                if a.decision.refused.is_none() {
-                    let mut h = me.hold(&ask2, true, a.hold_id, a.sec);
-                    if let Some(s) = h.settle.as_mut() {
-                        s.tokens_used = 0;
-                    }
+            let hold_id = crate::ledger::unique_id();
+            let result = match r2.admit(&ask2, &hold_id, &store.store).await {
+                Ok(a) => {
+                    let hold = a.decision.refused.is_none().then(|| {
+                        let mut h = me.hold(&ask2, true, a.hold_id, a.sec);
+                        if let Some(s) = h.settle.as_mut() {
+                            s.tokens_used = 0;
+                        }
+                        h
+                    });
+                    Ok((a.decision, hold))
                 }
-            }
+                Err(e) => {
+                    if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() {
+                        r2.cancel(&ask2.key_id, &hold_id);
+                    }
+                    Err(e)
+                }
+            };
+            let _ = tx.send(result);
         });
-        rx.await.unwrap_or_else(|_| {
+        let (decision, hold) = rx.await.unwrap_or_else(|_| {
             Err(redis::RedisError::from((
                 redis::ErrorKind::IoError,
                 "admission task ended",
             )))
-        })
+        })?;
+        let hold = hold.map(|mut h| {
+            if let Some(s) = h.settle.as_mut() {
+                s.tokens_used = s.tokens_held;
+            }
+            h
+        });
+        Ok((decision, hold))
     }
 
     fn hold(&self, ask: &Ask, shared: bool, hold_id: String, admitted_s: u64) -> Hold {
@@ -572,14 +608,14 @@ mod tests {
             assert_eq!(d.refused, None);
             let w = d.headers.requests.expect("header");
             assert_eq!(w.remaining, 2 - i as u64);
-            // The first request's second (0) leaves the window at 60 s.
-            assert_eq!(w.reset_ms, 60_000 - t);
+            // The first request's second (0) leaves the window at 61 s.
+            assert_eq!(w.reset_ms, 61_000 - t);
         }
-        let d = l.admit(&a, 59_999, None);
+        let d = l.admit(&a, 60_999, None);
         assert_eq!(d.refused, Some(Refusal::Requests { retry_after_ms: 1 }));
         // Second 0 has left the window: one slot frees.
-        assert_eq!(l.admit(&a, 60_000, None).refused, None);
-        assert!(l.admit(&a, 60_001, None).refused.is_some());
+        assert_eq!(l.admit(&a, 61_000, None).refused, None);
+        assert!(l.admit(&a, 61_001, None).refused.is_some());
         // A key idle for longer than the window starts afresh.
         let d = l.admit(&a, 200_000, None);
         assert_eq!(d.headers.requests.map(|w| w.remaining), Some(2));
@@ -598,8 +634,8 @@ mod tests {
         let d = l.admit(&a, 3_500, None);
         assert_eq!(d.refused, None);
         assert_eq!(d.headers.tokens.map(|w| w.remaining), Some(20));
-        // Sixty seconds after the first bucket it has left the window.
-        let d = l.admit(&ask(None, Some(100), None, 30), 61_000, None);
+        // Sixty-one seconds after the first bucket it has left the window.
+        let d = l.admit(&ask(None, Some(100), None, 30), 62_000, None);
         assert_eq!(d.refused, None);
     }
 
@@ -611,12 +647,20 @@ mod tests {
         // It failed: settled at 0 tokens, 30 s later.
         l.settle(&settle(100, 0, 0.0, 0.0, 0), 30_000);
         assert_eq!(l.admit(&a, 30_500, None).refused, None);
-        // At 60 s the first second leaves: one 100-token request is counted (at 30 s), so a
+        // At 61 s the first second leaves: one 100-token request is counted (at 30 s), so a
         // second one is refused — the correction did not outlive its estimate.
-        assert!(l.admit(&a, 60_500, None).refused.is_some());
-        // A correction for a second that already left adds only an excess.
-        l.settle(&settle(100, 0, 0.0, 0.0, 0), 61_000);
         assert!(l.admit(&a, 61_500, None).refused.is_some());
+        // A correction for a second that already left adds only an excess.
+        l.settle(&settle(100, 0, 0.0, 0.0, 0), 62_000);
+        assert!(l.admit(&a, 62_500, None).refused.is_some());
+    }
+
+    #[test]
+    fn a_clock_stepping_back_does_not_reopen_the_window() {
+        let l = Local::default();
+        let a = ask(Some(1), None, None, 0);
+        assert_eq!(l.admit(&a, 100_000, None).refused, None);
+        assert!(l.admit(&a, 40_000, None).refused.is_some());
     }
 
     #[test]

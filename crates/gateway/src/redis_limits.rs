@@ -13,10 +13,11 @@
 //! - `jinf:{K}:win` — hash of one-second buckets (`r<second>` → requests, `t<second>` →
 //!   tokens) with running sums `rs`, `ts` and the oldest counted second `lo`: the RPM and
 //!   TPM windows, each admission amortized O(1);
-//! - `jinf:{K}:spend` — the key's spend in USD, loaded from the ledger (and reloaded every
-//!   [`SPEND_TTL_S`] seconds, so a lost settle cannot skew it for long);
-//! - `jinf:{K}:holds` — hash hold id → USD still held, `jinf:{K}:holdtimes` — sorted set
-//!   hold id → admission ms, and `jinf:{K}:held` — the sum. A hold is one request's
+//! - `jinf:{K}:spend` — the key's spend in USD, loaded from the ledger, and reloaded in the
+//!   background when `jinf:{K}:spendfresh` has expired (every [`SPEND_TTL_S`] seconds), so
+//!   a lost settle cannot skew it for long — and a database outage does not stop the key;
+//! - `jinf:{K}:hold` — hash hold id → USD still held, `jinf:{K}:holdt` — sorted set
+//!   hold id → admission ms, and `jinf:{K}:heldsum` — the sum. A hold is one request's
 //!   estimated cost, or a lease's: each request admitted from the lease releases its own
 //!   estimate when it settles, and the lease's unused part is released when it ends. Holds
 //!   older than [`HOLD_TTL_MS`] (an instance that died mid-request) are dropped.
@@ -24,7 +25,6 @@
 //! Key changes (revoke, update) are published on [`KEYS_CHANNEL`], so every instance drops
 //! its cached copy at once.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,8 +54,8 @@ const LEASE_TTL: Duration = Duration::from_secs(1);
 
 /// Shared by the scripts. `advance` moves the window of `KEYS[1]` to second `sec`: buckets
 /// that left the window are subtracted from the running sums `rs` (requests) and `ts`
-/// (tokens) and deleted, and `lo` becomes the oldest second still counted (amortized O(1):
-/// each bucket leaves once). It returns `lo` and the second to count in (never below `lo`,
+/// (tokens) and deleted, and `lo` becomes the oldest second still counted (61 of them, so
+/// a request counts for at least a full 60 s; amortized O(1): each bucket leaves once). It returns `lo` and the second to count in (never below `lo`,
 /// even if Redis's clock stepped back). `release` gives back up to `amount` of hold `id`.
 const HELPERS: &str = r"
 local function advance(win, sec)
@@ -63,11 +63,12 @@ local function advance(win, sec)
   if lo < 0 or sec - lo >= 120 then
     redis.call('DEL', win)
     redis.call('HSET', win, 'lo', sec, 'rs', 0, 'ts', 0)
+    redis.call('EXPIRE', win, 125)
     return sec, sec
   end
   if sec < lo then return lo, lo end
   local rs_d, ts_d = 0, 0
-  while lo <= sec - 60 do
+  while lo <= sec - 61 do
     local v = redis.call('HMGET', win, 'r' .. lo, 't' .. lo)
     if v[1] then rs_d = rs_d + tonumber(v[1]) end
     if v[2] then ts_d = ts_d + tonumber(v[2]) end
@@ -96,16 +97,21 @@ local function release(id, amount)
   else
     redis.call('HINCRBYFLOAT', KEYS[3], id, -amount)
   end
-  redis.call('INCRBYFLOAT', KEYS[5], -amount)
+  if redis.call('HLEN', KEYS[3]) == 0 then
+    redis.call('SET', KEYS[5], '0')
+  else
+    redis.call('INCRBYFLOAT', KEYS[5], -amount)
+  end
 end
 ";
 
-/// KEYS: window, spend, holds, holdtimes, held.
+/// KEYS: window, spend, holds, holdtimes, held, spend freshness.
 /// ARGV: rpm, tpm, budget (-1: none), token estimate, cost estimate, hold id, hold TTL ms,
 /// `1` when a lease may be granted.
 /// Returns {code, requests used, requests reset ms, tokens used, tokens reset ms, spent,
-/// leased requests, leased tokens, leased cost, second, ms within the second}; code 0
-/// admitted, 1 RPM, 2 TPM, 3 budget, -1 spend not loaded.
+/// leased requests (held, when refused for budget), leased tokens, leased cost, second, ms
+/// within the second, reload the spend}; code 0 admitted, 1 RPM, 2 TPM, 3 budget, -1 spend
+/// not loaded.
 const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -116,17 +122,23 @@ local est = tonumber(ARGV[4])
 local cost = tonumber(ARGV[5])
 local id = ARGV[6]
 local spent, held = 0, 0
+local refresh = 0
 if budget >= 0 then
   local s = redis.call('GET', KEYS[2])
   if not s then return {-1} end
   spent = tonumber(s)
+  -- Past its freshness the spend is reloaded from the ledger by one caller (told so by
+  -- the last reply field) while everyone goes on with the current value.
+  if redis.call('SET', KEYS[6], '1', 'NX', 'EX', 30) then refresh = 1 end
   local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[7]), 'LIMIT', 0, 100)
   for _, m in ipairs(stale) do
     release(m, math.huge)
     redis.call('ZREM', KEYS[4], m)
   end
   held = tonumber(redis.call('GET', KEYS[5]) or '0')
-  if spent + held >= budget then return {3, 0, 0, 0, 0, tostring(spent), tostring(held)} end
+  if spent + held >= budget then
+    return {3, 0, 0, 0, 0, tostring(spent), string.format('%.17g', held), 0, '0', 0, 0, refresh}
+  end
 end
 local sec = math.floor(now / 1000)
 local lo = sec
@@ -139,13 +151,13 @@ if rpm > 0 or tpm > 0 then
 end
 local function reset(used)
   if used <= 0 then return 0 end
-  return math.max(0, (lo + 60) * 1000 - now)
+  return math.max(0, (lo + 61) * 1000 - now)
 end
 if rpm > 0 and req_used >= rpm then
-  return {1, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent)}
+  return {1, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent), 0, 0, '0', 0, 0, refresh}
 end
 if tpm > 0 and tok_used + est > tpm then
-  return {2, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent)}
+  return {2, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent), 0, 0, '0', 0, 0, refresh}
 end
 local lr, lt, lc = 0, 0, 0
 if ARGV[8] == '1' then
@@ -168,53 +180,58 @@ if tpm > 0 then
   redis.call('HINCRBY', KEYS[1], 'ts', est + lt)
   tok_used = tok_used + est + lt
 end
-if rpm > 0 or tpm > 0 then redis.call('EXPIRE', KEYS[1], 120) end
+if rpm > 0 or tpm > 0 then redis.call('EXPIRE', KEYS[1], 125) end
 if budget >= 0 and cost + lc > 0 then
   redis.call('HINCRBYFLOAT', KEYS[3], id, cost + lc)
   redis.call('ZADD', KEYS[4], now, id)
   redis.call('INCRBYFLOAT', KEYS[5], cost + lc)
 end
-return {0, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent), lr, lt, tostring(lc), sec, now % 1000}
+return {0, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent), lr, lt,
+  string.format('%.17g', lc), sec, now % 1000, refresh}
 ";
 
-/// KEYS: as ADMIT. ARGV: token estimate, tokens used, real cost, hold id, cost held, tpm
-/// flag, budget flag, the second the estimate was counted in.
-const SETTLE: &str = r"
-if ARGV[6] == '1' then
-  local delta = tonumber(ARGV[2]) - tonumber(ARGV[1])
-  local asec = tonumber(ARGV[8])
-  local lo = tonumber(redis.call('HGET', KEYS[1], 'lo') or '-1')
-  if delta ~= 0 and lo >= 0 then
-    if asec >= lo and redis.call('HEXISTS', KEYS[1], 't' .. asec) == 1 then
-      -- The correction goes where the estimate was counted, and leaves with it.
-      redis.call('HINCRBY', KEYS[1], 't' .. asec, delta)
-      redis.call('HINCRBY', KEYS[1], 'ts', delta)
-    elseif delta > 0 then
-      local t = redis.call('TIME')
-      local _, sec = advance(KEYS[1], tonumber(t[1]))
-      redis.call('HINCRBY', KEYS[1], 't' .. sec, delta)
-      redis.call('HINCRBY', KEYS[1], 'ts', delta)
+/// Settles requests and gives back leases (one script, so a batch either finds it loaded
+/// or fails whole, never half applied). KEYS: as ADMIT.
+/// ARGV[1] = `s` (settle): token corrections up and down (summed over requests), the
+/// second they were counted in, real cost, hold id, cost held, tpm flag, budget flag.
+/// ARGV[1] = `c` is a settle too (a cancelled admission: everything released).
+/// ARGV[1] = `r` (return a lease): its second, unused requests, unused tokens, hold id,
+/// unused cost.
+const FINISH: &str = r"
+if ARGV[1] == 's' then
+  if ARGV[8] == '1' then
+    local up = tonumber(ARGV[2])
+    local down = tonumber(ARGV[3])
+    local asec = tonumber(ARGV[4])
+    local lo = tonumber(redis.call('HGET', KEYS[1], 'lo') or '-1')
+    if lo >= 0 and (up > 0 or down > 0) then
+      if asec >= lo and redis.call('HEXISTS', KEYS[1], 't' .. asec) == 1 then
+        -- The correction goes where the estimate was counted, and leaves with it.
+        redis.call('HINCRBY', KEYS[1], 't' .. asec, up - down)
+        redis.call('HINCRBY', KEYS[1], 'ts', up - down)
+      elseif up > 0 then
+        -- The estimate already left the window: only the excess still counts.
+        local t = redis.call('TIME')
+        local _, sec = advance(KEYS[1], tonumber(t[1]))
+        redis.call('HINCRBY', KEYS[1], 't' .. sec, up)
+        redis.call('HINCRBY', KEYS[1], 'ts', up)
+      end
     end
   end
-end
-if ARGV[7] == '1' then
-  release(ARGV[4], tonumber(ARGV[5]))
-  local cost = tonumber(ARGV[3])
-  if cost > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('INCRBYFLOAT', KEYS[2], ARGV[3])
+  if ARGV[9] == '1' then
+    release(ARGV[6], tonumber(ARGV[7]))
+    local cost = tonumber(ARGV[5])
+    if cost > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+      redis.call('INCRBYFLOAT', KEYS[2], ARGV[5])
+    end
   end
+  return 0
 end
-return 0
-";
-
-/// Gives back what a lease did not use. KEYS: as ADMIT. ARGV: the lease's second, unused
-/// requests, unused tokens, the lease's hold id, unused cost.
-const RETURN: &str = r"
 local lo = tonumber(redis.call('HGET', KEYS[1], 'lo') or '-1')
-local sec = tonumber(ARGV[1])
+local sec = tonumber(ARGV[2])
 if lo >= 0 and sec >= lo then
-  local r = tonumber(ARGV[2])
-  local t = tonumber(ARGV[3])
+  local r = tonumber(ARGV[3])
+  local t = tonumber(ARGV[4])
   if r > 0 and redis.call('HEXISTS', KEYS[1], 'r' .. sec) == 1 then
     redis.call('HINCRBY', KEYS[1], 'r' .. sec, -r)
     redis.call('HINCRBY', KEYS[1], 'rs', -r)
@@ -224,7 +241,7 @@ if lo >= 0 and sec >= lo then
     redis.call('HINCRBY', KEYS[1], 'ts', -t)
   end
 end
-release(ARGV[4], tonumber(ARGV[5]))
+release(ARGV[5], tonumber(ARGV[6]))
 return 0
 ";
 
@@ -333,13 +350,14 @@ pub struct RedisLimits {
     last_warn_ms: Arc<AtomicU64>,
 }
 
-fn keys(id: &str) -> [String; 5] {
+fn keys(id: &str) -> [String; 6] {
     [
         format!("jinf:{{{id}}}:win"),
         format!("jinf:{{{id}}}:spend"),
-        format!("jinf:{{{id}}}:holds"),
-        format!("jinf:{{{id}}}:holdtimes"),
-        format!("jinf:{{{id}}}:held"),
+        format!("jinf:{{{id}}}:hold"),
+        format!("jinf:{{{id}}}:holdt"),
+        format!("jinf:{{{id}}}:heldsum"),
+        format!("jinf:{{{id}}}:spendfresh"),
     ]
 }
 
@@ -390,11 +408,17 @@ impl RedisLimits {
         }
     }
 
-    /// Admits `ask` in Redis (granting this instance a lease when the limits are large).
-    pub async fn admit(&self, ask: &Ask, store: &Store) -> Result<Admitted, redis::RedisError> {
+    /// Admits `ask` in Redis (granting this instance a lease when the limits are large);
+    /// `hold_id` names the hold it takes.
+    pub async fn admit(
+        &self,
+        ask: &Ask,
+        hold_id: &str,
+        store: &Store,
+    ) -> Result<Admitted, redis::RedisError> {
         let k = keys(&ask.key_id);
         let mut conn = self.conn.clone();
-        let hold_id = crate::ledger::unique_id();
+        let hold_id = hold_id.to_owned();
         for _ in 0..2 {
             let sent_at = Instant::now();
             let mut inv = self.admit.prepare_invoke();
@@ -426,8 +450,7 @@ impl RedisLimits {
                 _ => 0,
             };
             if code == -1 {
-                // The key's spend is not in Redis (first use, or reloaded every few
-                // minutes): load it from the ledger.
+                // The key's spend is not in Redis yet: load it from the ledger.
                 let spent = store.spend(&ask.key_id).await.map_err(|e| {
                     redis::RedisError::from((
                         redis::ErrorKind::IoError,
@@ -435,15 +458,24 @@ impl RedisLimits {
                         e.to_string(),
                     ))
                 })?;
-                let _: () = redis::cmd("SET")
+                let _: () = redis::pipe()
+                    .cmd("SET")
                     .arg(&k[1])
                     .arg(spent)
                     .arg("NX")
+                    .ignore()
+                    .cmd("SET")
+                    .arg(&k[5])
+                    .arg(1)
                     .arg("EX")
                     .arg(SPEND_TTL_S)
+                    .ignore()
                     .query_async(&mut conn)
                     .await?;
                 continue;
+            }
+            if int(11) == 1 {
+                self.refresh_spend(&ask.key_id, store);
             }
             let spent = float(5);
             let (req_used, req_reset, tok_used, tok_reset) = (int(1), int(2), int(3), int(4));
@@ -515,6 +547,55 @@ impl RedisLimits {
         )))
     }
 
+    /// Reloads the key's spend from the ledger in the background (the admission goes on
+    /// with the value Redis has; a store that does not answer leaves it as it is).
+    fn refresh_spend(&self, key_id: &str, store: &Store) {
+        let (k, mut conn, store, key_id) = (
+            keys(key_id),
+            self.conn.clone(),
+            store.clone(),
+            key_id.to_owned(),
+        );
+        tokio::spawn(async move {
+            match store.spend(&key_id).await {
+                Ok(spent) => {
+                    let r: Result<(), _> = redis::pipe()
+                        .cmd("SET")
+                        .arg(&k[1])
+                        .arg(spent)
+                        .arg("XX")
+                        .ignore()
+                        .cmd("SET")
+                        .arg(&k[5])
+                        .arg(1)
+                        .arg("EX")
+                        .arg(SPEND_TTL_S)
+                        .ignore()
+                        .query_async(&mut conn)
+                        .await;
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "spend refresh failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "spend refresh failed; the key keeps the spend Redis has")
+                }
+            }
+        });
+    }
+
+    /// Releases what an admission whose answer was lost (a timeout) may have taken.
+    pub fn cancel(&self, key_id: &str, hold_id: &str) {
+        self.send(Msg::Return(LeaseReturn {
+            key_id: key_id.to_owned(),
+            sec: 0,
+            requests: 0,
+            tokens: 0,
+            hold_id: hold_id.to_owned(),
+            cost: f64::MAX,
+        }));
+    }
+
     fn send(&self, m: Msg) {
         if self.tx.try_send(m).is_err() {
             tracing::warn!("redis settle queue is full: a request's usage was not settled");
@@ -581,11 +662,10 @@ async fn sweep(leases: std::sync::Weak<Leases>, tx: mpsc::Sender<Msg>) {
 }
 
 async fn settler(mut conn: ConnectionManager, mut rx: mpsc::Receiver<Msg>) {
-    let settle = redis::Script::new(&format!("{HELPERS}{SETTLE}"));
-    let give_back = redis::Script::new(&format!("{HELPERS}{RETURN}"));
+    let script = redis::Script::new(&format!("{HELPERS}{FINISH}"));
     let mut batch = Vec::with_capacity(SETTLE_BATCH);
     let mut rest = Vec::new();
-    // The scripts are loaded once, and again after Redis forgot them (restart, SCRIPT FLUSH).
+    // The script is loaded once, and again after Redis forgot it (restart, SCRIPT FLUSH).
     let mut loaded = false;
     while rx.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
         // Gather a little longer: fewer, larger pipelines.
@@ -598,94 +678,97 @@ async fn settler(mut conn: ConnectionManager, mut rx: mpsc::Receiver<Msg>) {
                 }
             }
         }
-        if !loaded {
-            loaded = true;
-            for script in [&settle, &give_back] {
-                let r: Result<String, _> = script.prepare_invoke().load_async(&mut conn).await;
-                if let Err(e) = r {
-                    loaded = false;
-                    tracing::warn!(error = %e, "redis settle failed; holds expire on their own");
-                }
-            }
-        }
         let mut pipe = redis::pipe();
         // Requests admitted from one lease share its hold and its second: their settles
-        // are summed, one script call per lease per batch.
-        let mut merged: HashMap<(String, String, u64, bool, bool), Settle> = HashMap::new();
+        // are summed (corrections up and down apart), one call per lease per batch.
+        let mut merged: HashMap<(String, String, u64, bool, bool), Merged> = HashMap::new();
         for m in batch.drain(..) {
             match m {
                 Msg::Settle(s) => {
-                    match merged.entry((
-                        s.key_id.clone(),
-                        s.hold_id.clone(),
-                        s.admitted_s,
-                        s.tpm,
-                        s.budget,
-                    )) {
-                        Entry::Occupied(mut x) => {
-                            let x = x.get_mut();
-                            x.tokens_held = x.tokens_held.saturating_add(s.tokens_held);
-                            x.tokens_used = x.tokens_used.saturating_add(s.tokens_used);
-                            x.cost_held += s.cost_held;
-                            x.cost += s.cost;
-                        }
-                        Entry::Vacant(v) => {
-                            v.insert(s);
-                        }
-                    }
+                    let (used, held) = (s.tokens_used, s.tokens_held);
+                    let m = merged
+                        .entry((
+                            s.key_id.clone(),
+                            s.hold_id.clone(),
+                            s.admitted_s,
+                            s.tpm,
+                            s.budget,
+                        ))
+                        .or_insert_with(|| Merged {
+                            up: 0,
+                            down: 0,
+                            cost: 0.0,
+                            cost_held: 0.0,
+                        });
+                    m.up = m.up.saturating_add(used.saturating_sub(held));
+                    m.down = m.down.saturating_add(held.saturating_sub(used));
+                    m.cost += s.cost;
+                    m.cost_held += s.cost_held;
                 }
                 m => rest.push(m),
             }
         }
-        for m in merged.into_values().map(Msg::Settle).chain(rest.drain(..)) {
-            match m {
-                Msg::Settle(s) => {
-                    let k = keys(&s.key_id);
-                    pipe.cmd("EVALSHA").arg(settle.get_hash()).arg(5);
-                    for key in &k {
-                        pipe.arg(key);
-                    }
-                    pipe.arg(s.tokens_held)
-                        .arg(s.tokens_used)
-                        .arg(s.cost)
-                        .arg(&s.hold_id)
-                        .arg(s.cost_held)
-                        .arg(if s.tpm { "1" } else { "0" })
-                        .arg(if s.budget { "1" } else { "0" })
-                        .arg(s.admitted_s)
-                        .ignore();
+        for ((key_id, hold_id, asec, tpm, budget), m) in merged {
+            pipe.cmd("EVALSHA").arg(script.get_hash()).arg(6);
+            for key in &keys(&key_id) {
+                pipe.arg(key);
+            }
+            pipe.arg("s")
+                .arg(m.up)
+                .arg(m.down)
+                .arg(asec)
+                .arg(m.cost)
+                .arg(&hold_id)
+                .arg(m.cost_held)
+                .arg(if tpm { "1" } else { "0" })
+                .arg(if budget { "1" } else { "0" })
+                .ignore();
+        }
+        for m in rest.drain(..) {
+            if let Msg::Return(r) = m {
+                pipe.cmd("EVALSHA").arg(script.get_hash()).arg(6);
+                for key in &keys(&r.key_id) {
+                    pipe.arg(key);
                 }
-                Msg::Return(r) => {
-                    let k = keys(&r.key_id);
-                    pipe.cmd("EVALSHA").arg(give_back.get_hash()).arg(5);
-                    for key in &k {
-                        pipe.arg(key);
-                    }
-                    pipe.arg(r.sec)
-                        .arg(r.requests)
-                        .arg(r.tokens)
-                        .arg(&r.hold_id)
-                        .arg(r.cost)
-                        .ignore();
-                }
+                pipe.arg("r")
+                    .arg(r.sec)
+                    .arg(r.requests)
+                    .arg(r.tokens)
+                    .arg(&r.hold_id)
+                    .arg(r.cost)
+                    .ignore();
             }
         }
-        let r: Result<(), _> = pipe.query_async(&mut conn).await;
-        if let Err(e) = r {
-            if e.kind() == redis::ErrorKind::NoScriptError {
-                // Redis forgot the scripts: load them and send this batch again.
-                for script in [&settle, &give_back] {
-                    let _: Result<String, _> = script.prepare_invoke().load_async(&mut conn).await;
+        // A batch is sent only with the script loaded: every call in it finds the script,
+        // or (Redis forgot it meanwhile) none does and the batch is sent again whole.
+        for _ in 0..2 {
+            if !loaded {
+                match script.prepare_invoke().load_async(&mut conn).await {
+                    Ok(_) => loaded = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "redis settle failed; holds expire on their own");
+                        break;
+                    }
                 }
-                if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                    loaded = false;
+            }
+            match pipe.query_async::<()>(&mut conn).await {
+                Ok(()) => break,
+                Err(e) if e.kind() == redis::ErrorKind::NoScriptError => loaded = false,
+                Err(e) => {
                     tracing::warn!(error = %e, "redis settle failed; holds expire on their own");
+                    break;
                 }
-            } else {
-                tracing::warn!(error = %e, "redis settle failed; holds expire on their own");
             }
         }
     }
+}
+
+/// Settles of one hold and second, summed.
+struct Merged {
+    up: u64,
+    down: u64,
+    cost: f64,
+    cost_held: f64,
 }
 
 /// Listens for key changes and calls `evict` with each (reconnecting until the process

@@ -131,8 +131,12 @@ pub async fn admit(
     };
     let ask = Ask {
         key_id: k.id.clone(),
-        rpm: k.rpm.and_then(|v| u64::try_from(v).ok()),
-        tpm: k.tpm.and_then(|v| u64::try_from(v).ok()),
+        rpm: k
+            .rpm
+            .and_then(|v| u64::try_from(v.min(crate::keys::MAX_LIMIT)).ok()),
+        tpm: k
+            .tpm
+            .and_then(|v| u64::try_from(v.min(crate::keys::MAX_LIMIT)).ok()),
         budget_usd: k.budget_usd,
         tokens,
         cost,
