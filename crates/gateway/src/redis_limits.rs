@@ -458,20 +458,7 @@ impl RedisLimits {
                         e.to_string(),
                     ))
                 })?;
-                let _: () = redis::pipe()
-                    .cmd("SET")
-                    .arg(&k[1])
-                    .arg(spent)
-                    .arg("NX")
-                    .ignore()
-                    .cmd("SET")
-                    .arg(&k[5])
-                    .arg(1)
-                    .arg("EX")
-                    .arg(SPEND_TTL_S)
-                    .ignore()
-                    .query_async(&mut conn)
-                    .await?;
+                set_spend(&mut conn, &k, spent, "NX").await?;
                 continue;
             }
             if int(11) == 1 {
@@ -559,21 +546,7 @@ impl RedisLimits {
         tokio::spawn(async move {
             match store.spend(&key_id).await {
                 Ok(spent) => {
-                    let r: Result<(), _> = redis::pipe()
-                        .cmd("SET")
-                        .arg(&k[1])
-                        .arg(spent)
-                        .arg("XX")
-                        .ignore()
-                        .cmd("SET")
-                        .arg(&k[5])
-                        .arg(1)
-                        .arg("EX")
-                        .arg(SPEND_TTL_S)
-                        .ignore()
-                        .query_async(&mut conn)
-                        .await;
-                    if let Err(e) = r {
+                    if let Err(e) = set_spend(&mut conn, &k, spent, "XX").await {
                         tracing::debug!(error = %e, "spend refresh failed");
                     }
                 }
@@ -632,6 +605,30 @@ impl RedisLimits {
             tracing::warn!(error = %e, "could not announce a key change; other instances see it within the key cache TTL");
         }
     }
+}
+
+/// Stores a key's spend as loaded from the ledger (`NX`: only if absent; `XX`: only if
+/// present) and marks it fresh for [`SPEND_TTL_S`].
+async fn set_spend(
+    conn: &mut ConnectionManager,
+    k: &[String; 6],
+    spent: f64,
+    mode: &str,
+) -> Result<(), redis::RedisError> {
+    redis::pipe()
+        .cmd("SET")
+        .arg(&k[1])
+        .arg(spent)
+        .arg(mode)
+        .ignore()
+        .cmd("SET")
+        .arg(&k[5])
+        .arg(1)
+        .arg("EX")
+        .arg(SPEND_TTL_S)
+        .ignore()
+        .query_async(conn)
+        .await
 }
 
 /// Gives back expired leases every few hundred milliseconds (until the limits are dropped).

@@ -194,6 +194,16 @@ async fn one(state: &AppState, id: &str) -> Result<KeyRecord, GatewayError> {
         .ok_or_else(|| GatewayError::not_found(format!("No key with id `{id}`.")))
 }
 
+/// The key's view with what the ledger says it spent.
+async fn with_stats(state: &AppState, k: &KeyRecord) -> Result<Response, GatewayError> {
+    let stats = state
+        .store
+        .key_stats(Some(&k.id))
+        .await
+        .map_err(store_error)?;
+    Ok(axum::Json(view(k, stats.get(&k.id))).into_response())
+}
+
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -203,12 +213,7 @@ pub async fn get(
         async {
             authenticate_admin(&state, &headers).await?;
             let k = one(&state, &id).await?;
-            let stats = state
-                .store
-                .key_stats(Some(&id))
-                .await
-                .map_err(store_error)?;
-            Ok(axum::Json(view(&k, stats.get(&id))).into_response())
+            with_stats(&state, &k).await
         }
         .await,
     )
@@ -247,12 +252,7 @@ pub async fn update(
                 .map_err(store_error)?
                 .ok_or_else(|| GatewayError::not_found(format!("No key with id `{id}`.")))?;
             announce(&state, &k).await;
-            let stats = state
-                .store
-                .key_stats(Some(&id))
-                .await
-                .map_err(store_error)?;
-            Ok(axum::Json(view(&k, stats.get(&id))).into_response())
+            with_stats(&state, &k).await
         }
         .await,
     )

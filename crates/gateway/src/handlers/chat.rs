@@ -38,17 +38,11 @@ pub async fn chat_completions(
             return e.into_response();
         }
     };
-    let admitted = match super::admit(&state, &caller, raw.len(), &deployments).await {
-        Ok(a) => a,
-        Err((e, headers)) => return super::refuse(&state, row, e, &headers, started),
-    };
-    let tap = Tap::new(
-        state.ledger.clone(),
-        row,
-        started,
-        admitted.hold,
-        admitted.prompt_estimate,
-    );
+    let (tap, limits) =
+        match super::admit_and_tap(&state, &caller, row, started, raw.len(), &deployments).await {
+            Ok(t) => t,
+            Err(refused) => return refused,
+        };
     let ctx = Ctx {
         req: &req,
         raw: &raw,
@@ -57,7 +51,7 @@ pub async fn chat_completions(
         tap: &tap,
     };
     let outcome = proxy::run(&deployments, |d| attempt(d, &ctx)).await;
-    super::finish(outcome, &tap, &admitted.headers)
+    super::finish(outcome, &tap, &limits)
 }
 
 /// Read, validate, check the model is allowed, route.

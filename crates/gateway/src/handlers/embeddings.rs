@@ -13,7 +13,6 @@ use crate::app::{AppState, RequestId};
 use crate::auth::authenticate;
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
-use crate::ledger::Tap;
 use crate::providers::{echo, http, openai, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
@@ -55,20 +54,15 @@ pub async fn embeddings(
     };
     match prepared.await {
         Ok((req, raw, deployments)) => {
-            let admitted = match super::admit(&state, &caller, raw.len(), &deployments).await {
-                Ok(a) => a,
-                Err((e, headers)) => return super::refuse(&state, row, e, &headers, started),
+            let admitted =
+                super::admit_and_tap(&state, &caller, row, started, raw.len(), &deployments);
+            let (tap, limits) = match admitted.await {
+                Ok(t) => t,
+                Err(refused) => return refused,
             };
-            let tap = Tap::new(
-                state.ledger.clone(),
-                row,
-                started,
-                admitted.hold,
-                admitted.prompt_estimate,
-            );
             let outcome =
                 proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0, &state)).await;
-            super::finish(outcome, &tap, &admitted.headers)
+            super::finish(outcome, &tap, &limits)
         }
         Err(e) => {
             super::record_rejected(&state, row, &e, started);

@@ -156,6 +156,31 @@ pub async fn admit(
     }
 }
 
+/// The limit stage, then the record stage's tap for the request (the row moves into it).
+/// `Err` is the refusal to send, already recorded.
+pub async fn admit_and_tap(
+    state: &AppState,
+    caller: &Caller,
+    row: UsageRecord,
+    started: std::time::Instant,
+    body_len: usize,
+    deployments: &[Deployment],
+) -> Result<(Tap, RateHeaders), Response> {
+    match admit(state, caller, body_len, deployments).await {
+        Ok(a) => Ok((
+            Tap::new(
+                state.ledger.clone(),
+                row,
+                started,
+                a.hold,
+                a.prompt_estimate,
+            ),
+            a.headers,
+        )),
+        Err((e, headers)) => Err(refuse(state, row, e, &headers, started)),
+    }
+}
+
 /// A refusal before any provider was tried: recorded, answered with the limit headers.
 pub fn refuse(
     state: &AppState,
