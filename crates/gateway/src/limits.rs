@@ -462,10 +462,10 @@ impl Limits {
         ask: &Ask,
     ) -> Result<(Decision, Option<Hold>), redis::RedisError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let (r2, ask2, store, me) = (r.clone(), ask.clone(), self.clone(), self.clone());
+        let (r2, ask2, me) = (r.clone(), ask.clone(), self.clone());
         tokio::spawn(async move {
             let hold_id = crate::ledger::unique_id();
-            let result = match r2.admit(&ask2, &hold_id, &store.store).await {
+            let result = match r2.admit(&ask2, &hold_id, &me.store).await {
                 Ok(a) => {
                     let hold = a.decision.refused.is_none().then(|| {
                         let mut h = me.hold(&ask2, true, a.hold_id, a.sec);
