@@ -127,6 +127,12 @@ def test_tpm_counts_the_prompt_estimate_then_settles_with_real_usage(lgw):
     rem2 = int(r2.headers["x-ratelimit-remaining-tokens"])
     # Same body, same estimate: the difference is the first request's real usage.
     assert rem1 - rem2 == used1, (rem1, rem2, used1)
+    # A stream carries the same headers, before its first byte.
+    with c.chat.completions.with_streaming_response.create(model="sim/text", messages=MSG, stream=True) as st:
+        assert st.headers["x-ratelimit-limit-tokens"] == "2000"
+        assert int(st.headers["x-ratelimit-remaining-tokens"]) < rem2
+        for _ in st.iter_lines():
+            pass
     # A prompt larger than what is left is refused with the tokens type and Retry-After.
     with pytest.raises(openai.RateLimitError) as e:
         c.chat.completions.create(model="sim/text", messages=[{"role": "user", "content": "x" * 9000}])

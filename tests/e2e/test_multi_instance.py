@@ -183,3 +183,31 @@ def test_ledger_survives_a_database_outage_then_sigterm(sim, postgres, tmp_path)
         assert len(ids) > 100
     finally:
         g2.proc.stop()
+
+
+def test_redis_going_away_degrades_to_per_instance_limits(sim, postgres, tmp_path):
+    """Redis stops answering: requests keep being served, under per-instance limits."""
+    from conftest import Redis
+
+    r = Redis()
+    try:
+        g = start_gateway(sim.url, tmp_path, database=postgres.url(postgres.new_database()), redis=r.url())
+        try:
+            k = mint(g, rpm=3)
+            c = g.client(api_key=k["key"])
+            c.chat.completions.create(model="echo", messages=MSG)
+            r.proc.stop()
+            # Still served, and still limited: three per minute, now counted in process.
+            ok = 0
+            for _ in range(6):
+                try:
+                    c.chat.completions.create(model="echo", messages=MSG)
+                    ok += 1
+                except openai.RateLimitError:
+                    pass
+            assert ok == 3, ok
+            assert "redis unavailable" in g.proc.stderr()
+        finally:
+            g.proc.stop()
+    finally:
+        r.proc.stop()

@@ -35,6 +35,9 @@ const BUCKETS: usize = 61;
 /// A key's spend is loaded from the ledger again after this long (so costs settled by
 /// other instances, or lost, cannot skew it for long).
 const SPEND_RELOAD_MS: u64 = 300_000;
+/// How long a request waits for Redis to admit it before the local limits decide (and
+/// Redis is left alone for a moment, see [`RedisLimits::mark_down`]).
+const REDIS_ADMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Token counts beyond this are an upstream's bug, not usage.
 pub const MAX_TOKENS: u64 = 1 << 40;
 
@@ -422,9 +425,12 @@ impl Limits {
                 let hold = self.hold(ask, true, a.hold_id, a.sec);
                 return Ok((a.decision, Some(hold)));
             }
-            match self.admit_in_redis(r, ask).await {
-                Ok(d) => return Ok(d),
-                Err(e) => r.warn_fallback(&e),
+            if r.is_up() {
+                match tokio::time::timeout(REDIS_ADMIT_TIMEOUT, self.admit_in_redis(r, ask)).await {
+                    Ok(Ok(d)) => return Ok(d),
+                    Ok(Err(e)) => r.mark_down(&e),
+                    Err(_) => r.mark_down(&"no answer within the admission timeout"),
+                }
             }
         }
         let now = now_ms();

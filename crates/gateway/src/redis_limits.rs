@@ -49,6 +49,8 @@ const SETTLE_QUEUE: usize = 65_536;
 const SETTLE_BATCH: usize = 512;
 /// How long the settle task gathers messages before sending them.
 const SETTLE_LINGER: Duration = Duration::from_millis(2);
+/// After a failed admission, how long admissions skip Redis.
+const REDIS_DOWN_MS: u64 = 1_000;
 /// How long a lease may be used at most (it also ends with Redis's second).
 const LEASE_TTL: Duration = Duration::from_secs(1);
 
@@ -348,6 +350,9 @@ pub struct RedisLimits {
     tx: mpsc::Sender<Msg>,
     leases: Arc<Leases>,
     last_warn_ms: Arc<AtomicU64>,
+    /// Until when (ms) admissions skip Redis after a failure.
+    down_until_ms: Arc<AtomicU64>,
+    last_full_ms: Arc<AtomicU64>,
 }
 
 fn keys(id: &str) -> [String; 6] {
@@ -386,6 +391,8 @@ impl RedisLimits {
             tx,
             leases: Arc::new(DashMap::new()),
             last_warn_ms: Arc::new(AtomicU64::new(0)),
+            down_until_ms: Arc::new(AtomicU64::new(0)),
+            last_full_ms: Arc::new(AtomicU64::new(0)),
         };
         tokio::spawn(sweep(Arc::downgrade(&this.leases), this.tx.clone()));
         Ok((this, client))
@@ -571,7 +578,17 @@ impl RedisLimits {
 
     fn send(&self, m: Msg) {
         if self.tx.try_send(m).is_err() {
-            tracing::warn!("redis settle queue is full: a request's usage was not settled");
+            // Logged at most every 10 s (a Redis outage at full load would flood the log).
+            let now = now_ms();
+            let last = self.last_full_ms.load(Ordering::Relaxed);
+            if now.saturating_sub(last) > 10_000
+                && self
+                    .last_full_ms
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!("redis settle queue is full: usage is not being settled in Redis");
+            }
         }
     }
 
@@ -579,9 +596,17 @@ impl RedisLimits {
         self.send(Msg::Settle(s));
     }
 
-    /// Logs (at most every 10 s) that Redis failed and limits are local for now.
-    pub fn warn_fallback(&self, e: &redis::RedisError) {
+    /// Whether admissions should ask Redis (not within a second of a failure).
+    pub fn is_up(&self) -> bool {
+        now_ms() >= self.down_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Redis failed an admission: for the next second, limits are decided in process
+    /// (no request waits on a Redis that does not answer). Logged at most every 10 s.
+    pub fn mark_down(&self, e: &dyn std::fmt::Display) {
         let now = now_ms();
+        self.down_until_ms
+            .store(now + REDIS_DOWN_MS, Ordering::Relaxed);
         let last = self.last_warn_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) > 10_000
             && self
