@@ -85,14 +85,7 @@ wrk.body = '{"model":"mock/fast","messages":[{"role":"user","content":"Say hello
 wrk.headers["content-type"] = "application/json"
 wrk.headers["authorization"] = "Bearer ${KEYS[$1]}"
 LUA
-  wrk -t2 -c"$CONNS" -d"$DUR"s --latency -s "$lua" "${URL[$1]}" | python3 -c '
-import re,sys
-t=sys.stdin.read()
-def ms(v,u): return float(v)*{"us":0.001,"ms":1,"s":1000}[u]
-rps=float(re.search(r"Requests/sec:\s+([\d.]+)",t).group(1))
-p={m.group(1):ms(m.group(2),m.group(3)) for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)",t,re.M)}
-errs=re.search(r"Non-2xx or 3xx responses: (\d+)",t)
-print(rps,p["50"],p["99"],errs.group(1) if errs else 0)'
+  wrk -t2 -c"$CONNS" -d"$DUR"s --latency -s "$lua" "${URL[$1]}" | python3 "$ROOT/bench/wrk_summary.py"
 }
 
 NAMES=(sqlite_none sqlite_keys pg_none pg_keys)

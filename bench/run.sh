@@ -61,14 +61,7 @@ LUA
 }
 wrk_run() { # url model conns seconds -> "rps p50 p99 errors" (ms)
   local threads=2; [ "$3" -lt 2 ] && threads=1
-  wrk -t$threads -c"$3" -d"$4"s --latency -s "$(lua "$2")" "$1" | python3 -c '
-import re,sys
-t=sys.stdin.read()
-def ms(v,u): return float(v)*{"us":0.001,"ms":1,"s":1000}[u]
-rps=float(re.search(r"Requests/sec:\s+([\d.]+)",t).group(1))
-p={m.group(1):ms(m.group(2),m.group(3)) for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)",t,re.M)}
-errs=re.search(r"Non-2xx or 3xx responses: (\d+)",t)
-print(rps,p["50"],p["99"],errs.group(1) if errs else 0)'
+  wrk -t$threads -c"$3" -d"$4"s --latency -s "$(lua "$2")" "$1" | python3 "$ROOT/bench/wrk_summary.py"
 }
 
 echo "== 1000 concurrent open streams" >&2

@@ -482,7 +482,7 @@ mod tests {
         let (ledger2, _w2) = Ledger::start(store.clone(), spill.clone(), prices);
         ledger2.flush(Duration::from_secs(5)).await;
         assert!(!spill.exists(), "replayed and removed");
-        let n = store.count_usage(None).await.expect("count");
+        let n = store.count_usage_for_tests().await.expect("count");
         assert_eq!(n, 5);
     }
 }

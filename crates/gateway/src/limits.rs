@@ -27,8 +27,6 @@ use crate::error::GatewayError;
 use crate::redis_limits::RedisLimits;
 use crate::store::Store;
 
-/// The rate window.
-pub const WINDOW_MS: u64 = 60_000;
 /// One-second buckets counted: 61, so that whatever the request's position within its
 /// second, it is counted for at least a full 60 s (never more than the limit in any 60 s).
 const BUCKETS: usize = 61;

@@ -349,10 +349,27 @@ pub struct RedisLimits {
     admit: Arc<redis::Script>,
     tx: mpsc::Sender<Msg>,
     leases: Arc<Leases>,
-    last_warn_ms: Arc<AtomicU64>,
     /// Until when (ms) admissions skip Redis after a failure.
     down_until_ms: Arc<AtomicU64>,
-    last_full_ms: Arc<AtomicU64>,
+    down_log: Arc<LogThrottle>,
+    full_log: Arc<LogThrottle>,
+}
+
+/// Lets a warning through at most every 10 s (a Redis outage at full load would otherwise
+/// log once per request).
+#[derive(Default)]
+struct LogThrottle(AtomicU64);
+
+impl LogThrottle {
+    fn ready(&self) -> bool {
+        let now = now_ms();
+        let last = self.0.load(Ordering::Relaxed);
+        now.saturating_sub(last) > 10_000
+            && self
+                .0
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 fn keys(id: &str) -> [String; 6] {
@@ -366,15 +383,10 @@ fn keys(id: &str) -> [String; 6] {
     ]
 }
 
-/// `redis://user:password@host` without the password, for messages.
-pub fn redact(url: &str) -> String {
-    crate::store::redact(url)
-}
-
 impl RedisLimits {
     /// Connects to `url` and starts the settle task and the lease sweeper.
     pub async fn connect(url: &str) -> Result<(Self, redis::Client), String> {
-        let shown = redact(url);
+        let shown = crate::store::redact(url);
         let client = redis::Client::open(url).map_err(|e| format!("redis {shown}: {e}"))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
@@ -390,9 +402,9 @@ impl RedisLimits {
             admit: Arc::new(redis::Script::new(&format!("{HELPERS}{ADMIT}"))),
             tx,
             leases: Arc::new(DashMap::new()),
-            last_warn_ms: Arc::new(AtomicU64::new(0)),
             down_until_ms: Arc::new(AtomicU64::new(0)),
-            last_full_ms: Arc::new(AtomicU64::new(0)),
+            down_log: Arc::default(),
+            full_log: Arc::default(),
         };
         tokio::spawn(sweep(Arc::downgrade(&this.leases), this.tx.clone()));
         Ok((this, client))
@@ -577,18 +589,8 @@ impl RedisLimits {
     }
 
     fn send(&self, m: Msg) {
-        if self.tx.try_send(m).is_err() {
-            // Logged at most every 10 s (a Redis outage at full load would flood the log).
-            let now = now_ms();
-            let last = self.last_full_ms.load(Ordering::Relaxed);
-            if now.saturating_sub(last) > 10_000
-                && self
-                    .last_full_ms
-                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
-                tracing::warn!("redis settle queue is full: usage is not being settled in Redis");
-            }
+        if self.tx.try_send(m).is_err() && self.full_log.ready() {
+            tracing::warn!("redis settle queue is full: usage is not being settled in Redis");
         }
     }
 
@@ -604,16 +606,9 @@ impl RedisLimits {
     /// Redis failed an admission: for the next second, limits are decided in process
     /// (no request waits on a Redis that does not answer). Logged at most every 10 s.
     pub fn mark_down(&self, e: &dyn std::fmt::Display) {
-        let now = now_ms();
         self.down_until_ms
-            .store(now + REDIS_DOWN_MS, Ordering::Relaxed);
-        let last = self.last_warn_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) > 10_000
-            && self
-                .last_warn_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+            .store(now_ms() + REDIS_DOWN_MS, Ordering::Relaxed);
+        if self.down_log.ready() {
             tracing::warn!(error = %e, "redis unavailable: limits are per instance until it answers");
         }
     }

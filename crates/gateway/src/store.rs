@@ -297,14 +297,6 @@ impl Store {
         Ok(store)
     }
 
-    /// `sqlite` or `postgres`.
-    pub fn backend(&self) -> &'static str {
-        match self.db {
-            Db::Sqlite(_) => "sqlite",
-            Db::Postgres(_) => "postgres",
-        }
-    }
-
     async fn migrate(&self) -> Result<(), StoreError> {
         let migrations = match self.db {
             Db::Sqlite(_) => SQLITE_MIGRATIONS,
@@ -644,15 +636,12 @@ impl Store {
             .map_or(0.0, |s| s.spend_usd))
     }
 
-    /// The ledger rows of request `request_id` (tests and `/admin/usage`).
-    pub async fn count_usage(&self, request_id: Option<&str>) -> Result<i64, StoreError> {
+    #[cfg(test)]
+    pub(crate) async fn count_usage_for_tests(&self) -> Result<i64, StoreError> {
         with_pool!(self, |pool, DB| {
-            Ok(sqlx::query_scalar(
-                "SELECT COUNT(*) FROM usage WHERE ($1 IS NULL OR request_id = $1)",
-            )
-            .bind(request_id)
-            .fetch_one(pool)
-            .await?)
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM usage")
+                .fetch_one(pool)
+                .await?)
         })
     }
 

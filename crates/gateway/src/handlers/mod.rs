@@ -115,7 +115,11 @@ pub async fn admit(
     deployments: &[Deployment],
 ) -> Result<Admitted, (GatewayError, RateHeaders)> {
     let tokens = estimate_prompt_tokens(body_len);
-    let Some(k) = &caller.key else {
+    let Some(k) = caller
+        .key
+        .as_ref()
+        .filter(|k| k.rpm.is_some() || k.tpm.is_some() || k.budget_usd.is_some())
+    else {
         return Ok(Admitted {
             headers: RateHeaders::default(),
             hold: None,
