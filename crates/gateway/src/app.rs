@@ -1,18 +1,20 @@
 //! Application state, the router, and the server's life cycle.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use dashmap::DashMap;
 use rand::distributions::{Alphanumeric, DistString};
 
 use crate::config::{AuthMode, Config};
+use crate::error::GatewayError;
 use crate::handlers;
+use crate::health::HealthBook;
 use crate::keys::KeyChecker;
 use crate::ledger::Ledger;
 use crate::limits::Limits;
@@ -20,6 +22,7 @@ use crate::pricing::Prices;
 use crate::providers::Provider;
 use crate::redis_limits::RedisLimits;
 use crate::routing;
+use crate::server::{Gate, Lifecycle};
 use crate::store::Store;
 
 /// Everything a handler needs; cheap to clone.
@@ -35,6 +38,12 @@ pub struct AppState {
     pub limits: Limits,
     /// Set with `redis`: shared limits and key-change announcements.
     pub redis: Option<RedisLimits>,
+    pub health: HealthBook,
+    pub life: Lifecycle,
+    /// Requests in flight (health, readiness and metrics excepted).
+    pub in_flight: Gate,
+    /// Requests in flight per key id.
+    pub per_key: Arc<DashMap<String, Gate>>,
 }
 
 impl AppState {
@@ -46,7 +55,9 @@ impl AppState {
             .cloned()
             .map(|p| Provider::new(p).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        let router = routing::Router::new(&config, providers);
+        let prices = Arc::new(Prices::new(&config.prices));
+        let health = HealthBook::new(config.breaker);
+        let router = routing::Router::new(&config, providers, &prices, health.clone());
         let keys = (config.auth == AuthMode::Keys).then(|| KeyChecker::new(store.clone()));
         let redis = match &config.redis {
             Some(url) => {
@@ -60,7 +71,6 @@ impl AppState {
             None => None,
         };
         let limits = Limits::new(store.clone(), redis.clone());
-        let prices = Arc::new(Prices::new(&config.prices));
         let (ledger, _writer) = Ledger::start(
             store.clone(),
             spill_path(&config.database),
@@ -75,6 +85,10 @@ impl AppState {
             ledger,
             limits,
             redis,
+            health,
+            life: Lifecycle::default(),
+            in_flight: Gate::default(),
+            per_key: Arc::new(DashMap::new()),
         })
     }
 }
@@ -119,10 +133,12 @@ pub fn app(state: AppState) -> axum::Router {
         )
         .route("/admin/keys/{id}/revoke", post(handlers::admin::revoke))
         .route("/admin/usage", get(handlers::admin::usage))
+        .route("/admin/providers", get(handlers::admin::providers))
         .route("/healthz", get(handlers::health::healthz))
         .route("/readyz", get(handlers::health::readyz))
+        .route("/metrics", get(handlers::health::metrics))
         .fallback(not_found)
-        .layer(middleware::from_fn(request_meta))
+        .layer(middleware::from_fn_with_state(state.clone(), request_meta))
         .with_state(state)
 }
 
@@ -143,9 +159,65 @@ fn new_request_id() -> String {
     )
 }
 
-/// Gives every request an id, and every response `x-request-id` and the attempt headers;
-/// logs one line per request (never bodies or keys).
-async fn request_meta(mut req: Request, next: Next) -> Response {
+/// What the handler tells the request log (the middleware has no key or model).
+#[derive(Clone, Debug, Default)]
+pub struct LogMeta {
+    pub key_id: Option<String>,
+    pub model: String,
+}
+
+/// The one log line of a request, written when it is dropped: with the response for a
+/// plain answer, at the stream's end (or the client's leaving) for a stream.
+struct RequestLog {
+    id: String,
+    method: axum::http::Method,
+    path: String,
+    status: u16,
+    provider: String,
+    attempts: String,
+    meta: LogMeta,
+    started: Instant,
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        tracing::info!(
+            request_id = %self.id,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            key_id = self.meta.key_id.as_deref().unwrap_or(""),
+            model = %self.meta.model,
+            provider = %self.provider,
+            attempts = %self.attempts,
+            latency_ms = self.started.elapsed().as_millis() as u64,
+            "request"
+        );
+    }
+}
+
+/// Paths that stay served when the gateway is at capacity: a load balancer must still see
+/// health, and an operator must still see metrics.
+fn exempt(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// The final event of a stream cut off at shutdown, in the endpoint's dialect.
+fn cutoff_frame(path: &str) -> bytes::Bytes {
+    let msg = "The gateway is shutting down and ended this stream at its drain deadline.";
+    if path.starts_with("/v1/messages") {
+        let body = serde_json::json!({"type": "error", "error": {"type": "overloaded_error", "message": msg}});
+        return jusinfer_sse::encode_bytes(Some("error"), body.to_string().as_bytes());
+    }
+    GatewayError::unavailable(msg, 1000)
+        .code("server_shutting_down")
+        .stream_frame()
+}
+
+/// Gives every request an id, a place under the global concurrency cap, and every response
+/// `x-request-id` and the attempt headers; ends what runs past the shutdown deadline; logs
+/// one line per request (never bodies or keys).
+async fn request_meta(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
         .headers()
@@ -155,10 +227,87 @@ async fn request_meta(mut req: Request, next: Next) -> Response {
         .map_or_else(new_request_id, str::to_owned);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let slot = if exempt(&path) {
+        None
+    } else {
+        match state
+            .in_flight
+            .try_take(state.config.server.max_concurrent_requests, true)
+        {
+            Some(s) => Some(s),
+            None => {
+                crate::metrics::get()
+                    .overload
+                    .with_label_values(&["global"])
+                    .inc();
+                let mut resp = GatewayError::unavailable(
+                    "The gateway is at its limit of concurrent requests; retry shortly.",
+                    1000,
+                )
+                .code("overloaded")
+                .into_response();
+                finish_headers(&mut resp, &id);
+                return resp;
+            }
+        }
+    };
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut resp = next.run(req).await;
+    let mut resp = tokio::select! {
+        r = next.run(req) => r,
+        () = state.life.cutoff() => GatewayError::unavailable(
+            "The gateway is shutting down and ended this request at its drain deadline.",
+            1000,
+        )
+        .code("server_shutting_down")
+        .into_response(),
+    };
+    finish_headers(&mut resp, &id);
+    crate::metrics::get()
+        .http
+        .with_label_values(&[route.as_str(), resp.status().as_str()])
+        .inc();
+    let h = resp.headers();
+    let text = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let log = RequestLog {
+        provider: text("x-jusinfer-provider"),
+        attempts: text("x-jusinfer-attempts"),
+        id,
+        method,
+        status: resp.status().as_u16(),
+        meta: resp
+            .extensions_mut()
+            .remove::<LogMeta>()
+            .unwrap_or_default(),
+        started,
+        path,
+    };
+    let streaming = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !streaming {
+        return resp;
+    }
+    let frame = cutoff_frame(&log.path);
+    let mut slots: Vec<Box<dyn Send>> = vec![Box::new(log)];
+    if let Some(s) = slot {
+        slots.push(Box::new(s));
+    }
+    crate::body::wrap(resp, slots, Some((Box::pin(state.life.cutoff()), frame)))
+}
+
+fn finish_headers(resp: &mut Response, id: &str) {
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(v) = HeaderValue::from_str(id) {
         h.insert("x-request-id", v);
     }
     if !h.contains_key("x-jusinfer-provider") {
@@ -167,75 +316,6 @@ async fn request_meta(mut req: Request, next: Next) -> Response {
     if !h.contains_key("x-jusinfer-attempts") {
         h.insert("x-jusinfer-attempts", HeaderValue::from_static("0"));
     }
-    tracing::info!(
-        request_id = %id,
-        %method,
-        path = %path,
-        status = resp.status().as_u16(),
-        provider = resp.headers().get("x-jusinfer-provider").and_then(|v| v.to_str().ok()).unwrap_or(""),
-        attempts = resp.headers().get("x-jusinfer-attempts").and_then(|v| v.to_str().ok()).unwrap_or(""),
-        ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
-    resp
 }
 
-/// How long the ledger gets to write its last rows at shutdown.
-pub const LEDGER_FLUSH_DEADLINE: Duration = Duration::from_secs(15);
-
-/// How long in-flight requests get to finish after SIGTERM.
-pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests up to [`DRAIN_DEADLINE`].
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    let store = state.store.clone();
-    let ledger = state.ledger.clone();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's algorithm holds them
-    // until the client's delayed ACK (~40 ms), bunching a stream's chunks.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        let _ = tx.send(true);
-    });
-    let mut rx2 = rx.clone();
-    let result = tokio::select! {
-        r = server.into_future() => r,
-        _ = async move {
-            let _ = rx2.wait_for(|v| *v).await;
-            tokio::time::sleep(DRAIN_DEADLINE).await;
-        } => {
-            tracing::warn!("drain deadline reached; closing remaining connections");
-            Ok(())
-        }
-    };
-    drop(rx);
-    // Every usage row of the requests served goes to the store (or the spill file) first.
-    ledger.flush(LEDGER_FLUSH_DEADLINE).await;
-    store.close().await;
-    result
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
+pub use crate::server::{serve, LEDGER_FLUSH_DEADLINE};

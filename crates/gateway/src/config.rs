@@ -81,6 +81,33 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     #[serde(default)]
     pub prices: IndexMap<String, RawPrice>,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub drain_timeout: Option<f64>,
+    /// Requests in flight at once, over all keys; past it: 503.
+    pub max_concurrent_requests: Option<usize>,
+    /// Requests in flight at once per key; past it: 503.
+    pub max_concurrent_per_key: Option<usize>,
+    /// Largest request head (request line + headers) in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Most header fields in one request.
+    pub max_headers: Option<usize>,
+    /// Seconds a client gets to send its whole request head.
+    pub header_read_timeout: Option<f64>,
+    /// Log request bodies (prompts): off unless the operator turns it on.
+    pub log_bodies: Option<bool>,
+    #[serde(default)]
+    pub circuit_breaker: RawBreaker,
+}
+
+/// The circuit breaker of every deployment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Consecutive failures within `window` seconds that open the circuit.
+    pub failures: Option<u32>,
+    pub window: Option<f64>,
+    /// Seconds an open circuit skips its deployment before one probe is let through.
+    pub cooldown: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +148,19 @@ pub struct RawModel {
     pub strategy: Option<Strategy>,
     #[serde(default)]
     pub weights: Vec<f64>,
+    /// Overrides the providers' timeouts for this alias (connect stays per provider: it
+    /// belongs to the provider's connection pool).
+    #[serde(default)]
+    pub timeouts: RawModelTimeouts,
+}
+
+/// Seconds; fractions allowed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelTimeouts {
+    pub first_byte: Option<f64>,
+    pub idle: Option<f64>,
+    pub total: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -176,6 +216,9 @@ pub struct ProviderConfig {
     pub max_tokens: IndexMap<String, u32>,
 }
 
+/// Retries of one deployment (after its first try) before the route moves on.
+pub const DEFAULT_RETRIES: u32 = 1;
+
 /// `max_tokens` for Anthropic requests that set none.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
@@ -196,6 +239,51 @@ pub struct ModelAlias {
     /// `(provider, upstream model)` in route order.
     pub route: Vec<(String, String)>,
     pub strategy: Strategy,
+    /// One weight per route entry (all 1 unless `weights` says otherwise).
+    pub weights: Vec<f64>,
+    pub timeouts: RawModelTimeouts,
+}
+
+/// The circuit breaker's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Breaker {
+    pub failures: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            window: Duration::from_secs(60),
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the server protects itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub drain_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub max_concurrent_per_key: Option<usize>,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            drain_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 10_000,
+            max_concurrent_per_key: None,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The resolved runtime configuration.
@@ -211,6 +299,9 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelAlias>,
     pub prices: IndexMap<String, RawPrice>,
+    pub breaker: Breaker,
+    pub server: ServerLimits,
+    pub log_bodies: bool,
     /// Things worth telling the operator that do not stop the start.
     pub warnings: Vec<String>,
 }
@@ -375,13 +466,45 @@ fn secs(
     what: &str,
     provider: &str,
 ) -> Result<Duration, ConfigError> {
+    seconds(v, default, &format!("providers.{provider}.timeouts.{what}"))
+}
+
+/// A positive number of seconds (at most [`MAX_TIMEOUT_SECS`]) named `path` in messages.
+fn seconds(v: Option<f64>, default: Duration, path: &str) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
         // Bounded so that deadlines computed from them can never overflow a clock.
-        Some(s) if s.is_finite() && s > 0.0 && s <= MAX_TIMEOUT_SECS => Ok(Duration::from_secs_f64(s)),
+        Some(s) if s.is_finite() && s > 0.0 && s <= MAX_TIMEOUT_SECS => {
+            Ok(Duration::from_secs_f64(s))
+        }
         Some(s) => Err(ConfigError::new(format!(
-            "providers.{provider}.timeouts.{what} = {s}: expected a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}"
+            "{path} = {s}: expected a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}"
         ))),
+    }
+}
+
+/// A count of at least 1 named `path` in messages.
+fn count(v: Option<usize>, default: usize, path: &str) -> Result<usize, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(n) if n >= 1 => Ok(n),
+        Some(n) => Err(ConfigError::new(format!(
+            "{path} = {n}: expected at least 1"
+        ))),
+    }
+}
+
+impl ModelAlias {
+    /// `base` with this alias's overrides applied.
+    pub fn timeouts_over(&self, base: Timeouts) -> Timeouts {
+        let t = &self.timeouts;
+        let pick = |v: Option<f64>, d: Duration| v.map_or(d, Duration::from_secs_f64);
+        Timeouts {
+            connect: base.connect,
+            first_byte: pick(t.first_byte, base.first_byte),
+            idle: pick(t.idle, base.idle),
+            total: pick(t.total, base.total),
+        }
     }
 }
 
@@ -487,7 +610,7 @@ fn resolve(
             models: p.models,
             headers: p.headers.into_iter().collect(),
             timeouts,
-            retries: p.retries.unwrap_or(0),
+            retries: p.retries.unwrap_or(DEFAULT_RETRIES),
             default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             max_tokens: p.max_tokens,
         });
@@ -526,18 +649,89 @@ fn resolve(
             )));
         }
         let strategy = m.strategy.unwrap_or(Strategy::Fallback);
-        if strategy != Strategy::Fallback {
-            warnings.push(format!(
-                "models.{}: strategy {:?} is not implemented yet; routing in fallback order",
-                m.name, strategy
-            ));
+        let line = locate_line(source, &format!("\"{}\"", m.name));
+        let weights = if m.weights.is_empty() {
+            if strategy == Strategy::Weighted {
+                warnings.push(format!(
+                    "models.{}: strategy weighted without weights: every route entry weighs 1",
+                    m.name
+                ));
+            }
+            vec![1.0; route.len()]
+        } else if m.weights.len() != route.len() {
+            return Err(ConfigError::new(format!(
+                "{shown}:{line}: models[{i}] ({}) has {} weights for {} route entries: give one weight per entry",
+                m.name,
+                m.weights.len(),
+                route.len()
+            )));
+        } else if m.weights.iter().any(|w| !w.is_finite() || *w < 0.0)
+            || m.weights.iter().all(|w| *w == 0.0)
+        {
+            return Err(ConfigError::new(format!(
+                "{shown}:{line}: models[{i}] ({}) weights must be finite, at least 0, and not all 0",
+                m.name
+            )));
+        } else {
+            m.weights
+        };
+        let base = format!("models[{i}].timeouts");
+        for (what, v) in [
+            ("first_byte", m.timeouts.first_byte),
+            ("idle", m.timeouts.idle),
+            ("total", m.timeouts.total),
+        ] {
+            seconds(v, Duration::ZERO, &format!("{base}.{what}"))?;
         }
         models.push(ModelAlias {
             name: m.name,
             route,
             strategy,
+            weights,
+            timeouts: m.timeouts,
         });
     }
+    let b = Breaker::default();
+    let breaker = Breaker {
+        failures: u32::try_from(count(
+            raw.circuit_breaker.failures.map(|n| n as usize),
+            b.failures as usize,
+            "circuit_breaker.failures",
+        )?)
+        .unwrap_or(u32::MAX),
+        window: seconds(
+            raw.circuit_breaker.window,
+            b.window,
+            "circuit_breaker.window",
+        )?,
+        cooldown: seconds(
+            raw.circuit_breaker.cooldown,
+            b.cooldown,
+            "circuit_breaker.cooldown",
+        )?,
+    };
+    let d = ServerLimits::default();
+    let server = ServerLimits {
+        drain_timeout: seconds(raw.drain_timeout, d.drain_timeout, "drain_timeout")?,
+        max_concurrent_requests: count(
+            raw.max_concurrent_requests,
+            d.max_concurrent_requests,
+            "max_concurrent_requests",
+        )?,
+        max_concurrent_per_key: raw
+            .max_concurrent_per_key
+            .map(|n| count(Some(n), n, "max_concurrent_per_key"))
+            .transpose()?,
+        // hyper needs room for at least one read buffer of 8 KiB.
+        max_header_bytes: count(raw.max_header_bytes, d.max_header_bytes, "max_header_bytes")?
+            .max(8192),
+        max_headers: count(raw.max_headers, d.max_headers, "max_headers")?,
+        header_read_timeout: seconds(
+            raw.header_read_timeout,
+            d.header_read_timeout,
+            "header_read_timeout",
+        )?,
+    };
     Ok(Config {
         source: path.map(Path::to_path_buf),
         listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
@@ -548,6 +742,9 @@ fn resolve(
         providers,
         models,
         prices: raw.prices,
+        breaker,
+        server,
+        log_bodies: raw.log_bodies.unwrap_or(false),
         warnings,
     })
 }

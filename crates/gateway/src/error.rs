@@ -15,6 +15,40 @@ pub enum Origin {
     Internal,
 }
 
+/// What went wrong upstream, for metrics and the circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    #[default]
+    None,
+    /// The connection could not be made.
+    Connect,
+    /// No answer (or no next chunk) in time.
+    Timeout,
+    /// The upstream answered 429.
+    RateLimited,
+    /// The upstream answered another error status.
+    Status,
+    /// Wrong content type, invalid JSON, broken SSE.
+    Malformed,
+    /// The upstream broke off its answer.
+    Disconnect,
+}
+
+impl Fault {
+    /// The `kind` label of `jusinfer_upstream_errors_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::None => "other",
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::RateLimited => "rate_limited",
+            Self::Status => "status",
+            Self::Malformed => "malformed",
+            Self::Disconnect => "disconnect",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GatewayError {
     pub status: StatusCode,
@@ -30,6 +64,8 @@ pub struct GatewayError {
     /// `retry-after` (seconds, rounded up) and `retry-after-ms` (the OpenAI SDKs read it
     /// first).
     pub retry_after_ms: Option<u64>,
+    /// Set on upstream failures.
+    pub fault: Fault,
 }
 
 impl GatewayError {
@@ -43,6 +79,7 @@ impl GatewayError {
             origin: Origin::Client,
             retryable: false,
             retry_after_ms: None,
+            fault: Fault::None,
         }
     }
 
@@ -140,6 +177,7 @@ impl GatewayError {
         let mut e = Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).code("timeout");
         e.origin = Origin::Upstream;
         e.retryable = true;
+        e.fault = Fault::Timeout;
         e
     }
 
@@ -147,6 +185,20 @@ impl GatewayError {
         let mut e = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message);
         e.origin = Origin::Internal;
         e
+    }
+
+    /// 503: the gateway is at capacity, draining, or has no deployment to try.
+    pub fn unavailable(message: impl Into<String>, retry_after_ms: u64) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+            .code("service_unavailable");
+        e.origin = Origin::Internal;
+        e.retry_after_ms = Some(retry_after_ms);
+        e
+    }
+
+    pub fn fault(mut self, f: Fault) -> Self {
+        self.fault = f;
+        self
     }
 
     pub fn retryable(mut self, r: bool) -> Self {

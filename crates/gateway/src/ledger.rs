@@ -59,6 +59,10 @@ pub struct UsageRecord {
     pub attempts: u32,
     pub stream: bool,
     pub error_type: Option<String>,
+    /// The model resolved to a route (for metric labels: unresolved names are the
+    /// client's free text). Not stored.
+    #[serde(skip)]
+    pub routed: bool,
 }
 
 impl UsageRecord {
@@ -107,6 +111,7 @@ impl Ledger {
     /// Queues a row; never waits. Prices the row when it has tokens but no cost yet.
     pub fn record(&self, mut r: UsageRecord) {
         self.price(&mut r);
+        crate::metrics::get().observe(&r);
         if r.row_id.is_empty() {
             r.row_id = unique_id();
         }

@@ -5,17 +5,21 @@
 
 pub mod app;
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod error;
 pub mod handlers;
+pub mod health;
 pub mod keys;
 pub mod ledger;
 pub mod limits;
+pub mod metrics;
 pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod redis_limits;
 pub mod routing;
+pub mod server;
 pub mod store;
 
 pub use app::{app, serve, AppState};

@@ -4,12 +4,13 @@
 //! has gone to the client: providers hand back a response only after the upstream's first
 //! event arrived intact.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::response::Response;
 
 use crate::config::ProviderKind;
-use crate::error::GatewayError;
+use crate::error::{Fault, GatewayError};
+use crate::metrics;
 use crate::routing::Deployment;
 
 /// What the attempt loop ended with.
@@ -23,27 +24,46 @@ pub struct Outcome {
 
 /// Base of the exponential backoff between retries of one deployment.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
-/// Longest wait between two attempts, whatever Retry-After says.
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Longest wait between two attempts of one deployment. An upstream that asks for a longer
+/// wait (Retry-After) is left for the next deployment instead.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-/// Runs `attempt` over `deployments` (each retried up to its provider's `retries`).
+/// Runs `attempt` over `deployments` in order: each is tried up to its provider's
+/// `retries` + 1 times while its failures are retryable, then the next. A deployment whose
+/// circuit is open is skipped; a connect failure, or a Retry-After beyond
+/// [`BACKOFF_CAP`], moves on at once.
 pub async fn run<F, Fut>(deployments: &[Deployment], mut attempt: F) -> Outcome
 where
     F: FnMut(Deployment) -> Fut,
     Fut: std::future::Future<Output = Result<Response, GatewayError>>,
 {
+    let m = metrics::get();
     let mut attempts = 0;
     let mut last: Option<(GatewayError, Deployment)> = None;
+    let mut skipped: Option<Duration> = None;
     for d in deployments {
-        let tries = d.provider.config.retries + 1;
-        for n in 0..tries {
-            if n > 0 {
-                let backoff = backoff(n, last.as_ref().and_then(|(e, _)| e.retry_after_ms));
-                tokio::time::sleep(backoff).await;
+        let tries = d.provider.config.retries.saturating_add(1);
+        let mut wait: Option<Duration> = None;
+        for _ in 0..tries {
+            let Some(permit) = d.health.try_acquire() else {
+                m.circuit_skips
+                    .with_label_values(&[d.provider.name(), d.upstream_model.as_str()])
+                    .inc();
+                let r = d.health.retry_in();
+                skipped = Some(skipped.map_or(r, |s| s.min(r)));
+                break;
+            };
+            if let Some(w) = wait.take() {
+                tokio::time::sleep(w).await;
             }
             attempts += 1;
+            if attempts > 1 {
+                m.retries.with_label_values(&[d.provider.name()]).inc();
+            }
+            let t0 = Instant::now();
             match attempt(d.clone()).await {
                 Ok(resp) => {
+                    permit.success(t0.elapsed());
                     return Outcome {
                         result: Ok(resp),
                         provider: Some(d.provider.name().to_owned()),
@@ -52,28 +72,51 @@ where
                     };
                 }
                 Err(e) if e.retryable => {
-                    tracing::info!(provider = %d.provider.name(), error = %e, "attempt failed; trying again");
+                    permit.failure();
+                    m.upstream_error(d.provider.name(), e.fault);
+                    tracing::info!(provider = %d.provider.name(), model = %d.upstream_model, error = %e, "attempt failed");
+                    let next = backoff(attempts, e.retry_after_ms);
+                    let move_on = e.fault == Fault::Connect || next.is_none();
                     last = Some((e, d.clone()));
+                    if move_on {
+                        break;
+                    }
+                    wait = next;
                 }
                 Err(e) => {
+                    // The request's own fault (or credentials): nothing to say of health.
+                    permit.neutral();
                     return Outcome {
                         result: Err(e),
                         provider: Some(d.provider.name().to_owned()),
                         upstream_model: Some(d.upstream_model.clone()),
                         attempts,
-                    }
+                    };
                 }
             }
         }
     }
-    match last {
-        Some((e, d)) => Outcome {
+    match (last, skipped) {
+        (Some((e, d)), _) => Outcome {
             result: Err(e),
             provider: Some(d.provider.name().to_owned()),
             upstream_model: Some(d.upstream_model),
             attempts,
         },
-        None => Outcome {
+        (None, Some(retry_in)) => Outcome {
+            result: Err(GatewayError::unavailable(
+                format!(
+                    "Every deployment of this model is cooling down after repeated failures (circuit open); the next probe is in {:.1}s.",
+                    retry_in.as_secs_f64()
+                ),
+                u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX).max(1),
+            )
+            .code("circuit_open")),
+            provider: None,
+            upstream_model: None,
+            attempts,
+        },
+        (None, None) => Outcome {
             result: Err(GatewayError::internal("the route has no deployments")),
             provider: None,
             upstream_model: None,
@@ -82,16 +125,19 @@ where
     }
 }
 
-fn backoff(n: u32, retry_after_ms: Option<u64>) -> Duration {
+/// The wait before trying the same deployment again: the upstream's Retry-After when it
+/// sent one (`None` past [`BACKOFF_CAP`]: better the next deployment), else exponential
+/// backoff from [`BACKOFF_BASE`] with jitter.
+fn backoff(n: u32, retry_after_ms: Option<u64>) -> Option<Duration> {
     if let Some(ms) = retry_after_ms {
-        return Duration::from_millis(ms).min(BACKOFF_CAP);
+        let d = Duration::from_millis(ms);
+        return (d <= BACKOFF_CAP).then_some(d);
     }
-    let exp = BACKOFF_BASE.saturating_mul(1 << n.min(6));
-    // Full jitter keeps many clients from retrying in step.
+    let exp = BACKOFF_BASE.saturating_mul(1 << n.saturating_sub(1).min(6));
+    // Jitter keeps many clients from retrying in step.
     let jitter = rand::random::<f64>();
-    exp.mul_f64(0.5 + jitter / 2.0).min(BACKOFF_CAP)
+    Some(exp.mul_f64(0.5 + jitter / 2.0).min(BACKOFF_CAP))
 }
-
 /// The error for a deployment whose kind cannot serve this endpoint.
 pub fn unsupported(kind: ProviderKind, provider: &str, what: &str) -> GatewayError {
     GatewayError::upstream(format!(
@@ -100,4 +146,25 @@ pub fn unsupported(kind: ProviderKind, provider: &str, what: &str) -> GatewayErr
     ))
     .code("unsupported_provider")
     .retryable(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_honours_retry_after_up_to_the_cap() {
+        assert_eq!(backoff(1, Some(1500)), Some(Duration::from_millis(1500)));
+        assert_eq!(backoff(1, Some(0)), Some(Duration::ZERO));
+        assert_eq!(
+            backoff(1, Some(60_000)),
+            None,
+            "past the cap: next deployment"
+        );
+        for n in 1..20 {
+            let d = backoff(n, None).expect("always a wait");
+            assert!(d <= BACKOFF_CAP);
+            assert!(d >= BACKOFF_BASE / 2);
+        }
+    }
 }

@@ -1,10 +1,19 @@
 //! Model resolution (§5): a `[[models]]` alias → its route; `provider/model` → that
 //! provider; a model in a provider's static list → that provider; else 404 with close names.
+//!
+//! An alias's strategy orders its route for each request: `fallback` keeps the configured
+//! order, `weighted` draws the order at random by weight (without replacement, so every
+//! deployment stays a fallback), `least-latency` sorts by each deployment's moving average
+//! latency (deployments with no sample yet first, so each is measured), `lowest-cost` by
+//! the price catalog (unknown prices last; fixed at start). The attempt stage then walks
+//! the order, skipping open circuits.
 
 use std::sync::Arc;
 
-use crate::config::{Config, ModelAlias};
+use crate::config::{Config, ModelAlias, Strategy, Timeouts};
 use crate::error::GatewayError;
+use crate::health::{Health, HealthBook};
+use crate::pricing::Prices;
 use crate::providers::Provider;
 
 /// One place a request can be sent: a provider and the model name it knows.
@@ -12,19 +21,80 @@ use crate::providers::Provider;
 pub struct Deployment {
     pub provider: Arc<Provider>,
     pub upstream_model: String,
+    pub health: Arc<Health>,
+    /// The provider's timeouts with the alias's overrides applied.
+    pub timeouts: Timeouts,
+}
+
+/// An alias as `/admin/providers` shows it.
+#[derive(serde::Serialize)]
+pub struct RouteView {
+    pub model: String,
+    pub strategy: Strategy,
+    /// `provider/model`, in configured order (lowest-cost: cheapest first).
+    pub route: Vec<String>,
+    pub weights: Vec<f64>,
+}
+
+/// An alias with its deployments built once.
+struct Route {
+    name: String,
+    strategy: Strategy,
+    deployments: Vec<Deployment>,
+    weights: Vec<f64>,
 }
 
 /// Resolves model names against the configuration.
 pub struct Router {
     providers: Vec<Arc<Provider>>,
     aliases: Vec<ModelAlias>,
+    routes: Vec<Route>,
+    health: HealthBook,
 }
 
 impl Router {
-    pub fn new(config: &Config, providers: Vec<Arc<Provider>>) -> Self {
+    pub fn new(
+        config: &Config,
+        providers: Vec<Arc<Provider>>,
+        prices: &Prices,
+        health: HealthBook,
+    ) -> Self {
+        let find = |name: &str| providers.iter().find(|p| p.config.name == name).cloned();
+        let mut routes = Vec::new();
+        for alias in &config.models {
+            let mut entries: Vec<(Deployment, f64, f64)> = Vec::new();
+            for ((p, m), w) in alias.route.iter().zip(&alias.weights) {
+                let Some(provider) = find(p) else { continue };
+                let cost = prices
+                    .get(p, m)
+                    .map_or(f64::INFINITY, |pr| pr.input + pr.output);
+                entries.push((
+                    Deployment {
+                        timeouts: alias.timeouts_over(provider.config.timeouts),
+                        health: health.get(p, m),
+                        provider,
+                        upstream_model: m.clone(),
+                    },
+                    *w,
+                    cost,
+                ));
+            }
+            if alias.strategy == Strategy::LowestCost {
+                // Stable: equal prices keep the configured order.
+                entries.sort_by(|a, b| a.2.total_cmp(&b.2));
+            }
+            routes.push(Route {
+                name: alias.name.clone(),
+                strategy: alias.strategy,
+                weights: entries.iter().map(|e| e.1).collect(),
+                deployments: entries.into_iter().map(|e| e.0).collect(),
+            });
+        }
         Self {
             providers,
             aliases: config.models.clone(),
+            routes,
+            health,
         }
     }
 
@@ -32,27 +102,24 @@ impl Router {
         self.providers.iter().find(|p| p.config.name == name)
     }
 
-    /// The ordered deployments for `model`.
+    fn direct(&self, p: &Arc<Provider>, model: &str) -> Deployment {
+        Deployment {
+            provider: Arc::clone(p),
+            upstream_model: model.to_owned(),
+            health: self.health.get(p.name(), model),
+            timeouts: p.config.timeouts,
+        }
+    }
+
+    /// The deployments for `model`, in the order this request tries them.
     pub fn resolve(&self, model: &str) -> Result<Vec<Deployment>, GatewayError> {
-        if let Some(alias) = self.aliases.iter().find(|a| a.name == model) {
-            return Ok(alias
-                .route
-                .iter()
-                .filter_map(|(p, m)| {
-                    self.provider(p).map(|p| Deployment {
-                        provider: Arc::clone(p),
-                        upstream_model: m.clone(),
-                    })
-                })
-                .collect());
+        if let Some(route) = self.routes.iter().find(|r| r.name == model) {
+            return Ok(order(route));
         }
         if let Some((prov, m)) = model.split_once('/') {
             if let Some(p) = self.provider(prov) {
                 if !m.is_empty() {
-                    return Ok(vec![Deployment {
-                        provider: Arc::clone(p),
-                        upstream_model: m.to_owned(),
-                    }]);
+                    return Ok(vec![self.direct(p, m)]);
                 }
             }
         }
@@ -61,15 +128,29 @@ impl Router {
             .iter()
             .find(|p| p.config.models.iter().any(|m| m == model))
         {
-            return Ok(vec![Deployment {
-                provider: Arc::clone(p),
-                upstream_model: model.to_owned(),
-            }]);
+            return Ok(vec![self.direct(p, model)]);
         }
         Err(GatewayError::model_not_found(
             model,
             &self.close_names(model),
         ))
+    }
+
+    /// The aliases with their strategies and deployments, for `/admin/providers`.
+    pub fn routes(&self) -> Vec<RouteView> {
+        self.routes
+            .iter()
+            .map(|r| RouteView {
+                model: r.name.clone(),
+                strategy: r.strategy,
+                route: r
+                    .deployments
+                    .iter()
+                    .map(|d| format!("{}/{}", d.provider.name(), d.upstream_model))
+                    .collect(),
+                weights: r.weights.clone(),
+            })
+            .collect()
     }
 
     /// Every name a client can send: aliases, static models and their `provider/model`.
@@ -103,5 +184,78 @@ impl Router {
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         scored.into_iter().take(3).map(|(_, n)| n).collect()
+    }
+}
+
+/// This request's order of `route`'s deployments.
+fn order(route: &Route) -> Vec<Deployment> {
+    match route.strategy {
+        Strategy::Fallback | Strategy::LowestCost => route.deployments.clone(),
+        Strategy::Weighted => weighted_order(&route.weights, rand::random::<f64>)
+            .into_iter()
+            .filter_map(|i| route.deployments.get(i).cloned())
+            .collect(),
+        Strategy::LeastLatency => {
+            let mut v = route.deployments.clone();
+            // Unmeasured first (each gets measured), then fastest first; stable on ties.
+            v.sort_by_key(|d| d.health.latency().map_or(0, |l| l.as_micros().max(1)));
+            v
+        }
+    }
+}
+
+/// Indexes of `weights` in a random order where each next pick is drawn by weight from
+/// those left (zero weights come last, in configured order). `rand01` yields [0, 1).
+fn weighted_order(weights: &[f64], mut rand01: impl FnMut() -> f64) -> Vec<usize> {
+    let mut left: Vec<usize> = (0..weights.len()).filter(|i| weights[*i] > 0.0).collect();
+    let mut out = Vec::with_capacity(weights.len());
+    while !left.is_empty() {
+        let total: f64 = left.iter().map(|i| weights[*i]).sum();
+        let mut x = rand01() * total;
+        let mut pick = left.len() - 1;
+        for (k, i) in left.iter().enumerate() {
+            if x < weights[*i] {
+                pick = k;
+                break;
+            }
+            x -= weights[*i];
+        }
+        out.push(left.remove(pick));
+    }
+    out.extend((0..weights.len()).filter(|i| weights[*i] <= 0.0));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_order_follows_the_weights() {
+        let weights = [1.0, 3.0, 0.0];
+        let mut firsts = [0u32; 3];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rand01 = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for _ in 0..10_000 {
+            let o = weighted_order(&weights, &mut rand01);
+            assert_eq!(o.len(), 3, "every deployment stays in the order");
+            assert_eq!(o[2], 2, "zero weight comes last");
+            firsts[o[0]] += 1;
+        }
+        let share = f64::from(firsts[1]) / 10_000.0;
+        assert!((share - 0.75).abs() < 0.02, "{share}");
+        assert_eq!(firsts[2], 0);
+    }
+
+    #[test]
+    fn weighted_order_survives_extreme_draws() {
+        assert_eq!(weighted_order(&[1.0, 1.0], || 0.999_999_999), vec![1, 0]);
+        assert_eq!(weighted_order(&[1.0, 1.0], || 0.0), vec![0, 1]);
+        assert!(weighted_order(&[], || 0.5).is_empty());
     }
 }

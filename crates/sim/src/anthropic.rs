@@ -351,5 +351,14 @@ pub async fn messages(State(state): State<SimState>, headers: HeaderMap, body: B
         },
         Err(e) => return json_response(500, &error_body(500, &format!("sim: {e:#}"))),
     };
-    crate::server::stream_response(frames, sc.gap_ms, sc.disconnect_after, &state)
+    crate::server::stream_response(
+        frames,
+        &crate::server::StreamPlan {
+            gap_ms: sc.gap_ms,
+            disconnect_after: sc.disconnect_after,
+            stall_after: sc.stall_after,
+            model: sc.name.clone(),
+        },
+        &state,
+    )
 }

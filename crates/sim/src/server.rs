@@ -34,6 +34,51 @@ pub struct SimState {
     pub quiet: bool,
     /// Streams whose reader (the gateway) went away before the last frame.
     pub streams_cancelled: Arc<std::sync::atomic::AtomicU64>,
+    /// Requests (streams or not) whose caller went away before the answer ended: the
+    /// model string and the Unix time in milliseconds the simulator saw it.
+    pub cancellations: Arc<Mutex<Vec<(String, f64)>>>,
+    /// Frames handed to the connection so far, per model string.
+    pub frames_sent: Arc<Mutex<std::collections::HashMap<String, u64>>>,
+    /// Requests seen per model string (for `seq=`).
+    pub seen: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+impl SimState {
+    fn cancelled(&self, model: &str) {
+        if let Ok(mut c) = self.cancellations.lock() {
+            c.push((model.to_owned(), unix_ms()));
+        }
+    }
+
+    /// How many requests for `model` came before this one.
+    fn nth(&self, model: &str) -> usize {
+        self.seen.lock().map_or(0, |mut m| {
+            let n = m.entry(model.to_owned()).or_insert(0);
+            *n += 1;
+            *n - 1
+        })
+    }
+}
+
+/// Records a request abandoned by its caller (dropped before `done`).
+struct Watch {
+    state: SimState,
+    model: String,
+    done: bool,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if !self.done {
+            self.state.cancelled(&self.model);
+        }
+    }
 }
 
 /// The simulator's router.
@@ -63,6 +108,17 @@ pub struct Scenario {
     pub disconnect_after: Option<usize>,
     pub content_type: Option<String>,
     pub retry_after: Option<String>,
+    /// Statuses for this model string's 1st, 2nd, … request (the last repeats); 200 is
+    /// the normal answer.
+    pub seq: Vec<u16>,
+    /// Send this many frames, then hold the stream open without a word.
+    pub stall_after: Option<usize>,
+    /// `fast` streams: bytes of content per chunk.
+    pub chunk_bytes: usize,
+    /// Header `retry-after-ms`.
+    pub retry_after_ms: Option<String>,
+    /// Write every byte of the stream on its own.
+    pub trickle: bool,
 }
 
 impl Scenario {
@@ -86,6 +142,11 @@ impl Scenario {
                 "disconnect_after" => s.disconnect_after = v.parse().ok(),
                 "content_type" => s.content_type = Some(v.to_owned()),
                 "retry_after" => s.retry_after = Some(v.to_owned()),
+                "retry_after_ms" => s.retry_after_ms = Some(v.to_owned()),
+                "seq" => s.seq = v.split(',').filter_map(|x| x.parse().ok()).collect(),
+                "stall_after" => s.stall_after = v.parse().ok(),
+                "chunk_bytes" => s.chunk_bytes = v.parse().unwrap_or(0),
+                "trickle" => s.trickle = true,
                 _ => {}
             }
         }
@@ -125,7 +186,23 @@ async fn stats(State(state): State<SimState>) -> Json<Value> {
     let cancelled = state
         .streams_cancelled
         .load(std::sync::atomic::Ordering::Relaxed);
-    Json(json!({"streams_cancelled": cancelled}))
+    let cancellations: Vec<Value> = state
+        .cancellations
+        .lock()
+        .map(|c| {
+            c.iter()
+                .map(|(m, at)| json!({"model": m, "at_ms": at}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let frames = state
+        .frames_sent
+        .lock()
+        .map(|f| json!(*f))
+        .unwrap_or_default();
+    Json(
+        json!({"streams_cancelled": cancelled, "cancellations": cancellations, "frames_sent": frames}),
+    )
 }
 
 async fn clear(State(state): State<SimState>) -> StatusCode {
@@ -254,7 +331,7 @@ fn stream_frames(sc: &Scenario, include_usage: bool) -> anyhow::Result<Option<Ve
         "text" => recorded("openai-chat/chat_stream_text_with_usage.sse")?,
         "capital" => recorded("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse")?,
         "answer" => recorded("openai-chat/chat_stream_tool_call_roundtrip.turn2.sse")?,
-        "fast" => fast_stream(sc.chunks, include_usage),
+        "fast" => fast_stream(sc.chunks, sc.chunk_bytes, include_usage),
         name => match nonstream_body(name)? {
             Some((200, body)) => {
                 let v: Value = serde_json::from_slice(&body)?;
@@ -271,12 +348,13 @@ fn is_usage_chunk(data: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-fn fast_stream(chunks: usize, include_usage: bool) -> Vec<Bytes> {
+fn fast_stream(chunks: usize, chunk_bytes: usize, include_usage: bool) -> Vec<Bytes> {
+    let filler = "x".repeat(chunk_bytes);
     let head = r#"{"id":"chatcmpl-fast","object":"chat.completion.chunk","created":1727346142,"model":"fast","choices":[{"index":0,"delta":"#;
     let mut out = vec![Bytes::from(format!("data: {head}{{\"role\":\"assistant\",\"content\":\"\"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"))];
     for i in 0..chunks {
         out.push(Bytes::from(format!(
-            "data: {head}{{\"content\":\"tok{i} \"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"
+            "data: {head}{{\"content\":\"tok{i} {filler}\"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"
         )));
     }
     out.push(Bytes::from(format!(
@@ -298,17 +376,33 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
         Err(e) => return json_response(400, error_body(400, &format!("sim: bad json: {e}"))),
     };
     record(&state, "/v1/chat/completions", &headers, &req);
-    let sc = Scenario::parse(req["model"].as_str().unwrap_or_default());
+    let model = req["model"].as_str().unwrap_or_default().to_owned();
+    let sc = Scenario::parse(&model);
+    let mut watch = Watch {
+        state: state.clone(),
+        model: model.clone(),
+        done: false,
+    };
     if sc.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(sc.delay_ms)).await;
     }
-    if let Some(st) = sc.status {
+    watch.done = true;
+    let status = if sc.seq.is_empty() {
+        sc.status
+    } else {
+        let n = state.nth(&model).min(sc.seq.len() - 1);
+        sc.seq.get(n).copied().filter(|s| *s != 200)
+    };
+    if let Some(st) = status {
         let mut resp = json_response(
             st,
             error_body(st, &format!("simulated upstream status {st}")),
         );
         if let Some(ra) = sc.retry_after.as_deref().and_then(|v| v.parse().ok()) {
             resp.headers_mut().insert("retry-after", ra);
+        }
+        if let Some(ra) = sc.retry_after_ms.as_deref().and_then(|v| v.parse().ok()) {
+            resp.headers_mut().insert("retry-after-ms", ra);
         }
         return resp;
     }
@@ -359,34 +453,81 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
             b"data: {\"id\":\"chatcmpl-broken\",\"choices\":[{\"index\":0,\"del\n\n",
         ));
     }
-    stream_response(frames, sc.gap_ms, sc.disconnect_after, &state)
+    if sc.trickle {
+        frames = frames
+            .iter()
+            .flat_map(|f| (0..f.len()).map(move |i| f.slice(i..=i)))
+            .collect();
+    }
+    stream_response(
+        frames,
+        &StreamPlan {
+            gap_ms: sc.gap_ms,
+            disconnect_after: sc.disconnect_after,
+            stall_after: sc.stall_after,
+            model,
+        },
+        &state,
+    )
+}
+
+/// How `stream_response` paces its frames.
+pub(crate) struct StreamPlan {
+    pub gap_ms: u64,
+    pub disconnect_after: Option<usize>,
+    pub stall_after: Option<usize>,
+    /// For the cancellation log and progress counts.
+    pub model: String,
 }
 
 /// Sends `frames` as an SSE body, `gap_ms` apart, cutting the connection after
-/// `disconnect_after` frames when set.
+/// `disconnect_after` frames, or falling silent after `stall_after`, when set. A reader that
+/// goes away is logged at once (the sender watches the channel close).
 pub(crate) fn stream_response(
     mut frames: Vec<Bytes>,
-    gap_ms: u64,
-    disconnect_after: Option<usize>,
+    plan: &StreamPlan,
     state: &SimState,
 ) -> Response {
     let cancelled = Arc::clone(&state.streams_cancelled);
-    if let Some(n) = disconnect_after {
+    if let Some(n) = plan.disconnect_after {
         frames.truncate(n);
     }
-    let gap = Duration::from_millis(gap_ms);
+    let stall = plan.stall_after.is_some_and(|n| {
+        frames.truncate(n);
+        true
+    });
+    let disconnect = plan.disconnect_after.is_some();
+    let gap = Duration::from_millis(plan.gap_ms);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let state = state.clone();
+    let model = plan.model.clone();
     tokio::spawn(async move {
+        let gone = |state: &SimState| {
+            cancelled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.cancelled(&model);
+        };
         for (i, f) in frames.into_iter().enumerate() {
             if i > 0 && !gap.is_zero() {
-                tokio::time::sleep(gap).await;
+                tokio::select! {
+                    () = tokio::time::sleep(gap) => {}
+                    () = tx.closed() => return gone(&state),
+                }
             }
             if tx.send(Ok(f)).await.is_err() {
-                cancelled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return;
+                return gone(&state);
+            }
+            if let Ok(mut m) = state.frames_sent.lock() {
+                *m.entry(model.clone()).or_insert(0) += 1;
             }
         }
-        if disconnect_after.is_some() {
+        if stall {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(600)) => {}
+                () = tx.closed() => gone(&state),
+            }
+            return;
+        }
+        if disconnect {
             // Let the frames already written reach the peer before the connection is cut.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let _ = tx

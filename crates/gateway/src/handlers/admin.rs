@@ -345,3 +345,52 @@ pub async fn usage(
         .await,
     )
 }
+
+/// `GET /admin/providers`: every provider with its settings (never its key) and each
+/// deployment's health, and every alias with its strategy and route.
+pub async fn providers(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            let health = state.health.all();
+            let providers: Vec<Value> = state
+                .config
+                .providers
+                .iter()
+                .map(|p| {
+                    let t = p.timeouts;
+                    json!({
+                        "name": p.name,
+                        "kind": p.kind.as_str(),
+                        "retries": p.retries,
+                        "timeouts": {
+                            "connect": t.connect.as_secs_f64(),
+                            "first_byte": t.first_byte.as_secs_f64(),
+                            "idle": t.idle.as_secs_f64(),
+                            "total": t.total.as_secs_f64(),
+                        },
+                        "deployments": health
+                            .iter()
+                            .filter(|h| h.provider == p.name)
+                            .map(|h| h.view())
+                            .collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let routes = state.router.routes();
+            let b = state.config.breaker;
+            Ok(axum::Json(json!({
+                "object": "list",
+                "circuit_breaker": {
+                    "failures": b.failures,
+                    "window": b.window.as_secs_f64(),
+                    "cooldown": b.cooldown.as_secs_f64(),
+                },
+                "data": providers,
+                "routes": routes,
+            }))
+            .into_response())
+        }
+        .await,
+    )
+}

@@ -38,7 +38,10 @@ pub async fn chat_completions(
             return e.into_response();
         }
     };
-    let (tap, limits) =
+    if state.config.log_bodies {
+        tracing::info!(request_id = %rid.0, body = %String::from_utf8_lossy(&raw[..raw.len().min(LOGGED_BODY_BYTES)]), "request body");
+    }
+    let adm =
         match super::admit_and_tap(&state, &caller, row, started, raw.len(), &deployments).await {
             Ok(t) => t,
             Err(refused) => return refused,
@@ -48,11 +51,14 @@ pub async fn chat_completions(
         raw: &raw,
         request_id: &rid.0,
         state: &state,
-        tap: &tap,
+        tap: &adm.tap,
     };
     let outcome = proxy::run(&deployments, |d| attempt(d, &ctx)).await;
-    super::finish(outcome, &tap, &limits)
+    super::finish(outcome, adm)
 }
+
+/// The most of a request body logged when `log_bodies` is on.
+const LOGGED_BODY_BYTES: usize = 64 * 1024;
 
 /// Read, validate, check the model is allowed, route.
 async fn prepare(
@@ -147,6 +153,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
             let body = openai::edit_body(ctx.raw, &d.upstream_model, stream)?;
             openai::send(openai::Call {
                 provider: &d.provider,
+                timeouts: d.timeouts,
                 endpoint: Endpoint::ChatCompletions,
                 body,
                 stream,
@@ -160,6 +167,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
         ProviderKind::Anthropic => {
             anthropic::chat(anthropic::Call {
                 provider: &d.provider,
+                timeouts: d.timeouts,
                 req,
                 raw: ctx.raw,
                 upstream_model: &d.upstream_model,

@@ -56,13 +56,13 @@ pub async fn embeddings(
         Ok((req, raw, deployments)) => {
             let admitted =
                 super::admit_and_tap(&state, &caller, row, started, raw.len(), &deployments);
-            let (tap, limits) = match admitted.await {
+            let adm = match admitted.await {
                 Ok(t) => t,
                 Err(refused) => return refused,
             };
             let outcome =
                 proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0, &state)).await;
-            super::finish(outcome, &tap, &limits)
+            super::finish(outcome, adm)
         }
         Err(e) => {
             super::record_rejected(&state, row, &e, started);
@@ -83,6 +83,7 @@ async fn attempt(
             let body = openai::edit_body(raw, &d.upstream_model, false)?;
             openai::send(openai::Call {
                 provider: &d.provider,
+                timeouts: d.timeouts,
                 endpoint: Endpoint::Embeddings,
                 body,
                 stream: false,

@@ -12,13 +12,14 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
+use crate::app::{AppState, LogMeta};
 use crate::auth::Caller;
 use crate::error::GatewayError;
 use crate::ledger::{Tap, UsageRecord};
 use crate::limits::{estimate_prompt_tokens, Ask, Hold, RateHeaders};
 use crate::proxy::Outcome;
 use crate::routing::Deployment;
+use crate::server::Slot;
 
 /// Reads the body, refusing more than `limit` bytes with 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
@@ -160,27 +161,59 @@ pub async fn admit(
     }
 }
 
-/// The limit stage, then the record stage's tap for the request (the row moves into it).
-/// `Err` is the refusal to send, already recorded.
+/// A request let through the limit stage.
+pub struct Admission {
+    /// The record stage's tap (the usage row moved into it).
+    pub tap: Tap,
+    pub limits: RateHeaders,
+    /// The key's place under `max_concurrent_per_key`, held until the response ends.
+    pub slot: Option<Slot>,
+}
+
+/// The per-key concurrency cap, then the limit stage, then the record stage's tap for the
+/// request. `Err` is the refusal to send, already recorded.
 pub async fn admit_and_tap(
     state: &AppState,
     caller: &Caller,
-    row: UsageRecord,
+    mut row: UsageRecord,
     started: std::time::Instant,
     body_len: usize,
     deployments: &[Deployment],
-) -> Result<(Tap, RateHeaders), Response> {
+) -> Result<Admission, Response> {
+    row.routed = true;
+    let slot = match (state.config.server.max_concurrent_per_key, &caller.key) {
+        (Some(max), Some(k)) => {
+            let gate = state.per_key.entry(k.id.clone()).or_default().clone();
+            match gate.try_take(max, false) {
+                Some(s) => Some(s),
+                None => {
+                    crate::metrics::get()
+                        .overload
+                        .with_label_values(&["key"])
+                        .inc();
+                    let e = GatewayError::unavailable(
+                        format!("This key already has {max} requests in flight (max_concurrent_per_key); retry when one ends."),
+                        1000,
+                    )
+                    .code("concurrency_limit_exceeded");
+                    return Err(refuse(state, row, e, &RateHeaders::default(), started));
+                }
+            }
+        }
+        _ => None,
+    };
     match admit(state, caller, body_len, deployments).await {
-        Ok(a) => Ok((
-            Tap::new(
+        Ok(a) => Ok(Admission {
+            tap: Tap::new(
                 state.ledger.clone(),
                 row,
                 started,
                 a.hold,
                 a.prompt_estimate,
             ),
-            a.headers,
-        )),
+            limits: a.headers,
+            slot,
+        }),
         Err((e, headers)) => Err(refuse(state, row, e, &headers, started)),
     }
 }
@@ -202,7 +235,8 @@ pub fn refuse(
 /// Sets the attempt and limit headers on whatever the attempt loop produced, and hands
 /// the handler's half of the usage row to `tap` (the record stage: success, error and
 /// streams alike).
-pub fn finish(outcome: Outcome, tap: &Tap, limits: &RateHeaders) -> Response {
+pub fn finish(outcome: Outcome, adm: Admission) -> Response {
+    let Admission { tap, limits, slot } = adm;
     let (mut resp, error_type) = match outcome.result {
         Ok(r) => (r, None),
         Err(e) => {
@@ -213,7 +247,10 @@ pub fn finish(outcome: Outcome, tap: &Tap, limits: &RateHeaders) -> Response {
     };
     let usage = resp.extensions_mut().remove::<UsageExt>();
     let status = resp.status().as_u16();
+    let mut meta = LogMeta::default();
     tap.finish_handler(|r| {
+        meta.key_id.clone_from(&r.key_id);
+        meta.model.clone_from(&r.model);
         r.provider.clone_from(&outcome.provider);
         r.upstream_model.clone_from(&outcome.upstream_model);
         r.attempts = outcome.attempts;
@@ -232,7 +269,11 @@ pub fn finish(outcome: Outcome, tap: &Tap, limits: &RateHeaders) -> Response {
     }
     h.insert("x-jusinfer-attempts", HeaderValue::from(outcome.attempts));
     limits.apply(h);
-    resp
+    resp.extensions_mut().insert(meta);
+    match slot {
+        Some(s) => crate::body::hold(resp, Box::new(s)),
+        None => resp,
+    }
 }
 
 /// The request-level columns of a usage row.

@@ -22,6 +22,8 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 pub struct Call<'a> {
     pub provider: &'a Provider,
+    /// The deployment's timeouts.
+    pub timeouts: crate::config::Timeouts,
     pub req: &'a ChatRequest,
     pub raw: &'a Bytes,
     pub upstream_model: &'a str,
@@ -56,7 +58,7 @@ pub async fn chat(call: Call<'_>) -> Result<Response, GatewayError> {
         }
     })?;
     let body = serde_json::to_vec(&t.request).map_err(|e| GatewayError::internal(e.to_string()))?;
-    let clock = Clock::start(p);
+    let clock = Clock::start(call.timeouts);
     let answer = http::exchange(
         p,
         http::Exchange {
@@ -85,6 +87,7 @@ pub async fn chat(call: Call<'_>) -> Result<Response, GatewayError> {
                 "provider `{}` sent a response that is not a valid Messages response ({e})",
                 p.name()
             ))
+            .fault(crate::error::Fault::Malformed)
             .retryable(true)
         })?;
         let mut completion = response::messages_to_chat(&msg, call.created, t.json_mode.as_ref());

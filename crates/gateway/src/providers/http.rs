@@ -16,7 +16,8 @@ use jusinfer_translate::StreamTranslator;
 use tokio::time::Instant;
 
 use super::{Endpoint, Provider};
-use crate::error::GatewayError;
+use crate::config::Timeouts;
+use crate::error::{Fault, GatewayError};
 use crate::ledger::{StreamTap, Tap};
 
 /// Largest non-streaming upstream body read.
@@ -28,23 +29,46 @@ pub struct Clock {
     pub started: Instant,
     pub deadline: Instant,
     pub first_byte: Duration,
+    pub idle: Duration,
 }
 
 impl Clock {
-    pub fn start(p: &Provider) -> Self {
-        let t = p.config.timeouts;
+    /// Starts the clock of one attempt under `t` (the deployment's timeouts).
+    pub fn start(t: Timeouts) -> Self {
         let started = Instant::now();
         Self {
             started,
             deadline: started + t.total,
             first_byte: t.first_byte.min(t.total),
+            idle: t.idle,
         }
     }
+}
+
+/// How long the upstream asks to wait, in milliseconds: `retry-after-ms` (OpenAI), else
+/// `retry-after` as seconds (fractions allowed) or as an HTTP date.
+pub fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(ms.min(1e12) as u64);
+        }
+    }
+    let v = get("retry-after")?;
+    if let Ok(s) = v.parse::<f64>() {
+        return (s.is_finite() && s >= 0.0).then(|| (s.min(1e9) * 1000.0) as u64);
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    )
 }
 
 /// The upstream's answer head and the parts of it the callers look at.
 pub struct Answer {
     pub resp: reqwest::Response,
+    /// Milliseconds.
     pub retry_after: Option<u64>,
     pub content_type: String,
 }
@@ -66,11 +90,7 @@ async fn send(
         Ok(Err(e)) => return Err(send_error(p, &e)),
         Ok(Ok(r)) => r,
     };
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let retry_after = retry_after_ms(resp.headers());
     let content_type = resp
         .headers()
         .get("content-type")
@@ -145,7 +165,12 @@ pub async fn exchange(
             .await
             .unwrap_or_default();
         let mut e = (ex.map_status)(p, status, &body);
-        e.retry_after_ms = answer.retry_after.map(|s| s.saturating_mul(1000));
+        e.retry_after_ms = answer.retry_after;
+        e.fault = if status == StatusCode::TOO_MANY_REQUESTS {
+            Fault::RateLimited
+        } else {
+            Fault::Status
+        };
         return Err(e);
     }
     expect_content_type(p, &answer, ex.stream)?;
@@ -176,6 +201,7 @@ fn expect_content_type(p: &Provider, a: &Answer, stream: bool) -> Result<(), Gat
         "provider `{}` answered {what} with content-type `{ct}`, expected {expected}",
         p.name()
     ))
+    .fault(Fault::Malformed)
     .retryable(true))
 }
 
@@ -199,7 +225,13 @@ fn send_error(p: &Provider, e: &reqwest::Error) -> GatewayError {
         cause = s.to_string();
         src = s.source();
     }
-    GatewayError::upstream(format!("{what} provider `{}`: {cause}", p.name())).retryable(true)
+    GatewayError::upstream(format!("{what} provider `{}`: {cause}", p.name()))
+        .fault(if e.is_connect() {
+            Fault::Connect
+        } else {
+            Fault::Disconnect
+        })
+        .retryable(true)
 }
 
 /// Reads a whole body under the exchange's deadline.
@@ -226,6 +258,7 @@ pub async fn read_body(
                     "provider `{}` broke off its response: {e}",
                     p.name()
                 ))
+                .fault(Fault::Disconnect)
                 .retryable(true))
             }
             Some(Ok(chunk)) => {
@@ -278,7 +311,7 @@ pub async fn stream<T: StreamTranslator + 'static>(
         decoder: Decoder::new(),
         machine,
         pending: VecDeque::new(),
-        idle: p.config.timeouts.idle,
+        idle: clock.idle,
         deadline: clock.deadline,
         done: false,
         provider: p.name().to_owned(),
@@ -313,6 +346,7 @@ pub async fn stream<T: StreamTranslator + 'static>(
             match s.fill().await {
                 Err(e) => {
                     tracing::warn!(provider = %s.provider, error = %e, "upstream stream failed after start");
+                    crate::metrics::get().upstream_error(&s.provider, e.fault);
                     s.done = true;
                     s.pending.push_back(e.stream_frame());
                     s.record_end(Some(e.kind));
@@ -417,7 +451,8 @@ impl<T: StreamTranslator> UpstreamStream<T> {
                 return Err(GatewayError::upstream(format!(
                     "provider `{}` broke off the stream: {e}",
                     self.provider
-                )))
+                ))
+                .fault(Fault::Disconnect))
             }
             None => {
                 let rest = self
@@ -444,5 +479,6 @@ impl<T: StreamTranslator> UpstreamStream<T> {
             "provider `{}` sent a broken stream: {what}",
             self.provider
         ))
+        .fault(Fault::Malformed)
     }
 }

@@ -19,6 +19,8 @@ use crate::ledger::Tap;
 /// What to call and how.
 pub struct Call<'a> {
     pub provider: &'a Provider,
+    /// The deployment's timeouts.
+    pub timeouts: crate::config::Timeouts,
     pub endpoint: Endpoint,
     pub body: Bytes,
     pub stream: bool,
@@ -129,7 +131,7 @@ fn insertion_point(raw: &[u8]) -> usize {
 /// that decides whether the next deployment is tried.
 pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
     let p = call.provider;
-    let clock = Clock::start(p);
+    let clock = Clock::start(call.timeouts);
     let answer = http::exchange(
         p,
         http::Exchange {
@@ -169,6 +171,7 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
             "provider `{}` sent a response that is not valid JSON ({e})",
             p.name()
         ))
+        .fault(crate::error::Fault::Malformed)
         .retryable(true)
     })?;
     let Some(raw_usage) = peek.usage else {

@@ -1,0 +1,405 @@
+//! What the gateway knows of each deployment's health: its circuit breaker, a moving
+//! average of its latency (time to the first token for streams), and recent error rate.
+//!
+//! The breaker: `failures` consecutive failures within `window` open the circuit; an open
+//! circuit is skipped for `cooldown`, then exactly one request (the half-open probe) is let
+//! through: its success closes the circuit, its failure opens it for another cool-down. A
+//! probe that ends without a verdict (the client left, or the request was the client's
+//! fault) hands the probe to the next request at once.
+//!
+//! The closed state — the common case — costs one atomic load per request; the small lock
+//! is taken only to record a failure or to move an open circuit on.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use crate::config::Breaker;
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+
+/// Weight of a new sample in the moving averages.
+const ALPHA: f64 = 0.2;
+
+/// The circuit's state, for `/admin/providers` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Circuit {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl Circuit {
+    /// The `jusinfer_circuit_state` gauge value.
+    pub fn gauge(self) -> i64 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BreakerState {
+    /// Consecutive failures counted since `window_start`.
+    failures: u32,
+    window_start: Instant,
+    /// While open: when a probe may go.
+    open_until: Instant,
+    opened_times: u64,
+}
+
+/// One deployment's health.
+#[derive(Debug)]
+pub struct Health {
+    pub provider: String,
+    pub model: String,
+    settings: Breaker,
+    state: AtomicU8,
+    /// Mirrors `BreakerState::failures`, so a success with no run to end takes no lock.
+    run: AtomicU32,
+    breaker: Mutex<BreakerState>,
+    /// Moving average of the latency in microseconds as f64 bits; 0 = no sample yet.
+    latency_us: AtomicU64,
+    /// Moving average of "this attempt failed" (0..1) as f64 bits.
+    error_rate: AtomicU64,
+    pub successes: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// Leave to try a deployment; report how it went with [`Permit::success`] or
+/// [`Permit::failure`]. Dropped without a report, it has no verdict.
+pub struct Permit {
+    health: Arc<Health>,
+    probe: bool,
+    done: bool,
+}
+
+impl Permit {
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// The deployment answered; `latency` is how long until its first token.
+    pub fn success(mut self, latency: Duration) {
+        self.done = true;
+        self.health.on_success(latency, self.probe);
+    }
+
+    /// The deployment failed in a way that counts against it.
+    pub fn failure(mut self) {
+        self.done = true;
+        self.health.on_failure(self.probe);
+    }
+
+    /// The attempt says nothing of the deployment's health (the client's own error).
+    pub fn neutral(self) {}
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.probe && !self.done {
+            self.health.release_probe();
+        }
+    }
+}
+
+fn load_f64(a: &AtomicU64) -> f64 {
+    f64::from_bits(a.load(Ordering::Relaxed))
+}
+
+fn blend(a: &AtomicU64, sample: f64) {
+    // A lost update under a race only drops one sample from an average.
+    let old = load_f64(a);
+    let new = if old == 0.0 {
+        sample
+    } else {
+        old + ALPHA * (sample - old)
+    };
+    a.store(new.to_bits(), Ordering::Relaxed);
+}
+
+impl Health {
+    pub fn new(provider: &str, model: &str, settings: Breaker) -> Self {
+        let now = Instant::now();
+        Self {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            settings,
+            state: AtomicU8::new(CLOSED),
+            run: AtomicU32::new(0),
+            breaker: Mutex::new(BreakerState {
+                failures: 0,
+                window_start: now,
+                open_until: now,
+                opened_times: 0,
+            }),
+            latency_us: AtomicU64::new(0),
+            error_rate: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        // A poisoned breaker still holds consistent numbers: every update is a plain store.
+        self.breaker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn circuit(&self) -> Circuit {
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => Circuit::Closed,
+            OPEN => Circuit::Open,
+            _ => Circuit::HalfOpen,
+        }
+    }
+
+    /// Leave to send a request, or `None` while the circuit is open (or its one probe is
+    /// in flight).
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        if self.state.load(Ordering::Acquire) == CLOSED {
+            return Some(Permit {
+                health: Arc::clone(self),
+                probe: false,
+                done: false,
+            });
+        }
+        let b = self.lock();
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => Some(false),
+            OPEN if Instant::now() >= b.open_until => {
+                self.state.store(HALF_OPEN, Ordering::Release);
+                tracing::info!(provider = %self.provider, model = %self.model, "circuit half-open: probing");
+                Some(true)
+            }
+            _ => None,
+        }
+        .map(|probe| Permit {
+            health: Arc::clone(self),
+            probe,
+            done: false,
+        })
+    }
+
+    /// How long until an open circuit lets a probe through (zero when it would now).
+    pub fn retry_in(&self) -> Duration {
+        if self.state.load(Ordering::Acquire) == CLOSED {
+            return Duration::ZERO;
+        }
+        self.lock()
+            .open_until
+            .saturating_duration_since(Instant::now())
+    }
+
+    fn on_success(&self, latency: Duration, probe: bool) {
+        self.successes.fetch_add(1, Ordering::Relaxed);
+        blend(&self.latency_us, latency.as_secs_f64() * 1e6);
+        blend_rate(&self.error_rate, 0.0);
+        let state = self.state.load(Ordering::Acquire);
+        if state == CLOSED && !probe && self.run.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // Consecutive failures only: a success ends the run.
+        let mut b = self.lock();
+        b.failures = 0;
+        self.run.store(0, Ordering::Relaxed);
+        if probe {
+            self.state.store(CLOSED, Ordering::Release);
+            tracing::info!(provider = %self.provider, model = %self.model, "circuit closed: probe succeeded");
+        }
+    }
+
+    fn on_failure(&self, probe: bool) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        blend_rate(&self.error_rate, 1.0);
+        let now = Instant::now();
+        let mut b = self.lock();
+        if probe {
+            b.open_until = now + self.settings.cooldown;
+            b.opened_times += 1;
+            self.state.store(OPEN, Ordering::Release);
+            tracing::warn!(provider = %self.provider, model = %self.model, cooldown_s = self.settings.cooldown.as_secs_f64(), "circuit open again: probe failed");
+            return;
+        }
+        if self.state.load(Ordering::Acquire) != CLOSED {
+            return;
+        }
+        if now.duration_since(b.window_start) > self.settings.window || b.failures == 0 {
+            b.window_start = now;
+            b.failures = 0;
+        }
+        b.failures += 1;
+        self.run.store(b.failures, Ordering::Relaxed);
+        if b.failures >= self.settings.failures {
+            b.open_until = now + self.settings.cooldown;
+            b.opened_times += 1;
+            b.failures = 0;
+            self.run.store(0, Ordering::Relaxed);
+            self.state.store(OPEN, Ordering::Release);
+            tracing::warn!(provider = %self.provider, model = %self.model, failures = self.settings.failures, cooldown_s = self.settings.cooldown.as_secs_f64(), "circuit open: deployment skipped for the cool-down");
+        }
+    }
+
+    fn release_probe(&self) {
+        let mut b = self.lock();
+        if self.state.load(Ordering::Acquire) == HALF_OPEN {
+            // No verdict: the next request probes at once.
+            b.open_until = Instant::now();
+            self.state.store(OPEN, Ordering::Release);
+        }
+    }
+
+    /// The moving average latency, when there is one.
+    pub fn latency(&self) -> Option<Duration> {
+        let us = load_f64(&self.latency_us);
+        (us > 0.0).then(|| Duration::from_secs_f64(us / 1e6))
+    }
+
+    /// A snapshot for `/admin/providers`.
+    pub fn view(&self) -> serde_json::Value {
+        let (failures, opened_times, retry_in) = {
+            let b = self.lock();
+            (
+                b.failures,
+                b.opened_times,
+                b.open_until.saturating_duration_since(Instant::now()),
+            )
+        };
+        let circuit = self.circuit();
+        serde_json::json!({
+            "provider": self.provider,
+            "model": self.model,
+            "circuit": circuit,
+            "consecutive_failures": failures,
+            "times_opened": opened_times,
+            "probe_in_s": (circuit == Circuit::Open).then_some(retry_in.as_secs_f64()),
+            "latency_ms": self.latency().map(|d| (d.as_secs_f64() * 1e4).round() / 10.0),
+            "error_rate": (load_f64(&self.error_rate) * 1e4).round() / 1e4,
+            "successes": self.successes.load(Ordering::Relaxed),
+            "failures": self.failures.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Error rates start at 0 (a first sample of 0 is a real sample, unlike latency).
+fn blend_rate(a: &AtomicU64, sample: f64) {
+    let old = load_f64(a);
+    a.store((old + ALPHA * (sample - old)).to_bits(), Ordering::Relaxed);
+}
+
+/// Every deployment's health, created on first use.
+#[derive(Clone)]
+pub struct HealthBook {
+    settings: Breaker,
+    map: Arc<DashMap<(String, String), Arc<Health>>>,
+}
+
+impl HealthBook {
+    pub fn new(settings: Breaker) -> Self {
+        Self {
+            settings,
+            map: Arc::new(DashMap::new()),
+        }
+    }
+
+    /// The health of `provider`'s `model`.
+    pub fn get(&self, provider: &str, model: &str) -> Arc<Health> {
+        if let Some(h) = self.map.get(&(provider.to_owned(), model.to_owned())) {
+            return Arc::clone(&h);
+        }
+        Arc::clone(
+            &self
+                .map
+                .entry((provider.to_owned(), model.to_owned()))
+                .or_insert_with(|| Arc::new(Health::new(provider, model, self.settings))),
+        )
+    }
+
+    /// Every deployment seen, sorted by provider and model.
+    pub fn all(&self) -> Vec<Arc<Health>> {
+        let mut v: Vec<Arc<Health>> = self.map.iter().map(|e| Arc::clone(e.value())).collect();
+        v.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(failures: u32, cooldown_ms: u64) -> Arc<Health> {
+        Arc::new(Health::new(
+            "p",
+            "m",
+            Breaker {
+                failures,
+                window: Duration::from_secs(60),
+                cooldown: Duration::from_millis(cooldown_ms),
+            },
+        ))
+    }
+
+    fn fail(h: &Arc<Health>) {
+        h.try_acquire().expect("closed").failure();
+    }
+
+    #[test]
+    fn opens_after_k_consecutive_failures_then_probes_once() {
+        let h = health(3, 50);
+        fail(&h);
+        fail(&h);
+        h.try_acquire()
+            .expect("closed")
+            .success(Duration::from_millis(5));
+        fail(&h);
+        fail(&h);
+        assert_eq!(h.circuit(), Circuit::Closed, "a success ends the run");
+        fail(&h);
+        assert_eq!(h.circuit(), Circuit::Open);
+        assert!(h.try_acquire().is_none(), "skipped while cooling down");
+        std::thread::sleep(Duration::from_millis(60));
+        let probe = h.try_acquire().expect("the probe");
+        assert!(probe.is_probe());
+        assert!(h.try_acquire().is_none(), "one probe at a time");
+        probe.failure();
+        assert_eq!(h.circuit(), Circuit::Open, "a failed probe opens again");
+        std::thread::sleep(Duration::from_millis(60));
+        h.try_acquire()
+            .expect("probe")
+            .success(Duration::from_millis(1));
+        assert_eq!(h.circuit(), Circuit::Closed);
+        assert!(h.try_acquire().is_some_and(|p| !p.is_probe()));
+    }
+
+    #[test]
+    fn a_probe_without_verdict_hands_over_at_once() {
+        let h = health(1, 10);
+        fail(&h);
+        std::thread::sleep(Duration::from_millis(15));
+        let probe = h.try_acquire().expect("probe");
+        drop(probe);
+        assert!(h.try_acquire().is_some_and(|p| p.is_probe()));
+    }
+
+    #[test]
+    fn latency_is_a_moving_average() {
+        let h = health(5, 10);
+        assert!(h.latency().is_none());
+        h.try_acquire()
+            .expect("closed")
+            .success(Duration::from_millis(100));
+        h.try_acquire()
+            .expect("closed")
+            .success(Duration::from_millis(200));
+        let ms = h.latency().expect("sampled").as_secs_f64() * 1e3;
+        assert!((ms - 120.0).abs() < 0.01, "{ms}");
+    }
+}

@@ -1,0 +1,193 @@
+//! The server's life cycle: the accept loop (hyper, with header limits and a header read
+//! timeout against slow-loris clients), concurrency slots, and shutdown.
+//!
+//! Shutdown: SIGTERM (or Ctrl-C) stops accepting (idle keep-alive connections close, so a
+//! load balancer moves on); in-flight requests and streams run on until `drain_timeout`. Past it, every stream still open ends with an
+//! error event and every request still waiting gets a 503, then the connections close.
+//! The usage ledger is flushed last, and the process exits 0.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::watch;
+
+use crate::app::{app, AppState};
+
+/// How long the ledger gets to write its last rows at shutdown.
+pub const LEDGER_FLUSH_DEADLINE: Duration = Duration::from_secs(15);
+/// After the drain deadline, how long cut-off streams get to write their last event.
+const CUTOFF_GRACE: Duration = Duration::from_secs(2);
+
+/// The cut-off signal at the drain deadline, shared by every request.
+#[derive(Clone)]
+pub struct Lifecycle {
+    cutoff: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            cutoff: Arc::new(watch::channel(false).0),
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Ends what is still running (the drain deadline passed).
+    pub fn cut_off(&self) {
+        self.cutoff.send_replace(true);
+    }
+
+    /// Resolves at the cut-off.
+    pub fn cutoff(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.cutoff.subscribe();
+        async move {
+            if rx.wait_for(|v| *v).await.is_err() {
+                // The sender lives as long as the state: never cut off then.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// A count of requests in flight with a cap.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<AtomicUsize>);
+
+/// One place in a [`Gate`]; given back when dropped.
+pub struct Slot {
+    count: Arc<AtomicUsize>,
+    gauge: bool,
+}
+
+impl Gate {
+    /// A slot, unless `max` are taken. `gauge`: the slot moves the in-flight gauge.
+    pub fn try_take(&self, max: usize, gauge: bool) -> Option<Slot> {
+        if self.0.fetch_add(1, Ordering::AcqRel) >= max {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        if gauge {
+            crate::metrics::get().in_flight.inc();
+        }
+        Some(Slot {
+            count: Arc::clone(&self.0),
+            gauge,
+        })
+    }
+
+    pub fn current(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        if self.gauge {
+            crate::metrics::get().in_flight.dec();
+        }
+    }
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains (see the module docs).
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    serve_until(listener, state, shutdown_signal()).await
+}
+
+/// [`serve`] with the shutdown trigger given (tests).
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = state.config.server;
+    let store = state.store.clone();
+    let ledger = state.ledger.clone();
+    let life = state.life.clone();
+    let service = TowerToHyperService::new(app(state));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut signal = std::pin::pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's
+                    // algorithm holds them until the client's delayed ACK (~40 ms).
+                    let _ = tcp.set_nodelay(true);
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service.clone());
+                    let conn = graceful.watch(conn.into_owned());
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut signal => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        deadline_s = limits.drain_timeout.as_secs_f64(),
+        "shutting down: no new connections; draining in-flight requests"
+    );
+    let drained = graceful.shutdown();
+    let mut drained = std::pin::pin!(drained);
+    tokio::select! {
+        () = &mut drained => tracing::info!("drained"),
+        () = tokio::time::sleep(limits.drain_timeout) => {
+            tracing::warn!("drain deadline reached: ending the remaining requests with an error");
+            life.cut_off();
+            if tokio::time::timeout(CUTOFF_GRACE, &mut drained).await.is_err() {
+                tracing::warn!("connections still open after the cut-off: closing them");
+            }
+        }
+    }
+    // Every usage row of the requests served goes to the store (or the spill file) first.
+    ledger.flush(LEDGER_FLUSH_DEADLINE).await;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
