@@ -207,3 +207,11 @@ def test_body_logging_is_opt_in(sim, tmp_path):
     finally:
         g.proc.stop()
     assert "logged prompt 77ab" in g.proc.stderr()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_invalid_utf8_from_the_upstream_is_a_502(gw, stream):
+    # Found by fuzzing: serde skipped ignored strings without checking their UTF-8.
+    r = post(gw, {"model": f"sim/fast;bad_utf8;tag={tag()}", "messages": MSG, "stream": stream})
+    assert r.status_code == 502, r.content[:300]
+    assert "UTF-8" in r.json()["error"]["message"] or "not valid JSON" in r.json()["error"]["message"]

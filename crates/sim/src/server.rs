@@ -119,6 +119,19 @@ pub struct Scenario {
     pub retry_after_ms: Option<String>,
     /// Write every byte of the stream on its own.
     pub trickle: bool,
+    /// Put an invalid UTF-8 byte into the answer's `id`.
+    pub bad_utf8: bool,
+}
+
+/// Replaces the byte after the first `"id":"` with 0xff (not UTF-8 anywhere).
+fn corrupt(b: &Bytes) -> Bytes {
+    let mut v = b.to_vec();
+    if let Some(at) = v.windows(6).position(|w| w == b"\"id\":\"") {
+        if let Some(x) = v.get_mut(at + 6) {
+            *x = 0xff;
+        }
+    }
+    Bytes::from(v)
 }
 
 impl Scenario {
@@ -147,6 +160,7 @@ impl Scenario {
                 "stall_after" => s.stall_after = v.parse().ok(),
                 "chunk_bytes" => s.chunk_bytes = v.parse().unwrap_or(0),
                 "trickle" => s.trickle = true,
+                "bad_utf8" => s.bad_utf8 = true,
                 _ => {}
             }
         }
@@ -419,6 +433,8 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
             Ok(Some((status, body))) => {
                 let body = if sc.truncate_json {
                     body.slice(..body.len() / 2)
+                } else if sc.bad_utf8 {
+                    corrupt(&body)
                 } else {
                     body
                 };
@@ -452,6 +468,9 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
         frames.push(Bytes::from_static(
             b"data: {\"id\":\"chatcmpl-broken\",\"choices\":[{\"index\":0,\"del\n\n",
         ));
+    }
+    if sc.bad_utf8 {
+        frames = frames.iter().map(corrupt).collect();
     }
     if sc.trickle {
         frames = frames

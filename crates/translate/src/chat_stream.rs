@@ -141,7 +141,14 @@ impl ChatStreamNormalizer {
         self.events += 1;
         if self.can_pass_untouched(data) {
             // Even untouched events must be JSON: a client must never receive a broken one.
-            serde_json::from_slice::<serde::de::IgnoredAny>(data).map_err(|e| StreamError {
+            // (UTF-8 first: serde skips over ignored strings without checking them.)
+            let text = std::str::from_utf8(data).map_err(|e| StreamError {
+                message: format!(
+                    "upstream sent an event that is not valid UTF-8 (invalid byte at offset {})",
+                    e.valid_up_to()
+                ),
+            })?;
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| StreamError {
                 message: format!("upstream sent an event that is not valid JSON ({e})"),
             })?;
             out.push(ev.raw.clone());

@@ -354,3 +354,23 @@ fn usage_cost_is_added_to_the_usage_chunk_when_asked() {
         );
     }
 }
+
+#[test]
+fn regression_invalid_utf8_in_a_passed_through_event_is_an_error() {
+    // Found by the `chat_stream` fuzz target: serde skips ignored strings without checking
+    // their UTF-8, so a pass-through event with a broken byte reached the client.
+    let raw = fixtures::read("openai-chat/chat_stream_text_with_usage.sse").expect("fixture");
+    let mut bad = raw.to_vec();
+    // A content event past the first (the first is rebuilt, so parsed in full).
+    let at = bad
+        .windows(6)
+        .enumerate()
+        .filter(|(_, w)| *w == b"\"id\":\"")
+        .nth(2)
+        .expect("a third event")
+        .0
+        + 8;
+    bad[at] = 0xe3;
+    let err = run(&[&bad], true).err().unwrap_or_default();
+    assert!(err.contains("not valid UTF-8"), "{err}");
+}

@@ -166,7 +166,17 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
         #[serde(borrow, default)]
         usage: Option<&'a RawValue>,
     }
-    let peek: Peek<'_> = serde_json::from_slice(&body).map_err(|e| {
+    // UTF-8 first: serde skips the fields it ignores without checking their bytes.
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        GatewayError::upstream(format!(
+            "provider `{}` sent a response that is not valid UTF-8 (invalid byte at offset {})",
+            p.name(),
+            e.valid_up_to()
+        ))
+        .fault(crate::error::Fault::Malformed)
+        .retryable(true)
+    })?;
+    let peek: Peek<'_> = serde_json::from_str(text).map_err(|e| {
         GatewayError::upstream(format!(
             "provider `{}` sent a response that is not valid JSON ({e})",
             p.name()

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a bounded time (default 30 s each), seeded with the recorded
+# traffic in ../shared/fixtures. Usage: fuzz/run.sh [SECONDS]
+# Needs cargo-fuzz (installed when missing). Works on the stable toolchain with
+# `--sanitizer none`; with a nightly toolchain present, AddressSanitizer is used.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs="${1:-30}"
+fixtures="${JUSINFER_FIXTURES:-$(cd ../.. && pwd)/shared/fixtures}"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "== installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --quiet
+fi
+args=(--sanitizer none)
+toolchain=()
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  args=()
+  toolchain=(+nightly)
+fi
+corpus="$(mktemp -d)"
+trap 'rm -rf "$corpus"' EXIT
+mkdir -p "$corpus"/{sse_decoder,chat_stream,anthropic_stream,request_decoders}
+cp "$fixtures"/openai-chat/*.sse "$corpus/sse_decoder/"
+cp "$fixtures"/openai-chat/*.sse "$corpus/chat_stream/"
+cp "$fixtures"/anthropic/*.sse "$corpus/anthropic_stream/" 2>/dev/null || true
+find "$fixtures" -name '*request*.json' -exec cp {} "$corpus/request_decoders/" \;
+cargo "${toolchain[@]}" fuzz build --release "${args[@]}"
+for t in sse_decoder chat_stream anthropic_stream request_decoders; do
+  echo "== fuzz $t (${secs}s)"
+  log="$corpus/$t.log"
+  if ! cargo "${toolchain[@]}" fuzz run --release "${args[@]}" "$t" "$corpus/$t" -- \
+      -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+    tail -60 "$log" >&2
+    echo "fuzz target $t failed (the crashing input is under fuzz/artifacts/$t)" >&2
+    exit 1
+  fi
+  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
+done
+echo "fuzz: 4 targets ran ${secs}s each without a failure"
