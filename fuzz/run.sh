@@ -24,7 +24,11 @@ cp "$fixtures"/openai-chat/*.sse "$corpus/sse_decoder/"
 cp "$fixtures"/openai-chat/*.sse "$corpus/chat_stream/"
 cp "$fixtures"/anthropic/*.sse "$corpus/anthropic_stream/" 2>/dev/null || true
 find "$fixtures" -name '*request*.json' -exec cp {} "$corpus/request_decoders/" \;
-cargo "${toolchain[@]}" fuzz build --release "${args[@]}"
+echo "== building the fuzz targets (${toolchain[*]:-stable} ${args[*]})"
+if ! cargo "${toolchain[@]}" fuzz build --release "${args[@]}" >"$corpus/build.log" 2>&1; then
+  tail -60 "$corpus/build.log" >&2
+  exit 1
+fi
 for t in sse_decoder chat_stream anthropic_stream request_decoders; do
   echo "== fuzz $t (${secs}s)"
   log="$corpus/$t.log"

@@ -33,6 +33,12 @@ cargo build --release --workspace --bins --locked
 echo "== Rust tests"
 cargo test --release --workspace --locked
 
+# Each fuzz target for a bounded time (JUSINFER_FUZZ_SECS, default 30; 0 skips).
+if [ "${JUSINFER_FUZZ_SECS:-30}" != 0 ]; then
+  echo "== fuzzing (cargo-fuzz, ${JUSINFER_FUZZ_SECS:-30}s per target)"
+  fuzz/run.sh "${JUSINFER_FUZZ_SECS:-30}"
+fi
+
 echo "== Python environment (official SDKs, pinned)"
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, pytest' 2>/dev/null; then
   python3 -m venv .venv

@@ -543,8 +543,28 @@ fn config_check(common: &Common) -> Result<(), Failure> {
     }
     println!("routes:");
     for (name, route) in route_table(&cfg) {
-        println!("  {name:<30} -> {}", route.join(" | "));
+        let how = cfg.models.iter().find(|m| m.name == name).map_or_else(String::new, |m| {
+            match m.strategy {
+                config::Strategy::Fallback => "  (fallback)".to_owned(),
+                config::Strategy::Weighted => format!("  (weighted {:?})", m.weights),
+                config::Strategy::LeastLatency => "  (least-latency)".to_owned(),
+                config::Strategy::LowestCost => "  (lowest-cost)".to_owned(),
+            }
+        });
+        println!("  {name:<30} -> {}{how}", route.join(" | "));
     }
+    let b = cfg.breaker;
+    let srv = cfg.server;
+    println!(
+        "circuit breaker: {} failures in {:.0}s open for {:.0}s;  drain {:.0}s;  max concurrent {} (per key {})",
+        b.failures,
+        b.window.as_secs_f64(),
+        b.cooldown.as_secs_f64(),
+        srv.drain_timeout.as_secs_f64(),
+        srv.max_concurrent_requests,
+        srv.max_concurrent_per_key
+            .map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+    );
     for w in &cfg.warnings {
         println!("warning: {w}");
     }

@@ -227,10 +227,7 @@ async fn request_meta(State(state): State<AppState>, mut req: Request, next: Nex
         .map_or_else(new_request_id, str::to_owned);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let slot = if exempt(&path) {
         None
     } else {
@@ -268,7 +265,10 @@ async fn request_meta(State(state): State<AppState>, mut req: Request, next: Nex
     finish_headers(&mut resp, &id);
     crate::metrics::get()
         .http
-        .with_label_values(&[route.as_str(), resp.status().as_str()])
+        .with_label_values(&[
+            route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            resp.status().as_str(),
+        ])
         .inc();
     let h = resp.headers();
     let text = |name: &str| {

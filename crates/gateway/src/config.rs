@@ -833,4 +833,61 @@ models = ["m1"]
         assert_eq!(groq.kind, ProviderKind::OpenaiCompatible);
         assert!(groq.base_url.starts_with("https://"));
     }
+
+    #[test]
+    fn strategies_weights_and_model_timeouts() {
+        let c = p(r#"
+drain_timeout = 5
+max_concurrent_per_key = 8
+[circuit_breaker]
+failures = 2
+cooldown = 0.5
+[providers.a]
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:9/v1"
+timeouts = { first_byte = 9, idle = 8 }
+[[models]]
+name = "w"
+strategy = "weighted"
+route = ["a/x", "a/y"]
+weights = [3, 1]
+timeouts = { idle = 2 }
+"#)
+        .expect("valid");
+        let w = &c.models[0];
+        assert_eq!(w.strategy, Strategy::Weighted);
+        assert_eq!(w.weights, vec![3.0, 1.0]);
+        let base = c.providers.iter().find(|p| p.name == "a").expect("a").timeouts;
+        let t = w.timeouts_over(base);
+        assert_eq!((t.first_byte.as_secs(), t.idle.as_secs()), (9, 2));
+        assert_eq!(c.breaker.failures, 2);
+        assert_eq!(c.breaker.cooldown, Duration::from_millis(500));
+        assert_eq!(c.server.drain_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.max_concurrent_per_key, Some(8));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn bad_routing_settings_are_rejected() {
+        let base = "[providers.a]\nkind = \"openai\"\n[[models]]\nname = \"m\"\nroute = [\"a/x\", \"a/y\"]\n";
+        for (extra, needle) in [
+            ("weights = [1]\n", "2 route entries"),
+            ("weights = [0, 0]\n", "not all 0"),
+            ("weights = [1, -1]\n", "at least 0"),
+            ("timeouts = { connect = 1 }\n", "unknown field `connect`"),
+            ("timeouts = { idle = 0 }\n", "models[0].timeouts.idle"),
+            ("strategy = \"fastest\"\n", "least-latency"),
+        ] {
+            let e = p(&format!("{base}{extra}")).expect_err(extra);
+            assert!(e.message.contains(needle), "{extra}: {}", e.message);
+        }
+        for (top, needle) in [
+            ("drain_timeout = 0\n", "drain_timeout"),
+            ("max_concurrent_requests = 0\n", "max_concurrent_requests"),
+            ("[circuit_breaker]\nfailures = 0\n", "circuit_breaker.failures"),
+        ] {
+            let e = p(top).expect_err(top);
+            assert!(e.message.contains(needle), "{top}: {}", e.message);
+        }
+    }
 }

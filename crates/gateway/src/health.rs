@@ -295,6 +295,11 @@ fn blend_rate(a: &AtomicU64, sample: f64) {
     a.store((old + ALPHA * (sample - old)).to_bits(), Ordering::Relaxed);
 }
 
+/// Deployments remembered at most: `provider/model` names are the client's free text, so
+/// past this a new one gets a health record of its own that is not kept (no circuit memory,
+/// no unbounded growth).
+const MAX_TRACKED: usize = 4096;
+
 /// Every deployment's health, created on first use.
 #[derive(Clone)]
 pub struct HealthBook {
@@ -314,6 +319,9 @@ impl HealthBook {
     pub fn get(&self, provider: &str, model: &str) -> Arc<Health> {
         if let Some(h) = self.map.get(&(provider.to_owned(), model.to_owned())) {
             return Arc::clone(&h);
+        }
+        if self.map.len() >= MAX_TRACKED {
+            return Arc::new(Health::new(provider, model, self.settings));
         }
         Arc::clone(
             &self

@@ -22,8 +22,13 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
+/// Distinct `model` label values kept; later new names are counted as `other`.
+const MAX_MODEL_LABELS: usize = 1000;
+
 pub struct Metrics {
     registry: Registry,
+    /// The model label values in use (see [`MAX_MODEL_LABELS`]).
+    models: dashmap::DashMap<String, ()>,
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub ttft: HistogramVec,
@@ -154,12 +159,29 @@ impl Metrics {
                 &["scope"],
             ),
             registry: r,
+            models: dashmap::DashMap::new(),
         }
+    }
+
+    /// `model` as a label value: `-` when the router did not resolve it, `other` once
+    /// [`MAX_MODEL_LABELS`] names are in use (`provider/model` is the client's free text).
+    fn model_label<'a>(&self, row: &'a UsageRecord) -> &'a str {
+        if !row.routed {
+            return "-";
+        }
+        if self.models.contains_key(&row.model) {
+            return &row.model;
+        }
+        if self.models.len() < MAX_MODEL_LABELS {
+            self.models.insert(row.model.clone(), ());
+            return &row.model;
+        }
+        "other"
     }
 
     /// Counts one finished API request from its usage row.
     pub fn observe(&self, row: &UsageRecord) {
-        let model = if row.routed { row.model.as_str() } else { "-" };
+        let model = self.model_label(row);
         let provider = row.provider.as_deref().unwrap_or("none");
         let status = status_label(row.status);
         self.requests

@@ -151,7 +151,7 @@ impl ChatStreamNormalizer {
             serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| StreamError {
                 message: format!("upstream sent an event that is not valid JSON ({e})"),
             })?;
-            out.push(ev.raw.clone());
+            out.push(untouched(ev, data));
             return Ok(());
         }
         let mut chunk: Map<String, Value> =
@@ -160,7 +160,7 @@ impl ChatStreamNormalizer {
             })?;
         if chunk.contains_key("error") && !chunk.contains_key("choices") {
             self.errored = true;
-            out.push(ev.raw.clone());
+            out.push(untouched(ev, data));
             return Ok(());
         }
         for key in ["id", "created", "model", "system_fingerprint"] {
@@ -217,7 +217,7 @@ impl ChatStreamNormalizer {
         if changed {
             out.push(encode(&chunk));
         } else {
-            out.push(ev.raw.clone());
+            out.push(untouched(ev, data));
         }
         Ok(())
     }
@@ -470,6 +470,17 @@ fn args_fragment(pos: usize, args: String) -> Value {
     m.insert("index".to_owned(), Value::from(pos));
     m.insert("function".to_owned(), Value::Object(function));
     Value::Object(m)
+}
+
+/// The upstream's own bytes for an event left unchanged — unless a line other than `data`
+/// (a comment, an unknown field) is not UTF-8: then the event is rebuilt from its data, so
+/// a client never receives a frame it cannot decode.
+fn untouched(ev: &Event, data: &[u8]) -> Bytes {
+    if std::str::from_utf8(&ev.raw).is_ok() {
+        ev.raw.clone()
+    } else {
+        jusinfer_sse::encode_bytes(ev.event.as_deref(), data)
+    }
 }
 
 fn encode(chunk: &Map<String, Value>) -> Bytes {

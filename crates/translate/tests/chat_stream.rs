@@ -374,3 +374,21 @@ fn regression_invalid_utf8_in_a_passed_through_event_is_an_error() {
     let err = run(&[&bad], true).err().unwrap_or_default();
     assert!(err.contains("not valid UTF-8"), "{err}");
 }
+
+#[test]
+fn regression_a_non_utf8_comment_line_is_not_passed_on() {
+    // Found by the `chat_stream` fuzz target: the raw frame of an unchanged event also holds
+    // its comment and unknown-field lines, which nothing decoded.
+    let raw = fixtures::read("openai-chat/chat_stream_text_with_usage.sse").expect("fixture");
+    let mut bad = Vec::new();
+    for (i, ev) in raw.split_inclusive(|b| *b == b'\n').enumerate() {
+        if i == 4 {
+            bad.extend_from_slice(b": keep-alive \xff\xfe\n");
+        }
+        bad.extend_from_slice(ev);
+    }
+    let (out, _) = run(&[&bad], true).expect("a valid stream");
+    assert!(std::str::from_utf8(&out).is_ok());
+    let clean = run(&[&raw], true).expect("valid").0;
+    assert_eq!(events(&out), events(&clean), "the same events, minus the bad line");
+}
