@@ -543,14 +543,16 @@ fn config_check(common: &Common) -> Result<(), Failure> {
     }
     println!("routes:");
     for (name, route) in route_table(&cfg) {
-        let how = cfg.models.iter().find(|m| m.name == name).map_or_else(String::new, |m| {
-            match m.strategy {
+        let how = cfg
+            .models
+            .iter()
+            .find(|m| m.name == name)
+            .map_or_else(String::new, |m| match m.strategy {
                 config::Strategy::Fallback => "  (fallback)".to_owned(),
                 config::Strategy::Weighted => format!("  (weighted {:?})", m.weights),
                 config::Strategy::LeastLatency => "  (least-latency)".to_owned(),
                 config::Strategy::LowestCost => "  (lowest-cost)".to_owned(),
-            }
-        });
+            });
         println!("  {name:<30} -> {}{how}", route.join(" | "));
     }
     let b = cfg.breaker;

@@ -30,14 +30,22 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
     }
+    let mut d = Decoder::new();
     for f in &out {
-        let text = std::str::from_utf8(f).expect("frames are UTF-8");
-        for line in text.lines().filter(|l| l.starts_with("data: ")) {
-            let data = &line[6..];
-            assert!(
-                data == "[DONE]" || serde_json::from_str::<serde_json::Value>(data).is_ok(),
-                "frame is not JSON: {data}"
-            );
-        }
+        assert!(std::str::from_utf8(f).is_ok(), "frames are UTF-8");
+        d.push(f);
+    }
+    let mut events = Vec::new();
+    while let Some(ev) = d.next_event().expect("the output is valid SSE") {
+        events.push(ev);
+    }
+    events.extend(d.finish().expect("the output ends cleanly"));
+    for ev in events {
+        assert!(
+            &ev.data[..] == b"[DONE]"
+                || serde_json::from_slice::<serde_json::Value>(&ev.data).is_ok(),
+            "event is not JSON: {:?}",
+            String::from_utf8_lossy(&ev.data)
+        );
     }
 });

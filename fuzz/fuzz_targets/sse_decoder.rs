@@ -28,8 +28,10 @@ fuzz_target!(|data: &[u8]| {
     let split = decode(&pieces);
     match (&whole, &split) {
         (Ok(a), Ok(b)) => {
-            let a: Vec<(&Option<String>, &[u8])> = a.iter().map(|e| (&e.event, &e.data[..])).collect();
-            let b: Vec<(&Option<String>, &[u8])> = b.iter().map(|e| (&e.event, &e.data[..])).collect();
+            let a: Vec<(&Option<String>, &[u8])> =
+                a.iter().map(|e| (&e.event, &e.data[..])).collect();
+            let b: Vec<(&Option<String>, &[u8])> =
+                b.iter().map(|e| (&e.event, &e.data[..])).collect();
             assert_eq!(a, b, "events differ when split every {step} bytes");
         }
         // An oversized event is an error however it arrives.

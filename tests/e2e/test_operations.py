@@ -80,6 +80,28 @@ def test_streams_past_the_drain_deadline_end_with_an_error_event(sim, tmp_path):
         assert b.endswith(b"0\r\n\r\n"), "the response is properly terminated"
 
 
+def test_a_client_that_stops_reading_cannot_hold_up_shutdown(sim, tmp_path):
+    g = start_gateway(sim.url, tmp_path, top="drain_timeout = 1")
+    model = f"sim/fast;chunks=20000;chunk_bytes=10000;tag={tag()}"
+    body = json.dumps({"model": model, "messages": MSG, "stream": True}).encode()
+    port = int(g.url.rsplit(":", 1)[1])
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+              + f"authorization: Bearer {g.key}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+    assert s.recv(1024).startswith(b"HTTP/1.1 200")
+    time.sleep(0.5)  # the gateway's buffers fill; the client reads no more
+    t0 = time.monotonic()
+    g.proc.p.send_signal(signal.SIGTERM)
+    assert g.proc.p.wait(15) == 0, g.proc.stderr()
+    took = time.monotonic() - t0
+    s.close()
+    assert took < 6, f"drain 1 s + 2 s grace, then the connection is dropped: {took:.1f}s"
+    rows = sqlite3.connect(g.db).execute("SELECT count(*) FROM usage WHERE model = ?", (model,)).fetchone()
+    assert rows == (1,), "its usage row was still written"
+
+
 # ---------------------------------------------------------------- slow clients
 
 

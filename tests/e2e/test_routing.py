@@ -111,6 +111,7 @@ BREAKER_EXTRA = """
 kind = "openai-compatible"
 base_url = "{sim}/v1"
 retries = 0
+timeouts = {{ idle = 0.3 }}
 
 [[models]]
 name = "guarded"
@@ -154,6 +155,36 @@ def test_circuit_opens_after_k_failures_and_a_probe_closes_it(sim, tmp_path):
         g.proc.stop()
 
 
+def test_stream_failures_after_the_start_count_against_the_deployment(sim, tmp_path):
+    model = f"fast;stall_after=2;tag={tag()}"
+    g = start_gateway(sim.url, tmp_path, breaker="failures = 2\nwindow = 60\ncooldown = 30",
+                      extra=BREAKER_EXTRA.format(sim=sim.url, model="fast"))
+    try:
+        for _ in range(2):
+            with httpx.stream("POST", g.url + "/v1/chat/completions", timeout=10,
+                              headers={"authorization": f"Bearer {g.key}"},
+                              json={"model": f"flaky/{model}", "messages": MSG, "stream": True}) as r:
+                assert r.status_code == 200
+                assert '"timeout"' in r.read().decode()
+        r = post(g, {"model": f"flaky/{model}", "messages": MSG, "stream": True})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "circuit_open", r.text
+    finally:
+        g.proc.stop()
+
+
+def test_a_provider_that_cannot_serve_the_endpoint_does_not_trip_its_circuit(sim, tmp_path):
+    g = start_gateway(sim.url, tmp_path, breaker="failures = 2\nwindow = 60\ncooldown = 30")
+    try:
+        for _ in range(3):
+            r = httpx.post(g.url + "/v1/embeddings", json={"model": "claude/text", "input": "x"},
+                           headers={"authorization": f"Bearer {g.key}"})
+            assert r.status_code == 502 and r.json()["error"]["code"] == "unsupported_provider"
+            assert r.headers["x-jusinfer-attempts"] == "1", "not retried: it cannot work"
+        assert post(g, {"model": "claude/text", "messages": MSG}).status_code == 200
+    finally:
+        g.proc.stop()
+
+
 def test_admin_providers_needs_an_admin_key(gw):
     r = httpx.get(gw.url + "/admin/providers")
     assert r.status_code == 401
@@ -193,6 +224,11 @@ strategy = "least-latency"
 route = ["a/fast;delay_ms=60", "b/fast"]
 
 [[models]]
+name = "quick-broken"
+strategy = "least-latency"
+route = ["a/fast;seq=404;tag=lb", "b/fast"]
+
+[[models]]
 name = "thrifty"
 strategy = "lowest-cost"
 route = ["a/fast;cheap", "b/fast;cheap"]
@@ -226,6 +262,13 @@ def test_least_latency_prefers_the_faster_deployment_after_warm_up(sgw):
             seen.append(r.headers["x-jusinfer-provider"])
     assert seen[:2] == ["a", "b"], f"each deployment is measured once first: {seen}"
     assert seen[2:] == ["b"] * 18, seen
+
+
+def test_least_latency_does_not_keep_trying_a_deployment_that_never_succeeds(sgw):
+    statuses = [post(sgw, {"model": "quick-broken", "messages": MSG}) for _ in range(4)]
+    assert statuses[0].status_code == 404, "a client error goes back unretried"
+    assert [r.status_code for r in statuses[1:]] == [200] * 3
+    assert {r.headers["x-jusinfer-provider"] for r in statuses[1:]} == {"b"}
 
 
 def test_lowest_cost_prefers_the_cheaper_deployment(sgw):
@@ -330,7 +373,8 @@ def test_oversized_and_too_many_headers_are_refused(gw):
 
 
 def test_concurrency_caps_answer_503_past_them(sim, tmp_path):
-    g = start_gateway(sim.url, tmp_path, top="max_concurrent_requests = 3\nmax_concurrent_per_key = 2")
+    g = start_gateway(sim.url, tmp_path,
+                      top="max_concurrent_requests = 3\nmax_concurrent_per_key = 2\nbody_read_timeout = 0.5")
     try:
         other = httpx.post(g.url + "/admin/keys", json={"name": "other"},
                            headers={"authorization": f"Bearer {g.key}"}).json()["key"]
@@ -359,11 +403,24 @@ def test_concurrency_caps_answer_503_past_them(sim, tmp_path):
                 break
             time.sleep(0.05)
         assert r.status_code == 200, "places come back when streams end"
+        # A body that never finishes arriving is cut off, and its place given back.
+        port = int(g.url.rsplit(":", 1)[1])
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                  + f"authorization: Bearer {g.key}\r\ncontent-length: 100\r\n\r\n".encode() + b'{"model":')
+        head = s.recv(4096)
+        s.close()
+        assert head.startswith(b"HTTP/1.1 408"), head[:100]
         metrics = httpx.get(g.url + "/metrics").text
         assert 'jusinfer_overload_rejections_total{scope="key"} 1' in metrics
         assert 'jusinfer_overload_rejections_total{scope="global"} 1' in metrics
     finally:
         g.proc.stop()
+
+
+def test_overlong_model_names_are_refused(gw):
+    r = post(gw, {"model": "sim/" + "x" * 300, "messages": MSG})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
 
 
 def test_per_model_timeouts_override_the_providers(sim, tmp_path):

@@ -21,6 +21,13 @@ pub struct Guarded {
     ended: bool,
 }
 
+/// A frame that ends its stream (`data: [DONE]`, Anthropic's `message_stop`): after it, a
+/// cut-off ends the body without another event.
+fn is_final(frame: &[u8]) -> bool {
+    let f = frame.trim_ascii_end();
+    f.ends_with(b"data: [DONE]") || jusinfer_translate::scan::contains(f, b"\"message_stop\"")
+}
+
 impl http_body::Body for Guarded {
     type Data = Bytes;
     type Error = axum::Error;
@@ -42,7 +49,13 @@ impl http_body::Body for Guarded {
                 return Poll::Ready(frame.map(|f| Ok(Frame::data(f))));
             }
         }
-        Pin::new(&mut this.inner).poll_frame(cx)
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &polled {
+            if this.cutoff.is_some() && f.data_ref().is_some_and(|d| is_final(d)) {
+                this.cutoff = None;
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -93,6 +93,8 @@ pub struct RawConfig {
     pub max_headers: Option<usize>,
     /// Seconds a client gets to send its whole request head.
     pub header_read_timeout: Option<f64>,
+    /// Seconds a client gets to send its whole request body.
+    pub body_read_timeout: Option<f64>,
     /// Log request bodies (prompts): off unless the operator turns it on.
     pub log_bodies: Option<bool>,
     #[serde(default)]
@@ -271,6 +273,7 @@ pub struct ServerLimits {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -282,6 +285,7 @@ impl Default for ServerLimits {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -731,6 +735,11 @@ fn resolve(
             d.header_read_timeout,
             "header_read_timeout",
         )?,
+        body_read_timeout: seconds(
+            raw.body_read_timeout,
+            d.body_read_timeout,
+            "body_read_timeout",
+        )?,
     };
     Ok(Config {
         source: path.map(Path::to_path_buf),
@@ -857,7 +866,12 @@ timeouts = { idle = 2 }
         let w = &c.models[0];
         assert_eq!(w.strategy, Strategy::Weighted);
         assert_eq!(w.weights, vec![3.0, 1.0]);
-        let base = c.providers.iter().find(|p| p.name == "a").expect("a").timeouts;
+        let base = c
+            .providers
+            .iter()
+            .find(|p| p.name == "a")
+            .expect("a")
+            .timeouts;
         let t = w.timeouts_over(base);
         assert_eq!((t.first_byte.as_secs(), t.idle.as_secs()), (9, 2));
         assert_eq!(c.breaker.failures, 2);
@@ -884,7 +898,10 @@ timeouts = { idle = 2 }
         for (top, needle) in [
             ("drain_timeout = 0\n", "drain_timeout"),
             ("max_concurrent_requests = 0\n", "max_concurrent_requests"),
-            ("[circuit_breaker]\nfailures = 0\n", "circuit_breaker.failures"),
+            (
+                "[circuit_breaker]\nfailures = 0\n",
+                "circuit_breaker.failures",
+            ),
         ] {
             let e = p(top).expect_err(top);
             assert!(e.message.contains(needle), "{top}: {}", e.message);

@@ -32,6 +32,8 @@ pub enum Fault {
     Malformed,
     /// The upstream broke off its answer.
     Disconnect,
+    /// The deployment's kind cannot serve the endpoint (not a health problem).
+    Unsupported,
 }
 
 impl Fault {
@@ -45,6 +47,7 @@ impl Fault {
             Self::Status => "status",
             Self::Malformed => "malformed",
             Self::Disconnect => "disconnect",
+            Self::Unsupported => "unsupported",
         }
     }
 }

@@ -71,6 +71,8 @@ pub struct Health {
     error_rate: AtomicU64,
     pub successes: AtomicU64,
     pub failures: AtomicU64,
+    /// Attempts let through, whatever came of them.
+    tried: AtomicU64,
 }
 
 /// Leave to try a deployment; report how it went with [`Permit::success`] or
@@ -86,10 +88,12 @@ impl Permit {
         self.probe
     }
 
-    /// The deployment answered; `latency` is how long until its first token.
-    pub fn success(mut self, latency: Duration) {
+    /// The deployment answered; `latency` is how long until its first token. `complete`:
+    /// the answer is whole (a stream reports its end later, through
+    /// [`Health::stream_completed`] or [`Health::stream_failed`]).
+    pub fn success(mut self, latency: Duration, complete: bool) {
         self.done = true;
-        self.health.on_success(latency, self.probe);
+        self.health.on_success(latency, self.probe, complete);
     }
 
     /// The deployment failed in a way that counts against it.
@@ -144,6 +148,7 @@ impl Health {
             error_rate: AtomicU64::new(0),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            tried: AtomicU64::new(0),
         }
     }
 
@@ -165,6 +170,7 @@ impl Health {
     /// Leave to send a request, or `None` while the circuit is open (or its one probe is
     /// in flight).
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        self.tried.fetch_add(1, Ordering::Relaxed);
         if self.state.load(Ordering::Acquire) == CLOSED {
             return Some(Permit {
                 health: Arc::clone(self),
@@ -189,32 +195,62 @@ impl Health {
         })
     }
 
-    /// How long until an open circuit lets a probe through (zero when it would now).
+    /// How long until an open circuit lets a probe through; while a probe is in flight, a
+    /// tenth of the cool-down (at least a second): its verdict is not in yet.
     pub fn retry_in(&self) -> Duration {
-        if self.state.load(Ordering::Acquire) == CLOSED {
-            return Duration::ZERO;
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => Duration::ZERO,
+            HALF_OPEN => (self.settings.cooldown / 10).max(Duration::from_secs(1)),
+            _ => self
+                .lock()
+                .open_until
+                .saturating_duration_since(Instant::now()),
         }
-        self.lock()
-            .open_until
-            .saturating_duration_since(Instant::now())
     }
 
-    fn on_success(&self, latency: Duration, probe: bool) {
+    /// A stream that had started failed later: counts against the deployment like a failed
+    /// attempt.
+    pub fn stream_failed(&self) {
+        self.on_failure(false);
+    }
+
+    /// The order key of `least-latency`: never tried first (each gets measured), then by
+    /// the moving average, then those tried but never successful (they only fail).
+    pub fn latency_rank(&self) -> u128 {
+        match self.latency() {
+            Some(l) => l.as_micros().max(1),
+            None if self.tried.load(Ordering::Relaxed) == 0 => 0,
+            None => u128::MAX,
+        }
+    }
+
+    fn on_success(&self, latency: Duration, probe: bool, complete: bool) {
         self.successes.fetch_add(1, Ordering::Relaxed);
         blend(&self.latency_us, latency.as_secs_f64() * 1e6);
-        blend_rate(&self.error_rate, 0.0);
-        let state = self.state.load(Ordering::Acquire);
-        if state == CLOSED && !probe && self.run.load(Ordering::Relaxed) == 0 {
-            return;
+        if complete {
+            self.completed();
         }
-        // Consecutive failures only: a success ends the run.
-        let mut b = self.lock();
-        b.failures = 0;
-        self.run.store(0, Ordering::Relaxed);
         if probe {
+            let _b = self.lock();
             self.state.store(CLOSED, Ordering::Release);
             tracing::info!(provider = %self.provider, model = %self.model, "circuit closed: probe succeeded");
         }
+    }
+
+    /// A whole answer: ends the run of consecutive failures.
+    fn completed(&self) {
+        blend_rate(&self.error_rate, 0.0);
+        if self.run.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut b = self.lock();
+        b.failures = 0;
+        self.run.store(0, Ordering::Relaxed);
+    }
+
+    /// A stream that started ended cleanly.
+    pub fn stream_completed(&self) {
+        self.completed();
     }
 
     fn on_failure(&self, probe: bool) {
@@ -366,7 +402,7 @@ mod tests {
         fail(&h);
         h.try_acquire()
             .expect("closed")
-            .success(Duration::from_millis(5));
+            .success(Duration::from_millis(5), true);
         fail(&h);
         fail(&h);
         assert_eq!(h.circuit(), Circuit::Closed, "a success ends the run");
@@ -382,9 +418,33 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         h.try_acquire()
             .expect("probe")
-            .success(Duration::from_millis(1));
+            .success(Duration::from_millis(1), true);
         assert_eq!(h.circuit(), Circuit::Closed);
         assert!(h.try_acquire().is_some_and(|p| !p.is_probe()));
+    }
+
+    #[test]
+    fn a_stream_that_starts_then_fails_does_not_end_the_run() {
+        let h = health(2, 10);
+        for _ in 0..2 {
+            h.try_acquire()
+                .expect("closed")
+                .success(Duration::from_millis(1), false);
+            h.stream_failed();
+        }
+        assert_eq!(h.circuit(), Circuit::Open);
+    }
+
+    #[test]
+    fn least_latency_rank_puts_never_successful_deployments_last() {
+        let h = health(5, 10);
+        assert_eq!(h.latency_rank(), 0, "untried first");
+        h.try_acquire().expect("closed").neutral();
+        assert_eq!(h.latency_rank(), u128::MAX, "tried, never answered: last");
+        h.try_acquire()
+            .expect("closed")
+            .success(Duration::from_millis(3), true);
+        assert_eq!(h.latency_rank(), 3000);
     }
 
     #[test]
@@ -403,10 +463,10 @@ mod tests {
         assert!(h.latency().is_none());
         h.try_acquire()
             .expect("closed")
-            .success(Duration::from_millis(100));
+            .success(Duration::from_millis(100), true);
         h.try_acquire()
             .expect("closed")
-            .success(Duration::from_millis(200));
+            .success(Duration::from_millis(200), true);
         let ms = h.latency().expect("sampled").as_secs_f64() * 1e3;
         assert!((ms - 120.0).abs() < 0.01, "{ms}");
     }

@@ -44,7 +44,11 @@ where
     for d in deployments {
         let tries = d.provider.config.retries.saturating_add(1);
         let mut wait: Option<Duration> = None;
-        for _ in 0..tries {
+        for n in 0..tries {
+            // Wait first: a half-open probe must not be held through a backoff.
+            if let Some(w) = wait.take() {
+                tokio::time::sleep(w).await;
+            }
             let Some(permit) = d.health.try_acquire() else {
                 m.circuit_skips
                     .with_label_values(&[d.provider.name(), d.upstream_model.as_str()])
@@ -53,9 +57,6 @@ where
                 skipped = Some(skipped.map_or(r, |s| s.min(r)));
                 break;
             };
-            if let Some(w) = wait.take() {
-                tokio::time::sleep(w).await;
-            }
             attempts += 1;
             if attempts > 1 {
                 m.retries.with_label_values(&[d.provider.name()]).inc();
@@ -63,7 +64,11 @@ where
             let t0 = Instant::now();
             match attempt(d.clone()).await {
                 Ok(resp) => {
-                    permit.success(t0.elapsed());
+                    let stream = resp
+                        .headers()
+                        .get("content-type")
+                        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+                    permit.success(t0.elapsed(), !stream);
                     return Outcome {
                         result: Ok(resp),
                         provider: Some(d.provider.name().to_owned()),
@@ -71,12 +76,21 @@ where
                         attempts,
                     };
                 }
+                Err(e) if e.fault == Fault::Unsupported => {
+                    // The deployment cannot serve this endpoint: says nothing of its health.
+                    permit.neutral();
+                    last = Some((e, d.clone()));
+                    break;
+                }
                 Err(e) if e.retryable => {
                     permit.failure();
                     m.upstream_error(d.provider.name(), e.fault);
                     tracing::info!(provider = %d.provider.name(), model = %d.upstream_model, error = %e, "attempt failed");
-                    let next = backoff(attempts, e.retry_after_ms);
-                    let move_on = e.fault == Fault::Connect || next.is_none();
+                    let next = backoff(n + 1, e.retry_after_ms);
+                    // A refused connection or a malformed answer would likely repeat at
+                    // once (and the latter may already be billed): the next deployment.
+                    let move_on =
+                        matches!(e.fault, Fault::Connect | Fault::Malformed) || next.is_none();
                     last = Some((e, d.clone()));
                     if move_on {
                         break;
@@ -125,9 +139,9 @@ where
     }
 }
 
-/// The wait before trying the same deployment again: the upstream's Retry-After when it
-/// sent one (`None` past [`BACKOFF_CAP`]: better the next deployment), else exponential
-/// backoff from [`BACKOFF_BASE`] with jitter.
+/// The wait before the `n`th retry (from 1) of the same deployment: the upstream's
+/// Retry-After when it sent one (`None` past [`BACKOFF_CAP`]: better the next deployment),
+/// else exponential backoff from [`BACKOFF_BASE`] with jitter.
 fn backoff(n: u32, retry_after_ms: Option<u64>) -> Option<Duration> {
     if let Some(ms) = retry_after_ms {
         let d = Duration::from_millis(ms);
@@ -145,6 +159,7 @@ pub fn unsupported(kind: ProviderKind, provider: &str, what: &str) -> GatewayErr
         kind.as_str()
     ))
     .code("unsupported_provider")
+    .fault(Fault::Unsupported)
     .retryable(true)
 }
 

@@ -16,6 +16,9 @@ use crate::health::{Health, HealthBook};
 use crate::pricing::Prices;
 use crate::providers::Provider;
 
+/// Longest model name accepted (names reach metric labels and logs).
+pub const MAX_MODEL_NAME: usize = 256;
+
 /// One place a request can be sent: a provider and the model name it knows.
 #[derive(Clone)]
 pub struct Deployment {
@@ -90,6 +93,12 @@ impl Router {
                 deployments: entries.into_iter().map(|e| e.0).collect(),
             });
         }
+        // Static models are known deployments: tracked from the start.
+        for p in &providers {
+            for m in &p.config.models {
+                health.get(p.name(), m);
+            }
+        }
         Self {
             providers,
             aliases: config.models.clone(),
@@ -113,6 +122,14 @@ impl Router {
 
     /// The deployments for `model`, in the order this request tries them.
     pub fn resolve(&self, model: &str) -> Result<Vec<Deployment>, GatewayError> {
+        if model.len() > MAX_MODEL_NAME {
+            return Err(GatewayError::bad_request(format!(
+                "'model' is {} bytes long; at most {MAX_MODEL_NAME} are accepted.",
+                model.len()
+            ))
+            .param("model")
+            .code("invalid_value"));
+        }
         if let Some(route) = self.routes.iter().find(|r| r.name == model) {
             return Ok(order(route));
         }
@@ -197,8 +214,8 @@ fn order(route: &Route) -> Vec<Deployment> {
             .collect(),
         Strategy::LeastLatency => {
             let mut v = route.deployments.clone();
-            // Unmeasured first (each gets measured), then fastest first; stable on ties.
-            v.sort_by_key(|d| d.health.latency().map_or(0, |l| l.as_micros().max(1)));
+            // Untried first (each gets measured), then fastest first; stable on ties.
+            v.sort_by_key(|d| d.health.latency_rank());
             v
         }
     }

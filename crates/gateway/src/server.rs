@@ -23,16 +23,30 @@ pub const LEDGER_FLUSH_DEADLINE: Duration = Duration::from_secs(15);
 /// After the drain deadline, how long cut-off streams get to write their last event.
 const CUTOFF_GRACE: Duration = Duration::from_secs(2);
 
-/// The cut-off signal at the drain deadline, shared by every request.
+/// The signals of the drain deadline, shared by every request and connection: `cutoff`
+/// asks what still runs to end with an error; `kill` (a grace period later) drops the
+/// connections that could not even take that (a client that stopped reading).
 #[derive(Clone)]
 pub struct Lifecycle {
     cutoff: Arc<watch::Sender<bool>>,
+    kill: Arc<watch::Sender<bool>>,
 }
 
 impl Default for Lifecycle {
     fn default() -> Self {
         Self {
             cutoff: Arc::new(watch::channel(false).0),
+            kill: Arc::new(watch::channel(false).0),
+        }
+    }
+}
+
+fn fired(tx: &watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = tx.subscribe();
+    async move {
+        if rx.wait_for(|v| *v).await.is_err() {
+            // The sender lives as long as the state: never fired then.
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -45,13 +59,7 @@ impl Lifecycle {
 
     /// Resolves at the cut-off.
     pub fn cutoff(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.cutoff.subscribe();
-        async move {
-            if rx.wait_for(|v| *v).await.is_err() {
-                // The sender lives as long as the state: never cut off then.
-                std::future::pending::<()>().await;
-            }
-        }
+        fired(&self.cutoff)
     }
 }
 
@@ -133,9 +141,15 @@ pub async fn serve_until(
                     let _ = tcp.set_nodelay(true);
                     let conn = builder.serve_connection(TokioIo::new(tcp), service.clone());
                     let conn = graceful.watch(conn.into_owned());
+                    let kill = fired(&life.kill);
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                        tokio::select! {
+                            r = conn => if let Err(e) = r {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            },
+                            // Dropping the connection drops its streams: their usage rows
+                            // are written before the ledger's last flush.
+                            () = kill => {}
                         }
                     });
                 }
@@ -161,7 +175,10 @@ pub async fn serve_until(
             tracing::warn!("drain deadline reached: ending the remaining requests with an error");
             life.cut_off();
             if tokio::time::timeout(CUTOFF_GRACE, &mut drained).await.is_err() {
-                tracing::warn!("connections still open after the cut-off: closing them");
+                tracing::warn!("connections still open after the cut-off (clients not reading): closing them");
+                life.kill.send_replace(true);
+                // Let the dropped connections' tasks run their drops (usage rows, holds).
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }

@@ -390,5 +390,9 @@ fn regression_a_non_utf8_comment_line_is_not_passed_on() {
     let (out, _) = run(&[&bad], true).expect("a valid stream");
     assert!(std::str::from_utf8(&out).is_ok());
     let clean = run(&[&raw], true).expect("valid").0;
-    assert_eq!(events(&out), events(&clean), "the same events, minus the bad line");
+    assert_eq!(
+        events(&out),
+        events(&clean),
+        "the same events, minus the bad line"
+    );
 }

@@ -126,7 +126,8 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bod
     result(
         async {
             authenticate_admin(&state, &headers).await?;
-            let raw = super::read_body(body, 1 << 20).await?;
+            let raw =
+                super::read_body(body, 1 << 20, state.config.server.body_read_timeout).await?;
             let req: CreateKey = super::parse_json(&raw)?;
             if req.name.trim().is_empty() {
                 return Err(GatewayError::bad_request("'name' must not be empty.")
@@ -228,7 +229,8 @@ pub async fn update(
     result(
         async {
             authenticate_admin(&state, &headers).await?;
-            let raw = super::read_body(body, 1 << 20).await?;
+            let raw =
+                super::read_body(body, 1 << 20, state.config.server.body_read_timeout).await?;
             let req: UpdateKey = super::parse_json(&raw)?;
             check_limits(
                 req.budget_usd.flatten(),

@@ -31,6 +31,13 @@ pub async fn chat_completions(
         Err(e) => return e.into_response(),
     };
     let mut row = super::usage_row(&rid.0, &caller, "/v1/chat/completions");
+    let slot = match super::key_slot(&state, &caller) {
+        Ok(s) => s,
+        Err(e) => {
+            super::record_rejected(&state, row, &e, started);
+            return e.into_response();
+        }
+    };
     let (req, raw, deployments) = match prepare(&state, &caller, body, &mut row).await {
         Ok(p) => p,
         Err(e) => {
@@ -42,7 +49,9 @@ pub async fn chat_completions(
         tracing::info!(request_id = %rid.0, body = %String::from_utf8_lossy(&raw[..raw.len().min(LOGGED_BODY_BYTES)]), "request body");
     }
     let adm =
-        match super::admit_and_tap(&state, &caller, row, started, raw.len(), &deployments).await {
+        match super::admit_and_tap(&state, &caller, slot, row, started, raw.len(), &deployments)
+            .await
+        {
             Ok(t) => t,
             Err(refused) => return refused,
         };
@@ -67,7 +76,12 @@ async fn prepare(
     body: Body,
     row: &mut UsageRecord,
 ) -> Result<(ChatRequest, Bytes, Vec<Deployment>), GatewayError> {
-    let raw = super::read_body(body, state.config.max_body_bytes).await?;
+    let raw = super::read_body(
+        body,
+        state.config.max_body_bytes,
+        state.config.server.body_read_timeout,
+    )
+    .await?;
     let req: ChatRequest = super::parse_json(&raw)?;
     row.model.clone_from(&req.model);
     row.stream = req.is_stream();
@@ -154,6 +168,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
             openai::send(openai::Call {
                 provider: &d.provider,
                 timeouts: d.timeouts,
+                health: Some(&d.health),
                 endpoint: Endpoint::ChatCompletions,
                 body,
                 stream,
@@ -168,6 +183,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
             anthropic::chat(anthropic::Call {
                 provider: &d.provider,
                 timeouts: d.timeouts,
+                health: Some(&d.health),
                 req,
                 raw: ctx.raw,
                 upstream_model: &d.upstream_model,

@@ -44,8 +44,15 @@ pub async fn embeddings(
         Err(e) => return e.into_response(),
     };
     let mut row = super::usage_row(&rid.0, &caller, "/v1/embeddings");
+    let mut slot = None;
     let prepared = async {
-        let raw = super::read_body(body, state.config.max_body_bytes).await?;
+        slot = super::key_slot(&state, &caller)?;
+        let raw = super::read_body(
+            body,
+            state.config.max_body_bytes,
+            state.config.server.body_read_timeout,
+        )
+        .await?;
         let req: EmbeddingsRequest = super::parse_json(&raw)?;
         row.model.clone_from(&req.model);
         caller.check_model(&req.model)?;
@@ -55,7 +62,7 @@ pub async fn embeddings(
     match prepared.await {
         Ok((req, raw, deployments)) => {
             let admitted =
-                super::admit_and_tap(&state, &caller, row, started, raw.len(), &deployments);
+                super::admit_and_tap(&state, &caller, slot, row, started, raw.len(), &deployments);
             let adm = match admitted.await {
                 Ok(t) => t,
                 Err(refused) => return refused,
@@ -84,6 +91,7 @@ async fn attempt(
             openai::send(openai::Call {
                 provider: &d.provider,
                 timeouts: d.timeouts,
+                health: Some(&d.health),
                 endpoint: Endpoint::Embeddings,
                 body,
                 stream: false,

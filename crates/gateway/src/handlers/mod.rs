@@ -21,9 +21,25 @@ use crate::proxy::Outcome;
 use crate::routing::Deployment;
 use crate::server::Slot;
 
-/// Reads the body, refusing more than `limit` bytes with 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+/// Reads the body, refusing more than `limit` bytes with 413 and a body still arriving
+/// after `timeout` with 408 (a slow sender must not hold a place forever).
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, GatewayError> {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            let mut e = GatewayError::bad_request(format!(
+                "The request body did not arrive within {:.0} s.",
+                timeout.as_secs_f64()
+            ))
+            .code("request_timeout");
+            e.status = axum::http::StatusCode::REQUEST_TIMEOUT;
+            e
+        })?;
+    read.map_err(|e| {
         let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(s) = src {
             if s.is::<http_body_util::LengthLimitError>() {
@@ -170,38 +186,38 @@ pub struct Admission {
     pub slot: Option<Slot>,
 }
 
-/// The per-key concurrency cap, then the limit stage, then the record stage's tap for the
-/// request. `Err` is the refusal to send, already recorded.
+/// The caller's place under `max_concurrent_per_key`, taken before its body is read.
+pub fn key_slot(state: &AppState, caller: &Caller) -> Result<Option<Slot>, GatewayError> {
+    let (Some(max), Some(k)) = (state.config.server.max_concurrent_per_key, &caller.key) else {
+        return Ok(None);
+    };
+    let gate = state.per_key.entry(k.id.clone()).or_default().clone();
+    gate.try_take(max, false).map(Some).ok_or_else(|| {
+        crate::metrics::get()
+            .overload
+            .with_label_values(&["key"])
+            .inc();
+        GatewayError::unavailable(
+            format!("This key already has {max} requests in flight (max_concurrent_per_key); retry when one ends."),
+            1000,
+        )
+        .code("concurrency_limit_exceeded")
+    })
+}
+
+/// The limit stage, then the record stage's tap for the request; `slot` (from
+/// [`key_slot`]) is held until the response ends. `Err` is the refusal to send, already
+/// recorded.
 pub async fn admit_and_tap(
     state: &AppState,
     caller: &Caller,
+    slot: Option<Slot>,
     mut row: UsageRecord,
     started: std::time::Instant,
     body_len: usize,
     deployments: &[Deployment],
 ) -> Result<Admission, Response> {
     row.routed = true;
-    let slot = match (state.config.server.max_concurrent_per_key, &caller.key) {
-        (Some(max), Some(k)) => {
-            let gate = state.per_key.entry(k.id.clone()).or_default().clone();
-            match gate.try_take(max, false) {
-                Some(s) => Some(s),
-                None => {
-                    crate::metrics::get()
-                        .overload
-                        .with_label_values(&["key"])
-                        .inc();
-                    let e = GatewayError::unavailable(
-                        format!("This key already has {max} requests in flight (max_concurrent_per_key); retry when one ends."),
-                        1000,
-                    )
-                    .code("concurrency_limit_exceeded");
-                    return Err(refuse(state, row, e, &RateHeaders::default(), started));
-                }
-            }
-        }
-        _ => None,
-    };
     match admit(state, caller, body_len, deployments).await {
         Ok(a) => Ok(Admission {
             tap: Tap::new(

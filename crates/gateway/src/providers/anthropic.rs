@@ -24,6 +24,8 @@ pub struct Call<'a> {
     pub provider: &'a Provider,
     /// The deployment's timeouts.
     pub timeouts: crate::config::Timeouts,
+    /// The deployment's health: a stream that fails after its start counts against it.
+    pub health: Option<&'a std::sync::Arc<crate::health::Health>>,
     pub req: &'a ChatRequest,
     pub raw: &'a Bytes,
     pub upstream_model: &'a str,
@@ -79,7 +81,7 @@ pub async fn chat(call: Call<'_>) -> Result<Response, GatewayError> {
             json_mode: t.json_mode.clone(),
             price: call.price,
         });
-        http::stream(p, answer.resp, machine, &clock, Some(call.tap)).await?
+        http::stream(p, answer.resp, machine, &clock, Some(call.tap), call.health).await?
     } else {
         let bytes = http::read_body(p, answer.resp, clock.deadline).await?;
         let msg: MessagesResponse = serde_json::from_slice(&bytes).map_err(|e| {

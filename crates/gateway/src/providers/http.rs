@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,6 +19,7 @@ use tokio::time::Instant;
 use super::{Endpoint, Provider};
 use crate::config::Timeouts;
 use crate::error::{Fault, GatewayError};
+use crate::health::Health;
 use crate::ledger::{StreamTap, Tap};
 
 /// Largest non-streaming upstream body read.
@@ -304,9 +306,11 @@ pub async fn stream<T: StreamTranslator + 'static>(
     machine: T,
     clock: &Clock,
     tap: Option<&Tap>,
+    health: Option<&Arc<Health>>,
 ) -> Result<Response, GatewayError> {
     let mut s = UpstreamStream {
         tap: None,
+        health: health.cloned(),
         body: Box::pin(resp.bytes_stream()),
         decoder: Decoder::new(),
         machine,
@@ -334,6 +338,9 @@ pub async fn stream<T: StreamTranslator + 'static>(
     s.tap = tap.map(Tap::attach_stream);
     if s.done {
         s.record_end(None);
+        if let Some(h) = &s.health {
+            h.stream_completed();
+        }
     }
     let body = futures_util::stream::unfold(s, |mut s| async move {
         loop {
@@ -347,11 +354,19 @@ pub async fn stream<T: StreamTranslator + 'static>(
                 Err(e) => {
                     tracing::warn!(provider = %s.provider, error = %e, "upstream stream failed after start");
                     crate::metrics::get().upstream_error(&s.provider, e.fault);
+                    if let Some(h) = &s.health {
+                        h.stream_failed();
+                    }
                     s.done = true;
                     s.pending.push_back(e.stream_frame());
                     s.record_end(Some(e.kind));
                 }
-                Ok(()) if s.done => s.record_end(None),
+                Ok(()) if s.done => {
+                    s.record_end(None);
+                    if let Some(h) = &s.health {
+                        h.stream_completed();
+                    }
+                }
                 Ok(()) => {}
             }
         }
@@ -363,6 +378,7 @@ pub async fn stream<T: StreamTranslator + 'static>(
 struct UpstreamStream<T: StreamTranslator> {
     /// The stream's half of the usage row; `None` until the client has the stream.
     tap: Option<StreamTap>,
+    health: Option<Arc<Health>>,
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     decoder: Decoder,
     machine: T,

@@ -21,6 +21,8 @@ pub struct Call<'a> {
     pub provider: &'a Provider,
     /// The deployment's timeouts.
     pub timeouts: crate::config::Timeouts,
+    /// The deployment's health: a stream that fails after its start counts against it.
+    pub health: Option<&'a std::sync::Arc<crate::health::Health>>,
     pub endpoint: Endpoint,
     pub body: Bytes,
     pub stream: bool,
@@ -156,7 +158,7 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
                 .collect(),
             cost: Some(CostRule { price: call.price }),
         });
-        return http::stream(p, answer.resp, machine, &clock, call.tap).await;
+        return http::stream(p, answer.resp, machine, &clock, call.tap, call.health).await;
     }
     let body = http::read_body(p, answer.resp, clock.deadline).await?;
     // Validates the whole body and reads its usage in one pass; the bytes go on untouched
