@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod chat_stream;
+pub mod messages;
 pub mod pricing;
 pub mod scan;
 

@@ -1,0 +1,341 @@
+//! An Anthropic Messages request → a Chat Completions request.
+//!
+//! `system` (a string or text blocks) becomes one system message; each user turn's
+//! `tool_result` blocks become `tool` messages (first, in order), the rest of the turn a
+//! user message (text and image parts); an assistant turn's text becomes `content` and its
+//! `tool_use` blocks `tool_calls` (input serialized as the arguments string). Tools become
+//! function tools; `tool_choice` auto/any/tool/none become auto/required/named/none and
+//! `disable_parallel_tool_use` becomes `parallel_tool_calls: false`; `stop_sequences` →
+//! `stop`, `metadata.user_id` → `user`; streams ask for the usage chunk. What has no Chat
+//! equivalent (`top_k`, thinking blocks and settings, server tools, `cache_control`, block
+//! types this code does not know) is dropped and named in [`Translated::dropped`].
+
+use serde_json::{json, Map, Value};
+
+/// A translated request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translated {
+    pub body: Value,
+    /// What was dropped, as request paths (for `x-jusinfer-dropped-params`).
+    pub dropped: Vec<String>,
+}
+
+/// A request that cannot be translated: a 400 naming `param`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub message: String,
+    pub param: String,
+}
+
+fn bad(param: impl Into<String>, message: impl Into<String>) -> Error {
+    Error {
+        message: message.into(),
+        param: param.into(),
+    }
+}
+
+fn text_of(blocks: &[Value]) -> String {
+    blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn image_part(b: &Value, at: &str) -> Result<Value, Error> {
+    let src = b
+        .get("source")
+        .ok_or_else(|| bad(format!("{at}.source"), "an image block needs `source`"))?;
+    let url = match src.get("type").and_then(Value::as_str) {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            src.get("media_type")
+                .and_then(Value::as_str)
+                .unwrap_or("image/png"),
+            src.get("data").and_then(Value::as_str).unwrap_or("")
+        ),
+        Some("url") => src
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        _ => {
+            return Err(bad(
+                format!("{at}.source.type"),
+                "image sources must be `base64` or `url`",
+            ))
+        }
+    };
+    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+}
+
+/// The blocks of a message's `content` (a string is one text block).
+fn blocks(content: &Value, at: &str) -> Result<Vec<Value>, Error> {
+    match content {
+        Value::String(s) => Ok(vec![json!({"type": "text", "text": s})]),
+        Value::Array(a) => Ok(a.clone()),
+        _ => Err(bad(
+            at,
+            "`content` must be a string or an array of content blocks",
+        )),
+    }
+}
+
+/// Translates `req` (the client's JSON object) for `upstream_model`.
+pub fn messages_to_chat(
+    req: &Map<String, Value>,
+    upstream_model: &str,
+) -> Result<Translated, Error> {
+    let mut dropped = Vec::new();
+    let mut out = Map::new();
+    out.insert("model".into(), json!(upstream_model));
+    let mut messages = Vec::new();
+    match req.get("system") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
+        Some(Value::Array(a)) => {
+            if a.iter().any(|b| b.get("cache_control").is_some()) {
+                dropped.push("system[].cache_control".to_owned());
+            }
+            messages.push(json!({"role": "system", "content": text_of(a)}));
+        }
+        Some(_) => return Err(bad("system", "`system` must be a string or text blocks")),
+    }
+    let Some(turns) = req.get("messages").and_then(Value::as_array) else {
+        return Err(bad("messages", "`messages` must be an array of messages"));
+    };
+    if turns.is_empty() {
+        return Err(bad(
+            "messages",
+            "`messages` must contain at least one message",
+        ));
+    }
+    for (i, m) in turns.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        let role = m.get("role").and_then(Value::as_str);
+        let content = m
+            .get("content")
+            .ok_or_else(|| bad(format!("{at}.content"), "a message needs `content`"))?;
+        let bs = blocks(content, &format!("{at}.content"))?;
+        match role {
+            Some("user") => user_turn(&bs, &at, &mut messages, &mut dropped)?,
+            Some("assistant") => assistant_turn(&bs, &at, &mut messages, &mut dropped)?,
+            _ => {
+                return Err(bad(
+                    format!("{at}.role"),
+                    "`role` must be `user` or `assistant`",
+                ))
+            }
+        }
+    }
+    out.insert("messages".into(), Value::Array(messages));
+    let max_tokens = req
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("max_tokens", "`max_tokens` is required: a positive integer"))?;
+    out.insert("max_tokens".into(), json!(max_tokens));
+    for k in ["temperature", "top_p"] {
+        if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    if let Some(s) = req.get("stop_sequences").filter(|v| !v.is_null()) {
+        out.insert("stop".into(), s.clone());
+    }
+    if let Some(u) = req
+        .get("metadata")
+        .and_then(|m| m.get("user_id"))
+        .and_then(Value::as_str)
+    {
+        out.insert("user".into(), json!(u));
+    }
+    if req.get("stream").and_then(Value::as_bool) == Some(true) {
+        out.insert("stream".into(), json!(true));
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    let tools = tools(req.get("tools"), &mut dropped)?;
+    let has_tools = !tools.is_empty();
+    if has_tools {
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(tc) = req.get("tool_choice").filter(|v| !v.is_null()) {
+        let kind = tc.get("type").and_then(Value::as_str);
+        let choice = match kind {
+            Some("auto") => json!("auto"),
+            Some("any") => json!("required"),
+            Some("none") => json!("none"),
+            Some("tool") => {
+                let name = tc.get("name").and_then(Value::as_str).ok_or_else(|| {
+                    bad(
+                        "tool_choice.name",
+                        "`tool_choice` of type `tool` needs `name`",
+                    )
+                })?;
+                json!({"type": "function", "function": {"name": name}})
+            }
+            _ => {
+                return Err(bad(
+                    "tool_choice.type",
+                    "`tool_choice.type` must be `auto`, `any`, `tool` or `none`",
+                ))
+            }
+        };
+        if has_tools || kind == Some("none") {
+            out.insert("tool_choice".into(), choice);
+        }
+        if has_tools && tc.get("disable_parallel_tool_use").and_then(Value::as_bool) == Some(true) {
+            out.insert("parallel_tool_calls".into(), json!(false));
+        }
+    }
+    for k in [
+        "top_k",
+        "thinking",
+        "service_tier",
+        "container",
+        "mcp_servers",
+    ] {
+        if req.get(k).is_some_and(|v| !v.is_null()) {
+            dropped.push(k.to_owned());
+        }
+    }
+    Ok(Translated {
+        body: Value::Object(out),
+        dropped,
+    })
+}
+
+fn user_turn(
+    bs: &[Value],
+    at: &str,
+    messages: &mut Vec<Value>,
+    dropped: &mut Vec<String>,
+) -> Result<(), Error> {
+    let mut parts = Vec::new();
+    for (j, b) in bs.iter().enumerate() {
+        let bat = format!("{at}.content[{j}]");
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => parts.push(json!({"type": "text",
+                "text": b.get("text").and_then(Value::as_str).unwrap_or("")})),
+            Some("image") => parts.push(image_part(b, &bat)?),
+            Some("tool_result") => {
+                let id = b
+                    .get("tool_use_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        bad(
+                            format!("{bat}.tool_use_id"),
+                            "a tool_result needs `tool_use_id`",
+                        )
+                    })?;
+                let mut text = match b.get("content") {
+                    None | Some(Value::Null) => String::new(),
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Array(a)) => {
+                        if a.iter()
+                            .any(|x| x.get("type").and_then(Value::as_str) != Some("text"))
+                        {
+                            dropped.push(format!("{bat}.content (non-text parts)"));
+                        }
+                        text_of(a)
+                    }
+                    Some(_) => {
+                        return Err(bad(
+                            format!("{bat}.content"),
+                            "tool_result content must be a string or blocks",
+                        ))
+                    }
+                };
+                if b.get("is_error").and_then(Value::as_bool) == Some(true) {
+                    text = format!("Error: {text}");
+                }
+                messages.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
+            }
+            other => dropped.push(format!("{bat} ({})", other.unwrap_or("untyped"))),
+        }
+    }
+    if !parts.is_empty() {
+        let all_text = parts.iter().all(|p| p["type"] == "text");
+        let content = if all_text {
+            json!(parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"))
+        } else {
+            Value::Array(parts)
+        };
+        messages.push(json!({"role": "user", "content": content}));
+    }
+    Ok(())
+}
+
+fn assistant_turn(
+    bs: &[Value],
+    at: &str,
+    messages: &mut Vec<Value>,
+    dropped: &mut Vec<String>,
+) -> Result<(), Error> {
+    let mut text = Vec::new();
+    let mut calls = Vec::new();
+    for (j, b) in bs.iter().enumerate() {
+        let bat = format!("{at}.content[{j}]");
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.push(
+                b.get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+            Some("tool_use") => {
+                let id = b.get("id").and_then(Value::as_str).unwrap_or_default();
+                let name = b
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad(format!("{bat}.name"), "a tool_use block needs `name`"))?;
+                let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
+                calls.push(json!({"id": id, "type": "function",
+                    "function": {"name": name, "arguments": input.to_string()}}));
+            }
+            other => dropped.push(format!("{bat} ({})", other.unwrap_or("untyped"))),
+        }
+    }
+    let mut m = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text.join("")) }});
+    if !calls.is_empty() {
+        m["tool_calls"] = Value::Array(calls);
+    }
+    if m["content"].is_null() && m.get("tool_calls").is_none() {
+        m["content"] = json!("");
+    }
+    messages.push(m);
+    Ok(())
+}
+
+fn tools(v: Option<&Value>, dropped: &mut Vec<String>) -> Result<Vec<Value>, Error> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let Some(list) = v.as_array() else {
+        return Err(bad("tools", "`tools` must be an array"));
+    };
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let kind = t.get("type").and_then(Value::as_str);
+        if !matches!(kind, None | Some("custom")) {
+            // Server tools (web search, bash, computer use...) run at Anthropic only.
+            dropped.push(format!("tools[{i}] ({})", kind.unwrap_or("")));
+            continue;
+        }
+        let name = t
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("tools[{i}].name"), "a tool needs `name`"))?;
+        let mut f = json!({"name": name,
+            "parameters": t.get("input_schema").cloned().unwrap_or_else(|| json!({"type": "object"}))});
+        if let Some(d) = t.get("description").and_then(Value::as_str) {
+            f["description"] = json!(d);
+        }
+        out.push(json!({"type": "function", "function": f}));
+    }
+    Ok(out)
+}
