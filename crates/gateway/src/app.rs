@@ -119,6 +119,11 @@ pub fn app(state: AppState) -> axum::Router {
             post(handlers::chat::chat_completions),
         )
         .route("/v1/embeddings", post(handlers::embeddings::embeddings))
+        .route("/v1/messages", post(handlers::messages::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(handlers::messages::count_tokens),
+        )
         .route("/v1/models", get(handlers::models::list))
         .route("/v1/models/{*id}", get(handlers::models::get))
         .route(

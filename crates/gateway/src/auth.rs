@@ -59,6 +59,21 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Calle
     Ok(Caller { key: Some(rec) })
 }
 
+/// `/v1/messages`: Anthropic's SDKs send the key as `x-api-key`; Bearer works too.
+pub async fn authenticate_any(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Caller, GatewayError> {
+    let Some(checker) = &state.keys else {
+        return Ok(Caller { key: None });
+    };
+    let Some(key) = presented(headers, true).filter(|k| !k.is_empty()) else {
+        return Err(GatewayError::missing_key());
+    };
+    let rec = checker.check(key).await?;
+    Ok(Caller { key: Some(rec) })
+}
+
 /// Admin-only endpoints.
 pub async fn authenticate_admin(
     state: &AppState,

@@ -225,6 +225,25 @@ impl GatewayError {
         Bytes::from(serde_json::to_vec(&self.envelope()).unwrap_or_default())
     }
 
+    /// The error in Anthropic's shape (`/v1/messages`): `{"type":"error","error":{…}}`.
+    pub fn anthropic_body(&self) -> Bytes {
+        let kind =
+            jusinfer_translate::messages::stream::error_type(self.kind, self.status.as_u16());
+        Bytes::from(
+            serde_json::json!({"type": "error", "error": {"type": kind, "message": self.message}})
+                .to_string(),
+        )
+    }
+
+    /// The response for `/v1/messages` clients: Anthropic's body and status (529 for an
+    /// overloaded upstream), with the same retry headers.
+    pub fn into_anthropic_response(self) -> Response {
+        let body = self.anthropic_body();
+        let mut resp = self.into_response();
+        *resp.body_mut() = axum::body::Body::from(body);
+        resp
+    }
+
     /// The final `data: {"error":...}` event of a stream that has already started.
     pub fn stream_frame(&self) -> Bytes {
         jusinfer_sse::encode_bytes(None, &self.body())

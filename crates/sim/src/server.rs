@@ -87,6 +87,7 @@ pub fn app(state: SimState) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/messages", post(crate::anthropic::messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/models", get(models))
         .route("/_sim/requests", get(recorded).delete(clear))
         .route("/_sim/stats", get(stats))
@@ -226,6 +227,17 @@ async fn clear(State(state): State<SimState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// Anthropic's token counter: a fixed answer (the tests check it is passed through).
+async fn count_tokens(
+    State(state): State<SimState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Json<Value> {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    record(&state, "/v1/messages/count_tokens", &headers, &req);
+    Json(json!({"input_tokens": 4242}))
+}
+
 async fn models() -> Json<Value> {
     let names = [
         "text", "capital", "answer", "parallel", "length", "cache", "fast", "err400", "err401",
@@ -317,11 +329,38 @@ fn nonstream_body(name: &str) -> anyhow::Result<Option<(u16, Bytes)>> {
             fixtures::read("errors/openai_429_insufficient_quota.json")?,
         ),
         "fast" => (200, Bytes::from_static(FAST_BODY.as_bytes())),
+        "reasoning" => (200, Bytes::from_static(REASONING_BODY.as_bytes())),
         _ => return Ok(None),
     }))
 }
 
 const FAST_BODY: &str = r#"{"id":"chatcmpl-fast","object":"chat.completion","created":1727346142,"model":"fast","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the simulator.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}}"#;
+
+/// A compatible server's reasoning model (DeepSeek, vLLM): `reasoning_content` beside the
+/// answer.
+const REASONING_BODY: &str = r#"{"id":"chatcmpl-r","object":"chat.completion","created":1727346142,"model":"reasoning","choices":[{"index":0,"message":{"role":"assistant","reasoning_content":"The user greets me. I greet back.","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":15,"total_tokens":27,"completion_tokens_details":{"reasoning_tokens":10}}}"#;
+
+fn reasoning_stream(include_usage: bool) -> Vec<Bytes> {
+    let chunk = |delta: &str, finish: &str| {
+        Bytes::from(format!(
+            "data: {{\"id\":\"chatcmpl-r\",\"object\":\"chat.completion.chunk\",\"created\":1727346142,\"model\":\"reasoning\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+        ))
+    };
+    let mut out = vec![
+        chunk(
+            r#"{"role":"assistant","reasoning_content":"The user greets me."}"#,
+            "null",
+        ),
+        chunk(r#"{"reasoning_content":" I greet back."}"#, "null"),
+        chunk(r#"{"content":"Hello!"}"#, "null"),
+        chunk("{}", r#""stop""#),
+    ];
+    if include_usage {
+        out.push(Bytes::from_static(b"data: {\"id\":\"chatcmpl-r\",\"object\":\"chat.completion.chunk\",\"created\":1727346142,\"model\":\"reasoning\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":15,\"total_tokens\":27}}\n\n"));
+    }
+    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    out
+}
 
 /// The frames of the recorded (or derived) stream for a scenario.
 fn stream_frames(sc: &Scenario, include_usage: bool) -> anyhow::Result<Option<Vec<Bytes>>> {
@@ -346,6 +385,7 @@ fn stream_frames(sc: &Scenario, include_usage: bool) -> anyhow::Result<Option<Ve
         "capital" => recorded("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse")?,
         "answer" => recorded("openai-chat/chat_stream_tool_call_roundtrip.turn2.sse")?,
         "fast" => fast_stream(sc.chunks, sc.chunk_bytes, include_usage),
+        "reasoning" => reasoning_stream(include_usage),
         name => match nonstream_body(name)? {
             Some((200, body)) => {
                 let v: Value = serde_json::from_slice(&body)?;

@@ -29,6 +29,17 @@ pub trait StreamTranslator: Send {
     fn usage(&self) -> Option<jusinfer_wire::chat::Usage>;
     /// Content events received so far (about one token each).
     fn deltas_seen(&self) -> u64;
+    /// The final frame for a failure after the stream started, in the client's dialect;
+    /// `None`: OpenAI's `data: {"error":…}` (the caller renders it). `kind` is the OpenAI
+    /// error type, `status` the HTTP status the error would have had.
+    fn error_frame(&self, _kind: &str, _status: u16, _message: &str) -> Option<Bytes> {
+        None
+    }
+    /// A frame to send when the upstream is quiet for a while (Anthropic's `ping`); `None`:
+    /// the dialect has none.
+    fn keepalive_frame(&self) -> Option<Bytes> {
+        None
+    }
 }
 
 impl StreamTranslator for chat_stream::ChatStreamNormalizer {

@@ -69,6 +69,7 @@ pub async fn chat(call: Call<'_>) -> Result<Response, GatewayError> {
             stream: call.req.is_stream(),
             auth: http::Auth::XApiKey,
             headers: &[("anthropic-version", ANTHROPIC_VERSION)],
+            forward: &[],
             map_status,
         },
         &clock,

@@ -22,6 +22,10 @@ use crate::error::{Fault, GatewayError};
 use crate::health::Health;
 use crate::ledger::{StreamTap, Tap};
 
+/// Quiet time on a stream after which a keep-alive event is sent (dialects that have one;
+/// at most half the idle timeout, so a client sees one before the stream times out).
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(10);
+
 /// Largest non-streaming upstream body read.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
@@ -123,6 +127,8 @@ pub struct Exchange<'a> {
     pub auth: Auth,
     /// Headers the dialect always sends (before the provider's configured ones).
     pub headers: &'a [(&'static str, &'static str)],
+    /// Headers passed on from the client (Anthropic's version and beta flags).
+    pub forward: &'a [(&'static str, String)],
     /// Turns a non-2xx answer into the client's error (dialect-specific bodies).
     pub map_status: fn(&Provider, StatusCode, &[u8]) -> GatewayError,
 }
@@ -147,6 +153,9 @@ pub async fn exchange(
         .body(ex.body);
     for (k, v) in ex.headers {
         req = req.header(*k, *v);
+    }
+    for (k, v) in ex.forward {
+        req = req.header(*k, v.as_str());
     }
     if let Some(key) = &p.config.api_key {
         req = match ex.auth {
@@ -316,6 +325,7 @@ pub async fn stream<T: StreamTranslator + 'static>(
         machine,
         pending: VecDeque::new(),
         idle: clock.idle,
+        idle_from: Instant::now(),
         deadline: clock.deadline,
         done: false,
         provider: p.name().to_owned(),
@@ -350,7 +360,20 @@ pub async fn stream<T: StreamTranslator + 'static>(
             if s.done {
                 return None;
             }
-            match s.fill().await {
+            let filled = match s.machine.keepalive_frame() {
+                // A client dialect with keep-alive events gets one per quiet interval.
+                Some(ping) => {
+                    match tokio::time::timeout(KEEPALIVE_EVERY.min(s.idle / 2), s.fill()).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            s.pending.push_back(ping);
+                            continue;
+                        }
+                    }
+                }
+                None => s.fill().await,
+            };
+            match filled {
                 Err(e) => {
                     tracing::warn!(provider = %s.provider, error = %e, "upstream stream failed after start");
                     crate::metrics::get().upstream_error(&s.provider, e.fault);
@@ -358,7 +381,11 @@ pub async fn stream<T: StreamTranslator + 'static>(
                         h.stream_failed();
                     }
                     s.done = true;
-                    s.pending.push_back(e.stream_frame());
+                    let frame = s
+                        .machine
+                        .error_frame(e.kind, e.status.as_u16(), &e.message)
+                        .unwrap_or_else(|| e.stream_frame());
+                    s.pending.push_back(frame);
                     s.record_end(Some(e.kind));
                 }
                 Ok(()) if s.done => {
@@ -384,6 +411,9 @@ struct UpstreamStream<T: StreamTranslator> {
     machine: T,
     pending: VecDeque<Bytes>,
     idle: Duration,
+    /// When the last upstream bytes came (the idle timeout counts from here, so pings
+    /// sent in between do not extend it).
+    idle_from: Instant,
     deadline: Instant,
     done: bool,
     provider: String,
@@ -427,7 +457,7 @@ impl<T: StreamTranslator> UpstreamStream<T> {
 
     /// Reads one upstream chunk and queues what it completes.
     async fn fill(&mut self) -> Result<(), GatewayError> {
-        let until = (Instant::now() + self.idle).min(self.deadline);
+        let until = (self.idle_from + self.idle).min(self.deadline);
         let next = tokio::time::timeout_at(until, self.body.next())
             .await
             .map_err(|_| {
@@ -447,6 +477,7 @@ impl<T: StreamTranslator> UpstreamStream<T> {
         let mut out = Vec::new();
         match next {
             Some(Ok(chunk)) => {
+                self.idle_from = Instant::now();
                 self.decoder.push(&chunk);
                 loop {
                     let ev = self

@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod echo;
 pub mod http;
+pub mod messages;
 pub mod openai;
 
 use crate::config::{ProviderConfig, ProviderKind};
@@ -16,13 +17,17 @@ pub struct Provider {
     pub client: reqwest::Client,
     pub chat_url: Option<reqwest::Url>,
     pub embeddings_url: Option<reqwest::Url>,
+    /// Anthropic only: `/v1/messages/count_tokens`.
+    pub count_tokens_url: Option<reqwest::Url>,
 }
 
 /// The upstream endpoints the gateway calls.
 #[derive(Debug, Clone, Copy)]
 pub enum Endpoint {
+    /// Chat Completions, or Messages for an `anthropic` provider.
     ChatCompletions,
     Embeddings,
+    CountTokens,
 }
 
 impl Provider {
@@ -47,19 +52,24 @@ impl Provider {
                     )
                 })
         };
-        let (chat_url, embeddings_url) = match config.kind {
+        let (chat_url, embeddings_url, count_tokens_url) = match config.kind {
             // Anthropic's base URL is the host; tolerate one that already ends in /v1.
             ProviderKind::Anthropic if config.base_url.ends_with("/v1") => {
-                (url("/messages")?, None)
+                (url("/messages")?, None, url("/messages/count_tokens")?)
             }
-            ProviderKind::Anthropic => (url("/v1/messages")?, None),
-            _ => (url("/chat/completions")?, url("/embeddings")?),
+            ProviderKind::Anthropic => (
+                url("/v1/messages")?,
+                None,
+                url("/v1/messages/count_tokens")?,
+            ),
+            _ => (url("/chat/completions")?, url("/embeddings")?, None),
         };
         Ok(Self {
             config,
             client,
             chat_url,
             embeddings_url,
+            count_tokens_url,
         })
     }
 
@@ -67,6 +77,7 @@ impl Provider {
         match e {
             Endpoint::ChatCompletions => self.chat_url.as_ref(),
             Endpoint::Embeddings => self.embeddings_url.as_ref(),
+            Endpoint::CountTokens => self.count_tokens_url.as_ref(),
         }
     }
 

@@ -142,6 +142,7 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
             stream: call.stream,
             auth: http::Auth::Bearer,
             headers: &[],
+            forward: &[],
             map_status,
         },
         &clock,

@@ -55,6 +55,9 @@ pub struct ChatToMessages {
     deltas: u64,
 }
 
+/// Anthropic's keep-alive event.
+pub const PING: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
+
 fn frame(kind: &str, data: &Value) -> Bytes {
     jusinfer_sse::encode_bytes(Some(kind), data.to_string().as_bytes())
 }
@@ -345,5 +348,166 @@ impl ChatToMessages {
         Err(StreamError {
             message: "upstream stream ended before it finished".to_owned(),
         })
+    }
+}
+
+/// The gateway's pipeline for an OpenAI-shaped upstream serving `/v1/messages`: the
+/// stream normalizer, then [`ChatToMessages`].
+#[derive(Debug)]
+pub struct NormalizedToMessages {
+    normalizer: crate::chat_stream::ChatStreamNormalizer,
+    decoder: jusinfer_sse::Decoder,
+    inner: ChatToMessages,
+    frames: Vec<Bytes>,
+}
+
+impl NormalizedToMessages {
+    pub fn new(opts: Options) -> Self {
+        Self {
+            normalizer: crate::chat_stream::ChatStreamNormalizer::new(
+                crate::chat_stream::Options {
+                    include_usage: true,
+                    id_seed: opts.id.trim_start_matches("msg_").to_owned(),
+                    cost: None,
+                },
+            ),
+            decoder: jusinfer_sse::Decoder::new(),
+            inner: ChatToMessages::new(opts),
+            frames: Vec::new(),
+        }
+    }
+
+    fn relay(&mut self, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        for f in self.frames.drain(..) {
+            self.decoder.push(&f);
+        }
+        loop {
+            let ev = self.decoder.next_event().map_err(|e| StreamError {
+                message: e.to_string(),
+            })?;
+            let Some(ev) = ev else { return Ok(()) };
+            self.inner.push(&ev, out)?;
+        }
+    }
+}
+
+impl crate::StreamTranslator for NormalizedToMessages {
+    fn push(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        self.normalizer.push(ev, &mut self.frames)?;
+        self.relay(out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        self.normalizer.finish(&mut self.frames)?;
+        self.relay(out)?;
+        self.inner.finish(out)
+    }
+
+    fn is_complete(&self) -> bool {
+        self.inner.is_complete()
+    }
+
+    fn usage(&self) -> Option<jusinfer_wire::chat::Usage> {
+        self.normalizer.usage().cloned()
+    }
+
+    fn deltas_seen(&self) -> u64 {
+        self.inner.deltas_seen()
+    }
+
+    fn error_frame(&self, kind: &str, status: u16, message: &str) -> Option<Bytes> {
+        Some(error_frame(error_type(kind, status), message))
+    }
+
+    fn keepalive_frame(&self) -> Option<Bytes> {
+        Some(Bytes::from_static(PING))
+    }
+}
+
+/// An Anthropic upstream serving `/v1/messages`: every event leaves as the upstream's bytes;
+/// the usage (`message_start`, then `message_delta`'s cumulative counts) is read on the way.
+#[derive(Debug, Default)]
+pub struct MessagesPassthrough {
+    usage: jusinfer_wire::anthropic::Usage,
+    seen_usage: bool,
+    done: bool,
+    deltas: u64,
+}
+
+impl MessagesPassthrough {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn merge(&mut self, u: &jusinfer_wire::anthropic::Usage) {
+        self.seen_usage = true;
+        let m = &mut self.usage;
+        m.input_tokens = u.input_tokens.or(m.input_tokens);
+        m.output_tokens = u.output_tokens.or(m.output_tokens);
+        m.cache_read_input_tokens = u.cache_read_input_tokens.or(m.cache_read_input_tokens);
+        m.cache_creation_input_tokens = u
+            .cache_creation_input_tokens
+            .or(m.cache_creation_input_tokens);
+    }
+}
+
+impl crate::StreamTranslator for MessagesPassthrough {
+    fn push(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        use jusinfer_wire::anthropic::StreamEvent;
+        if self.done {
+            return Ok(());
+        }
+        let text = std::str::from_utf8(&ev.data).map_err(|_| StreamError {
+            message: "upstream sent an event that is not valid UTF-8".to_owned(),
+        })?;
+        let parsed: StreamEvent = serde_json::from_str(text).map_err(|e| StreamError {
+            message: format!("upstream sent an event that is not a valid Messages event ({e})"),
+        })?;
+        match parsed {
+            StreamEvent::MessageStart { message } => self.merge(&message.usage),
+            StreamEvent::MessageDelta { usage, .. } => self.merge(&usage),
+            StreamEvent::ContentBlockDelta { .. } => self.deltas += 1,
+            StreamEvent::MessageStop | StreamEvent::Error { .. } => self.done = true,
+            _ => {}
+        }
+        if std::str::from_utf8(&ev.raw).is_ok() {
+            out.push(ev.raw.clone());
+        } else {
+            out.push(jusinfer_sse::encode_bytes(
+                ev.event.as_deref(),
+                text.as_bytes(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        if self.done {
+            return Ok(());
+        }
+        Err(StreamError {
+            message: "upstream stream ended before message_stop".to_owned(),
+        })
+    }
+
+    fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    fn usage(&self) -> Option<jusinfer_wire::chat::Usage> {
+        self.seen_usage
+            .then(|| crate::anthropic::usage(&self.usage))
+    }
+
+    fn deltas_seen(&self) -> u64 {
+        self.deltas
+    }
+
+    fn error_frame(&self, kind: &str, status: u16, message: &str) -> Option<Bytes> {
+        Some(error_frame(error_type(kind, status), message))
+    }
+
+    fn keepalive_frame(&self) -> Option<Bytes> {
+        Some(Bytes::from_static(PING))
     }
 }
