@@ -201,7 +201,10 @@ fn recorded_tool_stream_rebuilds_the_call_from_input_json_deltas() {
         .iter()
         .find(|b| b["type"] == "tool_use")
         .expect("tool_use");
-    assert_eq!(tool["id"], "call_ZR5UUuTt3pf61kjwAJIYdVMj");
+    assert_eq!(
+        tool["id"], "toolu_ZR5UUuTt3pf61kjwAJIYdVMj",
+        "ids in Anthropic's form"
+    );
     assert_eq!(tool["name"], "get_capital");
     assert_eq!(tool["input"], json!({"country": "UK"}));
     assert_eq!(msg["stop_reason"], "tool_use");
@@ -333,7 +336,8 @@ fn nonstreaming_parallel_calls_and_cached_usage() {
         .collect();
     assert_eq!(blocks.len(), calls.len());
     for (b, c) in blocks.iter().zip(calls) {
-        assert_eq!(b["id"], c["id"]);
+        let id = c["id"].as_str().expect("id").trim_start_matches("call_");
+        assert_eq!(b["id"], format!("toolu_{id}"));
         let args: Value =
             serde_json::from_str(c["function"]["arguments"].as_str().expect("args")).expect("json");
         assert_eq!(b["input"], args);

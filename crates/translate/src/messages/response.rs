@@ -83,7 +83,7 @@ pub fn chat_to_messages(completion: &Map<String, Value>, model: &str, id: &str) 
             .get("id")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map_or_else(|| format!("toolu_{id}_{i}"), str::to_owned);
+            .map_or_else(|| format!("toolu_{id}_{i}"), super::stream::tool_id);
         content.push(json!({
             "type": "tool_use",
             "id": id,

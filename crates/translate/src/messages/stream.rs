@@ -62,6 +62,18 @@ fn frame(kind: &str, data: &Value) -> Bytes {
     jusinfer_sse::encode_bytes(Some(kind), data.to_string().as_bytes())
 }
 
+/// A tool-call id in Anthropic's form: `call_abc` → `toolu_abc` (the id comes back in the
+/// next request's `tool_use` and `tool_result` alike, so the upstream sees it consistently).
+pub fn tool_id(openai_id: &str) -> String {
+    if openai_id.starts_with("toolu_") {
+        return openai_id.to_owned();
+    }
+    format!(
+        "toolu_{}",
+        openai_id.strip_prefix("call_").unwrap_or(openai_id)
+    )
+}
+
 /// OpenAI `finish_reason` → Anthropic `stop_reason`.
 pub fn stop_reason(finish: Option<&str>, called_tools: bool) -> &'static str {
     match finish {
@@ -276,7 +288,7 @@ impl ChatToMessages {
                         .get("id")
                         .and_then(Value::as_str)
                         .filter(|s| !s.is_empty())
-                        .map_or_else(|| format!("toolu_{}_{oi}", self.opts.id), str::to_owned);
+                        .map_or_else(|| format!("toolu_{}_{oi}", self.opts.id), tool_id);
                     let name = f
                         .and_then(|f| f.get("name"))
                         .and_then(Value::as_str)
