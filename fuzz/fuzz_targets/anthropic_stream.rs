@@ -6,6 +6,9 @@ use jusinfer_sse::Decoder;
 use jusinfer_translate::anthropic::stream::{AnthropicToChat, Options};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "common.rs"]
+mod common;
+
 fuzz_target!(|data: &[u8]| {
     let mut m = AnthropicToChat::new(Options {
         include_usage: data.first().is_some_and(|b| b & 1 == 1),
@@ -30,22 +33,5 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
     }
-    let mut d = Decoder::new();
-    for f in &out {
-        assert!(std::str::from_utf8(f).is_ok(), "frames are UTF-8");
-        d.push(f);
-    }
-    let mut events = Vec::new();
-    while let Some(ev) = d.next_event().expect("the output is valid SSE") {
-        events.push(ev);
-    }
-    events.extend(d.finish().expect("the output ends cleanly"));
-    for ev in events {
-        assert!(
-            &ev.data[..] == b"[DONE]"
-                || serde_json::from_slice::<serde_json::Value>(&ev.data).is_ok(),
-            "event is not JSON: {:?}",
-            String::from_utf8_lossy(&ev.data)
-        );
-    }
+    common::check_events(&out);
 });

@@ -6,28 +6,8 @@ use jusinfer_sse::Decoder;
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, CostRule, Options};
 use libfuzzer_sys::fuzz_target;
 
-/// Every event the client would decode from `out` holds JSON or `[DONE]` (a multi-line
-/// `data` field is one value: SSE joins its lines).
-fn check_frames(out: &[bytes::Bytes]) {
-    let mut d = Decoder::new();
-    for f in out {
-        assert!(std::str::from_utf8(f).is_ok(), "frames are UTF-8");
-        d.push(f);
-    }
-    let mut events = Vec::new();
-    while let Some(ev) = d.next_event().expect("the output is valid SSE") {
-        events.push(ev);
-    }
-    events.extend(d.finish().expect("the output ends cleanly"));
-    for ev in events {
-        assert!(
-            &ev.data[..] == b"[DONE]"
-                || serde_json::from_slice::<serde_json::Value>(&ev.data).is_ok(),
-            "event is not JSON: {:?}",
-            String::from_utf8_lossy(&ev.data)
-        );
-    }
-}
+#[path = "common.rs"]
+mod common;
 
 fuzz_target!(|data: &[u8]| {
     let include_usage = data.first().is_some_and(|b| b & 1 == 1);
@@ -53,6 +33,6 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
     }
-    check_frames(&out);
+    common::check_events(&out);
     let _ = m.usage();
 });

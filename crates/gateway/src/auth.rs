@@ -49,14 +49,7 @@ fn presented(headers: &HeaderMap, allow_x_api_key: bool) -> Option<&str> {
 }
 
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, GatewayError> {
-    let Some(checker) = &state.keys else {
-        return Ok(Caller { key: None });
-    };
-    let Some(key) = presented(headers, false).filter(|k| !k.is_empty()) else {
-        return Err(GatewayError::missing_key());
-    };
-    let rec = checker.check(key).await?;
-    Ok(Caller { key: Some(rec) })
+    authenticate_with(state, headers, false).await
 }
 
 /// `/v1/messages`: Anthropic's SDKs send the key as `x-api-key`; Bearer works too.
@@ -64,10 +57,18 @@ pub async fn authenticate_any(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Caller, GatewayError> {
+    authenticate_with(state, headers, true).await
+}
+
+async fn authenticate_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    allow_x_api_key: bool,
+) -> Result<Caller, GatewayError> {
     let Some(checker) = &state.keys else {
         return Ok(Caller { key: None });
     };
-    let Some(key) = presented(headers, true).filter(|k| !k.is_empty()) else {
+    let Some(key) = presented(headers, allow_x_api_key).filter(|k| !k.is_empty()) else {
         return Err(GatewayError::missing_key());
     };
     let rec = checker.check(key).await?;

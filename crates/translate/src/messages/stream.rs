@@ -316,22 +316,7 @@ impl ChatToMessages {
         self.start(out);
         self.close(out);
         let u = self.usage.as_ref();
-        let get = |path: &[&str]| -> u64 {
-            let mut v = u;
-            for p in path {
-                v = v.and_then(|x| x.get(*p));
-            }
-            v.and_then(Value::as_u64).unwrap_or(0)
-        };
-        let prompt = get(&["prompt_tokens"]);
-        let cached = get(&["prompt_tokens_details", "cached_tokens"]);
-        let written = get(&["prompt_tokens_details", "cache_write_tokens"]);
-        let mut usage = json!({
-            "input_tokens": prompt.saturating_sub(cached).saturating_sub(written),
-            "cache_creation_input_tokens": written,
-            "cache_read_input_tokens": cached,
-            "output_tokens": get(&["completion_tokens"]),
-        });
+        let mut usage = super::response::usage(u);
         if u.is_none() {
             usage["input_tokens"] = json!(self.opts.input_tokens_estimate);
             usage["output_tokens"] = json!(self.deltas);
