@@ -87,9 +87,9 @@ def test_a_tool_result_turn_reaches_the_upstream_as_tool_messages(ac, sim):
     ])
     assert m.content[0].type == "text"
     msgs = sim.last()["body"]["messages"]
-    assert msgs[1]["tool_calls"][0]["id"] == "toolu_a"
+    assert msgs[1]["tool_calls"][0]["id"] == "a", "our toolu_ prefix is taken off going back"
     assert json.loads(msgs[1]["tool_calls"][0]["function"]["arguments"]) == {"ticker": "AAPL"}
-    assert msgs[2] == {"role": "tool", "tool_call_id": "toolu_a", "content": "231.4"}
+    assert msgs[2] == {"role": "tool", "tool_call_id": "a", "content": "231.4"}
 
 
 def test_cached_usage_is_split_the_anthropic_way(ac):
@@ -232,4 +232,4 @@ def test_claude_code_shaped_request_round_trips(ac, sim):
     assert sent["messages"][0] == {"role": "system", "content": "You are Claude Code.\nProject rules."}
     assert len(sent["tools"]) == 25 and sent["tools"][3]["function"]["parameters"] == tools[3]["input_schema"]
     assert sent["messages"][2]["tool_calls"][0]["function"]["name"] == "Tool3"
-    assert sent["messages"][3] == {"role": "tool", "tool_call_id": "toolu_01", "content": "Error: ls: permission denied"}
+    assert sent["messages"][3] == {"role": "tool", "tool_call_id": "01", "content": "Error: ls: permission denied"}

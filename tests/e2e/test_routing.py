@@ -440,3 +440,11 @@ timeouts = { first_byte = 0.3 }
         assert r.status_code == 200, "the provider's own timeout still applies elsewhere"
     finally:
         g.proc.stop()
+
+
+def test_a_200_stream_holding_only_an_error_event_is_a_failed_attempt(gw, sim):
+    model = f"fast;error_event;tag={tag()}"
+    r = post(gw, {"model": f"sim/{model}", "messages": MSG, "stream": True})
+    assert r.status_code == 502, r.text
+    assert r.headers["x-jusinfer-attempts"] == "2", "retried like any failed attempt"
+    assert sim_count(sim, model) == 2

@@ -239,8 +239,15 @@ impl GatewayError {
     /// overloaded upstream), with the same retry headers.
     pub fn into_anthropic_response(self) -> Response {
         let body = self.anthropic_body();
+        let overloaded =
+            jusinfer_translate::messages::stream::error_type(self.kind, self.status.as_u16())
+                == "overloaded_error";
         let mut resp = self.into_response();
         *resp.body_mut() = axum::body::Body::from(body);
+        if overloaded {
+            *resp.status_mut() =
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        }
         resp
     }
 

@@ -122,6 +122,8 @@ pub struct Scenario {
     pub trickle: bool,
     /// Put an invalid UTF-8 byte into the answer's `id`.
     pub bad_utf8: bool,
+    /// Answer a stream with 200 and nothing but an error event.
+    pub error_event: bool,
 }
 
 /// Replaces the byte after the first `"id":"` with 0xff (not UTF-8 anywhere).
@@ -162,6 +164,7 @@ impl Scenario {
                 "chunk_bytes" => s.chunk_bytes = v.parse().unwrap_or(0),
                 "trickle" => s.trickle = true,
                 "bad_utf8" => s.bad_utf8 = true,
+                "error_event" => s.error_event = true,
                 _ => {}
             }
         }
@@ -511,6 +514,11 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
     }
     if sc.bad_utf8 {
         frames = frames.iter().map(corrupt).collect();
+    }
+    if sc.error_event {
+        frames = vec![Bytes::from_static(
+            b"data: {\"error\":{\"message\":\"The server had an error while processing your request.\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n",
+        )];
     }
     if sc.trickle {
         frames = frames

@@ -118,6 +118,11 @@ impl ChatStreamNormalizer {
         self.events
     }
 
+    /// The upstream's error event ended the stream.
+    pub fn failed(&self) -> bool {
+        self.errored
+    }
+
     /// Whether the stream reached its end (`[DONE]` or an upstream error event).
     pub fn is_complete(&self) -> bool {
         self.done || self.errored

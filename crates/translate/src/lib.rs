@@ -35,6 +35,10 @@ pub trait StreamTranslator: Send {
     fn error_frame(&self, _kind: &str, _status: u16, _message: &str) -> Option<Bytes> {
         None
     }
+    /// The stream ended with the upstream's error event (complete, but not a success).
+    fn failed(&self) -> bool {
+        false
+    }
     /// A frame to send when the upstream is quiet for a while (Anthropic's `ping`); `None`:
     /// the dialect has none.
     fn keepalive_frame(&self) -> Option<Bytes> {
@@ -58,6 +62,9 @@ impl StreamTranslator for chat_stream::ChatStreamNormalizer {
     fn deltas_seen(&self) -> u64 {
         chat_stream::ChatStreamNormalizer::deltas_seen(self)
     }
+    fn failed(&self) -> bool {
+        chat_stream::ChatStreamNormalizer::failed(self)
+    }
 }
 
 impl StreamTranslator for anthropic::stream::AnthropicToChat {
@@ -75,5 +82,8 @@ impl StreamTranslator for anthropic::stream::AnthropicToChat {
     }
     fn deltas_seen(&self) -> u64 {
         anthropic::stream::AnthropicToChat::deltas_seen(self)
+    }
+    fn failed(&self) -> bool {
+        anthropic::stream::AnthropicToChat::failed(self)
     }
 }

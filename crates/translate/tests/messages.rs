@@ -202,7 +202,7 @@ fn recorded_tool_stream_rebuilds_the_call_from_input_json_deltas() {
         .find(|b| b["type"] == "tool_use")
         .expect("tool_use");
     assert_eq!(
-        tool["id"], "toolu_ZR5UUuTt3pf61kjwAJIYdVMj",
+        tool["id"], "toolu_call_ZR5UUuTt3pf61kjwAJIYdVMj",
         "ids in Anthropic's form"
     );
     assert_eq!(tool["name"], "get_capital");
@@ -336,8 +336,7 @@ fn nonstreaming_parallel_calls_and_cached_usage() {
         .collect();
     assert_eq!(blocks.len(), calls.len());
     for (b, c) in blocks.iter().zip(calls) {
-        let id = c["id"].as_str().expect("id").trim_start_matches("call_");
-        assert_eq!(b["id"], format!("toolu_{id}"));
+        assert_eq!(b["id"], format!("toolu_{}", c["id"].as_str().expect("id")));
         let args: Value =
             serde_json::from_str(c["function"]["arguments"].as_str().expect("args")).expect("json");
         assert_eq!(b["input"], args);
@@ -363,7 +362,7 @@ fn recorded_anthropic_request_becomes_a_chat_request() {
             .expect("fixture"),
     )
     .expect("json");
-    let t = messages_to_chat(&req, "gpt-4o-mini").expect("translates");
+    let t = messages_to_chat(&req, "gpt-4o-mini", false).expect("translates");
     let b = &t.body;
     assert_eq!(b["model"], "gpt-4o-mini");
     assert_eq!(b["stream_options"], json!({"include_usage": true}));
@@ -374,14 +373,17 @@ fn recorded_anthropic_request_becomes_a_chat_request() {
     );
     assert_eq!(msgs[1]["role"], "assistant");
     let call = &msgs[1]["tool_calls"][0];
-    assert_eq!(call["id"], "toolu_018acGYLtfR52q9yDbWaEdQZ");
+    assert_eq!(
+        call["id"], "018acGYLtfR52q9yDbWaEdQZ",
+        "toolu_ is ours: stripped going back"
+    );
     assert_eq!(
         serde_json::from_str::<Value>(call["function"]["arguments"].as_str().expect("args"))
             .expect("json"),
         json!({"location": "San Francisco, CA", "units": "f"})
     );
     assert_eq!(msgs[2]["role"], "tool");
-    assert_eq!(msgs[2]["tool_call_id"], "toolu_018acGYLtfR52q9yDbWaEdQZ");
+    assert_eq!(msgs[2]["tool_call_id"], "018acGYLtfR52q9yDbWaEdQZ");
     assert_eq!(b["tools"][0]["function"]["name"], "get_weather");
     assert_eq!(
         b["tools"][0]["function"]["parameters"],
@@ -408,7 +410,7 @@ fn claude_code_shaped_request_round_trips_without_loss() {
         ]
     }))
     .expect("obj");
-    let t = messages_to_chat(&req, "gpt-4.1").expect("translates");
+    let t = messages_to_chat(&req, "gpt-4.1", true).expect("translates");
     let b = &t.body;
     assert_eq!(
         b["messages"][0],
@@ -418,20 +420,29 @@ fn claude_code_shaped_request_round_trips_without_loss() {
     assert_eq!(b["tool_choice"], "auto");
     assert_eq!(b["parallel_tool_calls"], false);
     assert_eq!(b["user"], "u-1");
-    assert_eq!(b["max_tokens"], 32000);
+    assert_eq!(
+        b["max_completion_tokens"], 32000,
+        "OpenAI's own API: the newer field"
+    );
     let msgs = b["messages"].as_array().expect("messages");
     assert_eq!(msgs[2]["content"], "Running.");
     assert_eq!(msgs[2]["tool_calls"][0]["function"]["name"], "tool3");
     assert_eq!(
         msgs[3],
-        json!({"role": "tool", "tool_call_id": "toolu_1", "content": "Error: permission denied"})
+        json!({"role": "tool", "tool_call_id": "1", "content": "Error: permission denied"})
     );
     assert_eq!(
         msgs[4],
         json!({"role": "user", "content": "try again"}),
         "tool results first, then the text"
     );
-    assert!(t.dropped.contains(&"system[].cache_control".to_owned()));
+    assert_eq!(
+        t.dropped,
+        vec![
+            "system[].cache_control",
+            "messages[].content[].cache_control"
+        ]
+    );
 }
 
 #[test]
@@ -459,6 +470,9 @@ fn bad_requests_name_their_param() {
         ),
     ] {
         let req: Map<String, Value> = serde_json::from_value(body).expect("obj");
-        assert_eq!(messages_to_chat(&req, "u").expect_err("bad").param, param);
+        assert_eq!(
+            messages_to_chat(&req, "u", false).expect_err("bad").param,
+            param
+        );
     }
 }

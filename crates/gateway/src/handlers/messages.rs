@@ -99,20 +99,24 @@ async fn anthropic_errors(resp: Response) -> Response {
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let kind = v["error"]["type"].as_str().unwrap_or("api_error");
     let message = v["error"]["message"].as_str().unwrap_or("request failed");
-    let out = json!({"type": "error", "error": {
-        "type": jusinfer_translate::messages::stream::error_type(kind, parts.status.as_u16()),
-        "message": message,
-    }});
+    let kind = jusinfer_translate::messages::stream::error_type(kind, parts.status.as_u16());
+    let out = json!({"type": "error", "error": {"type": kind, "message": message}});
+    let mut parts = parts;
+    if kind == "overloaded_error" {
+        // Anthropic's status for it; its SDKs retry on it.
+        parts.status = axum::http::StatusCode::from_u16(529).unwrap_or(parts.status);
+    }
     Response::from_parts(parts, Body::from(out.to_string()))
 }
 
-fn message_id(request_id: &str) -> String {
-    let tail: String = request_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(24)
-        .collect();
-    format!("msg_{tail}")
+/// A fresh `msg_…` id (never from the client's request id: ids made from it would repeat
+/// across a client's requests).
+fn message_id() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    format!(
+        "msg_{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
+    )
 }
 
 pub async fn messages(
@@ -161,7 +165,7 @@ pub async fn messages(
         Err(refused) => return anthropic_errors(refused).await,
     };
     let forward = forwarded(&headers);
-    let id = message_id(&rid.0);
+    let id = message_id();
     let estimate = crate::limits::estimate_prompt_tokens(p.raw.len());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -214,6 +218,9 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
         ProviderKind::Echo => messages::echo(&call, ctx.request_id, ctx.created),
     }
 }
+
+/// Largest prompt text tokenized for `count_tokens`.
+const MAX_TOKENIZED_BYTES: usize = 1 << 20;
 
 fn tokenizer() -> Option<&'static tiktoken_rs::CoreBPE> {
     static BPE: OnceLock<Option<tiktoken_rs::CoreBPE>> = OnceLock::new();
@@ -316,12 +323,20 @@ pub async fn count_tokens(
             return Ok(resp);
         }
         let text = prompt_text(&req);
-        let (n, how) = match tokenizer() {
-            Some(bpe) => (
-                bpe.encode_ordinary(&text).len(),
-                "estimated; tokenizer=o200k_base",
-            ),
-            None => (text.len().div_ceil(4), "estimated; bytes/4"),
+        // Tokenizing is CPU work: off the async workers, and only up to a size where it is
+        // worth it (past it, bytes / 4 is as good an estimate).
+        let (n, how) = if text.len() <= MAX_TOKENIZED_BYTES {
+            tokio::task::spawn_blocking(move || match tokenizer() {
+                Some(bpe) => (
+                    bpe.encode_ordinary(&text).len(),
+                    "estimated; tokenizer=o200k_base",
+                ),
+                None => (text.len().div_ceil(4), "estimated; bytes/4"),
+            })
+            .await
+            .map_err(|e| GatewayError::internal(e.to_string()))?
+        } else {
+            (text.len().div_ceil(4), "estimated; bytes/4")
         };
         let mut resp = axum::Json(json!({"input_tokens": n})).into_response();
         resp.headers_mut()

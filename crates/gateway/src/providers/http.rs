@@ -344,13 +344,20 @@ pub async fn stream<T: StreamTranslator + 'static>(
             Ok(Ok(())) => {}
         }
     }
+    if s.done && s.machine.failed() {
+        // Nothing has reached the client: an upstream that answers 200 and then only an
+        // error event is a failed attempt, and the next deployment may be tried.
+        return Err(GatewayError::upstream(format!(
+            "provider `{}` answered with an error event instead of a stream",
+            p.name()
+        ))
+        .fault(Fault::Status)
+        .retryable(true));
+    }
     // From here on the client has the stream: its end (or the client's leaving) is recorded.
     s.tap = tap.map(Tap::attach_stream);
     if s.done {
-        s.record_end(None);
-        if let Some(h) = &s.health {
-            h.stream_completed();
-        }
+        s.ended();
     }
     let body = futures_util::stream::unfold(s, |mut s| async move {
         loop {
@@ -388,12 +395,7 @@ pub async fn stream<T: StreamTranslator + 'static>(
                     s.pending.push_back(frame);
                     s.record_end(Some(e.kind));
                 }
-                Ok(()) if s.done => {
-                    s.record_end(None);
-                    if let Some(h) = &s.health {
-                        h.stream_completed();
-                    }
-                }
+                Ok(()) if s.done => s.ended(),
                 Ok(()) => {}
             }
         }
@@ -434,6 +436,19 @@ impl<T: StreamTranslator> Drop for UpstreamStream<T> {
 }
 
 impl<T: StreamTranslator> UpstreamStream<T> {
+    /// The upstream's stream reached its end: a success, or its own error event.
+    fn ended(&mut self) {
+        let failed = self.machine.failed();
+        self.record_end(failed.then_some("upstream_error"));
+        if let Some(h) = &self.health {
+            if failed {
+                h.stream_failed();
+            } else {
+                h.stream_completed();
+            }
+        }
+    }
+
     fn record_end(&mut self, error: Option<&str>) {
         if let Some(mut t) = self.tap.take() {
             t.finish(self.machine.usage().as_ref(), error);

@@ -106,7 +106,8 @@ pub async fn anthropic(call: Call<'_>) -> Result<axum::response::Response, Gatew
 }
 
 fn translate_request(call: &Call<'_>) -> Result<request::Translated, GatewayError> {
-    request::messages_to_chat(call.req, call.upstream_model).map_err(|e| {
+    let newer = call.provider.kind() == crate::config::ProviderKind::Openai;
+    request::messages_to_chat(call.req, call.upstream_model, newer).map_err(|e| {
         GatewayError::bad_request(e.message)
             .param(e.param)
             .code("invalid_value")

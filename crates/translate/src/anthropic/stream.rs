@@ -53,6 +53,7 @@ enum BlockState {
 /// State machine over one Anthropic stream. See the module docs.
 #[derive(Debug)]
 pub struct AnthropicToChat {
+    failed: bool,
     opts: Options,
     id: String,
     model: String,
@@ -73,6 +74,7 @@ const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
 impl AnthropicToChat {
     pub fn new(opts: Options) -> Self {
         Self {
+            failed: false,
             opts,
             id: String::new(),
             model: String::new(),
@@ -99,6 +101,11 @@ impl AnthropicToChat {
 
     pub fn is_complete(&self) -> bool {
         self.done
+    }
+
+    /// The upstream's error event ended the stream.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     fn chunk(&self, delta: Delta, finish: Option<&'static str>) -> ChatChunk {
@@ -384,6 +391,7 @@ impl AnthropicToChat {
                 self.done = true;
             }
             StreamEvent::Error { error } => {
+                self.failed = true;
                 let body = serde_json::json!({"error": {
                     "message": format!("upstream error: {}", error.message),
                     "type": if error.kind == "overloaded_error" || error.kind == "api_error" { "server_error" } else { "upstream_error" },

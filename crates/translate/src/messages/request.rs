@@ -82,10 +82,49 @@ fn blocks(content: &Value, at: &str) -> Result<Vec<Value>, Error> {
     }
 }
 
-/// Translates `req` (the client's JSON object) for `upstream_model`.
+/// A `toolu_…` id as the upstream first wrote it (see
+/// [`crate::messages::stream::tool_id`]).
+fn upstream_tool_id(id: &str) -> &str {
+    id.strip_prefix("toolu_")
+        .filter(|s| !s.is_empty())
+        .unwrap_or(id)
+}
+
+/// Dropped-item names with their indexes generalized (`messages[3].content[1]` →
+/// `messages[].content[]`), deduplicated: the header stays short whatever the history.
+fn generalize(dropped: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for d in dropped {
+        let mut g = String::with_capacity(d.len());
+        let mut in_index = false;
+        for c in d.chars() {
+            match c {
+                '[' => {
+                    in_index = true;
+                    g.push('[');
+                }
+                ']' => {
+                    in_index = false;
+                    g.push(']');
+                }
+                c if in_index && c.is_ascii_digit() => {}
+                c => g.push(c),
+            }
+        }
+        if !out.contains(&g) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+/// Translates `req` (the client's JSON object) for `upstream_model`. `max_completion_tokens`:
+/// the upstream wants OpenAI's newer name for the output limit (OpenAI's own API, whose
+/// reasoning models refuse `max_tokens`).
 pub fn messages_to_chat(
     req: &Map<String, Value>,
     upstream_model: &str,
+    max_completion_tokens: bool,
 ) -> Result<Translated, Error> {
     let mut dropped = Vec::new();
     let mut out = Map::new();
@@ -134,7 +173,12 @@ pub fn messages_to_chat(
         .get("max_tokens")
         .and_then(Value::as_u64)
         .ok_or_else(|| bad("max_tokens", "`max_tokens` is required: a positive integer"))?;
-    out.insert("max_tokens".into(), json!(max_tokens));
+    let field = if max_completion_tokens {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    out.insert(field.into(), json!(max_tokens));
     for k in ["temperature", "top_p"] {
         if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
             out.insert(k.into(), v.clone());
@@ -181,8 +225,11 @@ pub fn messages_to_chat(
                 ))
             }
         };
-        if has_tools || kind == Some("none") {
+        if has_tools {
             out.insert("tool_choice".into(), choice);
+        } else if matches!(kind, Some("any" | "tool")) {
+            // Its tools were all dropped (server tools): say so rather than go silent.
+            dropped.push("tool_choice".to_owned());
         }
         if has_tools && tc.get("disable_parallel_tool_use").and_then(Value::as_bool) == Some(true) {
             out.insert("parallel_tool_calls".into(), json!(false));
@@ -201,7 +248,7 @@ pub fn messages_to_chat(
     }
     Ok(Translated {
         body: Value::Object(out),
-        dropped,
+        dropped: generalize(dropped),
     })
 }
 
@@ -214,6 +261,9 @@ fn user_turn(
     let mut parts = Vec::new();
     for (j, b) in bs.iter().enumerate() {
         let bat = format!("{at}.content[{j}]");
+        if b.get("cache_control").is_some() {
+            dropped.push(format!("{bat}.cache_control"));
+        }
         match b.get("type").and_then(Value::as_str) {
             Some("text") => parts.push(json!({"type": "text",
                 "text": b.get("text").and_then(Value::as_str).unwrap_or("")})),
@@ -249,7 +299,9 @@ fn user_turn(
                 if b.get("is_error").and_then(Value::as_bool) == Some(true) {
                     text = format!("Error: {text}");
                 }
-                messages.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
+                messages.push(
+                    json!({"role": "tool", "tool_call_id": upstream_tool_id(id), "content": text}),
+                );
             }
             other => dropped.push(format!("{bat} ({})", other.unwrap_or("untyped"))),
         }
@@ -294,7 +346,7 @@ fn assistant_turn(
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad(format!("{bat}.name"), "a tool_use block needs `name`"))?;
                 let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
-                calls.push(json!({"id": id, "type": "function",
+                calls.push(json!({"id": upstream_tool_id(id), "type": "function",
                     "function": {"name": name, "arguments": input.to_string()}}));
             }
             other => dropped.push(format!("{bat} ({})", other.unwrap_or("untyped"))),
@@ -325,6 +377,9 @@ fn tools(v: Option<&Value>, dropped: &mut Vec<String>) -> Result<Vec<Value>, Err
             // Server tools (web search, bash, computer use...) run at Anthropic only.
             dropped.push(format!("tools[{i}] ({})", kind.unwrap_or("")));
             continue;
+        }
+        if t.get("cache_control").is_some() {
+            dropped.push(format!("tools[{i}].cache_control"));
         }
         let name = t
             .get("name")

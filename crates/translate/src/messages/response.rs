@@ -65,11 +65,11 @@ pub fn chat_to_messages(completion: &Map<String, Value>, model: &str, id: &str) 
     {
         content.push(json!({"type": "text", "text": t}));
     }
-    if let Some(r) = message
+    let refusal = message
         .and_then(|m| m.get("refusal"))
         .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
+        .filter(|s| !s.is_empty());
+    if let Some(r) = refusal {
         content.push(json!({"type": "text", "text": r}));
     }
     let calls = message
@@ -100,7 +100,7 @@ pub fn chat_to_messages(completion: &Map<String, Value>, model: &str, id: &str) 
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(finish, !calls.is_empty()),
+        "stop_reason": if refusal.is_some() { "refusal" } else { stop_reason(finish, !calls.is_empty()) },
         "stop_sequence": null,
         "usage": usage(completion.get("usage")),
     })

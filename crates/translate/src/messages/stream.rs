@@ -52,6 +52,8 @@ pub struct ChatToMessages {
     finish: Option<String>,
     usage: Option<Value>,
     done: bool,
+    failed: bool,
+    refused: bool,
     deltas: u64,
 }
 
@@ -62,16 +64,11 @@ fn frame(kind: &str, data: &Value) -> Bytes {
     jusinfer_sse::encode_bytes(Some(kind), data.to_string().as_bytes())
 }
 
-/// A tool-call id in Anthropic's form: `call_abc` → `toolu_abc` (the id comes back in the
-/// next request's `tool_use` and `tool_result` alike, so the upstream sees it consistently).
+/// A tool-call id in Anthropic's form: `toolu_` + the upstream's id, which
+/// [`crate::messages::request`] strips again when the id comes back (some upstreams,
+/// Mistral's among them, accept only ids of their own format).
 pub fn tool_id(openai_id: &str) -> String {
-    if openai_id.starts_with("toolu_") {
-        return openai_id.to_owned();
-    }
-    format!(
-        "toolu_{}",
-        openai_id.strip_prefix("call_").unwrap_or(openai_id)
-    )
+    format!("toolu_{openai_id}")
 }
 
 /// OpenAI `finish_reason` → Anthropic `stop_reason`.
@@ -120,12 +117,19 @@ impl ChatToMessages {
             finish: None,
             usage: None,
             done: false,
+            failed: false,
+            refused: false,
             deltas: 0,
         }
     }
 
     pub fn is_complete(&self) -> bool {
         self.done
+    }
+
+    /// The upstream's error event ended the stream.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     /// Content events seen (about one token each).
@@ -221,6 +225,7 @@ impl ChatToMessages {
             self.start(out);
             out.push(error_frame(error_type(kind, 0), message));
             self.done = true;
+            self.failed = true;
             return Ok(());
         }
         self.start(out);
@@ -260,13 +265,16 @@ impl ChatToMessages {
             );
             self.delta(i, json!({"type": "thinking_delta", "thinking": r}), out);
         }
-        if let Some(text) = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
-            let i = self.open(Open::Text, json!({"type": "text", "text": ""}), out);
-            self.delta(i, json!({"type": "text_delta", "text": text}), out);
+        for key in ["content", "refusal"] {
+            if let Some(text) = delta
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                self.refused |= key == "refusal";
+                let i = self.open(Open::Text, json!({"type": "text", "text": ""}), out);
+                self.delta(i, json!({"type": "text_delta", "text": text}), out);
+            }
         }
         let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) else {
             return;
@@ -321,7 +329,11 @@ impl ChatToMessages {
             usage["input_tokens"] = json!(self.opts.input_tokens_estimate);
             usage["output_tokens"] = json!(self.deltas);
         }
-        let stop = stop_reason(self.finish.as_deref(), !self.tools.is_empty());
+        let stop = if self.refused {
+            "refusal"
+        } else {
+            stop_reason(self.finish.as_deref(), !self.tools.is_empty())
+        };
         out.push(frame(
             "message_delta",
             &json!({"type": "message_delta",
@@ -412,6 +424,10 @@ impl crate::StreamTranslator for NormalizedToMessages {
         self.inner.deltas_seen()
     }
 
+    fn failed(&self) -> bool {
+        self.inner.failed() || self.normalizer.failed()
+    }
+
     fn error_frame(&self, kind: &str, status: u16, message: &str) -> Option<Bytes> {
         Some(error_frame(error_type(kind, status), message))
     }
@@ -428,6 +444,7 @@ pub struct MessagesPassthrough {
     usage: jusinfer_wire::anthropic::Usage,
     seen_usage: bool,
     done: bool,
+    failed: bool,
     deltas: u64,
 }
 
@@ -464,7 +481,11 @@ impl crate::StreamTranslator for MessagesPassthrough {
             StreamEvent::MessageStart { message } => self.merge(&message.usage),
             StreamEvent::MessageDelta { usage, .. } => self.merge(&usage),
             StreamEvent::ContentBlockDelta { .. } => self.deltas += 1,
-            StreamEvent::MessageStop | StreamEvent::Error { .. } => self.done = true,
+            StreamEvent::MessageStop => self.done = true,
+            StreamEvent::Error { .. } => {
+                self.done = true;
+                self.failed = true;
+            }
             _ => {}
         }
         if std::str::from_utf8(&ev.raw).is_ok() {
@@ -498,6 +519,10 @@ impl crate::StreamTranslator for MessagesPassthrough {
 
     fn deltas_seen(&self) -> u64 {
         self.deltas
+    }
+
+    fn failed(&self) -> bool {
+        self.failed
     }
 
     fn error_frame(&self, kind: &str, status: u16, message: &str) -> Option<Bytes> {
