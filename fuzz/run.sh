@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for a bounded time (default 30 s each), seeded with the recorded
-# traffic in ../shared/fixtures. Usage: fuzz/run.sh [SECONDS]
+# Runs every fuzz target for a bounded time (default 30 s each) and a bounded number of
+# inputs (JUSINFER_FUZZ_RUNS, default 20000), from a fixed random seed (JUSINFER_FUZZ_SEED,
+# default 1) and the recorded traffic in ../shared/fixtures as the corpus: a CI run repeats
+# what a developer ran. Longer exploration: a larger RUNS and another SEED.
+# Usage: fuzz/run.sh [SECONDS]
 # Needs cargo-fuzz (installed when missing). Works on the stable toolchain with
 # `--sanitizer none`; with a nightly toolchain present, AddressSanitizer is used.
 set -euo pipefail
@@ -31,14 +34,15 @@ if ! cargo "${toolchain[@]}" fuzz build --release "${args[@]}" >"$corpus/build.l
   exit 1
 fi
 for t in sse_decoder chat_stream anthropic_stream messages_stream request_decoders; do
-  echo "== fuzz $t (${secs}s)"
+  echo "== fuzz $t"
   log="$corpus/$t.log"
   if ! cargo "${toolchain[@]}" fuzz run --release "${args[@]}" "$t" "$corpus/$t" -- \
-      -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+      -max_total_time="$secs" -runs="${JUSINFER_FUZZ_RUNS:-20000}" -seed="${JUSINFER_FUZZ_SEED:-1}" \
+      -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
     tail -60 "$log" >&2
     echo "fuzz target $t failed (the crashing input is under fuzz/artifacts/$t)" >&2
     exit 1
   fi
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
 done
-echo "fuzz: 5 targets ran ${secs}s each without a failure"
+echo "fuzz: 5 targets, up to ${secs}s and ${JUSINFER_FUZZ_RUNS:-20000} inputs each (seed ${JUSINFER_FUZZ_SEED:-1}), without a failure"

@@ -233,3 +233,11 @@ def test_claude_code_shaped_request_round_trips(ac, sim):
     assert len(sent["tools"]) == 25 and sent["tools"][3]["function"]["parameters"] == tools[3]["input_schema"]
     assert sent["messages"][2]["tool_calls"][0]["function"]["name"] == "Tool3"
     assert sent["messages"][3] == {"role": "tool", "tool_call_id": "01", "content": "Error: ls: permission denied"}
+
+
+def test_request_too_large_in_anthropic_shape(gw):
+    big = "x" * (2 * 1024 * 1024)
+    r = httpx.post(gw.url + "/v1/messages", headers={"x-api-key": gw.key}, timeout=30,
+                   json={"model": "sim/text", "max_tokens": 10, "messages": [{"role": "user", "content": big}]})
+    assert r.status_code == 413
+    assert r.json() == {"type": "error", "error": {"type": "request_too_large", "message": r.json()["error"]["message"]}}

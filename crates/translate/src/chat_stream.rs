@@ -494,14 +494,11 @@ fn encode(chunk: &Map<String, Value>) -> Bytes {
     jusinfer_sse::encode_bytes(None, &json)
 }
 
+/// Trims JSON's whitespace only (space, tab, LF, CR): a form feed around an event's JSON
+/// must fail the event, not be passed on to a client whose parser rejects it.
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
+    let ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
+    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |e| e + 1);
     &b[start..end]
 }

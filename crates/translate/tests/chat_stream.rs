@@ -396,3 +396,17 @@ fn regression_a_non_utf8_comment_line_is_not_passed_on() {
         "the same events, minus the bad line"
     );
 }
+
+#[test]
+fn regression_a_form_feed_after_the_json_is_not_passed_on() {
+    // Found by the `chat_stream` fuzz target: ASCII whitespace that is not JSON whitespace
+    // was trimmed before the check, and the raw frame (form feed included) went out.
+    let raw = fixtures::read("openai-chat/chat_stream_text_with_usage.sse").expect("fixture");
+    let text = String::from_utf8(raw.to_vec()).expect("utf8");
+    let at = text.match_indices("}\n\n").nth(2).expect("a third event").0 + 1;
+    let bad = format!("{}\u{c}{}", &text[..at], &text[at..]);
+    match run(&[bad.as_bytes()], true) {
+        Ok((out, _)) => assert!(!out.contains(&0x0c), "no form feed reaches the client"),
+        Err(e) => assert!(e.contains("not valid JSON"), "{e}"),
+    }
+}
