@@ -2,7 +2,6 @@
 //! it emits is an SSE `data:` line holding JSON or `[DONE]`.
 #![no_main]
 
-use jusinfer_sse::Decoder;
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, CostRule, Options};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,23 +15,7 @@ fuzz_target!(|data: &[u8]| {
         id_seed: "fuzz".to_owned(),
         cost: Some(CostRule { price: None }),
     });
-    let mut d = Decoder::with_limit(1 << 16);
-    d.push(data);
-    let mut out = Vec::new();
-    loop {
-        match d.next_event() {
-            Ok(Some(ev)) => {
-                if m.push(&ev, &mut out).is_err() || m.is_complete() {
-                    break;
-                }
-            }
-            Ok(None) => {
-                let _ = m.finish(&mut out);
-                break;
-            }
-            Err(_) => break,
-        }
-    }
+    let out = common::drive(&mut m, data);
     common::check_events(&out);
     let _ = m.usage();
 });

@@ -22,3 +22,29 @@ pub fn check_events(out: &[bytes::Bytes]) {
         );
     }
 }
+
+/// Feeds `data` through `machine` as an upstream would: every decodable event, then the
+/// end of the stream; returns the frames a client would receive.
+pub fn drive<T: jusinfer_translate::StreamTranslator>(
+    machine: &mut T,
+    data: &[u8],
+) -> Vec<bytes::Bytes> {
+    let mut d = jusinfer_sse::Decoder::with_limit(1 << 16);
+    d.push(data);
+    let mut out = Vec::new();
+    loop {
+        match d.next_event() {
+            Ok(Some(ev)) => {
+                if machine.push(&ev, &mut out).is_err() || machine.is_complete() {
+                    break;
+                }
+            }
+            Ok(None) => {
+                let _ = machine.finish(&mut out);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    out
+}
