@@ -1,7 +1,8 @@
 //! The request decoders on arbitrary bodies: the gateway's JSON reader for chat and
 //! embeddings requests, request validation, the byte-splicing body editor and the
-//! Chat → Messages translation. Any input is a value or a 400, never a panic; an edited
-//! body is still valid JSON.
+//! Chat → Messages and Responses → Chat translations. Any input is a value or a 400,
+//! never a panic; an edited body is still valid JSON; a translated Responses request is a
+//! Chat request the gateway's own reader accepts.
 #![no_main]
 
 use bytes::Bytes;
@@ -11,7 +12,26 @@ use jusinfer_translate::anthropic::request::{chat_to_messages, Options};
 use jusinfer_wire::chat::ChatRequest;
 use libfuzzer_sys::fuzz_target;
 
+fn responses(data: &[u8]) {
+    use jusinfer_translate::responses::request::{input_items, to_chat, Options};
+    let Ok(req) = parse_json::<serde_json::Map<String, serde_json::Value>>(data) else {
+        return;
+    };
+    let Ok(items) = input_items(&req, |p| format!("{p}_1")) else {
+        return;
+    };
+    for item in &items {
+        assert!(item["id"].is_string(), "every stored item has an id");
+    }
+    if let Ok(t) = to_chat(&req, &items, Options { upstream_model: "m", openai: false }) {
+        let body = serde_json::to_vec(&t.body).expect("serializes");
+        let chat = parse_json::<ChatRequest>(&body).expect("a translated request is a Chat request");
+        assert_eq!(chat.model, "m");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    responses(data);
     let _ = parse_json::<EmbeddingsRequest>(data);
     let Ok(req) = parse_json::<ChatRequest>(data) else {
         return;

@@ -35,6 +35,8 @@ pub struct AppState {
     pub keys: Option<KeyChecker>,
     pub prices: Arc<Prices>,
     pub ledger: Ledger,
+    /// Stored Responses (`/v1/responses`), group-committed.
+    pub responses: crate::store::ResponseWriter,
     pub limits: Limits,
     /// Set with `redis`: shared limits and key-change announcements.
     pub redis: Option<RedisLimits>,
@@ -76,9 +78,11 @@ impl AppState {
             spill_path(&config.database),
             Arc::clone(&prices),
         );
+        let responses = crate::store::ResponseWriter::start(store.clone());
         Ok(Self {
             config: Arc::new(config),
             router: Arc::new(router),
+            responses,
             store,
             keys,
             prices,
@@ -123,6 +127,15 @@ pub fn app(state: AppState) -> axum::Router {
         .route(
             "/v1/messages/count_tokens",
             post(handlers::messages::count_tokens),
+        )
+        .route("/v1/responses", post(handlers::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(handlers::responses::retrieve).delete(handlers::responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(handlers::responses::input_items),
         )
         .route("/v1/models", get(handlers::models::list))
         .route("/v1/models/{*id}", get(handlers::models::get))

@@ -130,6 +130,10 @@ pub struct RawProvider {
     /// Anthropic: per-model `max_tokens` defaults, over `default_max_tokens`.
     #[serde(default)]
     pub max_tokens: IndexMap<String, u32>,
+    /// OpenAI-shaped providers that serve `/responses` themselves: `/v1/responses`
+    /// requests are passed through instead of translated to Chat Completions.
+    #[serde(default)]
+    pub responses: bool,
 }
 
 /// Seconds; fractions allowed.
@@ -216,6 +220,8 @@ pub struct ProviderConfig {
     pub retries: u32,
     pub default_max_tokens: u32,
     pub max_tokens: IndexMap<String, u32>,
+    /// Serves `/responses` itself (pass-through).
+    pub responses: bool,
 }
 
 /// Retries of one deployment (after its first try) before the route moves on.
@@ -542,6 +548,7 @@ fn resolve(
                         retries: None,
                         default_max_tokens: None,
                         max_tokens: IndexMap::new(),
+                        responses: false,
                     },
                 );
             }
@@ -562,6 +569,7 @@ fn resolve(
                 retries: None,
                 default_max_tokens: None,
                 max_tokens: IndexMap::new(),
+                responses: false,
             },
         );
     }
@@ -593,6 +601,18 @@ fn resolve(
                 locate_line(source, &base_url)
             )));
         }
+        if p.responses
+            && !matches!(
+                p.kind,
+                ProviderKind::Openai | ProviderKind::OpenaiCompatible
+            )
+        {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: providers.{name}.responses = true needs kind openai or openai-compatible (kind {} has no Responses API; requests are translated)",
+                locate_line(source, &format!("[providers.{name}]")),
+                p.kind.as_str()
+            )));
+        }
         let api_key = p.api_key.filter(|k| !k.is_empty());
         if api_key.is_none() && p.kind == ProviderKind::Openai {
             warnings.push(format!(
@@ -617,6 +637,7 @@ fn resolve(
             retries: p.retries.unwrap_or(DEFAULT_RETRIES),
             default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             max_tokens: p.max_tokens,
+            responses: p.responses,
         });
     }
     let mut models = Vec::new();

@@ -9,6 +9,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
@@ -46,7 +47,7 @@ pub struct UsageSummary {
 }
 
 /// A store failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct StoreError(String);
 
@@ -106,6 +107,19 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE usage ADD COLUMN row_id TEXT;
     CREATE UNIQUE INDEX usage_row_id ON usage (row_id)",
     ),
+    (
+        4,
+        "CREATE TABLE responses (
+        id           TEXT PRIMARY KEY,
+        owner        TEXT NOT NULL,
+        created_at   BIGINT NOT NULL,
+        previous_id  TEXT,
+        model        TEXT NOT NULL,
+        input_items  TEXT NOT NULL,
+        response     TEXT NOT NULL
+    );
+    CREATE INDEX responses_owner ON responses (owner, created_at)",
+    ),
 ];
 
 /// PostgreSQL schema migrations: the same tables and columns as SQLite's.
@@ -157,6 +171,19 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         3,
         "ALTER TABLE usage ADD COLUMN row_id TEXT;
     CREATE UNIQUE INDEX usage_row_id ON usage (row_id)",
+    ),
+    (
+        4,
+        "CREATE TABLE responses (
+        id           TEXT PRIMARY KEY,
+        owner        TEXT NOT NULL,
+        created_at   BIGINT NOT NULL,
+        previous_id  TEXT,
+        model        TEXT NOT NULL,
+        input_items  TEXT NOT NULL,
+        response     TEXT NOT NULL
+    );
+    CREATE INDEX responses_owner ON responses (owner, created_at)",
     ),
 ];
 
@@ -249,6 +276,80 @@ macro_rules! key_from_row {
 }
 
 const KEY_COLUMNS: &str = "id, name, prefix, hash, admin, created_at, expires_at, revoked_at, budget_usd, rpm, tpm, models, metadata";
+
+/// A stored Response (`/v1/responses` with `store`).
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    pub id: String,
+    /// The key that created it (`""` when authentication is off): only it may read it.
+    pub owner: String,
+    pub created_at: i64,
+    pub previous_id: Option<String>,
+    pub model: String,
+    /// This turn's input items.
+    pub input_items: Value,
+    pub response: Value,
+}
+
+/// Writes stored Responses with group commit: each caller waits for its own row to be
+/// committed (so the next turn, on any instance, finds it), and rows that arrive while a
+/// transaction runs share the next one.
+#[derive(Clone)]
+pub struct ResponseWriter {
+    tx: tokio::sync::mpsc::Sender<(
+        StoredResponse,
+        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    )>,
+}
+
+/// Most rows in one transaction.
+const RESPONSE_BATCH: usize = 64;
+
+impl ResponseWriter {
+    pub fn start(store: Store) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+            StoredResponse,
+            tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+        )>(1024);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < RESPONSE_BATCH {
+                    match rx.try_recv() {
+                        Ok(x) => batch.push(x),
+                        Err(_) => break,
+                    }
+                }
+                let (rows, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let result = store.insert_responses(&rows).await;
+                for ack in acks {
+                    let _ = ack.send(result.clone());
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Stores `r`; returns when it is committed.
+    pub async fn write(&self, r: StoredResponse) -> Result<(), StoreError> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((r, ack))
+            .await
+            .map_err(|_| StoreError("the response writer has stopped".into()))?;
+        done.await
+            .map_err(|_| StoreError("the response writer has stopped".into()))?
+    }
+}
+
+/// One turn of a stored conversation.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub input: Value,
+    pub response: Value,
+    /// Its stored size (JSON text), for the prompt-size estimate of a continuation.
+    pub bytes: usize,
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -650,6 +751,98 @@ impl Store {
         with_pool!(self, |pool, DB| {
             sqlx::raw_sql(sql).execute(pool).await?;
             Ok(())
+        })
+    }
+
+    /// Keeps Responses and the input items of their turns, in one transaction. An id
+    /// already stored is left as it is (never overwritten: it may be another key's).
+    pub async fn insert_responses(&self, rows: &[StoredResponse]) -> Result<(), StoreError> {
+        with_pool!(self, |pool, DB| {
+            let mut tx = pool.begin().await?;
+            for r in rows {
+                sqlx::query(
+                    "INSERT INTO responses (id, owner, created_at, previous_id, model, input_items, response) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&r.id)
+                .bind(&r.owner)
+                .bind(r.created_at)
+                .bind(&r.previous_id)
+                .bind(&r.model)
+                .bind(r.input_items.to_string())
+                .bind(r.response.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// The Response `id` if `owner` stored it.
+    pub async fn response(&self, id: &str, owner: &str) -> Result<Option<Value>, StoreError> {
+        with_pool!(self, |pool, DB| {
+            let text: Option<String> =
+                sqlx::query_scalar("SELECT response FROM responses WHERE id = $1 AND owner = $2")
+                    .bind(id)
+                    .bind(owner)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        })
+    }
+
+    /// Deletes the Response `id` if `owner` stored it; whether it was there.
+    pub async fn delete_response(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        with_pool!(self, |pool, DB| {
+            let r = sqlx::query("DELETE FROM responses WHERE id = $1 AND owner = $2")
+                .bind(id)
+                .bind(owner)
+                .execute(pool)
+                .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    /// The turns of the conversation ending at `id` (its own turn included), oldest
+    /// first, following `previous_response_id` through `owner`'s responses, at most
+    /// `max_turns`. `None` when `owner` has no response `id`. A deleted turn ends the walk.
+    pub async fn conversation(
+        &self,
+        id: &str,
+        owner: &str,
+        max_turns: i32,
+    ) -> Result<Option<Vec<Turn>>, StoreError> {
+        const SQL: &str = "WITH RECURSIVE chain(id, previous_id, input_items, response, depth) AS (
+            SELECT id, previous_id, input_items, response, 0 FROM responses WHERE id = $1 AND owner = $2
+            UNION ALL
+            SELECT r.id, r.previous_id, r.input_items, r.response, c.depth + 1
+              FROM responses r JOIN chain c ON r.id = c.previous_id
+             WHERE r.owner = $2 AND c.depth + 1 < $3
+        ) SELECT input_items, response FROM chain ORDER BY depth DESC";
+        with_pool!(self, |pool, DB| {
+            let rows: Vec<(String, String)> = sqlx::query_as(SQL)
+                .bind(id)
+                .bind(owner)
+                .bind(max_turns)
+                .fetch_all(pool)
+                .await?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let mut turns = Vec::with_capacity(rows.len());
+            for (input, response) in rows {
+                let bytes = input.len() + response.len();
+                let input: Value = serde_json::from_str(&input)
+                    .map_err(|e| StoreError(format!("stored response input: {e}")))?;
+                let response: Value = serde_json::from_str(&response)
+                    .map_err(|e| StoreError(format!("stored response: {e}")))?;
+                turns.push(Turn {
+                    input,
+                    response,
+                    bytes,
+                });
+            }
+            Ok(Some(turns))
         })
     }
 

@@ -52,7 +52,7 @@ fn exchange_response(rel: &str, second: bool) -> anyhow::Result<(u16, Value)> {
 }
 
 /// A value fitting `schema` (enough of JSON Schema for the tests' schemas).
-fn sample(schema: &Value) -> Value {
+pub(crate) fn sample(schema: &Value) -> Value {
     if let Some(e) = schema["enum"].as_array().and_then(|e| e.first()) {
         return e.clone();
     }

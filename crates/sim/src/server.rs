@@ -86,6 +86,7 @@ pub fn app(state: SimState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
         .route("/v1/messages", post(crate::anthropic::messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/models", get(models))
@@ -124,6 +125,9 @@ pub struct Scenario {
     pub bad_utf8: bool,
     /// Answer a stream with 200 and nothing but an error event.
     pub error_event: bool,
+    /// Answer 400 unless the request holds exactly this many messages (the conversation
+    /// a stateful client expects the gateway to have rebuilt).
+    pub expect_messages: Option<usize>,
 }
 
 /// Replaces the byte after the first `"id":"` with 0xff (not UTF-8 anywhere).
@@ -165,6 +169,7 @@ impl Scenario {
                 "trickle" => s.trickle = true,
                 "bad_utf8" => s.bad_utf8 = true,
                 "error_event" => s.error_event = true,
+                "expect_messages" => s.expect_messages = v.parse().ok(),
                 _ => {}
             }
         }
@@ -444,6 +449,15 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
         tokio::time::sleep(Duration::from_millis(sc.delay_ms)).await;
     }
     watch.done = true;
+    if let Some(n) = sc.expect_messages {
+        let got = req["messages"].as_array().map_or(0, Vec::len);
+        if got != n {
+            return json_response(
+                400,
+                error_body(400, &format!("sim: expected {n} messages, got {got}")),
+            );
+        }
+    }
     let status = if sc.seq.is_empty() {
         sc.status
     } else {
@@ -471,6 +485,9 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
     let stream = req["stream"].as_bool().unwrap_or(false);
+    if sc.name == "json" {
+        return json_answer(&req, stream, &sc, &state);
+    }
     if !stream {
         return match nonstream_body(&sc.name) {
             Ok(Some((status, body))) => {
@@ -493,6 +510,19 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
     let include_usage = req["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
+    let last_is_tool = req["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .is_some_and(|m| m["role"] == "tool");
+    let sc = if sc.name == "roundtrip" {
+        // The recorded tool-call exchange: the call, then (given its result) the answer.
+        Scenario {
+            name: if last_is_tool { "answer" } else { "capital" }.to_owned(),
+            ..sc
+        }
+    } else {
+        sc
+    };
     let mut frames = match stream_frames(&sc, include_usage) {
         Ok(Some(f)) => f,
         Ok(None) => match nonstream_body(&sc.name) {
@@ -609,4 +639,111 @@ pub(crate) fn stream_response(
         .header("content-type", "text/event-stream; charset=utf-8")
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// `json`: a completion whose content fits the request's `response_format` json_schema (400
+/// when the request has none: the gateway must have translated the client's format).
+fn json_answer(req: &Value, stream: bool, sc: &Scenario, state: &SimState) -> Response {
+    let rf = &req["response_format"];
+    if rf["type"] != "json_schema" || !rf["json_schema"]["schema"].is_object() {
+        return json_response(
+            400,
+            error_body(
+                400,
+                "sim: the json scenario needs response_format json_schema",
+            ),
+        );
+    }
+    let content = crate::anthropic::sample(&rf["json_schema"]["schema"]).to_string();
+    let completion = json!({
+        "id": "chatcmpl-json", "object": "chat.completion", "created": 1727346142, "model": "json",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": null},
+                     "logprobs": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42},
+    });
+    if !stream {
+        return json_response(200, Bytes::from(completion.to_string()));
+    }
+    let include_usage = req["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
+    stream_response(
+        streamify(&completion, Style::Standard, include_usage),
+        &StreamPlan {
+            gap_ms: sc.gap_ms,
+            disconnect_after: sc.disconnect_after,
+            stall_after: sc.stall_after,
+            model: sc.name.clone(),
+        },
+        state,
+    )
+}
+
+/// POST /v1/responses: OpenAI's Responses API, replaying recorded Responses traffic
+/// (`text`, `function` (the call; given its output, the answer), `incomplete`).
+async fn responses(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> Response {
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return json_response(400, error_body(400, &format!("sim: bad json: {e}"))),
+    };
+    record(&state, "/v1/responses", &headers, &req);
+    let model = req["model"].as_str().unwrap_or_default().to_owned();
+    let sc = Scenario::parse(&model);
+    if let Some(st) = sc.status {
+        return json_response(
+            st,
+            error_body(st, &format!("simulated upstream status {st}")),
+        );
+    }
+    let answered = req["input"]
+        .as_array()
+        .is_some_and(|items| items.iter().any(|i| i["type"] == "function_call_output"));
+    let stream = req["stream"].as_bool().unwrap_or(false);
+    let result = (|| -> anyhow::Result<Option<Response>> {
+        if stream {
+            let rel = match sc.name.as_str() {
+                "text" => "responses/responses_stream_text.sse",
+                "function" => "responses/responses_stream_function_call.sse",
+                "incomplete" => "responses/responses_stream_incomplete_max_output_tokens.sse",
+                _ => return Ok(None),
+            };
+            let raw = fixtures::read(rel)?;
+            let mut d = jusinfer_sse::Decoder::new();
+            d.push(&raw);
+            let mut frames = Vec::new();
+            while let Some(ev) = d.next_event()? {
+                frames.push(ev.raw);
+            }
+            frames.extend(d.finish()?.into_iter().map(|ev| ev.raw));
+            return Ok(Some(stream_response(
+                frames,
+                &StreamPlan {
+                    gap_ms: sc.gap_ms,
+                    disconnect_after: sc.disconnect_after,
+                    stall_after: sc.stall_after,
+                    model: model.clone(),
+                },
+                &state,
+            )));
+        }
+        let body = match sc.name.as_str() {
+            "text" => fixtures::read("responses/responses_nonstream_text.json")?,
+            "function" => {
+                let ex = fixtures::json(
+                    "responses/responses_nonstream_function_call_roundtrip.exchange.json",
+                )?;
+                Bytes::from(ex[usize::from(answered)]["response"]["body"].to_string())
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(json_response(200, body)))
+    })();
+    match result {
+        Ok(Some(r)) => r,
+        Ok(None) => json_response(
+            404,
+            error_body(404, &format!("sim has no Responses scenario {:?}", sc.name)),
+        ),
+        Err(e) => json_response(500, error_body(500, &format!("sim: {e:#}"))),
+    }
 }

@@ -7,7 +7,9 @@
 pub mod anthropic;
 pub mod chat_stream;
 pub mod messages;
+pub mod pipe;
 pub mod pricing;
+pub mod responses;
 pub mod scan;
 
 use bytes::Bytes;
@@ -42,6 +44,11 @@ pub trait StreamTranslator: Send {
     /// A frame to send when the upstream is quiet for a while (Anthropic's `ping`); `None`:
     /// the dialect has none.
     fn keepalive_frame(&self) -> Option<Bytes> {
+        None
+    }
+    /// The finished result the stream built, for the caller to keep (a stored Response),
+    /// once it has ended; taken once. `None`: the dialect keeps nothing.
+    fn take_result(&mut self) -> Option<serde_json::Value> {
         None
     }
 }

@@ -6,6 +6,7 @@ pub mod embeddings;
 pub mod health;
 pub mod messages;
 pub mod models;
+pub mod responses;
 
 use axum::body::Body;
 use axum::http::HeaderValue;

@@ -317,7 +317,28 @@ pub async fn stream<T: StreamTranslator + 'static>(
     tap: Option<&Tap>,
     health: Option<&Arc<Health>>,
 ) -> Result<Response, GatewayError> {
+    stream_keeping(p, resp, machine, clock, tap, health, None).await
+}
+
+/// Where a stream's finished result goes ([`StreamTranslator::take_result`]): awaited
+/// before the frames that end the stream are sent, so a client that has the last event
+/// can already use what was kept (a stored Response for `previous_response_id`).
+pub type Keep = Box<
+    dyn FnOnce(serde_json::Value) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send,
+>;
+
+/// [`stream`], with the machine's result handed to `keep` when the stream ends.
+pub async fn stream_keeping<T: StreamTranslator + 'static>(
+    p: &Provider,
+    resp: reqwest::Response,
+    machine: T,
+    clock: &Clock,
+    tap: Option<&Tap>,
+    health: Option<&Arc<Health>>,
+    keep: Option<Keep>,
+) -> Result<Response, GatewayError> {
     let mut s = UpstreamStream {
+        keep,
         tap: None,
         health: health.cloned(),
         body: Box::pin(resp.bytes_stream()),
@@ -361,6 +382,13 @@ pub async fn stream<T: StreamTranslator + 'static>(
     }
     let body = futures_util::stream::unfold(s, |mut s| async move {
         loop {
+            if s.done {
+                if let Some(keep) = s.keep.take() {
+                    if let Some(result) = s.machine.take_result() {
+                        keep(result).await;
+                    }
+                }
+            }
             if let Some(frame) = s.take_pending() {
                 return Some((Ok::<Bytes, std::convert::Infallible>(frame), s));
             }
@@ -405,6 +433,7 @@ pub async fn stream<T: StreamTranslator + 'static>(
 
 /// An upstream SSE body on its way through a stream translator.
 struct UpstreamStream<T: StreamTranslator> {
+    keep: Option<Keep>,
     /// The stream's half of the usage row; `None` until the client has the stream.
     tap: Option<StreamTap>,
     health: Option<Arc<Health>>,

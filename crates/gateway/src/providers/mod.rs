@@ -7,6 +7,7 @@ pub mod echo;
 pub mod http;
 pub mod messages;
 pub mod openai;
+pub mod responses;
 
 use crate::config::{ProviderConfig, ProviderKind};
 
@@ -19,6 +20,8 @@ pub struct Provider {
     pub embeddings_url: Option<reqwest::Url>,
     /// Anthropic only: `/v1/messages/count_tokens`.
     pub count_tokens_url: Option<reqwest::Url>,
+    /// OpenAI-shaped providers with `responses = true`: `/responses`.
+    pub responses_url: Option<reqwest::Url>,
 }
 
 /// The upstream endpoints the gateway calls.
@@ -28,6 +31,7 @@ pub enum Endpoint {
     ChatCompletions,
     Embeddings,
     CountTokens,
+    Responses,
 }
 
 impl Provider {
@@ -64,12 +68,18 @@ impl Provider {
             ),
             _ => (url("/chat/completions")?, url("/embeddings")?, None),
         };
+        let responses_url = if config.responses {
+            url("/responses")?
+        } else {
+            None
+        };
         Ok(Self {
             config,
             client,
             chat_url,
             embeddings_url,
             count_tokens_url,
+            responses_url,
         })
     }
 
@@ -78,6 +88,7 @@ impl Provider {
             Endpoint::ChatCompletions => self.chat_url.as_ref(),
             Endpoint::Embeddings => self.embeddings_url.as_ref(),
             Endpoint::CountTokens => self.count_tokens_url.as_ref(),
+            Endpoint::Responses => self.responses_url.as_ref(),
         }
     }
 

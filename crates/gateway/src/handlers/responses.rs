@@ -1,0 +1,455 @@
+//! The OpenAI Responses API, stateful, served by every provider: POST /v1/responses,
+//! GET / DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items.
+//!
+//! State lives in the store (SQLite or PostgreSQL), so every instance sharing the database
+//! reads every stored Response. A Response belongs to the key that created it: another
+//! key reading, deleting or continuing it gets 404, as for an id that never existed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use jusinfer_translate::responses::{request, response};
+use serde_json::{json, Map, Value};
+
+use crate::app::{AppState, RequestId};
+use crate::auth::{authenticate, Caller};
+use crate::error::GatewayError;
+use crate::providers::responses::{self as provider, Keeper};
+use crate::proxy;
+use crate::routing::Deployment;
+
+/// The most turns a conversation is rebuilt from (`previous_response_id` links followed).
+const MAX_TURNS: i32 = 10_000;
+
+/// What the client sent, checked, with its conversation rebuilt.
+struct Prepared {
+    req: Map<String, Value>,
+    raw: Bytes,
+    model: String,
+    stream: bool,
+    conversation: Vec<Value>,
+    continues: bool,
+    /// Stored size of the earlier turns (the limit stage's prompt estimate counts them).
+    history_bytes: usize,
+    envelope: Map<String, Value>,
+    keeper: Option<Arc<Keeper>>,
+    deployments: Vec<Deployment>,
+    created: u64,
+}
+
+fn owner(caller: &Caller) -> String {
+    caller
+        .key
+        .as_ref()
+        .map(|k| k.id.clone())
+        .unwrap_or_default()
+}
+
+/// A fresh `resp_…` id.
+fn response_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let hex: String = (0..48)
+        .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+        .collect();
+    format!("resp_{hex}")
+}
+
+fn not_found(id: &str) -> GatewayError {
+    GatewayError::not_found(format!("Response with id '{id}' not found."))
+}
+
+fn store_error(e: crate::store::StoreError) -> GatewayError {
+    GatewayError::unavailable(format!("The response store is unavailable: {e}"), 1000)
+        .code("store_unavailable")
+}
+
+/// Every item of a stored conversation, oldest first: each earlier turn's input and
+/// output, then the last turn's input (and its output when `with_last_output`).
+fn flatten(turns: &[crate::store::Turn], with_last_output: bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (i, t) in turns.iter().enumerate() {
+        if let Some(items) = t.input.as_array() {
+            out.extend(items.iter().cloned());
+        }
+        if i + 1 < turns.len() || with_last_output {
+            if let Some(items) = t.response["output"].as_array() {
+                out.extend(items.iter().cloned());
+            }
+        }
+    }
+    out
+}
+
+async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepared, GatewayError> {
+    let raw = super::read_body(
+        body,
+        state.config.max_body_bytes,
+        state.config.server.body_read_timeout,
+    )
+    .await?;
+    let req: Map<String, Value> = super::parse_json(&raw)?;
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| {
+            GatewayError::bad_request("Missing required parameter: 'model'.")
+                .param("model")
+                .code("missing_required_parameter")
+        })?
+        .to_owned();
+    let flag = |k: &str, default: bool| -> Result<bool, GatewayError> {
+        match req.get(k) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(
+                GatewayError::bad_request(format!("'{k}' must be a boolean."))
+                    .param(k)
+                    .code("invalid_type"),
+            ),
+        }
+    };
+    let stream = flag("stream", false)?;
+    let store = flag("store", true)?;
+    caller.check_model(&model)?;
+    let id = response_id();
+    let mut n = 0usize;
+    let items = request::input_items(&req, |prefix| {
+        n += 1;
+        response::item_id(prefix, &id.replace("resp_", "in"), n)
+    })
+    .map_err(|e| {
+        GatewayError::bad_request(e.message)
+            .param(e.param)
+            .code("invalid_value")
+    })?;
+    let owner = owner(caller);
+    let previous = match req.get("previous_response_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(
+                GatewayError::bad_request("'previous_response_id' must be a string.")
+                    .param("previous_response_id")
+                    .code("invalid_type"),
+            )
+        }
+    };
+    let mut history_bytes = 0;
+    let mut conversation = match &previous {
+        Some(p) => {
+            let turns = state
+                .store
+                .conversation(p, &owner, MAX_TURNS)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| {
+                    GatewayError::not_found(format!("Previous response with id '{p}' not found."))
+                        .param("previous_response_id")
+                        .code("previous_response_not_found")
+                })?;
+            history_bytes = turns.iter().map(|t| t.bytes).sum();
+            flatten(&turns, true)
+        }
+        None => Vec::new(),
+    };
+    if items.is_empty() && conversation.is_empty() {
+        return Err(
+            GatewayError::bad_request("Missing required parameter: 'input'.")
+                .param("input")
+                .code("missing_required_parameter"),
+        );
+    }
+    conversation.extend(items.iter().cloned());
+    let deployments = state.router.resolve(&model)?;
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let envelope = response::envelope(
+        &req,
+        &response::Meta {
+            id,
+            created_at: created,
+            model: model.clone(),
+        },
+    );
+    let keeper = store.then(|| {
+        Arc::new(Keeper {
+            writer: state.responses.clone(),
+            owner,
+            previous_id: previous.clone(),
+            model: model.clone(),
+            input_items: Value::Array(items),
+        })
+    });
+    Ok(Prepared {
+        req,
+        raw,
+        model,
+        stream,
+        conversation,
+        continues: previous.is_some(),
+        history_bytes,
+        envelope,
+        keeper,
+        deployments,
+        created,
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let caller = match authenticate(&state, &headers).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let mut row = super::usage_row(&rid.0, &caller, "/v1/responses");
+    let slot = match super::key_slot(&state, &caller) {
+        Ok(s) => s,
+        Err(e) => {
+            super::record_rejected(&state, row, &e, started);
+            return e.into_response();
+        }
+    };
+    let p = match prepare(&state, &caller, body).await {
+        Ok(p) => p,
+        Err(e) => {
+            super::record_rejected(&state, row, &e, started);
+            return e.into_response();
+        }
+    };
+    row.model.clone_from(&p.model);
+    row.stream = p.stream;
+    if state.config.log_bodies {
+        tracing::info!(request_id = %rid.0, body = %String::from_utf8_lossy(&p.raw[..p.raw.len().min(64 * 1024)]), "request body");
+    }
+    let adm = match super::admit_and_tap(
+        &state,
+        &caller,
+        slot,
+        row,
+        started,
+        p.raw.len() + p.history_bytes,
+        &p.deployments,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(refused) => return refused,
+    };
+    let ctx = Ctx {
+        state: &state,
+        p: &p,
+        tap: &adm.tap,
+        request_id: &rid.0,
+    };
+    let outcome = proxy::run(&p.deployments, |d| attempt(d, &ctx)).await;
+    super::finish(outcome, adm)
+}
+
+/// What every attempt of one request shares.
+struct Ctx<'a> {
+    state: &'a AppState,
+    p: &'a Prepared,
+    tap: &'a crate::ledger::Tap,
+    request_id: &'a str,
+}
+
+async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError> {
+    let p = ctx.p;
+    provider::attempt(provider::Call {
+        provider: &d.provider,
+        timeouts: d.timeouts,
+        health: Some(&d.health),
+        req: &p.req,
+        raw: &p.raw,
+        conversation: &p.conversation,
+        continues: p.continues,
+        stream: p.stream,
+        upstream_model: &d.upstream_model,
+        envelope: &p.envelope,
+        price: ctx.state.prices.get(d.provider.name(), &d.upstream_model),
+        tap: ctx.tap,
+        keeper: p.keeper.as_ref(),
+        request_id: ctx.request_id,
+        created: p.created,
+    })
+    .await
+}
+
+/// GET /v1/responses/{id}
+pub async fn retrieve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = authenticate(&state, &headers).await?;
+        let r = state
+            .store
+            .response(&id, &owner(&caller))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| not_found(&id))?;
+        Ok::<_, GatewayError>(Json(r).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// DELETE /v1/responses/{id}
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = authenticate(&state, &headers).await?;
+        if !state
+            .store
+            .delete_response(&id, &owner(&caller))
+            .await
+            .map_err(store_error)?
+        {
+            return Err(not_found(&id));
+        }
+        Ok::<_, GatewayError>(
+            Json(json!({"id": id, "object": "response", "deleted": true})).into_response(),
+        )
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The page of `items` (oldest first) a list request asks for: `order` (`desc`, the
+/// default, or `asc`), `after` (an item id: the page starts past it), `limit` (1–100,
+/// default 20).
+fn page(mut items: Vec<Value>, q: &HashMap<String, String>) -> Result<Value, GatewayError> {
+    let limit = match q.get("limit") {
+        None => 20,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                GatewayError::bad_request("'limit' must be an integer between 1 and 100.")
+                    .param("limit")
+                    .code("invalid_value")
+            })?,
+    };
+    match q.get("order").map(String::as_str) {
+        None | Some("desc") => items.reverse(),
+        Some("asc") => {}
+        Some(_) => {
+            return Err(
+                GatewayError::bad_request("'order' must be 'asc' or 'desc'.")
+                    .param("order")
+                    .code("invalid_value"),
+            )
+        }
+    }
+    let start = match q.get("after") {
+        None => 0,
+        Some(after) => {
+            items
+                .iter()
+                .position(|i| i["id"].as_str() == Some(after))
+                .ok_or_else(|| {
+                    GatewayError::bad_request(format!("No input item with id '{after}'."))
+                        .param("after")
+                        .code("invalid_value")
+                })?
+                + 1
+        }
+    };
+    let rest = items.get(start..).unwrap_or_default();
+    let data: Vec<Value> = rest.iter().take(limit).cloned().collect();
+    let first = data.first().map(|i| i["id"].clone()).unwrap_or(Value::Null);
+    let last = data.last().map(|i| i["id"].clone()).unwrap_or(Value::Null);
+    Ok(json!({
+        "object": "list",
+        "data": data,
+        "first_id": first,
+        "last_id": last,
+        "has_more": rest.len() > limit,
+    }))
+}
+
+/// GET /v1/responses/{id}/input_items: every item the model was given for the response
+/// (earlier turns' inputs and outputs included), paginated.
+pub async fn input_items(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = authenticate(&state, &headers).await?;
+        let turns = state
+            .store
+            .conversation(&id, &owner(&caller), MAX_TURNS)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| not_found(&id))?;
+        let page = page(flatten(&turns, false), &q)?;
+        Ok::<_, GatewayError>(Json(page).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize) -> Vec<Value> {
+        (0..n).map(|i| json!({"id": format!("i{i}")})).collect()
+    }
+
+    fn ids(v: &Value) -> Vec<String> {
+        v["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|i| i["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn pages_walk_every_item_once() {
+        let first = page(items(5), &q(&[("limit", "2")])).expect("page");
+        assert_eq!(ids(&first), ["i4", "i3"]);
+        assert_eq!(first["has_more"], true);
+        let second = page(items(5), &q(&[("limit", "2"), ("after", "i3")])).expect("page");
+        assert_eq!(ids(&second), ["i2", "i1"]);
+        let third = page(items(5), &q(&[("limit", "2"), ("after", "i1")])).expect("page");
+        assert_eq!(ids(&third), ["i0"]);
+        assert_eq!(third["has_more"], false);
+        let asc = page(items(3), &q(&[("order", "asc")])).expect("page");
+        assert_eq!(ids(&asc), ["i0", "i1", "i2"]);
+        assert_eq!(asc["first_id"], "i0");
+        assert_eq!(asc["last_id"], "i2");
+        assert!(page(items(3), &q(&[("limit", "0")])).is_err());
+        assert!(page(items(3), &q(&[("order", "up")])).is_err());
+        assert!(page(items(3), &q(&[("after", "nope")])).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! Response objects: the envelope every event of one response shares, the usage in
+//! Responses terms, and a `chat.completion` → a Response.
+
+use serde_json::{json, Map, Value};
+
+/// The id of output item `n` of response `response_id`, with `prefix` (`msg`, `fc`, `rs`).
+/// Derived from the response's id, so unique wherever it is.
+pub fn item_id(prefix: &str, response_id: &str, n: usize) -> String {
+    format!(
+        "{prefix}_{}{n:02x}",
+        response_id.strip_prefix("resp_").unwrap_or(response_id)
+    )
+}
+
+/// What identifies a response beyond the request.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// `resp_…`.
+    pub id: String,
+    pub created_at: u64,
+    /// The model name the client asked for.
+    pub model: String,
+}
+
+fn or(req: &Map<String, Value>, k: &str, default: Value) -> Value {
+    req.get(k)
+        .filter(|v| !v.is_null())
+        .cloned()
+        .unwrap_or(default)
+}
+
+/// The Response object before any output: `status: in_progress`, the request's settings
+/// echoed with OpenAI's defaults for those it left out.
+pub fn envelope(req: &Map<String, Value>, meta: &Meta) -> Map<String, Value> {
+    let reasoning = req.get("reasoning").filter(|r| r.is_object());
+    let field = |k: &str| {
+        reasoning
+            .and_then(|r| r.get(k))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let format = req
+        .get("text")
+        .and_then(|t| t.get("format"))
+        .filter(|f| !f.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "text"}));
+    let v = json!({
+        "id": meta.id,
+        "object": "response",
+        "created_at": meta.created_at,
+        "status": "in_progress",
+        "background": false,
+        "error": null,
+        "incomplete_details": null,
+        "instructions": or(req, "instructions", Value::Null),
+        "max_output_tokens": or(req, "max_output_tokens", Value::Null),
+        "max_tool_calls": or(req, "max_tool_calls", Value::Null),
+        "model": meta.model,
+        "output": [],
+        "parallel_tool_calls": or(req, "parallel_tool_calls", json!(true)),
+        "previous_response_id": or(req, "previous_response_id", Value::Null),
+        "reasoning": {"effort": field("effort"), "summary": field("summary")},
+        "service_tier": or(req, "service_tier", json!("default")),
+        "store": or(req, "store", json!(true)),
+        "temperature": or(req, "temperature", json!(1.0)),
+        "text": {"format": format},
+        "tool_choice": or(req, "tool_choice", json!("auto")),
+        "tools": or(req, "tools", json!([])),
+        "top_p": or(req, "top_p", json!(1.0)),
+        "truncation": or(req, "truncation", json!("disabled")),
+        "usage": null,
+        "user": or(req, "user", Value::Null),
+        "metadata": or(req, "metadata", json!({})),
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Chat usage → Responses usage (`cost` kept when present: the gateway's extension).
+pub fn usage(chat: &Value) -> Value {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let input = n(&chat["prompt_tokens"]);
+    let output = n(&chat["completion_tokens"]);
+    let mut u = json!({
+        "input_tokens": input,
+        "input_tokens_details": {"cached_tokens": n(&chat["prompt_tokens_details"]["cached_tokens"])},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": n(&chat["completion_tokens_details"]["reasoning_tokens"])},
+        "total_tokens": chat["total_tokens"].as_u64().unwrap_or(input + output),
+    });
+    if let Some(c) = chat.get("cost") {
+        u["cost"] = c.clone();
+    }
+    u
+}
+
+/// `status` and `incomplete_details` for a Chat `finish_reason`.
+pub fn status(finish: Option<&str>) -> (&'static str, Value) {
+    match finish {
+        Some("length") => ("incomplete", json!({"reason": "max_output_tokens"})),
+        Some("content_filter") => ("incomplete", json!({"reason": "content_filter"})),
+        _ => ("completed", Value::Null),
+    }
+}
+
+/// A reasoning output item holding raw reasoning text (open models' `reasoning_content`).
+pub fn reasoning_item(id: &str, text: &str) -> Value {
+    json!({"id": id, "type": "reasoning", "summary": [],
+           "content": [{"type": "reasoning_text", "text": text}]})
+}
+
+/// A message output item; `parts` are `output_text` / `refusal` parts.
+pub fn message_item(id: &str, status: &str, parts: Vec<Value>) -> Value {
+    json!({"id": id, "type": "message", "status": status, "content": parts, "role": "assistant"})
+}
+
+pub fn text_part(text: &str) -> Value {
+    json!({"type": "output_text", "annotations": [], "logprobs": [], "text": text})
+}
+
+pub fn refusal_part(text: &str) -> Value {
+    json!({"type": "refusal", "refusal": text})
+}
+
+pub fn call_item(id: &str, status: &str, call_id: &str, name: &str, arguments: &str) -> Value {
+    json!({"id": id, "type": "function_call", "status": status, "arguments": arguments,
+           "call_id": call_id, "name": name})
+}
+
+/// A `chat.completion` → the Response: output items in order reasoning, message, calls.
+pub fn from_chat(completion: &Map<String, Value>, mut envelope: Map<String, Value>) -> Value {
+    let id = envelope
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("resp_")
+        .to_owned();
+    let choice = completion
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let msg = &choice["message"];
+    let finish = choice["finish_reason"].as_str();
+    let (status, incomplete) = status(finish);
+    let mut output = Vec::new();
+    let reasoning = msg
+        .get("reasoning_content")
+        .or_else(|| msg.get("reasoning"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    if let Some(r) = reasoning {
+        output.push(reasoning_item(&item_id("rs", &id, output.len()), r));
+    }
+    let mut parts = Vec::new();
+    if let Some(t) = msg["content"].as_str().filter(|s| !s.is_empty()) {
+        parts.push(text_part(t));
+    }
+    if let Some(r) = msg["refusal"].as_str().filter(|s| !s.is_empty()) {
+        parts.push(refusal_part(r));
+    }
+    if !parts.is_empty() {
+        output.push(message_item(
+            &item_id("msg", &id, output.len()),
+            status,
+            parts,
+        ));
+    }
+    for call in msg["tool_calls"].as_array().map_or(&[][..], Vec::as_slice) {
+        let f = &call["function"];
+        output.push(call_item(
+            &item_id("fc", &id, output.len()),
+            "completed",
+            call["id"].as_str().unwrap_or(""),
+            f["name"].as_str().unwrap_or(""),
+            f["arguments"].as_str().unwrap_or(""),
+        ));
+    }
+    envelope.insert("status".into(), json!(status));
+    envelope.insert("incomplete_details".into(), incomplete);
+    envelope.insert("output".into(), Value::Array(output));
+    if let Some(u) = completion.get("usage").filter(|u| u.is_object()) {
+        envelope.insert("usage".into(), usage(u));
+    }
+    Value::Object(envelope)
+}
+
+/// The `output_text` of a Response: every `output_text` part of its message items, in
+/// order (what the SDKs' `output_text` property computes).
+pub fn output_text(response: &Value) -> String {
+    let mut s = String::new();
+    for item in response["output"].as_array().map_or(&[][..], Vec::as_slice) {
+        if item["type"] == "message" {
+            for p in item["content"].as_array().map_or(&[][..], Vec::as_slice) {
+                if p["type"] == "output_text" {
+                    s.push_str(p["text"].as_str().unwrap_or(""));
+                }
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,577 @@
+//! Golden tests of serving the Responses API from Chat (and Anthropic) upstreams, over the
+//! recorded fixtures: the event names and order of OpenAI's own recorded Responses streams
+//! out of recorded Chat and Anthropic streams; requests; non-streaming responses.
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers fail loudly"
+)]
+
+use bytes::Bytes;
+use jusinfer_sim::fixtures;
+use jusinfer_sim::streamify::{streamify, Style};
+use jusinfer_sse::Decoder;
+use jusinfer_translate::anthropic::stream::{AnthropicToChat, Options as AnthropicOptions};
+use jusinfer_translate::chat_stream::{ChatStreamNormalizer, Options as NormOptions};
+use jusinfer_translate::pipe::Pipe;
+use jusinfer_translate::responses::request::{input_items, to_chat, Options};
+use jusinfer_translate::responses::response::{envelope, from_chat, output_text, Meta};
+use jusinfer_translate::responses::stream::{ChatToResponses, Options as StreamOptions};
+use jusinfer_translate::StreamTranslator;
+use serde_json::{json, Map, Value};
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("not an object"),
+    }
+}
+
+fn meta() -> Meta {
+    Meta {
+        id: "resp_test".into(),
+        created_at: 1_700_000_000,
+        model: "gpt-4.1".into(),
+    }
+}
+
+fn machine(req: &Value) -> ChatToResponses {
+    ChatToResponses::new(StreamOptions {
+        envelope: envelope(req.as_object().expect("object"), &meta()),
+        cost: None,
+    })
+}
+
+fn normalizer() -> ChatStreamNormalizer {
+    ChatStreamNormalizer::new(NormOptions {
+        include_usage: true,
+        id_seed: "test".into(),
+        cost: None,
+    })
+}
+
+/// Feeds `raw` through `m` cut into `step`-byte pieces; returns the decoded events and
+/// the machine's stored result.
+fn run<T: StreamTranslator>(mut m: T, raw: &[u8], step: usize) -> (Vec<Value>, Option<Value>) {
+    let mut d = Decoder::new();
+    let mut out: Vec<Bytes> = Vec::new();
+    for piece in raw.chunks(step.max(1)) {
+        d.push(piece);
+        while let Some(ev) = d.next_event().expect("sse") {
+            m.push(&ev, &mut out).expect("push");
+        }
+    }
+    for ev in d.finish().expect("sse") {
+        m.push(&ev, &mut out).expect("push");
+    }
+    m.finish(&mut out).expect("finish");
+    let result = m.take_result();
+    (decode(&out.concat()), result)
+}
+
+fn decode(raw: &[u8]) -> Vec<Value> {
+    let mut d = Decoder::new();
+    d.push(raw);
+    let mut events = Vec::new();
+    while let Some(ev) = d.next_event().expect("sse") {
+        let data: Value = serde_json::from_slice(&ev.data).expect("json");
+        assert_eq!(
+            data["type"].as_str(),
+            ev.event.as_deref(),
+            "event name = data.type"
+        );
+        events.push(data);
+    }
+    events
+}
+
+/// Event names with runs of the same delta collapsed (a recorded stream has as many
+/// deltas as its tokens; the order is what must match).
+fn shape(events: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in events {
+        let t = e["type"].as_str().unwrap_or("").to_owned();
+        if t.ends_with(".delta") && out.last() == Some(&t) {
+            continue;
+        }
+        out.push(t);
+    }
+    out
+}
+
+fn recorded(rel: &str) -> Vec<Value> {
+    decode(&fixtures::read(rel).expect("fixture"))
+}
+
+/// Checks what every Responses stream must hold: numbers from 0 without gaps, one
+/// lifecycle id, every added item done, deltas only to an added item.
+fn check_grammar(events: &[Value]) {
+    let mut added = std::collections::BTreeSet::new();
+    let mut done = std::collections::BTreeSet::new();
+    for (n, e) in events.iter().enumerate() {
+        assert_eq!(e["sequence_number"].as_u64(), Some(n as u64), "{e}");
+        let t = e["type"].as_str().unwrap_or("");
+        if let Some(i) = e["output_index"].as_u64() {
+            match t {
+                "response.output_item.added" => assert!(added.insert(i), "added twice"),
+                "response.output_item.done" => assert!(done.insert(i), "done twice"),
+                _ => assert!(
+                    added.contains(&i) && !done.contains(&i),
+                    "{t} outside its item"
+                ),
+            }
+        }
+    }
+    assert_eq!(added, done, "every item is closed");
+    let last = events.last().expect("events");
+    let id = &events[0]["response"]["id"];
+    assert_eq!(&last["response"]["id"], id);
+}
+
+#[test]
+fn text_stream_has_the_recorded_event_order() {
+    let raw = fixtures::read("openai-chat/chat_stream_text_with_usage.sse").expect("fixture");
+    let req = json!({"model": "gpt-4.1", "input": "Hello", "stream": true});
+    for step in [1, 7, raw.len()] {
+        let (events, result) = run(Pipe::new(normalizer(), machine(&req)), &raw, step);
+        check_grammar(&events);
+        let want = shape(&recorded("responses/responses_stream_text.sse"));
+        assert_eq!(shape(&events), want, "step {step}");
+        let result = result.expect("result");
+        assert_eq!(result["status"], "completed");
+        let text = output_text(&result);
+        let deltas: String = events
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .filter_map(|e| e["delta"].as_str())
+            .collect();
+        assert_eq!(text, deltas);
+        assert!(!text.is_empty());
+        assert_eq!(events.last().expect("last")["response"], result);
+        // usage in Responses terms, from the recorded usage chunk
+        assert!(result["usage"]["input_tokens"].as_u64().expect("input") > 0);
+        assert!(result["usage"]["output_tokens_details"]["reasoning_tokens"].is_u64());
+    }
+}
+
+#[test]
+fn tool_call_stream_has_the_recorded_event_order() {
+    let raw =
+        fixtures::read("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse").expect("fixture");
+    let req = json!({"model": "gpt-4.1", "input": "capital?", "stream": true,
+                     "tools": [{"type": "function", "name": "get_capital", "parameters": {}}]});
+    let (events, result) = run(Pipe::new(normalizer(), machine(&req)), &raw, 5);
+    check_grammar(&events);
+    let want = shape(&recorded("responses/responses_stream_function_call.sse"));
+    assert_eq!(shape(&events), want);
+    let result = result.expect("result");
+    let call = &result["output"][0];
+    assert_eq!(call["type"], "function_call");
+    assert!(call["call_id"]
+        .as_str()
+        .expect("call_id")
+        .starts_with("call_"));
+    let args: Value =
+        serde_json::from_str(call["arguments"].as_str().expect("args")).expect("json");
+    assert!(args.is_object());
+    let done = events
+        .iter()
+        .find(|e| e["type"] == "response.function_call_arguments.done")
+        .expect("done");
+    assert_eq!(done["arguments"], call["arguments"]);
+}
+
+#[test]
+fn parallel_calls_in_every_upstream_style_become_one_item_each() {
+    let v = fixtures::json("openai-chat/chat_nonstream_parallel_tool_calls.json").expect("fixture");
+    let parsed =
+        |s: &Value| -> Value { serde_json::from_str(s.as_str().expect("args")).expect("json") };
+    let want: Vec<(String, Value)> = v["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .map(|c| {
+            (
+                c["function"]["name"].as_str().expect("name").to_owned(),
+                parsed(&c["function"]["arguments"]),
+            )
+        })
+        .collect();
+    let req = json!({"model": "m", "input": "x", "stream": true});
+    for style in [
+        Style::Standard,
+        Style::NoIndex,
+        Style::SameIndex,
+        Style::Whole,
+        Style::RepeatNames,
+        Style::Sloppy,
+    ] {
+        let frames = streamify(&v, style, true);
+        let (events, result) = run(Pipe::new(normalizer(), machine(&req)), &frames.concat(), 3);
+        check_grammar(&events);
+        let got: Vec<(String, Value)> = result.expect("result")["output"]
+            .as_array()
+            .expect("output")
+            .iter()
+            .filter(|i| i["type"] == "function_call")
+            .map(|i| {
+                (
+                    i["name"].as_str().expect("name").to_owned(),
+                    parsed(&i["arguments"]),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{style:?}");
+    }
+}
+
+#[test]
+fn length_stop_is_an_incomplete_response() {
+    let v = fixtures::json("openai-chat/chat_nonstream_finish_length.json").expect("fixture");
+    let frames = streamify(&v, Style::Standard, true);
+    let req = json!({"model": "m", "input": "x", "stream": true, "max_output_tokens": 16});
+    let (events, result) = run(Pipe::new(normalizer(), machine(&req)), &frames.concat(), 64);
+    check_grammar(&events);
+    let want = shape(&recorded(
+        "responses/responses_stream_incomplete_max_output_tokens.sse",
+    ));
+    assert_eq!(shape(&events), want);
+    let result = result.expect("result");
+    assert_eq!(result["status"], "incomplete");
+    assert_eq!(result["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(result["output"][0]["status"], "incomplete");
+    assert_eq!(result["max_output_tokens"], 16);
+}
+
+#[test]
+fn anthropic_tool_stream_through_chat_to_responses() {
+    let raw =
+        fixtures::read("anthropic/anthropic_stream_tool_use_roundtrip.turn1.sse").expect("fixture");
+    let req = json!({"model": "claude", "input": "x", "stream": true});
+    let first = AnthropicToChat::new(AnthropicOptions {
+        include_usage: true,
+        created: 1,
+        json_mode: None,
+        price: None,
+    });
+    let (events, result) = run(Pipe::new(first, machine(&req)), &raw, 11);
+    check_grammar(&events);
+    let result = result.expect("result");
+    let kinds: Vec<&str> = result["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .filter_map(|i| i["type"].as_str())
+        .collect();
+    assert!(kinds.contains(&"function_call"), "{kinds:?}");
+    let call = result["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .expect("call");
+    assert!(call["call_id"].as_str().expect("id").starts_with("toolu_"));
+    let args: Value =
+        serde_json::from_str(call["arguments"].as_str().expect("args")).expect("json");
+    assert!(args.is_object());
+    assert!(result["usage"]["output_tokens"].as_u64().expect("usage") > 0);
+}
+
+#[test]
+fn thinking_becomes_a_reasoning_item() {
+    let raw = fixtures::read("anthropic/anthropic_stream_thinking.sse").expect("fixture");
+    let req = json!({"model": "claude", "input": "x", "stream": true});
+    let first = AnthropicToChat::new(AnthropicOptions {
+        include_usage: true,
+        created: 1,
+        json_mode: None,
+        price: None,
+    });
+    let (events, result) = run(Pipe::new(first, machine(&req)), &raw, 64);
+    check_grammar(&events);
+    let result = result.expect("result");
+    assert_eq!(result["output"][0]["type"], "reasoning");
+    assert!(!result["output"][0]["content"][0]["text"]
+        .as_str()
+        .expect("text")
+        .is_empty());
+    assert_eq!(result["output"][1]["type"], "message");
+}
+
+#[test]
+fn an_upstream_error_event_fails_the_response() {
+    let raw = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
+    let req = json!({"model": "m", "input": "x", "stream": true});
+    let (events, result) = run(Pipe::new(normalizer(), machine(&req)), raw, 1000);
+    let names = shape(&events);
+    assert_eq!(
+        &names[names.len() - 2..],
+        &["error".to_owned(), "response.failed".to_owned()]
+    );
+    let n: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e["sequence_number"].as_u64())
+        .collect();
+    assert_eq!(n, (0..events.len() as u64).collect::<Vec<_>>());
+    assert_eq!(events.last().expect("last")["response"]["status"], "failed");
+    assert!(result.is_none() || result.is_some_and(|r| r["status"] == "failed"));
+}
+
+#[test]
+fn a_cut_stream_is_an_error_then_failed_frame() {
+    let raw = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n";
+    let req = json!({"model": "m", "input": "x", "stream": true});
+    let mut m = Pipe::new(normalizer(), machine(&req));
+    let mut d = Decoder::new();
+    d.push(raw);
+    let mut out = Vec::new();
+    while let Some(ev) = d.next_event().expect("sse") {
+        m.push(&ev, &mut out).expect("push");
+    }
+    assert!(m.finish(&mut out).is_err());
+    let frame = m
+        .error_frame("timeout", 504, "stalled")
+        .expect("responses has its own error frame");
+    out.push(frame);
+    let events = decode(&out.concat());
+    let n: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e["sequence_number"].as_u64())
+        .collect();
+    assert_eq!(n, (0..events.len() as u64).collect::<Vec<_>>());
+    let last = events.last().expect("last");
+    assert_eq!(last["type"], "response.failed");
+    assert_eq!(last["response"]["output"][0]["content"][0]["text"], "Hi");
+}
+
+#[test]
+fn recorded_function_call_round_trip_request_becomes_chat() {
+    let ex = fixtures::json("responses/responses_nonstream_function_call_roundtrip.exchange.json")
+        .expect("fixture");
+    let req = obj(ex[1]["request"]["body"].clone());
+    let mut n = 0;
+    let items = input_items(&req, |p| {
+        n += 1;
+        format!("{p}_{n}")
+    })
+    .expect("items");
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["content"][0]["type"], "input_text");
+    let t = to_chat(
+        &req,
+        &items,
+        Options {
+            upstream_model: "up",
+            openai: true,
+        },
+    )
+    .expect("chat");
+    let msgs = t.body["messages"].as_array().expect("messages");
+    assert_eq!(msgs.len(), 3);
+    assert_eq!(
+        msgs[0],
+        json!({"role": "user", "content": "What is the capital of PotatoLand?"})
+    );
+    assert_eq!(msgs[1]["role"], "assistant");
+    assert_eq!(
+        msgs[1]["tool_calls"][0]["id"],
+        "call_YfwRsW8sUxDKipwyhWTzOXCA"
+    );
+    assert_eq!(
+        msgs[1]["tool_calls"][0]["function"]["arguments"],
+        "{\"country\":\"PotatoLand\"}"
+    );
+    assert_eq!(
+        msgs[2],
+        json!({"role": "tool", "tool_call_id": "call_YfwRsW8sUxDKipwyhWTzOXCA", "content": "Potato City"})
+    );
+    assert_eq!(t.body["tools"][0]["function"]["name"], "get_capital");
+    assert_eq!(t.body["tool_choice"], "auto");
+    assert_eq!(t.body["model"], "up");
+    assert!(t.dropped.is_empty(), "{:?}", t.dropped);
+}
+
+#[test]
+fn settings_translate_or_are_named() {
+    let req = obj(json!({
+        "model": "m", "input": "hi", "instructions": "Be brief.",
+        "text": {"format": {"type": "json_schema", "name": "answer", "strict": true,
+                            "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}},
+        "max_output_tokens": 50, "temperature": 0.2, "top_p": 0.9,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "tools": [{"type": "web_search_preview"}, {"type": "function", "name": "f"}],
+        "tool_choice": {"type": "function", "name": "f"}, "parallel_tool_calls": false,
+        "truncation": "auto", "metadata": {"a": "b"}, "store": true, "stream": true,
+    }));
+    let items = input_items(&req, |p| format!("{p}_1")).expect("items");
+    let t = to_chat(
+        &req,
+        &items,
+        Options {
+            upstream_model: "x",
+            openai: false,
+        },
+    )
+    .expect("chat");
+    let b = &t.body;
+    assert_eq!(
+        b["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(b["response_format"]["type"], "json_schema");
+    assert_eq!(b["response_format"]["json_schema"]["name"], "answer");
+    assert_eq!(b["response_format"]["json_schema"]["strict"], true);
+    assert_eq!(b["max_tokens"], 50);
+    assert_eq!(b["reasoning_effort"], "low");
+    assert_eq!(b["tools"].as_array().expect("tools").len(), 1);
+    assert_eq!(
+        b["tool_choice"],
+        json!({"type": "function", "function": {"name": "f"}})
+    );
+    assert_eq!(b["parallel_tool_calls"], false);
+    assert_eq!(b["stream_options"]["include_usage"], true);
+    assert!(b.get("metadata").is_none() && b.get("store").is_none());
+    assert_eq!(
+        t.dropped,
+        vec![
+            "tools[0] (web_search_preview)",
+            "reasoning.summary",
+            "truncation"
+        ]
+    );
+    let t = to_chat(
+        &req,
+        &items,
+        Options {
+            upstream_model: "x",
+            openai: true,
+        },
+    )
+    .expect("chat");
+    assert_eq!(t.body["max_completion_tokens"], 50);
+}
+
+#[test]
+fn bad_input_names_its_param() {
+    let cases = [
+        (json!({"input": 5}), "input"),
+        (
+            json!({"input": [{"type": "function_call", "name": "f"}]}),
+            "input[0].call_id",
+        ),
+        (
+            json!({"input": [{"role": "robot", "content": "x"}]}),
+            "input[0].role",
+        ),
+        (
+            json!({"input": [{"type": "web_search_call"}]}),
+            "input[0].type",
+        ),
+        (
+            json!({"input": [{"type": "function_call_output", "call_id": "c"}]}),
+            "input[0].output",
+        ),
+    ];
+    for (req, param) in cases {
+        let e = input_items(&obj(req), |p| p.to_owned()).expect_err("bad");
+        assert_eq!(e.param, param);
+    }
+    // Found by fuzzing: a mistyped setting was copied into the Chat request as it came.
+    for (req, param) in [
+        (json!({"input": "x", "user": 0.1}), "user"),
+        (json!({"input": "x", "temperature": "hot"}), "temperature"),
+        (
+            json!({"input": "x", "max_output_tokens": 0}),
+            "max_output_tokens",
+        ),
+        (
+            json!({"input": "x", "max_output_tokens": 1u64 << 40}),
+            "max_output_tokens",
+        ),
+        (
+            json!({"input": "x", "reasoning": {"effort": 3}}),
+            "reasoning.effort",
+        ),
+        (
+            json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": 5},
+                                                       {"type": "input_image", "image_url": "u"}]}]}),
+            "input[0].content[0].text",
+        ),
+    ] {
+        let req = obj(req);
+        let items = input_items(&req, |p| p.to_owned()).expect("items");
+        let e = to_chat(
+            &req,
+            &items,
+            Options {
+                upstream_model: "x",
+                openai: false,
+            },
+        )
+        .expect_err("bad");
+        assert_eq!(e.param, param);
+    }
+    let req = obj(json!({"input": "x", "text": {"format": {"type": "yaml"}}}));
+    let items = input_items(&req, |p| p.to_owned()).expect("items");
+    let e = to_chat(
+        &req,
+        &items,
+        Options {
+            upstream_model: "x",
+            openai: false,
+        },
+    )
+    .expect_err("bad");
+    assert_eq!(e.param, "text.format.type");
+}
+
+#[test]
+fn nonstream_completion_becomes_a_response() {
+    let v = fixtures::json("openai-chat/chat_nonstream_parallel_tool_calls.json").expect("fixture");
+    let req = obj(json!({"model": "gpt-4.1", "input": "x"}));
+    let r = from_chat(v.as_object().expect("object"), envelope(&req, &meta()));
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["object"], "response");
+    let calls: Vec<&Value> = r["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .filter(|i| i["type"] == "function_call")
+        .collect();
+    assert_eq!(
+        calls.len(),
+        v["choices"][0]["message"]["tool_calls"]
+            .as_array()
+            .expect("calls")
+            .len()
+    );
+    assert_eq!(
+        calls[0]["call_id"],
+        v["choices"][0]["message"]["tool_calls"][0]["id"]
+    );
+    assert_eq!(r["usage"]["input_tokens"], v["usage"]["prompt_tokens"]);
+    let ids: std::collections::BTreeSet<&str> = r["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        r["output"].as_array().expect("output").len(),
+        "unique ids"
+    );
+
+    let v = fixtures::json("openai-chat/chat_nonstream_finish_length.json").expect("fixture");
+    let r = from_chat(v.as_object().expect("object"), envelope(&req, &meta()));
+    assert_eq!(r["status"], "incomplete");
+    assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
+
+    let v = fixtures::json("openai-chat/chat_usage_prompt_cache.responses.json").expect("fixture");
+    let r = from_chat(
+        v["responses"][1].as_object().expect("object"),
+        envelope(&req, &meta()),
+    );
+    assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 4012);
+}

@@ -1,0 +1,425 @@
+"""The OpenAI Responses API, stateful, through the gateway with the official `openai` SDK:
+served by an OpenAI-shaped (Chat Completions) simulator and an Anthropic-shaped one
+(translated both ways), passed through to a simulator that speaks Responses itself, and
+kept in the store (SQLite; PostgreSQL shared by two instances)."""
+
+import json
+import time
+import uuid
+
+import httpx2 as httpx
+import openai
+import pytest
+from pydantic import BaseModel
+
+from conftest import FIXTURES, SIM_PROVIDER_KEY, start_gateway
+
+CAPITAL_TOOL = {"type": "function", "name": "get_capital", "description": "The capital of a country",
+                "parameters": {"type": "object", "properties": {"country": {"type": "string"}},
+                               "required": ["country"], "additionalProperties": False}, "strict": True}
+WEATHER_TOOL = {"type": "function", "name": "get_weather", "description": "Weather in a city",
+                "parameters": {"type": "object", "properties": {"location": {"type": "string"},
+                                                                "units": {"type": "string", "enum": ["c", "f"]}},
+                               "required": ["location", "units"]}}
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def sse_events(raw: str):
+    """(event name, data) pairs of an SSE body."""
+    out = []
+    for block in raw.replace("\r\n", "\n").split("\n\n"):
+        name, data = None, []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+        if data:
+            out.append((name, json.loads("\n".join(data))))
+    return out
+
+
+def shape(names):
+    """Event names, runs of the same delta collapsed (the order is what must match)."""
+    out = []
+    for n in names:
+        if n.endswith(".delta") and out and out[-1] == n:
+            continue
+        out.append(n)
+    return out
+
+
+def recorded_names(rel):
+    return [n for n, _ in sse_events((FIXTURES / rel).read_text())]
+
+
+def raw_stream(gw, body, key=None):
+    with httpx.stream("POST", gw.url + "/v1/responses", json={**body, "stream": True}, timeout=30,
+                      headers={"authorization": f"Bearer {key or gw.key}"}) as r:
+        text = "".join(r.iter_text())
+        return r, text
+
+
+def admin(gw, method, path, **kw):
+    return httpx.request(method, gw.url + path, headers={"authorization": f"Bearer {gw.key}"}, timeout=10, **kw)
+
+
+def chat_text_fixture():
+    v = json.loads((FIXTURES / "openai-chat/chat_nonstream_text.json").read_text())
+    return v["choices"][0]["message"]["content"], v["usage"]
+
+
+# --- create ---------------------------------------------------------------------------
+
+def test_create_text_from_a_chat_upstream(client, sim):
+    sim.clear()
+    r = client.responses.create(model="sim/text", input="Hello", instructions="Be brief.",
+                                temperature=0.3, max_output_tokens=300, metadata={"run": "a"})
+    text, usage = chat_text_fixture()
+    assert r.id.startswith("resp_") and r.object == "response" and r.status == "completed"
+    assert r.output_text == text
+    assert r.output[0].type == "message" and r.output[0].role == "assistant"
+    assert r.usage.input_tokens == usage["prompt_tokens"] and r.usage.output_tokens == usage["completion_tokens"]
+    assert r.usage.output_tokens_details.reasoning_tokens == 0
+    assert r.usage.input_tokens_details.cached_tokens == 0
+    assert (r.model, r.instructions, r.temperature, r.max_output_tokens) == ("sim/text", "Be brief.", 0.3, 300)
+    assert r.metadata == {"run": "a"} and r.store is True
+    sent = sim.last()
+    assert sent["path"] == "/v1/chat/completions"
+    body = sent["body"]
+    assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
+    assert (body["model"], body["temperature"], body["max_tokens"]) == ("text", 0.3, 300)
+    assert "metadata" not in body and "input" not in body
+
+
+def test_create_text_from_an_anthropic_upstream(client, sim):
+    sim.clear()
+    r = client.responses.create(model="claude/text", input="Hello", instructions="Be brief.")
+    fx = json.loads((FIXTURES / "anthropic/anthropic_nonstream_text.json").read_text())
+    want = "".join(b["text"] for b in fx["response"]["body"]["content"] if b["type"] == "text") \
+        if "response" in fx else "".join(b["text"] for b in fx["content"] if b["type"] == "text")
+    assert r.status == "completed" and r.output_text == want
+    assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0
+    sent = sim.last()
+    assert sent["path"] == "/v1/messages"
+    assert sent["body"]["system"] == "Be brief." or sent["body"]["system"][0]["text"] == "Be brief."
+    assert sent["body"]["messages"][0]["role"] == "user"
+
+
+@pytest.mark.parametrize("model", ["sim/text", "claude/text", "claude/thinking"])
+def test_stream_helper_yields_the_final_response(client, model):
+    with client.responses.stream(model=model, input="Hello") as s:
+        deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
+        final = s.get_final_response()
+    assert deltas and final.output_text == "".join(deltas)
+    assert final.status == "completed" and final.id.startswith("resp_")
+    assert final.usage.output_tokens > 0
+    if model == "claude/thinking":
+        assert final.output[0].type == "reasoning" and final.output[0].content[0].text
+    stored = client.responses.retrieve(final.id)
+    assert stored.output_text == final.output_text and stored.usage.output_tokens == final.usage.output_tokens
+
+
+def test_echo_serves_responses(client):
+    r = client.responses.create(model="echo", input="say this back")
+    assert r.status == "completed" and "say this back" in r.output_text
+    with client.responses.stream(model="echo", input="and this") as s:
+        final = s.get_final_response()
+    assert "and this" in final.output_text
+    assert client.responses.retrieve(final.id).output_text == final.output_text
+
+
+def test_raw_event_stream_matches_the_recorded_one(gw):
+    r, raw = raw_stream(gw, {"model": "sim/text", "input": "Hello"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(raw)
+    names = [n for n, _ in events]
+    assert all(n == d["type"] for n, d in events), "event name = data.type"
+    assert shape(names) == shape(recorded_names("responses/responses_stream_text.sse"))
+    assert [d["sequence_number"] for _, d in events] == list(range(len(events)))
+    ids = {d["response"]["id"] for _, d in events if "response" in d}
+    assert len(ids) == 1
+    done = events[-1][1]["response"]
+    assert done["status"] == "completed" and done["usage"]["total_tokens"] > 0
+    assert "cost" in done["usage"]
+
+
+def test_tool_call_event_stream_matches_the_recorded_one(gw):
+    r, raw = raw_stream(gw, {"model": "sim/roundtrip", "input": "Capital of the UK?", "tools": [CAPITAL_TOOL]})
+    names = [n for n, _ in sse_events(raw)]
+    assert shape(names) == shape(recorded_names("responses/responses_stream_function_call.sse"))
+
+
+def test_incomplete_when_the_upstream_stops_for_length(client):
+    r = client.responses.create(model="sim/length", input="Write a story", max_output_tokens=16)
+    assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+    assert r.output[0].status == "incomplete"
+
+
+# --- function calling -----------------------------------------------------------------
+
+@pytest.mark.parametrize("model,tool,stream", [("sim/roundtrip", CAPITAL_TOOL, True),
+                                               ("claude/weather", WEATHER_TOOL, False),
+                                               ("claude/weather", WEATHER_TOOL, True)])
+def test_function_call_round_trip(client, sim, model, tool, stream):
+    def create(**kw):
+        if not stream:
+            return client.responses.create(model=model, tools=[tool], **kw)
+        with client.responses.stream(model=model, tools=[tool], **kw) as s:
+            return s.get_final_response()
+
+    first = create(input="What is it like? Use the tool, then answer.")
+    calls = [o for o in first.output if o.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == tool["name"]
+    assert calls[0].call_id and calls[0].id
+    args = json.loads(calls[0].arguments)
+    assert isinstance(args, dict) and args
+    sim.clear()
+    second = create(previous_response_id=first.id,
+                    input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "Sunny, 21"}])
+    assert second.status == "completed" and second.output_text
+    assert second.previous_response_id == first.id
+    body = sim.last()["body"]
+    if model.startswith("sim/"):
+        msgs = body["messages"]
+        assert [m["role"] for m in msgs] == ["user", "assistant", "tool"]
+        assert msgs[1]["tool_calls"][0]["id"] == calls[0].call_id
+        assert msgs[1]["tool_calls"][0]["function"] == {"name": tool["name"], "arguments": calls[0].arguments}
+        assert msgs[2] == {"role": "tool", "tool_call_id": calls[0].call_id, "content": "Sunny, 21"}
+    else:
+        msgs = body["messages"]
+        assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
+        use = [b for b in msgs[1]["content"] if b["type"] == "tool_use"][0]
+        assert use["name"] == tool["name"] and use["input"] == args
+        result = [b for b in msgs[2]["content"] if b["type"] == "tool_result"][0]
+        assert result["tool_use_id"] == use["id"]
+
+
+# --- structured output ----------------------------------------------------------------
+
+class Person(BaseModel):
+    name: str
+    age: int
+    admin: bool
+
+
+def test_json_schema_output(client, sim):
+    r = client.responses.parse(model="sim/json", input="Who?", text_format=Person)
+    assert isinstance(r.output_parsed, Person)
+    assert r.text.format.type == "json_schema" and r.text.format.name == "Person"
+    sent = sim.last()["body"]["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Person"
+    assert sent["json_schema"]["strict"] is True
+    assert set(sent["json_schema"]["schema"]["properties"]) == {"name", "age", "admin"}
+
+
+def test_json_schema_stream(client):
+    with client.responses.stream(model="sim/json", input="Who?", text_format=Person) as s:
+        final = s.get_final_response()
+    assert isinstance(final.output_parsed, Person)
+
+
+# --- state ----------------------------------------------------------------------------
+
+def test_retrieve_list_input_items_and_delete(client):
+    first = client.responses.create(model="sim/text", input="First question")
+    second = client.responses.create(model="sim/text", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "Second question"}]}], previous_response_id=first.id)
+    got = client.responses.retrieve(second.id)
+    assert got.id == second.id and got.output_text == second.output_text
+    assert got.previous_response_id == first.id
+    items = list(client.responses.input_items.list(second.id))
+    # newest first: this turn's input, the first turn's answer, the first turn's input
+    assert [i.type for i in items] == ["message", "message", "message"]
+    assert [i.role for i in items] == ["user", "assistant", "user"]
+    assert items[0].content[0].text == "Second question" and items[0].content[0].type == "input_text"
+    assert items[2].content[0].text == "First question"
+    assert items[1].id == first.output[0].id
+    asc = client.responses.input_items.list(second.id, order="asc", limit=1)
+    assert len(asc.data) == 1 and asc.has_more and asc.data[0].content[0].text == "First question"
+    walked = [i.id for i in client.responses.input_items.list(second.id, limit=1)]
+    assert walked == [i.id for i in items], "auto-pagination walks every item once"
+    gone = client.responses.delete(first.id)
+    assert gone is None or getattr(gone, "deleted", True)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(first.id)
+    assert client.responses.retrieve(second.id).id == second.id
+
+
+def test_store_false_is_not_kept(client):
+    r = client.responses.create(model="sim/text", input="Hello", store=False)
+    assert r.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(r.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="sim/text", input="again", previous_response_id=r.id)
+
+
+def test_another_keys_responses_are_not_found(gw, client):
+    mine = client.responses.create(model="sim/text", input="secret")
+    k = admin(gw, "POST", "/admin/keys", json={"name": f"other-{tag()}"}).json()
+    other = gw.client(api_key=k["key"])
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.input_items.list(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(mine.id)
+    with pytest.raises(openai.NotFoundError) as e:
+        other.responses.create(model="sim/text", input="continue", previous_response_id=mine.id)
+    assert e.value.body["param"] == "previous_response_id"
+    assert client.responses.retrieve(mine.id).output_text == mine.output_text
+
+
+def test_a_chain_of_five_turns_sends_the_whole_conversation(client, sim):
+    """The simulator answers 400 unless it receives exactly 2k-1 messages at turn k:
+    every earlier question and answer, in order, and no instructions from turn 1."""
+    prev = None
+    asked, answers = [], []
+    for k in range(1, 6):
+        q = f"question {k} {tag()}"
+        asked.append(q)
+        kw = {"instructions": "Only on turn one."} if k == 1 else {}
+        extra = 1 if k == 1 else 0
+        r = client.responses.create(model=f"sim/text;expect_messages={2 * k - 1 + extra}", input=q,
+                                    previous_response_id=prev, **kw)
+        answers.append(r.output_text)
+        prev = r.id
+    msgs = sim.last()["body"]["messages"]
+    want = []
+    for q, a in zip(asked, answers):
+        want += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    assert msgs == want[:-1]
+    assert all(m["role"] != "system" for m in msgs), "instructions are not carried over"
+    assert len(list(client.responses.input_items.list(prev, limit=100))) == 9
+
+
+def test_bad_input_names_its_param(gw):
+    h = {"authorization": f"Bearer {gw.key}"}
+    r = httpx.post(gw.url + "/v1/responses", headers=h, timeout=10,
+                   json={"model": "sim/text", "input": "x", "previous_response_id": "resp_nope"})
+    assert r.status_code == 404
+    err = r.json()["error"]
+    assert err["param"] == "previous_response_id" and err["type"] == "invalid_request_error"
+    assert "resp_nope" in err["message"]
+    for body, param in [({"model": "sim/text", "input": 5}, "input"),
+                        ({"model": "sim/text"}, "input"),
+                        ({"input": "x"}, "model"),
+                        ({"model": "sim/text", "input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id"),
+                        ({"model": "sim/text", "input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type")]:
+        r = httpx.post(gw.url + "/v1/responses", headers=h, json=body, timeout=10)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["error"]["param"] == param
+    r = httpx.get(gw.url + "/v1/responses/resp_nope", headers=h, timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.get(gw.url + "/v1/responses/resp_nope", timeout=10)
+    assert r.status_code == 401
+
+
+def test_dropped_settings_are_named(client, sim):
+    raw = client.responses.with_raw_response.create(
+        model="sim/text", input="hi", tools=[{"type": "web_search_preview"}], truncation="auto")
+    assert raw.headers["x-jusinfer-dropped-params"] == "tools[0] (web_search_preview), truncation"
+    assert "tools" not in sim.last()["body"]
+
+
+def test_usage_and_cost_are_metered(gw):
+    """Rows in the ledger as for Chat Completions; `usage.cost` on the Response."""
+    k = admin(gw, "POST", "/admin/keys", json={"name": f"meter-{tag()}"}).json()
+    c = gw.client(api_key=k["key"])
+    r = c.responses.create(model="sim/length", input="Write a story")
+    events = list(c.responses.create(model="sim/length", input="Write a story", stream=True))
+    assert events[-1].type == "response.incomplete"
+    f = events[-1].response
+    v = json.loads((FIXTURES / "openai-chat/chat_nonstream_finish_length.json").read_text())["usage"]
+    # the catalog price of sim/length: 2.5 / 10 per million tokens
+    want = (v["prompt_tokens"] * 2.5 + v["completion_tokens"] * 10) / 1e6
+    assert r.to_dict()["usage"]["cost"] == pytest.approx(want)
+    assert f.to_dict()["usage"]["cost"] == pytest.approx(want)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        rows = admin(gw, "GET", f"/admin/usage?by=model&key={k['id']}&since=1h").json()["data"]
+        if rows and rows[0]["requests"] == 2:
+            break
+        time.sleep(0.1)
+    assert [(x["group"], x["requests"]) for x in rows] == [("sim/length", 2)]
+    assert rows[0]["prompt_tokens"] == 2 * v["prompt_tokens"]
+    assert rows[0]["completion_tokens"] == 2 * v["completion_tokens"]
+    assert rows[0]["cost_usd"] == pytest.approx(2 * want)
+
+
+# --- pass-through to an upstream that speaks Responses --------------------------------
+
+PASS = f"""
+[providers.oair]
+kind = "openai"
+base_url = "{{sim}}/v1"
+api_key = "{SIM_PROVIDER_KEY}"
+responses = true
+"""
+
+
+@pytest.fixture(scope="module")
+def pgw(sim, tmp_path_factory):
+    g = start_gateway(sim.url, tmp_path_factory.mktemp("resp-pass"), extra=PASS.replace("{sim}", sim.url))
+    yield g
+    g.proc.stop()
+
+
+def test_passthrough_stream_is_byte_for_byte(pgw, sim):
+    sim.clear()
+    r, raw = raw_stream(pgw, {"model": "oair/text", "input": "Hello world"})
+    assert r.status_code == 200
+    assert raw == (FIXTURES / "responses/responses_stream_text.sse").read_text()
+    assert sim.last()["path"] == "/v1/responses" and sim.last()["body"]["model"] == "text"
+    rid = sse_events(raw)[-1][1]["response"]["id"]
+    stored = pgw.client().responses.retrieve(rid)
+    assert stored.output_text == "Hello! 🌍 How can I help you today?"
+
+
+def test_passthrough_continues_from_the_gateways_store(pgw, sim):
+    c = pgw.client()
+    first = c.responses.create(model="oair/function", input="What is the capital of PotatoLand?",
+                               tools=[CAPITAL_TOOL])
+    fx = json.loads((FIXTURES / "responses/responses_nonstream_function_call_roundtrip.exchange.json").read_text())
+    assert first.id == fx[0]["response"]["body"]["id"]
+    call = first.output[0]
+    sim.clear()
+    second = c.responses.create(model="oair/function", previous_response_id=first.id, tools=[CAPITAL_TOOL],
+                                input=[{"type": "function_call_output", "call_id": call.call_id,
+                                        "output": "Potato City"}])
+    assert second.output_text == "The capital of PotatoLand is Potato City."
+    sent = sim.last()["body"]
+    assert "previous_response_id" not in sent
+    assert [i.get("type", "message") for i in sent["input"]] == ["message", "function_call", "function_call_output"]
+    assert sent["input"][1]["call_id"] == call.call_id
+
+
+# --- many instances -------------------------------------------------------------------
+
+def test_stored_responses_are_shared_through_postgres(sim, postgres, tmp_path_factory):
+    db = postgres.url(postgres.new_database())
+    a = start_gateway(sim.url, tmp_path_factory.mktemp("resp-a"), database=db, name="a")
+    try:
+        b = start_gateway(sim.url, tmp_path_factory.mktemp("resp-b"), database=db, name="b", admin_key=a.key)
+        try:
+            with a.client().responses.stream(model="sim/text", input="on a") as s:
+                made = s.get_final_response()
+            got = b.client().responses.retrieve(made.id)
+            assert got.output_text == made.output_text
+            nxt = b.client().responses.create(model="sim/text;expect_messages=3", input="on b",
+                                              previous_response_id=made.id)
+            items = list(a.client().responses.input_items.list(nxt.id))
+            assert [i.role for i in items] == ["user", "assistant", "user"]
+            b.client().responses.delete(made.id)
+            with pytest.raises(openai.NotFoundError):
+                a.client().responses.retrieve(made.id)
+        finally:
+            b.proc.stop()
+    finally:
+        a.proc.stop()
