@@ -23,7 +23,7 @@ fn responses(data: &[u8]) {
     for item in &items {
         assert!(item["id"].is_string(), "every stored item has an id");
     }
-    if let Ok(t) = to_chat(&req, &items, Options { upstream_model: "m", openai: false }) {
+    if let Ok(t) = to_chat(&req, &items, Options { upstream_model: "m", openai: false, thinking: true }) {
         let body = serde_json::to_vec(&t.body).expect("serializes");
         let chat = parse_json::<ChatRequest>(&body).expect("a translated request is a Chat request");
         assert_eq!(chat.model, "m");

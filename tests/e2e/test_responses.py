@@ -206,20 +206,30 @@ class Person(BaseModel):
     admin: bool
 
 
-def test_json_schema_output(client, sim):
-    r = client.responses.parse(model="sim/json", input="Who?", text_format=Person)
+@pytest.mark.parametrize("model", ["sim/json", "claude/forced-tool"])
+def test_json_schema_output(client, sim, model):
+    r = client.responses.parse(model=model, input="Who?", text_format=Person)
     assert isinstance(r.output_parsed, Person)
     assert r.text.format.type == "json_schema" and r.text.format.name == "Person"
-    sent = sim.last()["body"]["response_format"]
-    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Person"
-    assert sent["json_schema"]["strict"] is True
-    assert set(sent["json_schema"]["schema"]["properties"]) == {"name", "age", "admin"}
+    body = sim.last()["body"]
+    if model.startswith("sim/"):
+        sent = body["response_format"]
+        assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Person"
+        assert sent["json_schema"]["strict"] is True
+        assert set(sent["json_schema"]["schema"]["properties"]) == {"name", "age", "admin"}
+    else:
+        # Anthropic has no JSON mode: a forced tool whose input schema is the format's.
+        assert r.output_parsed == Person(name="sim", age=42, admin=True)
+        assert body["tool_choice"] == {"type": "tool", "name": "Person"}
+        assert [o.type for o in r.output] == ["message"], "the forced tool is not a function call"
 
 
-def test_json_schema_stream(client):
-    with client.responses.stream(model="sim/json", input="Who?", text_format=Person) as s:
+@pytest.mark.parametrize("model", ["sim/json", "claude/forced-tool"])
+def test_json_schema_stream(client, model):
+    with client.responses.stream(model=model, input="Who?", text_format=Person) as s:
         final = s.get_final_response()
     assert isinstance(final.output_parsed, Person)
+    assert [o.type for o in final.output] == ["message"]
 
 
 # --- state ----------------------------------------------------------------------------
@@ -398,6 +408,78 @@ def test_passthrough_continues_from_the_gateways_store(pgw, sim):
     assert "previous_response_id" not in sent
     assert [i.get("type", "message") for i in sent["input"]] == ["message", "function_call", "function_call_output"]
     assert sent["input"][1]["call_id"] == call.call_id
+
+
+def test_passthrough_keeps_the_upstreams_item_ids_for_reasoning_models(pgw, sim):
+    """OpenAI pairs a reasoning item with the call after it by id: a continued conversation
+    sends this upstream's own items back with their ids, and nothing the gateway minted."""
+    c = pgw.client()
+    with c.responses.stream(model="oair/reasoning", input="What is 2+3*4? Use the calculator.") as s:
+        first = s.get_final_response()
+    assert [o.type for o in first.output] == ["reasoning", "function_call"]
+    rs, fc = first.output
+    sim.clear()
+    with c.responses.stream(model="oair/reasoning", previous_response_id=first.id, input=[
+            {"type": "function_call_output", "call_id": fc.call_id, "output": "12"}]) as s:
+        second = s.get_final_response()
+    assert [o.type for o in second.output] == ["function_call"]
+    sent = sim.last()["body"]["input"]
+    assert [i.get("type", "message") for i in sent] == ["message", "reasoning", "function_call", "function_call_output"]
+    assert "id" not in sent[0] and "id" not in sent[3], "ids the gateway minted are not sent"
+    assert sent[1]["id"] == rs.id and sent[1]["encrypted_content"] == rs.encrypted_content
+    assert sent[2]["id"] == fc.id and sent[2]["call_id"] == fc.call_id
+    stored = c.responses.retrieve(second.id)
+    assert stored.previous_response_id == first.id
+
+
+def test_a_conversation_moves_between_providers(pgw, sim):
+    """Started on Anthropic (translated), continued on a pass-through provider: the other
+    provider's reasoning items and the gateway's ids stay behind."""
+    c = pgw.client()
+    with c.responses.stream(model="claude/thinking", input="Think, then greet me.") as st:
+        first = st.get_final_response()
+    assert first.output[0].type == "reasoning"
+    sim.clear()
+    second = c.responses.create(model="oair/text", input="Again.", previous_response_id=first.id, stream=False)
+    assert second.output_text
+    sent = sim.last()["body"]["input"]
+    assert [(i.get("type", "message"), i.get("role")) for i in sent] == \
+        [("message", "user"), ("message", "assistant"), ("message", "user")]
+    assert all("id" not in i for i in sent)
+
+
+def test_passthrough_failure_ends_with_response_failed(pgw):
+    r, raw = raw_stream(pgw, {"model": "oair/text;disconnect_after=6", "input": "Hello"})
+    events = sse_events(raw)
+    assert [n for n, _ in events[-2:]] == ["error", "response.failed"]
+    failed = events[-1][1]["response"]
+    assert failed["status"] == "failed" and failed["id"] == events[0][1]["response"]["id"]
+
+
+def test_anthropic_thinking_signatures_survive_the_next_turn(client, sim):
+    with client.responses.stream(model="claude/thinking", input="Think first.") as st:
+        first = st.get_final_response()
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content
+    sim.clear()
+    client.responses.create(model="claude/text", input="And now?", previous_response_id=first.id)
+    assistant = sim.last()["body"]["messages"][1]
+    assert assistant["role"] == "assistant"
+    thinking = [b for b in assistant["content"] if b["type"] == "thinking"]
+    fx = (FIXTURES / "anthropic/anthropic_stream_thinking.sse").read_text()
+    signature = "".join(d["delta"]["signature"] for _, d in sse_events(fx)
+                        if d.get("delta", {}).get("type") == "signature_delta")
+    assert thinking and thinking[0]["signature"] == signature
+
+
+def test_continuing_past_a_deleted_turn_is_refused(client):
+    a = client.responses.create(model="sim/text", input="one")
+    b = client.responses.create(model="sim/text", input="two", previous_response_id=a.id)
+    client.responses.delete(a.id)
+    with pytest.raises(openai.NotFoundError) as e:
+        client.responses.create(model="sim/text", input="three", previous_response_id=b.id)
+    assert e.value.body["param"] == "previous_response_id" and a.id in e.value.body["message"]
+    assert [i.role for i in client.responses.input_items.list(b.id)] == ["user"], "what is left is listed"
 
 
 # --- many instances -------------------------------------------------------------------

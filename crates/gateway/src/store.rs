@@ -115,6 +115,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         created_at   BIGINT NOT NULL,
         previous_id  TEXT,
         model        TEXT NOT NULL,
+        served_by    TEXT,
         input_items  TEXT NOT NULL,
         response     TEXT NOT NULL
     );
@@ -180,6 +181,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         created_at   BIGINT NOT NULL,
         previous_id  TEXT,
         model        TEXT NOT NULL,
+        served_by    TEXT,
         input_items  TEXT NOT NULL,
         response     TEXT NOT NULL
     );
@@ -286,6 +288,9 @@ pub struct StoredResponse {
     pub created_at: i64,
     pub previous_id: Option<String>,
     pub model: String,
+    /// The provider whose own Responses API made it (pass-through): its output items'
+    /// ids are that upstream's. `None`: the gateway translated it.
+    pub served_by: Option<String>,
     /// This turn's input items.
     pub input_items: Value,
     pub response: Value,
@@ -322,6 +327,14 @@ impl ResponseWriter {
                 }
                 let (rows, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                 let result = store.insert_responses(&rows).await;
+                if result.is_err() && rows.len() > 1 {
+                    // One bad row must not fail the others: each on its own.
+                    for (row, ack) in rows.into_iter().zip(acks) {
+                        let r = store.insert_responses(std::slice::from_ref(&row)).await;
+                        let _ = ack.send(r);
+                    }
+                    continue;
+                }
                 for ack in acks {
                     let _ = ack.send(result.clone());
                 }
@@ -347,8 +360,18 @@ impl ResponseWriter {
 pub struct Turn {
     pub input: Value,
     pub response: Value,
-    /// Its stored size (JSON text), for the prompt-size estimate of a continuation.
+    pub served_by: Option<String>,
+    /// The size of its input and output items (JSON text), for the prompt-size estimate
+    /// of a continuation.
     pub bytes: usize,
+}
+
+/// A stored conversation, oldest turn first.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub turns: Vec<Turn>,
+    /// The id of an earlier turn the chain names but the store no longer has (deleted).
+    pub missing: Option<String>,
 }
 
 #[derive(Clone)]
@@ -761,13 +784,14 @@ impl Store {
             let mut tx = pool.begin().await?;
             for r in rows {
                 sqlx::query(
-                    "INSERT INTO responses (id, owner, created_at, previous_id, model, input_items, response) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO responses (id, owner, created_at, previous_id, model, served_by, input_items, response) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(&r.id)
                 .bind(&r.owner)
                 .bind(r.created_at)
                 .bind(&r.previous_id)
                 .bind(&r.model)
+                .bind(&r.served_by)
                 .bind(r.input_items.to_string())
                 .bind(r.response.to_string())
                 .execute(&mut *tx)
@@ -805,22 +829,23 @@ impl Store {
 
     /// The turns of the conversation ending at `id` (its own turn included), oldest
     /// first, following `previous_response_id` through `owner`'s responses, at most
-    /// `max_turns`. `None` when `owner` has no response `id`. A deleted turn ends the walk.
+    /// `max_turns`. `None` when `owner` has no response `id`. A deleted turn ends the walk
+    /// and is named in [`Conversation::missing`].
     pub async fn conversation(
         &self,
         id: &str,
         owner: &str,
         max_turns: i32,
-    ) -> Result<Option<Vec<Turn>>, StoreError> {
-        const SQL: &str = "WITH RECURSIVE chain(id, previous_id, input_items, response, depth) AS (
-            SELECT id, previous_id, input_items, response, 0 FROM responses WHERE id = $1 AND owner = $2
+    ) -> Result<Option<Conversation>, StoreError> {
+        const SQL: &str = "WITH RECURSIVE chain(id, previous_id, served_by, input_items, response, depth) AS (
+            SELECT id, previous_id, served_by, input_items, response, 0 FROM responses WHERE id = $1 AND owner = $2
             UNION ALL
-            SELECT r.id, r.previous_id, r.input_items, r.response, c.depth + 1
+            SELECT r.id, r.previous_id, r.served_by, r.input_items, r.response, c.depth + 1
               FROM responses r JOIN chain c ON r.id = c.previous_id
              WHERE r.owner = $2 AND c.depth + 1 < $3
-        ) SELECT input_items, response FROM chain ORDER BY depth DESC";
+        ) SELECT previous_id, served_by, input_items, response FROM chain ORDER BY depth DESC";
         with_pool!(self, |pool, DB| {
-            let rows: Vec<(String, String)> = sqlx::query_as(SQL)
+            let rows: Vec<(Option<String>, Option<String>, String, String)> = sqlx::query_as(SQL)
                 .bind(id)
                 .bind(owner)
                 .bind(max_turns)
@@ -829,20 +854,27 @@ impl Store {
             if rows.is_empty() {
                 return Ok(None);
             }
+            let full = i32::try_from(rows.len()).unwrap_or(i32::MAX) >= max_turns;
+            let missing = match rows.first() {
+                Some((Some(previous), _, _, _)) if !full => Some(previous.clone()),
+                _ => None,
+            };
             let mut turns = Vec::with_capacity(rows.len());
-            for (input, response) in rows {
-                let bytes = input.len() + response.len();
+            for (_, served_by, input, response) in rows {
+                let input_bytes = input.len();
                 let input: Value = serde_json::from_str(&input)
                     .map_err(|e| StoreError(format!("stored response input: {e}")))?;
                 let response: Value = serde_json::from_str(&response)
                     .map_err(|e| StoreError(format!("stored response: {e}")))?;
+                let bytes = input_bytes + response["output"].to_string().len();
                 turns.push(Turn {
                     input,
                     response,
+                    served_by,
                     bytes,
                 });
             }
-            Ok(Some(turns))
+            Ok(Some(Conversation { turns, missing }))
         })
     }
 

@@ -679,8 +679,28 @@ fn json_answer(req: &Value, stream: bool, sc: &Scenario, state: &SimState) -> Re
     )
 }
 
+/// The `k`th of the recorded multi-step reasoning streams (one JSON payload per line; a
+/// stream starts at each `response.created`), as SSE frames.
+fn reasoning_step(k: usize) -> anyhow::Result<Vec<Bytes>> {
+    let raw = fixtures::read("responses/responses_stream_reasoning_multistep.jsonl")?;
+    let mut streams: Vec<Vec<Bytes>> = Vec::new();
+    for line in raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_slice(line)?;
+        let kind = v["type"].as_str().unwrap_or_default().to_owned();
+        if kind == "response.created" || streams.is_empty() {
+            streams.push(Vec::new());
+        }
+        if let Some(s) = streams.last_mut() {
+            s.push(jusinfer_sse::encode_bytes(Some(&kind), line));
+        }
+    }
+    let last = streams.len().saturating_sub(1);
+    Ok(streams.into_iter().nth(k.min(last)).unwrap_or_default())
+}
+
 /// POST /v1/responses: OpenAI's Responses API, replaying recorded Responses traffic
-/// (`text`, `function` (the call; given its output, the answer), `incomplete`).
+/// (`text`, `function` (the call; given its output, the answer), `incomplete`,
+/// `reasoning` (a reasoning model's steps: the next one per `function_call_output` sent)).
 async fn responses(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> Response {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -695,13 +715,29 @@ async fn responses(State(state): State<SimState>, headers: HeaderMap, body: Byte
             error_body(st, &format!("simulated upstream status {st}")),
         );
     }
-    let answered = req["input"]
-        .as_array()
-        .is_some_and(|items| items.iter().any(|i| i["type"] == "function_call_output"));
+    let outputs = req["input"].as_array().map_or(0, |items| {
+        items
+            .iter()
+            .filter(|i| i["type"] == "function_call_output")
+            .count()
+    });
+    let answered = outputs > 0;
     let stream = req["stream"].as_bool().unwrap_or(false);
     let result = (|| -> anyhow::Result<Option<Response>> {
         if stream {
             let rel = match sc.name.as_str() {
+                "reasoning" => {
+                    return Ok(Some(stream_response(
+                        reasoning_step(outputs)?,
+                        &StreamPlan {
+                            gap_ms: sc.gap_ms,
+                            disconnect_after: sc.disconnect_after,
+                            stall_after: sc.stall_after,
+                            model: model.clone(),
+                        },
+                        &state,
+                    )))
+                }
                 "text" => "responses/responses_stream_text.sse",
                 "function" => "responses/responses_stream_function_call.sse",
                 "incomplete" => "responses/responses_stream_incomplete_max_output_tokens.sse",

@@ -364,6 +364,7 @@ fn recorded_function_call_round_trip_request_becomes_chat() {
         Options {
             upstream_model: "up",
             openai: true,
+            thinking: false,
         },
     )
     .expect("chat");
@@ -411,6 +412,7 @@ fn settings_translate_or_are_named() {
         Options {
             upstream_model: "x",
             openai: false,
+            thinking: false,
         },
     )
     .expect("chat");
@@ -446,6 +448,7 @@ fn settings_translate_or_are_named() {
         Options {
             upstream_model: "x",
             openai: true,
+            thinking: false,
         },
     )
     .expect("chat");
@@ -507,6 +510,7 @@ fn bad_input_names_its_param() {
             Options {
                 upstream_model: "x",
                 openai: false,
+                thinking: false,
             },
         )
         .expect_err("bad");
@@ -520,6 +524,7 @@ fn bad_input_names_its_param() {
         Options {
             upstream_model: "x",
             openai: false,
+            thinking: false,
         },
     )
     .expect_err("bad");
@@ -574,4 +579,106 @@ fn nonstream_completion_becomes_a_response() {
         envelope(&req, &meta()),
     );
     assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 4012);
+}
+
+#[test]
+fn thinking_signatures_survive_a_turn_through_responses() {
+    let raw = fixtures::read("anthropic/anthropic_stream_thinking.sse").expect("fixture");
+    let signature = decode_signature(&raw);
+    let req = json!({"model": "claude", "input": "x", "stream": true});
+    let first = AnthropicToChat::new(AnthropicOptions {
+        include_usage: true,
+        created: 1,
+        json_mode: None,
+        price: None,
+    });
+    let (_, result) = run(Pipe::new(first, machine(&req)), &raw, 64);
+    let result = result.expect("result");
+    let reasoning = &result["output"][0];
+    assert_eq!(reasoning["type"], "reasoning");
+    let blocks =
+        jusinfer_translate::responses::response::thinking_blocks(reasoning).expect("blocks");
+    assert_eq!(blocks[0]["type"], "thinking");
+    assert_eq!(blocks[0]["signature"], signature);
+    // The next turn: the earlier output (reasoning, message) then a new question. The
+    // assistant message carries the blocks back for an Anthropic upstream, and only then.
+    let mut conversation = vec![
+        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}),
+    ];
+    conversation.extend(result["output"].as_array().expect("output").iter().cloned());
+    conversation.push(json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "more"}]}));
+    let req = obj(json!({"model": "claude", "input": "more"}));
+    let t = to_chat(
+        &req,
+        &conversation,
+        Options {
+            upstream_model: "c",
+            openai: false,
+            thinking: true,
+        },
+    )
+    .expect("chat");
+    let assistant = &t.body["messages"][1];
+    assert_eq!(assistant["role"], "assistant");
+    assert_eq!(assistant["thinking_blocks"][0]["signature"], signature);
+    let t = to_chat(
+        &req,
+        &conversation,
+        Options {
+            upstream_model: "c",
+            openai: false,
+            thinking: false,
+        },
+    )
+    .expect("chat");
+    assert!(t.body["messages"][1].get("thinking_blocks").is_none());
+}
+
+/// The signature of the recorded stream's thinking block.
+fn decode_signature(raw: &[u8]) -> String {
+    let mut d = Decoder::new();
+    d.push(raw);
+    let mut sig = String::new();
+    while let Some(ev) = d.next_event().expect("sse") {
+        let v: Value = serde_json::from_slice(&ev.data).expect("json");
+        if v["delta"]["type"] == "signature_delta" {
+            sig.push_str(v["delta"]["signature"].as_str().expect("signature"));
+        }
+    }
+    assert!(!sig.is_empty());
+    sig
+}
+
+#[test]
+fn interleaved_parallel_call_fragments_reach_their_done_events() {
+    let chunk = |delta: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+        )
+    };
+    let mut raw = String::new();
+    raw += &chunk(
+        json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "f", "arguments": ""}}]}),
+    );
+    raw += &chunk(
+        json!({"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "g", "arguments": "{\"b\":"}}]}),
+    );
+    raw += &chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\":1}"}}]}));
+    raw += &chunk(json!({"tool_calls": [{"index": 1, "function": {"arguments": "2}"}}]}));
+    raw += "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n";
+    let req = json!({"model": "m", "input": "x", "stream": true});
+    let (events, result) = run(Pipe::new(normalizer(), machine(&req)), raw.as_bytes(), 9);
+    check_grammar(&events);
+    let done: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_item.done")
+        .map(|e| &e["item"])
+        .collect();
+    assert_eq!(done.len(), 2);
+    assert_eq!(done[0]["arguments"], "{\"a\":1}");
+    assert_eq!(done[1]["arguments"], "{\"b\":2}");
+    let result = result.expect("result");
+    assert_eq!(result["output"][0]["arguments"], "{\"a\":1}");
+    assert_eq!(result["output"][1]["call_id"], "call_b");
 }

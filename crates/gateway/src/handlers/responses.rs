@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use crate::app::{AppState, RequestId};
 use crate::auth::{authenticate, Caller};
 use crate::error::GatewayError;
-use crate::providers::responses::{self as provider, Keeper};
+use crate::providers::responses::{self as provider, Keeper, Origin};
 use crate::proxy;
 use crate::routing::Deployment;
 
@@ -34,6 +34,7 @@ struct Prepared {
     model: String,
     stream: bool,
     conversation: Vec<Value>,
+    origins: Vec<Origin>,
     continues: bool,
     /// Stored size of the earlier turns (the limit stage's prompt estimate counts them).
     history_bytes: usize,
@@ -70,21 +71,29 @@ fn store_error(e: crate::store::StoreError) -> GatewayError {
         .code("store_unavailable")
 }
 
-/// Every item of a stored conversation, oldest first: each earlier turn's input and
-/// output, then the last turn's input (and its output when `with_last_output`).
-fn flatten(turns: &[crate::store::Turn], with_last_output: bool) -> Vec<Value> {
-    let mut out = Vec::new();
+/// Every item of a stored conversation, oldest first, with where it came from: each
+/// earlier turn's input and output, then the last turn's input (and its output when
+/// `with_last_output`).
+fn flatten(turns: &[crate::store::Turn], with_last_output: bool) -> (Vec<Value>, Vec<Origin>) {
+    let mut items = Vec::new();
+    let mut origins = Vec::new();
     for (i, t) in turns.iter().enumerate() {
-        if let Some(items) = t.input.as_array() {
-            out.extend(items.iter().cloned());
+        if let Some(input) = t.input.as_array() {
+            items.extend(input.iter().cloned());
+            origins.resize(items.len(), Origin::Client);
         }
         if i + 1 < turns.len() || with_last_output {
-            if let Some(items) = t.response["output"].as_array() {
-                out.extend(items.iter().cloned());
+            if let Some(output) = t.response["output"].as_array() {
+                items.extend(output.iter().cloned());
+                let origin = match &t.served_by {
+                    Some(p) => Origin::Upstream(p.clone()),
+                    None => Origin::Gateway,
+                };
+                origins.resize(items.len(), origin);
             }
         }
     }
-    out
+    (items, origins)
 }
 
 async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepared, GatewayError> {
@@ -123,7 +132,7 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
     let mut n = 0usize;
     let items = request::input_items(&req, |prefix| {
         n += 1;
-        response::item_id(prefix, &id.replace("resp_", "in"), n)
+        provider::input_item_id(prefix, &id, n)
     })
     .map_err(|e| {
         GatewayError::bad_request(e.message)
@@ -143,9 +152,9 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
         }
     };
     let mut history_bytes = 0;
-    let mut conversation = match &previous {
+    let (mut conversation, mut origins) = match &previous {
         Some(p) => {
-            let turns = state
+            let c = state
                 .store
                 .conversation(p, &owner, MAX_TURNS)
                 .await
@@ -155,10 +164,18 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
                         .param("previous_response_id")
                         .code("previous_response_not_found")
                 })?;
-            history_bytes = turns.iter().map(|t| t.bytes).sum();
-            flatten(&turns, true)
+            if let Some(gone) = c.missing {
+                // Going on without an earlier turn would send the model half a conversation.
+                return Err(GatewayError::not_found(format!(
+                    "Response '{gone}', an earlier turn of the conversation '{p}' continues, was deleted."
+                ))
+                .param("previous_response_id")
+                .code("previous_response_not_found"));
+            }
+            history_bytes = c.turns.iter().map(|t| t.bytes).sum();
+            flatten(&c.turns, true)
         }
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     if items.is_empty() && conversation.is_empty() {
         return Err(
@@ -168,6 +185,7 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
         );
     }
     conversation.extend(items.iter().cloned());
+    origins.resize(conversation.len(), Origin::Client);
     let deployments = state.router.resolve(&model)?;
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -195,6 +213,7 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
         model,
         stream,
         conversation,
+        origins,
         continues: previous.is_some(),
         history_bytes,
         envelope,
@@ -276,6 +295,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
         req: &p.req,
         raw: &p.raw,
         conversation: &p.conversation,
+        origins: &p.origins,
         continues: p.continues,
         stream: p.stream,
         upstream_model: &d.upstream_model,
@@ -397,13 +417,13 @@ pub async fn input_items(
 ) -> Response {
     let result = async {
         let caller = authenticate(&state, &headers).await?;
-        let turns = state
+        let c = state
             .store
             .conversation(&id, &owner(&caller), MAX_TURNS)
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found(&id))?;
-        let page = page(flatten(&turns, false), &q)?;
+        let page = page(flatten(&c.turns, false).0, &q)?;
         Ok::<_, GatewayError>(Json(page).into_response())
     }
     .await;

@@ -35,6 +35,31 @@ use crate::store::{ResponseWriter, StoredResponse};
 /// How long keeping a Response may hold up the end of its answer.
 const KEEP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where an item of a rebuilt conversation came from: what decides whether its `id`
+/// means anything to a pass-through upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The client sent it (its `id` is the client's, or one the gateway minted).
+    Client,
+    /// Output of a turn the gateway translated (ids minted by the gateway).
+    Gateway,
+    /// Output of a turn this provider's own Responses API made (its ids).
+    Upstream(String),
+}
+
+/// The id the gateway gives input item `n` of the request that creates `response_id`.
+pub fn input_item_id(prefix: &str, response_id: &str, n: usize) -> String {
+    response::item_id(prefix, &response_id.replacen("resp_", "in", 1), n)
+}
+
+/// Whether `id` is one [`input_item_id`] minted (`in` + hex cannot be an OpenAI id).
+pub fn is_minted_input_id(id: &str) -> bool {
+    id.split_once('_').is_some_and(|(_, rest)| {
+        rest.strip_prefix("in")
+            .is_some_and(|h| h.len() >= 50 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
+}
+
 /// Stores finished Responses of one request (`store` not false).
 pub struct Keeper {
     pub writer: ResponseWriter,
@@ -46,17 +71,24 @@ pub struct Keeper {
 }
 
 impl Keeper {
-    /// Stores `r` (its own `id`: the gateway's, or a pass-through upstream's). A store
-    /// that fails or hangs costs the client nothing but the stored copy: logged.
-    pub async fn save(&self, r: &Value) {
+    /// Stores `r` (its own `id`: the gateway's, or the pass-through upstream
+    /// `served_by`'s). A store that fails or hangs costs the client nothing but the stored
+    /// copy: logged.
+    pub async fn save(&self, r: &Value, served_by: Option<&str>) {
+        let mut response = r.clone();
+        if self.previous_id.is_some() && response["previous_response_id"].is_null() {
+            // A pass-through upstream got the conversation, not the id.
+            response["previous_response_id"] = json!(self.previous_id);
+        }
         let row = StoredResponse {
             id: r["id"].as_str().unwrap_or_default().to_owned(),
             owner: self.owner.clone(),
             created_at: r["created_at"].as_i64().unwrap_or_else(crate::store::now),
             previous_id: self.previous_id.clone(),
             model: self.model.clone(),
+            served_by: served_by.map(str::to_owned),
             input_items: self.input_items.clone(),
-            response: r.clone(),
+            response,
         };
         if row.id.is_empty() {
             tracing::warn!("a Response without an id was not stored");
@@ -72,9 +104,10 @@ impl Keeper {
         }
     }
 
-    fn keep(self: &Arc<Self>) -> http::Keep {
+    fn keep(self: &Arc<Self>, served_by: Option<&str>) -> http::Keep {
         let me = Arc::clone(self);
-        Box::new(move |v| Box::pin(async move { me.save(&v).await }))
+        let served_by = served_by.map(str::to_owned);
+        Box::new(move |v| Box::pin(async move { me.save(&v, served_by.as_deref()).await }))
     }
 }
 
@@ -88,6 +121,8 @@ pub struct Call<'a> {
     pub raw: &'a Bytes,
     /// Earlier turns' items (from `previous_response_id`) then this turn's.
     pub conversation: &'a [Value],
+    /// Where each item of `conversation` came from.
+    pub origins: &'a [Origin],
     /// The request named `previous_response_id`.
     pub continues: bool,
     pub stream: bool,
@@ -129,7 +164,9 @@ pub async fn attempt(call: Call<'_>) -> Result<Response, GatewayError> {
 
 /// The body for an upstream that speaks Responses: the client's bytes with `model`
 /// spliced, or, for a continued conversation, the request with the whole conversation as
-/// `input` (the gateway holds the state; the upstream may not have it).
+/// `input` (the gateway holds the state; the upstream may not have it). Items this
+/// upstream made keep their ids (OpenAI pairs a reasoning item with the item after it by
+/// id); ids the gateway minted are dropped, and so are reasoning items made elsewhere.
 fn passthrough_body(call: &Call<'_>) -> Result<Bytes, GatewayError> {
     if !call.continues {
         return openai::edit_body(call.raw, call.upstream_model, false);
@@ -137,18 +174,33 @@ fn passthrough_body(call: &Call<'_>) -> Result<Bytes, GatewayError> {
     let mut req = call.req.clone();
     req.remove("previous_response_id");
     req.insert("model".into(), json!(call.upstream_model));
+    let here = call.provider.name();
     let input: Vec<Value> = call
         .conversation
         .iter()
-        .map(|item| {
+        .zip(
+            call.origins
+                .iter()
+                .chain(std::iter::repeat(&Origin::Client)),
+        )
+        .filter_map(|(item, origin)| {
             let mut item = item.clone();
-            // Ids the gateway minted mean nothing upstream; reasoning items need theirs.
-            if item["type"] != "reasoning" {
+            let strip = match origin {
+                Origin::Upstream(p) if p == here => false,
+                Origin::Client => item["id"].as_str().is_some_and(is_minted_input_id),
+                Origin::Upstream(_) | Origin::Gateway => {
+                    if item["type"] == "reasoning" {
+                        return None;
+                    }
+                    true
+                }
+            };
+            if strip {
                 if let Some(o) = item.as_object_mut() {
                     o.remove("id");
                 }
             }
-            item
+            Some(item)
         })
         .collect();
     req.insert("input".into(), Value::Array(input));
@@ -183,7 +235,7 @@ async fn passthrough(call: Call<'_>) -> Result<Response, GatewayError> {
             &clock,
             Some(call.tap),
             call.health,
-            call.keeper.map(Keeper::keep),
+            call.keeper.map(|k| k.keep(Some(p.name()))),
         )
         .await;
     }
@@ -196,7 +248,7 @@ async fn passthrough(call: Call<'_>) -> Result<Response, GatewayError> {
         return Err(malformed(p, "a body that is not a Response"));
     }
     if let Some(k) = call.keeper {
-        k.save(&v).await;
+        k.save(&v, Some(p.name())).await;
     }
     let mut resp = http::json_response(bytes);
     if let Some(mut u) = stream::chat_usage(&v["usage"]) {
@@ -215,6 +267,7 @@ fn translate(call: &Call<'_>) -> Result<request::Translated, GatewayError> {
         request::Options {
             upstream_model: call.upstream_model,
             openai: call.provider.kind() == ProviderKind::Openai,
+            thinking: call.provider.kind() == ProviderKind::Anthropic,
         },
     )
     .map_err(|e| {
@@ -251,7 +304,7 @@ async fn from_completion(
         r["usage"]["cost"] = cost.map_or(Value::Null, |c| json!(c));
     }
     if let Some(k) = call.keeper {
-        k.save(&r).await;
+        k.save(&r, None).await;
     }
     let body = serde_json::to_vec(&r).map_err(|e| GatewayError::internal(e.to_string()))?;
     let mut resp = http::json_response(Bytes::from(body));
@@ -302,7 +355,7 @@ async fn chat_upstream(call: Call<'_>) -> Result<Response, GatewayError> {
             &clock,
             Some(call.tap),
             call.health,
-            call.keeper.map(Keeper::keep),
+            call.keeper.map(|k| k.keep(None)),
         )
         .await?
     } else {
@@ -384,7 +437,7 @@ async fn anthropic(call: Call<'_>) -> Result<Response, GatewayError> {
             &clock,
             Some(call.tap),
             call.health,
-            call.keeper.map(Keeper::keep),
+            call.keeper.map(|k| k.keep(None)),
         )
         .await?
     } else {
@@ -431,7 +484,7 @@ async fn echo(call: &Call<'_>) -> Result<Response, GatewayError> {
         StreamTranslator::finish(&mut machine, &mut out)
             .map_err(|e| GatewayError::internal(e.message))?;
         if let (Some(k), Some(r)) = (call.keeper, machine.take_result()) {
-            k.save(&r).await;
+            k.save(&r, None).await;
         }
         let mut resp = http::sse_response(Body::from(out.concat()));
         resp.extensions_mut().insert(UsageExt(usage));

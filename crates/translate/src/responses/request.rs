@@ -213,6 +213,10 @@ pub struct Options<'a> {
     /// The upstream is OpenAI's own API: `max_completion_tokens` (its newer models refuse
     /// `max_tokens`).
     pub openai: bool,
+    /// The Chat request goes on to Anthropic: reasoning items that carry thinking blocks
+    /// send them back as the next assistant message's `thinking_blocks` (Anthropic needs
+    /// its signed blocks before a turn's `tool_use`).
+    pub thinking: bool,
 }
 
 /// Chat content for a user / system message: a string when it is all text, else parts.
@@ -265,9 +269,21 @@ fn user_content(parts: &[Value], at: &str, dropped: &mut Vec<String>) -> Result<
 fn messages(
     instructions: Option<&str>,
     items: &[Value],
+    thinking: bool,
     dropped: &mut Vec<String>,
 ) -> Result<Vec<Value>, Error> {
     let mut out: Vec<Value> = Vec::with_capacity(items.len() + 1);
+    // Thinking blocks waiting for the assistant message they belong to.
+    let mut pending: Vec<Value> = Vec::new();
+    let attach = |m: &mut Value, pending: &mut Vec<Value>| {
+        if pending.is_empty() {
+            return;
+        }
+        match m.get_mut("thinking_blocks").and_then(Value::as_array_mut) {
+            Some(blocks) => blocks.append(pending),
+            None => m["thinking_blocks"] = Value::Array(std::mem::take(pending)),
+        }
+    };
     if let Some(s) = instructions.filter(|s| !s.is_empty()) {
         out.push(json!({"role": "system", "content": s}));
     }
@@ -286,7 +302,9 @@ fn messages(
                     .map_or(&[][..], Vec::as_slice);
                 match role {
                     "assistant" => {
-                        out.push(json!({"role": "assistant", "content": joined_text(parts)}))
+                        let mut m = json!({"role": "assistant", "content": joined_text(parts)});
+                        attach(&mut m, &mut pending);
+                        out.push(m);
                     }
                     "system" | "developer" => {
                         out.push(json!({"role": "system", "content": joined_text(parts)}));
@@ -311,20 +329,35 @@ fn messages(
                     .last()
                     .is_some_and(|m| m.get("role").and_then(Value::as_str) == Some("assistant"));
                 match out.last_mut().filter(|_| joins) {
-                    Some(m) => match m.get_mut("tool_calls").and_then(Value::as_array_mut) {
-                        Some(calls) => calls.push(call),
-                        None => {
-                            m["tool_calls"] = json!([call]);
+                    Some(m) => {
+                        attach(m, &mut pending);
+                        match m.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                            Some(calls) => calls.push(call),
+                            None => {
+                                m["tool_calls"] = json!([call]);
+                            }
                         }
-                    },
-                    None => out
-                        .push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+                    }
+                    None => {
+                        let mut m =
+                            json!({"role": "assistant", "content": null, "tool_calls": [call]});
+                        attach(&mut m, &mut pending);
+                        out.push(m);
+                    }
                 }
             }
             "function_call_output" => {
                 let content = match item.get("output") {
                     Some(Value::String(s)) => json!(s),
-                    Some(Value::Array(parts)) => json!(joined_text(parts)),
+                    Some(Value::Array(parts)) => {
+                        for (j, p) in parts.iter().enumerate() {
+                            let kind = p["type"].as_str().unwrap_or("?");
+                            if !matches!(kind, "input_text" | "output_text" | "text") {
+                                dropped.push(format!("{at}.output[{j}] ({kind})"));
+                            }
+                        }
+                        json!(joined_text(parts))
+                    }
                     Some(other) => json!(other.to_string()),
                     None => json!(""),
                 };
@@ -334,8 +367,15 @@ fn messages(
                     "content": content,
                 }));
             }
-            // The model's own earlier reasoning: Chat has no way to send it back.
-            "reasoning" => {}
+            // The model's own earlier reasoning: Chat has no way to send it back, but
+            // Anthropic's signed thinking blocks go back with the turn they came with.
+            "reasoning" => {
+                if thinking {
+                    if let Some(blocks) = super::response::thinking_blocks(item) {
+                        pending.extend(blocks);
+                    }
+                }
+            }
             other => dropped.push(format!("{at} ({other})")),
         }
     }
@@ -459,7 +499,7 @@ pub fn to_chat(
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(bad("instructions", "instructions must be a string")),
     };
-    let msgs = messages(instructions, conversation, &mut dropped)?;
+    let msgs = messages(instructions, conversation, opts.thinking, &mut dropped)?;
     if msgs.is_empty() {
         return Err(bad("input", "input must hold at least one item"));
     }

@@ -106,10 +106,33 @@ pub fn status(finish: Option<&str>) -> (&'static str, Value) {
     }
 }
 
-/// A reasoning output item holding raw reasoning text (open models' `reasoning_content`).
-pub fn reasoning_item(id: &str, text: &str) -> Value {
-    json!({"id": id, "type": "reasoning", "summary": [],
-           "content": [{"type": "reasoning_text", "text": text}]})
+/// Marks an `encrypted_content` that holds Anthropic thinking blocks (with their
+/// signatures, or redacted data) as the gateway wrote them: sent back as `thinking_blocks`
+/// when the conversation goes on, so Anthropic gets its blocks unchanged.
+pub const THINKING_PREFIX: &str = "jusinfer.thinking.v1:";
+
+/// A reasoning output item holding raw reasoning text (open models' `reasoning_content`,
+/// Anthropic thinking) and, when the upstream signed it, the thinking blocks.
+pub fn reasoning_item(id: &str, text: &str, blocks: &[Value]) -> Value {
+    let mut item = json!({"id": id, "type": "reasoning", "summary": []});
+    if !text.is_empty() {
+        item["content"] = json!([{"type": "reasoning_text", "text": text}]);
+    }
+    if !blocks.is_empty() {
+        item["encrypted_content"] = json!(format!(
+            "{THINKING_PREFIX}{}",
+            Value::Array(blocks.to_vec())
+        ));
+    }
+    item
+}
+
+/// The thinking blocks a reasoning item carries ([`THINKING_PREFIX`]), if any.
+pub fn thinking_blocks(item: &Value) -> Option<Vec<Value>> {
+    let s = item["encrypted_content"]
+        .as_str()?
+        .strip_prefix(THINKING_PREFIX)?;
+    serde_json::from_str::<Vec<Value>>(s).ok()
 }
 
 /// A message output item; `parts` are `output_text` / `refusal` parts.
@@ -151,9 +174,16 @@ pub fn from_chat(completion: &Map<String, Value>, mut envelope: Map<String, Valu
         .get("reasoning_content")
         .or_else(|| msg.get("reasoning"))
         .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
-    if let Some(r) = reasoning {
-        output.push(reasoning_item(&item_id("rs", &id, output.len()), r));
+        .unwrap_or("");
+    let blocks = msg["thinking_blocks"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if !reasoning.is_empty() || !blocks.is_empty() {
+        output.push(reasoning_item(
+            &item_id("rs", &id, output.len()),
+            reasoning,
+            blocks,
+        ));
     }
     let mut parts = Vec::new();
     if let Some(t) = msg["content"].as_str().filter(|s| !s.is_empty()) {

@@ -52,6 +52,8 @@ struct Item {
     parts: Vec<(&'static str, String)>,
     /// Reasoning text, or a call's arguments.
     text: String,
+    /// Reasoning: the upstream's signed thinking blocks.
+    blocks: Vec<Value>,
     call_id: String,
     name: String,
     closed: bool,
@@ -169,7 +171,7 @@ impl ChatToResponses {
             return Value::Null;
         };
         match it.kind {
-            Kind::Reasoning => reasoning_item(&it.id, &it.text),
+            Kind::Reasoning => reasoning_item(&it.id, &it.text, &it.blocks),
             Kind::Message => message_item(
                 &it.id,
                 status,
@@ -213,8 +215,17 @@ impl ChatToResponses {
         );
     }
 
-    fn close(&mut self, out: &mut Vec<Bytes>) {
-        let Some(i) = self.open.take() else { return };
+    /// Closes every item still open, in output order.
+    fn close_all(&mut self, out: &mut Vec<Bytes>) {
+        self.open = None;
+        for i in 0..self.items.len() {
+            if !self.items[i].closed {
+                self.close_item(i, out);
+            }
+        }
+    }
+
+    fn close_item(&mut self, i: usize, out: &mut Vec<Bytes>) {
         let Some(it) = self.items.get(i) else { return };
         let (kind, id, text) = (it.kind, it.id.clone(), it.text.clone());
         let status = if kind == Kind::Message && status(self.finish.as_deref()).0 == "incomplete" {
@@ -223,6 +234,7 @@ impl ChatToResponses {
             "completed"
         };
         match kind {
+            Kind::Reasoning if text.is_empty() => {}
             Kind::Reasoning => self.emit(
                 "response.reasoning_text.done",
                 json!({"item_id": id, "output_index": i, "content_index": 0, "text": text}),
@@ -246,7 +258,10 @@ impl ChatToResponses {
         );
     }
 
-    /// Opens a new item of `kind` (closing the open one) unless `kind` is the open one.
+    /// Opens a new item of `kind` (closing the open ones) unless `kind` is the open one.
+    /// Function calls stay open beside each other until another kind of item opens or the
+    /// stream ends: Chat upstreams may interleave the fragments of parallel calls, and a
+    /// call's `.done` events must carry its whole arguments.
     fn open(&mut self, kind: Kind, call_id: &str, name: &str, out: &mut Vec<Bytes>) -> usize {
         if let Some(i) = self
             .open
@@ -254,7 +269,14 @@ impl ChatToResponses {
         {
             return i;
         }
-        self.close(out);
+        let beside_calls = matches!(kind, Kind::Call(_))
+            && self
+                .open
+                .and_then(|i| self.items.get(i))
+                .is_some_and(|it| matches!(it.kind, Kind::Call(_)));
+        if !beside_calls {
+            self.close_all(out);
+        }
         let i = self.items.len();
         let envelope_id = self
             .opts
@@ -272,6 +294,7 @@ impl ChatToResponses {
             id: item_id(prefix, envelope_id, i),
             parts: Vec::new(),
             text: String::new(),
+            blocks: Vec::new(),
             call_id: call_id.to_owned(),
             name: name.to_owned(),
             closed: false,
@@ -350,6 +373,19 @@ impl ChatToResponses {
                 json!({"item_id": id, "output_index": i, "content_index": 0, "delta": r}),
                 out,
             );
+        }
+        // A finished thinking block with its signature (Anthropic upstreams): kept in the
+        // reasoning item, so the next turn can send it back.
+        for b in delta["thinking_blocks"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+        {
+            let i = self.open(Kind::Reasoning, "", "", out);
+            let mut b = b.clone();
+            if let Some(o) = b.as_object_mut() {
+                o.remove("index");
+            }
+            self.items[i].blocks.push(b);
         }
         if let Some(t) = delta["content"].as_str().filter(|s| !s.is_empty()) {
             self.message_delta("output_text", t, out);
@@ -481,7 +517,7 @@ impl ChatToResponses {
 
     fn end(&mut self, out: &mut Vec<Bytes>) {
         self.start(out);
-        self.close(out);
+        self.close_all(out);
         let (st, incomplete) = status(self.finish.as_deref());
         let mut r = self.response(st);
         r.insert("incomplete_details".into(), incomplete);
@@ -551,6 +587,8 @@ pub struct ResponsesPassthrough {
     deltas: u64,
     /// The upstream's last `sequence_number`.
     last_seq: Option<u64>,
+    /// The Response as the upstream's last lifecycle event had it (for `response.failed`).
+    envelope: Option<Value>,
 }
 
 impl ResponsesPassthrough {
@@ -598,6 +636,9 @@ impl crate::StreamTranslator for ResponsesPassthrough {
         if kind.ends_with(".delta") {
             self.deltas += 1;
         }
+        if matches!(kind, "response.created" | "response.in_progress") {
+            self.envelope = Some(v["response"].clone());
+        }
         if matches!(
             kind,
             "response.completed" | "response.incomplete" | "response.failed"
@@ -638,14 +679,27 @@ impl crate::StreamTranslator for ResponsesPassthrough {
 
     fn error_frame(&self, kind: &str, _status: u16, message: &str) -> Option<Bytes> {
         let code = failure_code(kind);
+        let next = self.last_seq.map(|n| n + 1);
         let mut ev = json!({"type": "error", "code": code, "message": message, "param": null});
-        if let Some(n) = self.last_seq {
-            ev["sequence_number"] = json!(n + 1);
+        if let Some(n) = next {
+            ev["sequence_number"] = json!(n);
         }
-        Some(jusinfer_sse::encode_bytes(
-            Some("error"),
-            ev.to_string().as_bytes(),
-        ))
+        let mut frame =
+            jusinfer_sse::encode_bytes(Some("error"), ev.to_string().as_bytes()).to_vec();
+        // Then the terminal event the SDKs wait for, on the upstream's own Response.
+        if let Some(mut r) = self.envelope.clone() {
+            r["status"] = json!("failed");
+            r["error"] = json!({"code": code, "message": message});
+            let mut failed = json!({"type": "response.failed", "response": r});
+            if let Some(n) = next {
+                failed["sequence_number"] = json!(n + 1);
+            }
+            frame.extend_from_slice(&jusinfer_sse::encode_bytes(
+                Some("response.failed"),
+                failed.to_string().as_bytes(),
+            ));
+        }
+        Some(Bytes::from(frame))
     }
 
     fn take_result(&mut self) -> Option<Value> {
