@@ -95,6 +95,27 @@ def test_create_text_from_a_chat_upstream(client, sim):
     assert "metadata" not in body and "input" not in body
 
 
+@pytest.mark.parametrize("model", ["sim/text", "claude/text"])
+def test_image_parts_reach_the_upstream(client, sim, model):
+    url = "data:image/png;base64,iVBORw0KGgo="
+    client.responses.create(model=model, input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": url, "detail": "low"}]}])
+    parts = sim.last()["body"]["messages"][0]["content"]
+    if model.startswith("sim/"):
+        assert parts == [{"type": "text", "text": "What is this?"},
+                         {"type": "image_url", "image_url": {"url": url, "detail": "low"}}]
+    else:
+        assert parts[0] == {"type": "text", "text": "What is this?"}
+        assert parts[1]["type"] == "image" and parts[1]["source"]["type"] == "base64"
+        assert parts[1]["source"]["media_type"] == "image/png"
+
+
+def test_json_object_format(client, sim):
+    client.responses.create(model="sim/text", input="JSON please", text={"format": {"type": "json_object"}})
+    assert sim.last()["body"]["response_format"] == {"type": "json_object"}
+
+
 def test_create_text_from_an_anthropic_upstream(client, sim):
     sim.clear()
     r = client.responses.create(model="claude/text", input="Hello", instructions="Be brief.")
