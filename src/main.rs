@@ -92,6 +92,41 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Probe an endpoint's OpenAI (or Anthropic) compatibility: PASS / WARN / FAIL per
+    /// case; exit 1 on any FAIL.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// OpenAI dialect: the base URL clients use (e.g. http://127.0.0.1:4000/v1);
+    /// Anthropic: the host (e.g. http://127.0.0.1:4000).
+    #[arg(long, env = "JUSINFER_CHECK_BASE_URL")]
+    base_url: String,
+    #[arg(long, env = "JUSINFER_CHECK_API_KEY", hide_env_values = true)]
+    api_key: String,
+    #[arg(long)]
+    model: String,
+    #[arg(long, value_enum, default_value = "openai")]
+    dialect: DialectArg,
+    /// Seconds per request.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Print the results as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write JUnit XML here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Keep the raw request and response bytes of every case here.
+    #[arg(long)]
+    save_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DialectArg {
+    Openai,
+    Anthropic,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -241,7 +276,66 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Config {
             cmd: ConfigCmd::Check { common },
         } => config_check(&common),
+        Cmd::Check(args) => check(args).await,
     }
+}
+
+async fn check(a: CheckArgs) -> Result<(), Failure> {
+    use jusinfer_check::{report, Dialect, Target};
+    use std::io::{IsTerminal, Write};
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        return Err(usage("--timeout must be a positive number of seconds"));
+    }
+    let target = Target {
+        base_url: a.base_url.trim_end_matches('/').to_owned(),
+        api_key: a.api_key,
+        model: a.model,
+        dialect: match a.dialect {
+            DialectArg::Openai => Dialect::Openai,
+            DialectArg::Anthropic => Dialect::Anthropic,
+        },
+        timeout: std::time::Duration::from_secs_f64(a.timeout),
+    };
+    let progress_tty = std::io::stderr().is_terminal();
+    let results = jusinfer_check::run(&target, |done, total, next| {
+        if !progress_tty {
+            return;
+        }
+        let mut err = std::io::stderr();
+        match next {
+            Some(name) => {
+                let _ = write!(err, "\r\x1b[2K[{}/{total}] {name}…", done + 1);
+            }
+            None => {
+                let _ = write!(err, "\r\x1b[2K");
+            }
+        }
+        let _ = err.flush();
+    })
+    .await;
+    let mut out = std::io::stdout();
+    let text = if a.json {
+        format!("{:#}\n", report::json(&target, &results))
+    } else {
+        report::table(&target, &results, out.is_terminal())
+    };
+    out.write_all(text.as_bytes()).map_err(work)?;
+    if let Some(path) = &a.junit {
+        std::fs::write(path, report::junit(&target, &results))
+            .map_err(|e| work(format!("--junit {}: {e}", path.display())))?;
+    }
+    if let Some(dir) = &a.save_dir {
+        report::save(dir, &results)
+            .map_err(|e| work(format!("--save-dir {}: {e}", dir.display())))?;
+    }
+    let (_, _, failed) = report::counts(&results);
+    if failed > 0 {
+        return Err(Failure {
+            code: 1,
+            message: format!("{failed} case(s) failed"),
+        });
+    }
+    Ok(())
 }
 
 async fn serve(common: &Common, listen: Option<String>) -> Result<(), Failure> {

@@ -48,7 +48,12 @@ fn exchange_response(rel: &str, second: bool) -> anyhow::Result<(u16, Value)> {
         other => other.clone(),
     };
     let status = turn["response"]["status"].as_u64().unwrap_or(200) as u16;
-    Ok((status, turn["response"]["body"].clone()))
+    let body = match &turn["response"]["body"] {
+        // Some recordings keep the body as the raw text.
+        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
+        other => other.clone(),
+    };
+    Ok((status, body))
 }
 
 /// A value fitting `schema` (enough of JSON Schema for the tests' schemas).
@@ -144,6 +149,17 @@ fn message(sc: &Scenario, req: &Value) -> anyhow::Result<Option<(u16, Value)>> {
             )
         }
         "fast" => (200, serde_json::from_str(FAST_MESSAGE)?),
+        // The recorded text, cut where a small `max_tokens` would cut it.
+        "probe-max" => {
+            let mut m = fixtures::json("anthropic/anthropic_nonstream_text.json")?;
+            let max = req["max_tokens"].as_u64().unwrap_or(5);
+            let text = m["content"][0]["text"].as_str().unwrap_or("").to_owned();
+            let cut: Vec<&str> = text.split(' ').take(max as usize).collect();
+            m["content"][0]["text"] = json!(cut.join(" "));
+            m["stop_reason"] = json!("max_tokens");
+            m["usage"]["output_tokens"] = json!(max);
+            (200, m)
+        }
         _ => return Ok(None),
     }))
 }
@@ -295,7 +311,33 @@ pub async fn messages(State(state): State<SimState>, headers: HeaderMap, body: B
         Err(e) => return json_response(400, &error_body(400, &format!("sim: bad json: {e}"))),
     };
     record(&state, "/v1/messages", &headers, &req);
-    let sc = Scenario::parse(req["model"].as_str().unwrap_or_default());
+    let mut sc = Scenario::parse(req["model"].as_str().unwrap_or_default());
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(crate::probe::BAD_KEY) {
+        return match exchange_response(
+            "errors/anthropic_401_authentication_error.exchange.json",
+            false,
+        ) {
+            Ok((status, body)) => json_response(status, &body),
+            Err(e) => json_response(500, &error_body(500, &format!("sim: {e:#}"))),
+        };
+    }
+    if !req["max_tokens"].is_u64() {
+        return json_response(400, &error_body(400, "max_tokens: Field required"));
+    }
+    if sc.name == "probe" {
+        // The recorded exchange that fits what the conformance probe asks.
+        let has_tools = req["tools"].as_array().is_some_and(|t| !t.is_empty());
+        sc.name = if req["tool_choice"]["type"] == "tool" {
+            "forced-tool"
+        } else if has_tools {
+            "weather"
+        } else if req["max_tokens"].as_u64().is_some_and(|m| m <= 16) {
+            "probe-max"
+        } else {
+            "text"
+        }
+        .to_owned();
+    }
     if sc.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(sc.delay_ms)).await;
     }

@@ -12,6 +12,7 @@
 
 pub mod anthropic;
 pub mod fixtures;
+pub mod probe;
 pub mod server;
 pub mod streamify;
 

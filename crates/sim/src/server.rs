@@ -128,6 +128,8 @@ pub struct Scenario {
     /// Answer 400 unless the request holds exactly this many messages (the conversation
     /// a stateful client expects the gateway to have rebuilt).
     pub expect_messages: Option<usize>,
+    /// `probe`: how to break the answer ([`crate::probe`]).
+    pub fault: String,
 }
 
 /// Replaces the byte after the first `"id":"` with 0xff (not UTF-8 anywhere).
@@ -170,6 +172,7 @@ impl Scenario {
                 "bad_utf8" => s.bad_utf8 = true,
                 "error_event" => s.error_event = true,
                 "expect_messages" => s.expect_messages = v.parse().ok(),
+                "fault" => s.fault = v.to_owned(),
                 _ => {}
             }
         }
@@ -449,6 +452,56 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
         tokio::time::sleep(Duration::from_millis(sc.delay_ms)).await;
     }
     watch.done = true;
+    let bad_errors = sc.fault == "bad_errors";
+    let plain = |status: u16, text: &'static str| {
+        Response::builder()
+            .status(status)
+            .header("content-type", "text/plain")
+            .body(Body::from(text))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    };
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if bearer == format!("Bearer {}", crate::probe::BAD_KEY) {
+        if bad_errors {
+            return plain(401, "Unauthorized");
+        }
+        return json_response(
+            401,
+            fixtures::read("errors/openai_401_invalid_api_key.json").unwrap_or_default(),
+        );
+    }
+    if !req["messages"].is_array() {
+        if bad_errors {
+            return plain(400, "bad request");
+        }
+        return json_response(
+            400,
+            Bytes::from(
+                json!({"error": {"message": "Invalid type for 'messages': expected an array of objects.",
+                                 "type": "invalid_request_error", "param": "messages", "code": "invalid_type"}})
+                .to_string(),
+            ),
+        );
+    }
+    let sc = if sc.name == "probe" {
+        let stream = req["stream"].as_bool().unwrap_or(false);
+        let name = match crate::probe::plan(&req) {
+            // The recorded single-call and answer turns are streams; their non-streaming
+            // counterparts are the recorded parallel calls and the recorded text.
+            "capital" if !stream => "parallel",
+            "answer" if !stream => "text",
+            n => n,
+        };
+        Scenario {
+            name: name.to_owned(),
+            ..sc
+        }
+    } else {
+        sc
+    };
     if let Some(n) = sc.expect_messages {
         let got = req["messages"].as_array().map_or(0, Vec::len);
         if got != n {
@@ -491,6 +544,7 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
     if !stream {
         return match nonstream_body(&sc.name) {
             Ok(Some((status, body))) => {
+                let body = crate::probe::break_body(&sc.fault, body);
                 let body = if sc.truncate_json {
                     body.slice(..body.len() / 2)
                 } else if sc.bad_utf8 {
@@ -555,6 +609,24 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
             .iter()
             .flat_map(|f| (0..f.len()).map(move |i| f.slice(i..=i)))
             .collect();
+    }
+    frames = crate::probe::break_stream(&sc.fault, frames);
+    if sc.fault == "json_ct" {
+        let mut resp = stream_response(
+            frames,
+            &StreamPlan {
+                gap_ms: sc.gap_ms,
+                disconnect_after: sc.disconnect_after,
+                stall_after: sc.stall_after,
+                model,
+            },
+            &state,
+        );
+        resp.headers_mut().insert(
+            "content-type",
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        return resp;
     }
     stream_response(
         frames,
@@ -641,11 +713,14 @@ pub(crate) fn stream_response(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// `json`: a completion whose content fits the request's `response_format` json_schema (400
-/// when the request has none: the gateway must have translated the client's format).
+/// `json`: a completion whose content fits the request's `response_format` json_schema, or
+/// a JSON object for `json_object` (400 when the request has neither: the gateway must
+/// have translated the client's format).
 fn json_answer(req: &Value, stream: bool, sc: &Scenario, state: &SimState) -> Response {
     let rf = &req["response_format"];
-    if rf["type"] != "json_schema" || !rf["json_schema"]["schema"].is_object() {
+    let content = if rf["type"] == "json_object" {
+        json!({"answer": "Hello!"}).to_string()
+    } else if rf["type"] != "json_schema" || !rf["json_schema"]["schema"].is_object() {
         return json_response(
             400,
             error_body(
@@ -653,8 +728,9 @@ fn json_answer(req: &Value, stream: bool, sc: &Scenario, state: &SimState) -> Re
                 "sim: the json scenario needs response_format json_schema",
             ),
         );
-    }
-    let content = crate::anthropic::sample(&rf["json_schema"]["schema"]).to_string();
+    } else {
+        crate::anthropic::sample(&rf["json_schema"]["schema"]).to_string()
+    };
     let completion = json!({
         "id": "chatcmpl-json", "object": "chat.completion", "created": 1727346142, "model": "json",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": null},
@@ -662,13 +738,19 @@ fn json_answer(req: &Value, stream: bool, sc: &Scenario, state: &SimState) -> Re
         "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42},
     });
     if !stream {
-        return json_response(200, Bytes::from(completion.to_string()));
+        return json_response(
+            200,
+            crate::probe::break_body(&sc.fault, Bytes::from(completion.to_string())),
+        );
     }
     let include_usage = req["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
     stream_response(
-        streamify(&completion, Style::Standard, include_usage),
+        crate::probe::break_stream(
+            &sc.fault,
+            streamify(&completion, Style::Standard, include_usage),
+        ),
         &StreamPlan {
             gap_ms: sc.gap_ms,
             disconnect_after: sc.disconnect_after,
