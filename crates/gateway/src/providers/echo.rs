@@ -429,6 +429,26 @@ pub fn stream(req: &ChatRequest, request_id: &str, created: u64) -> (Bytes, Usag
 }
 
 /// Deterministic embeddings: 16 dimensions derived from the input's bytes, unit length.
+/// Runs an answer echo made whole (`stream`'s bytes) through a client-dialect stream
+/// machine, as the stream loop would; the machine is kept for its result.
+pub fn translate_whole<T: jusinfer_translate::StreamTranslator>(
+    machine: &mut T,
+    bytes: &[u8],
+) -> Result<bytes::Bytes, crate::error::GatewayError> {
+    let bad = |e: jusinfer_translate::StreamError| crate::error::GatewayError::internal(e.message);
+    let mut d = jusinfer_sse::Decoder::new();
+    d.push(bytes);
+    let mut out = Vec::new();
+    while let Ok(Some(ev)) = d.next_event() {
+        machine.push(&ev, &mut out).map_err(bad)?;
+    }
+    for ev in d.finish().unwrap_or_default() {
+        machine.push(&ev, &mut out).map_err(bad)?;
+    }
+    machine.finish(&mut out).map_err(bad)?;
+    Ok(out.concat().into())
+}
+
 pub fn embeddings(inputs: &[String]) -> (Vec<Vec<f64>>, u64) {
     let mut tokens = 0;
     let vecs = inputs

@@ -193,23 +193,8 @@ pub fn echo(
     let mut resp = if call.stream {
         let (bytes, usage) = echo::stream(&req, request_id, created);
         let mut machine = stream::ChatToMessages::new(stream_options(call));
-        let mut d = jusinfer_sse::Decoder::new();
-        d.push(&bytes);
-        let mut out = Vec::new();
-        let mut events = Vec::new();
-        while let Ok(Some(ev)) = d.next_event() {
-            events.push(ev);
-        }
-        events.extend(d.finish().unwrap_or_default());
-        for ev in &events {
-            machine
-                .push(ev, &mut out)
-                .map_err(|e| GatewayError::internal(e.message))?;
-        }
-        machine
-            .finish(&mut out)
-            .map_err(|e| GatewayError::internal(e.message))?;
-        let mut resp = http::sse_response(Body::from(out.concat()));
+        let out = echo::translate_whole(&mut machine, &bytes)?;
+        let mut resp = http::sse_response(Body::from(out));
         resp.extensions_mut().insert(UsageExt(usage));
         resp
     } else {

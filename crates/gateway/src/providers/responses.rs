@@ -17,7 +17,6 @@ use jusinfer_translate::chat_stream::{ChatStreamNormalizer, CostRule, Options as
 use jusinfer_translate::pipe::Pipe;
 use jusinfer_translate::pricing::{self, Price};
 use jusinfer_translate::responses::{request, response, stream};
-use jusinfer_translate::StreamTranslator;
 use jusinfer_wire::anthropic::MessagesResponse;
 use jusinfer_wire::chat::{ChatRequest, Cost, Usage};
 use serde_json::{json, Map, Value};
@@ -468,25 +467,11 @@ async fn echo(call: &Call<'_>) -> Result<Response, GatewayError> {
     let mut resp = if call.stream {
         let (bytes, usage) = echo::stream(&chat, call.request_id, call.created);
         let mut machine = responses_machine(call);
-        let mut d = jusinfer_sse::Decoder::new();
-        d.push(&bytes);
-        let mut out = Vec::new();
-        let mut events = Vec::new();
-        while let Ok(Some(ev)) = d.next_event() {
-            events.push(ev);
-        }
-        events.extend(d.finish().unwrap_or_default());
-        for ev in &events {
-            machine
-                .push(ev, &mut out)
-                .map_err(|e| GatewayError::internal(e.message))?;
-        }
-        StreamTranslator::finish(&mut machine, &mut out)
-            .map_err(|e| GatewayError::internal(e.message))?;
+        let out = echo::translate_whole(&mut machine, &bytes)?;
         if let (Some(k), Some(r)) = (call.keeper, machine.take_result()) {
             k.save(&r, None).await;
         }
-        let mut resp = http::sse_response(Body::from(out.concat()));
+        let mut resp = http::sse_response(Body::from(out));
         resp.extensions_mut().insert(UsageExt(usage));
         resp
     } else {

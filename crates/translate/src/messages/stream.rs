@@ -533,3 +533,32 @@ impl crate::StreamTranslator for MessagesPassthrough {
         Some(Bytes::from_static(PING))
     }
 }
+
+impl crate::StreamTranslator for ChatToMessages {
+    fn push(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        ChatToMessages::push(self, ev, out)
+    }
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        ChatToMessages::finish(self, out)
+    }
+    fn is_complete(&self) -> bool {
+        self.done
+    }
+    fn usage(&self) -> Option<jusinfer_wire::chat::Usage> {
+        self.usage
+            .as_ref()
+            .and_then(|u| serde_json::from_value(u.clone()).ok())
+    }
+    fn deltas_seen(&self) -> u64 {
+        self.deltas
+    }
+    fn failed(&self) -> bool {
+        self.failed
+    }
+    fn error_frame(&self, kind: &str, status: u16, message: &str) -> Option<Bytes> {
+        Some(error_frame(error_type(kind, status), message))
+    }
+    fn keepalive_frame(&self) -> Option<Bytes> {
+        Some(Bytes::from_static(PING))
+    }
+}
