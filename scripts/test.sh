@@ -22,6 +22,12 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! need redis-server;
   echo "== installing PostgreSQL and Redis"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server) >/dev/null
 fi
+# Debian's Chromium for the developer portal's browser tests (driven by Playwright from the
+# Python environment below; nothing is downloaded by Playwright itself).
+if ! need chromium; then
+  echo "== installing Chromium"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+fi
 if ! need cargo; then
   echo "error: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 2

@@ -523,7 +523,12 @@ async fn usage_cmd(
         By::Provider => GroupBy::Provider,
     };
     let rows = store
-        .usage_summary(&UsageQuery { since_ms, key, by })
+        .usage_summary(&UsageQuery {
+            since_ms,
+            key,
+            model: None,
+            by,
+        })
         .await
         .map_err(work)?;
     if json {

@@ -155,6 +155,7 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/healthz", get(handlers::health::healthz))
         .route("/readyz", get(handlers::health::readyz))
         .route("/metrics", get(handlers::health::metrics))
+        .merge(crate::portal::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), request_meta))
         .with_state(state)

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
+pub mod portal;
 pub mod pricing;
 pub mod providers;
 pub mod proxy;

@@ -39,6 +39,14 @@ pub struct RouteView {
     pub weights: Vec<f64>,
 }
 
+/// A routable model as the portal lists it.
+pub struct CatalogEntry {
+    pub model: String,
+    /// `None`: a provider's static model, served by that provider alone.
+    pub strategy: Option<Strategy>,
+    pub deployments: Vec<Deployment>,
+}
+
 /// An alias with its deployments built once.
 struct Route {
     name: String,
@@ -168,6 +176,33 @@ impl Router {
                 weights: r.weights.clone(),
             })
             .collect()
+    }
+
+    /// Every routable model once, in the order a request would try its deployments
+    /// (weighted and least-latency routes: as configured): aliases, then each provider's
+    /// static models not shadowed by an alias or an earlier provider. For the portal.
+    pub fn catalog(&self) -> Vec<CatalogEntry> {
+        let mut out: Vec<CatalogEntry> = self
+            .routes
+            .iter()
+            .map(|r| CatalogEntry {
+                model: r.name.clone(),
+                strategy: Some(r.strategy),
+                deployments: r.deployments.clone(),
+            })
+            .collect();
+        for p in &self.providers {
+            for m in &p.config.models {
+                if !out.iter().any(|e| &e.model == m) {
+                    out.push(CatalogEntry {
+                        model: m.clone(),
+                        strategy: None,
+                        deployments: vec![self.direct(p, m)],
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Every name a client can send: aliases, static models and their `provider/model`.

@@ -80,7 +80,7 @@ fn check_limits(
 }
 
 /// A key as the admin API shows it: its settings, status and what it has spent.
-fn view(k: &KeyRecord, stats: Option<&KeyStats>) -> Value {
+pub(crate) fn view(k: &KeyRecord, stats: Option<&KeyStats>) -> Value {
     let status = if k.revoked_at.is_some() {
         "revoked"
     } else if k.expires_at.is_some_and(|t| t <= now()) {
@@ -113,7 +113,7 @@ fn result(r: Result<Response, GatewayError>) -> Response {
 
 /// Forgets the key everywhere: this instance's cache, and every other instance's through
 /// Redis.
-async fn announce(state: &AppState, k: &KeyRecord) {
+pub(crate) async fn announce(state: &AppState, k: &KeyRecord) {
     if let Some(checker) = &state.keys {
         checker.evict(&k.hash);
     }
@@ -289,6 +289,8 @@ pub struct UsageParams {
     /// `model` (default), `key` or `provider`.
     by: Option<String>,
     key: Option<String>,
+    /// Only this requested model.
+    model: Option<String>,
 }
 
 pub async fn usage(
@@ -331,6 +333,7 @@ pub async fn usage(
                 .usage_summary(&UsageQuery {
                     since_ms,
                     key: p.key,
+                    model: p.model,
                     by,
                 })
                 .await

@@ -15,12 +15,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Row, SqlitePool};
 
 use crate::ledger::UsageRecord;
+pub use portal::{Bucket, PortalSession, UsageFilter, UsageRow};
 
 /// What `jusinfer usage` asks for.
 #[derive(Debug, Clone)]
 pub struct UsageQuery {
     pub since_ms: i64,
     pub key: Option<String>,
+    /// Only this requested model.
+    pub model: Option<String>,
     pub by: GroupBy,
 }
 
@@ -121,6 +124,17 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX responses_owner ON responses (owner, created_at)",
     ),
+    (
+        5,
+        "CREATE TABLE portal_sessions (
+        id_hash         TEXT PRIMARY KEY,
+        key_id          TEXT NOT NULL,
+        csrf            TEXT NOT NULL,
+        session_created BIGINT NOT NULL,
+        session_expires BIGINT NOT NULL
+    );
+    CREATE INDEX portal_sessions_key ON portal_sessions (key_id)",
+    ),
 ];
 
 /// PostgreSQL schema migrations: the same tables and columns as SQLite's.
@@ -186,6 +200,17 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         response     TEXT NOT NULL
     );
     CREATE INDEX responses_owner ON responses (owner, created_at)",
+    ),
+    (
+        5,
+        "CREATE TABLE portal_sessions (
+        id_hash         TEXT PRIMARY KEY,
+        key_id          TEXT NOT NULL,
+        csrf            TEXT NOT NULL,
+        session_created BIGINT NOT NULL,
+        session_expires BIGINT NOT NULL
+    );
+    CREATE INDEX portal_sessions_key ON portal_sessions (key_id)",
     ),
 ];
 
@@ -276,6 +301,9 @@ macro_rules! key_from_row {
         })
     }};
 }
+
+// After the macros above: the portal's queries use them.
+mod portal;
 
 const KEY_COLUMNS: &str = "id, name, prefix, hash, admin, created_at, expires_at, revoked_at, budget_usd, rpm, tpm, models, metadata";
 
@@ -698,12 +726,13 @@ impl Store {
              CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens,
              CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, SUM(cost_usd) AS cost_usd,
              CAST(SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) AS BIGINT) AS unpriced
-             FROM usage WHERE ts_ms >= $1 AND ($2 IS NULL OR key_id = $2) GROUP BY {col} ORDER BY requests DESC, grp"
+             FROM usage WHERE ts_ms >= $1 AND ($2 IS NULL OR key_id = $2) AND ($3 IS NULL OR model = $3) GROUP BY {col} ORDER BY requests DESC, grp"
         );
         with_pool!(self, |pool, DB| {
             let rows = sqlx::query(&sql)
                 .bind(q.since_ms)
                 .bind(&q.key)
+                .bind(&q.model)
                 .fetch_all(pool)
                 .await?;
             rows.iter()
