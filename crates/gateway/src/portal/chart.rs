@@ -24,6 +24,8 @@ pub struct Chart<'a> {
     pub format: fn(f64) -> String,
     /// Writes an axis tick (shorter).
     pub axis: fn(f64) -> String,
+    /// The smallest gridline step (1 for counts: no "0.25 requests").
+    pub min_step: f64,
 }
 
 // A small canvas, so that its text stays legible when the chart is scaled to a third of
@@ -85,7 +87,10 @@ impl Chart<'_> {
         let n = self.labels.len();
         let totals: Vec<f64> = (0..n).map(|i| self.total(i)).collect();
         let sum: f64 = totals.iter().sum();
-        let max = nice_ceiling(totals.iter().copied().fold(0.0, f64::max));
+        // Four gridlines a round step apart: 0, 1, 2, 3, 4 or 0, 50, 100, 150, 200.
+        let step =
+            nice_ceiling(totals.iter().copied().fold(0.0, f64::max) / 4.0).max(self.min_step);
+        let max = step * 4.0;
         let plot_w = W - LEFT - 8.0;
         let plot_h = H - TOP - BOTTOM;
         let slot = if n == 0 { plot_w } else { plot_w / n as f64 };
@@ -115,7 +120,7 @@ impl Chart<'_> {
                     viewBox=(format!("0 0 {W} {H}")) data-sum=(sum) data-buckets=(n) {
                     desc #(desc_id) { (summary) }
                     @for k in 0..=4 {
-                        @let v = max * f64::from(k) / 4.0;
+                        @let v = step * f64::from(k);
                         @let y = r(TOP + plot_h - plot_h * f64::from(k) / 4.0);
                         line.grid x1=(LEFT) x2=(W - 8.0) y1=(y) y2=(y) {}
                         text.tick x=(LEFT - 6.0) y=(y + 4.0) text-anchor="end" { ((self.axis)(v)) }
@@ -194,6 +199,7 @@ mod tests {
             ],
             format: |v| format!("{v}"),
             axis: |v| format!("{v}"),
+            min_step: 1.0,
         }
         .render()
         .into_string()
@@ -214,6 +220,19 @@ mod tests {
         // SVG elements are closed (an unclosed `<rect>` would swallow the next ones).
         assert_eq!(svg.matches("<rect").count(), svg.matches("</rect>").count());
         assert!(svg.contains("the most, 4, at 01:00."));
+        // Gridlines at 0, 1, 2, 3, 4.
+        for t in ["0", "1", "2", "3", "4"] {
+            assert!(
+                svg.contains(&format!("text-anchor=\"end\">{t}</text>")),
+                "{svg}"
+            );
+        }
+        // One request: still whole-number gridlines.
+        let one = chart(vec![1.0], vec![0.0]);
+        assert!(
+            one.contains("text-anchor=\"end\">1</text>") && !one.contains(">0.25<"),
+            "{one}"
+        );
         // The title is escaped.
         assert!(svg.contains("Requests &lt;by hour&gt;"));
         // The table lists only buckets with something in them.

@@ -37,13 +37,14 @@ pub fn iso(ms: i64) -> String {
     )
 }
 
-/// A bucket's label: `10:00` for hours, `11-26` for days.
-pub fn bucket_label(ms: i64, hourly: bool) -> String {
+/// A bucket's label: `10:00` for hours within a day, `11-26 10:00` for hours over
+/// several days, `11-26` for days.
+pub fn bucket_label(ms: i64, hourly: bool, dated: bool) -> String {
     let (_, mo, d, h, mi, _) = parts(ms);
-    if hourly {
-        format!("{h:02}:{mi:02}")
-    } else {
-        format!("{mo:02}-{d:02}")
+    match (hourly, dated) {
+        (true, false) => format!("{h:02}:{mi:02}"),
+        (true, true) => format!("{mo:02}-{d:02} {h:02}:{mi:02}"),
+        (false, _) => format!("{mo:02}-{d:02}"),
     }
 }
 
@@ -121,8 +122,9 @@ mod tests {
         assert_eq!(iso(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(datetime(4_107_542_399_000), "2100-02-28 23:59:59");
         assert_eq!(datetime(-1000), "1969-12-31 23:59:59");
-        assert_eq!(bucket_label(1_764_151_200_000, true), "10:00");
-        assert_eq!(bucket_label(1_764_115_200_000, false), "11-26");
+        assert_eq!(bucket_label(1_764_151_200_000, true, false), "10:00");
+        assert_eq!(bucket_label(1_764_151_200_000, true, true), "11-26 10:00");
+        assert_eq!(bucket_label(1_764_115_200_000, false, false), "11-26");
     }
 
     #[test]

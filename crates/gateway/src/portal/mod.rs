@@ -253,6 +253,12 @@ async fn login(
         }
         Err(e) => return unavailable(&e.message).into_response(),
     };
+    // A session this browser had before ends (no two live sessions per cookie jar).
+    if let Some(old) = session::cookie(&headers, SESSION_COOKIE) {
+        if let Err(e) = state.store.delete_session(&keys::hash_key(old)).await {
+            return unavailable(e).into_response();
+        }
+    }
     let token = session::token();
     let csrf = session::token();
     let expires = now().saturating_add(session::SESSION_TTL_SECS);
@@ -690,13 +696,19 @@ async fn usage_view(
     } else {
         None
     };
-    let model_choices = store
+    let mut model_choices = store
         .usage_models(&UsageFilter {
             model: None,
             ..f.clone()
         })
         .await
         .map_err(unavailable)?;
+    // A filter on a model with no rows in the period stays visible (and kept on Apply).
+    if let Some(m) = &f.model {
+        if !model_choices.contains(m) {
+            model_choices.insert(0, m.clone());
+        }
+    }
     let recent = store.usage_rows(f, 50).await.map_err(unavailable)?;
     let totals = by_model.iter().fold(
         UsageSummary {
@@ -770,7 +782,7 @@ fn charts(sc: &UsageScope, series: &[crate::store::Bucket]) -> Vec<Markup> {
     let hourly = sc.bucket == "hour";
     let labels: Vec<String> = starts
         .iter()
-        .map(|t| fmt::bucket_label(*t, hourly))
+        .map(|t| fmt::bucket_label(*t, hourly, sc.range_ms > DAY_MS))
         .collect();
     let per = if hourly { "hour" } else { "day" };
     let count = |v: f64| fmt::short(v);
@@ -793,6 +805,7 @@ fn charts(sc: &UsageScope, series: &[crate::store::Bucket]) -> Vec<Markup> {
             ],
             format: count,
             axis: count,
+            min_step: 1.0,
         }
         .render(),
         Chart {
@@ -813,6 +826,7 @@ fn charts(sc: &UsageScope, series: &[crate::store::Bucket]) -> Vec<Markup> {
             ],
             format: count,
             axis: count,
+            min_step: 1.0,
         }
         .render(),
         Chart {
@@ -826,6 +840,7 @@ fn charts(sc: &UsageScope, series: &[crate::store::Bucket]) -> Vec<Markup> {
             }],
             format: fmt::usd,
             axis: fmt::usd_axis,
+            min_step: 0.0,
         }
         .render(),
     ]
@@ -883,12 +898,12 @@ async fn usage_csv(
         ok &= w
             .write_record([
                 fmt::iso(r.ts_ms),
-                r.request_id.clone(),
-                key_id,
+                fmt::csv_cell(&r.request_id).into_owned(),
+                fmt::csv_cell(&key_id).into_owned(),
                 fmt::csv_cell(&key_name).into_owned(),
-                r.endpoint.clone(),
+                fmt::csv_cell(&r.endpoint).into_owned(),
                 fmt::csv_cell(&r.model).into_owned(),
-                r.provider.clone().unwrap_or_default(),
+                fmt::csv_cell(r.provider.as_deref().unwrap_or("")).into_owned(),
                 fmt::csv_cell(r.upstream_model.as_deref().unwrap_or("")).into_owned(),
                 r.status.to_string(),
                 r.prompt_tokens.to_string(),
@@ -900,7 +915,7 @@ async fn usage_csv(
                 opt(r.ttft_ms),
                 r.attempts.to_string(),
                 r.stream.to_string(),
-                r.error_type.clone().unwrap_or_default(),
+                fmt::csv_cell(r.error_type.as_deref().unwrap_or("")).into_owned(),
             ])
             .is_ok();
     }
@@ -933,7 +948,17 @@ async fn models_page(State(state): State<AppState>, headers: HeaderMap) -> Page 
         .router
         .catalog()
         .into_iter()
-        .filter(|e| keys::model_allowed(&s.key.models, &e.model))
+        .filter(|e| {
+            // A provider's own model is also callable as `provider/model`.
+            keys::model_allowed(&s.key.models, &e.model)
+                || e.strategy.is_none()
+                    && e.deployments.iter().any(|d| {
+                        keys::model_allowed(
+                            &s.key.models,
+                            &format!("{}/{}", d.provider.name(), d.upstream_model),
+                        )
+                    })
+        })
         .map(|e| pages::ModelView {
             model: e.model,
             strategy: e.strategy.and_then(|st| {
@@ -966,6 +991,7 @@ async fn models_page(State(state): State<AppState>, headers: HeaderMap) -> Page 
         .config
         .providers
         .iter()
+        .filter(|p| keys::model_allowed(&s.key.models, &format!("{}/any-model", p.name)))
         .map(|p| (p.name.clone(), p.kind.as_str().to_owned()))
         .collect();
     Ok(html(

@@ -207,7 +207,7 @@ pub fn keys(ctx: &Ctx<'_>, rows: &[(KeyRecord, KeyStats)], extra: &KeysExtra<'_>
                 p.warning role="alert" {
                     strong { "Copy this key now. " }
                     "It is shown only this once: the gateway keeps only its hash and cannot show it again. "
-                    "Treat it like a password."
+                    "Treat it like a password. (Reloading this page would mint another key.)"
                 }
                 div.copyrow {
                     label.visually-hidden for="new-key" { "The new key" }
@@ -540,9 +540,10 @@ pub fn models(ctx: &Ctx<'_>, models: &[ModelView], open: &[(String, String)]) ->
                     th scope="col" { "Price in / out (per 1M tokens)" } th scope="col" { "Circuit" }
                     th scope="col" { "Error rate" } th scope="col" { "Latency" } th scope="col" { "Requests ok / failed" }
                 } }
-                tbody {
-                    @if models.is_empty() { tr { td colspan="8" { span.dim { "No routable models for this key." } } } }
-                    @for m in models {
+                @if models.is_empty() { tbody { tr { td colspan="8" { span.dim { "No routable models for this key." } } } } }
+                // One row group per model, so its header cell covers only its deployments.
+                @for m in models {
+                    tbody {
                         @for (i, d) in m.deployments.iter().enumerate() {
                             tr data-model=(m.model) {
                                 @if i == 0 {

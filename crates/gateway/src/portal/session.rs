@@ -63,7 +63,9 @@ pub fn same_token(a: &str, b: &str) -> bool {
 /// Whether a state-changing request may be from another site. Browsers send
 /// `Sec-Fetch-Site` and `Origin` on POSTs; when they do, both must say "this origin".
 /// (The CSRF token is the main defence; this one also stops a page that somehow holds a
-/// token.)
+/// token.) This origin's host is the `Host` header or, behind a proxy that rewrites it,
+/// `X-Forwarded-Host`; with neither (HTTP/2 without `Host`), only `Sec-Fetch-Site` and the
+/// token decide.
 pub fn cross_site(headers: &HeaderMap) -> bool {
     let text = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site") {
@@ -71,16 +73,21 @@ pub fn cross_site(headers: &HeaderMap) -> bool {
             return true;
         }
     }
-    match (text("origin"), text("host")) {
-        (None, _) => false,
-        (Some(origin), Some(host)) => {
-            let o = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"));
-            o != Some(host)
-        }
-        (Some(_), None) => true,
-    }
+    let Some(origin) = text("origin") else {
+        return false;
+    };
+    let Some(origin_host) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        // `null` (an opaque origin: a sandboxed frame, a data: URL) or anything odd.
+        return true;
+    };
+    let forwarded = text("x-forwarded-host")
+        .and_then(|v| v.split(',').next())
+        .map(str::trim);
+    let hosts: Vec<&str> = [text("host"), forwarded].into_iter().flatten().collect();
+    !hosts.is_empty() && !hosts.iter().any(|h| h.eq_ignore_ascii_case(origin_host))
 }
 
 #[cfg(test)]
