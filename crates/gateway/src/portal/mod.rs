@@ -11,6 +11,7 @@ mod chart;
 mod fmt;
 mod pages;
 mod session;
+mod usage;
 
 use std::collections::HashMap;
 
@@ -25,9 +26,7 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::keys::{self, NewKey};
-use crate::store::{
-    now, GroupBy, KeyRecord, KeyStats, PortalSession, UsageFilter, UsageQuery, UsageSummary,
-};
+use crate::store::{now, KeyRecord, KeyStats, PortalSession, UsageFilter, UsageSummary};
 use chart::{Chart, Series};
 use pages::{Ctx, KeysExtra, MintValues, Nav};
 use session::{LOGIN_COOKIE, SESSION_COOKIE};
@@ -571,7 +570,6 @@ struct UsageParams {
 /// A usage query made safe: a known range and bucket, and a key filter the caller may use.
 struct UsageScope {
     range: &'static str,
-    range_ms: i64,
     bucket: &'static str,
     bucket_ms: i64,
     filter: UsageFilter,
@@ -612,13 +610,15 @@ fn scope(s: &PortalSession, p: &UsageParams) -> Result<UsageScope, Refusal> {
         }
     };
     let now_ms = now().saturating_mul(1000);
+    // The period starts on its first bucket's boundary, so that the charts, the totals,
+    // the tables and the CSV all count the same requests.
+    let since_ms = (now_ms - range_ms).div_euclid(bucket_ms) * bucket_ms;
     Ok(UsageScope {
         range,
-        range_ms,
         bucket,
         bucket_ms,
         filter: UsageFilter {
-            since_ms: now_ms - range_ms,
+            since_ms,
             key,
             model: p.model.clone().filter(|m| !m.is_empty()),
         },
@@ -655,20 +655,13 @@ async fn usage_view(
 ) -> Result<Markup, Refusal> {
     let store = &state.store;
     let f = &sc.filter;
-    let series = store
-        .usage_series(f, sc.bucket_ms)
+    // One query over the hourly rollup gives the charts, totals, breakdowns and the model
+    // list; only the recent requests come from the ledger itself.
+    let cells = store
+        .usage_cells(f, sc.bucket_ms)
         .await
         .map_err(unavailable)?;
-    let summary = |by| UsageQuery {
-        since_ms: f.since_ms,
-        key: f.key.clone(),
-        model: f.model.clone(),
-        by,
-    };
-    let by_model = store
-        .usage_summary(&summary(GroupBy::Model))
-        .await
-        .map_err(unavailable)?;
+    let u = usage::summarize(&cells, f.model.as_deref());
     let all_keys = if s.key.admin {
         store.list_keys().await.map_err(unavailable)?
     } else {
@@ -678,31 +671,18 @@ async fn usage_view(
         .iter()
         .map(|k| (k.id.as_str(), k.name.as_str()))
         .collect();
-    let by_key = if s.key.admin {
-        let rows = store
-            .usage_summary(&summary(GroupBy::Key))
-            .await
-            .map_err(unavailable)?;
-        Some(
-            rows.into_iter()
-                .map(|r| {
-                    let name = names
-                        .get(r.group.as_str())
-                        .map_or_else(|| r.group.clone(), |n| format!("{n} ({})", r.group));
-                    (name, r)
-                })
-                .collect(),
-        )
-    } else {
-        None
-    };
-    let mut model_choices = store
-        .usage_models(&UsageFilter {
-            model: None,
-            ..f.clone()
-        })
-        .await
-        .map_err(unavailable)?;
+    let by_key = s.key.admin.then(|| {
+        u.by_key
+            .iter()
+            .map(|r| {
+                let name = names
+                    .get(r.group.as_str())
+                    .map_or_else(|| r.group.clone(), |n| format!("{n} ({})", r.group));
+                (name, r.clone())
+            })
+            .collect()
+    });
+    let mut model_choices = u.models.clone();
     // A filter on a model with no rows in the period stays visible (and kept on Apply).
     if let Some(m) = &f.model {
         if !model_choices.contains(m) {
@@ -710,28 +690,7 @@ async fn usage_view(
         }
     }
     let recent = store.usage_rows(f, 50).await.map_err(unavailable)?;
-    let totals = by_model.iter().fold(
-        UsageSummary {
-            group: String::new(),
-            requests: 0,
-            errors: 0,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cached_tokens: 0,
-            cost_usd: Some(0.0),
-            unpriced: 0,
-        },
-        |mut t, r| {
-            t.requests += r.requests;
-            t.errors += r.errors;
-            t.prompt_tokens += r.prompt_tokens;
-            t.completion_tokens += r.completion_tokens;
-            t.cost_usd = Some(t.cost_usd.unwrap_or(0.0) + r.cost_usd.unwrap_or(0.0));
-            t.unpriced += r.unpriced;
-            t
-        },
-    );
-    let charts = charts(sc, &series);
+    let charts = charts(sc, &u.buckets);
     let key_name = |id: &str| {
         names
             .get(id)
@@ -752,8 +711,8 @@ async fn usage_view(
         },
         model_choices,
         charts,
-        totals,
-        by_model,
+        totals: u.totals.clone(),
+        by_model: u.by_model.clone(),
         by_key,
         recent,
         key_name: &key_name,
@@ -764,25 +723,23 @@ async fn usage_view(
 }
 
 /// The three charts over every bucket of the period (empty ones included).
-fn charts(sc: &UsageScope, series: &[crate::store::Bucket]) -> Vec<Markup> {
-    let first = (sc.now_ms - sc.range_ms).div_euclid(sc.bucket_ms) * sc.bucket_ms;
+fn charts(sc: &UsageScope, buckets: &std::collections::BTreeMap<i64, UsageSummary>) -> Vec<Markup> {
+    let first = sc.filter.since_ms;
     let last = sc.now_ms.div_euclid(sc.bucket_ms) * sc.bucket_ms;
     let starts: Vec<i64> = (0..)
         .map(|i| first + i * sc.bucket_ms)
         .take_while(|t| *t <= last)
         .collect();
-    let by_start: HashMap<i64, &crate::store::Bucket> =
-        series.iter().map(|b| (b.start_ms, b)).collect();
-    let col = |f: fn(&crate::store::Bucket) -> f64| -> Vec<f64> {
+    let col = |f: fn(&UsageSummary) -> f64| -> Vec<f64> {
         starts
             .iter()
-            .map(|t| by_start.get(t).map_or(0.0, |b| f(b)))
+            .map(|t| buckets.get(t).map_or(0.0, f))
             .collect()
     };
     let hourly = sc.bucket == "hour";
     let labels: Vec<String> = starts
         .iter()
-        .map(|t| fmt::bucket_label(*t, hourly, sc.range_ms > DAY_MS))
+        .map(|t| fmt::bucket_label(*t, hourly, sc.range != "24h"))
         .collect();
     let per = if hourly { "hour" } else { "day" };
     let count = |v: f64| fmt::short(v);
@@ -836,7 +793,7 @@ fn charts(sc: &UsageScope, series: &[crate::store::Bucket]) -> Vec<Markup> {
             series: vec![Series {
                 name: "cost",
                 class: "s2",
-                values: col(|b| b.cost_usd),
+                values: col(|b| b.cost_usd.unwrap_or(0.0)),
             }],
             format: fmt::usd,
             axis: fmt::usd_axis,

@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Row, SqlitePool};
 
 use crate::ledger::UsageRecord;
-pub use portal::{Bucket, PortalSession, UsageFilter, UsageRow};
+pub use portal::{Cell, PortalSession, UsageFilter, UsageRow};
 
 /// What `jusinfer usage` asks for.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub enum GroupBy {
 }
 
 /// One line of a usage summary.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct UsageSummary {
     pub group: String,
     pub requests: i64,
@@ -135,6 +135,33 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX portal_sessions_key ON portal_sessions (key_id)",
     ),
+    (
+        6,
+        "CREATE TABLE usage_hourly (
+        hour_ms           BIGINT NOT NULL,
+        key_id            TEXT NOT NULL,
+        model             TEXT NOT NULL,
+        requests          BIGINT NOT NULL,
+        errors            BIGINT NOT NULL,
+        prompt_tokens     BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens     BIGINT NOT NULL,
+        cost_usd          REAL NOT NULL,
+        priced            BIGINT NOT NULL,
+        unpriced          BIGINT NOT NULL,
+        last_ms           BIGINT NOT NULL,
+        PRIMARY KEY (hour_ms, key_id, model)
+    );
+    CREATE INDEX usage_hourly_key ON usage_hourly (key_id, hour_ms);
+    INSERT INTO usage_hourly
+        SELECT (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model, COUNT(*),
+        SUM(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END),
+        SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), COALESCE(SUM(cost_usd), 0),
+        SUM(CASE WHEN cost_usd IS NULL THEN 0 ELSE 1 END),
+        SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END),
+        MAX(ts_ms)
+        FROM usage GROUP BY (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model",
+    ),
 ];
 
 /// PostgreSQL schema migrations: the same tables and columns as SQLite's.
@@ -211,6 +238,33 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         session_expires BIGINT NOT NULL
     );
     CREATE INDEX portal_sessions_key ON portal_sessions (key_id)",
+    ),
+    (
+        6,
+        "CREATE TABLE usage_hourly (
+        hour_ms           BIGINT NOT NULL,
+        key_id            TEXT NOT NULL,
+        model             TEXT NOT NULL,
+        requests          BIGINT NOT NULL,
+        errors            BIGINT NOT NULL,
+        prompt_tokens     BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens     BIGINT NOT NULL,
+        cost_usd          DOUBLE PRECISION NOT NULL,
+        priced            BIGINT NOT NULL,
+        unpriced          BIGINT NOT NULL,
+        last_ms           BIGINT NOT NULL,
+        PRIMARY KEY (hour_ms, key_id, model)
+    );
+    CREATE INDEX usage_hourly_key ON usage_hourly (key_id, hour_ms);
+    INSERT INTO usage_hourly
+        SELECT (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model, COUNT(*),
+        SUM(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END),
+        SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), COALESCE(SUM(cost_usd), 0),
+        SUM(CASE WHEN cost_usd IS NULL THEN 0 ELSE 1 END),
+        SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END),
+        MAX(ts_ms)
+        FROM usage GROUP BY (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model",
     ),
 ];
 
@@ -705,8 +759,49 @@ impl Store {
                         .push_bind(r.stream)
                         .push_bind(&r.error_type);
                 });
-                q.push(" ON CONFLICT (row_id) DO NOTHING");
-                q.build().execute(&mut *tx).await?;
+                q.push(" ON CONFLICT (row_id) DO NOTHING RETURNING row_id");
+                let stored: Vec<String> =
+                    q.build_query_scalar::<String>().fetch_all(&mut *tx).await?;
+                // Only the rows just stored count towards the hourly rollup (a row
+                // skipped as already stored was counted when it was).
+                let stored: std::collections::HashSet<&str> =
+                    stored.iter().map(String::as_str).collect();
+                let cells =
+                    portal::rollup(chunk.iter().filter(|r| stored.contains(r.row_id.as_str())));
+                for part in cells.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::<DB>::new(
+                        "INSERT INTO usage_hourly (hour_ms, key_id, model, requests, errors, prompt_tokens,
+                         completion_tokens, cached_tokens, cost_usd, priced, unpriced, last_ms) ",
+                    );
+                    q.push_values(part, |mut b, c| {
+                        b.push_bind(c.hour_ms)
+                            .push_bind(&c.key_id)
+                            .push_bind(&c.model)
+                            .push_bind(c.requests)
+                            .push_bind(c.errors)
+                            .push_bind(c.prompt_tokens)
+                            .push_bind(c.completion_tokens)
+                            .push_bind(c.cached_tokens)
+                            .push_bind(c.cost_usd)
+                            .push_bind(c.priced)
+                            .push_bind(c.unpriced)
+                            .push_bind(c.last_ms);
+                    });
+                    q.push(
+                        " ON CONFLICT (hour_ms, key_id, model) DO UPDATE SET
+                         requests = usage_hourly.requests + excluded.requests,
+                         errors = usage_hourly.errors + excluded.errors,
+                         prompt_tokens = usage_hourly.prompt_tokens + excluded.prompt_tokens,
+                         completion_tokens = usage_hourly.completion_tokens + excluded.completion_tokens,
+                         cached_tokens = usage_hourly.cached_tokens + excluded.cached_tokens,
+                         cost_usd = usage_hourly.cost_usd + excluded.cost_usd,
+                         priced = usage_hourly.priced + excluded.priced,
+                         unpriced = usage_hourly.unpriced + excluded.unpriced,
+                         last_ms = CASE WHEN excluded.last_ms > usage_hourly.last_ms
+                                   THEN excluded.last_ms ELSE usage_hourly.last_ms END",
+                    );
+                    q.build().execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
             Ok(())
@@ -752,19 +847,25 @@ impl Store {
         })
     }
 
-    /// Spend, request count and last use of every key that has ledger rows.
+    /// Spend, request count and last use of every key that has ledger rows (from the
+    /// hourly rollup, which the ledger keeps in the same transaction as its rows).
     pub async fn key_stats(
         &self,
         key: Option<&str>,
     ) -> Result<std::collections::HashMap<String, KeyStats>, StoreError> {
+        // Two statements rather than `$1 IS NULL OR ...`, which no index serves.
+        let sql = match key {
+            Some(_) => "SELECT key_id, SUM(cost_usd) AS spend, CAST(SUM(requests) AS BIGINT) AS requests, MAX(last_ms) AS last
+                 FROM usage_hourly WHERE key_id = $1 GROUP BY key_id",
+            None => "SELECT key_id, SUM(cost_usd) AS spend, CAST(SUM(requests) AS BIGINT) AS requests, MAX(last_ms) AS last
+                 FROM usage_hourly WHERE key_id <> '' GROUP BY key_id",
+        };
         with_pool!(self, |pool, DB| {
-            let rows = sqlx::query(
-                "SELECT key_id, COALESCE(SUM(cost_usd), 0.0) AS spend, COUNT(*) AS requests, MAX(ts_ms) AS last
-                 FROM usage WHERE key_id IS NOT NULL AND ($1 IS NULL OR key_id = $1) GROUP BY key_id",
-            )
-            .bind(key)
-            .fetch_all(pool)
-            .await?;
+            let mut q = sqlx::query(sql);
+            if let Some(k) = key {
+                q = q.bind(k);
+            }
+            let rows = q.fetch_all(pool).await?;
             rows.iter()
                 .map(|r| {
                     Ok((

@@ -4,9 +4,12 @@
 //! them, signing out or revoking the key ends them at once, and no server secret has to be
 //! shared. Only the SHA-256 of a session token is stored.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 
 use super::{now, Db, KeyRecord, Store, StoreError, KEY_COLUMNS};
+use crate::ledger::UsageRecord;
 
 impl KeyRecord {
     /// `active`, `revoked` or `expired`.
@@ -39,16 +42,59 @@ pub struct UsageFilter {
     pub model: Option<String>,
 }
 
-/// One time bucket of usage.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct Bucket {
+/// Usage of one key and model in one time bucket: a row of the hourly rollup, or such
+/// rows summed over a longer bucket.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cell {
     /// Unix milliseconds of the bucket's start.
-    pub start_ms: i64,
+    pub hour_ms: i64,
+    /// `""` for requests without a key (`auth = "none"`).
+    pub key_id: String,
+    pub model: String,
     pub requests: i64,
     pub errors: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    pub cached_tokens: i64,
     pub cost_usd: f64,
+    /// Requests with a known price.
+    pub priced: i64,
+    /// Requests with tokens but no known price.
+    pub unpriced: i64,
+    pub last_ms: i64,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Ledger rows summed per hour, key and model, for the `usage_hourly` rollup. Pure.
+pub(super) fn rollup<'a>(rows: impl Iterator<Item = &'a UsageRecord>) -> Vec<Cell> {
+    let mut cells: HashMap<(i64, &str, &str), Cell> = HashMap::new();
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for r in rows {
+        let hour = r.ts_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let key = r.key_id.as_deref().unwrap_or("");
+        let c = cells.entry((hour, key, &r.model)).or_insert_with(|| Cell {
+            hour_ms: hour,
+            key_id: key.to_owned(),
+            model: r.model.clone(),
+            last_ms: r.ts_ms,
+            ..Cell::default()
+        });
+        c.requests += 1;
+        c.errors += i64::from(r.status >= 400 || r.error_type.is_some());
+        c.prompt_tokens = c.prompt_tokens.saturating_add(int(r.prompt_tokens));
+        c.completion_tokens = c.completion_tokens.saturating_add(int(r.completion_tokens));
+        c.cached_tokens = c.cached_tokens.saturating_add(int(r.cached_tokens));
+        match r.cost_usd {
+            Some(cost) => {
+                c.cost_usd += cost;
+                c.priced += 1;
+            }
+            None => c.unpriced += i64::from(r.prompt_tokens + r.completion_tokens > 0),
+        }
+        c.last_ms = c.last_ms.max(r.ts_ms);
+    }
+    cells.into_values().collect()
 }
 
 /// One ledger row as the portal shows it.
@@ -73,8 +119,6 @@ pub struct UsageRow {
     pub stream: bool,
     pub error_type: Option<String>,
 }
-
-const FILTER: &str = "ts_ms >= $1 AND ($2 IS NULL OR key_id = $2) AND ($3 IS NULL OR model = $3)";
 
 impl Store {
     /// Stores a session (by the hash of its token).
@@ -146,38 +190,53 @@ impl Store {
         })
     }
 
-    /// Usage in buckets of `bucket_ms` (aligned to the Unix epoch, so days are UTC days);
-    /// only buckets that have rows.
-    pub async fn usage_series(
+    /// The rollup since `f.since_ms` (which should fall on an hour), for `f.key` if set,
+    /// summed into buckets of `bucket_ms` (a multiple of an hour, aligned to the Unix epoch:
+    /// days are UTC days), one cell per bucket, key and model. `f.model` is not applied:
+    /// the portal needs every model's cells for its model list.
+    pub async fn usage_cells(
         &self,
         f: &UsageFilter,
         bucket_ms: i64,
-    ) -> Result<Vec<Bucket>, StoreError> {
+    ) -> Result<Vec<Cell>, StoreError> {
+        let key_filter = if f.key.is_some() {
+            "AND key_id = $3"
+        } else {
+            ""
+        };
         let sql = format!(
-            "SELECT (ts_ms / $4) * $4 AS bucket, COUNT(*) AS requests,
-             CAST(SUM(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS errors,
-             CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens,
+            "SELECT (hour_ms / $2) * $2 AS bucket, key_id, model, CAST(SUM(requests) AS BIGINT) AS requests,
+             CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens,
              CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens,
-             COALESCE(SUM(cost_usd), 0.0) AS cost
-             FROM usage WHERE {FILTER} GROUP BY bucket ORDER BY bucket"
+             CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, SUM(cost_usd) AS cost_usd,
+             CAST(SUM(priced) AS BIGINT) AS priced, CAST(SUM(unpriced) AS BIGINT) AS unpriced,
+             MAX(last_ms) AS last_ms
+             FROM usage_hourly WHERE hour_ms >= $1 {key_filter}
+             GROUP BY (hour_ms / $2) * $2, key_id, model"
         );
         with_pool!(self, |pool, DB| {
-            let rows = sqlx::query(&sql)
+            let mut q = sqlx::query(&sql)
                 .bind(f.since_ms)
-                .bind(&f.key)
-                .bind(&f.model)
-                .bind(bucket_ms.max(1))
-                .fetch_all(pool)
-                .await?;
+                .bind(bucket_ms.max(HOUR_MS));
+            if let Some(k) = &f.key {
+                q = q.bind(k);
+            }
+            let rows = q.fetch_all(pool).await?;
             rows.iter()
                 .map(|r| {
-                    Ok(Bucket {
-                        start_ms: r.try_get("bucket")?,
+                    Ok(Cell {
+                        hour_ms: r.try_get("bucket")?,
+                        key_id: r.try_get("key_id")?,
+                        model: r.try_get("model")?,
                         requests: r.try_get("requests")?,
                         errors: r.try_get("errors")?,
                         prompt_tokens: r.try_get("prompt_tokens")?,
                         completion_tokens: r.try_get("completion_tokens")?,
-                        cost_usd: r.try_get("cost")?,
+                        cached_tokens: r.try_get("cached_tokens")?,
+                        cost_usd: r.try_get("cost_usd")?,
+                        priced: r.try_get("priced")?,
+                        unpriced: r.try_get("unpriced")?,
+                        last_ms: r.try_get("last_ms")?,
                     })
                 })
                 .collect()
@@ -190,20 +249,32 @@ impl Store {
         f: &UsageFilter,
         limit: i64,
     ) -> Result<Vec<UsageRow>, StoreError> {
+        // Only the filters that are set, so that an index serves the query
+        // (`$2 IS NULL OR key_id = $2` defeats the planner).
+        let mut cond = String::from("ts_ms >= $1");
+        let mut n = 1;
+        for (col, set) in [("key_id", f.key.is_some()), ("model", f.model.is_some())] {
+            if set {
+                n += 1;
+                cond.push_str(&format!(" AND {col} = ${n}"));
+            }
+        }
         let sql = format!(
             "SELECT ts_ms, request_id, key_id, endpoint, model, provider, upstream_model, status,
              prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_usd,
              latency_ms, ttft_ms, attempts, stream, error_type
-             FROM usage WHERE {FILTER} ORDER BY ts_ms DESC, request_id LIMIT $4"
+             FROM usage WHERE {cond} ORDER BY ts_ms DESC, request_id LIMIT ${}",
+            n + 1
         );
         with_pool!(self, |pool, DB| {
-            let rows = sqlx::query(&sql)
-                .bind(f.since_ms)
-                .bind(&f.key)
-                .bind(&f.model)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
+            let mut q = sqlx::query(&sql).bind(f.since_ms);
+            if let Some(k) = &f.key {
+                q = q.bind(k);
+            }
+            if let Some(m) = &f.model {
+                q = q.bind(m);
+            }
+            let rows = q.bind(limit).fetch_all(pool).await?;
             rows.iter()
                 .map(|r| {
                     Ok(UsageRow {
@@ -230,20 +301,94 @@ impl Store {
                 .collect()
         })
     }
+}
 
-    /// The requested model names in the window (for the portal's filter), most used first.
-    pub async fn usage_models(&self, f: &UsageFilter) -> Result<Vec<String>, StoreError> {
-        let sql = format!(
-            "SELECT model FROM usage WHERE {FILTER} GROUP BY model ORDER BY COUNT(*) DESC, model LIMIT 200"
-        );
-        with_pool!(self, |pool, DB| {
-            let rows = sqlx::query(&sql)
-                .bind(f.since_ms)
-                .bind(&f.key)
-                .bind(None::<String>)
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(|r| Ok(r.try_get("model")?)).collect()
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, ts_ms: i64, key: &str, model: &str, cost: Option<f64>) -> UsageRecord {
+        UsageRecord {
+            row_id: id.to_owned(),
+            ts_ms,
+            request_id: format!("req_{id}"),
+            key_id: Some(key.to_owned()),
+            endpoint: "/v1/chat/completions".into(),
+            model: model.into(),
+            status: if cost.is_some() { 200 } else { 502 },
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cost_usd: cost,
+            ..UsageRecord::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_rollup_follows_the_ledger_and_is_backfilled() {
+        let dir = std::env::temp_dir().join(format!("jinf-rollup-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let db = dir.join("r.db");
+        let _ = std::fs::remove_file(&db);
+        let url = format!("sqlite://{}", db.display());
+        let store = Store::open(&url).await.expect("open");
+        let hour = 1_764_151_200_000;
+        let rows = [
+            row("a", hour + 5, "k1", "m", Some(0.5)),
+            row("b", hour + 9, "k1", "m", None),
+            row("c", hour + HOUR_MS, "k1", "m", Some(0.25)),
+            row("d", hour + 7, "k2", "n", Some(1.0)),
+        ];
+        store.insert_usage(&rows).await.expect("insert");
+        // A batch retried after its commit was applied adds nothing.
+        store.insert_usage(&rows[..2]).await.expect("insert again");
+        let check = |cells: Vec<Cell>| {
+            let k1: Vec<&Cell> = cells.iter().filter(|c| c.key_id == "k1").collect();
+            assert_eq!(k1.len(), 2, "{cells:?}");
+            let first = k1.iter().find(|c| c.hour_ms == hour).expect("first hour");
+            assert_eq!(
+                (first.requests, first.errors, first.priced, first.unpriced),
+                (2, 1, 1, 1)
+            );
+            assert_eq!(first.cost_usd, 0.5);
+            assert_eq!(first.last_ms, hour + 9);
+            assert_eq!(cells.iter().map(|c| c.requests).sum::<i64>(), 4);
+        };
+        let all = UsageFilter {
+            since_ms: hour,
+            ..UsageFilter::default()
+        };
+        check(store.usage_cells(&all, HOUR_MS).await.expect("cells"));
+        let stats = store.key_stats(None).await.expect("stats");
+        assert_eq!(stats["k1"].requests, 3);
+        assert_eq!(stats["k1"].spend_usd, 0.75);
+        assert_eq!(stats["k1"].last_used_ms, Some(hour + HOUR_MS));
+        assert_eq!(store.spend("k2").await.expect("spend"), 1.0);
+        // Day buckets sum the hours; a key filter narrows.
+        let day = store
+            .usage_cells(
+                &UsageFilter {
+                    key: Some("k1".into()),
+                    ..all.clone()
+                },
+                24 * HOUR_MS,
+            )
+            .await
+            .expect("day");
+        assert_eq!(day.len(), 1);
+        assert_eq!(day[0].requests, 3);
+
+        // A database from before the rollup: migration 6 builds it from the ledger.
+        store
+            .execute_for_tests(
+                "DROP TABLE usage_hourly; DELETE FROM schema_migrations WHERE version = 6",
+            )
+            .await
+            .expect("undo");
+        store.close().await;
+        let store = Store::open(&url).await.expect("reopen");
+        check(store.usage_cells(&all, HOUR_MS).await.expect("cells"));
+        assert_eq!(store.spend("k1").await.expect("spend"), 0.75);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
