@@ -60,6 +60,44 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Migrations from 5 on are one text for both backends (`DOUBLE PRECISION` is a REAL to
+/// SQLite).
+const PORTAL_SESSIONS: &str = "CREATE TABLE portal_sessions (
+        id_hash         TEXT PRIMARY KEY,
+        key_id          TEXT NOT NULL,
+        csrf            TEXT NOT NULL,
+        session_created BIGINT NOT NULL,
+        session_expires BIGINT NOT NULL
+    );
+    CREATE INDEX portal_sessions_key ON portal_sessions (key_id)";
+
+/// Hourly sums of the ledger per key and model (the portal's charts, key spend), built from
+/// the rows already stored.
+const USAGE_HOURLY: &str = "CREATE TABLE usage_hourly (
+        hour_ms           BIGINT NOT NULL,
+        key_id            TEXT NOT NULL,
+        model             TEXT NOT NULL,
+        requests          BIGINT NOT NULL,
+        errors            BIGINT NOT NULL,
+        prompt_tokens     BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens     BIGINT NOT NULL,
+        cost_usd          DOUBLE PRECISION NOT NULL,
+        priced            BIGINT NOT NULL,
+        unpriced          BIGINT NOT NULL,
+        last_ms           BIGINT NOT NULL,
+        PRIMARY KEY (hour_ms, key_id, model)
+    );
+    CREATE INDEX usage_hourly_key ON usage_hourly (key_id, hour_ms);
+    INSERT INTO usage_hourly
+        SELECT (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model, COUNT(*),
+        SUM(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END),
+        SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), COALESCE(SUM(cost_usd), 0),
+        SUM(CASE WHEN cost_usd IS NULL THEN 0 ELSE 1 END),
+        SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END),
+        MAX(ts_ms)
+        FROM usage GROUP BY (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model";
+
 /// SQLite schema migrations, applied in order once each.
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -124,44 +162,8 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX responses_owner ON responses (owner, created_at)",
     ),
-    (
-        5,
-        "CREATE TABLE portal_sessions (
-        id_hash         TEXT PRIMARY KEY,
-        key_id          TEXT NOT NULL,
-        csrf            TEXT NOT NULL,
-        session_created BIGINT NOT NULL,
-        session_expires BIGINT NOT NULL
-    );
-    CREATE INDEX portal_sessions_key ON portal_sessions (key_id)",
-    ),
-    (
-        6,
-        "CREATE TABLE usage_hourly (
-        hour_ms           BIGINT NOT NULL,
-        key_id            TEXT NOT NULL,
-        model             TEXT NOT NULL,
-        requests          BIGINT NOT NULL,
-        errors            BIGINT NOT NULL,
-        prompt_tokens     BIGINT NOT NULL,
-        completion_tokens BIGINT NOT NULL,
-        cached_tokens     BIGINT NOT NULL,
-        cost_usd          REAL NOT NULL,
-        priced            BIGINT NOT NULL,
-        unpriced          BIGINT NOT NULL,
-        last_ms           BIGINT NOT NULL,
-        PRIMARY KEY (hour_ms, key_id, model)
-    );
-    CREATE INDEX usage_hourly_key ON usage_hourly (key_id, hour_ms);
-    INSERT INTO usage_hourly
-        SELECT (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model, COUNT(*),
-        SUM(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END),
-        SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), COALESCE(SUM(cost_usd), 0),
-        SUM(CASE WHEN cost_usd IS NULL THEN 0 ELSE 1 END),
-        SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END),
-        MAX(ts_ms)
-        FROM usage GROUP BY (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model",
-    ),
+    (5, PORTAL_SESSIONS),
+    (6, USAGE_HOURLY),
 ];
 
 /// PostgreSQL schema migrations: the same tables and columns as SQLite's.
@@ -228,44 +230,8 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX responses_owner ON responses (owner, created_at)",
     ),
-    (
-        5,
-        "CREATE TABLE portal_sessions (
-        id_hash         TEXT PRIMARY KEY,
-        key_id          TEXT NOT NULL,
-        csrf            TEXT NOT NULL,
-        session_created BIGINT NOT NULL,
-        session_expires BIGINT NOT NULL
-    );
-    CREATE INDEX portal_sessions_key ON portal_sessions (key_id)",
-    ),
-    (
-        6,
-        "CREATE TABLE usage_hourly (
-        hour_ms           BIGINT NOT NULL,
-        key_id            TEXT NOT NULL,
-        model             TEXT NOT NULL,
-        requests          BIGINT NOT NULL,
-        errors            BIGINT NOT NULL,
-        prompt_tokens     BIGINT NOT NULL,
-        completion_tokens BIGINT NOT NULL,
-        cached_tokens     BIGINT NOT NULL,
-        cost_usd          DOUBLE PRECISION NOT NULL,
-        priced            BIGINT NOT NULL,
-        unpriced          BIGINT NOT NULL,
-        last_ms           BIGINT NOT NULL,
-        PRIMARY KEY (hour_ms, key_id, model)
-    );
-    CREATE INDEX usage_hourly_key ON usage_hourly (key_id, hour_ms);
-    INSERT INTO usage_hourly
-        SELECT (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model, COUNT(*),
-        SUM(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END),
-        SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), COALESCE(SUM(cost_usd), 0),
-        SUM(CASE WHEN cost_usd IS NULL THEN 0 ELSE 1 END),
-        SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END),
-        MAX(ts_ms)
-        FROM usage GROUP BY (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model",
-    ),
+    (5, PORTAL_SESSIONS),
+    (6, USAGE_HOURLY),
 ];
 
 /// A key as stored (never the key itself: its SHA-256 and a display prefix).
