@@ -357,11 +357,26 @@ def test_csrf_sessions_and_headers(pgw):
     bad = s.post("/developer/keys", data={"name": "x", "csrf": csrf, "rpm": "many"})
     assert bad.status_code == 400 and "Requests per minute must be a number" in bad.text
     assert 'id="rpm" name="rpm" inputmode="numeric" value="many"' in bad.text
-    ok = s.post("/developer/keys", data={"name": "<b>x</b>", "csrf": csrf})
+    keys_page = s.get("/developer/keys").text
+    nonce = re.search(r'name="nonce" value="([^"]+)"', keys_page).group(1)
+    ok = s.post("/developer/keys", data={"name": "<b>x</b>", "csrf": csrf, "nonce": nonce})
     assert ok.status_code == 201
     minted = re.search(r'id="new-key" type="text" readonly value="(jinf_[A-Za-z0-9]{40})"', ok.text).group(1)
     pgw.minted.append(minted)
     assert "<b>x</b>" not in ok.text and "&lt;b&gt;x&lt;/b&gt;" in ok.text  # escaped
+    # The same form again (the browser reloading the page that showed the key, a double
+    # click): refused, nothing minted, the page says why.
+    count = len(httpx.get(pgw.url + "/admin/keys", headers={"Authorization": f"Bearer {pgw.key}"}).json()["data"])
+    again = s.post("/developer/keys", data={"name": "<b>x</b>", "csrf": csrf, "nonce": nonce})
+    assert again.status_code == 409 and "already sent" in again.text
+    assert not re.search(r"jinf_[A-Za-z0-9]{40}", again.text)  # no key shown again
+    assert len(httpx.get(pgw.url + "/admin/keys", headers={"Authorization": f"Bearer {pgw.key}"}).json()["data"]) == count
+    # The page it answered with carries a fresh form that mints.
+    fresh = re.search(r'name="nonce" value="([^"]+)"', again.text).group(1)
+    assert fresh != nonce
+    third = s.post("/developer/keys", data={"name": "y", "csrf": csrf, "nonce": fresh})
+    assert third.status_code == 201
+    pgw.minted.append(re.search(r'value="(jinf_[A-Za-z0-9]{40})"', third.text).group(1))
 
     # Pages are not cached, framed, or allowed foreign scripts.
     h = ok.headers
@@ -467,3 +482,19 @@ def test_sessions_hold_across_instances(sim, postgres, tmp_path):
     finally:
         a.proc.stop()
         b.proc.stop()
+
+
+def test_without_keys_the_portal_says_why(sim, tmp_path):
+    g = start_gateway(sim.url, tmp_path, name="noauth", top='auth = "none"', admin_key="")
+    try:
+        page = httpx.get(g.url + "/developer")
+        assert page.status_code == 200
+        assert 'auth = "keys"' in page.text.replace("&quot;", '"')
+        assert 'name="key"' not in page.text  # no sign-in form to fill
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is None
+        r = httpx.post(g.url + "/developer/login", data={"key": "jinf_" + "a" * 40, "csrf": "x"},
+                       cookies={"jinf_login": "x"})
+        assert r.status_code == 403 and "jinf_session" not in r.headers.get("set-cookie", "")
+    finally:
+        g.proc.stop()

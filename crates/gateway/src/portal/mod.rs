@@ -359,6 +359,7 @@ async fn keys_page(
     });
     let extra = KeysExtra {
         flash,
+        nonce: session::token(),
         ..KeysExtra::default()
     };
     Ok(html(
@@ -371,6 +372,9 @@ async fn keys_page(
 struct MintForm {
     #[serde(default)]
     csrf: String,
+    /// The form's one-time token; without one (a script), every POST mints.
+    #[serde(default)]
+    nonce: String,
     #[serde(flatten)]
     values: MintValues,
 }
@@ -467,10 +471,35 @@ async fn mint(
         return Err(forbidden(Some(&s), "Only an admin key can mint keys."));
     }
     let (minted, error) = match parse_mint(&f.values) {
-        Ok(new) => match keys::mint(&state.store, new).await {
-            Ok(m) => (Some(m), None),
-            Err(e) => return Err(unavailable(e)),
-        },
+        Ok(new) => {
+            // A reload of the page that showed the key (or a double click) sends the
+            // same form again: it must not mint a second key.
+            let fresh = f.nonce.is_empty()
+                || state
+                    .store
+                    .claim_mint_nonce(&s.id_hash, &f.nonce)
+                    .await
+                    .map_err(unavailable)?;
+            if !fresh {
+                let rows = visible_keys(&state, &s.key).await?;
+                let extra = KeysExtra {
+                    flash: Some(
+                        "This form was already sent, and its key was shown then, once. If it was not copied, revoke it and mint another."
+                            .to_owned(),
+                    ),
+                    nonce: session::token(),
+                    ..KeysExtra::default()
+                };
+                return Ok(html(
+                    StatusCode::CONFLICT,
+                    pages::keys(&ctx(&s, Nav::Keys), &rows, &extra),
+                ));
+            }
+            match keys::mint(&state.store, new).await {
+                Ok(m) => (Some(m), None),
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
         Err(e) => (None, Some(e)),
     };
     let rows = visible_keys(&state, &s.key).await?;
@@ -491,6 +520,7 @@ async fn mint(
             MintValues::default()
         },
         error,
+        nonce: session::token(),
     };
     Ok(html(
         status,

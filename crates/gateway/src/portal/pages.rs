@@ -153,6 +153,8 @@ pub struct KeysExtra<'a> {
     /// `(field, message)` of a refused mint.
     pub error: Option<(&'a str, String)>,
     pub form: MintValues,
+    /// The mint form's one-time token (the same form never mints twice).
+    pub nonce: String,
 }
 
 fn limits(k: &KeyRecord) -> Markup {
@@ -207,7 +209,7 @@ pub fn keys(ctx: &Ctx<'_>, rows: &[(KeyRecord, KeyStats)], extra: &KeysExtra<'_>
                 p.warning role="alert" {
                     strong { "Copy this key now. " }
                     "It is shown only this once: the gateway keeps only its hash and cannot show it again. "
-                    "Treat it like a password. (Reloading this page would mint another key.)"
+                    "Treat it like a password."
                 }
                 div.copyrow {
                     label.visually-hidden for="new-key" { "The new key" }
@@ -279,6 +281,7 @@ fn mint_form(csrf: &str, extra: &KeysExtra<'_>) -> Markup {
             h2 #mint-title { "Mint a key" }
             form #mint method="post" action="/developer/keys" novalidate {
                 input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="nonce" value=(extra.nonce);
                 @if let Some((_, m)) = &extra.error { p.error #mint-error role="alert" { (m) } }
                 div.grid {
                     div {

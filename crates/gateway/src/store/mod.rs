@@ -66,6 +66,7 @@ const PORTAL_SESSIONS: &str = "CREATE TABLE portal_sessions (
         id_hash         TEXT PRIMARY KEY,
         key_id          TEXT NOT NULL,
         csrf            TEXT NOT NULL,
+        mint_nonce      TEXT,
         session_created BIGINT NOT NULL,
         session_expires BIGINT NOT NULL
     );

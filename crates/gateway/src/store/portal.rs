@@ -27,6 +27,8 @@ impl KeyRecord {
 /// A signed-in portal session with its key as it is now.
 #[derive(Debug, Clone)]
 pub struct PortalSession {
+    /// The SHA-256 of the session's token (its row's id).
+    pub id_hash: String,
     pub key: KeyRecord,
     /// The token every form of this session carries.
     pub csrf: String,
@@ -160,12 +162,29 @@ impl Store {
             .await?;
             match row {
                 Some(r) => Ok(Some(PortalSession {
+                    id_hash: id_hash.to_owned(),
                     key: key_from_row!(&r)?,
                     csrf: r.try_get("csrf")?,
                     expires_at: r.try_get("session_expires")?,
                 })),
                 None => Ok(None),
             }
+        })
+    }
+
+    /// Claims a mint form's one-time `nonce` for the session: false when this session
+    /// already sent it (a reload of the page that showed the key, a double click), so the
+    /// same form never mints twice.
+    pub async fn claim_mint_nonce(&self, id_hash: &str, nonce: &str) -> Result<bool, StoreError> {
+        with_pool!(self, |pool, DB| {
+            let done = sqlx::query(
+                "UPDATE portal_sessions SET mint_nonce = $1 WHERE id_hash = $2 AND (mint_nonce IS NULL OR mint_nonce <> $1)",
+            )
+            .bind(nonce)
+            .bind(id_hash)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
         })
     }
 
