@@ -157,6 +157,11 @@ pub struct KeysExtra<'a> {
     pub nonce: String,
 }
 
+/// A time in the tables: readable, and machine-readable for assistive tools.
+fn when(ms: i64) -> Markup {
+    html! { time datetime=(fmt::iso(ms)) { (fmt::datetime(ms)) } }
+}
+
 fn limits(k: &KeyRecord) -> Markup {
     let mut parts: Vec<String> = Vec::new();
     if let Some(r) = k.rpm {
@@ -239,8 +244,8 @@ pub fn keys(ctx: &Ctx<'_>, rows: &[(KeyRecord, KeyStats)], extra: &KeysExtra<'_>
                                     @if k.id == ctx.me.id { " " span.badge { "you" } }
                                 }
                                 td { code { (k.prefix) "…" } }
-                                td { (fmt::datetime(k.created_at.saturating_mul(1000))) }
-                                td { @match s.last_used_ms { Some(t) => (fmt::datetime(t)), None => span.dim { "never" } } }
+                                td { (when(k.created_at.saturating_mul(1000))) }
+                                td { @match s.last_used_ms { Some(t) => (when(t)), None => span.dim { "never" } } }
                                 td { (limits(k)) }
                                 td { (spend(k, s)) }
                                 td { span class=(format!("status {}", k.status())) { (k.status()) } }
@@ -479,7 +484,7 @@ pub fn usage(ctx: &Ctx<'_>, v: &UsageView<'_>) -> Markup {
                         @if v.recent.is_empty() { tr { td colspan="9" { span.dim { "No requests in this period." } } } }
                         @for r in &v.recent {
                             tr data-request-id=(r.request_id) {
-                                td { time datetime=(fmt::iso(r.ts_ms)) { (fmt::datetime(r.ts_ms)) } }
+                                td { (when(r.ts_ms)) }
                                 @if admin { td { (r.key_id.as_deref().map_or_else(|| "-".to_owned(), |k| (v.key_name)(k))) } }
                                 td {
                                     (r.model)
