@@ -80,14 +80,8 @@ fn check_limits(
 }
 
 /// A key as the admin API shows it: its settings, status and what it has spent.
-pub(crate) fn view(k: &KeyRecord, stats: Option<&KeyStats>) -> Value {
-    let status = if k.revoked_at.is_some() {
-        "revoked"
-    } else if k.expires_at.is_some_and(|t| t <= now()) {
-        "expired"
-    } else {
-        "active"
-    };
+fn view(k: &KeyRecord, stats: Option<&KeyStats>) -> Value {
+    let status = k.status();
     let mut v = serde_json::to_value(k).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
         o.insert("object".into(), json!("api_key"));

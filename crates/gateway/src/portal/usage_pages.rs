@@ -14,7 +14,7 @@ use super::chart::{Chart, Series};
 use super::pages::{self, Nav};
 use super::{ctx, fmt, forbidden, html, require, unavailable, usage, Page, Refusal};
 use crate::app::AppState;
-use crate::store::{now, PortalSession, UsageFilter, UsageSummary};
+use crate::store::{now, PortalSession, UsageFilter, UsageSummary, HOUR_MS};
 
 /// The usage page's query.
 #[derive(Deserialize, Default)]
@@ -35,8 +35,7 @@ struct UsageScope {
     now_ms: i64,
 }
 
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 86_400_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 
 fn scope(s: &PortalSession, p: &UsageParams) -> Result<UsageScope, Refusal> {
     let (range, range_ms) = match p.range.as_deref().unwrap_or("24h") {
@@ -140,7 +139,7 @@ async fn usage_view(
             })
             .collect()
     });
-    let mut model_choices = u.models.clone();
+    let mut model_choices = u.models;
     // A filter on a model with no rows in the period stays visible (and kept on Apply).
     if let Some(m) = &f.model {
         if !model_choices.contains(m) {
@@ -169,8 +168,8 @@ async fn usage_view(
         },
         model_choices,
         charts,
-        totals: u.totals.clone(),
-        by_model: u.by_model.clone(),
+        totals: u.totals,
+        by_model: u.by_model,
         by_key,
         recent,
         key_name: &key_name,

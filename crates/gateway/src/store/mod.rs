@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Row, SqlitePool};
 
 use crate::ledger::UsageRecord;
-pub use portal::{Cell, PortalSession, UsageFilter, UsageRow};
+pub use portal::{Cell, PortalSession, UsageFilter, UsageRow, HOUR_MS};
 
 /// What `jusinfer usage` asks for.
 #[derive(Debug, Clone)]

@@ -66,7 +66,8 @@ pub struct Cell {
     pub last_ms: i64,
 }
 
-const HOUR_MS: i64 = 3_600_000;
+/// The rollup's bucket.
+pub const HOUR_MS: i64 = 3_600_000;
 
 /// Ledger rows summed per hour, key and model, for the `usage_hourly` rollup. Pure.
 pub(super) fn rollup<'a>(rows: impl Iterator<Item = &'a UsageRecord>) -> Vec<Cell> {
