@@ -14,7 +14,7 @@ use crate::auth::{authenticate, Caller};
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::ledger::{Tap, UsageRecord};
-use crate::providers::{anthropic, echo, http, openai, Endpoint};
+use crate::providers::{anthropic, echo, openai, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
 
@@ -197,16 +197,8 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
 }
 
 fn echo_response(req: &ChatRequest, request_id: &str) -> Response {
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (mut resp, usage) = if req.is_stream() {
-        let (body, usage) = echo::stream(req, request_id, created);
-        (http::sse_response(Body::from(body)), usage)
-    } else {
-        let (body, usage) = echo::complete(req, request_id, created);
-        (http::json_response(body), usage)
-    };
-    resp.extensions_mut().insert(super::UsageExt(usage));
-    resp
+    echo::chat_response(
+        echo::Echo::new(req, request_id, now_secs()),
+        req.is_stream(),
+    )
 }

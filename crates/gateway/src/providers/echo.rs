@@ -3,13 +3,49 @@
 //! call whose arguments satisfy the tool's JSON schema when `tool_choice` is `required` or
 //! names a function; returns JSON in JSON mode; reports usage. It is a documented test
 //! provider: it is reached only by the model name `echo` (or an alias that routes to it).
+//!
+//! Any key can reach it, so everything it makes is bounded (README, "Limits and
+//! guarantees"): the answer's text per choice ([`MAX_TEXT_BYTES`], and [`MAX_TOTAL_BYTES`]
+//! over all `n` choices), and a schema sample's size and work ([`MAX_SAMPLE_BYTES`],
+//! [`MAX_SAMPLE_NODES`], [`MAX_SAMPLE_ITEMS`]). A capped answer says so in
+//! `x-jusinfer-echo-capped`. Streams are generated lazily ([`Frames`]): a batch of frames
+//! each time the client is ready for more, nothing once it has left.
 
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::http::HeaderValue;
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
+use jusinfer_translate::StreamTranslator;
 use jusinfer_wire::chat::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Cost, Delta,
     FunctionCall, FunctionDelta, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 use serde_json::{json, Map, Value};
+
+use super::http::Keep;
+
+/// Most bytes of answer text per choice.
+pub const MAX_TEXT_BYTES: usize = 32 * 1024;
+/// Most bytes of answer text over all choices (`n` × text).
+pub const MAX_TOTAL_BYTES: usize = 1024 * 1024;
+/// Most bytes of a value sampled from a JSON schema (tool arguments, structured output).
+pub const MAX_SAMPLE_BYTES: usize = 64 * 1024;
+/// Most values (objects, arrays, scalars) in one sample.
+pub const MAX_SAMPLE_NODES: usize = 10_000;
+/// Most items in one sampled array (`minItems` above it is capped).
+pub const MAX_SAMPLE_ITEMS: u64 = 1024;
+/// The longest prompt text put into one sampled string.
+const SAMPLE_TEXT_BYTES: usize = 1024;
+/// A stream batch: frames are generated until a batch holds this many bytes.
+const BATCH_BYTES: usize = 16 * 1024;
+/// Text frames of one word each, over the whole stream; later frames carry up to
+/// [`LATE_FRAME_TEXT`] bytes, so a long answer's framing costs a few times its text at most.
+const WORD_FRAMES: u32 = 4096;
+const LATE_FRAME_TEXT: usize = 1024;
+/// The header naming what was capped.
+pub const CAPPED_HEADER: &str = "x-jusinfer-echo-capped";
 
 /// What the echo provider decided to say.
 struct Answer {
@@ -18,10 +54,24 @@ struct Answer {
     finish: &'static str,
     prompt_tokens: u64,
     completion_tokens: u64,
+    /// What was cut to fit the caps (`text`, `schema`), if anything.
+    capped: Option<&'static str>,
 }
 
 fn count_tokens(s: &str) -> u64 {
     s.split_whitespace().count() as u64
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn answer(req: &ChatRequest) -> Answer {
@@ -39,7 +89,8 @@ fn answer(req: &ChatRequest) -> Answer {
         .map(|m| m.text())
         .unwrap_or_default();
     if let Some((name, schema)) = forced_tool(req) {
-        let args = sample(&schema, &schema, &last_user, 0).to_string();
+        let mut budget = Budget::new();
+        let args = sample_within(&schema, &schema, &last_user, 0, &mut budget).to_string();
         let completion_tokens = count_tokens(&args).max(1);
         return Answer {
             text: None,
@@ -47,23 +98,45 @@ fn answer(req: &ChatRequest) -> Answer {
             finish: "tool_calls",
             prompt_tokens,
             completion_tokens,
+            capped: budget.capped.then_some("schema"),
         };
     }
     let mut finish = "stop";
+    let mut capped = None;
+    let n = req.n.unwrap_or(1).clamp(1, 128) as usize;
+    let per_choice = MAX_TEXT_BYTES.min(MAX_TOTAL_BYTES / n);
     let mut text = last_user;
+    let mut json_answer = false;
     if let Some(rf) = &req.response_format {
         match rf.kind.as_str() {
-            "json_object" => text = json!({ "echo": text }).to_string(),
+            "json_object" => {
+                json_answer = true;
+                if text.len() > per_choice {
+                    capped = Some("text");
+                }
+                text = json!({ "echo": prefix(&text, per_choice) }).to_string();
+            }
             "json_schema" => {
                 let schema = rf
                     .json_schema
                     .as_ref()
                     .and_then(|s| s.schema.clone())
                     .unwrap_or(json!({"type":"object"}));
-                text = sample(&schema, &schema, &text, 0).to_string();
+                json_answer = true;
+                let mut budget = Budget::new();
+                text = sample_within(&schema, &schema, &text, 0, &mut budget).to_string();
+                if budget.capped {
+                    capped = Some("schema");
+                }
             }
             _ => {}
         }
+    }
+    if text.len() > per_choice && !json_answer {
+        // JSON answers are kept whole (their parts have their own caps); plain text is cut.
+        text.truncate(prefix(&text, per_choice).len());
+        finish = "length";
+        capped = Some("text");
     }
     if let Some(stop) = &req.stop {
         if let Some(cut) = stop
@@ -74,6 +147,7 @@ fn answer(req: &ChatRequest) -> Answer {
             .min()
         {
             text.truncate(cut);
+            finish = "stop";
         }
     }
     if let Some(max) = req.max_output_tokens() {
@@ -93,6 +167,7 @@ fn answer(req: &ChatRequest) -> Answer {
         finish,
         prompt_tokens,
         completion_tokens,
+        capped,
     }
 }
 
@@ -116,11 +191,49 @@ fn forced_tool(req: &ChatRequest) -> Option<(String, Value)> {
     ))
 }
 
-/// A value that satisfies `schema` (the common JSON Schema keywords), with `text` for strings.
+/// What one schema sample may still make.
+struct Budget {
+    bytes: usize,
+    nodes: usize,
+    /// Something was cut short: the sample may not satisfy the schema.
+    capped: bool,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self {
+            bytes: MAX_SAMPLE_BYTES,
+            nodes: MAX_SAMPLE_NODES,
+            capped: false,
+        }
+    }
+
+    /// Takes `n` bytes; false (and capped) when they are not there.
+    fn spend(&mut self, n: usize) -> bool {
+        if n > self.bytes {
+            self.capped = true;
+            return false;
+        }
+        self.bytes -= n;
+        true
+    }
+}
+
+/// A value that satisfies `schema` (the common JSON Schema keywords), with `text` for
+/// strings, within the sample caps (the result may then fall short of the schema).
 pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
+    sample_within(schema, root, text, depth, &mut Budget::new())
+}
+
+fn sample_within(schema: &Value, root: &Value, text: &str, depth: usize, b: &mut Budget) -> Value {
     if depth > 16 {
         return Value::Null;
     }
+    if b.nodes == 0 || b.bytes == 0 {
+        b.capped = true;
+        return Value::Null;
+    }
+    b.nodes -= 1;
     let Some(obj) = schema.as_object() else {
         return json!({});
     };
@@ -129,7 +242,7 @@ pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
             .strip_prefix('#')
             .map(|ptr| root.pointer(ptr))
             .unwrap_or(None);
-        return target.map_or(Value::Null, |t| sample(t, root, text, depth + 1));
+        return target.map_or(Value::Null, |t| sample_within(t, root, text, depth + 1, b));
     }
     if let Some(c) = obj.get("const") {
         return c.clone();
@@ -147,13 +260,13 @@ pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
             .and_then(Value::as_array)
             .and_then(|a| a.first())
         {
-            return sample(first, root, text, depth + 1);
+            return sample_within(first, root, text, depth + 1, b);
         }
     }
     if let Some(all) = obj.get("allOf").and_then(Value::as_array) {
         let mut merged = Map::new();
         for s in all {
-            if let Value::Object(o) = sample(s, root, text, depth + 1) {
+            if let Value::Object(o) = sample_within(s, root, text, depth + 1, b) {
                 merged.extend(o);
             }
         }
@@ -174,7 +287,10 @@ pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
             let mut out = Map::new();
             if let Some(props) = obj.get("properties").and_then(Value::as_object) {
                 for (k, s) in props {
-                    out.insert(k.clone(), sample(s, root, text, depth + 1));
+                    if !b.spend(k.len() + 4) {
+                        break;
+                    }
+                    out.insert(k.clone(), sample_within(s, root, text, depth + 1, b));
                 }
             }
             Value::Object(out)
@@ -186,13 +302,27 @@ pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
                 .unwrap_or(1)
                 .max(1);
             let max = obj.get("maxItems").and_then(Value::as_u64).unwrap_or(min);
-            let n = min.min(max);
-            let item = obj.get("items").cloned().unwrap_or(json!({}));
-            Value::Array(
-                (0..n)
-                    .map(|_| sample(&item, root, text, depth + 1))
-                    .collect(),
-            )
+            let mut n = min.min(max);
+            if n > MAX_SAMPLE_ITEMS {
+                b.capped = true;
+                n = MAX_SAMPLE_ITEMS;
+            }
+            let null = Value::Null;
+            let item = obj.get("items").unwrap_or(&null);
+            let mut out = Vec::new();
+            for _ in 0..n {
+                if b.nodes == 0 || !b.spend(1) {
+                    b.capped = true;
+                    break;
+                }
+                out.push(if item.is_null() {
+                    b.nodes -= 1;
+                    json!({})
+                } else {
+                    sample_within(item, root, text, depth + 1, b)
+                });
+            }
+            Value::Array(out)
         }
         "integer" | "number" => {
             let lo = obj.get("minimum").and_then(Value::as_f64).or_else(|| {
@@ -202,6 +332,7 @@ pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
             });
             let hi = obj.get("maximum").and_then(Value::as_f64);
             let v = lo.unwrap_or(0.0).min(hi.unwrap_or(f64::MAX));
+            b.spend(24);
             if ty == "integer" {
                 json!(v.ceil() as i64)
             } else {
@@ -210,43 +341,52 @@ pub fn sample(schema: &Value, root: &Value, text: &str, depth: usize) -> Value {
         }
         "boolean" => json!(true),
         "null" => Value::Null,
-        _ => {
-            let s = match obj.get("format").and_then(Value::as_str) {
-                Some("date") => "2025-01-01".to_owned(),
-                Some("date-time") => "2025-01-01T00:00:00Z".to_owned(),
-                Some("email") => "echo@example.com".to_owned(),
-                Some("uri") | Some("url") => "https://example.com/".to_owned(),
-                Some("uuid") => "00000000-0000-4000-8000-000000000000".to_owned(),
-                _ => {
-                    if text.is_empty() {
-                        "echo".to_owned()
-                    } else {
-                        text.to_owned()
-                    }
-                }
-            };
-            let min = obj.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let max = obj
-                .get("maxLength")
-                .and_then(Value::as_u64)
-                .map(|m| m as usize);
-            let mut s: String = match max {
-                Some(m) => s.chars().take(m).collect(),
-                None => s,
-            };
-            while s.chars().count() < min {
-                s.push('x');
-            }
-            Value::String(s)
-        }
+        _ => Value::String(sample_string(obj, text, b)),
     }
 }
 
-fn usage(a: &Answer) -> Usage {
+/// A string for a `string` schema: a format's example or the prompt's text, cut to
+/// `maxLength` and padded to `minLength` characters (linear, within the budget).
+fn sample_string(obj: &Map<String, Value>, text: &str, b: &mut Budget) -> String {
+    let base = match obj.get("format").and_then(Value::as_str) {
+        Some("date") => "2025-01-01",
+        Some("date-time") => "2025-01-01T00:00:00Z",
+        Some("email") => "echo@example.com",
+        Some("uri") | Some("url") => "https://example.com/",
+        Some("uuid") => "00000000-0000-4000-8000-000000000000",
+        _ if text.is_empty() => "echo",
+        _ => prefix(text, SAMPLE_TEXT_BYTES),
+    };
+    let min = obj
+        .get("minLength")
+        .and_then(Value::as_u64)
+        .map_or(0, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let max = obj
+        .get("maxLength")
+        .and_then(Value::as_u64)
+        .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let mut s: String = base.chars().take(max).collect();
+    let have = s.chars().count();
+    if have < min {
+        let pad = (min - have).min(b.bytes.saturating_sub(s.len()));
+        if pad < min - have {
+            b.capped = true;
+        }
+        s.extend(std::iter::repeat_n('x', pad));
+    }
+    if !b.spend(s.len() + 2) {
+        s.truncate(prefix(&s, b.bytes).len());
+        b.bytes = 0;
+    }
+    s
+}
+
+fn usage(a: &Answer, n: u32) -> Usage {
+    let completion_tokens = a.completion_tokens.saturating_mul(u64::from(n));
     Usage {
         prompt_tokens: a.prompt_tokens,
-        completion_tokens: a.completion_tokens,
-        total_tokens: a.prompt_tokens + a.completion_tokens,
+        completion_tokens,
+        total_tokens: a.prompt_tokens.saturating_add(completion_tokens),
         prompt_tokens_details: Some(Default::default()),
         completion_tokens_details: Some(Default::default()),
         // The echo provider is free: a real price, not an unknown one.
@@ -263,192 +403,373 @@ fn call_id(request_id: &str, choice: u32) -> String {
     format!("call_{tail}{choice}")
 }
 
-/// A non-streaming completion, and its usage.
-pub fn complete(req: &ChatRequest, request_id: &str, created: u64) -> (Bytes, Usage) {
-    let a = answer(req);
-    let n = req.n.unwrap_or(1).max(1);
-    let choices = (0..n)
-        .map(|i| Choice {
-            index: i,
-            message: AssistantMessage {
-                role: "assistant",
-                content: a.text.clone(),
-                refusal: None,
-                annotations: Vec::new(),
-                reasoning_content: None,
-                thinking_blocks: None,
-                tool_calls: a.call.as_ref().map(|(name, args)| {
-                    vec![ToolCall {
-                        id: call_id(request_id, i),
-                        kind: "function".to_owned(),
-                        function: FunctionCall {
-                            name: name.clone(),
-                            arguments: args.clone(),
-                        },
-                    }]
-                }),
-            },
-            logprobs: None,
-            finish_reason: a.finish,
-        })
-        .collect();
-    let mut u = usage(&a);
-    u.completion_tokens *= u64::from(n);
-    u.total_tokens = u.prompt_tokens + u.completion_tokens;
-    let body = ChatCompletion {
-        id: format!("chatcmpl-{request_id}"),
-        object: "chat.completion",
-        created,
-        model: "echo".to_owned(),
-        choices,
-        usage: u,
-        service_tier: None,
-        system_fingerprint: None,
-    };
-    let usage = body.usage.clone();
-    (
-        Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-        usage,
-    )
+/// One echo answer, decided (bounded work) and ready to be written whole or streamed.
+pub struct Echo {
+    a: Answer,
+    n: u32,
+    include_usage: bool,
+    request_id: String,
+    created: u64,
 }
 
-/// The whole stream, one chunk per word, `[DONE]` included, and its usage.
-pub fn stream(req: &ChatRequest, request_id: &str, created: u64) -> (Bytes, Usage) {
-    let a = answer(req);
-    let n = req.n.unwrap_or(1).max(1);
-    let mut out = BytesMut::new();
-    let chunk = |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatChunk {
-        id: format!("chatcmpl-{request_id}"),
-        object: "chat.completion.chunk",
-        created,
-        model: "echo".to_owned(),
-        service_tier: None,
-        system_fingerprint: None,
-        choices,
-        usage: usage.map(Some),
-    };
-    let mut emit = |c: ChatChunk| {
-        let json = serde_json::to_vec(&c).unwrap_or_default();
-        jusinfer_sse::encode(None, &json, &mut out);
-    };
-    let delta_choice = |i: u32, delta: Delta, finish: Option<&'static str>| ChunkChoice {
-        index: i,
-        delta,
-        logprobs: None,
-        finish_reason: finish,
-    };
-    for i in 0..n {
-        emit(chunk(
-            vec![delta_choice(
-                i,
-                Delta {
-                    role: Some("assistant"),
-                    content: Some(String::new()),
-                    ..Delta::default()
-                },
-                None,
-            )],
-            None,
-        ));
-        if let Some(text) = &a.text {
-            for word in text.split_inclusive(' ') {
-                emit(chunk(
-                    vec![delta_choice(
-                        i,
-                        Delta {
-                            content: Some(word.to_owned()),
-                            ..Delta::default()
-                        },
-                        None,
-                    )],
-                    None,
-                ));
-            }
+impl Echo {
+    pub fn new(req: &ChatRequest, request_id: &str, created: u64) -> Self {
+        Self {
+            a: answer(req),
+            n: req.n.unwrap_or(1).clamp(1, 128),
+            include_usage: req.wants_stream_usage(),
+            request_id: request_id.to_owned(),
+            created,
         }
-        if let Some((name, args)) = &a.call {
-            let first = ToolCallDelta {
-                index: 0,
-                id: Some(call_id(request_id, i)),
-                kind: Some("function"),
-                function: FunctionDelta {
-                    name: Some(name.clone()),
-                    arguments: String::new(),
+    }
+
+    /// The usage of the whole answer (all choices).
+    pub fn usage(&self) -> Usage {
+        usage(&self.a, self.n)
+    }
+
+    /// What was cut to fit the caps, if anything (see [`mark`]).
+    pub fn capped(&self) -> Option<&'static str> {
+        self.a.capped
+    }
+
+    /// The non-streaming completion.
+    pub fn complete(&self) -> Bytes {
+        let a = &self.a;
+        let choices = (0..self.n)
+            .map(|i| Choice {
+                index: i,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: a.text.clone(),
+                    refusal: None,
+                    annotations: Vec::new(),
+                    reasoning_content: None,
+                    thinking_blocks: None,
+                    tool_calls: a.call.as_ref().map(|(name, args)| {
+                        vec![ToolCall {
+                            id: call_id(&self.request_id, i),
+                            kind: "function".to_owned(),
+                            function: FunctionCall {
+                                name: name.clone(),
+                                arguments: args.clone(),
+                            },
+                        }]
+                    }),
                 },
-            };
-            emit(chunk(
-                vec![delta_choice(
-                    i,
+                logprobs: None,
+                finish_reason: a.finish,
+            })
+            .collect();
+        let body = ChatCompletion {
+            id: format!("chatcmpl-{}", self.request_id),
+            object: "chat.completion",
+            created: self.created,
+            model: "echo".to_owned(),
+            choices,
+            usage: self.usage(),
+            service_tier: None,
+            system_fingerprint: None,
+        };
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// The stream, one chunk per word, generated as it is read.
+    pub fn frames(self) -> Frames {
+        Frames {
+            echo: self,
+            choice: 0,
+            step: Step::Role,
+            pos: 0,
+            text_frames: 0,
+        }
+    }
+}
+
+/// Where [`Frames`] is in the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Role,
+    Text,
+    ToolHead,
+    ToolArgs,
+    Finish,
+    Usage,
+    Done,
+    Ended,
+}
+
+/// An echo stream in Chat Completions frames (`[DONE]` included): each `next` makes one
+/// batch of about [`BATCH_BYTES`], so memory stays constant whatever the answer's length
+/// and nothing is made that the client does not read.
+pub struct Frames {
+    echo: Echo,
+    choice: u32,
+    step: Step,
+    /// Byte offset into the text or the tool arguments.
+    pos: usize,
+    /// Text frames sent so far.
+    text_frames: u32,
+}
+
+impl Frames {
+    fn chunk(&self, choices: Vec<ChunkChoice>, usage: Option<Usage>, out: &mut BytesMut) {
+        let c = ChatChunk {
+            id: format!("chatcmpl-{}", self.echo.request_id),
+            object: "chat.completion.chunk",
+            created: self.echo.created,
+            model: "echo".to_owned(),
+            service_tier: None,
+            system_fingerprint: None,
+            choices,
+            usage: usage.map(Some),
+        };
+        let json = serde_json::to_vec(&c).unwrap_or_default();
+        jusinfer_sse::encode(None, &json, out);
+    }
+
+    fn delta(&self, delta: Delta, finish: Option<&'static str>, out: &mut BytesMut) {
+        let choice = ChunkChoice {
+            index: self.choice,
+            delta,
+            logprobs: None,
+            finish_reason: finish,
+        };
+        self.chunk(vec![choice], None, out);
+    }
+
+    /// Writes the next frame; false once the stream has ended.
+    fn step(&mut self, out: &mut BytesMut) -> bool {
+        let a = &self.echo.a;
+        match self.step {
+            Step::Role => {
+                self.delta(
+                    Delta {
+                        role: Some("assistant"),
+                        content: Some(String::new()),
+                        ..Delta::default()
+                    },
+                    None,
+                    out,
+                );
+                self.pos = 0;
+                self.step = if a.text.is_some() {
+                    Step::Text
+                } else if a.call.is_some() {
+                    Step::ToolHead
+                } else {
+                    Step::Finish
+                };
+            }
+            Step::Text => {
+                let text = a.text.as_deref().unwrap_or_default();
+                let rest = &text[self.pos.min(text.len())..];
+                if rest.is_empty() {
+                    self.step = if a.call.is_some() {
+                        Step::ToolHead
+                    } else {
+                        Step::Finish
+                    };
+                    return true;
+                }
+                let word = if self.text_frames < WORD_FRAMES {
+                    rest.find(' ').map_or(rest, |i| &rest[..=i])
+                } else {
+                    let cut = prefix(rest, LATE_FRAME_TEXT);
+                    match cut.rfind(' ') {
+                        Some(i) if cut.len() < rest.len() => &cut[..=i],
+                        _ => cut,
+                    }
+                };
+                self.text_frames += 1;
+                self.pos += word.len();
+                let content = Some(word.to_owned());
+                self.delta(
+                    Delta {
+                        content,
+                        ..Delta::default()
+                    },
+                    None,
+                    out,
+                );
+            }
+            Step::ToolHead => {
+                let name = a.call.as_ref().map(|(n, _)| n.clone());
+                let first = ToolCallDelta {
+                    index: 0,
+                    id: Some(call_id(&self.echo.request_id, self.choice)),
+                    kind: Some("function"),
+                    function: FunctionDelta {
+                        name,
+                        arguments: String::new(),
+                    },
+                };
+                self.delta(
                     Delta {
                         tool_calls: Some(vec![first]),
                         ..Delta::default()
                     },
                     None,
-                )],
-                None,
-            ));
-            let chars: Vec<char> = args.chars().collect();
-            for piece in chars.chunks(8) {
+                    out,
+                );
+                self.pos = 0;
+                self.step = Step::ToolArgs;
+            }
+            Step::ToolArgs => {
+                let args = a.call.as_ref().map_or("", |(_, args)| args.as_str());
+                let rest = &args[self.pos.min(args.len())..];
+                if rest.is_empty() {
+                    self.step = Step::Finish;
+                    return true;
+                }
+                // Eight characters a fragment.
+                let end = rest.char_indices().nth(8).map_or(rest.len(), |(i, _)| i);
+                self.pos += end;
                 let frag = ToolCallDelta {
                     index: 0,
                     id: None,
                     kind: None,
                     function: FunctionDelta {
                         name: None,
-                        arguments: piece.iter().collect(),
+                        arguments: rest[..end].to_owned(),
                     },
                 };
-                emit(chunk(
-                    vec![delta_choice(
-                        i,
-                        Delta {
-                            tool_calls: Some(vec![frag]),
-                            ..Delta::default()
-                        },
-                        None,
-                    )],
+                self.delta(
+                    Delta {
+                        tool_calls: Some(vec![frag]),
+                        ..Delta::default()
+                    },
                     None,
-                ));
+                    out,
+                );
+            }
+            Step::Finish => {
+                self.delta(Delta::default(), Some(a.finish), out);
+                self.choice += 1;
+                self.step = if self.choice < self.echo.n {
+                    Step::Role
+                } else if self.echo.include_usage {
+                    Step::Usage
+                } else {
+                    Step::Done
+                };
+            }
+            Step::Usage => {
+                self.chunk(Vec::new(), Some(self.echo.usage()), out);
+                self.step = Step::Done;
+            }
+            Step::Done => {
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                self.step = Step::Ended;
+            }
+            Step::Ended => return false,
+        }
+        true
+    }
+}
+
+impl Iterator for Frames {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let mut out = BytesMut::with_capacity(BATCH_BYTES + 512);
+        while out.len() < BATCH_BYTES && self.step(&mut out) {}
+        (!out.is_empty()).then(|| out.freeze())
+    }
+}
+
+/// A Chat Completions response for `echo`: JSON, or a stream made as it is read.
+pub fn chat_response(e: Echo, stream: bool) -> Response {
+    let usage = e.usage();
+    let capped = e.a.capped;
+    let mut resp = if stream {
+        let body = futures_util::stream::iter(e.frames().map(Ok::<_, Infallible>));
+        super::http::sse_response(Body::from_stream(body))
+    } else {
+        super::http::json_response(e.complete())
+    };
+    mark(&mut resp, capped);
+    resp.extensions_mut()
+        .insert(crate::handlers::UsageExt(usage));
+    resp
+}
+
+/// Says in [`CAPPED_HEADER`] what of the answer was cut to fit the caps.
+pub fn mark(resp: &mut Response, capped: Option<&'static str>) {
+    if let Some(what) = capped {
+        resp.headers_mut()
+            .insert(CAPPED_HEADER, HeaderValue::from_static(what));
+    }
+}
+
+/// An echo stream through a client-dialect stream machine, lazily as the client reads;
+/// `keep` gets the machine's result before the frames that end the stream are sent.
+pub fn translated<T: StreamTranslator + 'static>(
+    frames: Frames,
+    machine: T,
+    keep: Option<Keep>,
+) -> Body {
+    struct St<T> {
+        frames: Frames,
+        machine: T,
+        decoder: jusinfer_sse::Decoder,
+        keep: Option<Keep>,
+        ended: bool,
+    }
+    let st = St {
+        frames,
+        machine,
+        decoder: jusinfer_sse::Decoder::new(),
+        keep,
+        ended: false,
+    };
+    let body = futures_util::stream::unfold(st, |mut st| async move {
+        loop {
+            if st.ended {
+                return None;
+            }
+            let mut out = Vec::new();
+            let pushed = match st.frames.next() {
+                Some(batch) => {
+                    st.decoder.push(&batch);
+                    let mut r = Ok(());
+                    while let Ok(Some(ev)) = st.decoder.next_event() {
+                        r = st.machine.push(&ev, &mut out);
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    r
+                }
+                None => {
+                    st.ended = true;
+                    let rest = st.decoder.finish().unwrap_or_default();
+                    rest.iter()
+                        .try_for_each(|ev| st.machine.push(ev, &mut out))
+                        .and_then(|()| st.machine.finish(&mut out))
+                }
+            };
+            if let Err(e) = pushed {
+                st.ended = true;
+                tracing::error!(error = %e.message, "echo stream could not be translated");
+                out.extend(st.machine.error_frame("server_error", 500, &e.message));
+            }
+            if st.ended {
+                if let Some(keep) = st.keep.take() {
+                    if let Some(result) = st.machine.take_result() {
+                        keep(result).await;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Some((Ok::<Bytes, Infallible>(Bytes::from(out.concat())), st));
             }
         }
-        emit(chunk(
-            vec![delta_choice(i, Delta::default(), Some(a.finish))],
-            None,
-        ));
-    }
-    if req.wants_stream_usage() {
-        let mut u = usage(&a);
-        u.completion_tokens *= u64::from(n);
-        u.total_tokens = u.prompt_tokens + u.completion_tokens;
-        emit(chunk(Vec::new(), Some(u)));
-    }
-    out.extend_from_slice(b"data: [DONE]\n\n");
-    let mut u = usage(&a);
-    u.completion_tokens *= u64::from(n);
-    u.total_tokens = u.prompt_tokens + u.completion_tokens;
-    (out.freeze(), u)
+    });
+    Body::from_stream(body)
 }
 
 /// Deterministic embeddings: 16 dimensions derived from the input's bytes, unit length.
-/// Runs an answer echo made whole (`stream`'s bytes) through a client-dialect stream
-/// machine, as the stream loop would; the machine is kept for its result.
-pub fn translate_whole<T: jusinfer_translate::StreamTranslator>(
-    machine: &mut T,
-    bytes: &[u8],
-) -> Result<bytes::Bytes, crate::error::GatewayError> {
-    let bad = |e: jusinfer_translate::StreamError| crate::error::GatewayError::internal(e.message);
-    let mut d = jusinfer_sse::Decoder::new();
-    d.push(bytes);
-    let mut out = Vec::new();
-    while let Ok(Some(ev)) = d.next_event() {
-        machine.push(&ev, &mut out).map_err(bad)?;
-    }
-    for ev in d.finish().unwrap_or_default() {
-        machine.push(&ev, &mut out).map_err(bad)?;
-    }
-    machine.finish(&mut out).map_err(bad)?;
-    Ok(out.concat().into())
-}
-
 pub fn embeddings(inputs: &[String]) -> (Vec<Vec<f64>>, u64) {
     let mut tokens = 0;
     let vecs = inputs
@@ -481,14 +802,14 @@ mod tests {
         let r = req(
             json!({"model":"echo","messages":[{"role":"user","content":"one two three four"}],"max_tokens":2}),
         );
-        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0).0).expect("json");
+        let v: Value = serde_json::from_slice(&Echo::new(&r, "r1", 0).complete()).expect("json");
         assert_eq!(v["choices"][0]["message"]["content"], "one two");
         assert_eq!(v["choices"][0]["finish_reason"], "length");
         assert_eq!(v["usage"]["completion_tokens"], 2);
         let r = req(
             json!({"model":"echo","messages":[{"role":"user","content":"alpha beta STOP gamma"}],"stop":["STOP"]}),
         );
-        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0).0).expect("json");
+        let v: Value = serde_json::from_slice(&Echo::new(&r, "r1", 0).complete()).expect("json");
         assert_eq!(v["choices"][0]["message"]["content"], "alpha beta ");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
     }
@@ -502,7 +823,7 @@ mod tests {
                 "tags":{"type":"array","items":{"type":"string"}}},"required":["city"]}}}],
             "tool_choice":"required"}),
         );
-        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0).0).expect("json");
+        let v: Value = serde_json::from_slice(&Echo::new(&r, "r1", 0).complete()).expect("json");
         let call = &v["choices"][0]["message"]["tool_calls"][0];
         assert_eq!(call["function"]["name"], "f");
         let args: Value =
@@ -517,10 +838,137 @@ mod tests {
         let r = req(
             json!({"model":"echo","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}),
         );
-        let v: Value = serde_json::from_slice(&complete(&r, "r1", 0).0).expect("json");
+        let v: Value = serde_json::from_slice(&Echo::new(&r, "r1", 0).complete()).expect("json");
         let content: Value =
             serde_json::from_str(v["choices"][0]["message"]["content"].as_str().expect("s"))
                 .expect("parses");
         assert_eq!(content, json!({"echo":"x"}));
+    }
+
+    fn forced(schema: Value) -> ChatRequest {
+        req(
+            json!({"model":"echo","messages":[{"role":"user","content":"hi"}],
+            "tools":[{"type":"function","function":{"name":"f","parameters":schema}}],
+            "tool_choice":"required"}),
+        )
+    }
+
+    fn args_of(body: &Bytes) -> String {
+        let v: Value = serde_json::from_slice(body).expect("json");
+        v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .expect("arguments")
+            .to_owned()
+    }
+
+    #[test]
+    fn a_huge_min_length_is_capped_not_padded_for_minutes() {
+        let e = Echo::new(
+            &forced(
+                json!({"type":"object","properties":{"s":{"type":"string","minLength":3_000_000u64}}}),
+            ),
+            "r1",
+            0,
+        );
+        assert_eq!(e.capped(), Some("schema"));
+        let args = args_of(&e.complete());
+        assert!(args.len() <= MAX_SAMPLE_BYTES + 64, "{}", args.len());
+        assert!(
+            args.len() > MAX_SAMPLE_BYTES / 2,
+            "padded as far as the cap allows"
+        );
+        // Below the cap the schema is met exactly.
+        let e = Echo::new(
+            &forced(json!({"type":"object","properties":{"s":{"type":"string","minLength":5000}}})),
+            "r1",
+            0,
+        );
+        assert_eq!(e.capped(), None);
+        let v: Value = serde_json::from_str(&args_of(&e.complete())).expect("json");
+        assert_eq!(v["s"].as_str().expect("s").chars().count(), 5000);
+    }
+
+    #[test]
+    fn a_billion_min_items_is_capped() {
+        for schema in [
+            json!({"type":"object","properties":{"a":{"type":"array","minItems":1_000_000_000u64,"items":{"type":"integer"}}}}),
+            // Nested arrays multiply: the node budget stops them.
+            json!({"type":"object","properties":{"a":{"type":"array","minItems":1000,"items":
+                {"type":"array","minItems":1000,"items":{"type":"array","minItems":1000}}}}}),
+        ] {
+            let e = Echo::new(&forced(schema), "r1", 0);
+            assert_eq!(e.capped(), Some("schema"));
+            assert!(args_of(&e.complete()).len() <= MAX_SAMPLE_BYTES + 64);
+        }
+        let e = Echo::new(
+            &forced(
+                json!({"type":"object","properties":{"a":{"type":"array","minItems":3,"items":{"type":"integer"}}}}),
+            ),
+            "r1",
+            0,
+        );
+        assert_eq!(e.capped(), None);
+        assert_eq!(args_of(&e.complete()), r#"{"a":[0,0,0]}"#);
+    }
+
+    #[test]
+    fn recursive_refs_stay_within_the_node_budget() {
+        let schema = json!({"type":"object","properties":{
+            "l":{"$ref":"#"},"r":{"$ref":"#"},"v":{"type":"string"}}});
+        let e = Echo::new(&forced(schema), "r1", 0);
+        assert!(args_of(&e.complete()).len() <= MAX_SAMPLE_BYTES + 64);
+    }
+
+    #[test]
+    fn many_choices_of_a_long_prompt_stream_lazily_within_the_caps() {
+        let prompt = "word ".repeat(400_000); // 2 MB
+        let r = req(json!({"model":"echo","n":128,"stream":true,
+            "stream_options":{"include_usage":true},
+            "messages":[{"role":"user","content":prompt}]}));
+        let e = Echo::new(&r, "r1", 0);
+        assert_eq!(e.capped(), Some("text"));
+        let mut frames = e.frames();
+        let first = frames.next().expect("a first batch");
+        assert!(first.len() < BATCH_BYTES + 1024, "one batch at a time");
+        let mut total = first.len();
+        let mut last = first;
+        for b in frames {
+            assert!(b.len() < BATCH_BYTES + 1024);
+            total += b.len();
+            last = b;
+        }
+        assert!(last.ends_with(b"data: [DONE]\n\n"));
+        // 1 MiB of text over all choices: the framing costs a few times that at most.
+        assert!(total < 4 * MAX_TOTAL_BYTES, "{total}");
+    }
+
+    #[test]
+    fn the_stream_says_what_the_completion_says() {
+        let r = req(
+            json!({"model":"echo","n":2,"stream":true,"stream_options":{"include_usage":true},
+            "messages":[{"role":"user","content":"one two three"}]}),
+        );
+        let bytes: Vec<u8> = Echo::new(&r, "r1", 0).frames().flatten().collect();
+        let text = String::from_utf8(bytes).expect("utf8");
+        let mut content = [String::new(), String::new()];
+        let mut usage = Value::Null;
+        for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+            if line == "[DONE]" {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line).expect("chunk");
+            if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+                content[v["choices"][0]["index"].as_u64().expect("index") as usize].push_str(c);
+            }
+            if !v["usage"].is_null() {
+                usage = v["usage"].clone();
+            }
+        }
+        assert_eq!(
+            content,
+            ["one two three".to_owned(), "one two three".to_owned()]
+        );
+        assert_eq!(usage["completion_tokens"], 6);
+        assert!(text.ends_with("data: [DONE]\n\n"));
     }
 }

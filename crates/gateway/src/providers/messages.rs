@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use bytes::Bytes;
 use jusinfer_translate::messages::{request, response, stream};
 use jusinfer_translate::pricing::{self, Price};
@@ -190,18 +189,21 @@ pub fn echo(
     let req: ChatRequest = serde_json::from_value(t.body).map_err(|e| {
         GatewayError::bad_request(format!("The request cannot be served by echo: {e}"))
     })?;
+    let e = echo::Echo::new(&req, request_id, created);
     let mut resp = if call.stream {
-        let (bytes, usage) = echo::stream(&req, request_id, created);
-        let mut machine = stream::ChatToMessages::new(stream_options(call));
-        let out = echo::translate_whole(&mut machine, &bytes)?;
-        let mut resp = http::sse_response(Body::from(out));
+        let usage = e.usage();
+        let capped = e.capped();
+        let machine = stream::ChatToMessages::new(stream_options(call));
+        let mut resp = http::sse_response(echo::translated(e.frames(), machine, None));
+        echo::mark(&mut resp, capped);
         resp.extensions_mut().insert(UsageExt(usage));
         resp
     } else {
-        let (bytes, _) = echo::complete(&req, request_id, created);
-        let completion: Map<String, Value> =
-            serde_json::from_slice(&bytes).map_err(|e| GatewayError::internal(e.to_string()))?;
-        from_completion(&completion, call)
+        let completion: Map<String, Value> = serde_json::from_slice(&e.complete())
+            .map_err(|e| GatewayError::internal(e.to_string()))?;
+        let mut resp = from_completion(&completion, call);
+        echo::mark(&mut resp, e.capped());
+        resp
     };
     dropped_header(&mut resp, &t.dropped);
     Ok(resp)

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, CostRule, Options as NormOptions};
@@ -103,7 +102,7 @@ impl Keeper {
         }
     }
 
-    fn keep(self: &Arc<Self>, served_by: Option<&str>) -> http::Keep {
+    pub(crate) fn keep(self: &Arc<Self>, served_by: Option<&str>) -> http::Keep {
         let me = Arc::clone(self);
         let served_by = served_by.map(str::to_owned);
         Box::new(move |v| Box::pin(async move { me.save(&v, served_by.as_deref()).await }))
@@ -464,21 +463,22 @@ async fn anthropic(call: Call<'_>) -> Result<Response, GatewayError> {
 async fn echo(call: &Call<'_>) -> Result<Response, GatewayError> {
     let t = translate(call)?;
     let chat = chat_request(&t)?;
+    let e = echo::Echo::new(&chat, call.request_id, call.created);
     let mut resp = if call.stream {
-        let (bytes, usage) = echo::stream(&chat, call.request_id, call.created);
-        let mut machine = responses_machine(call);
-        let out = echo::translate_whole(&mut machine, &bytes)?;
-        if let (Some(k), Some(r)) = (call.keeper, machine.take_result()) {
-            k.save(&r, None).await;
-        }
-        let mut resp = http::sse_response(Body::from(out));
+        let usage = e.usage();
+        let capped = e.capped();
+        let machine = responses_machine(call);
+        let keep = call.keeper.map(|k| k.keep(None));
+        let mut resp = http::sse_response(echo::translated(e.frames(), machine, keep));
+        echo::mark(&mut resp, capped);
         resp.extensions_mut().insert(UsageExt(usage));
         resp
     } else {
-        let (bytes, _) = echo::complete(&chat, call.request_id, call.created);
-        let completion: Map<String, Value> =
-            serde_json::from_slice(&bytes).map_err(|e| GatewayError::internal(e.to_string()))?;
-        from_completion(&completion, call).await?
+        let completion: Map<String, Value> = serde_json::from_slice(&e.complete())
+            .map_err(|e| GatewayError::internal(e.to_string()))?;
+        let mut resp = from_completion(&completion, call).await?;
+        echo::mark(&mut resp, e.capped());
+        resp
     };
     dropped_header(&mut resp, &t.dropped);
     Ok(resp)
