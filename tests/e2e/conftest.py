@@ -189,18 +189,20 @@ class Gateway:
 
 def start_gateway(sim_url: str, tmp: Path, extra: str = "", database: str | None = None,
                   redis: str | None = None, admin_key: str | None = None, name: str = "jusinfer",
-                  top: str = "", breaker: str = "failures = 1000", env: dict | None = None) -> Gateway:
+                  top: str = "", breaker: str = "failures = 1000", env: dict | None = None,
+                  wrap: list[str] | None = None) -> Gateway:
     """Starts `serve`; on an empty database it prints the first admin key, else pass
     `admin_key` (a second instance sharing a database). `top`: top-level config keys;
     `breaker`: the `[circuit_breaker]` table (the shared test gateways see many scripted
-    failures, so their circuits only open where a test asks)."""
+    failures, so their circuits only open where a test asks); `wrap`: a command the binary
+    runs under (`prlimit …`)."""
     port = free_port()
     db = tmp / f"{name}.db"
     config = tmp / f"{name}.toml"
     config.write_text(CONFIG.format(port=port, database=database or f"sqlite://{db}", sim=sim_url, dead=free_port(),
                                     redis=f'redis = "{redis}"' if redis else "", top=top, breaker=breaker) + extra)
     env = dict(os.environ, SIM_PROVIDER_KEY=SIM_PROVIDER_KEY, JUSINFER_LOG="info", **(env or {}))
-    proc = Proc([str(BIN), "serve", "--config", str(config)], env=env, cwd=tmp)
+    proc = Proc([*(wrap or []), str(BIN), "serve", "--config", str(config)], env=env, cwd=tmp)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/healthz")

@@ -95,6 +95,14 @@ pub struct RawConfig {
     pub header_read_timeout: Option<f64>,
     /// Seconds a client gets to send its whole request body.
     pub body_read_timeout: Option<f64>,
+    /// Seconds a keep-alive connection with nothing in flight stays open.
+    pub idle_timeout: Option<f64>,
+    /// Client connections open at once (default: half the open-files limit).
+    pub max_connections: Option<usize>,
+    /// Concurrent streams on one HTTP/2 connection.
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// Output tokens held against budgets and TPM for a request that sets no maximum.
+    pub hold_output_tokens: Option<u32>,
     /// Log request bodies (prompts): off unless the operator turns it on.
     pub log_bodies: Option<bool>,
     #[serde(default)]
@@ -280,6 +288,11 @@ pub struct ServerLimits {
     pub max_headers: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// `None`: derived from the open-files limit at start.
+    pub max_connections: Option<usize>,
+    pub http2_max_concurrent_streams: u32,
+    pub hold_output_tokens: u32,
 }
 
 impl Default for ServerLimits {
@@ -292,6 +305,10 @@ impl Default for ServerLimits {
             max_headers: 100,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+            http2_max_concurrent_streams: 128,
+            hold_output_tokens: 4096,
         }
     }
 }
@@ -761,6 +778,19 @@ fn resolve(
             d.body_read_timeout,
             "body_read_timeout",
         )?,
+        idle_timeout: seconds(raw.idle_timeout, d.idle_timeout, "idle_timeout")?,
+        max_connections: raw
+            .max_connections
+            .map(|n| count(Some(n), n, "max_connections"))
+            .transpose()?,
+        http2_max_concurrent_streams: raw
+            .http2_max_concurrent_streams
+            .map(|n| count(Some(n as usize), n as usize, "http2_max_concurrent_streams"))
+            .transpose()?
+            .map_or(d.http2_max_concurrent_streams, |n| {
+                u32::try_from(n).unwrap_or(u32::MAX)
+            }),
+        hold_output_tokens: raw.hold_output_tokens.unwrap_or(d.hold_output_tokens),
     };
     Ok(Config {
         source: path.map(Path::to_path_buf),

@@ -41,6 +41,11 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub http: IntCounterVec,
     pub overload: IntCounterVec,
+    /// Client connections open now.
+    pub connections: IntGauge,
+    /// Client connections closed or refused by the gateway, by why (`idle`, `head_timeout`,
+    /// `evicted`, `refused`).
+    pub connections_closed: IntCounterVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -100,7 +105,17 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("in_flight", &e));
         let _ = r.register(Box::new(in_flight.clone()));
+        let connections = IntGauge::new("jusinfer_open_connections", "Client connections open")
+            .unwrap_or_else(|e| unreachable_metric("connections", &e));
+        let _ = r.register(Box::new(connections.clone()));
         Self {
+            connections,
+            connections_closed: counter(
+                &r,
+                "jusinfer_connections_closed_total",
+                "Client connections the gateway closed or refused, by reason",
+                &["reason"],
+            ),
             requests: counter(
                 &r,
                 "jusinfer_requests_total",

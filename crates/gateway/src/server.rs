@@ -17,6 +17,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 
 use crate::app::{app, AppState};
+use crate::conns::{drive, Admit, Conns, Reap, Tracked};
+
+/// HTTP/2 streams reset by the client before they were served, per connection.
+const HTTP2_MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2 streams the gateway reset for protocol errors, per connection.
+const HTTP2_MAX_LOCAL_RESETS: usize = 256;
 
 /// How long the ledger gets to write its last rows at shutdown.
 pub const LEDGER_FLUSH_DEADLINE: Duration = Duration::from_secs(15);
@@ -118,6 +124,11 @@ pub async fn serve_until(
     let store = state.store.clone();
     let ledger = state.ledger.clone();
     let life = state.life.clone();
+    let nofile = crate::conns::raise_nofile_limit();
+    let max_connections = limits
+        .max_connections
+        .unwrap_or_else(|| crate::conns::default_max_connections(nofile));
+    tracing::info!(max_connections, "connection cap");
     let service = TowerToHyperService::new(app(state));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -129,27 +140,57 @@ pub async fn serve_until(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        // Rapid reset (CVE-2023-44487): streams the client resets before they are served,
+        // and streams the gateway had to reset, are bounded; past either the connection
+        // gets GOAWAY.
+        .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(HTTP2_MAX_LOCAL_RESETS);
+    let conns = Arc::new(Conns::default());
+    let reap = Reap {
+        head: limits.header_read_timeout,
+        idle: limits.idle_timeout,
+    };
+    let (stop_tx, _) = watch::channel(false);
     let mut signal = std::pin::pin!(signal);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
+                    let Admit::Serve(conn_state, registered) = conns.admit(max_connections) else {
+                        // Every connection is busy: this one is closed at once.
+                        drop(tcp);
+                        continue;
+                    };
                     // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's
                     // algorithm holds them until the client's delayed ACK (~40 ms).
                     let _ = tcp.set_nodelay(true);
-                    let conn = builder.serve_connection(TokioIo::new(tcp), service.clone());
-                    let conn = graceful.watch(conn.into_owned());
+                    let io = TokioIo::new(Tracked::new(tcp, Arc::clone(&conn_state)));
+                    let svc = service.clone();
+                    let counted = Arc::clone(&conn_state);
+                    let per_conn = hyper::service::service_fn(move |req| {
+                        // The request counts as in flight on its connection until its
+                        // response body is done (or dropped).
+                        let guard = counted.begin();
+                        let fut = hyper::service::Service::call(&svc, req);
+                        async move {
+                            let resp = fut.await?;
+                            Ok::<_, std::convert::Infallible>(crate::body::hold(resp, Box::new(guard)))
+                        }
+                    });
+                    let conn = builder.serve_connection(io, per_conn).into_owned();
                     let kill = fired(&life.kill);
+                    let stop = fired(&stop_tx);
                     tokio::spawn(async move {
-                        tokio::select! {
-                            r = conn => if let Err(e) = r {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            },
-                            // Dropping the connection drops its streams: their usage rows
-                            // are written before the ledger's last flush.
-                            () = kill => {}
+                        let _registered = registered;
+                        let close = |c: std::pin::Pin<&mut _>| {
+                            hyper_util::server::conn::auto::Connection::graceful_shutdown(c);
+                        };
+                        // Dropping the connection drops its streams: their usage rows
+                        // are written before the ledger's last flush.
+                        if let Some(Err(e)) = drive(conn, close, conn_state, reap, stop, kill).await {
+                            tracing::debug!(error = %e, "connection ended with an error");
                         }
                     });
                 }
@@ -167,7 +208,8 @@ pub async fn serve_until(
         deadline_s = limits.drain_timeout.as_secs_f64(),
         "shutting down: no new connections; draining in-flight requests"
     );
-    let drained = graceful.shutdown();
+    stop_tx.send_replace(true);
+    let drained = conns.all_closed();
     let mut drained = std::pin::pin!(drained);
     tokio::select! {
         () = &mut drained => tracing::info!("drained"),

@@ -1,0 +1,352 @@
+"""The chaos and abuse lane (issue 16): what a key, or no key at all, can make the gateway
+do is bounded. Each test reproduces one finding against the real binary on loopback, with
+bounded loops and time."""
+
+import concurrent.futures
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import start_gateway
+
+
+@pytest.fixture(scope="module")
+def hgw(sim, tmp_path_factory):
+    g = start_gateway(sim.url, tmp_path_factory.mktemp("hardening"), name="hardening")
+    yield g
+    g.proc.stop()
+
+
+def post(gw, path, body, timeout=20, headers=None, key=None):
+    data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+    req = urllib.request.Request(gw.url + path, data=data, method="POST")
+    req.add_header("content-type", "application/json")
+    req.add_header("authorization", f"Bearer {key or gw.key}")
+    req.add_header("x-api-key", key or gw.key)
+    req.add_header("anthropic-version", "2023-06-01")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def healthy(gw, timeout=5):
+    with urllib.request.urlopen(gw.url + "/healthz", timeout=timeout) as r:
+        return r.status == 200
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def forced_tool(schema):
+    return {"model": "echo", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+            "tool_choice": "required"}
+
+
+# -- echo: every in-process answer is bounded ------------------------------------------------
+
+def test_echo_min_length_in_a_tool_schema_is_capped_and_fast(hgw):
+    # Before: a quadratic padding loop on the request path (3 M ≈ 4 minutes, one core each).
+    schema = {"type": "object", "properties": {"s": {"type": "string", "minLength": 3_000_000}}}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(post, hgw, "/v1/chat/completions", forced_tool(schema)) for _ in range(4)]
+        assert healthy(hgw)
+        for f in futs:
+            status, headers, body = f.result(timeout=30)
+            assert status == 200, body
+            assert headers["x-jusinfer-echo-capped"] == "schema"
+            args = json.loads(body)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+            assert 32 * 1024 < len(args) <= 65 * 1024
+
+
+def test_echo_min_length_in_a_responses_json_schema_is_capped(hgw):
+    body = {"model": "echo", "input": "hi", "store": False,
+            "text": {"format": {"type": "json_schema", "name": "x", "strict": True,
+                                "schema": {"type": "object", "properties": {
+                                    "s": {"type": "string", "minLength": 3_000_000}}}}}}
+    status, headers, out = post(hgw, "/v1/responses", body, timeout=30)
+    assert status == 200, out
+    assert headers["x-jusinfer-echo-capped"] == "schema"
+    text = json.loads(out)["output"][0]["content"][0]["text"]
+    assert len(json.loads(text)["s"]) <= 65 * 1024
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_echo_min_items_of_a_billion_does_not_abort_the_process(hgw, path):
+    # Before: `memory allocation of 72000000000 bytes failed`, the process aborted.
+    schema = {"type": "object", "properties": {"a": {"type": "array", "minItems": 1_000_000_000,
+                                                     "items": {"type": "integer"}}}}
+    if path == "/v1/messages":
+        body = {"model": "echo", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"name": "f", "input_schema": schema}], "tool_choice": {"type": "tool", "name": "f"}}
+    else:
+        body = forced_tool(schema)
+    status, headers, out = post(hgw, path, body)
+    assert status == 200, out
+    assert headers["x-jusinfer-echo-capped"] == "schema"
+    assert hgw.proc.p.poll() is None, hgw.proc.stderr()[-2000:]
+    assert healthy(hgw)
+
+
+def test_echo_many_choices_of_a_big_prompt_stream_in_bounded_memory(hgw):
+    # Before: n=128 × a 2 MB prompt built ≈ 30 GB in memory before the first byte; abort.
+    prompt = "word " * 200_000  # 1 MB, under the test gateway's max_body_bytes
+    body = {"model": "echo", "n": 128, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    before = rss_kib(hgw.proc.p.pid)
+    req = urllib.request.Request(hgw.url + "/v1/chat/completions", data=json.dumps(body).encode(), method="POST")
+    req.add_header("content-type", "application/json")
+    req.add_header("authorization", f"Bearer {hgw.key}")
+    total, peak = 0, 0
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.headers["x-jusinfer-echo-capped"] == "text"
+        while chunk := r.read(256 * 1024):
+            total += len(chunk)
+            peak = max(peak, rss_kib(hgw.proc.p.pid))
+    # 1 MiB of answer text over all choices; framing a few times that.
+    assert total < 8 * 1024 * 1024, total
+    assert peak - before < 200 * 1024, (before, peak)
+    # And n is capped like OpenAI's.
+    status, _, out = post(hgw, "/v1/chat/completions", dict(body, n=129, stream=False))
+    assert status == 400 and json.loads(out)["error"]["param"] == "n"
+
+
+def test_echo_stream_stops_when_the_client_leaves(hgw):
+    prompt = "w " * 400_000
+    body = {"model": "echo", "n": 128, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    for _ in range(20):
+        req = urllib.request.Request(hgw.url + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                     method="POST")
+        req.add_header("content-type", "application/json")
+        req.add_header("authorization", f"Bearer {hgw.key}")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.read(1024)
+        # closed after one read: the gateway stops making frames
+    assert healthy(hgw)
+    assert hgw.proc.p.poll() is None
+
+
+# -- connections: idle sockets are reaped, a flood never locks out health checks -------------
+
+@pytest.fixture(scope="module")
+def cgw(sim, tmp_path_factory):
+    """A gateway started as at the usual open-files limit (soft 256, hard 1,024), with short
+    head and idle timeouts."""
+    g = start_gateway(sim.url, tmp_path_factory.mktemp("conns"), name="conns",
+                      top="header_read_timeout = 2\nidle_timeout = 2",
+                      wrap=["prlimit", "--nofile=256:1024", "--"])
+    yield g
+    g.proc.stop()
+
+
+def raise_own_fd_limit():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+
+
+def test_the_open_files_limit_is_raised_and_sets_the_connection_cap(cgw):
+    log = cgw.proc.stderr()
+    assert "raised the open-files limit" in log and '"to":1024' in log.replace(" ", ""), log[-3000:]
+    limits = Path(f"/proc/{cgw.proc.p.pid}/limits").read_text()
+    line = next(l for l in limits.splitlines() if l.startswith("Max open files"))
+    assert line.split()[3:5] == ["1024", "1024"], line
+    assert "max_connections" in log and "448" in log
+
+
+def test_a_flood_of_idle_sockets_never_locks_out_health_checks(cgw):
+    # Before: 1,100 sockets that never send a byte held every file descriptor forever.
+    raise_own_fd_limit()
+    host, port = cgw.url.removeprefix("http://").split(":")
+    socks = []
+    try:
+        for _ in range(1100):
+            s = socket.create_connection((host, int(port)), timeout=5)
+            socks.append(s)
+        # The cap (448 here) makes room by closing the longest-idle sockets.
+        for _ in range(20):
+            assert healthy(cgw, timeout=5)
+        # And every silent socket is closed by the head timeout (2 s here) at the latest.
+        deadline = time.time() + 15
+        open_ = list(socks)
+        while open_ and time.time() < deadline:
+            still = []
+            for s in open_:
+                s.settimeout(0.01)
+                try:
+                    if s.recv(1) == b"":
+                        continue  # closed by the gateway
+                    still.append(s)
+                except (socket.timeout, BlockingIOError):
+                    still.append(s)
+                except OSError:
+                    continue  # reset: closed
+            open_ = still
+            time.sleep(0.2)
+        assert not open_, f"{len(open_)} silent sockets still open"
+    finally:
+        for s in socks:
+            s.close()
+    metrics = urllib.request.urlopen(cgw.url + "/metrics", timeout=5).read().decode()
+    assert 'jusinfer_connections_closed_total{reason="evicted"}' in metrics
+    assert 'jusinfer_connections_closed_total{reason="head_timeout"}' in metrics
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_idle_timeout(cgw):
+    host, port = cgw.url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(4096)
+        assert got.startswith(b"HTTP/1.1 200"), got
+        start = time.time()
+        s.settimeout(10)
+        rest = s.recv(4096)
+        while rest:  # the body, then the close
+            rest = s.recv(4096)
+        assert 1.5 < time.time() - start < 8
+    finally:
+        s.close()
+
+
+def test_a_partial_request_head_is_cut_off(cgw):
+    host, port = cgw.url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # never finished
+        start = time.time()
+        s.settimeout(10)
+        while s.recv(4096):
+            pass
+        assert time.time() - start < 8
+    finally:
+        s.close()
+
+
+# -- HTTP/2 ----------------------------------------------------------------------------------
+
+def h2_connect(gw):
+    import h2.config
+    import h2.connection
+    host, port = gw.url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    s.sendall(c.data_to_send())
+    return s, c
+
+
+def h2_events(s, c, until, timeout=10):
+    """Reads frames until `until(events_so_far)` or the connection closes."""
+    s.settimeout(timeout)
+    seen = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            data = s.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not data:
+            break
+        seen.extend(c.receive_data(data))
+        out = c.data_to_send()
+        if out:
+            try:
+                s.sendall(out)
+            except OSError:
+                break
+        if until(seen):
+            break
+    return seen
+
+
+def test_http2_serves_and_caps_concurrent_streams(hgw):
+    import h2.events
+    import h2.settings
+    s, c = h2_connect(hgw)
+    try:
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, [(":method", "GET"), (":path", "/healthz"), (":scheme", "http"),
+                             (":authority", "x")], end_stream=True)
+        s.sendall(c.data_to_send())
+        ev = h2_events(s, c, lambda e: any(isinstance(x, h2.events.StreamEnded) for x in e))
+        resp = [x for x in ev if isinstance(x, h2.events.ResponseReceived)]
+        assert resp and dict(resp[0].headers)[b":status"] == b"200"
+        assert c.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == 128
+    finally:
+        s.close()
+
+
+def test_http2_rapid_reset_gets_goaway_and_the_gateway_stays_up(hgw):
+    import h2.errors
+    import h2.events
+    s, c = h2_connect(hgw)
+    try:
+        body = json.dumps({"model": "echo", "messages": [{"role": "user", "content": "x"}]}).encode()
+        goaway = None
+        for i in range(2000):
+            sid = c.get_next_available_stream_id()
+            c.send_headers(sid, [(":method", "POST"), (":path", "/v1/chat/completions"), (":scheme", "http"),
+                                 (":authority", "x"), ("authorization", f"Bearer {hgw.key}"),
+                                 ("content-type", "application/json")])
+            c.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            try:
+                s.sendall(c.data_to_send())
+            except OSError:
+                break
+            if i % 50 == 49:
+                s.setblocking(False)
+                try:
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    for e in c.receive_data(data):
+                        if isinstance(e, h2.events.ConnectionTerminated):
+                            goaway = e
+                except (BlockingIOError, ConnectionResetError):
+                    pass
+                finally:
+                    s.setblocking(True)
+                if goaway:
+                    break
+        if goaway is None:
+            ev = h2_events(s, c, lambda e: any(isinstance(x, h2.events.ConnectionTerminated) for x in e), timeout=5)
+            goaway = next((x for x in ev if isinstance(x, h2.events.ConnectionTerminated)), None)
+        assert goaway is not None, "the flood of resets was never refused"
+        assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    finally:
+        s.close()
+    assert healthy(hgw)
+
+
+def test_http2_oversized_header_list_is_refused(hgw):
+    import h2.events
+    s, c = h2_connect(hgw)
+    try:
+        c.local_settings  # noqa: B018
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, [(":method", "GET"), (":path", "/healthz"), (":scheme", "http"), (":authority", "x"),
+                             ("x-big", "a" * 70_000)], end_stream=True)
+        s.sendall(c.data_to_send())
+        ev = h2_events(s, c, lambda e: any(isinstance(x, (h2.events.StreamReset, h2.events.ConnectionTerminated,
+                                                           h2.events.ResponseReceived)) for x in e))
+        ok = [x for x in ev if isinstance(x, h2.events.ResponseReceived)]
+        assert not ok or dict(ok[0].headers)[b":status"] == b"431", ev
+    finally:
+        s.close()
+    assert healthy(hgw)
