@@ -97,6 +97,9 @@ pub enum Admit {
     Serve(Arc<Conn>, Registered),
     /// Every connection is busy and the cap is reached.
     Refuse,
+    /// Idle connections were asked to make room and have not closed yet: wait
+    /// ([`Conns::room`]) and ask again.
+    Wait,
 }
 
 /// A connection's place in the registry.
@@ -124,28 +127,32 @@ impl Conns {
             return Admit::Refuse;
         };
         // Only at the cap is the list scanned (a flood's cost, not every accept's).
-        let leaving = || {
-            open.iter()
-                .filter(|c| c.evicted.load(Ordering::Relaxed))
-                .count()
-        };
-        if open.len() >= max && open.len() - leaving() >= max {
-            let victim = open
+        if open.len() >= max {
+            let slack = evicting_slack(max);
+            let leaving = open
                 .iter()
-                .filter(|c| {
-                    c.in_flight.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Relaxed)
-                })
-                .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
-            match victim {
-                Some(v) if open.len() < max + evicting_slack(max) => {
-                    v.evicted.store(true, Ordering::Relaxed);
-                    v.evict.notify_one();
-                    closed("evicted");
-                }
-                _ => {
+                .filter(|c| c.evicted.load(Ordering::Relaxed))
+                .count();
+            if open.len() - leaving >= max {
+                let victim = open
+                    .iter()
+                    .filter(|c| {
+                        c.in_flight.load(Ordering::Acquire) == 0
+                            && !c.evicted.load(Ordering::Relaxed)
+                    })
+                    .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
+                let Some(v) = victim else {
                     closed("refused");
                     return Admit::Refuse;
+                };
+                if open.len() >= max + slack {
+                    return Admit::Wait;
                 }
+                v.evicted.store(true, Ordering::Relaxed);
+                v.evict.notify_one();
+                closed("evicted");
+            } else if open.len() >= max + slack {
+                return Admit::Wait;
             }
         }
         let c = Arc::new(Conn {
@@ -174,6 +181,14 @@ impl Conns {
     #[cfg(test)]
     pub fn count(&self) -> usize {
         *self.count.borrow()
+    }
+
+    /// Resolves when there is room again at `max` (evicted connections closed), or after
+    /// `wait`.
+    pub async fn room(&self, max: usize, wait: Duration) {
+        let ceiling = max + evicting_slack(max);
+        let mut rx = self.count.subscribe();
+        let _ = tokio::time::timeout(wait, rx.wait_for(|c| *c < ceiling)).await;
     }
 
     /// Resolves when no connection is open.
@@ -440,7 +455,7 @@ mod tests {
         for _ in 0..3 {
             match conns.admit(3) {
                 Admit::Serve(c, r) => held.push((c, r)),
-                Admit::Refuse => panic!("under the cap"),
+                Admit::Refuse | Admit::Wait => panic!("under the cap"),
             }
         }
         let _busy = [held[0].0.begin(), held[1].0.begin(), held[2].0.begin()];

@@ -19,6 +19,8 @@ use tokio::sync::watch;
 use crate::app::{app, AppState};
 use crate::conns::{drive, Admit, Conns, Reap, Tracked};
 
+/// How long accepting waits for evicted connections to close at the connection cap.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 /// HTTP/2 streams reset by the client before they were served, per connection.
 const HTTP2_MAX_PENDING_RESETS: usize = 20;
 /// HTTP/2 streams the gateway reset for protocol errors, per connection.
@@ -158,7 +160,14 @@ pub async fn serve_until(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
-                    let Admit::Serve(conn_state, registered) = conns.admit(max_connections) else {
+                    let mut admitted = conns.admit(max_connections);
+                    if matches!(admitted, Admit::Wait) {
+                        // Idle connections are closing to make room: accepting pauses
+                        // (the backlog waits) until they have.
+                        conns.room(max_connections, EVICTION_WAIT).await;
+                        admitted = conns.admit(max_connections);
+                    }
+                    let Admit::Serve(conn_state, registered) = admitted else {
                         // Every connection is busy: this one is closed at once.
                         drop(tcp);
                         continue;
