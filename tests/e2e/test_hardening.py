@@ -200,9 +200,35 @@ def test_a_flood_of_idle_sockets_never_locks_out_health_checks(cgw):
     finally:
         for s in socks:
             s.close()
-    metrics = urllib.request.urlopen(cgw.url + "/metrics", timeout=5).read().decode()
-    assert 'jusinfer_connections_closed_total{reason="evicted"}' in metrics
-    assert 'jusinfer_connections_closed_total{reason="head_timeout"}' in metrics
+    closed = metric_values(cgw, "jusinfer_connections_closed_total")
+    assert closed.get('{reason="evicted"}', 0) + closed.get('{reason="head_timeout"}', 0) >= 1100
+
+
+def metric_values(gw, name):
+    text = urllib.request.urlopen(gw.url + "/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name):
+            labels, value = line[len(name):].rsplit(" ", 1)
+            out[labels] = float(value)
+    return out
+
+
+def test_at_the_connection_cap_idle_sockets_make_room(sim, tmp_path_factory):
+    g = start_gateway(sim.url, tmp_path_factory.mktemp("cap"), name="cap", top="max_connections = 20")
+    socks = []
+    try:
+        host, port = g.url.removeprefix("http://").split(":")
+        for _ in range(100):
+            socks.append(socket.create_connection((host, int(port)), timeout=5))
+        for _ in range(10):
+            assert healthy(g, timeout=5)
+        assert metric_values(g, "jusinfer_connections_closed_total")['{reason="evicted"}'] >= 80
+        assert metric_values(g, "jusinfer_open_connections")[""] <= 20 + 21
+    finally:
+        for s in socks:
+            s.close()
+        g.proc.stop()
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_idle_timeout(cgw):
@@ -350,3 +376,115 @@ def test_http2_oversized_header_list_is_refused(hgw):
     finally:
         s.close()
     assert healthy(hgw)
+
+
+# -- budgets and TPM hold under concurrency --------------------------------------------------
+
+SLOW = "sim/length;delay_ms=400"
+SLOW_PRICE = '\n[prices."sim/length;delay_ms=400"]\ninput = 2.5\noutput = 10.0\n'
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def admin(gw, method, path, body=None):
+    req = urllib.request.Request(gw.url + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    req.add_header("authorization", f"Bearer {gw.key}")
+    req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def mint(gw, **fields):
+    status, k = admin(gw, "POST", "/admin/keys", {"name": "hardening", **fields})
+    assert status == 201, k
+    return k
+
+
+def fire(gateways, key, n, body):
+    """`n` requests at once (a barrier releases them together), spread over `gateways`."""
+    import threading
+    barrier = threading.Barrier(n)
+
+    def one(i):
+        barrier.wait(timeout=30)
+        return post(gateways[i % len(gateways)], "/v1/chat/completions", body, key=key, timeout=60)
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def settled_spend(gw, key_id, rows, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status, k = admin(gw, "GET", f"/admin/keys/{key_id}")
+        assert status == 200, k
+        status, usage = admin(gw, "GET", f"/admin/usage?key_id={key_id}")
+        if status == 200 and sum(r.get("requests", 0) for r in usage.get("data", [usage])) >= rows:
+            return k["spend_usd"]
+        time.sleep(0.2)
+    return admin(gw, "GET", f"/admin/keys/{key_id}")[1]["spend_usd"]
+
+
+def budget_run(gateways):
+    a = gateways[0]
+    probe = mint(a)
+    body = {"model": SLOW, "messages": MSG, "max_tokens": 64}
+    status, _, out = post(a, "/v1/chat/completions", body, key=probe["key"])
+    assert status == 200, out
+    cost = json.loads(out)["usage"]["cost"]
+    assert cost > 0
+    budget = 5 * cost
+    k = mint(a, budget_usd=budget)
+    results = fire(gateways, k["key"], 64, body)
+    ok = [json.loads(b)["usage"]["cost"] for s, _, b in results if s == 200]
+    refused = [json.loads(b)["error"] for s, _, b in results if s != 200]
+    assert all(e["code"] == "insufficient_quota" for e in refused), refused[:3]
+    spent = sum(ok)
+    # Before: all 64 admitted, 12.8 × the budget. Now the holds of the requests in flight
+    # never exceed what is left: at most the budget (one request's cost past it at worst).
+    assert 1 <= len(ok) <= 6, (len(ok), budget, cost)
+    assert spent <= budget + cost + 1e-12, (spent, budget)
+    time.sleep(0.5)
+    # The ledger agrees, and once everything settled the rest of the budget is usable.
+    status, key_now = admin(a, "GET", f"/admin/keys/{k['id']}")
+    return spent, budget, len(ok)
+
+
+def tpm_run(gateways):
+    a = gateways[0]
+    k = mint(a, tpm=2000)
+    # ~10 prompt tokens + a 1,000-token maximum: each request holds ~1,010 tokens.
+    body = {"model": SLOW, "messages": MSG, "max_tokens": 1000}
+    results = fire(gateways, k["key"], 50, body)
+    ok = [s for s, _, _ in results if s == 200]
+    refused = [json.loads(b)["error"] for s, _, b in results if s == 429]
+    assert len(ok) + len(refused) == 50
+    assert all(e["type"] == "tokens" for e in refused), refused[:3]
+    # Before: 50 admitted (25 × the limit).
+    assert 1 <= len(ok) <= 2, len(ok)
+
+
+def test_budget_holds_under_64_way_concurrency_on_one_instance(sim, tmp_path_factory):
+    g = start_gateway(sim.url, tmp_path_factory.mktemp("budget1"), name="budget1", extra=SLOW_PRICE)
+    try:
+        budget_run([g])
+        tpm_run([g])
+    finally:
+        g.proc.stop()
+
+
+def test_budget_holds_under_64_way_concurrency_on_two_instances(sim, postgres, redis_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("budget2")
+    db = postgres.url(postgres.new_database())
+    a = start_gateway(sim.url, tmp, database=db, redis=redis_server.url(), name="a", extra=SLOW_PRICE)
+    b = start_gateway(sim.url, tmp, database=db, redis=redis_server.url(), admin_key=a.key, name="b",
+                      extra=SLOW_PRICE)
+    try:
+        budget_run([a, b])
+        tpm_run([a, b])
+    finally:
+        a.proc.stop()
+        b.proc.stop()

@@ -117,18 +117,20 @@ def test_rpm_headers_then_429_with_retry_after(lgw):
 def test_tpm_counts_the_prompt_estimate_then_settles_with_real_usage(lgw):
     k = mint(lgw, tpm=2000)
     c = lgw.client(api_key=k["key"])
-    r1 = c.chat.completions.with_raw_response.create(model="sim/text", messages=MSG)
+    # A request with `max_tokens` holds its prompt estimate plus that maximum.
+    r1 = c.chat.completions.with_raw_response.create(model="sim/text", messages=MSG, max_tokens=100)
     assert r1.headers["x-ratelimit-limit-tokens"] == "2000"
     rem1 = int(r1.headers["x-ratelimit-remaining-tokens"])
-    assert rem1 < 2000, "the prompt estimate is counted up front"
+    assert rem1 < 2000 - 100, "the prompt estimate and the output maximum are counted up front"
     used1 = r1.parse().usage.total_tokens
     time.sleep(0.3)
-    r2 = c.chat.completions.with_raw_response.create(model="sim/text", messages=MSG)
+    r2 = c.chat.completions.with_raw_response.create(model="sim/text", messages=MSG, max_tokens=100)
     rem2 = int(r2.headers["x-ratelimit-remaining-tokens"])
-    # Same body, same estimate: the difference is the first request's real usage.
+    # Same body, same hold: the difference is the first request's real usage.
     assert rem1 - rem2 == used1, (rem1, rem2, used1)
     # A stream carries the same headers, before its first byte.
-    with c.chat.completions.with_streaming_response.create(model="sim/text", messages=MSG, stream=True) as st:
+    with c.chat.completions.with_streaming_response.create(model="sim/text", messages=MSG, stream=True,
+                                                           max_tokens=100) as st:
         assert st.headers["x-ratelimit-limit-tokens"] == "2000"
         assert int(st.headers["x-ratelimit-remaining-tokens"]) < rem2
         for _ in st.iter_lines():
@@ -138,6 +140,14 @@ def test_tpm_counts_the_prompt_estimate_then_settles_with_real_usage(lgw):
         c.chat.completions.create(model="sim/text", messages=[{"role": "user", "content": "x" * 9000}])
     assert e.value.type == "tokens" and e.value.code == "rate_limit_exceeded"
     assert int(e.value.response.headers["retry-after"]) >= 1
+    # Without a maximum of its own a request holds what is left of the window (up to
+    # hold_output_tokens) while it runs, and gives back what it did not use.
+    time.sleep(0.3)
+    r3 = c.chat.completions.with_raw_response.create(model="sim/text", messages=MSG)
+    assert r3.headers["x-ratelimit-remaining-tokens"] == "0"
+    time.sleep(0.3)
+    r4 = c.chat.completions.with_raw_response.create(model="sim/text", messages=MSG, max_tokens=100)
+    assert int(r4.headers["x-ratelimit-remaining-tokens"]) > 0
 
 
 def test_budget_reached_gives_insufficient_quota(lgw):

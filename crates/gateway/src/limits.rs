@@ -10,8 +10,12 @@
 //! - RPM and TPM are sliding windows of one-second buckets: a request counts from its
 //!   second until 61 s later, so at most `rpm` requests (`tpm` tokens) are admitted in any
 //!   60 s; constant memory per key.
-//! - Budget: a request is admitted while `spent + held < budget`, so concurrent requests
-//!   overshoot a budget by at most what the requests in flight cost beyond their holds.
+//! - Budget: a request holds its worst-case cost (prompt plus its maximum output, see
+//!   `handlers::admit`) and is admitted while `spent + held + its hold <= budget`; a key's
+//!   only request in flight is admitted while `spent < budget`. So the requests in flight
+//!   can never together cost more than what is left, and a budget is overshot by at most
+//!   one request's cost (plus what a request without an output maximum produces beyond
+//!   `hold_output_tokens`).
 //!
 //! Without `redis` the state lives in this process ([`Local`]); with it, in Redis, updated
 //! by atomic Lua scripts ([`crate::redis_limits`]) so every instance shares it. A Redis
@@ -46,8 +50,13 @@ pub struct Ask {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub budget_usd: Option<f64>,
-    /// Prompt tokens, estimated from the request before it is sent.
+    /// Tokens to hold against TPM: the prompt estimate plus the output the request may
+    /// produce.
     pub tokens: u64,
+    /// The part of `tokens` that must fit the window: all of it for a request that sets
+    /// its own output maximum; the prompt alone for one that sets none, which then holds
+    /// what is left of the window up to `tokens` ([`tpm_hold`]).
+    pub tokens_min: u64,
     /// Cost to hold against the budget until the real cost is known.
     pub cost: f64,
 }
@@ -126,9 +135,20 @@ pub fn format_reset(ms: u64) -> String {
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
-    Requests { retry_after_ms: u64 },
-    Tokens { retry_after_ms: u64, asked: u64 },
-    Budget { spent: f64, held: f64, budget: f64 },
+    Requests {
+        retry_after_ms: u64,
+    },
+    Tokens {
+        retry_after_ms: u64,
+        asked: u64,
+    },
+    Budget {
+        spent: f64,
+        held: f64,
+        budget: f64,
+        /// The refused request's own hold.
+        asked: f64,
+    },
 }
 
 /// What admission decided.
@@ -136,6 +156,8 @@ pub enum Refusal {
 pub struct Decision {
     pub refused: Option<Refusal>,
     pub headers: RateHeaders,
+    /// Tokens counted against TPM when admitted (see [`tpm_hold`]).
+    pub tokens: u64,
 }
 
 impl Decision {
@@ -166,9 +188,12 @@ impl Decision {
                 spent,
                 held,
                 budget,
+                asked,
             } => {
                 let in_flight = if *held > 0.0 {
-                    format!(" (and ${held:.6} is held by its requests in flight)")
+                    format!(
+                        " (and ${held:.6} is held by its requests in flight; this request may cost up to ${asked:.6})"
+                    )
                 } else {
                     String::new()
                 };
@@ -180,6 +205,24 @@ impl Decision {
         };
         Some(e)
     }
+}
+
+/// The tokens a request counts against TPM with `used` in the window, or `None` when it
+/// does not fit: `tokens` when it fits whole, else (a request with no maximum of its own)
+/// what is left of the window, at least `tokens_min`.
+pub fn tpm_hold(used: u64, tpm: u64, tokens: u64, tokens_min: u64) -> Option<u64> {
+    let left = tpm.saturating_sub(used);
+    if used.saturating_add(tokens_min) > tpm {
+        return None;
+    }
+    Some(tokens.min(left).max(tokens_min))
+}
+
+/// Whether a request holding `cost` would cross `budget` given what is spent and held
+/// (the same rule as the Redis script's): nothing is left, or other requests are in
+/// flight (more than rounding) and this one's worst case would not fit beside them.
+pub fn crosses_budget(spent: f64, held: f64, cost: f64, budget: f64) -> bool {
+    spent + held >= budget || (held > 1e-9 && spent + held + cost > budget)
 }
 
 /// The in-process limiter state of every key.
@@ -259,6 +302,7 @@ impl Local {
             return Decision {
                 refused: None,
                 headers: RateHeaders::default(),
+                tokens: ask.tokens,
             };
         };
         if let Some(v) = spent {
@@ -273,11 +317,12 @@ impl Local {
         let mut refused = None;
         if let Some(budget) = ask.budget_usd {
             let spent = st.spent.unwrap_or(0.0);
-            if spent + st.held >= budget {
+            if crosses_budget(spent, st.held, ask.cost, budget) {
                 refused = Some(Refusal::Budget {
                     spent,
                     held: st.held,
                     budget,
+                    asked: ask.cost,
                 });
             }
         }
@@ -286,11 +331,19 @@ impl Local {
                 retry_after_ms: Buckets::reset_ms(req_oldest, now_ms).max(1),
             });
         }
-        if refused.is_none() && ask.tpm.is_some_and(|tpm| tok_used + ask.tokens > tpm) {
-            refused = Some(Refusal::Tokens {
-                retry_after_ms: Buckets::reset_ms(tok_oldest, now_ms).max(1000),
-                asked: ask.tokens,
-            });
+        let mut counted = ask.tokens;
+        if refused.is_none() {
+            if let Some(tpm) = ask.tpm {
+                match tpm_hold(tok_used, tpm, ask.tokens, ask.tokens_min) {
+                    Some(n) => counted = n,
+                    None => {
+                        refused = Some(Refusal::Tokens {
+                            retry_after_ms: Buckets::reset_ms(tok_oldest, now_ms).max(1000),
+                            asked: ask.tokens_min,
+                        })
+                    }
+                }
+            }
         }
         if refused.is_none() {
             if ask.rpm.is_some() {
@@ -298,7 +351,7 @@ impl Local {
             }
             if ask.tpm.is_some() {
                 st.tokens
-                    .add(now_s, i64::try_from(ask.tokens).unwrap_or(i64::MAX));
+                    .add(now_s, i64::try_from(counted).unwrap_or(i64::MAX));
             }
             if ask.budget_usd.is_some() {
                 st.held += ask.cost;
@@ -318,7 +371,11 @@ impl Local {
                 reset_ms: Buckets::reset_ms(tok_oldest, now_ms),
             }),
         };
-        Decision { refused, headers }
+        Decision {
+            refused,
+            headers,
+            tokens: counted,
+        }
     }
 
     /// Replaces a request's estimates by what it really used.
@@ -414,13 +471,14 @@ impl Limits {
                 Decision {
                     refused: None,
                     headers: RateHeaders::default(),
+                    tokens: ask.tokens,
                 },
                 None,
             ));
         }
         if let Some(r) = &self.redis {
             if let Some(a) = r.admit_from_lease(ask) {
-                let hold = self.hold(ask, true, a.hold_id, a.sec);
+                let hold = self.hold(ask, a.decision.tokens, true, a.hold_id, a.sec);
                 return Ok((a.decision, Some(hold)));
             }
             if r.is_up() {
@@ -452,7 +510,7 @@ impl Limits {
         let hold = decision
             .refused
             .is_none()
-            .then(|| self.hold(ask, false, String::new(), now / 1000));
+            .then(|| self.hold(ask, decision.tokens, false, String::new(), now / 1000));
         Ok((decision, hold))
     }
 
@@ -472,7 +530,7 @@ impl Limits {
             let result = match r2.admit(&ask2, &hold_id, &me.store).await {
                 Ok(a) => {
                     let hold = a.decision.refused.is_none().then(|| {
-                        let mut h = me.hold(&ask2, true, a.hold_id, a.sec);
+                        let mut h = me.hold(&ask2, a.decision.tokens, true, a.hold_id, a.sec);
                         if let Some(s) = h.settle.as_mut() {
                             s.tokens_used = 0;
                         }
@@ -504,7 +562,7 @@ impl Limits {
         Ok((decision, hold))
     }
 
-    fn hold(&self, ask: &Ask, shared: bool, hold_id: String, admitted_s: u64) -> Hold {
+    fn hold(&self, ask: &Ask, tokens: u64, shared: bool, hold_id: String, admitted_s: u64) -> Hold {
         Hold {
             limits: self.clone(),
             shared,
@@ -512,8 +570,8 @@ impl Limits {
                 key_id: ask.key_id.clone(),
                 tpm: ask.tpm.is_some(),
                 budget: ask.budget_usd.is_some(),
-                tokens_held: ask.tokens,
-                tokens_used: ask.tokens,
+                tokens_held: tokens,
+                tokens_used: tokens,
                 cost_held: ask.cost,
                 cost: 0.0,
                 hold_id,
@@ -579,6 +637,7 @@ mod tests {
             tpm,
             budget_usd: budget,
             tokens,
+            tokens_min: tokens,
             cost: 0.0,
         }
     }
@@ -673,20 +732,58 @@ mod tests {
         let mut a = ask(None, None, Some(1.0), 0);
         a.cost = 0.4;
         assert_eq!(l.admit(&a, 0, Some(0.1)).refused, None); // 0.1 spent + 0.4 held
-        assert_eq!(l.admit(&a, 0, None).refused, None); // 0.1 + 0.8 held
-        assert_eq!(l.admit(&a, 0, None).refused, None); // 0.1 + 1.2 held: over from now
+        assert_eq!(l.admit(&a, 0, None).refused, None); // 0.1 + 0.8 held: fits
+                                                        // A third would hold 1.2 beside 0.1 spent: it does not fit.
         assert_eq!(
             l.admit(&a, 0, None).refused,
             Some(Refusal::Budget {
                 spent: 0.1,
-                held: 1.2000000000000002,
-                budget: 1.0
+                held: 0.8,
+                budget: 1.0,
+                asked: 0.4,
             })
         );
-        // Two finish having cost less than held: 0.2 spent + 0.4 held.
+        // Two finish having cost less than held: 0.2 spent, nothing held.
         l.settle(&settle(0, 0, 0.4, 0.05, 0), 0);
         l.settle(&settle(0, 0, 0.4, 0.05, 0), 0);
-        assert_eq!(l.admit(&a, 0, None).refused, None);
+        assert_eq!(l.admit(&a, 0, None).refused, None); // 0.2 + 0.4
+        assert_eq!(l.admit(&a, 0, None).refused, None); // 0.2 + 0.8
+        assert!(l.admit(&a, 0, None).refused.is_some());
+    }
+
+    #[test]
+    fn tpm_holds_the_output_maximum_or_what_is_left() {
+        // With a maximum of its own: whole or not at all.
+        assert_eq!(tpm_hold(0, 2000, 1010, 1010), Some(1010));
+        assert_eq!(tpm_hold(1010, 2000, 1010, 1010), None);
+        // Without: the prompt must fit; it holds the rest of the window up to its worst case.
+        assert_eq!(tpm_hold(0, 2000, 10 + 4096, 10), Some(2000));
+        assert_eq!(tpm_hold(1500, 2000, 10 + 4096, 10), Some(500));
+        assert_eq!(tpm_hold(1995, 2000, 10 + 4096, 10), None);
+        assert_eq!(tpm_hold(0, 100_000, 10 + 4096, 10), Some(4106));
+        let l = Local::default();
+        let mut a = ask(None, Some(2000), None, 4106);
+        a.tokens_min = 10;
+        let d = l.admit(&a, 0, None);
+        assert_eq!((d.refused.is_none(), d.tokens), (true, 2000));
+        assert!(
+            l.admit(&a, 0, None).refused.is_some(),
+            "nothing left beside it"
+        );
+    }
+
+    #[test]
+    fn a_lone_request_is_admitted_while_budget_is_left() {
+        let l = Local::default();
+        let mut a = ask(None, None, Some(1.0), 0);
+        a.cost = 5.0; // worst case beyond the whole budget
+        assert_eq!(l.admit(&a, 0, Some(0.9)).refused, None);
+        // Nothing else gets in beside it.
+        a.cost = 0.01;
+        assert!(l.admit(&a, 0, None).refused.is_some());
+        // Once spent reaches the budget nothing is admitted.
+        l.settle(&settle(0, 0, 5.0, 0.2, 0), 0);
+        assert!(l.admit(&a, 0, None).refused.is_some());
     }
 
     #[test]

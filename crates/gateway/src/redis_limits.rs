@@ -109,10 +109,11 @@ end
 
 /// KEYS: window, spend, holds, holdtimes, held, spend freshness.
 /// ARGV: rpm, tpm, budget (-1: none), token estimate, cost estimate, hold id, hold TTL ms,
-/// `1` when a lease may be granted.
+/// `1` when a lease may be granted, the part of the token estimate that must fit
+/// (`limits::tpm_hold`).
 /// Returns {code, requests used, requests reset ms, tokens used, tokens reset ms, spent,
 /// leased requests (held, when refused for budget), leased tokens, leased cost, second, ms
-/// within the second, reload the spend}; code 0 admitted, 1 RPM, 2 TPM, 3 budget, -1 spend
+/// within the second, reload the spend, tokens counted}; code 0 admitted, 1 RPM, 2 TPM, 3 budget, -1 spend
 /// not loaded.
 const ADMIT: &str = r"
 local t = redis.call('TIME')
@@ -138,7 +139,8 @@ if budget >= 0 then
     redis.call('ZREM', KEYS[4], m)
   end
   held = tonumber(redis.call('GET', KEYS[5]) or '0')
-  if spent + held >= budget then
+  -- limits::crosses_budget: the holds in flight and this one must fit what is left.
+  if spent + held >= budget or (held > 0 and spent + held + cost > budget) then
     return {3, 0, 0, 0, 0, tostring(spent), string.format('%.17g', held), 0, '0', 0, 0, refresh}
   end
 end
@@ -157,6 +159,11 @@ local function reset(used)
 end
 if rpm > 0 and req_used >= rpm then
   return {1, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent), 0, 0, '0', 0, 0, refresh}
+end
+local est_min = tonumber(ARGV[9])
+if tpm > 0 and tok_used + est > tpm and tok_used + est_min <= tpm then
+  -- limits::tpm_hold: no maximum of its own, it holds what is left of the window.
+  est = math.max(est_min, tpm - tok_used)
 end
 if tpm > 0 and tok_used + est > tpm then
   return {2, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent), 0, 0, '0', 0, 0, refresh}
@@ -189,7 +196,7 @@ if budget >= 0 and cost + lc > 0 then
   redis.call('INCRBYFLOAT', KEYS[5], cost + lc)
 end
 return {0, req_used, reset(req_used), tok_used, reset(tok_used), tostring(spent), lr, lt,
-  string.format('%.17g', lc), sec, now % 1000, refresh}
+  string.format('%.17g', lc), sec, now % 1000, refresh, est}
 ";
 
 /// Settles requests and gives back leases (one script, so a batch either finds it loaded
@@ -313,6 +320,7 @@ impl Lease {
                     requests: adjust(self.headers.requests, requests),
                     tokens: adjust(self.headers.tokens, tokens),
                 },
+                tokens: ask.tokens,
             },
             hold_id: self.id.clone(),
             sec: self.sec,
@@ -451,7 +459,8 @@ impl RedisLimits {
                 .arg(ask.cost)
                 .arg(&hold_id)
                 .arg(HOLD_TTL_MS)
-                .arg("1");
+                .arg("1")
+                .arg(ask.tokens_min);
             let reply: Vec<redis::Value> = inv.invoke_async(&mut conn).await?;
             let int = |i: usize| match reply.get(i) {
                 Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
@@ -491,12 +500,13 @@ impl RedisLimits {
                 }),
                 2 => Some(Refusal::Tokens {
                     retry_after_ms: tok_reset.max(1000),
-                    asked: ask.tokens,
+                    asked: ask.tokens_min,
                 }),
                 3 => Some(Refusal::Budget {
                     spent,
                     held: float(6),
                     budget: ask.budget_usd.unwrap_or(0.0),
+                    asked: ask.cost,
                 }),
                 _ => None,
             };
@@ -541,8 +551,16 @@ impl RedisLimits {
                     self.send(Msg::Return(old.give_back(&ask.key_id)));
                 }
             }
+            let tokens = match reply.get(12) {
+                Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(ask.tokens),
+                _ => ask.tokens,
+            };
             return Ok(Admitted {
-                decision: Decision { refused, headers },
+                decision: Decision {
+                    refused,
+                    headers,
+                    tokens,
+                },
                 hold_id,
                 sec,
             });

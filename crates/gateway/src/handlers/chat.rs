@@ -48,13 +48,18 @@ pub async fn chat_completions(
     if state.config.log_bodies {
         tracing::info!(request_id = %rid.0, body = %String::from_utf8_lossy(&raw[..raw.len().min(LOGGED_BODY_BYTES)]), "request body");
     }
-    let adm =
-        match super::admit_and_tap(&state, &caller, slot, row, started, raw.len(), &deployments)
-            .await
-        {
-            Ok(t) => t,
-            Err(refused) => return refused,
-        };
+    let demand = super::Demand {
+        prompt_bytes: raw.len(),
+        max_output: req
+            .max_output_tokens()
+            .map(|m| u64::from(m).saturating_mul(u64::from(req.n.unwrap_or(1).max(1)))),
+    };
+    let adm = match super::admit_and_tap(&state, &caller, slot, row, started, demand, &deployments)
+        .await
+    {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
     let ctx = Ctx {
         req: &req,
         raw: &raw,

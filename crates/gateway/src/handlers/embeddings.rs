@@ -61,8 +61,18 @@ pub async fn embeddings(
     };
     match prepared.await {
         Ok((req, raw, deployments)) => {
-            let admitted =
-                super::admit_and_tap(&state, &caller, slot, row, started, raw.len(), &deployments);
+            let admitted = super::admit_and_tap(
+                &state,
+                &caller,
+                slot,
+                row,
+                started,
+                super::Demand {
+                    prompt_bytes: raw.len(),
+                    max_output: Some(0),
+                },
+                &deployments,
+            );
             let adm = match admitted.await {
                 Ok(t) => t,
                 Err(refused) => return refused,

@@ -156,7 +156,10 @@ pub async fn messages(
         slot,
         row,
         started,
-        p.raw.len(),
+        super::Demand {
+            prompt_bytes: p.raw.len(),
+            max_output: p.req.get("max_tokens").and_then(Value::as_u64),
+        },
         &p.deployments,
     )
     .await

@@ -123,17 +123,50 @@ pub struct Admitted {
     pub prompt_estimate: u64,
 }
 
+/// What a request may use, as its limits see it before it is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Demand {
+    /// Bytes the prompt takes (the body, and stored history for Responses).
+    pub prompt_bytes: usize,
+    /// The output cap the request sets (`max_tokens` and its kin); `Some(0)` for
+    /// requests that produce no output tokens (embeddings).
+    pub max_output: Option<u64>,
+}
+
+/// Output tokens a request may produce at worst on `deployments`: its own maximum, else
+/// what the gateway itself sends as the maximum (Anthropic's `max_tokens` default), else
+/// the configured `hold_output_tokens`.
+fn output_hold(state: &AppState, demand: Demand, deployments: &[Deployment]) -> u64 {
+    if let Some(max) = demand.max_output {
+        return max.min(crate::limits::MAX_TOKENS);
+    }
+    let cap = u64::from(state.config.server.hold_output_tokens);
+    deployments
+        .iter()
+        .map(|d| match d.provider.kind() {
+            crate::config::ProviderKind::Anthropic => {
+                u64::from(d.provider.config.max_tokens_for(&d.upstream_model))
+            }
+            _ => cap,
+        })
+        .max()
+        .unwrap_or(cap)
+}
+
 /// The limit stage: RPM, TPM and budget of the caller's key (nothing to do without a key
-/// or limits). The cost held against the budget while the request runs is its prompt's
-/// estimated cost: the budget is overshot at most by the completions of the requests in
-/// flight, and a request is never refused for what its output might cost.
+/// or limits). A request holds its worst case until it ends: its prompt estimate plus the
+/// output it may produce ([`output_hold`]) against TPM, and that many tokens at the
+/// dearest price of its deployments against the budget. It is refused when the holds of
+/// the requests in flight would cross the budget (except a key's only request, admitted
+/// while any budget is left), so a budget is overshot by at most one request's cost. The
+/// hold is settled to the real tokens and cost when the request ends.
 pub async fn admit(
     state: &AppState,
     caller: &Caller,
-    body_len: usize,
+    demand: Demand,
     deployments: &[Deployment],
 ) -> Result<Admitted, (GatewayError, RateHeaders)> {
-    let tokens = estimate_prompt_tokens(body_len);
+    let prompt = estimate_prompt_tokens(demand.prompt_bytes);
     let Some(k) = caller
         .key
         .as_ref()
@@ -142,15 +175,25 @@ pub async fn admit(
         return Ok(Admitted {
             headers: RateHeaders::default(),
             hold: None,
-            prompt_estimate: tokens,
+            prompt_estimate: prompt,
         });
     };
-    let cost = match (k.budget_usd, deployments.first()) {
-        (Some(_), Some(d)) => state
-            .prices
-            .get(d.provider.name(), &d.upstream_model)
-            .map_or(0.0, |p| tokens as f64 * p.input / 1_000_000.0),
-        _ => 0.0,
+    let output = output_hold(state, demand, deployments);
+    let tokens = prompt.saturating_add(output);
+    // A request with an output maximum of its own must fit the TPM window whole.
+    let tokens_min = if demand.max_output.is_some() {
+        tokens
+    } else {
+        prompt
+    };
+    let cost = if k.budget_usd.is_some() {
+        deployments
+            .iter()
+            .filter_map(|d| state.prices.get(d.provider.name(), &d.upstream_model))
+            .map(|p| (prompt as f64 * p.input + output as f64 * p.output) / 1_000_000.0)
+            .fold(0.0, f64::max)
+    } else {
+        0.0
     };
     let ask = Ask {
         key_id: k.id.clone(),
@@ -162,6 +205,7 @@ pub async fn admit(
             .and_then(|v| u64::try_from(v.min(crate::keys::MAX_LIMIT)).ok()),
         budget_usd: k.budget_usd,
         tokens,
+        tokens_min,
         cost,
     };
     let (decision, hold) = state
@@ -174,7 +218,7 @@ pub async fn admit(
         None => Ok(Admitted {
             headers: decision.headers,
             hold,
-            prompt_estimate: tokens,
+            prompt_estimate: prompt,
         }),
     }
 }
@@ -216,11 +260,11 @@ pub async fn admit_and_tap(
     slot: Option<Slot>,
     mut row: UsageRecord,
     started: std::time::Instant,
-    body_len: usize,
+    demand: Demand,
     deployments: &[Deployment],
 ) -> Result<Admission, Response> {
     row.routed = true;
-    match admit(state, caller, body_len, deployments).await {
+    match admit(state, caller, demand, deployments).await {
         Ok(a) => Ok(Admission {
             tap: Tap::new(
                 state.ledger.clone(),

@@ -260,7 +260,10 @@ pub async fn create(
         slot,
         row,
         started,
-        p.raw.len() + p.history_bytes,
+        super::Demand {
+            prompt_bytes: p.raw.len() + p.history_bytes,
+            max_output: p.req.get("max_output_tokens").and_then(Value::as_u64),
+        },
         &p.deployments,
     )
     .await
