@@ -246,9 +246,12 @@ impl KeyChecker {
                     return self.live(c.record, &hash, presented);
                 }
                 _ => {
-                    return Err(
-                        GatewayError::internal(format!("key lookup failed: {e}")).retryable(true)
-                    )
+                    tracing::warn!(error = %e, "key lookup failed");
+                    // The key may well be valid: the client should come back shortly.
+                    return Err(GatewayError::unavailable(
+                        "The gateway cannot check this key right now (its database is unavailable); retry shortly.",
+                        2000,
+                    ));
                 }
             },
         };
