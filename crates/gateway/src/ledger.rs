@@ -2,10 +2,12 @@
 //!
 //! The record stage hands a [`UsageRecord`] to [`Ledger::record`], which never waits: it
 //! puts the row into a bounded channel (a full channel drops the row and says so in the
-//! log). One background task drains the channel in batches into the store; while the store
-//! is unavailable it keeps the rows and retries, past [`SPILL_ROWS`] it appends them to a
-//! spill file, which the next start replays. [`Ledger::flush`] (called on shutdown) writes
-//! everything still held, or spills it.
+//! log). One background task drains the channel in batches (after at most [`LINGER`]) into
+//! the store; a batch the store does not take is appended to a spill file at once and
+//! fsync'd, and the spill file is replayed as soon as the store takes rows again (and at
+//! the next start). So a SIGKILL loses at most the rows of the last [`LINGER`] and the batch
+//! being written; a store outage loses nothing. [`Ledger::flush`] (called on shutdown)
+//! writes everything still held, or spills it.
 //!
 //! Streams are recorded through a [`Tap`]: the handler's half (provider, attempts, status)
 //! and the stream's half (usage, time to first token, how it ended) meet in the tap, and
@@ -26,12 +28,14 @@ use crate::store::Store;
 pub const LEDGER_CHANNEL_CAPACITY: usize = 65_536;
 /// Rows written in one transaction.
 pub const BATCH_ROWS: usize = 1_000;
-/// Rows held in memory while the store is down before they go to the spill file.
-pub const SPILL_ROWS: usize = 50_000;
+/// Rows kept in memory while neither the store nor the spill file takes them.
+const MAX_HELD_ROWS: usize = 50_000;
 /// How long the writer gathers rows before writing a batch (fewer, larger transactions).
 const LINGER: Duration = Duration::from_millis(100);
 /// Pause between write attempts while the store is down.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
+/// How long a write may take while the store is known to be down (a probe).
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// One row of the ledger (§6).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -151,36 +155,40 @@ impl Ledger {
 }
 
 async fn writer(store: Store, spill: PathBuf, mut rx: mpsc::Receiver<Msg>) {
-    replay(&store, &spill).await;
-    let mut held: Vec<UsageRecord> = Vec::new();
-    // After a failed write, new rows only accumulate until this instant: a store that is
-    // down is not hammered once per arriving row.
-    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut w = Writer {
+        store,
+        spill_pending: tokio::fs::metadata(&spill).await.is_ok(),
+        spill,
+        held: Vec::new(),
+        down_until: None,
+    };
+    w.replay().await;
     loop {
-        let msg = if held.is_empty() {
+        // Rows on disk are replayed once the store answers again, also without traffic.
+        let msg = if w.held.is_empty() && !w.spill_pending {
             rx.recv().await
         } else {
             match tokio::time::timeout(RETRY_EVERY, rx.recv()).await {
                 Ok(m) => m,
                 Err(_) => {
-                    retry_at = next_retry(write_held(&store, &spill, &mut held, false).await);
+                    w.write(false).await;
                     continue;
                 }
             }
         };
         match msg {
             None => {
-                write_held(&store, &spill, &mut held, true).await;
+                w.write(true).await;
                 return;
             }
             Some(Msg::Row(r)) => {
-                held.push(*r);
+                w.held.push(*r);
                 // Gather what arrives within LINGER, up to a batch, then write once.
                 let until = tokio::time::Instant::now() + LINGER;
                 let mut flush_ack = None;
-                while held.len() < BATCH_ROWS {
+                while w.held.len() < BATCH_ROWS {
                     match tokio::time::timeout_at(until, rx.recv()).await {
-                        Ok(Some(Msg::Row(r))) => held.push(*r),
+                        Ok(Some(Msg::Row(r))) => w.held.push(*r),
                         Ok(Some(Msg::Flush(ack))) => {
                             flush_ack = Some(ack);
                             break;
@@ -188,52 +196,135 @@ async fn writer(store: Store, spill: PathBuf, mut rx: mpsc::Receiver<Msg>) {
                         Ok(None) | Err(_) => break,
                     }
                 }
-                let due = retry_at.is_none_or(|t| tokio::time::Instant::now() >= t);
-                if due || flush_ack.is_some() || held.len() >= SPILL_ROWS {
-                    retry_at = next_retry(
-                        write_held(&store, &spill, &mut held, flush_ack.is_some()).await,
-                    );
-                }
+                w.write(flush_ack.is_some()).await;
                 if let Some(ack) = flush_ack {
                     let _ = ack.send(());
                 }
             }
             Some(Msg::Flush(ack)) => {
-                retry_at = next_retry(write_held(&store, &spill, &mut held, true).await);
+                w.write(true).await;
                 let _ = ack.send(());
             }
         }
     }
 }
 
-fn next_retry(written: bool) -> Option<tokio::time::Instant> {
-    (!written).then(|| tokio::time::Instant::now() + RETRY_EVERY)
+/// The writer task's state.
+struct Writer {
+    store: Store,
+    spill: PathBuf,
+    /// Rows not yet on disk or in the store (only while the spill file cannot be written).
+    held: Vec<UsageRecord>,
+    /// The spill file has rows to replay.
+    spill_pending: bool,
+    /// After a failed write the store is left alone until then: rows go to disk at once.
+    down_until: Option<tokio::time::Instant>,
 }
 
-/// Writes the held rows; on failure keeps them, spilling past the bound (or at once when
-/// `final_flush`, so nothing is lost at exit). True when nothing is held any more.
-async fn write_held(
-    store: &Store,
-    spill: &PathBuf,
-    held: &mut Vec<UsageRecord>,
-    final_flush: bool,
-) -> bool {
-    if held.is_empty() {
-        return true;
-    }
-    match store.insert_usage(held).await {
-        Ok(()) => held.clear(),
-        Err(e) => {
-            tracing::warn!(rows = held.len(), error = %e, "usage ledger: store unavailable, holding rows");
-            if final_flush || held.len() >= SPILL_ROWS {
-                match spill_rows(spill, held).await {
-                    Ok(()) => held.clear(),
-                    Err(e) => tracing::error!(error = %e, "usage ledger: cannot spill rows"),
+impl Writer {
+    /// Writes the held rows to the store, or else to the spill file at once (fsync'd), so a
+    /// crash while the store is down loses nothing that reached the writer. Replays the
+    /// spill file once the store takes rows again.
+    async fn write(&mut self, final_flush: bool) {
+        let now = tokio::time::Instant::now();
+        let store_down = self.down_until.is_some_and(|t| now < t) && !final_flush;
+        if !store_down {
+            if !self.held.is_empty() {
+                // While the store is known to be down, a retry is a short probe: a store
+                // that hangs must not keep rows waiting in memory (a crash would lose them).
+                let insert = self.store.insert_usage(&self.held);
+                let result = if self.down_until.is_some() {
+                    tokio::time::timeout(PROBE_TIMEOUT, insert)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(crate::store::StoreError::timed_out("ledger probe"))
+                        })
+                } else {
+                    insert.await
+                };
+                match result {
+                    Ok(()) => {
+                        self.held.clear();
+                        self.down_until = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(rows = self.held.len(), error = %e, "usage ledger: store unavailable, spilling rows to disk");
+                        // From the failure on (an attempt can take the pool's whole
+                        // acquire timeout): rows go straight to disk meanwhile.
+                        self.down_until = Some(tokio::time::Instant::now() + RETRY_EVERY);
+                    }
+                }
+            }
+            if self.held.is_empty() && self.spill_pending && self.down_until.is_none() {
+                self.replay().await;
+            }
+        }
+        if self.held.is_empty() {
+            return;
+        }
+        match spill_rows(&self.spill, &self.held).await {
+            Ok(()) => {
+                self.held.clear();
+                self.spill_pending = true;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, rows = self.held.len(), "usage ledger: cannot spill rows");
+                if self.held.len() > MAX_HELD_ROWS {
+                    let dropped = self.held.len() - MAX_HELD_ROWS;
+                    self.held.drain(..dropped);
+                    tracing::error!(
+                        rows = dropped,
+                        "usage ledger: store and disk both failing, rows dropped"
+                    );
                 }
             }
         }
     }
-    held.is_empty()
+
+    /// Inserts the spill file's rows in batches (constant memory) and removes it when all
+    /// are in; a failure keeps it (rows already inserted are skipped next time by row id).
+    async fn replay(&mut self) {
+        use tokio::io::AsyncBufReadExt;
+        let Ok(f) = tokio::fs::File::open(&self.spill).await else {
+            self.spill_pending = false;
+            return;
+        };
+        let mut lines = tokio::io::BufReader::new(f).lines();
+        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        let mut total = 0usize;
+        loop {
+            let line = match lines.next_line().await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "usage ledger: spill file unreadable; kept");
+                    return;
+                }
+            };
+            let end = line.is_none();
+            if let Some(mut r) = line.and_then(|l| serde_json::from_str::<UsageRecord>(&l).ok()) {
+                // Rows spilled before rows had ids get one (else they would collide).
+                if r.row_id.is_empty() {
+                    r.row_id = unique_id();
+                }
+                batch.push(r);
+            }
+            if batch.len() >= BATCH_ROWS || (end && !batch.is_empty()) {
+                if let Err(e) = self.store.insert_usage(&batch).await {
+                    tracing::warn!(error = %e, "usage ledger: spilled rows kept for later");
+                    self.down_until = Some(tokio::time::Instant::now() + RETRY_EVERY);
+                    return;
+                }
+                total += batch.len();
+                batch.clear();
+            }
+            if end {
+                break;
+            }
+        }
+        let _ = tokio::fs::remove_file(&self.spill).await;
+        self.spill_pending = false;
+        tracing::info!(rows = total, "usage ledger: replayed spilled rows");
+    }
 }
 
 async fn spill_rows(path: &PathBuf, rows: &[UsageRecord]) -> std::io::Result<()> {
@@ -251,33 +342,9 @@ async fn spill_rows(path: &PathBuf, rows: &[UsageRecord]) -> std::io::Result<()>
         .open(path)
         .await?;
     f.write_all(text.as_bytes()).await?;
-    f.flush().await?;
+    f.sync_data().await?;
     tracing::warn!(rows = rows.len(), path = %path.display(), "usage ledger: rows spilled to disk");
     Ok(())
-}
-
-async fn replay(store: &Store, path: &PathBuf) {
-    let Ok(text) = tokio::fs::read_to_string(path).await else {
-        return;
-    };
-    let rows: Vec<UsageRecord> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<UsageRecord>(l).ok())
-        .map(|mut r| {
-            // Rows spilled before rows had ids get one (else they would collide).
-            if r.row_id.is_empty() {
-                r.row_id = unique_id();
-            }
-            r
-        })
-        .collect();
-    match store.insert_usage(&rows).await {
-        Ok(()) => {
-            let _ = tokio::fs::remove_file(path).await;
-            tracing::info!(rows = rows.len(), "usage ledger: replayed spilled rows");
-        }
-        Err(e) => tracing::warn!(error = %e, "usage ledger: spilled rows kept for the next start"),
-    }
 }
 
 /// Where the handler's and the stream's halves of one request's row meet, with the

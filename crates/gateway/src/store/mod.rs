@@ -54,6 +54,13 @@ pub struct UsageSummary {
 #[error("{0}")]
 pub struct StoreError(String);
 
+impl StoreError {
+    /// The store did not answer in time.
+    pub fn timed_out(what: &str) -> Self {
+        Self(format!("database did not answer in time ({what})"))
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         Self(format!("database error: {e}"))
