@@ -595,3 +595,52 @@ def test_database_outage_then_sigkill_loses_nothing_spilled(sim, postgres, tmp_p
         check_rows(answered, killed_at, rows)
     finally:
         g2.proc.stop()
+
+
+# -- Redis comes back: shared limits come back within seconds ----------------------------------
+
+def redis_keys(port, pattern="jinf:*"):
+    import subprocess
+    r = subprocess.run(["redis-cli", "-p", str(port), "--scan", "--pattern", pattern],
+                       capture_output=True, text=True, timeout=10)
+    return r.stdout.split() if r.returncode == 0 else []
+
+
+def test_shared_limits_come_back_within_seconds_of_a_redis_restart(sim, postgres, tmp_path):
+    # Before: each instance limited alone for 123 s after Redis came back.
+    from conftest import Proc
+    from conftest import Redis
+    r = Redis()
+    g = start_gateway(sim.url, tmp_path, database=postgres.url(postgres.new_database()), redis=r.url())
+    try:
+        k = mint(g, rpm=100000)
+        body = {"model": "echo", "messages": MSG}
+        assert post(g, "/v1/chat/completions", body, key=k["key"])[0] == 200
+        assert redis_keys(r.port), "the limits live in Redis"
+        r.proc.stop()
+        # Served meanwhile (per-instance limits), for longer than any reconnect back-off.
+        down = time.monotonic()
+        while time.monotonic() - down < 6:
+            assert post(g, "/v1/chat/completions", body, key=k["key"])[0] == 200
+            time.sleep(0.05)
+        r.proc = Proc(["redis-server", "--port", str(r.port), "--bind", "127.0.0.1", "--save", "",
+                       "--appendonly", "no"])
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", r.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        back = time.monotonic()
+        shared_again = None
+        while time.monotonic() - back < 30:
+            assert post(g, "/v1/chat/completions", body, key=k["key"])[0] == 200
+            if redis_keys(r.port):
+                shared_again = time.monotonic() - back
+                break
+            time.sleep(0.1)
+        assert shared_again is not None and shared_again < 5, shared_again
+    finally:
+        g.proc.stop()
+        r.proc.stop()

@@ -350,10 +350,79 @@ pub struct Admitted {
 
 type Leases = DashMap<String, Mutex<Option<Lease>>>;
 
+/// The connection every Redis call uses, replaced by [`supervise`] when it stops
+/// answering (redis-rs's `ConnectionManager` can stay broken after a failed reconnect).
+#[derive(Clone)]
+struct Shared(Arc<std::sync::RwLock<ConnectionManager>>);
+
+impl Shared {
+    fn get(&self) -> ConnectionManager {
+        match self.0.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, c: ConnectionManager) {
+        match self.0.write() {
+            Ok(mut slot) => *slot = c,
+            Err(poisoned) => *poisoned.into_inner() = c,
+        }
+    }
+}
+
+async fn new_manager(client: &redis::Client) -> Result<ConnectionManager, redis::RedisError> {
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2))
+        .set_number_of_retries(2);
+    ConnectionManager::new_with_config(client.clone(), cfg).await
+}
+
+/// How often the supervisor looks at a Redis that failed recently.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
+/// A probe's time limit.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// While Redis is marked down (an admission failed), probes the shared connection with a
+/// PING; when that fails, opens a new connection and, once one answers, swaps it in and
+/// lets admissions use Redis again at once. So shared limits come back within about a
+/// second of Redis, and no request waits on a dead connection meanwhile.
+async fn supervise(down_until: std::sync::Weak<AtomicU64>, conn: Shared, client: redis::Client) {
+    loop {
+        tokio::time::sleep(SUPERVISE_EVERY).await;
+        let Some(down) = down_until.upgrade() else {
+            return; // the limits were dropped
+        };
+        if down.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let mut c = conn.get();
+        let ping = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut c),
+        )
+        .await;
+        if matches!(ping, Ok(Ok(_))) {
+            down.store(0, Ordering::Relaxed);
+            tracing::info!("redis answers again: limits are shared again");
+            continue;
+        }
+        if let Ok(Ok(fresh)) = tokio::time::timeout(PROBE_TIMEOUT, new_manager(&client)).await {
+            conn.replace(fresh);
+            down.store(0, Ordering::Relaxed);
+            tracing::info!("redis answers again: limits are shared again");
+        } else {
+            // Still down: admissions keep deciding in process without trying it.
+            down.store(now_ms() + REDIS_DOWN_MS, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The Redis side of [`crate::limits::Limits`].
 #[derive(Clone)]
 pub struct RedisLimits {
-    conn: ConnectionManager,
+    conn: Shared,
     admit: Arc<redis::Script>,
     tx: mpsc::Sender<Msg>,
     leases: Arc<Leases>,
@@ -396,13 +465,11 @@ impl RedisLimits {
     pub async fn connect(url: &str) -> Result<(Self, redis::Client), String> {
         let shown = crate::store::redact(url);
         let client = redis::Client::open(url).map_err(|e| format!("redis {shown}: {e}"))?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client.clone(), cfg)
-            .await
-            .map_err(|e| format!("redis {shown}: {e}"))?;
+        let conn = Shared(Arc::new(std::sync::RwLock::new(
+            new_manager(&client)
+                .await
+                .map_err(|e| format!("redis {shown}: {e}"))?,
+        )));
         let (tx, rx) = mpsc::channel(SETTLE_QUEUE);
         tokio::spawn(settler(conn.clone(), rx));
         let this = Self {
@@ -415,6 +482,11 @@ impl RedisLimits {
             full_log: Arc::default(),
         };
         tokio::spawn(sweep(Arc::downgrade(&this.leases), this.tx.clone()));
+        tokio::spawn(supervise(
+            Arc::downgrade(&this.down_until_ms),
+            this.conn.clone(),
+            client.clone(),
+        ));
         Ok((this, client))
     }
 
@@ -444,7 +516,7 @@ impl RedisLimits {
         store: &Store,
     ) -> Result<Admitted, redis::RedisError> {
         let k = keys(&ask.key_id);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let hold_id = hold_id.to_owned();
         for _ in 0..2 {
             let sent_at = Instant::now();
@@ -576,7 +648,7 @@ impl RedisLimits {
     fn refresh_spend(&self, key_id: &str, store: &Store) {
         let (k, mut conn, store, key_id) = (
             keys(key_id),
-            self.conn.clone(),
+            self.conn.get(),
             store.clone(),
             key_id.to_owned(),
         );
@@ -621,8 +693,9 @@ impl RedisLimits {
         now_ms() >= self.down_until_ms.load(Ordering::Relaxed)
     }
 
-    /// Redis failed an admission: for the next second, limits are decided in process
-    /// (no request waits on a Redis that does not answer). Logged at most every 10 s.
+    /// Redis failed an admission: until the supervisor sees it answer again (and at least
+    /// for the next second), limits are decided in process (no request waits on a Redis
+    /// that does not answer). Logged at most every 10 s.
     pub fn mark_down(&self, e: &dyn std::fmt::Display) {
         self.down_until_ms
             .store(now_ms() + REDIS_DOWN_MS, Ordering::Relaxed);
@@ -633,7 +706,7 @@ impl RedisLimits {
 
     /// Tells every instance that a key changed (`*`: all keys).
     pub async fn publish_key_change(&self, hash: &str) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let r: Result<i64, _> = redis::cmd("PUBLISH")
             .arg(KEYS_CHANNEL)
             .arg(hash)
@@ -696,13 +769,14 @@ async fn sweep(leases: std::sync::Weak<Leases>, tx: mpsc::Sender<Msg>) {
     }
 }
 
-async fn settler(mut conn: ConnectionManager, mut rx: mpsc::Receiver<Msg>) {
+async fn settler(shared: Shared, mut rx: mpsc::Receiver<Msg>) {
     let script = redis::Script::new(&format!("{HELPERS}{FINISH}"));
     let mut batch = Vec::with_capacity(SETTLE_BATCH);
     let mut rest = Vec::new();
     // The script is loaded once, and again after Redis forgot it (restart, SCRIPT FLUSH).
     let mut loaded = false;
     while rx.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+        let mut conn = shared.get();
         // Gather a little longer: fewer, larger pipelines.
         if batch.len() < SETTLE_BATCH {
             tokio::time::sleep(SETTLE_LINGER).await;
