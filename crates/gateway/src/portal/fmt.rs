@@ -101,13 +101,21 @@ pub fn short(v: f64) -> String {
     }
 }
 
-/// A CSV cell that a spreadsheet will not run as a formula (OWASP's CSV injection advice:
-/// a leading `=`, `+`, `-`, `@`, tab or carriage return gets a `'`). Model names and key
-/// names are client text.
+/// A CSV cell that a spreadsheet will not run as a formula (OWASP's CSV injection advice):
+/// a cell whose first character, after any leading whitespace or control characters, is
+/// `=`, `+`, `-`, `@`, `|` or `%` (or their fullwidth forms, which some spreadsheets
+/// normalize), or that starts with a tab or carriage return, gets a leading `'`. Model names
+/// and key names are client text.
 pub fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
-    match s.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}").into(),
-        _ => s.into(),
+    let lead = s.chars().find(|c| !c.is_whitespace() && !c.is_control());
+    let formula = matches!(
+        lead,
+        Some('=' | '+' | '-' | '@' | '|' | '%' | '＝' | '＋' | '－' | '＠' | '｜' | '％')
+    );
+    if formula || s.starts_with(['\t', '\r']) {
+        format!("'{s}").into()
+    } else {
+        s.into()
     }
 }
 
@@ -150,6 +158,17 @@ mod tests {
         assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
         assert_eq!(csv_cell("-1"), "'-1");
         assert_eq!(csv_cell("gpt-4o"), "gpt-4o");
+        for evil in [
+            " =1+1",
+            "\n=1+1",
+            "＝1+1",
+            "|calc",
+            "\u{a0}@SUM(A1)",
+            "\t1",
+            "％x",
+        ] {
+            assert!(csv_cell(evil).starts_with('\''), "{evil:?}");
+        }
         assert_eq!(csv_cell(""), "");
     }
 }
