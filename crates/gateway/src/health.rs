@@ -73,6 +73,13 @@ pub struct Health {
     pub failures: AtomicU64,
     /// Attempts let through, whatever came of them.
     tried: AtomicU64,
+    /// A `provider/model` name not (yet) kept in its book: kept there on its first success
+    /// (a name the client made up never takes a place).
+    adopt: Option<std::sync::Weak<Book>>,
+    /// A configured deployment: never evicted from its book.
+    pinned: bool,
+    /// When it was last handed out (ms since the book's start), for eviction.
+    last_used: AtomicU64,
 }
 
 /// Leave to try a deployment; report how it went with [`Permit::success`] or
@@ -94,6 +101,14 @@ impl Permit {
     pub fn success(mut self, latency: Duration, complete: bool) {
         self.done = true;
         self.health.on_success(latency, self.probe, complete);
+        if let Some(book) = self
+            .health
+            .adopt
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade)
+        {
+            book.keep(&self.health);
+        }
     }
 
     /// The deployment failed in a way that counts against it.
@@ -149,6 +164,9 @@ impl Health {
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             tried: AtomicU64::new(0),
+            adopt: None,
+            pinned: false,
+            last_used: AtomicU64::new(0),
         }
     }
 
@@ -331,45 +349,103 @@ fn blend_rate(a: &AtomicU64, sample: f64) {
     a.store((old + ALPHA * (sample - old)).to_bits(), Ordering::Relaxed);
 }
 
-/// Deployments remembered at most: `provider/model` names are the client's free text, so
-/// past this a new one gets a health record of its own that is not kept (no circuit memory,
-/// no unbounded growth).
+/// Deployments remembered at most. Configured deployments are always kept; a
+/// `provider/model` name (the client's free text) is kept only once it has answered, and
+/// past the bound the least recently used of those makes room.
 const MAX_TRACKED: usize = 4096;
 
-/// Every deployment's health, created on first use.
+type Name = (String, String);
+
+/// The records of a [`HealthBook`].
+pub struct Book {
+    settings: Breaker,
+    map: DashMap<Name, Arc<Health>>,
+    epoch: Instant,
+}
+
+impl Book {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Keeps `h` (a name that just answered), evicting the least recently used unpinned
+    /// record when full.
+    fn keep(&self, h: &Arc<Health>) {
+        let name = (h.provider.clone(), h.model.clone());
+        if self.map.contains_key(&name) {
+            return;
+        }
+        if self.map.len() >= MAX_TRACKED {
+            let oldest = self
+                .map
+                .iter()
+                .filter(|e| !e.value().pinned)
+                .min_by_key(|e| e.value().last_used.load(Ordering::Relaxed))
+                .map(|e| e.key().clone());
+            match oldest {
+                Some(k) => {
+                    self.map.remove(&k);
+                }
+                None => return,
+            }
+        }
+        self.map.entry(name).or_insert_with(|| Arc::clone(h));
+    }
+}
+
+/// Every deployment's health.
 #[derive(Clone)]
 pub struct HealthBook {
-    settings: Breaker,
-    map: Arc<DashMap<(String, String), Arc<Health>>>,
+    book: Arc<Book>,
 }
 
 impl HealthBook {
     pub fn new(settings: Breaker) -> Self {
         Self {
-            settings,
-            map: Arc::new(DashMap::new()),
+            book: Arc::new(Book {
+                settings,
+                map: DashMap::new(),
+                epoch: Instant::now(),
+            }),
         }
     }
 
-    /// The health of `provider`'s `model`.
-    pub fn get(&self, provider: &str, model: &str) -> Arc<Health> {
-        if let Some(h) = self.map.get(&(provider.to_owned(), model.to_owned())) {
-            return Arc::clone(&h);
-        }
-        if self.map.len() >= MAX_TRACKED {
-            return Arc::new(Health::new(provider, model, self.settings));
-        }
+    /// Registers a configured deployment: kept for good.
+    pub fn pin(&self, provider: &str, model: &str) -> Arc<Health> {
+        let b = &self.book;
         Arc::clone(
-            &self
-                .map
+            &b.map
                 .entry((provider.to_owned(), model.to_owned()))
-                .or_insert_with(|| Arc::new(Health::new(provider, model, self.settings))),
+                .or_insert_with(|| {
+                    let mut h = Health::new(provider, model, b.settings);
+                    h.pinned = true;
+                    Arc::new(h)
+                }),
         )
     }
 
-    /// Every deployment seen, sorted by provider and model.
+    /// The health of `provider`'s `model`: its record, or (a name not kept yet) a new one
+    /// that is kept once it answers.
+    pub fn get(&self, provider: &str, model: &str) -> Arc<Health> {
+        let b = &self.book;
+        if let Some(h) = b.map.get(&(provider.to_owned(), model.to_owned())) {
+            h.last_used.store(b.now_ms(), Ordering::Relaxed);
+            return Arc::clone(&h);
+        }
+        let mut h = Health::new(provider, model, b.settings);
+        h.adopt = Some(Arc::downgrade(b));
+        h.last_used = AtomicU64::new(b.now_ms());
+        Arc::new(h)
+    }
+
+    /// Every deployment kept, sorted by provider and model.
     pub fn all(&self) -> Vec<Arc<Health>> {
-        let mut v: Vec<Arc<Health>> = self.map.iter().map(|e| Arc::clone(e.value())).collect();
+        let mut v: Vec<Arc<Health>> = self
+            .book
+            .map
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect();
         v.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
         v
     }
@@ -378,6 +454,40 @@ impl HealthBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn made_up_names_take_no_place_and_answered_ones_are_evicted_lru() {
+        let book = HealthBook::new(Breaker {
+            failures: 3,
+            window: Duration::from_secs(60),
+            cooldown: Duration::from_secs(1),
+        });
+        book.pin("p", "configured");
+        for i in 0..10_000 {
+            let h = book.get("p", &format!("junk-{i}"));
+            h.try_acquire().expect("closed").failure();
+        }
+        assert_eq!(
+            book.all().len(),
+            1,
+            "failures of unknown names keep nothing"
+        );
+        for i in 0..(MAX_TRACKED + 10) {
+            let h = book.get("p", &format!("real-{i}"));
+            h.try_acquire()
+                .expect("closed")
+                .success(Duration::from_millis(1), true);
+        }
+        let all = book.all();
+        assert_eq!(all.len(), MAX_TRACKED);
+        assert!(all.iter().any(|h| h.model == "configured"), "pinned stays");
+        // A kept name keeps its circuit memory.
+        let h = book.get("p", &format!("real-{}", MAX_TRACKED + 9));
+        assert!(Arc::ptr_eq(
+            &h,
+            &book.get("p", &format!("real-{}", MAX_TRACKED + 9))
+        ));
+    }
 
     fn health(failures: u32, cooldown_ms: u64) -> Arc<Health> {
         Arc::new(Health::new(

@@ -82,7 +82,7 @@ impl Router {
                 entries.push((
                     Deployment {
                         timeouts: alias.timeouts_over(provider.config.timeouts),
-                        health: health.get(p, m),
+                        health: health.pin(p, m),
                         provider,
                         upstream_model: m.clone(),
                     },
@@ -104,7 +104,7 @@ impl Router {
         // Static models are known deployments: tracked from the start.
         for p in &providers {
             for m in &p.config.models {
-                health.get(p.name(), m);
+                health.pin(p.name(), m);
             }
         }
         Self {
