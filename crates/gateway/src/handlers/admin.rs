@@ -4,7 +4,7 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer};
@@ -201,7 +201,7 @@ async fn with_stats(state: &AppState, k: &KeyRecord) -> Result<Response, Gateway
 
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     result(
@@ -216,7 +216,7 @@ pub async fn get(
 
 pub async fn update(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -226,6 +226,11 @@ pub async fn update(
             let raw =
                 super::read_body(body, 1 << 20, state.config.server.body_read_timeout).await?;
             let req: UpdateKey = super::parse_json(&raw)?;
+            if req.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err(GatewayError::bad_request("'name' must not be empty.")
+                    .param("name")
+                    .code("invalid_value"));
+            }
             check_limits(
                 req.budget_usd.flatten(),
                 req.rpm.flatten(),
@@ -256,7 +261,7 @@ pub async fn update(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     result(

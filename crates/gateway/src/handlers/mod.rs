@@ -111,6 +111,29 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
     Ok(value)
 }
 
+/// A path parameter whose rejection (bad percent-encoding, invalid UTF-8) is a 400 in the
+/// API's error shape rather than axum's plain text.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(e) => Err(GatewayError::bad_request(format!(
+                "The request path is invalid: {}",
+                e.body_text()
+            ))
+            .code("invalid_path")
+            .into_response()),
+        }
+    }
+}
+
 /// The usage a non-streaming response carried, left in its extensions for the record stage.
 #[derive(Clone, Debug)]
 pub struct UsageExt(pub jusinfer_wire::chat::Usage);

@@ -1,6 +1,6 @@
 //! GET /v1/models and GET /v1/models/{id}.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -32,7 +32,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
 pub async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
 ) -> Response {
     let caller = match authenticate(&state, &headers).await {
         Ok(c) => c,

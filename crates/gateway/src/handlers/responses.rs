@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -315,7 +315,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
 /// GET /v1/responses/{id}
 pub async fn retrieve(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
@@ -335,7 +335,7 @@ pub async fn retrieve(
 /// DELETE /v1/responses/{id}
 pub async fn delete(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
@@ -414,7 +414,7 @@ fn page(mut items: Vec<Value>, q: &HashMap<String, String>) -> Result<Value, Gat
 /// (earlier turns' inputs and outputs included), paginated.
 pub async fn input_items(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
