@@ -629,9 +629,9 @@ fn config_check(common: &Common) -> Result<(), Failure> {
     println!("providers:");
     for p in &cfg.providers {
         let url = if p.base_url.is_empty() {
-            "(built in)"
+            "(built in)".to_owned()
         } else {
-            p.base_url.as_str()
+            jusinfer_gateway::store::redact(&p.base_url)
         };
         let key = if p.api_key.is_some() {
             "key set"

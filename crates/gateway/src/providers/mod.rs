@@ -52,7 +52,8 @@ impl Provider {
                 .map_err(|e| {
                     format!(
                         "provider {}: base_url {:?}: {e}",
-                        config.name, config.base_url
+                        config.name,
+                        crate::store::redact(&config.base_url)
                     )
                 })
         };
@@ -90,6 +91,19 @@ impl Provider {
             Endpoint::CountTokens => self.count_tokens_url.as_ref(),
             Endpoint::Responses => self.responses_url.as_ref(),
         }
+    }
+
+    /// The values this provider sends that must never be shown: its key and configured
+    /// header values.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .config
+            .headers
+            .iter()
+            .map(|(_, value)| value.as_str())
+            .collect();
+        v.extend(self.config.api_key.as_deref());
+        v
     }
 
     pub fn name(&self) -> &str {
