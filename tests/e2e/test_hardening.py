@@ -644,3 +644,32 @@ def test_shared_limits_come_back_within_seconds_of_a_redis_restart(sim, postgres
     finally:
         g.proc.stop()
         r.proc.stop()
+
+
+# -- secrets are never relayed -------------------------------------------------------------
+
+def test_an_upstream_error_quoting_the_provider_key_is_scrubbed(hgw):
+    from conftest import SIM_PROVIDER_KEY
+    status, _, out = post(hgw, "/v1/chat/completions", {"model": "sim/err401key", "messages": MSG})
+    # The gateway's own credentials were refused: a 502 upstream_auth_error, with the
+    # upstream's words, less the key.
+    assert status == 502, out
+    msg = json.loads(out)["error"]["message"]
+    assert "Incorrect API key provided: [redacted]." in msg, msg
+    assert SIM_PROVIDER_KEY not in out.decode()
+    assert SIM_PROVIDER_KEY not in hgw.proc.stderr()
+
+
+def test_config_check_redacts_url_credentials(hgw, tmp_path):
+    from conftest import BIN
+    import subprocess
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('database = "postgres://jinf:dbpass-123@127.0.0.1:1/x"\n'
+                   '[providers.az]\nkind = "openai-compatible"\n'
+                   'base_url = "https://user:basic-secret@h.example/v1?api-key=query-secret&v=1"\n')
+    r = subprocess.run([str(BIN), "config", "check", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=30)
+    text = r.stdout + r.stderr
+    assert "h.example" in text, text
+    for secret in ["dbpass-123", "basic-secret", "query-secret"]:
+        assert secret not in text, text

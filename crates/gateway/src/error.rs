@@ -71,6 +71,47 @@ pub struct GatewayError {
     pub fault: Fault,
 }
 
+/// Prefixes of the usual API key formats (OpenAI, Anthropic, jusinfer, AWS, Google,
+/// GitHub, Slack, Groq, …): a token starting with one, long enough, is taken for a key.
+const KEY_PREFIXES: &[&str] = &[
+    "sk-", "sk_", "rk-", "pk-", "jinf_", "AKIA", "ASIA", "AIza", "ghp_", "gho_", "xoxb-", "xoxp-",
+    "gsk_", "hf_", "key-", "ya29.",
+];
+/// Shortest token taken for a key.
+const KEY_MIN_LEN: usize = 20;
+const REDACTED: &str = "[redacted]";
+
+/// `text` with every secret in `secrets` (8 bytes or longer) and every key-shaped token
+/// replaced by `[redacted]`: upstream error text can quote the provider key it was sent.
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets.iter().filter(|s| s.len() >= 8) {
+        if out.contains(*s) {
+            out = out.replace(*s, REDACTED);
+        }
+    }
+    let is_tok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut result = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(start) = rest.find(is_tok) {
+        result.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| !is_tok(c)).unwrap_or(tail.len());
+        let tok = &tail[..end];
+        // A sentence's full stop is not part of the key.
+        let core = tok.trim_end_matches('.');
+        if core.len() >= KEY_MIN_LEN && KEY_PREFIXES.iter().any(|p| core.starts_with(p)) {
+            result.push_str(REDACTED);
+            result.push_str(&tok[core.len()..]);
+        } else {
+            result.push_str(tok);
+        }
+        rest = &tail[end..];
+    }
+    result.push_str(rest);
+    result
+}
+
 impl GatewayError {
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -286,5 +327,39 @@ impl IntoResponse for GatewayError {
             h.insert("retry-after-ms", axum::http::HeaderValue::from(ms));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub;
+
+    #[test]
+    fn secrets_and_key_shaped_tokens_are_scrubbed() {
+        let msg = "Incorrect API key provided: sk-sim-provider-key-0123456789. You can find your API key at https://platform.example/account.";
+        assert_eq!(
+            scrub(msg, &[]),
+            "Incorrect API key provided: [redacted]. You can find your API key at https://platform.example/account."
+        );
+        assert_eq!(
+            scrub(
+                "bad key 'hunter2-custom-secret' given",
+                &["hunter2-custom-secret"]
+            ),
+            "bad key '[redacted]' given"
+        );
+        assert_eq!(
+            scrub("x-api-key sk-ant-api03-abcdefghijklmnopqrstuvwxyz", &[]),
+            "x-api-key [redacted]"
+        );
+        // Short or ordinary tokens stay.
+        assert_eq!(
+            scrub("model gpt-4o-mini not found (sk-1)", &["short"]),
+            "model gpt-4o-mini not found (sk-1)"
+        );
+        assert_eq!(
+            scrub("ünïcödé AKIAIOSFODNN7EXAMPLEXX ok", &[]),
+            "ünïcödé [redacted] ok"
+        );
     }
 }

@@ -251,8 +251,17 @@ async fn count_tokens(
 
 async fn models() -> Json<Value> {
     let names = [
-        "text", "capital", "answer", "parallel", "length", "cache", "fast", "err400", "err401",
+        "text",
+        "capital",
+        "answer",
+        "parallel",
+        "length",
+        "cache",
+        "fast",
+        "err400",
+        "err401",
         "err429",
+        "err401key",
     ];
     let data: Vec<Value> = names
         .iter()
@@ -536,6 +545,14 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
             .header("content-type", ct.as_str())
             .body(Body::from("<html>not an API</html>"))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    if sc.name == "err401key" {
+        // A compatible host that quotes the key it was sent back in its 401 (the recorded
+        // OpenAI error's shape, with the presented key in place of OpenAI's mask).
+        let key = bearer.strip_prefix("Bearer ").unwrap_or(bearer);
+        let body = json!({"error": {"message": format!("Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com/account/api-keys."),
+            "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}});
+        return json_response(401, Bytes::from(body.to_string()));
     }
     let stream = req["stream"].as_bool().unwrap_or(false);
     if sc.name == "json" {

@@ -176,6 +176,8 @@ pub async fn exchange(
             .await
             .unwrap_or_default();
         let mut e = (ex.map_status)(p, status, &body);
+        // Never relay (or log) a secret an upstream quotes back.
+        e.message = crate::error::scrub(&e.message, &p.secrets());
         e.retry_after_ms = answer.retry_after;
         e.fault = if status == StatusCode::TOO_MANY_REQUESTS {
             Fault::RateLimited
