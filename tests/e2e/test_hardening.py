@@ -673,3 +673,68 @@ def test_config_check_redacts_url_credentials(hgw, tmp_path):
     assert "h.example" in text, text
     for secret in ["dbpass-123", "basic-secret", "query-secret"]:
         assert secret not in text, text
+
+
+# -- data that only grew: retention --------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_retention_sweeps_expired_responses_and_ledger_rows_keeping_the_rollup(sim, tmp_path, request, backend):
+    import sqlite3
+    database = None
+    if backend == "postgres":
+        pg = request.getfixturevalue("postgres")
+        dbname = pg.new_database()
+        database = pg.url(dbname)
+
+        def sql(q):
+            return pg.psql(q, dbname)
+    else:
+        def sql(q):
+            con = sqlite3.connect(tmp_path / "ret.db")
+            try:
+                rows = con.execute(q).fetchall()
+                con.commit()
+                return "\n".join("|".join(str(c) for c in r) for r in rows)
+            finally:
+                con.close()
+    g = start_gateway(sim.url, tmp_path, database=database, name="ret",
+                      top="retention_sweep_every = 0.5\nresponses_ttl_days = 30\nledger_retention_days = 90")
+    try:
+        k = mint(g)
+        stored = []
+        for _ in range(3):
+            status, _, out = post(g, "/v1/responses", {"model": "echo", "input": "keep me"}, key=k["key"])
+            assert status == 200, out
+            stored.append(json.loads(out)["id"])
+            assert post(g, "/v1/chat/completions", {"model": "sim/length", "messages": MSG}, key=k["key"])[0] == 200
+        time.sleep(1)
+        spend = admin(g, "GET", f"/admin/keys/{k['id']}")[1]["spend_usd"]
+        assert spend > 0
+        hourly = sql(f"SELECT SUM(requests) FROM usage_hourly WHERE key_id = '{k['id']}'")
+        assert int(float(hourly)) == 6
+        # A recent one stays; the rest age past their retention.
+        sql(f"UPDATE responses SET created_at = created_at - 31 * 86400 WHERE id <> '{stored[-1]}'")
+        sql(f"UPDATE usage SET ts_ms = ts_ms - CAST(91 AS BIGINT) * 86400000 WHERE key_id = '{k['id']}'")
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            left = int(sql("SELECT COUNT(*) FROM responses"))
+            rows = int(sql(f"SELECT COUNT(*) FROM usage WHERE key_id = '{k['id']}'"))
+            if left == 1 and rows == 0:
+                break
+            time.sleep(0.3)
+        assert (left, rows) == (1, 0)
+        # Expired Responses are gone for the API too; the live one is still there.
+        req = urllib.request.Request(g.url + f"/v1/responses/{stored[0]}")
+        req.add_header("authorization", f"Bearer {k['key']}")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 404
+        req = urllib.request.Request(g.url + f"/v1/responses/{stored[-1]}")
+        req.add_header("authorization", f"Bearer {k['key']}")
+        assert urllib.request.urlopen(req, timeout=10).status == 200
+        # The rollup, and so the key's spend, keep what the deleted rows said.
+        assert int(float(sql(f"SELECT SUM(requests) FROM usage_hourly WHERE key_id = '{k['id']}'"))) == 6
+        assert admin(g, "GET", f"/admin/keys/{k['id']}")[1]["spend_usd"] == pytest.approx(spend)
+        assert "retention: expired rows deleted" in g.proc.stderr()
+    finally:
+        g.proc.stop()

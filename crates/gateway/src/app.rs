@@ -79,6 +79,7 @@ impl AppState {
             Arc::clone(&prices),
         );
         let responses = crate::store::ResponseWriter::start(store.clone());
+        crate::retention::start(store.clone(), config.retention);
         Ok(Self {
             config: Arc::new(config),
             router: Arc::new(router),

@@ -103,6 +103,12 @@ pub struct RawConfig {
     pub http2_max_concurrent_streams: Option<u32>,
     /// Output tokens held against budgets and TPM for a request that sets no maximum.
     pub hold_output_tokens: Option<u32>,
+    /// Days a stored Response is kept (0: for ever).
+    pub responses_ttl_days: Option<f64>,
+    /// Days a ledger row is kept; the hourly rollup stays (0: for ever).
+    pub ledger_retention_days: Option<f64>,
+    /// Seconds between retention sweeps.
+    pub retention_sweep_every: Option<f64>,
     /// Log request bodies (prompts): off unless the operator turns it on.
     pub log_bodies: Option<bool>,
     #[serde(default)]
@@ -328,6 +334,7 @@ pub struct Config {
     pub prices: IndexMap<String, RawPrice>,
     pub breaker: Breaker,
     pub server: ServerLimits,
+    pub retention: crate::retention::Retention,
     pub log_bodies: bool,
     /// Things worth telling the operator that do not stop the start.
     pub warnings: Vec<String>,
@@ -792,7 +799,29 @@ fn resolve(
             }),
         hold_output_tokens: raw.hold_output_tokens.unwrap_or(d.hold_output_tokens),
     };
+    let days =
+        |v: Option<f64>, default: f64, path: &str| -> Result<Option<Duration>, ConfigError> {
+            match v.unwrap_or(default) {
+                d if d == 0.0 => Ok(None),
+                d if d.is_finite() && d > 0.0 && d <= 36_500.0 => {
+                    Ok(Some(Duration::from_secs_f64(d * 86_400.0)))
+                }
+                d => Err(ConfigError::new(format!(
+                    "{path} = {d}: expected a number of days from 0 (keep for ever) to 36500"
+                ))),
+            }
+        };
+    let retention = crate::retention::Retention {
+        responses: days(raw.responses_ttl_days, 30.0, "responses_ttl_days")?,
+        ledger: days(raw.ledger_retention_days, 90.0, "ledger_retention_days")?,
+        every: seconds(
+            raw.retention_sweep_every,
+            Duration::from_secs(600),
+            "retention_sweep_every",
+        )?,
+    };
     Ok(Config {
+        retention,
         source: path.map(Path::to_path_buf),
         listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
         database: raw.database.unwrap_or_else(|| DEFAULT_DATABASE.to_owned()),

@@ -20,6 +20,7 @@ pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod redis_limits;
+pub mod retention;
 pub mod routing;
 pub mod server;
 pub mod store;

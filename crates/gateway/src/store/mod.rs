@@ -67,6 +67,9 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Retention sweeps find expired stored Responses by age.
+const RETENTION_INDEX: &str = "CREATE INDEX responses_created ON responses (created_at)";
+
 /// Migrations from 5 on are one text for both backends (`DOUBLE PRECISION` is a REAL to
 /// SQLite).
 const PORTAL_SESSIONS: &str = "CREATE TABLE portal_sessions (
@@ -172,6 +175,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (5, PORTAL_SESSIONS),
     (6, USAGE_HOURLY),
+    (7, RETENTION_INDEX),
 ];
 
 /// PostgreSQL schema migrations: the same tables and columns as SQLite's.
@@ -240,6 +244,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (5, PORTAL_SESSIONS),
     (6, USAGE_HOURLY),
+    (7, RETENTION_INDEX),
 ];
 
 /// A key as stored (never the key itself: its SHA-256 and a display prefix).
@@ -916,6 +921,41 @@ impl Store {
                     .fetch_optional(pool)
                     .await?;
             Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        })
+    }
+
+    /// Deletes at most `limit` stored Responses created before `before` (Unix seconds);
+    /// how many.
+    pub async fn sweep_responses(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        with_pool!(self, |pool, DB| {
+            let r = sqlx::query(
+                "DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE created_at < $1 LIMIT $2)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute(pool)
+            .await?;
+            Ok(r.rows_affected())
+        })
+    }
+
+    /// Deletes about `limit` (at most `limit` plus rows sharing one timestamp) ledger rows
+    /// older than `before_ms`, oldest first; how many. The hourly rollup keeps their sums.
+    pub async fn sweep_usage(&self, before_ms: i64, limit: i64) -> Result<u64, StoreError> {
+        with_pool!(self, |pool, DB| {
+            let bound: Option<i64> = sqlx::query_scalar(
+                "SELECT ts_ms FROM usage WHERE ts_ms < $1 ORDER BY ts_ms LIMIT 1 OFFSET $2",
+            )
+            .bind(before_ms)
+            .bind(limit)
+            .fetch_optional(pool)
+            .await?;
+            let (sql, until) = match bound {
+                None => ("DELETE FROM usage WHERE ts_ms < $1", before_ms),
+                Some(b) => ("DELETE FROM usage WHERE ts_ms <= $1", b),
+            };
+            let r = sqlx::query(sql).bind(until).execute(pool).await?;
+            Ok(r.rows_affected())
         })
     }
 
