@@ -802,7 +802,7 @@ fn resolve(
     let days =
         |v: Option<f64>, default: f64, path: &str| -> Result<Option<Duration>, ConfigError> {
             match v.unwrap_or(default) {
-                d if d == 0.0 => Ok(None),
+                0.0 => Ok(None),
                 d if d.is_finite() && d > 0.0 && d <= 36_500.0 => {
                     Ok(Some(Duration::from_secs_f64(d * 86_400.0)))
                 }
