@@ -738,3 +738,44 @@ def test_retention_sweeps_expired_responses_and_ledger_rows_keeping_the_rollup(s
         assert "retention: expired rows deleted" in g.proc.stderr()
     finally:
         g.proc.stop()
+
+
+# -- portal sign-ins are rate-limited per client address --------------------------------------
+
+def test_failed_portal_sign_ins_are_limited_per_address(sim, tmp_path):
+    import re
+    import httpx2 as httpx
+    g = start_gateway(sim.url, tmp_path, name="signin")
+    try:
+        with httpx.Client(base_url=g.url, timeout=10, follow_redirects=False,
+                          headers={"origin": g.url}) as c:
+            def attempt(key):
+                page = c.get("/developer")
+                csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+                return c.post("/developer/login", data={"key": key, "csrf": csrf})
+
+            wrong = "jinf_" + "x" * 40
+            for _ in range(10):
+                assert attempt(wrong).status_code == 401
+            # Before: unlimited guessing. Now the address waits, even with the right key.
+            r = attempt(g.key)
+            assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+            assert "Too many failed sign-ins" in r.text
+    finally:
+        g.proc.stop()
+    # Under the limit a good sign-in works and clears the count.
+    g2 = start_gateway(sim.url, tmp_path, name="signin", admin_key=g.key)
+    try:
+        with httpx.Client(base_url=g2.url, timeout=10, follow_redirects=False, headers={"origin": g2.url}) as c:
+            def attempt2(key):
+                page = c.get("/developer")
+                csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+                return c.post("/developer/login", data={"key": key, "csrf": csrf})
+            for _ in range(9):
+                assert attempt2("jinf_" + "y" * 40).status_code == 401
+            assert attempt2(g.key).status_code == 303
+            c.cookies.clear()  # signed out again: the count started over
+            for _ in range(9):
+                assert attempt2("jinf_" + "y" * 40).status_code == 401
+    finally:
+        g2.proc.stop()

@@ -46,6 +46,8 @@ pub struct AppState {
     pub in_flight: Gate,
     /// Requests in flight per key id.
     pub per_key: Arc<DashMap<String, Gate>>,
+    /// Failed portal sign-ins per client address.
+    pub sign_ins: Arc<crate::conns::Attempts>,
 }
 
 impl AppState {
@@ -94,6 +96,10 @@ impl AppState {
             life: Lifecycle::default(),
             in_flight: Gate::default(),
             per_key: Arc::new(DashMap::new()),
+            sign_ins: Arc::new(crate::conns::Attempts::new(
+                crate::portal::SIGN_IN_ATTEMPTS,
+                crate::portal::SIGN_IN_WINDOW,
+            )),
         })
     }
 }

@@ -333,6 +333,65 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 }
 
+/// The client address of a request's connection (in its extensions).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
+
+/// Failed attempts counted per client address in fixed windows (the portal's sign-in):
+/// bounded in memory, one short lock per failure or check.
+pub struct Attempts {
+    max: u32,
+    window: Duration,
+    seen: Mutex<std::collections::HashMap<std::net::IpAddr, (u32, Instant)>>,
+}
+
+/// Addresses tracked at most; past it, expired windows are dropped (else all of them).
+const MAX_ADDRESSES: usize = 65_536;
+
+impl Attempts {
+    pub fn new(max: u32, window: Duration) -> Self {
+        Self {
+            max,
+            window,
+            seen: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// How long `ip` must wait, when it has used up its attempts.
+    pub fn blocked(&self, ip: std::net::IpAddr) -> Option<Duration> {
+        let seen = self.seen.lock().ok()?;
+        let (n, since) = seen.get(&ip)?;
+        let left = self.window.checked_sub(since.elapsed())?;
+        (*n >= self.max).then_some(left)
+    }
+
+    /// Counts a failed attempt from `ip`.
+    pub fn failed(&self, ip: std::net::IpAddr) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if seen.len() >= MAX_ADDRESSES {
+            let window = self.window;
+            seen.retain(|_, (_, since)| since.elapsed() < window);
+            if seen.len() >= MAX_ADDRESSES {
+                seen.clear();
+            }
+        }
+        let e = seen.entry(ip).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= self.window {
+            *e = (0, Instant::now());
+        }
+        e.0 = e.0.saturating_add(1);
+    }
+
+    /// A success clears the address's count.
+    pub fn succeeded(&self, ip: std::net::IpAddr) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(&ip);
+        }
+    }
+}
+
 /// Raises the soft limit of open files to the hard limit; the limit in force.
 pub fn raise_nofile_limit() -> Option<u64> {
     let before = rlimit::getrlimit(rlimit::Resource::NOFILE)

@@ -7,7 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod config;
-mod conns;
+pub mod conns;
 pub mod error;
 pub mod handlers;
 pub mod health;

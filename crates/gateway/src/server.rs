@@ -159,7 +159,7 @@ pub async fn serve_until(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
+                Ok((tcp, peer)) => {
                     let mut admitted = conns.admit(max_connections);
                     if matches!(admitted, Admit::Wait) {
                         // Idle connections are closing to make room: accepting pauses
@@ -178,7 +178,8 @@ pub async fn serve_until(
                     let io = TokioIo::new(Tracked::new(tcp, Arc::clone(&conn_state)));
                     let svc = service.clone();
                     let counted = Arc::clone(&conn_state);
-                    let per_conn = hyper::service::service_fn(move |req| {
+                    let per_conn = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(crate::conns::Peer(peer.ip()));
                         // The request counts as in flight on its connection until its
                         // response body is done (or dropped).
                         let guard = counted.begin();

@@ -218,11 +218,31 @@ struct LoginForm {
     csrf: String,
 }
 
+/// Failed sign-ins allowed per client address in [`SIGN_IN_WINDOW`] (per instance).
+pub const SIGN_IN_ATTEMPTS: u32 = 10;
+pub const SIGN_IN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 async fn login(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<crate::conns::Peer>>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    let ip = peer.map(|axum::Extension(p)| p.0);
+    if let Some(wait) = ip.and_then(|ip| state.sign_ins.blocked(ip)) {
+        let mut resp = login_form(
+            &state,
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many failed sign-ins from this address. Wait a while and try again."),
+            None,
+        );
+        resp.headers_mut().insert(
+            "retry-after",
+            axum::http::HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return resp;
+    }
     let Ok(Form(f)) = form else {
         return login_form(
             &state,
@@ -251,13 +271,16 @@ async fn login(
     let key = match checker.check(f.key.trim()).await {
         Ok(k) => k,
         Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            if let Some(ip) = ip {
+                state.sign_ins.failed(ip);
+            }
             return login_form(
                 &state,
                 &headers,
                 StatusCode::UNAUTHORIZED,
                 Some("That key is not valid: mistyped, revoked or expired."),
                 None,
-            )
+            );
         }
         Err(e) => return unavailable(&e.message).into_response(),
     };
@@ -276,6 +299,9 @@ async fn login(
         .await
     {
         return unavailable(e).into_response();
+    }
+    if let Some(ip) = ip {
+        state.sign_ins.succeeded(ip);
     }
     tracing::info!(key_id = %key.id, "portal: signed in");
     let mut resp = Redirect::to("/developer/keys").into_response();
