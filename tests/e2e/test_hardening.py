@@ -779,3 +779,38 @@ def test_failed_portal_sign_ins_are_limited_per_address(sim, tmp_path):
                 assert attempt2("jinf_" + "y" * 40).status_code == 401
     finally:
         g2.proc.stop()
+
+
+def test_the_usage_csv_streams_every_row_in_pages(sim, tmp_path):
+    # Before: built in memory and cut at 100,000 rows. Now read page by page (2,000 rows):
+    # 5,003 rows, many sharing a timestamp, come out once each and in order.
+    import csv
+    import io
+    import re
+    import sqlite3
+    import httpx2 as httpx
+    g = start_gateway(sim.url, tmp_path, name="csv")
+    try:
+        now = int(time.time() * 1000)
+        con = sqlite3.connect(tmp_path / "csv.db")
+        con.executemany(
+            "INSERT INTO usage (row_id, ts_ms, request_id, key_id, endpoint, model, status, prompt_tokens,"
+            " completion_tokens, cached_tokens, reasoning_tokens, latency_ms, attempts, stream)"
+            " VALUES (?, ?, ?, NULL, '/v1/chat/completions', ?, 200, 1, 1, 0, 0, 1, 1, 0)",
+            [(f"row{i:05d}", now - 3_600_000 + (i // 7), f"csv-{i}", "=1+1" if i == 0 else "m") for i in range(5003)])
+        con.commit()
+        con.close()
+        with httpx.Client(base_url=g.url, timeout=30, follow_redirects=False, headers={"origin": g.url}) as c:
+            page = c.get("/developer")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+            assert c.post("/developer/login", data={"key": g.key, "csrf": csrf}).status_code == 303
+            r = c.get("/developer/usage.csv?range=24h")
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+            assert "content-length" not in r.headers, "streamed"
+        rows = [x for x in csv.DictReader(io.StringIO(r.text)) if x["request_id"].startswith("csv-")]
+        ids = [x["request_id"] for x in rows]
+        assert len(ids) == 5003 and len(set(ids)) == 5003
+        assert ids == [f"csv-{i}" for i in range(5003)]
+        assert rows[0]["model"] == "'=1+1"
+    finally:
+        g.proc.stop()

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use maud::Markup;
 use serde::Deserialize;
@@ -260,8 +260,31 @@ fn charts(sc: &UsageScope, buckets: &std::collections::BTreeMap<i64, UsageSummar
     ]
 }
 
-/// Rows a CSV export holds at most.
-const CSV_MAX_ROWS: i64 = 100_000;
+/// Ledger rows a CSV export reads per query: the export streams page after page, so its
+/// memory is one page whatever the period.
+const CSV_PAGE: i64 = 2_000;
+
+const CSV_HEADER: [&str; 19] = [
+    "time",
+    "request_id",
+    "key_id",
+    "key_name",
+    "endpoint",
+    "model",
+    "provider",
+    "upstream_model",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "attempts",
+    "stream",
+    "error_type",
+];
 
 pub(super) async fn usage_csv(
     State(state): State<AppState>,
@@ -270,10 +293,6 @@ pub(super) async fn usage_csv(
 ) -> Page {
     let s = require(&state, &headers).await?;
     let sc = scope(&s, &p)?;
-    let rows = match state.store.usage_rows(&sc.filter, CSV_MAX_ROWS).await {
-        Ok(r) => r,
-        Err(e) => return Err(unavailable(e)),
-    };
     let names: HashMap<String, String> = if s.key.admin {
         match state.store.list_keys().await {
             Ok(k) => k.into_iter().map(|k| (k.id, k.name)).collect(),
@@ -282,35 +301,90 @@ pub(super) async fn usage_csv(
     } else {
         HashMap::from([(s.key.id.clone(), s.key.name.clone())])
     };
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 200 + 256));
-    let header = [
-        "time",
-        "request_id",
-        "key_id",
-        "key_name",
-        "endpoint",
-        "model",
-        "provider",
-        "upstream_model",
-        "status",
-        "prompt_tokens",
-        "completion_tokens",
-        "cached_tokens",
-        "reasoning_tokens",
-        "cost_usd",
-        "latency_ms",
-        "ttft_ms",
-        "attempts",
-        "stream",
-        "error_type",
-    ];
-    let mut ok = w.write_record(header).is_ok();
-    for r in rows.iter().rev() {
-        let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
-        let key_id = r.key_id.clone().unwrap_or_default();
-        let key_name = names.get(&key_id).cloned().unwrap_or_default();
-        ok &= w
-            .write_record([
+    // The first page is read before answering, so a store that is down is still a 503.
+    let first = match state
+        .store
+        .usage_rows_after(&sc.filter, None, CSV_PAGE)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Err(unavailable(e)),
+    };
+    let export = Export {
+        store: state.store.clone(),
+        filter: sc.filter.clone(),
+        names,
+        pending: Some(first),
+        cursor: None,
+        header: true,
+    };
+    let body = futures_util::stream::unfold(export, |mut x| async move {
+        let rows = match x.pending.take() {
+            Some(r) => r,
+            None => {
+                let cursor = x.cursor.clone()?;
+                match x
+                    .store
+                    .usage_rows_after(&x.filter, Some(&cursor), CSV_PAGE)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // The status is sent: the export ends short, and says so in the log.
+                        tracing::warn!(error = %e, "portal: CSV export cut short");
+                        return None;
+                    }
+                }
+            }
+        };
+        let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= CSV_PAGE;
+        x.cursor = rows
+            .last()
+            .filter(|_| full)
+            .map(|r| (r.ts_ms, r.row_id.clone()));
+        let bytes = x.write(&rows);
+        if bytes.is_empty() && x.cursor.is_none() {
+            return None;
+        }
+        Some((Ok::<_, std::convert::Infallible>(bytes), x))
+    });
+    Ok((
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"jusinfer-usage-{}.csv\"", sc.range),
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// A CSV export on its way: the page read ahead, and where the next one starts.
+struct Export {
+    store: crate::store::Store,
+    filter: crate::store::UsageFilter,
+    names: HashMap<String, String>,
+    pending: Option<Vec<crate::store::UsageRow>>,
+    /// After the last row sent; `None` once a short page ended the export.
+    cursor: Option<(i64, String)>,
+    header: bool,
+}
+
+impl Export {
+    /// `rows` as CSV lines (the header first, once); every text cell guarded.
+    fn write(&mut self, rows: &[crate::store::UsageRow]) -> bytes::Bytes {
+        let mut w = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 200 + 256));
+        if std::mem::take(&mut self.header) {
+            let _ = w.write_record(CSV_HEADER);
+        }
+        for r in rows {
+            let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+            let key_id = r.key_id.clone().unwrap_or_default();
+            let key_name = self.names.get(&key_id).cloned().unwrap_or_default();
+            let _ = w.write_record([
                 fmt::iso(r.ts_ms),
                 fmt::csv_cell(&r.request_id).into_owned(),
                 fmt::csv_cell(&key_id).into_owned(),
@@ -330,28 +404,8 @@ pub(super) async fn usage_csv(
                 r.attempts.to_string(),
                 r.stream.to_string(),
                 fmt::csv_cell(r.error_type.as_deref().unwrap_or("")).into_owned(),
-            ])
-            .is_ok();
+            ]);
+        }
+        w.into_inner().map(bytes::Bytes::from).unwrap_or_default()
     }
-    let body = match w.into_inner() {
-        Ok(b) if ok => b,
-        _ => return Err(unavailable("CSV encoding failed")),
-    };
-    let mut resp = (
-        StatusCode::OK,
-        [
-            (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                CONTENT_DISPOSITION,
-                format!("attachment; filename=\"jusinfer-usage-{}.csv\"", sc.range),
-            ),
-        ],
-        body,
-    )
-        .into_response();
-    if i64::try_from(rows.len()).unwrap_or(i64::MAX) >= CSV_MAX_ROWS {
-        resp.headers_mut()
-            .insert("x-jusinfer-truncated", HeaderValue::from_static("true"));
-    }
-    Ok(resp)
 }

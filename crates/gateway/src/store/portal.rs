@@ -121,6 +121,8 @@ pub struct UsageRow {
     pub attempts: i64,
     pub stream: bool,
     pub error_type: Option<String>,
+    /// The row's id (`''` for rows from before ids): the export's cursor with `ts_ms`.
+    pub row_id: String,
 }
 
 impl Store {
@@ -269,6 +271,27 @@ impl Store {
         f: &UsageFilter,
         limit: i64,
     ) -> Result<Vec<UsageRow>, StoreError> {
+        self.usage_query(f, None, limit).await
+    }
+
+    /// The oldest `limit` ledger rows matching `f` after the cursor `after` (`ts_ms`,
+    /// `row_id` of the last row read), oldest first: an export reads the ledger in pages.
+    pub async fn usage_rows_after(
+        &self,
+        f: &UsageFilter,
+        after: Option<&(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        self.usage_query(f, Some(after), limit).await
+    }
+
+    /// Newest first (`page` `None`), or oldest first after a cursor.
+    async fn usage_query(
+        &self,
+        f: &UsageFilter,
+        page: Option<Option<&(i64, String)>>,
+        limit: i64,
+    ) -> Result<Vec<UsageRow>, StoreError> {
         // Only the filters that are set, so that an index serves the query
         // (`$2 IS NULL OR key_id = $2` defeats the planner).
         let mut cond = String::from("ts_ms >= $1");
@@ -279,11 +302,26 @@ impl Store {
                 cond.push_str(&format!(" AND {col} = ${n}"));
             }
         }
+        let cursor = page.flatten();
+        if cursor.is_some() {
+            cond.push_str(&format!(
+                " AND (ts_ms > ${} OR (ts_ms = ${} AND COALESCE(row_id, '') > ${}))",
+                n + 1,
+                n + 1,
+                n + 2
+            ));
+            n += 2;
+        }
+        let order = if page.is_some() {
+            "ts_ms, COALESCE(row_id, '')"
+        } else {
+            "ts_ms DESC, request_id"
+        };
         let sql = format!(
             "SELECT ts_ms, request_id, key_id, endpoint, model, provider, upstream_model, status,
              prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_usd,
-             latency_ms, ttft_ms, attempts, stream, error_type
-             FROM usage WHERE {cond} ORDER BY ts_ms DESC, request_id LIMIT ${}",
+             latency_ms, ttft_ms, attempts, stream, error_type, COALESCE(row_id, '') AS rid
+             FROM usage WHERE {cond} ORDER BY {order} LIMIT ${}",
             n + 1
         );
         with_pool!(self, |pool, DB| {
@@ -293,6 +331,9 @@ impl Store {
             }
             if let Some(m) = &f.model {
                 q = q.bind(m);
+            }
+            if let Some((ts, rid)) = cursor {
+                q = q.bind(*ts).bind(rid.as_str());
             }
             let rows = q.bind(limit).fetch_all(pool).await?;
             rows.iter()
@@ -316,6 +357,7 @@ impl Store {
                         attempts: r.try_get("attempts")?,
                         stream: r.try_get("stream")?,
                         error_type: r.try_get("error_type")?,
+                        row_id: r.try_get("rid")?,
                     })
                 })
                 .collect()
