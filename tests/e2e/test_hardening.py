@@ -814,3 +814,39 @@ def test_the_usage_csv_streams_every_row_in_pages(sim, tmp_path):
         assert rows[0]["model"] == "'=1+1"
     finally:
         g.proc.stop()
+
+
+def test_the_keys_page_is_paginated_and_searchable(sim, tmp_path):
+    # Before: every key in one table.
+    import re
+    import httpx2 as httpx
+    g = start_gateway(sim.url, tmp_path, name="keyspage")
+    try:
+        for i in range(118):
+            mint(g, name=f"team-{i:03d}")
+        mint(g, name="needle 50% off")
+        mint(g, name="needle 50x off")
+        with httpx.Client(base_url=g.url, timeout=30, follow_redirects=False, headers={"origin": g.url}) as c:
+            page = c.get("/developer")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+            assert c.post("/developer/login", data={"key": g.key, "csrf": csrf}).status_code == 303
+
+            def rows(path):
+                r = c.get(path)
+                assert r.status_code == 200, r.text[:500]
+                return r.text, re.findall(r'<tr data-key-id="([^"]+)"', r.text)
+
+            text, first = rows("/developer/keys")
+            assert len(first) == 50 and "121 keys" in text and "page 1 of 3" in text
+            assert 'rel="next"' in text and 'rel="prev"' not in text
+            text, third = rows("/developer/keys?page=3")
+            assert len(third) == 21 and 'rel="next"' not in text
+            _, second = rows("/developer/keys?page=2")
+            assert len(set(first) | set(second) | set(third)) == 121
+            # Search: a substring of names (any case); % and _ are literal.
+            text, found = rows("/developer/keys?q=NEEDLE")
+            assert len(found) == 2 and "2 keys" in text
+            text, found = rows("/developer/keys?q=50%25")
+            assert len(found) == 1 and "needle 50% off" in text
+    finally:
+        g.proc.stop()

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::Form;
 use serde::Deserialize;
 
-use super::pages::{self, KeysExtra, MintValues, Nav};
+use super::pages::{self, KeysExtra, Listing, MintValues, Nav};
 use super::{
     check_form, ctx, forbidden, html, require, session, unavailable, CsrfForm, Page, Refusal,
 };
@@ -15,35 +15,54 @@ use crate::app::AppState;
 use crate::keys::{self, NewKey};
 use crate::store::{KeyRecord, KeyStats, PortalSession};
 
-/// The keys the caller may see, with what each has spent.
+/// Keys on one page of the keys table.
+pub const KEYS_PER_PAGE: i64 = 50;
+
+/// The keys the caller may see (an admin: one page of those matching `listing.q`), with
+/// what each has spent; `listing` gets the totals.
 async fn visible_keys(
     state: &AppState,
     me: &KeyRecord,
+    listing: &mut Listing,
 ) -> Result<Vec<(KeyRecord, KeyStats)>, Refusal> {
-    let (keys, stats) = if me.admin {
-        let keys = state.store.list_keys().await.map_err(unavailable)?;
-        let stats = state.store.key_stats(None).await.map_err(unavailable)?;
-        (keys, stats)
-    } else {
-        let stats = state
+    let keys = if me.admin {
+        let page = i64::from(listing.page.max(1));
+        let (keys, total) = state
             .store
-            .key_stats(Some(&me.id))
+            .search_keys(&listing.q, KEYS_PER_PAGE, (page - 1) * KEYS_PER_PAGE)
             .await
             .map_err(unavailable)?;
-        (vec![me.clone()], stats)
+        listing.total = total;
+        listing.pages = u32::try_from((total + KEYS_PER_PAGE - 1) / KEYS_PER_PAGE)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        keys
+    } else {
+        listing.total = 1;
+        listing.pages = 1;
+        vec![me.clone()]
     };
-    Ok(keys
-        .into_iter()
-        .map(|k| {
-            let s = stats.get(&k.id).cloned().unwrap_or_default();
-            (k, s)
-        })
-        .collect())
+    // Each key's stats from the rollup (indexed by key): a page's worth of small queries.
+    let mut rows = Vec::with_capacity(keys.len());
+    for k in keys {
+        let st = state
+            .store
+            .key_stats(Some(&k.id))
+            .await
+            .map_err(unavailable)?
+            .remove(&k.id)
+            .unwrap_or_default();
+        rows.push((k, st));
+    }
+    Ok(rows)
 }
 
 #[derive(Deserialize)]
 pub(super) struct KeysParams {
     revoked: Option<String>,
+    #[serde(default)]
+    q: String,
+    page: Option<u32>,
 }
 
 pub(super) async fn keys_page(
@@ -52,20 +71,26 @@ pub(super) async fn keys_page(
     Query(p): Query<KeysParams>,
 ) -> Page {
     let s = require(&state, &headers).await?;
-    let rows = visible_keys(&state, &s.key).await?;
-    let flash = p.revoked.and_then(|id| {
-        rows.iter()
-            .find(|(k, _)| k.id == id && k.revoked_at.is_some())
-            .map(|(k, _)| {
-                format!(
-                    "Revoked “{}” ({}…). The API refuses it from now on.",
-                    k.name, k.prefix
-                )
-            })
+    let mut listing = Listing {
+        q: p.q.chars().take(200).collect::<String>().trim().to_owned(),
+        page: p.page.unwrap_or(1).max(1),
+        ..Listing::default()
+    };
+    let rows = visible_keys(&state, &s.key, &mut listing).await?;
+    let revoked = match p.revoked {
+        Some(id) if s.key.admin => state.store.key_by_id(&id).await.map_err(unavailable)?,
+        _ => None,
+    };
+    let flash = revoked.filter(|k| k.revoked_at.is_some()).map(|k| {
+        format!(
+            "Revoked “{}” ({}…). The API refuses it from now on.",
+            k.name, k.prefix
+        )
     });
     let extra = KeysExtra {
         flash,
         nonce: session::token(),
+        listing,
         ..KeysExtra::default()
     };
     Ok(html(
@@ -187,8 +212,10 @@ pub(super) async fn mint(
                     .await
                     .map_err(unavailable)?;
             if !fresh {
-                let rows = visible_keys(&state, &s.key).await?;
+                let mut listing = Listing::first();
+                let rows = visible_keys(&state, &s.key, &mut listing).await?;
                 let extra = KeysExtra {
+                    listing,
                     flash: Some(
                         "This form was already sent, and its key was shown then, once. If it was not copied, revoke it and mint another."
                             .to_owned(),
@@ -208,7 +235,8 @@ pub(super) async fn mint(
         }
         Err(e) => (None, Some(e)),
     };
-    let rows = visible_keys(&state, &s.key).await?;
+    let mut listing = Listing::first();
+    let rows = visible_keys(&state, &s.key, &mut listing).await?;
     if let Some(m) = &minted {
         tracing::info!(key_id = %m.record.id, by = %s.key.id, "portal: key minted");
     }
@@ -227,6 +255,7 @@ pub(super) async fn mint(
         },
         error,
         nonce: session::token(),
+        listing,
     };
     Ok(html(
         status,

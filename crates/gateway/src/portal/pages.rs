@@ -155,6 +155,34 @@ pub struct KeysExtra<'a> {
     pub form: MintValues,
     /// The mint form's one-time token (the same form never mints twice).
     pub nonce: String,
+    /// The search and page of the keys table.
+    pub listing: Listing,
+}
+
+/// Which page of which keys the table shows.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Searched for in names, prefixes and ids.
+    pub q: String,
+    /// 1-based.
+    pub page: u32,
+    pub pages: u32,
+    /// Keys matching in all.
+    pub total: i64,
+}
+
+impl Listing {
+    pub fn first() -> Self {
+        Self {
+            page: 1,
+            ..Self::default()
+        }
+    }
+
+    fn href(&self, page: u32) -> String {
+        let q: String = serde_urlencoded::to_string([("q", self.q.as_str())]).unwrap_or_default();
+        format!("/developer/keys?{q}&page={page}")
+    }
 }
 
 /// A time in the tables: readable, and machine-readable for assistive tools.
@@ -226,6 +254,19 @@ pub fn keys(ctx: &Ctx<'_>, rows: &[(KeyRecord, KeyStats)], extra: &KeysExtra<'_>
         }
         section aria-labelledby="keys-title" {
             h2 #keys-title { @if admin { "All keys" } @else { "Your key" } }
+            @if admin {
+                form.search role="search" method="get" action="/developer/keys" {
+                    label for="key-search" { "Search keys" }
+                    input #key-search type="search" name="q" value=(extra.listing.q) maxlength="200"
+                        placeholder="name, prefix or id";
+                    button type="submit" { "Search" }
+                }
+                p.help #keys-count role="status" {
+                    (extra.listing.total) " key" @if extra.listing.total != 1 { "s" }
+                    @if !extra.listing.q.is_empty() { " matching “" (extra.listing.q) "”" }
+                    @if extra.listing.pages > 1 { " · page " (extra.listing.page) " of " (extra.listing.pages) }
+                }
+            }
             div.scroll {
                 table #keys {
                     caption.visually-hidden { "API keys" }
@@ -259,6 +300,16 @@ pub fn keys(ctx: &Ctx<'_>, rows: &[(KeyRecord, KeyStats)], extra: &KeysExtra<'_>
                                 }
                             }
                         }
+                    }
+                }
+            }
+            @if admin && extra.listing.pages > 1 {
+                nav.pager aria-label="Key pages" {
+                    @if extra.listing.page > 1 {
+                        a rel="prev" href=(extra.listing.href(extra.listing.page - 1)) { "← Previous" }
+                    }
+                    @if extra.listing.page < extra.listing.pages {
+                        a rel="next" href=(extra.listing.href(extra.listing.page + 1)) { "Next →" }
                     }
                 }
             }

@@ -595,6 +595,45 @@ impl Store {
         })
     }
 
+    /// One page of the keys whose name, prefix or id contains `q` (any case), newest first,
+    /// and how many match in all.
+    pub async fn search_keys(
+        &self,
+        q: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<KeyRecord>, i64), StoreError> {
+        let escaped: String = q
+            .to_lowercase()
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let pattern = format!("%{escaped}%");
+        let cond = "LOWER(name) LIKE $1 ESCAPE '\\' OR LOWER(prefix) LIKE $1 ESCAPE '\\' OR LOWER(id) LIKE $1 ESCAPE '\\'";
+        with_pool!(self, |pool, DB| {
+            let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM keys WHERE {cond}"))
+                .bind(&pattern)
+                .fetch_one(pool)
+                .await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {KEY_COLUMNS} FROM keys WHERE {cond} ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+            ))
+            .bind(&pattern)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
+            let keys = rows
+                .iter()
+                .map(|r| key_from_row!(r))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok((keys, total))
+        })
+    }
+
     pub async fn count_keys(&self) -> Result<i64, StoreError> {
         with_pool!(self, |pool, DB| {
             Ok(sqlx::query_scalar("SELECT COUNT(*) FROM keys")
