@@ -282,6 +282,10 @@ def postgres():
 class Redis:
     def __init__(self):
         self.port = free_port()
+        self.start()
+
+    def start(self):
+        """Starts (or, after `proc.stop()`, restarts) the server on its port."""
         self.proc = Proc(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                           "--appendonly", "no"])
         deadline = time.time() + 10

@@ -4,7 +4,6 @@ bounded loops and time."""
 
 import concurrent.futures
 import json
-import os
 import socket
 import time
 import urllib.error
@@ -608,7 +607,6 @@ def redis_keys(port, pattern="jinf:*"):
 
 def test_shared_limits_come_back_within_seconds_of_a_redis_restart(sim, postgres, tmp_path):
     # Before: each instance limited alone for 123 s after Redis came back.
-    from conftest import Proc
     from conftest import Redis
     r = Redis()
     g = start_gateway(sim.url, tmp_path, database=postgres.url(postgres.new_database()), redis=r.url())
@@ -623,15 +621,7 @@ def test_shared_limits_come_back_within_seconds_of_a_redis_restart(sim, postgres
         while time.monotonic() - down < 6:
             assert post(g, "/v1/chat/completions", body, key=k["key"])[0] == 200
             time.sleep(0.05)
-        r.proc = Proc(["redis-server", "--port", str(r.port), "--bind", "127.0.0.1", "--save", "",
-                       "--appendonly", "no"])
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", r.port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        r.start()
         back = time.monotonic()
         shared_again = None
         while time.monotonic() - back < 30:
@@ -740,25 +730,32 @@ def test_retention_sweeps_expired_responses_and_ledger_rows_keeping_the_rollup(s
         g.proc.stop()
 
 
-# -- portal sign-ins are rate-limited per client address --------------------------------------
+# -- the portal: sign-ins limited, CSV streamed, keys paginated ----------------------------------
 
-def test_failed_portal_sign_ins_are_limited_per_address(sim, tmp_path):
+def portal_client(g):
+    """An httpx client on the portal with `attempt(key)`: one sign-in through the form."""
     import re
     import httpx2 as httpx
+    c = httpx.Client(base_url=g.url, timeout=30, follow_redirects=False, headers={"origin": g.url})
+
+    def attempt(key):
+        page = c.get("/developer")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        return c.post("/developer/login", data={"key": key, "csrf": csrf})
+
+    c.attempt = attempt
+    return c
+
+
+def test_failed_portal_sign_ins_are_limited_per_address(sim, tmp_path):
     g = start_gateway(sim.url, tmp_path, name="signin")
     try:
-        with httpx.Client(base_url=g.url, timeout=10, follow_redirects=False,
-                          headers={"origin": g.url}) as c:
-            def attempt(key):
-                page = c.get("/developer")
-                csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-                return c.post("/developer/login", data={"key": key, "csrf": csrf})
-
+        with portal_client(g) as c:
             wrong = "jinf_" + "x" * 40
             for _ in range(10):
-                assert attempt(wrong).status_code == 401
+                assert c.attempt(wrong).status_code == 401
             # Before: unlimited guessing. Now the address waits, even with the right key.
-            r = attempt(g.key)
+            r = c.attempt(g.key)
             assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
             assert "Too many failed sign-ins" in r.text
     finally:
@@ -766,17 +763,13 @@ def test_failed_portal_sign_ins_are_limited_per_address(sim, tmp_path):
     # Under the limit a good sign-in works and clears the count.
     g2 = start_gateway(sim.url, tmp_path, name="signin", admin_key=g.key)
     try:
-        with httpx.Client(base_url=g2.url, timeout=10, follow_redirects=False, headers={"origin": g2.url}) as c:
-            def attempt2(key):
-                page = c.get("/developer")
-                csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-                return c.post("/developer/login", data={"key": key, "csrf": csrf})
+        with portal_client(g2) as c:
             for _ in range(9):
-                assert attempt2("jinf_" + "y" * 40).status_code == 401
-            assert attempt2(g.key).status_code == 303
+                assert c.attempt("jinf_" + "y" * 40).status_code == 401
+            assert c.attempt(g.key).status_code == 303
             c.cookies.clear()  # signed out again: the count started over
             for _ in range(9):
-                assert attempt2("jinf_" + "y" * 40).status_code == 401
+                assert c.attempt("jinf_" + "y" * 40).status_code == 401
     finally:
         g2.proc.stop()
 
@@ -786,9 +779,7 @@ def test_the_usage_csv_streams_every_row_in_pages(sim, tmp_path):
     # 5,003 rows, many sharing a timestamp, come out once each and in order.
     import csv
     import io
-    import re
     import sqlite3
-    import httpx2 as httpx
     g = start_gateway(sim.url, tmp_path, name="csv")
     try:
         now = int(time.time() * 1000)
@@ -800,10 +791,8 @@ def test_the_usage_csv_streams_every_row_in_pages(sim, tmp_path):
             [(f"row{i:05d}", now - 3_600_000 + (i // 7), f"csv-{i}", "=1+1" if i == 0 else "m") for i in range(5003)])
         con.commit()
         con.close()
-        with httpx.Client(base_url=g.url, timeout=30, follow_redirects=False, headers={"origin": g.url}) as c:
-            page = c.get("/developer")
-            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-            assert c.post("/developer/login", data={"key": g.key, "csrf": csrf}).status_code == 303
+        with portal_client(g) as c:
+            assert c.attempt(g.key).status_code == 303
             r = c.get("/developer/usage.csv?range=24h")
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
             assert "content-length" not in r.headers, "streamed"
@@ -819,17 +808,14 @@ def test_the_usage_csv_streams_every_row_in_pages(sim, tmp_path):
 def test_the_keys_page_is_paginated_and_searchable(sim, tmp_path):
     # Before: every key in one table.
     import re
-    import httpx2 as httpx
     g = start_gateway(sim.url, tmp_path, name="keyspage")
     try:
         for i in range(118):
             mint(g, name=f"team-{i:03d}")
         mint(g, name="needle 50% off")
         mint(g, name="needle 50x off")
-        with httpx.Client(base_url=g.url, timeout=30, follow_redirects=False, headers={"origin": g.url}) as c:
-            page = c.get("/developer")
-            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-            assert c.post("/developer/login", data={"key": g.key, "csrf": csrf}).status_code == 303
+        with portal_client(g) as c:
+            assert c.attempt(g.key).status_code == 303
 
             def rows(path):
                 r = c.get(path)
