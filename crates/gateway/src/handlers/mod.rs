@@ -203,8 +203,13 @@ pub async fn admit(
     };
     let output = output_hold(state, demand, deployments);
     let tokens = prompt.saturating_add(output);
-    // A request with an output maximum of its own must fit the TPM window whole.
-    let tokens_min = if demand.max_output.is_some() {
+    // A request with an output maximum of its own must fit the TPM window whole, unless
+    // that maximum alone exceeds the limit (Claude Code asks for 32,000): then, like a
+    // request with none, its prompt must fit and it holds what is left of the window.
+    let fits_whole = k
+        .tpm
+        .is_none_or(|t| i64::try_from(tokens).is_ok_and(|n| n <= t));
+    let tokens_min = if demand.max_output.is_some() && fits_whole {
         tokens
     } else {
         prompt
