@@ -33,6 +33,13 @@ if ! need cargo; then
   exit 2
 fi
 
+echo "== formatting and lints"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+cargo fmt --all --check
+cargo clippy --release --workspace --all-targets --locked -- -D warnings
+
 echo "== building (release)"
 cargo build --release --workspace --bins --locked
 
