@@ -836,3 +836,36 @@ def test_the_keys_page_is_paginated_and_searchable(sim, tmp_path):
             assert len(found) == 1 and "needle 50% off" in text
     finally:
         g.proc.stop()
+
+
+def test_spilled_rows_are_replayed_once_the_database_is_back_without_new_traffic(sim, postgres, tmp_path):
+    db = postgres.new_database()
+    g = start_gateway(sim.url, tmp_path, database=postgres.url(db), name="replay")
+    body = {"model": "echo", "messages": MSG}
+
+    def send(n, tag):
+        for i in range(n):
+            assert post(g, "/v1/chat/completions", body, headers={"x-request-id": f"replay-{tag}-{i}"})[0] == 200
+
+    try:
+        send(20, "before")
+        postgres.stop()
+        try:
+            send(20, "during")
+            deadline = time.time() + 10
+            while "rows spilled to disk" not in g.proc.stderr() and time.time() < deadline:
+                time.sleep(0.1)
+        finally:
+            postgres.start()
+        # No request from here on: the writer's own retry replays the file.
+        deadline = time.time() + 15
+        count = 0
+        while time.time() < deadline:
+            count = int(postgres.psql("SELECT COUNT(*) FROM usage WHERE request_id LIKE 'replay-%'", db))
+            if count == 40:
+                break
+            time.sleep(0.3)
+        assert count == 40, g.proc.stderr()[-2000:]
+        assert "replayed spilled rows" in g.proc.stderr()
+    finally:
+        g.proc.stop()

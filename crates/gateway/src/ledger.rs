@@ -255,7 +255,8 @@ impl Writer {
                     }
                 }
             }
-            if self.held.is_empty() && self.spill_pending && self.down_until.is_none() {
+            // Also without new rows: a retry that is due replays the file (a probe first).
+            if self.held.is_empty() && self.spill_pending {
                 self.replay().await;
             }
         }
@@ -309,11 +310,20 @@ impl Writer {
                 batch.push(r);
             }
             if batch.len() >= BATCH_ROWS || (end && !batch.is_empty()) {
-                if let Err(e) = self.store.insert_usage(&batch).await {
+                let insert = self.store.insert_usage(&batch);
+                let result = if self.down_until.is_some() {
+                    tokio::time::timeout(PROBE_TIMEOUT, insert)
+                        .await
+                        .unwrap_or_else(|_| Err(crate::store::StoreError::timed_out("replay")))
+                } else {
+                    insert.await
+                };
+                if let Err(e) = result {
                     tracing::warn!(error = %e, "usage ledger: spilled rows kept for later");
                     self.down_until = Some(tokio::time::Instant::now() + RETRY_EVERY);
                     return;
                 }
+                self.down_until = None;
                 total += batch.len();
                 batch.clear();
             }
