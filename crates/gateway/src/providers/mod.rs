@@ -8,6 +8,7 @@ pub mod http;
 pub mod messages;
 pub mod openai;
 pub mod responses;
+pub mod schema_sample;
 
 use crate::config::{ProviderConfig, ProviderKind};
 
