@@ -19,6 +19,7 @@ pub mod portal;
 pub mod pricing;
 pub mod providers;
 pub mod proxy;
+mod redis_conn;
 pub mod redis_limits;
 pub mod retention;
 pub mod routing;

@@ -35,6 +35,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use crate::limits::{now_ms, Ask, Decision, RateHeaders, Refusal, Settle, Window};
+use crate::redis_conn::{new_manager, supervise, Shared};
 use crate::store::Store;
 
 /// The channel on which key changes are announced (message: the key's hash, or `*`).
@@ -50,7 +51,7 @@ const SETTLE_BATCH: usize = 512;
 /// How long the settle task gathers messages before sending them.
 const SETTLE_LINGER: Duration = Duration::from_millis(2);
 /// After a failed admission, how long admissions skip Redis.
-const REDIS_DOWN_MS: u64 = 1_000;
+pub(crate) const REDIS_DOWN_MS: u64 = 1_000;
 /// How long a lease may be used at most (it also ends with Redis's second).
 const LEASE_TTL: Duration = Duration::from_secs(1);
 
@@ -350,75 +351,6 @@ pub struct Admitted {
 
 type Leases = DashMap<String, Mutex<Option<Lease>>>;
 
-/// The connection every Redis call uses, replaced by [`supervise`] when it stops
-/// answering (redis-rs's `ConnectionManager` can stay broken after a failed reconnect).
-#[derive(Clone)]
-struct Shared(Arc<std::sync::RwLock<ConnectionManager>>);
-
-impl Shared {
-    fn get(&self) -> ConnectionManager {
-        match self.0.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn replace(&self, c: ConnectionManager) {
-        match self.0.write() {
-            Ok(mut slot) => *slot = c,
-            Err(poisoned) => *poisoned.into_inner() = c,
-        }
-    }
-}
-
-async fn new_manager(client: &redis::Client) -> Result<ConnectionManager, redis::RedisError> {
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_secs(2))
-        .set_number_of_retries(2);
-    ConnectionManager::new_with_config(client.clone(), cfg).await
-}
-
-/// How often the supervisor looks at a Redis that failed recently.
-const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
-/// A probe's time limit.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// While Redis is marked down (an admission failed), probes the shared connection with a
-/// PING; when that fails, opens a new connection and, once one answers, swaps it in and
-/// lets admissions use Redis again at once. So shared limits come back within about a
-/// second of Redis, and no request waits on a dead connection meanwhile.
-async fn supervise(down_until: std::sync::Weak<AtomicU64>, conn: Shared, client: redis::Client) {
-    loop {
-        tokio::time::sleep(SUPERVISE_EVERY).await;
-        let Some(down) = down_until.upgrade() else {
-            return; // the limits were dropped
-        };
-        if down.load(Ordering::Relaxed) == 0 {
-            continue;
-        }
-        let mut c = conn.get();
-        let ping = tokio::time::timeout(
-            PROBE_TIMEOUT,
-            redis::cmd("PING").query_async::<String>(&mut c),
-        )
-        .await;
-        if matches!(ping, Ok(Ok(_))) {
-            down.store(0, Ordering::Relaxed);
-            tracing::info!("redis answers again: limits are shared again");
-            continue;
-        }
-        if let Ok(Ok(fresh)) = tokio::time::timeout(PROBE_TIMEOUT, new_manager(&client)).await {
-            conn.replace(fresh);
-            down.store(0, Ordering::Relaxed);
-            tracing::info!("redis answers again: limits are shared again");
-        } else {
-            // Still down: admissions keep deciding in process without trying it.
-            down.store(now_ms() + REDIS_DOWN_MS, Ordering::Relaxed);
-        }
-    }
-}
-
 /// The Redis side of [`crate::limits::Limits`].
 #[derive(Clone)]
 pub struct RedisLimits {
@@ -465,11 +397,11 @@ impl RedisLimits {
     pub async fn connect(url: &str) -> Result<(Self, redis::Client), String> {
         let shown = crate::store::redact(url);
         let client = redis::Client::open(url).map_err(|e| format!("redis {shown}: {e}"))?;
-        let conn = Shared(Arc::new(std::sync::RwLock::new(
+        let conn = Shared::new(
             new_manager(&client)
                 .await
                 .map_err(|e| format!("redis {shown}: {e}"))?,
-        )));
+        );
         let (tx, rx) = mpsc::channel(SETTLE_QUEUE);
         tokio::spawn(settler(conn.clone(), rx));
         let this = Self {
