@@ -9,7 +9,6 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
@@ -337,103 +336,13 @@ macro_rules! key_from_row {
 
 // After the macros above: the portal's queries use them.
 mod portal;
+mod redact;
+mod responses;
+
+pub use redact::redact;
+pub use responses::{Conversation, ResponseWriter, StoredResponse, Turn};
 
 const KEY_COLUMNS: &str = "id, name, prefix, hash, admin, created_at, expires_at, revoked_at, budget_usd, rpm, tpm, models, metadata";
-
-/// A stored Response (`/v1/responses` with `store`).
-#[derive(Debug, Clone)]
-pub struct StoredResponse {
-    pub id: String,
-    /// The key that created it (`""` when authentication is off): only it may read it.
-    pub owner: String,
-    pub created_at: i64,
-    pub previous_id: Option<String>,
-    pub model: String,
-    /// The provider whose own Responses API made it (pass-through): its output items'
-    /// ids are that upstream's. `None`: the gateway translated it.
-    pub served_by: Option<String>,
-    /// This turn's input items.
-    pub input_items: Value,
-    pub response: Value,
-}
-
-/// Writes stored Responses with group commit: each caller waits for its own row to be
-/// committed (so the next turn, on any instance, finds it), and rows that arrive while a
-/// transaction runs share the next one.
-#[derive(Clone)]
-pub struct ResponseWriter {
-    tx: tokio::sync::mpsc::Sender<(
-        StoredResponse,
-        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-    )>,
-}
-
-/// Most rows in one transaction.
-const RESPONSE_BATCH: usize = 64;
-
-impl ResponseWriter {
-    pub fn start(store: Store) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(
-            StoredResponse,
-            tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-        )>(1024);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < RESPONSE_BATCH {
-                    match rx.try_recv() {
-                        Ok(x) => batch.push(x),
-                        Err(_) => break,
-                    }
-                }
-                let (rows, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                let result = store.insert_responses(&rows).await;
-                if result.is_err() && rows.len() > 1 {
-                    // One bad row must not fail the others: each on its own.
-                    for (row, ack) in rows.into_iter().zip(acks) {
-                        let r = store.insert_responses(std::slice::from_ref(&row)).await;
-                        let _ = ack.send(r);
-                    }
-                    continue;
-                }
-                for ack in acks {
-                    let _ = ack.send(result.clone());
-                }
-            }
-        });
-        Self { tx }
-    }
-
-    /// Stores `r`; returns when it is committed.
-    pub async fn write(&self, r: StoredResponse) -> Result<(), StoreError> {
-        let (ack, done) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((r, ack))
-            .await
-            .map_err(|_| StoreError("the response writer has stopped".into()))?;
-        done.await
-            .map_err(|_| StoreError("the response writer has stopped".into()))?
-    }
-}
-
-/// One turn of a stored conversation.
-#[derive(Debug, Clone)]
-pub struct Turn {
-    pub input: Value,
-    pub response: Value,
-    pub served_by: Option<String>,
-    /// The size of its input and output items (JSON text), for the prompt-size estimate
-    /// of a continuation.
-    pub bytes: usize,
-}
-
-/// A stored conversation, oldest turn first.
-#[derive(Debug, Clone)]
-pub struct Conversation {
-    pub turns: Vec<Turn>,
-    /// The id of an earlier turn the chain names but the store no longer has (deleted).
-    pub missing: Option<String>,
-}
 
 #[derive(Clone)]
 pub struct Store {
@@ -925,59 +834,6 @@ impl Store {
         })
     }
 
-    /// Keeps Responses and the input items of their turns, in one transaction. An id
-    /// already stored is left as it is (never overwritten: it may be another key's).
-    pub async fn insert_responses(&self, rows: &[StoredResponse]) -> Result<(), StoreError> {
-        with_pool!(self, |pool, DB| {
-            let mut tx = pool.begin().await?;
-            for r in rows {
-                sqlx::query(
-                    "INSERT INTO responses (id, owner, created_at, previous_id, model, served_by, input_items, response) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&r.id)
-                .bind(&r.owner)
-                .bind(r.created_at)
-                .bind(&r.previous_id)
-                .bind(&r.model)
-                .bind(&r.served_by)
-                .bind(r.input_items.to_string())
-                .bind(r.response.to_string())
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    /// The Response `id` if `owner` stored it.
-    pub async fn response(&self, id: &str, owner: &str) -> Result<Option<Value>, StoreError> {
-        with_pool!(self, |pool, DB| {
-            let text: Option<String> =
-                sqlx::query_scalar("SELECT response FROM responses WHERE id = $1 AND owner = $2")
-                    .bind(id)
-                    .bind(owner)
-                    .fetch_optional(pool)
-                    .await?;
-            Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
-        })
-    }
-
-    /// Deletes at most `limit` stored Responses created before `before` (Unix seconds);
-    /// how many.
-    pub async fn sweep_responses(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
-        with_pool!(self, |pool, DB| {
-            let r = sqlx::query(
-                "DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE created_at < $1 LIMIT $2)",
-            )
-            .bind(before)
-            .bind(limit)
-            .execute(pool)
-            .await?;
-            Ok(r.rows_affected())
-        })
-    }
-
     /// Deletes about `limit` (at most `limit` plus rows sharing one timestamp) ledger rows
     /// older than `before_ms`, oldest first; how many. The hourly rollup keeps their sums.
     pub async fn sweep_usage(&self, before_ms: i64, limit: i64) -> Result<u64, StoreError> {
@@ -998,129 +854,9 @@ impl Store {
         })
     }
 
-    /// Deletes the Response `id` if `owner` stored it; whether it was there.
-    pub async fn delete_response(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
-        with_pool!(self, |pool, DB| {
-            let r = sqlx::query("DELETE FROM responses WHERE id = $1 AND owner = $2")
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?;
-            Ok(r.rows_affected() > 0)
-        })
-    }
-
-    /// The turns of the conversation ending at `id` (its own turn included), oldest
-    /// first, following `previous_response_id` through `owner`'s responses, at most
-    /// `max_turns`. `None` when `owner` has no response `id`. A deleted turn ends the walk
-    /// and is named in [`Conversation::missing`].
-    pub async fn conversation(
-        &self,
-        id: &str,
-        owner: &str,
-        max_turns: i32,
-    ) -> Result<Option<Conversation>, StoreError> {
-        const SQL: &str = "WITH RECURSIVE chain(id, previous_id, served_by, input_items, response, depth) AS (
-            SELECT id, previous_id, served_by, input_items, response, 0 FROM responses WHERE id = $1 AND owner = $2
-            UNION ALL
-            SELECT r.id, r.previous_id, r.served_by, r.input_items, r.response, c.depth + 1
-              FROM responses r JOIN chain c ON r.id = c.previous_id
-             WHERE r.owner = $2 AND c.depth + 1 < $3
-        ) SELECT previous_id, served_by, input_items, response FROM chain ORDER BY depth DESC";
-        with_pool!(self, |pool, DB| {
-            let rows: Vec<(Option<String>, Option<String>, String, String)> = sqlx::query_as(SQL)
-                .bind(id)
-                .bind(owner)
-                .bind(max_turns)
-                .fetch_all(pool)
-                .await?;
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            let full = i32::try_from(rows.len()).unwrap_or(i32::MAX) >= max_turns;
-            let missing = match rows.first() {
-                Some((Some(previous), _, _, _)) if !full => Some(previous.clone()),
-                _ => None,
-            };
-            let mut turns = Vec::with_capacity(rows.len());
-            for (_, served_by, input, response) in rows {
-                let input_bytes = input.len();
-                let input: Value = serde_json::from_str(&input)
-                    .map_err(|e| StoreError(format!("stored response input: {e}")))?;
-                let response: Value = serde_json::from_str(&response)
-                    .map_err(|e| StoreError(format!("stored response: {e}")))?;
-                let bytes = input_bytes + response["output"].to_string().len();
-                turns.push(Turn {
-                    input,
-                    response,
-                    served_by,
-                    bytes,
-                });
-            }
-            Ok(Some(Conversation { turns, missing }))
-        })
-    }
-
     pub async fn close(&self) {
         with_pool!(self, |pool, DB| pool.close().await);
     }
-}
-
-/// `url` safe to show: its userinfo (`user:pass@`, or a bare token `tok@`) and the values
-/// of query parameters whose names look secret (`key`, `token`, `secret`, `password`,
-/// `sig`, `auth`, `credential`, …) become `****`.
-pub fn redact(url: &str) -> String {
-    let (scheme_end, rest_start) = match url.find("://") {
-        Some(s) => (s + 3, s + 3),
-        None => (0, 0),
-    };
-    let authority_end = url[rest_start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| rest_start + i);
-    let mut out = match url[rest_start..authority_end].rfind('@') {
-        Some(at) => {
-            let creds = &url[rest_start..rest_start + at];
-            let shown = match creds.split_once(':') {
-                Some((user, _)) => format!("{user}:****"),
-                _ => "****".to_owned(),
-            };
-            format!("{}{shown}{}", &url[..scheme_end], &url[rest_start + at..])
-        }
-        None => url.to_owned(),
-    };
-    if let Some(q) = out.find('?') {
-        let (base, query) = out.split_at(q + 1);
-        let (query, fragment) = match query.split_once('#') {
-            Some((q, f)) => (q, Some(f)),
-            None => (query, None),
-        };
-        let secret = |k: &str| {
-            let k = k.to_ascii_lowercase();
-            [
-                "key",
-                "token",
-                "secret",
-                "pass",
-                "pwd",
-                "sig",
-                "auth",
-                "credential",
-                "session",
-            ]
-            .iter()
-            .any(|w| k.contains(w))
-        };
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if secret(k) => format!("{k}=****"),
-                _ => kv.to_owned(),
-            })
-            .collect();
-        let fragment = fragment.map_or_else(String::new, |f| format!("#{f}"));
-        out = format!("{base}{}{fragment}", query.join("&"));
-    }
-    out
 }
 
 /// Unix seconds.
@@ -1128,34 +864,6 @@ pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-#[cfg(test)]
-mod redact_tests {
-    use super::redact;
-
-    #[test]
-    fn userinfo_and_secret_query_values_are_hidden() {
-        assert_eq!(
-            redact("postgres://jinf:hunter2@db:5432/x?sslmode=require&password=p"),
-            "postgres://jinf:****@db:5432/x?sslmode=require&password=****"
-        );
-        assert_eq!(
-            redact("https://sk-abc@api.example.com/v1"),
-            "https://****@api.example.com/v1"
-        );
-        assert_eq!(
-            redact("https://x.openai.azure.com/openai?api-key=s3cr3t&api-version=2024-10-21"),
-            "https://x.openai.azure.com/openai?api-key=****&api-version=2024-10-21"
-        );
-        assert_eq!(
-            redact("https://h/v1?sig=abc&access_token=t#frag"),
-            "https://h/v1?sig=****&access_token=****#frag"
-        );
-        // An @ in the path is not userinfo.
-        assert_eq!(redact("https://h/v1/@models"), "https://h/v1/@models");
-        assert_eq!(redact("sqlite://./jusinfer.db"), "sqlite://./jusinfer.db");
-    }
 }
 
 #[cfg(test)]
