@@ -1,0 +1,134 @@
+//! The config file as written (TOML, `deny_unknown_fields`); [`super::resolve`] checks it
+//! and turns it into a [`super::Config`].
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use super::{AuthMode, ProviderKind, Strategy};
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub database: Option<String>,
+    pub redis: Option<String>,
+    pub auth: Option<AuthMode>,
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub providers: IndexMap<String, RawProvider>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub prices: IndexMap<String, RawPrice>,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub drain_timeout: Option<f64>,
+    /// Requests in flight at once, over all keys; past it: 503.
+    pub max_concurrent_requests: Option<usize>,
+    /// Requests in flight at once per key; past it: 503.
+    pub max_concurrent_per_key: Option<usize>,
+    /// Largest request head (request line + headers) in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Most header fields in one request.
+    pub max_headers: Option<usize>,
+    /// Seconds a client gets to send its whole request head.
+    pub header_read_timeout: Option<f64>,
+    /// Seconds a client gets to send its whole request body.
+    pub body_read_timeout: Option<f64>,
+    /// Seconds a keep-alive connection with nothing in flight stays open.
+    pub idle_timeout: Option<f64>,
+    /// Client connections open at once (default: half the open-files limit).
+    pub max_connections: Option<usize>,
+    /// Concurrent streams on one HTTP/2 connection.
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// Output tokens held against budgets and TPM for a request that sets no maximum.
+    pub hold_output_tokens: Option<u32>,
+    /// Days a stored Response is kept (0: for ever).
+    pub responses_ttl_days: Option<f64>,
+    /// Days a ledger row is kept; the hourly rollup stays (0: for ever).
+    pub ledger_retention_days: Option<f64>,
+    /// Seconds between retention sweeps.
+    pub retention_sweep_every: Option<f64>,
+    /// Log request bodies (prompts): off unless the operator turns it on.
+    pub log_bodies: Option<bool>,
+    #[serde(default)]
+    pub circuit_breaker: RawBreaker,
+}
+
+/// The circuit breaker of every deployment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Consecutive failures within `window` seconds that open the circuit.
+    pub failures: Option<u32>,
+    pub window: Option<f64>,
+    /// Seconds an open circuit skips its deployment before one probe is let through.
+    pub cooldown: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: ProviderKind,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    pub retries: Option<u32>,
+    /// Anthropic: `max_tokens` when the client sent none.
+    pub default_max_tokens: Option<u32>,
+    /// Anthropic: per-model `max_tokens` defaults, over `default_max_tokens`.
+    #[serde(default)]
+    pub max_tokens: IndexMap<String, u32>,
+    /// OpenAI-shaped providers that serve `/responses` themselves: `/v1/responses`
+    /// requests are passed through instead of translated to Chat Completions.
+    #[serde(default)]
+    pub responses: bool,
+}
+
+/// Seconds; fractions allowed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<f64>,
+    pub first_byte: Option<f64>,
+    pub idle: Option<f64>,
+    pub total: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub name: String,
+    pub route: Vec<String>,
+    pub strategy: Option<Strategy>,
+    #[serde(default)]
+    pub weights: Vec<f64>,
+    /// Overrides the providers' timeouts for this alias (connect stays per provider: it
+    /// belongs to the provider's connection pool).
+    #[serde(default)]
+    pub timeouts: RawModelTimeouts,
+}
+
+/// Seconds; fractions allowed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelTimeouts {
+    pub first_byte: Option<f64>,
+    pub idle: Option<f64>,
+    pub total: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input: f64,
+    pub output: f64,
+    /// Cache reads.
+    pub cached_input: Option<f64>,
+    pub cache_write: Option<f64>,
+}
