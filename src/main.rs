@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use jusinfer_gateway::calendar::BudgetPeriod;
 use jusinfer_gateway::config::{self, Config};
 use jusinfer_gateway::keys::{self, NewKey};
 use jusinfer_gateway::store::{GroupBy, Store, UsageQuery};
@@ -148,6 +149,10 @@ enum KeysCmd {
         admin: bool,
         #[arg(long)]
         budget_usd: Option<f64>,
+        /// When the budget starts again (00:00 UTC): daily, weekly (Mondays) or monthly;
+        /// without it, the budget is for the key's lifetime.
+        #[arg(long, value_parser = parse_period)]
+        budget_period: Option<BudgetPeriod>,
         #[arg(long)]
         rpm: Option<i64>,
         #[arg(long)]
@@ -370,6 +375,19 @@ async fn serve(common: &Common, listen: Option<String>) -> Result<(), Failure> {
     jusinfer_gateway::serve(listener, state).await.map_err(work)
 }
 
+fn parse_period(s: &str) -> Result<BudgetPeriod, String> {
+    s.parse()
+}
+
+/// `day`, `week`, `month`: the SPEND / BUDGET column's `5.00/day`.
+fn short_period(p: BudgetPeriod) -> &'static str {
+    match p {
+        BudgetPeriod::Daily => "day",
+        BudgetPeriod::Weekly => "week",
+        BudgetPeriod::Monthly => "month",
+    }
+}
+
 async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
     match cmd {
         KeysCmd::Create {
@@ -377,6 +395,7 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
             name,
             admin,
             budget_usd,
+            budget_period,
             rpm,
             tpm,
             models,
@@ -407,6 +426,7 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
                 name,
                 admin,
                 budget_usd,
+                budget_period,
                 rpm,
                 tpm,
                 models: models.into_iter().filter(|m| !m.is_empty()).collect(),
@@ -432,15 +452,22 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
             let store = open_store(&cfg).await?;
             let keys = store.list_keys().await.map_err(work)?;
             let stats = store.key_stats(None).await.map_err(work)?;
+            let now_ms = jusinfer_gateway::store::now().saturating_mul(1000);
             if json {
                 let out: Vec<serde_json::Value> = keys
                     .iter()
                     .map(|k| {
                         let mut v = serde_json::to_value(k).unwrap_or_default();
                         if let Some(o) = v.as_object_mut() {
+                            let s = stats.get(&k.id).cloned().unwrap_or_default();
+                            o.insert("spend_usd".into(), s.spend_usd.into());
                             o.insert(
-                                "spend_usd".into(),
-                                stats.get(&k.id).map_or(0.0, |s| s.spend_usd).into(),
+                                "budget_spent_usd".into(),
+                                s.spend_in(k.budget_period).into(),
+                            );
+                            o.insert(
+                                "budget_resets_at".into(),
+                                k.budget_period.map(|p| p.span(now_ms).end_ms / 1000).into(),
                             );
                         }
                         v
@@ -463,10 +490,14 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
                     "active"
                 };
                 let dash = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
-                let spend = stats.get(&k.id).map_or(0.0, |s| s.spend_usd);
-                let budget = k
-                    .budget_usd
-                    .map_or_else(|| "-".to_owned(), |b| format!("{b:.2}"));
+                let spend = stats
+                    .get(&k.id)
+                    .map_or(0.0, |s| s.spend_in(k.budget_period));
+                let budget = match (k.budget_usd, k.budget_period) {
+                    (None, _) => "-".to_owned(),
+                    (Some(b), None) => format!("{b:.2}"),
+                    (Some(b), Some(p)) => format!("{b:.2}/{}", short_period(p)),
+                };
                 println!(
                     "{:<22} {:<14} {:<20} {:<6} {:<8} {:>8} {:>9} {:>21}",
                     k.id,

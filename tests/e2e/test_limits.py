@@ -2,6 +2,9 @@
 PostgreSQL: the admin API, allowed models, expiry and revocation, RPM and TPM with OpenAI's
 x-ratelimit-* headers and Retry-After, and budgets (429 insufficient_quota)."""
 
+import datetime as dt
+import json
+import sqlite3
 import time
 
 import httpx2 as httpx
@@ -21,6 +24,13 @@ def lgw(request, sim, tmp_path_factory):
         pg = request.getfixturevalue("postgres")
         database = pg.url(pg.new_database())
     g = start_gateway(sim.url, tmp, database=database)
+    if request.param == "postgres":
+        g.sql = lambda q: pg.psql(q, db=database.rsplit("/", 1)[1])
+    else:
+        def sql(q, path=g.db):
+            with sqlite3.connect(path, timeout=10) as con:
+                con.execute(q)
+        g.sql = sql
     yield g
     g.proc.stop()
 
@@ -187,3 +197,85 @@ def test_admin_usage_summarizes_by_key(lgw):
     assert [(r["group"], r["requests"]) for r in rows] == [("sim/length", 3)]
     assert rows[0]["cost_usd"] > 0 and rows[0]["prompt_tokens"] > 0
     assert admin(lgw, "GET", "/admin/usage?by=colour").status_code == 400
+
+
+def utc_ms(d: dt.datetime) -> int:
+    return int(d.timestamp() * 1000)
+
+
+def spent_after(gw, key_id, want, field="budget_spent_usd"):
+    """The admin view of a key once its ledger shows `want` dollars in `field`."""
+    deadline = time.time() + 5
+    while True:
+        got = admin(gw, "GET", f"/admin/keys/{key_id}").json()
+        if got[field] == pytest.approx(want, rel=1e-6) or time.time() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_budget_periods_count_spend_since_their_start_utc(lgw):
+    """A daily budget counts today's spend only (yesterday's is history, still in the
+    lifetime total), refuses with the reset time once spent, and weekly / monthly budgets
+    count from Monday / the 1st at 00:00 UTC (Python's calendar as the referee)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    if (24 * 3600) - (now.hour * 3600 + now.minute * 60 + now.second) < 90:
+        time.sleep(95)  # not across midnight
+        now = dt.datetime.now(dt.timezone.utc)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow = today + dt.timedelta(days=1)
+    monday = today - dt.timedelta(days=today.weekday())
+    first = today.replace(day=1)
+    next_month = (first + dt.timedelta(days=32)).replace(day=1)
+
+    k = mint(lgw, budget_usd=1.0, budget_period="daily")
+    assert (k["budget_period"], k["budget_resets_at"]) == ("daily", int(tomorrow.timestamp()))
+    # Yesterday's $100, as the ledger's hourly rollup keeps it.
+    hour = utc_ms(today) - 3_600_000
+    lgw.sql(f"INSERT INTO usage_hourly VALUES ({hour}, '{k['id']}', 'sim/length', 1, 0, 10, 10, 0, 100.0, 1, 0, {hour})")
+    got = admin(lgw, "GET", f"/admin/keys/{k['id']}").json()
+    assert (got["spend_usd"], got["budget_spent_usd"]) == (100.0, 0.0)
+
+    c = lgw.client(api_key=k["key"])
+    cost = c.chat.completions.create(model="sim/length", messages=MSG).usage.cost
+    assert 0 < cost < 1
+    r = admin(lgw, "PATCH", f"/admin/keys/{k['id']}", json={"budget_usd": cost * 1.5})
+    assert r.status_code == 200 and r.json()["budget_period"] == "daily"
+    spent_after(lgw, k["id"], cost)
+    c.chat.completions.create(model="sim/length", messages=MSG)  # $cost of $1.5·cost spent
+    time.sleep(0.3)
+    with pytest.raises(openai.RateLimitError) as e:
+        c.chat.completions.create(model="sim/length", messages=MSG)
+    assert e.value.code == "insufficient_quota"
+    assert f"starts again at {tomorrow:%Y-%m-%d %H:%M:%S} UTC" in str(e.value)
+    got = spent_after(lgw, k["id"], 2 * cost)
+    assert got["spend_usd"] == pytest.approx(100 + 2 * cost)
+
+    # A lifetime budget counts the history: $100 spent of $50.
+    r = admin(lgw, "PATCH", f"/admin/keys/{k['id']}", json={"budget_usd": 50, "budget_period": None})
+    assert (r.json()["budget_period"], r.json()["budget_resets_at"]) == (None, None)
+    assert r.json()["budget_spent_usd"] == pytest.approx(100 + 2 * cost)
+    with pytest.raises(openai.RateLimitError):
+        c.chat.completions.create(model="sim/length", messages=MSG)
+
+    # Weekly and monthly: yesterday counts when it was in this week / month.
+    for period, start, end in [("weekly", monday, monday + dt.timedelta(days=7)), ("monthly", first, next_month)]:
+        r = admin(lgw, "PATCH", f"/admin/keys/{k['id']}", json={"budget_period": period})
+        want = 2 * cost + (100 if hour >= utc_ms(start) else 0)
+        assert r.json()["budget_spent_usd"] == pytest.approx(want), period
+        assert r.json()["budget_resets_at"] == int(end.timestamp())
+        # ...and admission agrees: a $50 budget admits only when yesterday is not counted.
+        try:
+            c.chat.completions.create(model="sim/length", messages=MSG)
+            admitted = True
+        except openai.RateLimitError:
+            admitted = False
+        assert admitted == (want < 50), period
+
+    # Bad periods are refused by name.
+    r = admin(lgw, "PATCH", f"/admin/keys/{k['id']}", json={"budget_period": "yearly"})
+    assert r.status_code == 400 and "budget_period" in r.text
+    # The CLI lists the period and what it has spent.
+    rows = {x["id"]: x for x in json.loads(lgw.cli("keys", "list", "--json").stdout)}
+    assert rows[k["id"]]["budget_period"] == "monthly"
+    table = lgw.cli("keys", "list").stdout
+    assert "/month" in next(line for line in table.splitlines() if line.startswith(k["id"]))

@@ -3,7 +3,9 @@ Limits, budgets and revocations hold across both; and the usage ledger survives 
 database going away under load followed by SIGTERM."""
 
 import concurrent.futures
+import datetime as dt
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -20,8 +22,10 @@ MSG = [{"role": "user", "content": "hi"}]
 @pytest.fixture(scope="module")
 def pair(sim, postgres, redis_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pair")
-    db = postgres.url(postgres.new_database())
+    name = postgres.new_database()
+    db = postgres.url(name)
     a = start_gateway(sim.url, tmp, database=db, redis=redis_server.url(), name="a")
+    a.sql = lambda q: postgres.psql(q, db=name)
     b = start_gateway(sim.url, tmp, database=db, redis=redis_server.url(), admin_key=a.key, name="b")
     yield a, b
     a.proc.stop()
@@ -108,6 +112,45 @@ def test_budget_cannot_be_overspent_beyond_requests_in_flight(pair):
     # The key got its budget, less what the holds of the requests in flight kept back.
     assert total >= budget - concurrency * cost, (total, budget)
     assert total <= budget + concurrency * cost, (total, budget, len(spent))
+
+
+def test_a_daily_budget_is_shared_per_period_in_redis(pair, redis_server):
+    """Both instances count a daily budget from 00:00 UTC (yesterday's spend is not in it),
+    in a Redis spend key named by the period that expires an hour after the period ends."""
+    a, b = pair
+    k = mint(a, budget_usd=1.0, budget_period="daily")
+    now = time.time()
+    today_ms = int(now // 86400) * 86_400_000
+    if today_ms + 86_400_000 - now * 1000 < 60_000:
+        pytest.skip("too close to midnight UTC")
+    hour = today_ms - 3_600_000
+    a.sql(f"INSERT INTO usage_hourly VALUES ({hour}, '{k['id']}', 'sim/length', 1, 0, 10, 10, 0, 100.0, 1, 0, {hour})")
+    ca, cb = a.client(api_key=k["key"]), b.client(api_key=k["key"])
+    cost = ca.chat.completions.create(model="sim/length", messages=MSG).usage.cost
+    assert 0 < cost < 1
+
+    def cli(*args):
+        return subprocess.run(["redis-cli", "-p", str(redis_server.port), *args], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+
+    key = f"jinf:{{{k['id']}}}:spend:{today_ms}"
+    deadline = time.time() + 5
+    while float(cli("GET", key) or 0) < cost * 0.999 and time.time() < deadline:
+        time.sleep(0.05)
+    assert float(cli("GET", key)) == pytest.approx(cost, rel=1e-6)
+    ttl_ms = int(cli("PTTL", key))
+    left = today_ms + 86_400_000 - time.time() * 1000
+    assert left < ttl_ms <= left + 3_600_000 + 5_000, (ttl_ms, left)
+    assert cli("EXISTS", f"jinf:{{{k['id']}}}:spend") == "0", "no lifetime spend for a daily budget"
+
+    httpx.patch(a.url + f"/admin/keys/{k['id']}", headers={"authorization": f"Bearer {a.key}"},
+                json={"budget_usd": cost * 1.5}, timeout=10).raise_for_status()
+    cb.chat.completions.create(model="sim/length", messages=MSG)  # the other instance: $cost of 1.5·cost spent
+    time.sleep(0.3)
+    for c in (ca, cb):
+        with pytest.raises(openai.RateLimitError) as e:
+            c.chat.completions.create(model="sim/length", messages=MSG)
+        assert e.value.code == "insufficient_quota" and "starts again at" in str(e.value)
 
 
 def test_a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second(pair):

@@ -7,6 +7,7 @@ Screenshots of every page land in $JUSINFER_ARTIFACTS/portal (default
 target/test-artifacts/portal)."""
 
 import csv
+import datetime
 import io
 import os
 import re
@@ -136,6 +137,7 @@ def test_admin_signs_in_mints_uses_sees_usage_and_revokes(browser, pgw, tmp_path
     # Mint a key with every setting.
     page.get_by_label("Name").fill("portal-test")
     page.get_by_label("Budget (USD)").fill("5")
+    page.get_by_label("Budget period").select_option("monthly")
     page.get_by_label("Requests per minute").fill("100")
     page.get_by_label("Tokens per minute").fill("100000")
     page.get_by_label("Allowed models").fill("text, sim/*")
@@ -157,7 +159,11 @@ def test_admin_signs_in_mints_uses_sees_usage_and_revokes(browser, pgw, tmp_path
     assert new_key[:12] in row.inner_text()
     text = row.inner_text()
     assert "100 RPM" in text and "100,000 TPM" in text and "models: text, sim/*" in text
-    assert "$0 of $5.00" in text and "active" in text
+    assert "$0 of $5.00 this month" in text and "active" in text
+    # A monthly budget starts again on the 1st, 00:00 UTC.
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    first_next = (today.replace(day=1) + datetime.timedelta(days=32)).replace(day=1)
+    assert f"resets {first_next:%Y-%m-%d} 00:00:00 UTC" in text, text
 
     # Shown once: the keys page no longer has it.
     page.goto(pgw.url + "/developer/keys")

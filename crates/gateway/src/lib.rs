@@ -6,6 +6,7 @@
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod calendar;
 pub mod config;
 pub mod conns;
 pub mod error;

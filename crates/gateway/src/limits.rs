@@ -27,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::http::{HeaderMap, HeaderValue};
 use dashmap::DashMap;
 
+use crate::calendar::Span;
 use crate::error::GatewayError;
 use crate::redis_limits::RedisLimits;
 use crate::store::Store;
@@ -50,6 +51,9 @@ pub struct Ask {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub budget_usd: Option<f64>,
+    /// The budget's current period (`None`: the key's lifetime). Spend counts from its
+    /// start; a request's cost counts in the period it was admitted in.
+    pub budget_span: Option<Span>,
     /// Tokens to hold against TPM: the prompt estimate plus the output the request may
     /// produce.
     pub tokens: u64,
@@ -64,6 +68,11 @@ pub struct Ask {
 impl Ask {
     pub fn is_limited(&self) -> bool {
         self.rpm.is_some() || self.tpm.is_some() || self.budget_usd.is_some()
+    }
+
+    /// Where the budget's spend counts from (Unix ms; `i64::MIN` for a lifetime budget).
+    pub fn budget_since(&self) -> i64 {
+        self.budget_span.map_or(i64::MIN, |s| s.start_ms)
     }
 }
 
@@ -197,8 +206,18 @@ impl Decision {
                 } else {
                     String::new()
                 };
+                let (which, resets) = match ask.budget_span {
+                    Some(s) => (
+                        "period's ",
+                        format!(
+                            " The budget starts again at {} UTC.",
+                            crate::calendar::datetime(s.end_ms)
+                        ),
+                    ),
+                    None => ("", String::new()),
+                };
                 GatewayError::insufficient_quota(format!(
-                    "Key {} has spent ${spent:.6} of its ${budget:.6} budget{in_flight}. Raise the budget with `PATCH /admin/keys/{}`.",
+                    "Key {} has spent ${spent:.6} of its {which}${budget:.6} budget{in_flight}.{resets} Raise the budget with `PATCH /admin/keys/{}`.",
                     ask.key_id, ask.key_id
                 ))
             }
@@ -284,6 +303,9 @@ struct KeyState {
     spent: Option<f64>,
     /// When `spent` was loaded (ms): it is loaded again after [`SPEND_RELOAD_MS`].
     spent_at: u64,
+    /// Where `spent` counts from ([`Ask::budget_since`]): a new period (or a changed
+    /// one) loads it again.
+    spent_since: i64,
     /// Costs held by admitted, unsettled requests.
     held: f64,
     /// The latest second seen: a wall clock that steps back does not reopen the window.
@@ -308,6 +330,7 @@ impl Local {
         if let Some(v) = spent {
             st.spent = Some(v);
             st.spent_at = now_ms;
+            st.spent_since = ask.budget_since();
         }
         let now_s = (now_ms / 1000).max(st.last_s);
         st.last_s = now_s;
@@ -401,19 +424,24 @@ impl Local {
         }
         if s.budget {
             st.held = (st.held - s.cost_held).max(0.0);
-            if let Some(spent) = st.spent.as_mut() {
-                *spent += s.cost;
+            // A cost counts in the period its request was admitted in: one admitted before
+            // a reset does not count after it.
+            if st.spent_since == s.budget_since {
+                if let Some(spent) = st.spent.as_mut() {
+                    *spent += s.cost;
+                }
             }
         }
     }
 
-    /// Whether the key's spend is known, and loaded recently enough.
-    fn spend_state(&self, key_id: &str, now_ms: u64) -> SpendState {
+    /// Whether the key's spend since `since` is known, and loaded recently enough.
+    fn spend_state(&self, key_id: &str, since: i64, now_ms: u64) -> SpendState {
         self.keys
             .get(key_id)
             .and_then(|e| {
                 e.value().lock().ok().map(|s| match s.spent {
                     None => SpendState::Unknown,
+                    Some(_) if s.spent_since != since => SpendState::Unknown,
                     Some(_) if now_ms.saturating_sub(s.spent_at) < SPEND_RELOAD_MS => {
                         SpendState::Fresh
                     }
@@ -445,6 +473,9 @@ pub struct Settle {
     pub hold_id: String,
     /// The second the token estimate was counted in: the correction goes there.
     pub admitted_s: u64,
+    /// The budget period the request was admitted in ([`Ask::budget_since`]): its cost
+    /// counts there.
+    pub budget_since: i64,
 }
 
 /// Limits for every key, local or shared.
@@ -490,10 +521,10 @@ impl Limits {
             }
         }
         let now = now_ms();
-        let spent = match self.local.spend_state(&ask.key_id, now) {
+        let spent = match self.local.spend_state(&ask.key_id, ask.budget_since(), now) {
             SpendState::Fresh => None,
             _ if ask.budget_usd.is_none() => None,
-            state => match self.store.spend(&ask.key_id).await {
+            state => match self.store.spend(&ask.key_id, ask.budget_since()).await {
                 Ok(v) => Some(v),
                 // A store that does not answer: go on with the spend known so far.
                 Err(e) if state == SpendState::Stale => {
@@ -576,6 +607,7 @@ impl Limits {
                 cost: 0.0,
                 hold_id,
                 admitted_s,
+                budget_since: ask.budget_since(),
             }),
         }
     }
@@ -636,6 +668,7 @@ mod tests {
             rpm,
             tpm,
             budget_usd: budget,
+            budget_span: None,
             tokens,
             tokens_min: tokens,
             cost: 0.0,
@@ -659,6 +692,7 @@ mod tests {
             cost,
             hold_id: "h".into(),
             admitted_s,
+            budget_since: i64::MIN,
         }
     }
 
@@ -770,6 +804,51 @@ mod tests {
             l.admit(&a, 0, None).refused.is_some(),
             "nothing left beside it"
         );
+    }
+
+    #[test]
+    fn a_new_budget_period_counts_from_its_start() {
+        use crate::calendar::BudgetPeriod;
+        let l = Local::default();
+        let day_ms = 86_400_000u64;
+        let t = 20_000 * day_ms + 3_600_000;
+        let mut a = ask(None, None, Some(1.0), 0);
+        a.budget_span = Some(BudgetPeriod::Daily.span(t as i64));
+        a.cost = 0.1;
+        // The day's spend is loaded, and it has reached the budget.
+        assert_eq!(l.spend_state("k", a.budget_since(), t), SpendState::Unknown);
+        assert!(l.admit(&a, t, Some(1.0)).refused.is_some());
+        assert_eq!(
+            l.spend_state("k", a.budget_since(), t + 1),
+            SpendState::Fresh
+        );
+        // A request admitted late in the day settles after midnight.
+        let mut late = a.clone();
+        late.budget_span = Some(BudgetPeriod::Daily.span((t - 3_600_000 + day_ms - 10) as i64));
+        assert_eq!(late.budget_span, a.budget_span);
+        // The next day: the spend must be loaded for the new period.
+        let next = t + day_ms;
+        let mut b = a.clone();
+        b.budget_span = Some(BudgetPeriod::Daily.span(next as i64));
+        assert_eq!(
+            l.spend_state("k", b.budget_since(), next),
+            SpendState::Unknown
+        );
+        assert!(l.admit(&b, next, Some(0.0)).refused.is_none());
+        let mut old = settle(0, 0, 0.0, 0.9, next / 1000);
+        old.budget_since = late.budget_since();
+        l.settle(&old, next);
+        let mut new = settle(0, 0, 0.1, 0.2, next / 1000);
+        new.budget_since = b.budget_since();
+        l.settle(&new, next);
+        // Only the new day's cost counts: 0.2 spent, 0.8 left.
+        b.cost = 0.7;
+        assert_eq!(l.admit(&b, next, None).refused, None);
+        let spent = l
+            .keys
+            .get("k")
+            .and_then(|e| e.value().lock().ok().and_then(|s| s.spent));
+        assert_eq!(spent, Some(0.2));
     }
 
     #[test]

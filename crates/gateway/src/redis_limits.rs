@@ -15,7 +15,11 @@
 //!   TPM windows, each admission amortized O(1);
 //! - `jinf:{K}:spend` — the key's spend in USD, loaded from the ledger, and reloaded in the
 //!   background when `jinf:{K}:spendfresh` has expired (every [`SPEND_TTL_S`] seconds), so
-//!   a lost settle cannot skew it for long — and a database outage does not stop the key;
+//!   a lost settle cannot skew it for long — and a database outage does not stop the key.
+//!   A key with a budget period has one per period, `jinf:{K}:spend:<start ms>` (and
+//!   `spendfresh:<start ms>`), which expires an hour after its period ends: a new period
+//!   starts from the ledger's spend since its start, and a request settles its cost into the
+//!   period it was admitted in;
 //! - `jinf:{K}:hold` — hash hold id → USD still held, `jinf:{K}:holdt` — sorted set
 //!   hold id → admission ms, and `jinf:{K}:heldsum` — the sum. A hold is one request's
 //!   estimated cost, or a lease's: each request admitted from the lease releases its own
@@ -275,6 +279,8 @@ struct LeaseReturn {
 struct Lease {
     /// Its hold's id, shared by the requests it admits.
     id: String,
+    /// The budget period it was counted in ([`Ask::budget_since`]).
+    since: i64,
     /// Redis's second at the grant (where the reservation was counted).
     sec: u64,
     expires: Instant,
@@ -292,7 +298,8 @@ impl Lease {
         Instant::now() < self.expires
             && (ask.rpm.is_none() || self.requests >= 1)
             && (ask.tpm.is_none() || self.tokens >= ask.tokens)
-            && (ask.budget_usd.is_none() || self.cost >= ask.cost)
+            && (ask.budget_usd.is_none()
+                || (self.cost >= ask.cost && self.since == ask.budget_since()))
     }
 
     fn take(&mut self, ask: &Ask) -> Admitted {
@@ -381,15 +388,35 @@ impl LogThrottle {
     }
 }
 
-fn keys(id: &str) -> [String; 6] {
+/// The Redis keys of API key `id` whose budget counts from `since` ([`Ask::budget_since`]).
+fn keys(id: &str, since: i64) -> [String; 6] {
+    let (spend, fresh) = if since == i64::MIN {
+        (
+            format!("jinf:{{{id}}}:spend"),
+            format!("jinf:{{{id}}}:spendfresh"),
+        )
+    } else {
+        (
+            format!("jinf:{{{id}}}:spend:{since}"),
+            format!("jinf:{{{id}}}:spendfresh:{since}"),
+        )
+    };
     [
         format!("jinf:{{{id}}}:win"),
-        format!("jinf:{{{id}}}:spend"),
+        spend,
         format!("jinf:{{{id}}}:hold"),
         format!("jinf:{{{id}}}:holdt"),
         format!("jinf:{{{id}}}:heldsum"),
-        format!("jinf:{{{id}}}:spendfresh"),
+        fresh,
     ]
+}
+
+/// How long a period's spend stays in Redis: until an hour after the period ends (late
+/// settles still find it), `None` for a lifetime budget.
+fn spend_ttl_ms(ask: &Ask) -> Option<u64> {
+    let end = ask.budget_span?.end_ms;
+    let left = end.saturating_sub(i64::try_from(now_ms()).unwrap_or(i64::MAX));
+    Some(u64::try_from(left).unwrap_or(0).saturating_add(3_600_000))
 }
 
 impl RedisLimits {
@@ -447,7 +474,7 @@ impl RedisLimits {
         hold_id: &str,
         store: &Store,
     ) -> Result<Admitted, redis::RedisError> {
-        let k = keys(&ask.key_id);
+        let k = keys(&ask.key_id, ask.budget_since());
         let mut conn = self.conn.get();
         let hold_id = hold_id.to_owned();
         for _ in 0..2 {
@@ -483,18 +510,21 @@ impl RedisLimits {
             };
             if code == -1 {
                 // The key's spend is not in Redis yet: load it from the ledger.
-                let spent = store.spend(&ask.key_id).await.map_err(|e| {
-                    redis::RedisError::from((
-                        redis::ErrorKind::IoError,
-                        "budget lookup failed",
-                        e.to_string(),
-                    ))
-                })?;
-                set_spend(&mut conn, &k, spent, "NX").await?;
+                let spent = store
+                    .spend(&ask.key_id, ask.budget_since())
+                    .await
+                    .map_err(|e| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::IoError,
+                            "budget lookup failed",
+                            e.to_string(),
+                        ))
+                    })?;
+                set_spend(&mut conn, &k, spent, "NX", spend_ttl_ms(ask)).await?;
                 continue;
             }
             if int(11) == 1 {
-                self.refresh_spend(&ask.key_id, store);
+                self.refresh_spend(ask, store);
             }
             let spent = float(5);
             let (req_used, req_reset, tok_used, tok_reset) = (int(1), int(2), int(3), int(4));
@@ -537,6 +567,7 @@ impl RedisLimits {
                 let left = Duration::from_millis(1000u64.saturating_sub(ms_in_sec));
                 let lease = Lease {
                     id: hold_id.clone(),
+                    since: ask.budget_since(),
                     sec,
                     expires: sent_at + left.min(LEASE_TTL),
                     requests: lr,
@@ -577,17 +608,19 @@ impl RedisLimits {
 
     /// Reloads the key's spend from the ledger in the background (the admission goes on
     /// with the value Redis has; a store that does not answer leaves it as it is).
-    fn refresh_spend(&self, key_id: &str, store: &Store) {
-        let (k, mut conn, store, key_id) = (
-            keys(key_id),
+    fn refresh_spend(&self, ask: &Ask, store: &Store) {
+        let since = ask.budget_since();
+        let (k, mut conn, store, key_id, ttl) = (
+            keys(&ask.key_id, since),
             self.conn.get(),
             store.clone(),
-            key_id.to_owned(),
+            ask.key_id.clone(),
+            spend_ttl_ms(ask),
         );
         tokio::spawn(async move {
-            match store.spend(&key_id).await {
+            match store.spend(&key_id, since).await {
                 Ok(spent) => {
-                    if let Err(e) = set_spend(&mut conn, &k, spent, "XX").await {
+                    if let Err(e) = set_spend(&mut conn, &k, spent, "XX", ttl).await {
                         tracing::debug!(error = %e, "spend refresh failed");
                     }
                 }
@@ -651,20 +684,21 @@ impl RedisLimits {
 }
 
 /// Stores a key's spend as loaded from the ledger (`NX`: only if absent; `XX`: only if
-/// present) and marks it fresh for [`SPEND_TTL_S`].
+/// present; expiring after `ttl_ms` when given) and marks it fresh for [`SPEND_TTL_S`].
 async fn set_spend(
     conn: &mut ConnectionManager,
     k: &[String; 6],
     spent: f64,
     mode: &str,
+    ttl_ms: Option<u64>,
 ) -> Result<(), redis::RedisError> {
-    redis::pipe()
-        .cmd("SET")
-        .arg(&k[1])
-        .arg(spent)
-        .arg(mode)
-        .ignore()
-        .cmd("SET")
+    let mut pipe = redis::pipe();
+    let set = pipe.cmd("SET").arg(&k[1]).arg(spent).arg(mode);
+    if let Some(ms) = ttl_ms {
+        set.arg("PX").arg(ms.max(1));
+    }
+    set.ignore();
+    pipe.cmd("SET")
         .arg(&k[5])
         .arg(1)
         .arg("EX")
@@ -722,7 +756,7 @@ async fn settler(shared: Shared, mut rx: mpsc::Receiver<Msg>) {
         let mut pipe = redis::pipe();
         // Requests admitted from one lease share its hold and its second: their settles
         // are summed (corrections up and down apart), one call per lease per batch.
-        let mut merged: HashMap<(String, String, u64, bool, bool), Merged> = HashMap::new();
+        let mut merged: HashMap<(String, String, u64, bool, bool, i64), Merged> = HashMap::new();
         for m in batch.drain(..) {
             match m {
                 Msg::Settle(s) => {
@@ -734,6 +768,7 @@ async fn settler(shared: Shared, mut rx: mpsc::Receiver<Msg>) {
                             s.admitted_s,
                             s.tpm,
                             s.budget,
+                            s.budget_since,
                         ))
                         .or_insert_with(|| Merged {
                             up: 0,
@@ -749,9 +784,9 @@ async fn settler(shared: Shared, mut rx: mpsc::Receiver<Msg>) {
                 m => rest.push(m),
             }
         }
-        for ((key_id, hold_id, asec, tpm, budget), m) in merged {
+        for ((key_id, hold_id, asec, tpm, budget, since), m) in merged {
             pipe.cmd("EVALSHA").arg(script.get_hash()).arg(6);
-            for key in &keys(&key_id) {
+            for key in &keys(&key_id, since) {
                 pipe.arg(key);
             }
             pipe.arg("s")
@@ -768,7 +803,8 @@ async fn settler(shared: Shared, mut rx: mpsc::Receiver<Msg>) {
         for m in rest.drain(..) {
             if let Msg::Return(r) = m {
                 pipe.cmd("EVALSHA").arg(script.get_hash()).arg(6);
-                for key in &keys(&r.key_id) {
+                // A lease's return touches its window and holds, never a spend.
+                for key in &keys(&r.key_id, i64::MIN) {
                     pipe.arg(key);
                 }
                 pipe.arg("r")

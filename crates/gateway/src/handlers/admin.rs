@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::app::AppState;
 use crate::auth::authenticate_admin;
+use crate::calendar::BudgetPeriod;
 use crate::error::GatewayError;
 use crate::keys::{self, NewKey};
 use crate::store::{now, GroupBy, KeyPatch, KeyRecord, KeyStats, UsageQuery};
@@ -30,6 +31,8 @@ pub struct CreateKey {
     #[serde(default)]
     admin: bool,
     budget_usd: Option<f64>,
+    /// `daily`, `weekly` or `monthly` (starting at 00:00 UTC); absent: lifetime.
+    budget_period: Option<BudgetPeriod>,
     rpm: Option<i64>,
     tpm: Option<i64>,
     #[serde(default)]
@@ -48,6 +51,8 @@ pub struct UpdateKey {
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     budget_usd: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    budget_period: Option<Option<BudgetPeriod>>,
     #[serde(default, deserialize_with = "nullable")]
     rpm: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -79,8 +84,9 @@ fn check_limits(
     Ok(())
 }
 
-/// A key as the admin API shows it: its settings, status and what it has spent.
-fn view(k: &KeyRecord, stats: Option<&KeyStats>) -> Value {
+/// A key as the admin API shows it: its settings, status and what it has spent (in all,
+/// and against its budget in the current period, with when that period ends).
+pub(crate) fn view(k: &KeyRecord, stats: Option<&KeyStats>) -> Value {
     let status = k.status();
     let mut v = serde_json::to_value(k).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
@@ -88,6 +94,16 @@ fn view(k: &KeyRecord, stats: Option<&KeyStats>) -> Value {
         o.insert("status".into(), json!(status));
         let s = stats.cloned().unwrap_or_default();
         o.insert("spend_usd".into(), json!(s.spend_usd));
+        o.insert(
+            "budget_spent_usd".into(),
+            json!(s.spend_in(k.budget_period)),
+        );
+        o.insert(
+            "budget_resets_at".into(),
+            json!(k
+                .budget_period
+                .map(|p| p.span(now().saturating_mul(1000)).end_ms / 1000)),
+        );
         o.insert("requests".into(), json!(s.requests));
         o.insert(
             "last_used_at".into(),
@@ -148,6 +164,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bod
                     name: req.name,
                     admin: req.admin,
                     budget_usd: req.budget_usd,
+                    budget_period: req.budget_period,
                     rpm: req.rpm,
                     tpm: req.tpm,
                     models: req.models,
@@ -240,6 +257,7 @@ pub async fn update(
             let patch = KeyPatch {
                 name: req.name,
                 budget_usd: req.budget_usd,
+                budget_period: req.budget_period,
                 rpm: req.rpm,
                 tpm: req.tpm,
                 models: req.models,

@@ -232,6 +232,10 @@ pub async fn admit(
             .tpm
             .and_then(|v| u64::try_from(v.min(crate::keys::MAX_LIMIT)).ok()),
         budget_usd: k.budget_usd,
+        budget_span: k
+            .budget_usd
+            .and(k.budget_period)
+            .map(|p| p.span(i64::try_from(crate::limits::now_ms()).unwrap_or(i64::MAX))),
         tokens,
         tokens_min,
         cost,

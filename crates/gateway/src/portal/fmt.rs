@@ -1,32 +1,7 @@
 //! How the portal writes times, money and counts. Pure.
 
-/// `(year, month, day)` of a count of days since 1970-01-01 (proleptic Gregorian; Howard
-/// Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Date and time parts of Unix milliseconds, UTC.
-fn parts(ms: i64) -> (i64, u32, u32, i64, i64, i64) {
-    let secs = ms.div_euclid(1000);
-    let (y, mo, d) = civil(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    (y, mo, d, t / 3600, t / 60 % 60, t % 60)
-}
-
-/// `2026-11-26 10:44:05` (UTC).
-pub fn datetime(ms: i64) -> String {
-    let (y, mo, d, h, mi, s) = parts(ms);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
-}
+pub use crate::calendar::datetime;
+use crate::calendar::parts;
 
 /// `2026-11-26T10:44:05.123Z`, for CSV and `<time datetime>`.
 pub fn iso(ms: i64) -> String {

@@ -154,6 +154,15 @@ fn parse_mint(v: &MintValues) -> Result<NewKey, (&'static str, String)> {
         };
         (field, msg)
     })?;
+    let budget_period = match v.budget_period.trim() {
+        "" => None,
+        p => Some(p.parse().map_err(|_| {
+            (
+                "budget_period",
+                "Pick a budget period from the list.".to_owned(),
+            )
+        })?),
+    };
     let expires_in = match v.expires.trim() {
         "" => None,
         e if pages::EXPIRY_CHOICES.iter().any(|(c, _)| *c == e) => Some(
@@ -173,6 +182,7 @@ fn parse_mint(v: &MintValues) -> Result<NewKey, (&'static str, String)> {
         name: name.to_owned(),
         admin: v.admin.is_some(),
         budget_usd,
+        budget_period,
         rpm,
         tpm,
         models,
@@ -334,6 +344,7 @@ mod tests {
             match *k {
                 "name" => v.name = val,
                 "budget_usd" => v.budget_usd = val,
+                "budget_period" => v.budget_period = val,
                 "rpm" => v.rpm = val,
                 "tpm" => v.tpm = val,
                 "models" => v.models = val,
@@ -354,11 +365,13 @@ mod tests {
             ("tpm", ""),
             ("models", "gpt-4o*, claude-*\necho"),
             ("expires", "30d"),
+            ("budget_period", "weekly"),
         ]))
         .map_err(|e| e.1)
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(k.name, "ci");
         assert_eq!(k.budget_usd, Some(5.5));
+        assert_eq!(k.budget_period, Some(crate::calendar::BudgetPeriod::Weekly));
         assert_eq!(k.rpm, Some(1000));
         assert_eq!(k.tpm, None);
         assert_eq!(k.models, ["gpt-4o*", "claude-*", "echo"]);
@@ -371,6 +384,10 @@ mod tests {
             (vec![("name", "a"), ("rpm", "0")], "rpm"),
             (vec![("name", "a"), ("tpm", "1.5")], "tpm"),
             (vec![("name", "a"), ("expires", "5y")], "expires"),
+            (
+                vec![("name", "a"), ("budget_period", "yearly")],
+                "budget_period",
+            ),
         ] {
             assert_eq!(parse_mint(&values(&pairs)).err().map(|e| e.0), Some(field));
         }

@@ -123,6 +123,9 @@ pub struct MintValues {
     pub name: String,
     #[serde(default)]
     pub budget_usd: String,
+    /// `""` (lifetime), `daily`, `weekly` or `monthly`.
+    #[serde(default)]
+    pub budget_period: String,
     #[serde(default)]
     pub rpm: String,
     #[serde(default)]
@@ -211,14 +214,27 @@ fn limits(k: &KeyRecord) -> Markup {
 }
 
 fn spend(k: &KeyRecord, s: &KeyStats) -> Markup {
+    let period = k.budget_period;
+    let spent = s.spend_in(period);
+    let now_ms = crate::store::now().saturating_mul(1000);
     html! {
         @match k.budget_usd {
             Some(b) => {
-                (fmt::usd(s.spend_usd)) " of " (fmt::usd(b))
+                (fmt::usd(spent)) " of " (fmt::usd(b))
+                @if let Some(p) = period {
+                    " " (p.this())
+                }
                 br;
-                meter min="0" max=(b.max(f64::MIN_POSITIVE)) value=(s.spend_usd.min(b))
+                meter min="0" max=(b.max(f64::MIN_POSITIVE)) value=(spent.min(b))
                     low=(b * 0.8) high=(b * 0.95) optimum="0"
-                    aria-label=(format!("{} of the budget spent", pct(s.spend_usd, b))) {}
+                    aria-label=(format!("{} of the budget spent", pct(spent, b))) {}
+                @if let Some(p) = period {
+                    br;
+                    span.dim.resets {
+                        "resets " (fmt::datetime(p.span(now_ms).end_ms)) " UTC · "
+                        (fmt::usd(s.spend_usd)) " in all"
+                    }
+                }
             }
             None => { (fmt::usd(s.spend_usd)) " " span.dim { "(no budget)" } }
         }
@@ -348,6 +364,16 @@ fn mint_form(csrf: &str, extra: &KeysExtra<'_>) -> Markup {
                         label for="budget_usd" { "Budget (USD)" }
                         input #budget_usd name="budget_usd" inputmode="decimal" value=(f.budget_usd)
                             placeholder="no budget" aria-invalid=[invalid("budget_usd")];
+                    }
+                    div {
+                        label for="budget_period" { "Budget period" }
+                        select #budget_period name="budget_period" aria-invalid=[invalid("budget_period")]
+                            aria-describedby="budget_period-help" {
+                            @for (v, label) in [("", "lifetime"), ("daily", "daily"), ("weekly", "weekly (from Monday)"), ("monthly", "monthly")] {
+                                option value=(v) selected[f.budget_period == v] { (label) }
+                            }
+                        }
+                        p.help #budget_period-help { "Starts again at 00:00 UTC." }
                     }
                     div {
                         label for="rpm" { "Requests per minute" }

@@ -13,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 
+use crate::calendar::BudgetPeriod;
 use crate::ledger::UsageRecord;
 pub use portal::{Cell, PortalSession, UsageFilter, UsageRow, HOUR_MS};
 
@@ -65,6 +66,10 @@ impl From<sqlx::Error> for StoreError {
         Self(format!("database error: {e}"))
     }
 }
+
+/// A key's budget may start again every day, week or month (`calendar::BudgetPeriod`);
+/// NULL: a lifetime budget.
+const BUDGET_PERIOD: &str = "ALTER TABLE keys ADD COLUMN budget_period TEXT";
 
 /// Retention sweeps find expired stored Responses by age.
 const RETENTION_INDEX: &str = "CREATE INDEX responses_created ON responses (created_at)";
@@ -175,6 +180,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (5, PORTAL_SESSIONS),
     (6, USAGE_HOURLY),
     (7, RETENTION_INDEX),
+    (8, BUDGET_PERIOD),
 ];
 
 /// PostgreSQL schema migrations: the same tables and columns as SQLite's.
@@ -244,6 +250,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (5, PORTAL_SESSIONS),
     (6, USAGE_HOURLY),
     (7, RETENTION_INDEX),
+    (8, BUDGET_PERIOD),
 ];
 
 /// A key as stored (never the key itself: its SHA-256 and a display prefix).
@@ -259,6 +266,8 @@ pub struct KeyRecord {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub budget_usd: Option<f64>,
+    /// When the budget starts again; `None`: it is for the key's lifetime.
+    pub budget_period: Option<BudgetPeriod>,
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
     pub models: Vec<String>,
@@ -270,6 +279,7 @@ pub struct KeyRecord {
 pub struct KeyPatch {
     pub name: Option<String>,
     pub budget_usd: Option<Option<f64>>,
+    pub budget_period: Option<Option<BudgetPeriod>>,
     pub rpm: Option<Option<i64>>,
     pub tpm: Option<Option<i64>>,
     pub models: Option<Vec<String>>,
@@ -280,10 +290,24 @@ pub struct KeyPatch {
 /// What the ledger says about one key.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct KeyStats {
+    /// Over the key's lifetime (what the ledger's hourly rollup holds).
     pub spend_usd: f64,
+    /// Since the start of the current day, week and month (UTC).
+    #[serde(skip)]
+    pub spend_period: [f64; 3],
     pub requests: i64,
     /// Unix milliseconds of the last request, if any.
     pub last_used_ms: Option<i64>,
+}
+
+impl KeyStats {
+    /// Spend in the current `period`, or over the lifetime.
+    pub fn spend_in(&self, period: Option<BudgetPeriod>) -> f64 {
+        match period {
+            None => self.spend_usd,
+            Some(p) => self.spend_period[p as usize],
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -326,6 +350,9 @@ macro_rules! key_from_row {
             expires_at: r.try_get("expires_at")?,
             revoked_at: r.try_get("revoked_at")?,
             budget_usd: r.try_get("budget_usd")?,
+            budget_period: r
+                .try_get::<Option<String>, _>("budget_period")?
+                .and_then(|p| p.parse().ok()),
             rpm: r.try_get("rpm")?,
             tpm: r.try_get("tpm")?,
             models: serde_json::from_str(&models).unwrap_or_default(),
@@ -342,7 +369,7 @@ mod responses;
 pub use redact::redact;
 pub use responses::{Conversation, ResponseWriter, StoredResponse, Turn};
 
-const KEY_COLUMNS: &str = "id, name, prefix, hash, admin, created_at, expires_at, revoked_at, budget_usd, rpm, tpm, models, metadata";
+const KEY_COLUMNS: &str = "id, name, prefix, hash, admin, created_at, expires_at, revoked_at, budget_usd, rpm, tpm, models, metadata, budget_period";
 
 #[derive(Clone)]
 pub struct Store {
@@ -446,7 +473,7 @@ impl Store {
     pub async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
         with_pool!(self, |pool, DB| {
             sqlx::query(&format!(
-                "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             ))
             .bind(&k.id)
             .bind(&k.name)
@@ -461,6 +488,7 @@ impl Store {
             .bind(k.tpm)
             .bind(serde_json::to_string(&k.models).unwrap_or_else(|_| "[]".to_owned()))
             .bind(k.metadata.to_string())
+            .bind(k.budget_period.map(BudgetPeriod::as_str))
             .execute(pool)
             .await?;
             Ok(())
@@ -617,6 +645,9 @@ impl Store {
         if let Some(v) = patch.budget_usd {
             k.budget_usd = v;
         }
+        if let Some(v) = patch.budget_period {
+            k.budget_period = v;
+        }
         if let Some(v) = patch.rpm {
             k.rpm = v;
         }
@@ -633,7 +664,7 @@ impl Store {
             k.metadata = v.clone();
         }
         with_pool!(self, |pool, DB| {
-            sqlx::query("UPDATE keys SET name = $1, budget_usd = $2, rpm = $3, tpm = $4, models = $5, expires_at = $6, metadata = $7 WHERE id = $8")
+            sqlx::query("UPDATE keys SET name = $1, budget_usd = $2, rpm = $3, tpm = $4, models = $5, expires_at = $6, metadata = $7, budget_period = $8 WHERE id = $9")
                 .bind(&k.name)
                 .bind(k.budget_usd)
                 .bind(k.rpm)
@@ -641,6 +672,7 @@ impl Store {
                 .bind(serde_json::to_string(&k.models).unwrap_or_else(|_| "[]".to_owned()))
                 .bind(k.expires_at)
                 .bind(k.metadata.to_string())
+                .bind(k.budget_period.map(BudgetPeriod::as_str))
                 .bind(&k.id)
                 .execute(pool)
                 .await?;
@@ -780,15 +812,27 @@ impl Store {
         &self,
         key: Option<&str>,
     ) -> Result<std::collections::HashMap<String, KeyStats>, StoreError> {
-        // Two statements rather than `$1 IS NULL OR ...`, which no index serves.
+        // Spend in the current day, week and month beside the lifetime's, in one pass.
+        const COLUMNS: &str = "key_id, SUM(cost_usd) AS spend, CAST(SUM(requests) AS BIGINT) AS requests, MAX(last_ms) AS last,
+            SUM(CASE WHEN hour_ms >= $1 THEN cost_usd ELSE 0.0 END) AS spend_d,
+            SUM(CASE WHEN hour_ms >= $2 THEN cost_usd ELSE 0.0 END) AS spend_w,
+            SUM(CASE WHEN hour_ms >= $3 THEN cost_usd ELSE 0.0 END) AS spend_m";
+        // Two statements rather than `$4 IS NULL OR ...`, which no index serves.
         let sql = match key {
-            Some(_) => "SELECT key_id, SUM(cost_usd) AS spend, CAST(SUM(requests) AS BIGINT) AS requests, MAX(last_ms) AS last
-                 FROM usage_hourly WHERE key_id = $1 GROUP BY key_id",
-            None => "SELECT key_id, SUM(cost_usd) AS spend, CAST(SUM(requests) AS BIGINT) AS requests, MAX(last_ms) AS last
-                 FROM usage_hourly WHERE key_id <> '' GROUP BY key_id",
+            Some(_) => {
+                format!("SELECT {COLUMNS} FROM usage_hourly WHERE key_id = $4 GROUP BY key_id")
+            }
+            None => {
+                format!("SELECT {COLUMNS} FROM usage_hourly WHERE key_id <> '' GROUP BY key_id")
+            }
         };
+        let now_ms = now().saturating_mul(1000);
+        let starts = BudgetPeriod::ALL.map(|p| p.span(now_ms).start_ms);
         with_pool!(self, |pool, DB| {
-            let mut q = sqlx::query(sql);
+            let mut q = sqlx::query(&sql)
+                .bind(starts[0])
+                .bind(starts[1])
+                .bind(starts[2]);
             if let Some(k) = key {
                 q = q.bind(k);
             }
@@ -799,6 +843,11 @@ impl Store {
                         r.try_get::<String, _>("key_id")?,
                         KeyStats {
                             spend_usd: r.try_get("spend")?,
+                            spend_period: [
+                                r.try_get("spend_d")?,
+                                r.try_get("spend_w")?,
+                                r.try_get("spend_m")?,
+                            ],
                             requests: r.try_get("requests")?,
                             last_used_ms: r.try_get("last")?,
                         },
@@ -808,13 +857,19 @@ impl Store {
         })
     }
 
-    /// What key `id` has spent, per the ledger.
-    pub async fn spend(&self, id: &str) -> Result<f64, StoreError> {
-        Ok(self
-            .key_stats(Some(id))
-            .await?
-            .get(id)
-            .map_or(0.0, |s| s.spend_usd))
+    /// What key `id` has spent since `since_ms` (hour-aligned; `i64::MIN`: ever), per the
+    /// ledger's hourly rollup.
+    pub async fn spend(&self, id: &str, since_ms: i64) -> Result<f64, StoreError> {
+        with_pool!(self, |pool, DB| {
+            let v: Option<f64> = sqlx::query_scalar(
+                "SELECT SUM(cost_usd) FROM usage_hourly WHERE key_id = $1 AND hour_ms >= $2",
+            )
+            .bind(id)
+            .bind(since_ms)
+            .fetch_one(pool)
+            .await?;
+            Ok(v.unwrap_or(0.0))
+        })
     }
 
     #[cfg(test)]

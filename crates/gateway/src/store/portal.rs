@@ -424,7 +424,7 @@ mod tests {
         assert_eq!(stats["k1"].requests, 3);
         assert_eq!(stats["k1"].spend_usd, 0.75);
         assert_eq!(stats["k1"].last_used_ms, Some(hour + HOUR_MS));
-        assert_eq!(store.spend("k2").await.expect("spend"), 1.0);
+        assert_eq!(store.spend("k2", i64::MIN).await.expect("spend"), 1.0);
         // Day buckets sum the hours; a key filter narrows.
         let day = store
             .usage_cells(
@@ -449,7 +449,7 @@ mod tests {
         store.close().await;
         let store = Store::open(&url).await.expect("reopen");
         check(store.usage_cells(&all, HOUR_MS).await.expect("cells"));
-        assert_eq!(store.spend("k1").await.expect("spend"), 0.75);
+        assert_eq!(store.spend("k1", i64::MIN).await.expect("spend"), 0.75);
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
