@@ -6,6 +6,9 @@
 #
 #   bench/compare.sh OLD_BINARY [NEW_BINARY]     # NEW defaults to target/release/jusinfer
 #   DUR=10 ROUNDS=4 bench/compare.sh /tmp/old/jusinfer
+#   NEW_EXTRA='ledger_sync = true' bench/compare.sh target/release/jusinfer   # one setting
+#
+# OLD_EXTRA / NEW_EXTRA: top-level config lines added to that side's config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -25,11 +28,13 @@ target/release/jusinfer-sim --quiet --listen 127.0.0.1:$MOCK_PORT 2>/dev/null &
 
 declare -A URL KEY
 for name in old new; do
-  bin=$OLD; [ $name = new ] && bin=$NEW
+  bin=$OLD; extra=${OLD_EXTRA:-}
+  [ $name = new ] && bin=$NEW && extra=${NEW_EXTRA:-}
   port=$(free_port)
   cat > "$TMP/$name.toml" <<TOML
 listen = "127.0.0.1:$port"
 database = "sqlite://$TMP/$name.db"
+$extra
 [providers.mock]
 kind = "openai-compatible"
 base_url = "http://127.0.0.1:$MOCK_PORT/v1"

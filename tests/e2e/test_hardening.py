@@ -491,18 +491,22 @@ def test_budget_holds_under_64_way_concurrency_on_two_instances(sim, postgres, r
 
 # -- a crash loses no usage beyond the last moment ---------------------------------------------
 
-def load_until_killed(g, seconds, during=None):
-    """Drives echo from 8 threads, SIGKILLs the gateway after `seconds` (calling `during`
-    half-way), and returns {request id: when it was answered} and the kill time."""
+def load_until_killed(g, seconds, during=None, bodies=None):
+    """Drives echo (or each of `bodies` in turn) from 8 threads, SIGKILLs the gateway after
+    `seconds` (calling `during` half-way), and returns {request id: when it was answered
+    whole} and the kill time."""
+    import itertools
     import threading
     import uuid
     answered = {}
     lock = threading.Lock()
     stop = threading.Event()
-    body = json.dumps({"model": "echo", "messages": MSG}).encode()
+    turns = itertools.cycle([json.dumps(b).encode() for b in (bodies or [{"model": "echo", "messages": MSG}])])
 
     def load():
         while not stop.is_set():
+            with lock:
+                body = next(turns)
             rid = "kill-" + uuid.uuid4().hex
             req = urllib.request.Request(g.url + "/v1/chat/completions", data=body, method="POST")
             req.add_header("content-type", "application/json")
@@ -510,8 +514,9 @@ def load_until_killed(g, seconds, during=None):
             req.add_header("x-request-id", rid)
             try:
                 with urllib.request.urlopen(req, timeout=10) as r:
-                    r.read()
-                    ok = r.status == 200
+                    got = r.read()
+                    # A stream counts once it ended as it should.
+                    ok = r.status == 200 and (b'"stream":true' not in body or got.rstrip().endswith(b"data: [DONE]"))
             except (urllib.error.URLError, OSError, http_client_errors()):
                 continue
             if ok:
@@ -560,6 +565,25 @@ def test_sigkill_under_load_loses_only_the_last_moment(sim, tmp_path):
     missing = check_rows(answered, killed_at, rows)
     # The loss window is the writer's linger (100 ms) and the batch being committed.
     assert len(missing) < len(answered) * 0.2, (len(missing), len(answered))
+
+
+def test_with_ledger_sync_sigkill_loses_no_answered_row(sim, tmp_path):
+    """`ledger_sync = true`: a response's last byte waits for its usage row's commit, so a
+    SIGKILL under load (whole bodies, echo and upstream streams) loses no row of a response
+    a client got whole."""
+    import sqlite3
+    g = start_gateway(sim.url, tmp_path, name="sync", top="ledger_sync = true")
+    bodies = [{"model": "echo", "messages": MSG},
+              {"model": "sim/text", "messages": MSG, "stream": True},
+              {"model": "echo", "messages": MSG, "stream": True},
+              {"model": "sim/text", "messages": MSG}]
+    answered, killed_at = load_until_killed(g, 4, bodies=bodies)
+    g2 = start_gateway(sim.url, tmp_path, name="sync", admin_key=g.key, top="ledger_sync = true")
+    g2.proc.stop()
+    con = sqlite3.connect(tmp_path / "sync.db")
+    rows = {r[0] for r in con.execute("SELECT request_id FROM usage WHERE request_id LIKE 'kill-%'")}
+    missing = check_rows(answered, killed_at, rows)
+    assert not missing, f"{len(missing)} of {len(answered)} answered requests have no row"
 
 
 def test_database_outage_then_sigkill_loses_nothing_spilled(sim, postgres, tmp_path):

@@ -118,9 +118,10 @@ fn spill_path(database: &str) -> std::path::PathBuf {
     }
 }
 
-/// The request id: the client's `x-request-id` when it sent a sane one.
+/// The request id: the client's `x-request-id` when it sent a sane one; and, under
+/// `ledger_sync`, the commit its usage rows are acknowledged through.
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub String, pub Option<crate::ledger::Commit>);
 
 /// The HTTP surface.
 pub fn app(state: AppState) -> axum::Router {
@@ -278,7 +279,12 @@ async fn request_meta(State(state): State<AppState>, mut req: Request, next: Nex
             }
         }
     };
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let commit = state
+        .config
+        .ledger_sync
+        .then(crate::ledger::Commit::default);
+    req.extensions_mut()
+        .insert(RequestId(id.clone(), commit.clone()));
     let mut resp = tokio::select! {
         r = next.run(req) => r,
         () = state.life.cutoff() => GatewayError::unavailable(
@@ -289,6 +295,12 @@ async fn request_meta(State(state): State<AppState>, mut req: Request, next: Nex
         .into_response(),
     };
     finish_headers(&mut resp, &id);
+    if let Some(c) = commit {
+        // Rows written by now (a whole body, a refusal, an in-process stream) are
+        // committed before the body's first byte; an upstream stream waits for its own row
+        // before its final frames.
+        resp = crate::body::after(resp, Box::pin(async move { c.wait().await }));
+    }
     crate::metrics::get()
         .http
         .with_label_values(&[

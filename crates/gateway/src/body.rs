@@ -92,3 +92,47 @@ pub fn wrap(
         })
     })
 }
+
+/// A body that sends nothing until `first` has resolved (the request's usage rows are
+/// committed, `ledger_sync`), then `inner` as it is.
+struct After {
+    first: Option<Cutoff>,
+    inner: Body,
+}
+
+impl http_body::Body for After {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if let Some(f) = this.first.as_mut() {
+            if f.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.first = None;
+        }
+        Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Holds `resp`'s body back until `first` resolves.
+pub fn after(resp: Response, first: Pin<Box<dyn Future<Output = ()> + Send>>) -> Response {
+    resp.map(|inner| {
+        Body::new(After {
+            first: Some(first),
+            inner,
+        })
+    })
+}

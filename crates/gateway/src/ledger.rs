@@ -9,6 +9,12 @@
 //! being written; a store outage loses nothing. [`Ledger::flush`] (called on shutdown)
 //! writes everything still held, or spills it.
 //!
+//! With `ledger_sync` on, a row carries its request's [`Commit`]: the writer acknowledges
+//! it once it is in the store or in the fsync'd spill file, without lingering, and the
+//! response's last bytes wait for that (the edge for whole bodies, the stream loop before a
+//! stream's final frames), so a SIGKILL cannot lose the row of a response a client has
+//! whole.
+//!
 //! Streams are recorded through a [`Tap`]: the handler's half (provider, attempts, status)
 //! and the stream's half (usage, time to first token, how it ended) meet in the tap, and
 //! whichever comes second writes the row — also when the client disconnects mid-stream.
@@ -36,6 +42,57 @@ const LINGER: Duration = Duration::from_millis(100);
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 /// How long a write may take while the store is known to be down (a probe).
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// How long a response waits for its row to be committed (`ledger_sync`) before it goes
+/// on regardless (a store and a disk that both fail must not hold clients for ever).
+pub const COMMIT_WAIT: Duration = Duration::from_secs(10);
+
+/// A request's rows being committed (`ledger_sync`): each row recorded with it leaves an
+/// acknowledgement to wait for. Cheap to clone; not part of the row's value.
+#[derive(Clone, Default)]
+pub struct Commit(Arc<Mutex<Vec<oneshot::Receiver<()>>>>);
+
+impl Commit {
+    fn push(&self, ack: oneshot::Receiver<()>) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(ack);
+        }
+    }
+
+    /// Waits until every row recorded with this commit so far is in the store or the
+    /// spill file (at once when there is none; at most [`COMMIT_WAIT`]). A row the ledger
+    /// dropped (a full queue) does not hold the response.
+    pub async fn wait(&self) {
+        let acks = match self.0.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => return,
+        };
+        if acks.is_empty() {
+            return;
+        }
+        let until = tokio::time::Instant::now() + COMMIT_WAIT;
+        for ack in acks {
+            if tokio::time::timeout_at(until, ack).await.is_err() {
+                tracing::warn!(
+                    "usage ledger: a row was not committed within the wait; the response goes on"
+                );
+                return;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Commit")
+    }
+}
+
+impl PartialEq for Commit {
+    /// Rows compare by their columns alone.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
 
 /// One row of the ledger (§6).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -67,6 +124,9 @@ pub struct UsageRecord {
     /// client's free text). Not stored.
     #[serde(skip)]
     pub routed: bool,
+    /// Set under `ledger_sync`: the writer acknowledges the row through it. Not stored.
+    #[serde(skip)]
+    pub commit: Option<Commit>,
 }
 
 impl UsageRecord {
@@ -89,7 +149,8 @@ impl UsageRecord {
 }
 
 enum Msg {
-    Row(Box<UsageRecord>),
+    /// A row, and where to acknowledge it once committed (`ledger_sync`).
+    Row(Box<UsageRecord>, Option<oneshot::Sender<()>>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -112,14 +173,20 @@ impl Ledger {
         (Self { tx, prices }, handle)
     }
 
-    /// Queues a row; never waits. Prices the row when it has tokens but no cost yet.
+    /// Queues a row; never waits. Prices the row when it has tokens but no cost yet. A row
+    /// with a [`Commit`] leaves an acknowledgement in it.
     pub fn record(&self, mut r: UsageRecord) {
         self.price(&mut r);
         crate::metrics::get().observe(&r);
         if r.row_id.is_empty() {
             r.row_id = unique_id();
         }
-        if self.tx.try_send(Msg::Row(Box::new(r))).is_err() {
+        let ack = r.commit.take().map(|c| {
+            let (tx, rx) = oneshot::channel();
+            c.push(rx);
+            tx
+        });
+        if self.tx.try_send(Msg::Row(Box::new(r), ack)).is_err() {
             tracing::warn!("usage ledger queue is full: a usage row was dropped");
         }
     }
@@ -160,6 +227,7 @@ async fn writer(store: Store, spill: PathBuf, mut rx: mpsc::Receiver<Msg>) {
         spill_pending: tokio::fs::metadata(&spill).await.is_ok(),
         spill,
         held: Vec::new(),
+        acks: Vec::new(),
         down_until: None,
     };
     w.replay().await;
@@ -181,14 +249,16 @@ async fn writer(store: Store, spill: PathBuf, mut rx: mpsc::Receiver<Msg>) {
                 w.write(true).await;
                 return;
             }
-            Some(Msg::Row(r)) => {
-                w.held.push(*r);
-                // Gather what arrives within LINGER, up to a batch, then write once.
-                let until = tokio::time::Instant::now() + LINGER;
+            Some(Msg::Row(r, ack)) => {
+                // Gather what arrives within LINGER, up to a batch, then write once. A row
+                // someone waits for (`ledger_sync`) does not linger: the batch takes what is
+                // queued already (rows arriving meanwhile make the next batch).
+                let mut until = tokio::time::Instant::now() + LINGER;
+                w.push(*r, ack, &mut until);
                 let mut flush_ack = None;
                 while w.held.len() < BATCH_ROWS {
                     match tokio::time::timeout_at(until, rx.recv()).await {
-                        Ok(Some(Msg::Row(r))) => w.held.push(*r),
+                        Ok(Some(Msg::Row(r, ack))) => w.push(*r, ack, &mut until),
                         Ok(Some(Msg::Flush(ack))) => {
                             flush_ack = Some(ack);
                             break;
@@ -215,6 +285,8 @@ struct Writer {
     spill: PathBuf,
     /// Rows not yet on disk or in the store (only while the spill file cannot be written).
     held: Vec<UsageRecord>,
+    /// Acknowledgements of held rows, sent once they are committed.
+    acks: Vec<oneshot::Sender<()>>,
     /// The spill file has rows to replay.
     spill_pending: bool,
     /// After a failed write the store is left alone until then: rows go to disk at once.
@@ -222,6 +294,27 @@ struct Writer {
 }
 
 impl Writer {
+    fn push(
+        &mut self,
+        r: UsageRecord,
+        ack: Option<oneshot::Sender<()>>,
+        until: &mut tokio::time::Instant,
+    ) {
+        self.held.push(r);
+        if let Some(a) = ack {
+            self.acks.push(a);
+            *until = (*until).min(tokio::time::Instant::now());
+        }
+    }
+
+    /// The held rows are committed (store or spill file): tell whoever waits.
+    fn committed(&mut self) {
+        self.held.clear();
+        for a in self.acks.drain(..) {
+            let _ = a.send(());
+        }
+    }
+
     /// Writes the held rows to the store, or else to the spill file at once (fsync'd), so a
     /// crash while the store is down loses nothing that reached the writer. Replays the
     /// spill file once the store takes rows again.
@@ -244,7 +337,7 @@ impl Writer {
                 };
                 match result {
                     Ok(()) => {
-                        self.held.clear();
+                        self.committed();
                         self.down_until = None;
                     }
                     Err(e) => {
@@ -265,7 +358,7 @@ impl Writer {
         }
         match spill_rows(&self.spill, &self.held).await {
             Ok(()) => {
-                self.held.clear();
+                self.committed();
                 self.spill_pending = true;
             }
             Err(e) => {
@@ -273,6 +366,8 @@ impl Writer {
                 if self.held.len() > MAX_HELD_ROWS {
                     let dropped = self.held.len() - MAX_HELD_ROWS;
                     self.held.drain(..dropped);
+                    let excess = self.acks.len().saturating_sub(MAX_HELD_ROWS);
+                    self.acks.drain(..excess);
                     tracing::error!(
                         rows = dropped,
                         "usage ledger: store and disk both failing, rows dropped"
@@ -437,6 +532,11 @@ impl Tap {
             })),
             started,
         }
+    }
+
+    /// The request's [`Commit`] (`ledger_sync`), to wait for once the row is written.
+    pub fn commit(&self) -> Option<Commit> {
+        self.inner.lock().ok().and_then(|s| s.record.commit.clone())
     }
 
     /// A stream has been handed to the client: the row waits for its end.

@@ -212,6 +212,9 @@ pub struct Config {
     pub server: ServerLimits,
     pub retention: crate::retention::Retention,
     pub log_bodies: bool,
+    /// Commit each request's usage row (store or spill file) before the response's last
+    /// byte ([`crate::ledger::Commit`]).
+    pub ledger_sync: bool,
     /// Things worth telling the operator that do not stop the start.
     pub warnings: Vec<String>,
 }
@@ -710,6 +713,7 @@ fn resolve(
         breaker,
         server,
         log_bodies: raw.log_bodies.unwrap_or(false),
+        ledger_sync: raw.ledger_sync.unwrap_or(false),
         warnings,
     })
 }

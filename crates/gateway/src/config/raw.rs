@@ -49,6 +49,8 @@ pub struct RawConfig {
     pub ledger_retention_days: Option<f64>,
     /// Seconds between retention sweeps.
     pub retention_sweep_every: Option<f64>,
+    /// Commit each request's usage row before its response's last byte.
+    pub ledger_sync: Option<bool>,
     /// Log request bodies (prompts): off unless the operator turns it on.
     pub log_bodies: Option<bool>,
     #[serde(default)]

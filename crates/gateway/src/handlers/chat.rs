@@ -30,7 +30,7 @@ pub async fn chat_completions(
         // Nobody to charge: an unauthenticated request gets no usage row.
         Err(e) => return e.into_response(),
     };
-    let mut row = super::usage_row(&rid.0, &caller, "/v1/chat/completions");
+    let mut row = super::usage_row(&rid, &caller, "/v1/chat/completions");
     let slot = match super::key_slot(&state, &caller) {
         Ok(s) => s,
         Err(e) => {

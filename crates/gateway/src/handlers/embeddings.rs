@@ -43,7 +43,7 @@ pub async fn embeddings(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let mut row = super::usage_row(&rid.0, &caller, "/v1/embeddings");
+    let mut row = super::usage_row(&rid, &caller, "/v1/embeddings");
     let mut slot = None;
     let prepared = async {
         slot = super::key_slot(&state, &caller)?;

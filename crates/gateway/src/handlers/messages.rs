@@ -130,7 +130,7 @@ pub async fn messages(
         Ok(c) => c,
         Err(e) => return e.into_anthropic_response(),
     };
-    let mut row = super::usage_row(&rid.0, &caller, "/v1/messages");
+    let mut row = super::usage_row(&rid, &caller, "/v1/messages");
     let slot = match super::key_slot(&state, &caller) {
         Ok(s) => s,
         Err(e) => {

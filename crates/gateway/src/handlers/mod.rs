@@ -371,14 +371,15 @@ pub fn finish(outcome: Outcome, adm: Admission) -> Response {
 }
 
 /// The request-level columns of a usage row.
-pub fn usage_row(request_id: &str, caller: &Caller, endpoint: &str) -> UsageRecord {
+pub fn usage_row(rid: &crate::app::RequestId, caller: &Caller, endpoint: &str) -> UsageRecord {
     UsageRecord {
         ts_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        request_id: request_id.to_owned(),
+        request_id: rid.0.clone(),
         key_id: caller.key.as_ref().map(|k| k.id.clone()),
         endpoint: endpoint.to_owned(),
+        commit: rid.1.clone(),
         ..UsageRecord::default()
     }
 }

@@ -234,7 +234,7 @@ pub async fn create(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let mut row = super::usage_row(&rid.0, &caller, "/v1/responses");
+    let mut row = super::usage_row(&rid, &caller, "/v1/responses");
     let slot = match super::key_slot(&state, &caller) {
         Ok(s) => s,
         Err(e) => {

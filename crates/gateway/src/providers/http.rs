@@ -341,6 +341,7 @@ pub async fn stream_keeping<T: StreamTranslator + 'static>(
 ) -> Result<Response, GatewayError> {
     let mut s = UpstreamStream {
         keep,
+        commit: tap.and_then(Tap::commit),
         tap: None,
         health: health.cloned(),
         body: Box::pin(resp.bytes_stream()),
@@ -390,6 +391,11 @@ pub async fn stream_keeping<T: StreamTranslator + 'static>(
                         keep(result).await;
                     }
                 }
+                // `ledger_sync`: the row written at the end is committed before the frames
+                // that end the stream.
+                if let Some(c) = s.commit.take() {
+                    c.wait().await;
+                }
             }
             if let Some(frame) = s.take_pending() {
                 return Some((Ok::<Bytes, std::convert::Infallible>(frame), s));
@@ -436,6 +442,8 @@ pub async fn stream_keeping<T: StreamTranslator + 'static>(
 /// An upstream SSE body on its way through a stream translator.
 struct UpstreamStream<T: StreamTranslator> {
     keep: Option<Keep>,
+    /// The request's usage commit (`ledger_sync`).
+    commit: Option<crate::ledger::Commit>,
     /// The stream's half of the usage row; `None` until the client has the stream.
     tap: Option<StreamTap>,
     health: Option<Arc<Health>>,
