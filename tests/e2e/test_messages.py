@@ -241,3 +241,61 @@ def test_request_too_large_in_anthropic_shape(gw):
                    json={"model": "sim/text", "max_tokens": 10, "messages": [{"role": "user", "content": big}]})
     assert r.status_code == 413
     assert r.json() == {"type": "error", "error": {"type": "request_too_large", "message": r.json()["error"]["message"]}}
+
+
+CLAUDE_CODE_BETAS = "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27"
+
+
+@pytest.mark.parametrize("model", ["echo", "sim/text"])
+def test_regression_claude_code_system_entries_mid_conversation(gw, sim, model):
+    # Claude Code 2.1 sends `{"role": "system"}` entries inside `messages`, to `?beta=true`,
+    # with an `anthropic-beta` list: they used to be a 400 on every non-Anthropic model.
+    body = {"model": model, "max_tokens": 200, "stream": False,
+            "system": [{"type": "text", "text": "You are Claude Code."}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]},
+                         {"role": "assistant", "content": [{"type": "text", "text": "Hi."}]},
+                         {"role": "system", "content": [{"type": "text", "text": "<system-reminder>todo</system-reminder>"}]},
+                         {"role": "user", "content": "go on"}],
+            "context_management": {"edits": [{"type": "clear_thinking_20251015"}]}}
+    headers = {"x-api-key": gw.key, "anthropic-version": "2023-06-01", "anthropic-beta": CLAUDE_CODE_BETAS}
+    sim.clear()
+    r = httpx.post(gw.url + "/v1/messages?beta=true", headers=headers, json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["content"][0]["type"] == "text"
+    assert r.headers["x-jusinfer-dropped-params"] == "context_management"
+    if model == "sim/text":
+        sent = sim.last()["body"]["messages"]
+        assert [m["role"] for m in sent] == ["system", "user", "assistant", "system", "user"]
+        assert sent[3] == {"role": "system", "content": "<system-reminder>todo</system-reminder>"}
+    n = httpx.post(gw.url + "/v1/messages/count_tokens?beta=true", headers=headers,
+                   json={k: v for k, v in body.items() if k not in ("max_tokens", "stream")}, timeout=30)
+    assert n.status_code == 200, n.text
+    assert n.json()["input_tokens"] > 10
+
+
+def test_regression_structured_output_reaches_a_translated_model(gw, sim, ac):
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+              "required": ["city", "population"], "additionalProperties": False}
+    # On echo the answer is generated from the schema: JSON that fits it, not plain text.
+    m = ac.messages.create(model="echo", max_tokens=200, messages=[{"role": "user", "content": "Paris?"}],
+                           extra_body={"output_config": {"format": {"type": "json_schema", "schema": schema},
+                                                         "effort": "low"}})
+    out = json.loads(m.content[0].text)
+    assert set(out) == {"city", "population"} and isinstance(out["population"], int)
+    # Upstream, it is Chat's response_format; the older beta field works the same.
+    for extra in ({"output_config": {"format": {"type": "json_schema", "schema": schema}, "effort": "medium"}},
+                  {"output_format": {"type": "json_schema", "schema": schema}}):
+        sim.clear()
+        raw = ac.messages.with_raw_response.create(model="sim/text", max_tokens=50,
+                                                   messages=[{"role": "user", "content": "Paris?"}],
+                                                   extra_body=extra)
+        assert "x-jusinfer-dropped-params" not in raw.headers
+        sent = sim.last()["body"]
+        assert sent["response_format"] == {"type": "json_schema",
+                                           "json_schema": {"name": "output", "schema": schema, "strict": True}}
+        assert sent.get("reasoning_effort") == ("medium" if "output_config" in extra else None)
+    # Anything not carried over is named, whatever its name.
+    raw = ac.messages.with_raw_response.create(model="sim/text", max_tokens=50,
+                                               messages=[{"role": "user", "content": "hi"}],
+                                               extra_body={"top_k": 3, "brand_new_field": {"x": 1}})
+    assert sorted(raw.headers["x-jusinfer-dropped-params"].split(", ")) == ["brand_new_field", "top_k"]

@@ -457,8 +457,18 @@ fn bad_requests_name_their_param() {
             "max_tokens",
         ),
         (
-            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}),
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}),
             "messages[0].role",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                   "output_config": {"format": {"type": "json_object"}}}),
+            "output_config.format.type",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                   "output_config": {"effort": "extreme"}}),
+            "output_config.effort",
         ),
         (
             json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": 5}]}),
@@ -474,5 +484,91 @@ fn bad_requests_name_their_param() {
             messages_to_chat(&req, "u", false).expect_err("bad").param,
             param
         );
+    }
+}
+
+#[test]
+fn regression_a_system_entry_mid_conversation_stays_at_its_position() {
+    // Claude Code 2.1 sends these inside `messages`; they used to be a 400.
+    let req: Map<String, Value> = serde_json::from_value(json!({
+        "model": "m", "max_tokens": 100,
+        "system": "top",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "system", "content": [{"type": "text", "text": "reminder one"},
+                                           {"type": "text", "text": "reminder two"}]},
+            {"role": "user", "content": "go on"},
+            {"role": "system", "content": "plain string"}
+        ]
+    }))
+    .expect("obj");
+    let t = messages_to_chat(&req, "u", false).expect("translates");
+    let roles: Vec<_> = t.body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["role"].as_str().expect("role").to_owned())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "assistant", "system", "user", "system"]
+    );
+    assert_eq!(
+        t.body["messages"][3]["content"],
+        "reminder one\nreminder two"
+    );
+    assert_eq!(t.body["messages"][5]["content"], "plain string");
+    assert!(t.dropped.is_empty(), "{:?}", t.dropped);
+}
+
+#[test]
+fn regression_structured_output_and_effort_carry_over_and_the_rest_is_named() {
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}},
+                        "required": ["name"], "additionalProperties": false});
+    for key in ["output_config", "output_format"] {
+        let mut req: Map<String, Value> = serde_json::from_value(json!({
+            "model": "m", "max_tokens": 100,
+            "messages": [{"role": "user", "content": "hi"}],
+            "top_k": 5,
+            "context_management": {"edits": []},
+            "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "some_future_field": true,
+            "metadata": {"user_id": "u", "other": 1},
+            "service_tier": null
+        }))
+        .expect("obj");
+        let format = json!({"type": "json_schema", "schema": schema});
+        if key == "output_config" {
+            req.insert(
+                key.into(),
+                json!({"format": format, "effort": "max", "task_budget": 5}),
+            );
+        } else {
+            req.insert(key.into(), format);
+        }
+        let t = messages_to_chat(&req, "u", false).expect("translates");
+        assert_eq!(
+            t.body["response_format"],
+            json!({"type": "json_schema",
+                   "json_schema": {"name": "output", "schema": schema, "strict": true}})
+        );
+        let mut want = vec![
+            "context_management",
+            "metadata.other",
+            "some_future_field",
+            "thinking",
+            "top_k",
+        ];
+        if key == "output_config" {
+            assert_eq!(t.body["reasoning_effort"], "high");
+            want.push("output_config.task_budget");
+        } else {
+            assert!(t.body.get("reasoning_effort").is_none());
+        }
+        let mut got = t.dropped.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
     }
 }

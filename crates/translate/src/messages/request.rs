@@ -6,9 +6,13 @@
 //! `tool_use` blocks `tool_calls` (input serialized as the arguments string). Tools become
 //! function tools; `tool_choice` auto/any/tool/none become auto/required/named/none and
 //! `disable_parallel_tool_use` becomes `parallel_tool_calls: false`; `stop_sequences` →
-//! `stop`, `metadata.user_id` → `user`; streams ask for the usage chunk. What has no Chat
-//! equivalent (`top_k`, thinking blocks and settings, server tools, `cache_control`, block
-//! types this code does not know) is dropped and named in [`Translated::dropped`].
+//! `stop`, `metadata.user_id` → `user`; streams ask for the usage chunk. A `system` entry
+//! inside `messages` (Claude Code sends them) becomes a system message at its position.
+//! `output_config.format` (or the older `output_format`) JSON schema → `response_format`,
+//! `output_config.effort` → `reasoning_effort`. What has no Chat equivalent (`top_k`,
+//! thinking blocks and settings, server tools, `cache_control`, block types this code does
+//! not know, any top-level field not carried) is dropped and named in
+//! [`Translated::dropped`].
 
 use serde_json::{json, Map, Value};
 
@@ -160,10 +164,13 @@ pub fn messages_to_chat(
         match role {
             Some("user") => user_turn(&bs, &at, &mut messages, &mut dropped)?,
             Some("assistant") => assistant_turn(&bs, &at, &mut messages, &mut dropped)?,
+            // A system entry mid-conversation (Claude Code sends them): a system message
+            // at the same position.
+            Some("system") => system_turn(&bs, &at, &mut messages, &mut dropped),
             _ => {
                 return Err(bad(
                     format!("{at}.role"),
-                    "`role` must be `user` or `assistant`",
+                    "`role` must be `user`, `assistant` or `system`",
                 ))
             }
         }
@@ -235,21 +242,112 @@ pub fn messages_to_chat(
             out.insert("parallel_tool_calls".into(), json!(false));
         }
     }
-    for k in [
-        "top_k",
-        "thinking",
-        "service_tier",
-        "container",
-        "mcp_servers",
-    ] {
-        if req.get(k).is_some_and(|v| !v.is_null()) {
-            dropped.push(k.to_owned());
+    // Structured output: `output_config.format` (and the older beta `output_format`).
+    let config = req.get("output_config").and_then(Value::as_object);
+    let format = config
+        .and_then(|c| c.get("format"))
+        .or_else(|| req.get("output_format"))
+        .filter(|f| !f.is_null());
+    if let Some(f) = format {
+        out.insert("response_format".into(), response_format(f)?);
+    }
+    if let Some(e) = config
+        .and_then(|c| c.get("effort"))
+        .filter(|e| !e.is_null())
+    {
+        let effort = match e.as_str() {
+            Some(e @ ("low" | "medium" | "high")) => e,
+            // Chat's highest level.
+            Some("max") => "high",
+            _ => {
+                return Err(bad(
+                    "output_config.effort",
+                    "`output_config.effort` must be `low`, `medium`, `high` or `max`",
+                ))
+            }
+        };
+        out.insert("reasoning_effort".into(), json!(effort));
+    }
+    if let Some(c) = config {
+        for k in c.keys() {
+            if !matches!(k.as_str(), "format" | "effort") && !c[k].is_null() {
+                dropped.push(format!("output_config.{k}"));
+            }
+        }
+    }
+    if let Some(m) = req.get("metadata").and_then(Value::as_object) {
+        for k in m.keys() {
+            if k != "user_id" && !m[k].is_null() {
+                dropped.push(format!("metadata.{k}"));
+            }
+        }
+    }
+    // Every other top-level field is named, whatever it is (`top_k`, `thinking`,
+    // `context_management`, fields newer than this code…): never dropped silently.
+    for (k, v) in req {
+        if !CARRIED.contains(&k.as_str()) && !v.is_null() {
+            dropped.push(k.clone());
         }
     }
     Ok(Translated {
         body: Value::Object(out),
         dropped: generalize(dropped),
     })
+}
+
+/// The top-level request fields this translation carries over (all or in part; the parts
+/// it cannot carry are named where they are read).
+const CARRIED: &[&str] = &[
+    "model",
+    "messages",
+    "system",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop_sequences",
+    "metadata",
+    "stream",
+    "tools",
+    "tool_choice",
+    "output_config",
+    "output_format",
+];
+
+/// An Anthropic output format (`{"type": "json_schema", "schema": …}`) → Chat's
+/// `response_format`. Anthropic's format has no name; Chat requires one.
+fn response_format(f: &Value) -> Result<Value, Error> {
+    match f.get("type").and_then(Value::as_str) {
+        Some("json_schema") => {
+            let schema = f.get("schema").filter(|s| s.is_object()).ok_or_else(|| {
+                bad(
+                    "output_config.format.schema",
+                    "a `json_schema` output format needs `schema` (an object)",
+                )
+            })?;
+            let name = f.get("name").and_then(Value::as_str).unwrap_or("output");
+            Ok(json!({"type": "json_schema",
+                "json_schema": {"name": name, "schema": schema, "strict": true}}))
+        }
+        _ => Err(bad(
+            "output_config.format.type",
+            "`output_config.format.type` must be `json_schema`",
+        )),
+    }
+}
+
+/// A mid-conversation system entry: its text (a string or text blocks) as a system message.
+fn system_turn(bs: &[Value], at: &str, messages: &mut Vec<Value>, dropped: &mut Vec<String>) {
+    for (j, b) in bs.iter().enumerate() {
+        let bat = format!("{at}.content[{j}]");
+        if b.get("cache_control").is_some() {
+            dropped.push(format!("{bat}.cache_control"));
+        }
+        if b.get("type").and_then(Value::as_str) != Some("text") {
+            let kind = b.get("type").and_then(Value::as_str).unwrap_or("untyped");
+            dropped.push(format!("{bat} ({kind})"));
+        }
+    }
+    messages.push(json!({"role": "system", "content": text_of(bs)}));
 }
 
 fn user_turn(
