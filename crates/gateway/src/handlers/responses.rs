@@ -96,6 +96,75 @@ fn flatten(turns: &[crate::store::Turn], with_last_output: bool) -> (Vec<Value>,
     (items, origins)
 }
 
+/// Replaces each `item_reference` in `input` by the item it names, from `owner`'s stored
+/// Responses (the Vercel AI SDK, and other clients with `store` on, send earlier turns'
+/// items this way). Unknown ids, and other keys' items, are a 404 as OpenAI gives it.
+/// Returns where each resolved item came from, by its index in `input` (empty when there
+/// was no reference).
+async fn resolve_references(
+    state: &AppState,
+    owner: &str,
+    req: &mut Map<String, Value>,
+) -> Result<Vec<(usize, Origin)>, GatewayError> {
+    let Some(Value::Array(input)) = req.get_mut("input") else {
+        return Ok(Vec::new());
+    };
+    let is_ref = |v: &Value| v.get("type").and_then(Value::as_str) == Some("item_reference");
+    let mut ids = Vec::new();
+    for (i, v) in input.iter().enumerate().filter(|(_, v)| is_ref(v)) {
+        match v.get("id").and_then(Value::as_str) {
+            Some(id) => ids.push(id.to_owned()),
+            None => {
+                return Err(GatewayError::bad_request(
+                    "Missing required parameter: 'input[].id' (an item_reference needs the id of an item).",
+                )
+                .param(format!("input[{i}].id"))
+                .code("missing_required_parameter"))
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    if ids.len() > crate::store::MAX_ITEM_LOOKUPS {
+        return Err(GatewayError::bad_request(format!(
+            "Too many item references ({}): at most {} in one request.",
+            ids.len(),
+            crate::store::MAX_ITEM_LOOKUPS
+        ))
+        .param("input"));
+    }
+    let found = state
+        .store
+        .response_items(owner, &ids)
+        .await
+        .map_err(store_error)?;
+    let mut origins = Vec::new();
+    for (i, v) in input.iter_mut().enumerate().filter(|(_, v)| is_ref(v)) {
+        let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+        match found.get(id) {
+            Some((item, by)) => {
+                // An output item keeps its maker (a pass-through upstream's ids mean
+                // something to it alone); an earlier input item is the client's own.
+                let origin = match by {
+                    Some(Some(p)) => Origin::Upstream(p.clone()),
+                    Some(None) => Origin::Gateway,
+                    None => Origin::Client,
+                };
+                *v = item.clone();
+                origins.push((i, origin));
+            }
+            None => {
+                return Err(
+                    GatewayError::not_found(format!("Item with id '{id}' not found."))
+                        .param("input"),
+                )
+            }
+        }
+    }
+    Ok(origins)
+}
+
 async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepared, GatewayError> {
     let raw = super::read_body(
         body,
@@ -103,7 +172,9 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
         state.config.server.body_read_timeout,
     )
     .await?;
-    let req: Map<String, Value> = super::parse_json(&raw)?;
+    let mut req: Map<String, Value> = super::parse_json(&raw)?;
+    let owner = owner(caller);
+    let resolved = resolve_references(state, &owner, &mut req).await?;
     let model = req
         .get("model")
         .and_then(Value::as_str)
@@ -139,7 +210,6 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
             .param(e.param)
             .code("invalid_value")
     })?;
-    let owner = owner(caller);
     let previous = match req.get("previous_response_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -184,8 +254,14 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
                 .code("missing_required_parameter"),
         );
     }
+    let first = conversation.len();
     conversation.extend(items.iter().cloned());
     origins.resize(conversation.len(), Origin::Client);
+    for (i, origin) in &resolved {
+        if let Some(o) = origins.get_mut(first + i) {
+            *o = origin.clone();
+        }
+    }
     let deployments = state.router.resolve(&model)?;
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -214,7 +290,8 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
         stream,
         conversation,
         origins,
-        continues: previous.is_some(),
+        // Resolved references are not in the client's bytes: the body is rebuilt.
+        continues: previous.is_some() || !resolved.is_empty(),
         history_bytes,
         envelope,
         keeper,

@@ -71,6 +71,16 @@ impl From<sqlx::Error> for StoreError {
 /// NULL: a lifetime budget.
 const BUDGET_PERIOD: &str = "ALTER TABLE keys ADD COLUMN budget_period TEXT";
 
+/// Which stored Response holds each item, per owner: `item_reference` input items are
+/// resolved through it. Rows go with their Response (deleted and swept together).
+const RESPONSE_ITEMS: &str = "CREATE TABLE response_items (
+        owner        TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        response_id  TEXT NOT NULL,
+        PRIMARY KEY (owner, id)
+    );
+    CREATE INDEX response_items_response ON response_items (response_id)";
+
 /// Retention sweeps find expired stored Responses by age.
 const RETENTION_INDEX: &str = "CREATE INDEX responses_created ON responses (created_at)";
 
@@ -181,6 +191,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (6, USAGE_HOURLY),
     (7, RETENTION_INDEX),
     (8, BUDGET_PERIOD),
+    (9, RESPONSE_ITEMS),
 ];
 
 /// PostgreSQL schema migrations: the same tables and columns as SQLite's.
@@ -251,6 +262,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (6, USAGE_HOURLY),
     (7, RETENTION_INDEX),
     (8, BUDGET_PERIOD),
+    (9, RESPONSE_ITEMS),
 ];
 
 /// A key as stored (never the key itself: its SHA-256 and a display prefix).
@@ -367,7 +379,7 @@ mod redact;
 mod responses;
 
 pub use redact::redact;
-pub use responses::{Conversation, ResponseWriter, StoredResponse, Turn};
+pub use responses::{Conversation, ResponseWriter, StoredResponse, Turn, MAX_ITEM_LOOKUPS};
 
 const KEY_COLUMNS: &str = "id, name, prefix, hash, admin, created_at, expires_at, revoked_at, budget_usd, rpm, tpm, models, metadata, budget_period";
 

@@ -1,6 +1,8 @@
 //! Stored Responses (`/v1/responses` with `store`): the rows, their group-committing
 //! writer, and the queries that rebuild a conversation.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::{Db, Store, StoreError};
@@ -100,6 +102,40 @@ pub struct Conversation {
     pub missing: Option<String>,
 }
 
+/// Most `item_reference`s resolved for one request.
+pub const MAX_ITEM_LOOKUPS: usize = 2048;
+/// Ids per lookup query (well under SQLite's bound-parameter limit).
+const LOOKUP_CHUNK: usize = 256;
+
+/// `$from, $from+1, …` (`n` of them).
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The ids of a stored Response's input and output items (each once), for the
+/// `response_items` index.
+fn item_ids(r: &StoredResponse) -> Vec<&str> {
+    let mut ids: Vec<&str> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let items = r
+        .input_items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(r.response["output"].as_array().into_iter().flatten());
+    for item in items {
+        if let Some(id) = item["id"].as_str().filter(|id| !id.is_empty()) {
+            if seen.insert(id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
 impl Store {
     /// Keeps Responses and the input items of their turns, in one transaction. An id
     /// already stored is left as it is (never overwritten: it may be another key's).
@@ -120,6 +156,16 @@ impl Store {
                 .bind(r.response.to_string())
                 .execute(&mut *tx)
                 .await?;
+                for id in item_ids(r) {
+                    sqlx::query(
+                        "INSERT INTO response_items (owner, id, response_id) VALUES ($1, $2, $3) ON CONFLICT (owner, id) DO UPDATE SET response_id = excluded.response_id",
+                    )
+                    .bind(&r.owner)
+                    .bind(id)
+                    .bind(&r.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             tx.commit().await?;
             Ok(())
@@ -143,25 +189,108 @@ impl Store {
     /// how many.
     pub async fn sweep_responses(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
         with_pool!(self, |pool, DB| {
-            let r = sqlx::query(
-                "DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE created_at < $1 LIMIT $2)",
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM response_items WHERE response_id IN (SELECT id FROM responses WHERE created_at < $1 ORDER BY created_at, id LIMIT $2)",
             )
             .bind(before)
             .bind(limit)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            let r = sqlx::query(
+                "DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE created_at < $1 ORDER BY created_at, id LIMIT $2)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
             Ok(r.rows_affected())
         })
+    }
+
+    /// The items `ids` among `owner`'s stored Responses (their input and output items), by
+    /// id, each with `Some(served_by)` of its Response when it is an output item (`None`:
+    /// an input item); ids not found are absent. At most [`MAX_ITEM_LOOKUPS`] ids are looked up.
+    pub async fn response_items(
+        &self,
+        owner: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, (Value, Option<Option<String>>)>, StoreError> {
+        let ids = &ids[..ids.len().min(MAX_ITEM_LOOKUPS)];
+        let mut holders = std::collections::BTreeSet::new();
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT DISTINCT response_id FROM response_items WHERE owner = $1 AND id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let found: Vec<String> = with_pool!(self, |pool, DB| {
+                let mut q = sqlx::query_scalar::<DB, String>(&sql).bind(owner);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.fetch_all(pool).await?
+            });
+            holders.extend(found);
+        }
+        let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let holders: Vec<String> = holders.into_iter().collect();
+        let mut out = HashMap::new();
+        for chunk in holders.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT input_items, response, served_by FROM responses WHERE owner = $1 AND id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let rows: Vec<(String, String, Option<String>)> = with_pool!(self, |pool, DB| {
+                let mut q =
+                    sqlx::query_as::<DB, (String, String, Option<String>)>(&sql).bind(owner);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.fetch_all(pool).await?
+            });
+            for (input, response, served_by) in rows {
+                let input: Value = serde_json::from_str(&input)
+                    .map_err(|e| StoreError(format!("stored response input: {e}")))?;
+                let response: Value = serde_json::from_str(&response)
+                    .map_err(|e| StoreError(format!("stored response: {e}")))?;
+                let items = input
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|i| (i, None))
+                    .chain(
+                        response["output"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|i| (i, Some(served_by.clone()))),
+                    );
+                for (item, by) in items {
+                    if let Some(id) = item["id"].as_str().filter(|id| wanted.contains(id)) {
+                        out.insert(id.to_owned(), (item.clone(), by));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes the Response `id` if `owner` stored it; whether it was there.
     pub async fn delete_response(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
         with_pool!(self, |pool, DB| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM response_items WHERE response_id = $1 AND owner = $2")
+                .bind(id)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
             let r = sqlx::query("DELETE FROM responses WHERE id = $1 AND owner = $2")
                 .bind(id)
                 .bind(owner)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
             Ok(r.rows_affected() > 0)
         })
     }
