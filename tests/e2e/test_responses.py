@@ -526,3 +526,85 @@ def test_stored_responses_are_shared_through_postgres(sim, postgres, tmp_path_fa
             b.proc.stop()
     finally:
         a.proc.stop()
+
+
+# --- issue 17: real clients -------------------------------------------------------------
+def test_regression_item_references_resolve_from_the_store(gw, client, sim):
+    # The Vercel AI SDK (store on, its default) sends earlier items as item_reference.
+    q = f"first question {tag()}"
+    first = client.responses.create(model="sim/text", input=q)
+    earlier = list(client.responses.input_items.list(first.id))
+    assert len(earlier) == 1
+    answer = first.output[-1]
+    sim.clear()
+    second = client.responses.create(model="sim/text", input=[
+        {"type": "item_reference", "id": earlier[0].id},
+        {"type": "item_reference", "id": answer.id},
+        {"role": "user", "content": "and then?"}])
+    sent = sim.last()["body"]["messages"]
+    assert sent == [{"role": "user", "content": q},
+                    {"role": "assistant", "content": first.output_text},
+                    {"role": "user", "content": "and then?"}]
+    # The resolved items are what the turn keeps.
+    kept = [i.type for i in client.responses.input_items.list(second.id, order="asc")]
+    assert kept == ["message", "message", "message"]
+    # With previous_response_id too.
+    third = client.responses.create(model="sim/text", previous_response_id=second.id, input=[
+        {"type": "item_reference", "id": answer.id}, {"role": "user", "content": "once more"}])
+    assert third.status == "completed"
+    # Unknown ids, and another key's items: 404 in OpenAI's shape.
+    k = admin(gw, "POST", "/admin/keys", json={"name": f"other-{tag()}"}).json()
+    for c, ref in [(client, "msg_nope"), (gw.client(api_key=k["key"]), answer.id)]:
+        with pytest.raises(openai.NotFoundError) as e:
+            c.responses.create(model="sim/text", input=[{"type": "item_reference", "id": ref},
+                                                        {"role": "user", "content": "x"}])
+        assert e.value.body["type"] == "invalid_request_error" and e.value.body["param"] == "input"
+        assert ref in e.value.body["message"]
+    # A deleted response takes its items with it (those no later turn kept as its own).
+    gone = client.responses.create(model="sim/text", input="to be deleted")
+    client.responses.delete(gone.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="sim/text", input=[{"type": "item_reference", "id": gone.output[-1].id}])
+
+
+def test_regression_reasoning_streams_open_and_close_their_parts(gw, client):
+    r, text = raw_stream(gw, {"model": "sim/reasoning", "input": "hi"})
+    events = sse_events(text)
+    names = shape([n for n, _ in events])
+    i = names.index("response.reasoning_text.delta")
+    assert names[i - 1] == "response.content_part.added"
+    assert names[i + 1:i + 3] == ["response.reasoning_text.done", "response.content_part.done"]
+    added = next(d for n, d in events if n == "response.content_part.added")
+    assert added["part"] == {"type": "reasoning_text", "text": ""}
+    # Asked for summaries (Codex, the AI SDK): the reasoning arrives as one.
+    with client.responses.stream(model="sim/reasoning", input="hi", reasoning={"summary": "auto"}) as st:
+        kinds = [e.type for e in st]
+        final = st.get_final_response()
+    assert "response.reasoning_summary_part.added" in kinds and "response.reasoning_text.delta" not in kinds
+    assert final.output[0].summary[0].text == "The user greets me. I greet back."
+    raw = client.responses.with_raw_response.create(model="sim/reasoning", input="hi", reasoning={"summary": "auto"},
+                                                    include=["reasoning.encrypted_content"])
+    assert "x-jusinfer-dropped-params" not in raw.headers
+
+
+def test_regression_response_objects_carry_every_field_strict_clients_require(gw, client):
+    r, text = raw_stream(gw, {"model": "sim/text", "input": "hi", "tools": [
+        {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}]})
+    snapshots = [d["response"] for _, d in sse_events(text) if "response" in d]
+    whole = client.responses.create(model="sim/text", input="hi").model_dump()
+    for s in [*snapshots, whole]:
+        for k in ("completed_at", "presence_penalty", "frequency_penalty", "top_logprobs",
+                  "safety_identifier", "prompt_cache_key"):
+            assert k in s, k
+    assert snapshots[0]["completed_at"] is None and snapshots[-1]["completed_at"] >= snapshots[-1]["created_at"]
+    assert snapshots[-1]["tools"][0]["strict"] is True
+    assert whole["completed_at"] >= whole["created_at"]
+
+
+def test_regression_a_free_model_costs_zero_in_every_dialect(gw, client):
+    chat = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+    resp = client.responses.create(model="echo", input="hi")
+    assert chat.usage.model_extra["cost"] == 0.0
+    assert resp.usage.model_extra["cost"] == 0.0
+    with client.responses.stream(model="echo", input="hi") as st:
+        assert st.get_final_response().usage.model_extra["cost"] == 0.0

@@ -404,6 +404,7 @@ fn settings_translate_or_are_named() {
         "tools": [{"type": "web_search_preview"}, {"type": "function", "name": "f"}],
         "tool_choice": {"type": "function", "name": "f"}, "parallel_tool_calls": false,
         "truncation": "auto", "metadata": {"a": "b"}, "store": true, "stream": true,
+        "include": ["reasoning.encrypted_content", "file_search_call.results"],
     }));
     let items = input_items(&req, |p| format!("{p}_1")).expect("items");
     let t = to_chat(
@@ -438,7 +439,7 @@ fn settings_translate_or_are_named() {
         t.dropped,
         vec![
             "tools[0] (web_search_preview)",
-            "reasoning.summary",
+            "include (file_search_call.results)",
             "truncation"
         ]
     );
@@ -681,4 +682,134 @@ fn interleaved_parallel_call_fragments_reach_their_done_events() {
     let result = result.expect("result");
     assert_eq!(result["output"][0]["arguments"], "{\"a\":1}");
     assert_eq!(result["output"][1]["call_id"], "call_b");
+}
+
+/// A Chat stream that reasons, then answers.
+const REASONING_STREAM: &str = concat!(
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"Think\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"ing.\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi!\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":4,\"total_tokens\":9}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+#[test]
+fn regression_reasoning_text_is_a_content_part_opened_and_closed() {
+    // The Node SDK's stream accumulator threw `missing content at index 0` on
+    // `reasoning_text.delta` with no `content_part.added` before it.
+    let req = json!({"model": "m", "input": "hi", "stream": true});
+    let (events, result) = run(machine(&req), REASONING_STREAM.as_bytes(), 13);
+    check_grammar(&events);
+    let reasoning: Vec<String> = shape(&events)
+        .into_iter()
+        .take_while(|t| t != "response.output_item.done")
+        .skip(2)
+        .collect();
+    assert_eq!(
+        reasoning,
+        [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.done",
+            "response.content_part.done",
+        ]
+    );
+    let added = events
+        .iter()
+        .find(|e| e["type"] == "response.content_part.added")
+        .expect("added");
+    assert_eq!(added["part"], json!({"type": "reasoning_text", "text": ""}));
+    let done = events
+        .iter()
+        .find(|e| e["type"] == "response.content_part.done")
+        .expect("done");
+    assert_eq!(
+        done["part"],
+        json!({"type": "reasoning_text", "text": "Thinking."})
+    );
+    let result = result.expect("result");
+    assert_eq!(
+        result["output"][0]["content"],
+        json!([{"type": "reasoning_text", "text": "Thinking."}])
+    );
+}
+
+#[test]
+fn reasoning_is_served_as_a_summary_when_one_is_asked_for() {
+    let req = json!({"model": "m", "input": "hi", "stream": true,
+                     "reasoning": {"effort": "high", "summary": "detailed"}});
+    let (events, result) = run(machine(&req), REASONING_STREAM.as_bytes(), 29);
+    check_grammar(&events);
+    // The reasoning item's events as OpenAI's own recorded stream has them.
+    let item = |events: &[Value]| -> Vec<String> {
+        let s = shape(events);
+        let start = s
+            .iter()
+            .position(|t| t == "response.output_item.added")
+            .expect("added");
+        let end = s
+            .iter()
+            .position(|t| t == "response.output_item.done")
+            .expect("done");
+        s[start..=end].to_vec()
+    };
+    let recorded: Vec<Value> =
+        fixtures::read("responses/responses_stream_reasoning_multistep.jsonl")
+            .expect("fixture")
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("json"))
+            .collect();
+    assert_eq!(item(&events), item(&recorded));
+    let deltas: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.reasoning_summary_text.delta")
+        .map(|e| {
+            assert_eq!(e["summary_index"], 0);
+            e["delta"].as_str().expect("delta")
+        })
+        .collect();
+    assert_eq!(deltas, "Thinking.");
+    let result = result.expect("result");
+    assert_eq!(
+        result["output"][0]["summary"],
+        json!([{"type": "summary_text", "text": "Thinking."}])
+    );
+    let whole = from_chat(
+        &obj(json!({"choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "Hi!", "reasoning_content": "Thinking."}}]})),
+        envelope(req.as_object().expect("obj"), &meta()),
+    );
+    assert_eq!(whole["output"][0]["summary"][0]["text"], "Thinking.");
+}
+
+#[test]
+fn regression_the_response_object_has_every_field_openai_sends() {
+    let recorded: Value = serde_json::from_slice(
+        &fixtures::read("responses/responses_nonstream_text.json").expect("fixture"),
+    )
+    .expect("json");
+    let req = json!({"model": "m", "input": "hi", "stream": true,
+                     "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]});
+    let (events, result) = run(machine(&req), REASONING_STREAM.as_bytes(), 64);
+    let result = result.expect("result");
+    let mut want: Vec<&str> = recorded
+        .as_object()
+        .expect("obj")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    want.extend(["completed_at", "presence_penalty", "frequency_penalty"]);
+    for snapshot in [&events[0]["response"], &events[1]["response"], &result] {
+        for k in &want {
+            assert!(snapshot.get(*k).is_some(), "{k} missing");
+        }
+    }
+    assert!(events[0]["response"]["completed_at"].is_null());
+    assert!(result["completed_at"].as_u64().expect("completed_at") >= 1_700_000_000);
+    assert_eq!(result["tools"][0]["strict"], true);
+    assert!(result["tools"][0]["description"].is_null());
+    assert_eq!(result["text"]["verbosity"], "medium");
 }

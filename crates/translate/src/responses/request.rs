@@ -11,7 +11,8 @@
 //! back. Function tools get Chat's `function` wrapper, `tool_choice` maps one to one, `text.format` becomes `response_format`,
 //! `max_output_tokens` becomes `max_completion_tokens` (OpenAI) or `max_tokens`,
 //! `reasoning.effort` becomes `reasoning_effort`. What Chat cannot express (hosted tools,
-//! `reasoning.summary`, `truncation`, `include`, file inputs, …) is dropped and named.
+//! `truncation: auto`, `include` other than `reasoning.encrypted_content`, file inputs, …)
+//! is dropped and named.
 
 use serde_json::{json, Map, Value};
 
@@ -48,6 +49,8 @@ const KEPT_BY_GATEWAY: &[&str] = &[
     "safety_identifier",
     "prompt_cache_key",
     "seed",
+    "include",
+    "truncation",
 ];
 
 /// Content parts of a message item in their typed form (`input_text` for the user's side,
@@ -581,11 +584,21 @@ pub fn to_chat(
             }
             body.insert("reasoning_effort".into(), e.clone());
         }
-        if r.get("summary").is_some_and(|s| !s.is_null())
-            || r.get("generate_summary").is_some_and(|s| !s.is_null())
-        {
-            dropped.push("reasoning.summary".into());
+        // `summary` is honoured by the response side: reasoning text is served as the
+        // summary (see `response::wants_summary`).
+    }
+    // `reasoning.encrypted_content` is honoured (signed thinking travels in it); other
+    // inclusions are not.
+    if let Some(inc) = req.get("include").and_then(Value::as_array) {
+        for v in inc {
+            let v = v.as_str().unwrap_or("?");
+            if v != "reasoning.encrypted_content" {
+                dropped.push(format!("include ({v})"));
+            }
         }
+    }
+    if req.get("truncation").and_then(Value::as_str) == Some("auto") {
+        dropped.push("truncation".into());
     }
     if req.get("stream").and_then(Value::as_bool) == Some(true) {
         body.insert("stream".into(), json!(true));

@@ -45,13 +45,43 @@ pub fn envelope(req: &Map<String, Value>, meta: &Meta) -> Map<String, Value> {
         .filter(|f| !f.is_null())
         .cloned()
         .unwrap_or_else(|| json!({"type": "text"}));
+    let verbosity = req
+        .get("text")
+        .and_then(|t| t.get("verbosity"))
+        .filter(|v| v.is_string())
+        .cloned()
+        .unwrap_or_else(|| json!("medium"));
+    // Function tools as OpenAI echoes them: `strict` (true unless the client said) and
+    // `description` always present.
+    let tools = match req.get("tools") {
+        Some(Value::Array(tools)) => Value::Array(
+            tools
+                .iter()
+                .map(|t| {
+                    let mut t = t.clone();
+                    if let Some(o) = t.as_object_mut().filter(|o| o["type"] == "function") {
+                        o.entry("description").or_insert(Value::Null);
+                        if !o.get("strict").is_some_and(Value::is_boolean) {
+                            o.insert("strict".into(), json!(true));
+                        }
+                    }
+                    t
+                })
+                .collect(),
+        ),
+        _ => json!([]),
+    };
+    // Every field OpenAI's current API sends, in its order: strict clients (zod schemas,
+    // generated types, the Open Responses suite) reject an object that lacks one.
     let v = json!({
         "id": meta.id,
         "object": "response",
         "created_at": meta.created_at,
         "status": "in_progress",
         "background": false,
+        "completed_at": null,
         "error": null,
+        "frequency_penalty": or(req, "frequency_penalty", json!(0.0)),
         "incomplete_details": null,
         "instructions": or(req, "instructions", Value::Null),
         "max_output_tokens": or(req, "max_output_tokens", Value::Null),
@@ -59,14 +89,19 @@ pub fn envelope(req: &Map<String, Value>, meta: &Meta) -> Map<String, Value> {
         "model": meta.model,
         "output": [],
         "parallel_tool_calls": or(req, "parallel_tool_calls", json!(true)),
+        "presence_penalty": or(req, "presence_penalty", json!(0.0)),
         "previous_response_id": or(req, "previous_response_id", Value::Null),
+        "prompt_cache_key": or(req, "prompt_cache_key", Value::Null),
+        "prompt_cache_retention": or(req, "prompt_cache_retention", Value::Null),
         "reasoning": {"effort": field("effort"), "summary": field("summary")},
+        "safety_identifier": or(req, "safety_identifier", Value::Null),
         "service_tier": or(req, "service_tier", json!("default")),
         "store": or(req, "store", json!(true)),
         "temperature": or(req, "temperature", json!(1.0)),
-        "text": {"format": format},
+        "text": {"format": format, "verbosity": verbosity},
         "tool_choice": or(req, "tool_choice", json!("auto")),
-        "tools": or(req, "tools", json!([])),
+        "tools": tools,
+        "top_logprobs": or(req, "top_logprobs", json!(0)),
         "top_p": or(req, "top_p", json!(1.0)),
         "truncation": or(req, "truncation", json!("disabled")),
         "usage": null,
@@ -111,12 +146,37 @@ pub fn status(finish: Option<&str>) -> (&'static str, Value) {
 /// when the conversation goes on, so Anthropic gets its blocks unchanged.
 pub const THINKING_PREFIX: &str = "jusinfer.thinking.v1:";
 
+/// Whether the client asked for reasoning summaries (`reasoning.summary`): Codex and the
+/// AI SDK show only summaries, so the reasoning text is served as one.
+pub fn wants_summary(envelope: &Map<String, Value>) -> bool {
+    envelope
+        .get("reasoning")
+        .and_then(|r| r.get("summary"))
+        .is_some_and(Value::is_string)
+}
+
+/// Sets `status`, and `completed_at` (now) when it is `completed`.
+pub fn set_status(envelope: &mut Map<String, Value>, status: &str) {
+    envelope.insert("status".into(), json!(status));
+    if status == "completed" {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        envelope.insert("completed_at".into(), json!(now));
+    }
+}
+
 /// A reasoning output item holding raw reasoning text (open models' `reasoning_content`,
-/// Anthropic thinking) and, when the upstream signed it, the thinking blocks.
-pub fn reasoning_item(id: &str, text: &str, blocks: &[Value]) -> Value {
+/// Anthropic thinking) and, when the upstream signed it, the thinking blocks. `summary`:
+/// the text is the item's summary (the client asked for one) rather than its content.
+pub fn reasoning_item(id: &str, text: &str, blocks: &[Value], summary: bool) -> Value {
     let mut item = json!({"id": id, "type": "reasoning", "summary": []});
     if !text.is_empty() {
-        item["content"] = json!([{"type": "reasoning_text", "text": text}]);
+        if summary {
+            item["summary"] = json!([{"type": "summary_text", "text": text}]);
+        } else {
+            item["content"] = json!([{"type": "reasoning_text", "text": text}]);
+        }
     }
     if !blocks.is_empty() {
         item["encrypted_content"] = json!(format!(
@@ -183,6 +243,7 @@ pub fn from_chat(completion: &Map<String, Value>, mut envelope: Map<String, Valu
             &item_id("rs", &id, output.len()),
             reasoning,
             blocks,
+            wants_summary(&envelope),
         ));
     }
     let mut parts = Vec::new();
@@ -209,7 +270,7 @@ pub fn from_chat(completion: &Map<String, Value>, mut envelope: Map<String, Valu
             f["arguments"].as_str().unwrap_or(""),
         ));
     }
-    envelope.insert("status".into(), json!(status));
+    set_status(&mut envelope, status);
     envelope.insert("incomplete_details".into(), incomplete);
     envelope.insert("output".into(), Value::Array(output));
     if let Some(u) = completion.get("usage").filter(|u| u.is_object()) {

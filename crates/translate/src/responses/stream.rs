@@ -3,7 +3,11 @@
 //! Events written, in the order OpenAI's own streams have (every one with its
 //! `sequence_number`, counting from 0): `response.created` and `response.in_progress` at
 //! the first chunk; per output item `response.output_item.added`, then
-//! - reasoning (`reasoning_content`): `response.reasoning_text.delta` … `.done`;
+//! - reasoning (`reasoning_content`): `response.content_part.added` (a `reasoning_text`
+//!   part), `response.reasoning_text.delta` … `.done`, `response.content_part.done`; or,
+//!   when the client asked for `reasoning.summary`, the same text as summary part 0:
+//!   `response.reasoning_summary_part.added`, `response.reasoning_summary_text.delta` …
+//!   `.done`, `response.reasoning_summary_part.done`;
 //! - message: `response.content_part.added`, `response.output_text.delta` … `.done` (or
 //!   `response.refusal.delta` … `.done`), `response.content_part.done`;
 //! - function call (each `tool_calls[i]`): `response.function_call_arguments.delta` …
@@ -23,7 +27,8 @@ use jusinfer_sse::Event;
 use serde_json::{json, Map, Value};
 
 use super::response::{
-    call_item, item_id, message_item, reasoning_item, refusal_part, status, text_part, usage,
+    call_item, item_id, message_item, reasoning_item, refusal_part, set_status, status, text_part,
+    usage, wants_summary,
 };
 use crate::chat_stream::{CostRule, StreamError};
 
@@ -74,6 +79,8 @@ pub struct ChatToResponses {
     failed: bool,
     deltas: u64,
     result: Option<Value>,
+    /// Reasoning is served as a summary (`reasoning.summary` asked for).
+    summary: bool,
 }
 
 fn frame(data: Map<String, Value>) -> Bytes {
@@ -97,6 +104,7 @@ fn failure_code(kind: &str) -> &'static str {
 impl ChatToResponses {
     pub fn new(opts: Options) -> Self {
         Self {
+            summary: wants_summary(&opts.envelope),
             opts,
             seq: 0,
             started: false,
@@ -171,7 +179,7 @@ impl ChatToResponses {
             return Value::Null;
         };
         match it.kind {
-            Kind::Reasoning => reasoning_item(&it.id, &it.text, &it.blocks),
+            Kind::Reasoning => reasoning_item(&it.id, &it.text, &it.blocks, self.summary),
             Kind::Message => message_item(
                 &it.id,
                 status,
@@ -235,11 +243,32 @@ impl ChatToResponses {
         };
         match kind {
             Kind::Reasoning if text.is_empty() => {}
-            Kind::Reasoning => self.emit(
-                "response.reasoning_text.done",
-                json!({"item_id": id, "output_index": i, "content_index": 0, "text": text}),
-                out,
-            ),
+            Kind::Reasoning if self.summary => {
+                self.emit(
+                    "response.reasoning_summary_text.done",
+                    json!({"item_id": id, "output_index": i, "summary_index": 0, "text": text}),
+                    out,
+                );
+                self.emit(
+                    "response.reasoning_summary_part.done",
+                    json!({"item_id": id, "output_index": i, "summary_index": 0,
+                           "part": {"type": "summary_text", "text": text}}),
+                    out,
+                );
+            }
+            Kind::Reasoning => {
+                self.emit(
+                    "response.reasoning_text.done",
+                    json!({"item_id": id, "output_index": i, "content_index": 0, "text": text}),
+                    out,
+                );
+                self.emit(
+                    "response.content_part.done",
+                    json!({"item_id": id, "output_index": i, "content_index": 0,
+                           "part": {"type": "reasoning_text", "text": text}}),
+                    out,
+                );
+            }
             Kind::Message => self.close_part(i, out),
             Kind::Call(_) => self.emit(
                 "response.function_call_arguments.done",
@@ -365,14 +394,40 @@ impl ChatToResponses {
             .filter(|s| !s.is_empty());
         if let Some(r) = reasoning {
             let i = self.open(Kind::Reasoning, "", "", out);
-            self.items[i].text.push_str(r);
             let id = self.items[i].id.clone();
+            // The part opens with its first text (an item may hold only signed blocks).
+            if self.items[i].text.is_empty() {
+                if self.summary {
+                    self.emit(
+                        "response.reasoning_summary_part.added",
+                        json!({"item_id": id, "output_index": i, "summary_index": 0,
+                               "part": {"type": "summary_text", "text": ""}}),
+                        out,
+                    );
+                } else {
+                    self.emit(
+                        "response.content_part.added",
+                        json!({"item_id": id, "output_index": i, "content_index": 0,
+                               "part": {"type": "reasoning_text", "text": ""}}),
+                        out,
+                    );
+                }
+            }
+            self.items[i].text.push_str(r);
             self.deltas += 1;
-            self.emit(
-                "response.reasoning_text.delta",
-                json!({"item_id": id, "output_index": i, "content_index": 0, "delta": r}),
-                out,
-            );
+            if self.summary {
+                self.emit(
+                    "response.reasoning_summary_text.delta",
+                    json!({"item_id": id, "output_index": i, "summary_index": 0, "delta": r}),
+                    out,
+                );
+            } else {
+                self.emit(
+                    "response.reasoning_text.delta",
+                    json!({"item_id": id, "output_index": i, "content_index": 0, "delta": r}),
+                    out,
+                );
+            }
         }
         // A finished thinking block with its signature (Anthropic upstreams): kept in the
         // reasoning item, so the next turn can send it back.
@@ -520,6 +575,7 @@ impl ChatToResponses {
         self.close_all(out);
         let (st, incomplete) = status(self.finish.as_deref());
         let mut r = self.response(st);
+        set_status(&mut r, st);
         r.insert("incomplete_details".into(), incomplete);
         r.insert("output".into(), Value::Array(self.output("completed")));
         r.insert("usage".into(), self.final_usage());
