@@ -184,6 +184,15 @@ def test_metrics_count_a_known_sequence_and_logs_are_json_lines(sim, tmp_path):
         assert post(g, {"model": "no-such-model-x", "messages": msgs}).status_code == 404
         failing = f"sim/fast;status=503;tag={tag()}"
         assert post(g, {"model": failing, "messages": msgs}).status_code == 502
+        # Every request a valid key made names it in its log line.
+        h = {"authorization": f"Bearer {g.key}"}
+        assert httpx.get(g.url + "/v1/models", headers=h).status_code == 200
+        assert httpx.post(g.url + "/v1/responses", headers=h, json={"model": "sim/fast"}).status_code == 400
+        assert httpx.post(g.url + "/v1/messages", headers={"x-api-key": g.key},
+                          json={"model": "echo", "messages": []}).status_code == 400
+        assert httpx.post(g.url + "/v1/messages/count_tokens", headers={"x-api-key": g.key},
+                          json={"model": "echo", "messages": msgs}).status_code == 200
+        assert httpx.get(g.url + "/v1/responses/resp_nope", headers=h).status_code == 404
         time.sleep(0.2)
         r = httpx.get(g.url + "/metrics")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -218,6 +227,9 @@ def test_metrics_count_a_known_sequence_and_logs_are_json_lines(sim, tmp_path):
         assert ln["request_id"].startswith("req_") and ln["key_id"] and ln["provider"] == "sim"
         assert ln["status"] == 200 and ln["attempts"] == "1" and isinstance(ln["latency_ms"], int)
     assert any(ln["model"] == retried and ln["attempts"] == "2" for ln in reqs)
+    keyed = [ln for ln in lines if ln.get("message") == "request" and ln.get("path") in
+             ("/v1/models", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/v1/responses/resp_nope")]
+    assert len(keyed) == 5 and all(ln.get("key_id") for ln in keyed), keyed
     assert secret_prompt not in g.proc.stderr(), "no prompt bodies unless the operator turns it on"
     assert g.key not in g.proc.stderr()
 

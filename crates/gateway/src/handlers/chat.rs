@@ -34,15 +34,13 @@ pub async fn chat_completions(
     let slot = match super::key_slot(&state, &caller) {
         Ok(s) => s,
         Err(e) => {
-            super::record_rejected(&state, row, &e, started);
-            return e.into_response();
+            return super::record_rejected(&state, row, e, started, GatewayError::into_response);
         }
     };
     let (req, raw, deployments) = match prepare(&state, &caller, body, &mut row).await {
         Ok(p) => p,
         Err(e) => {
-            super::record_rejected(&state, row, &e, started);
-            return e.into_response();
+            return super::record_rejected(&state, row, e, started, GatewayError::into_response);
         }
     };
     if state.config.log_bodies {
@@ -180,7 +178,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
                 include_usage: req.wants_stream_usage(),
                 request_id: ctx.request_id,
                 tap: Some(ctx.tap),
-                price: ctx.state.prices.get(d.provider.name(), &d.upstream_model),
+                price: super::price_of(ctx.state, &d),
             })
             .await
         }
@@ -192,7 +190,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
                 req,
                 raw: ctx.raw,
                 upstream_model: &d.upstream_model,
-                price: ctx.state.prices.get(d.provider.name(), &d.upstream_model),
+                price: super::price_of(ctx.state, &d),
                 created: now_secs(),
                 tap: ctx.tap,
             })

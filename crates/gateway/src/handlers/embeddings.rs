@@ -81,10 +81,7 @@ pub async fn embeddings(
                 proxy::run(&deployments, |d| attempt(d, &req, &raw, &rid.0, &state)).await;
             super::finish(outcome, adm)
         }
-        Err(e) => {
-            super::record_rejected(&state, row, &e, started);
-            e.into_response()
-        }
+        Err(e) => super::record_rejected(&state, row, e, started, GatewayError::into_response),
     }
 }
 
@@ -108,7 +105,7 @@ async fn attempt(
                 include_usage: false,
                 request_id,
                 tap: None,
-                price: state.prices.get(d.provider.name(), &d.upstream_model),
+                price: super::price_of(state, &d),
             })
             .await
         }

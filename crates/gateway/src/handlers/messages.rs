@@ -134,15 +134,25 @@ pub async fn messages(
     let slot = match super::key_slot(&state, &caller) {
         Ok(s) => s,
         Err(e) => {
-            super::record_rejected(&state, row, &e, started);
-            return e.into_anthropic_response();
+            return super::record_rejected(
+                &state,
+                row,
+                e,
+                started,
+                GatewayError::into_anthropic_response,
+            );
         }
     };
     let p = match prepare(&state, &caller, body).await {
         Ok(p) => p,
         Err(e) => {
-            super::record_rejected(&state, row, &e, started);
-            return e.into_anthropic_response();
+            return super::record_rejected(
+                &state,
+                row,
+                e,
+                started,
+                GatewayError::into_anthropic_response,
+            );
         }
     };
     row.model.clone_from(&p.model);
@@ -211,7 +221,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
         client_model: &ctx.p.model,
         forward: ctx.forward,
         id: ctx.id,
-        price: ctx.state.prices.get(d.provider.name(), &d.upstream_model),
+        price: super::price_of(ctx.state, &d),
         tap: ctx.tap,
         input_estimate: ctx.estimate,
     };
@@ -270,8 +280,10 @@ pub async fn count_tokens(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let mut key = None;
     let result = async {
         let caller = authenticate_any(&state, &headers).await?;
+        key = super::key_id(&caller);
         let raw = super::read_body(
             body,
             state.config.max_body_bytes,
@@ -347,8 +359,9 @@ pub async fn count_tokens(
         Ok::<_, GatewayError>(resp)
     }
     .await;
-    match result {
+    let resp = match result {
         Ok(r) => r,
         Err(e) => e.into_anthropic_response(),
-    }
+    };
+    super::logged(resp, key, String::new())
 }

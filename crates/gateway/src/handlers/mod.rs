@@ -320,8 +320,7 @@ pub fn refuse(
     headers: &RateHeaders,
     started: std::time::Instant,
 ) -> Response {
-    record_rejected(state, row, &e, started);
-    let mut resp = e.into_response();
+    let mut resp = record_rejected(state, row, e, started, GatewayError::into_response);
     headers.apply(resp.headers_mut());
     resp
 }
@@ -388,13 +387,27 @@ pub fn usage_row(rid: &crate::app::RequestId, caller: &Caller, endpoint: &str) -
 pub fn record_rejected(
     state: &AppState,
     mut row: UsageRecord,
-    e: &GatewayError,
+    e: GatewayError,
     started: std::time::Instant,
-) {
+    render: fn(GatewayError) -> Response,
+) -> Response {
     row.status = e.status.as_u16();
     row.error_type = Some(e.kind.to_owned());
     row.latency_ms = started.elapsed().as_millis() as u64;
+    let (key_id, model) = (row.key_id.clone(), row.model.clone());
     state.ledger.record(row);
+    logged(render(e), key_id, model)
+}
+
+/// Names the caller's key (and the model) in the request's log line.
+pub(crate) fn logged(mut resp: Response, key_id: Option<String>, model: String) -> Response {
+    resp.extensions_mut().insert(LogMeta { key_id, model });
+    resp
+}
+
+/// The caller's key id, for [`logged`].
+pub(crate) fn key_id(caller: &Caller) -> Option<String> {
+    caller.key.as_ref().map(|k| k.id.clone())
 }
 
 /// serde's messages for untagged enums name Rust types; say what the API expects instead.
@@ -422,4 +435,21 @@ fn friendly(msg: &str) -> String {
         return "has the wrong type".to_owned();
     }
     msg.to_owned()
+}
+
+/// The price of a deployment's model: the built-in `echo` is free (`usage.cost` 0, not
+/// unknown, in every dialect); others from the price table, if known.
+pub(crate) fn price_of(
+    state: &AppState,
+    d: &Deployment,
+) -> Option<jusinfer_translate::pricing::Price> {
+    if d.provider.kind() == crate::config::ProviderKind::Echo {
+        return Some(jusinfer_translate::pricing::Price {
+            input: 0.0,
+            output: 0.0,
+            cache_read: None,
+            cache_write: None,
+        });
+    }
+    state.prices.get(d.provider.name(), &d.upstream_model)
 }

@@ -26,7 +26,8 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
         .filter(|(n, _)| caller.check_model(n).is_ok())
         .map(|(n, o)| entry(n, o))
         .collect();
-    Json(json!({"object": "list", "data": data})).into_response()
+    let resp = Json(json!({"object": "list", "data": data})).into_response();
+    super::logged(resp, super::key_id(&caller), String::new())
 }
 
 pub async fn get(
@@ -43,7 +44,7 @@ pub async fn get(
         .model_names()
         .into_iter()
         .find(|(n, _)| *n == id);
-    match found {
+    let resp = match found {
         Some((n, o)) if caller.check_model(&n).is_ok() => Json(entry(&n, &o)).into_response(),
         _ => match state.router.resolve(&id) {
             // A `provider/model` that routes but is in no static list.
@@ -54,5 +55,6 @@ pub async fn get(
             Ok(_) => GatewayError::model_not_found(&id, &[]).into_response(),
             Err(e) => e.into_response(),
         },
-    }
+    };
+    super::logged(resp, super::key_id(&caller), id)
 }

@@ -315,15 +315,13 @@ pub async fn create(
     let slot = match super::key_slot(&state, &caller) {
         Ok(s) => s,
         Err(e) => {
-            super::record_rejected(&state, row, &e, started);
-            return e.into_response();
+            return super::record_rejected(&state, row, e, started, GatewayError::into_response);
         }
     };
     let p = match prepare(&state, &caller, body).await {
         Ok(p) => p,
         Err(e) => {
-            super::record_rejected(&state, row, &e, started);
-            return e.into_response();
+            return super::record_rejected(&state, row, e, started, GatewayError::into_response);
         }
     };
     row.model.clone_from(&p.model);
@@ -380,7 +378,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
         stream: p.stream,
         upstream_model: &d.upstream_model,
         envelope: &p.envelope,
-        price: ctx.state.prices.get(d.provider.name(), &d.upstream_model),
+        price: super::price_of(ctx.state, &d),
         tap: ctx.tap,
         keeper: p.keeper.as_ref(),
         request_id: ctx.request_id,
@@ -395,8 +393,10 @@ pub async fn retrieve(
     super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
+    let mut key = None;
     let result = async {
         let caller = authenticate(&state, &headers).await?;
+        key = super::key_id(&caller);
         let r = state
             .store
             .response(&id, &owner(&caller))
@@ -406,7 +406,11 @@ pub async fn retrieve(
         Ok::<_, GatewayError>(Json(r).into_response())
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    super::logged(
+        result.unwrap_or_else(IntoResponse::into_response),
+        key,
+        String::new(),
+    )
 }
 
 /// DELETE /v1/responses/{id}
@@ -415,8 +419,10 @@ pub async fn delete(
     super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
+    let mut key = None;
     let result = async {
         let caller = authenticate(&state, &headers).await?;
+        key = super::key_id(&caller);
         if !state
             .store
             .delete_response(&id, &owner(&caller))
@@ -430,7 +436,11 @@ pub async fn delete(
         )
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    super::logged(
+        result.unwrap_or_else(IntoResponse::into_response),
+        key,
+        String::new(),
+    )
 }
 
 /// The page of `items` (oldest first) a list request asks for: `order` (`desc`, the
@@ -495,8 +505,10 @@ pub async fn input_items(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    let mut key = None;
     let result = async {
         let caller = authenticate(&state, &headers).await?;
+        key = super::key_id(&caller);
         let c = state
             .store
             .conversation(&id, &owner(&caller), MAX_TURNS)
@@ -507,7 +519,11 @@ pub async fn input_items(
         Ok::<_, GatewayError>(Json(page).into_response())
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    super::logged(
+        result.unwrap_or_else(IntoResponse::into_response),
+        key,
+        String::new(),
+    )
 }
 
 #[cfg(test)]

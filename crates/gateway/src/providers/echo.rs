@@ -55,12 +55,33 @@ fn count_tokens(s: &str) -> u64 {
     s.split_whitespace().count() as u64
 }
 
+/// Tool definitions count too (an agent's tools are most of its prompt): a token per four
+/// bytes of their JSON, the usual estimate for schema text.
+fn tool_tokens(req: &ChatRequest) -> u64 {
+    req.tools
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t.function.as_ref())
+        .map(|f| {
+            let bytes = f.name.len()
+                + f.description.as_ref().map_or(0, String::len)
+                + f.parameters
+                    .as_ref()
+                    .and_then(|p| serde_json::to_vec(p).ok())
+                    .map_or(0, |b| b.len());
+            bytes.div_ceil(4) as u64 + 3
+        })
+        .sum()
+}
+
 fn answer(req: &ChatRequest) -> Answer {
     let prompt_tokens: u64 = req
         .messages
         .iter()
         .map(|m| count_tokens(&m.text()) + 3)
         .sum::<u64>()
+        + tool_tokens(req)
         + 3;
     let last_user = req
         .messages
@@ -603,6 +624,25 @@ mod tests {
         let v: Value = serde_json::from_slice(&Echo::new(&r, "r1", 0).complete()).expect("json");
         assert_eq!(v["choices"][0]["message"]["content"], "alpha beta ");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn regression_tool_definitions_count_as_prompt_tokens() {
+        let bare = json!({"model":"echo","messages":[{"role":"user","content":"hi"}]});
+        let mut with_tools = bare.clone();
+        with_tools["tools"] = json!((0..20)
+            .map(|i| json!({"type":"function","function":{
+            "name": format!("tool_{i}"), "description": "x".repeat(400),
+            "parameters": {"type":"object","properties":{"path":{"type":"string"}}}}}))
+            .collect::<Vec<_>>());
+        let tokens = |v: Value| {
+            let v: Value =
+                serde_json::from_slice(&Echo::new(&req(v), "r1", 0).complete()).expect("json");
+            v["usage"]["prompt_tokens"].as_u64().expect("tokens")
+        };
+        let (a, b) = (tokens(bare), tokens(with_tools));
+        // 20 tools of ~500 bytes each: ~2,500 tokens more.
+        assert!(b - a > 2000 && b - a < 3500, "{a} → {b}");
     }
 
     #[test]
