@@ -28,6 +28,11 @@ if ! need chromium; then
   echo "== installing Chromium"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
 fi
+# Node.js for the real-client lane (tests/clients: the official SDKs and the Vercel AI SDK).
+if ! need node || ! need npm; then
+  echo "== installing Node.js"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm) >/dev/null
+fi
 if ! need cargo; then
   echo "error: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 2
@@ -57,6 +62,14 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, pytest' 2>
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+
+echo "== real clients (pinned npm packages)"
+# Installed again only when the lock file changed.
+stamp=tests/clients/node_modules/.jusinfer-lock
+if [ ! -f "$stamp" ] || ! cmp -s tests/clients/package-lock.json "$stamp"; then
+  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+  cp tests/clients/package-lock.json "$stamp"
+fi
 
 echo "== end-to-end tests"
 cd tests/e2e
