@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = ROOT / "tests/clients"
@@ -102,3 +103,67 @@ def test_anthropic_sdk_stream(gw, model):
     assert out["blocks"][-1] == "text"
     if model != "echo":
         assert out["blocks"][0] == "thinking"
+
+
+# --- Python clients (pinned in tests/requirements.txt) ---------------------------------
+class CityModel(BaseModel):
+    city: str
+    population: int
+
+
+@pytest.mark.parametrize("responses_api", [False, True])
+def test_langchain_openai(gw, sim, responses_api):
+    from langchain_core.messages import HumanMessage
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model="echo", base_url=gw.url + "/v1", api_key=gw.key, max_retries=0,
+                     use_responses_api=responses_api)
+    assert llm.invoke("hello there").text == "hello there"
+    assert "".join(c.text for c in llm.stream("streamed words")) == "streamed words"
+    # Structured output (json_schema: the default method) comes back parsed.
+    city = llm.with_structured_output(CityModel).invoke("Paris?")
+    assert isinstance(city, CityModel)
+    # Tools on a translated upstream: the calls parsed into LangChain's shape.
+    tooled = ChatOpenAI(model="sim/parallel", base_url=gw.url + "/v1", api_key=gw.key, max_retries=0,
+                        use_responses_api=responses_api)
+    m = tooled.bind_tools([{"type": "function", "function": {"name": "GetWeatherArgs", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]).invoke([HumanMessage("weather?")])
+    assert [c["name"] for c in m.tool_calls][:1] == ["GetWeatherArgs"]
+
+
+@pytest.mark.parametrize("model", ["echo", "sim/text", "claude/text"])
+def test_langchain_anthropic(gw, model):
+    from langchain_anthropic import ChatAnthropic
+
+    llm = ChatAnthropic(model=model, base_url=gw.url, api_key=gw.key, max_retries=0, max_tokens=300)
+    assert llm.invoke("hello there").text
+    assert "".join(c.text for c in llm.stream("streamed words"))
+    if model == "echo":
+        # Before: `output_config.format` was ignored on translated models.
+        city = llm.with_structured_output(CityModel, method="json_schema").invoke("Paris?")
+        assert isinstance(city, CityModel)
+
+
+def test_openai_agents_sdk_runs_a_tool_loop(gw, sim):
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+    from openai import AsyncOpenAI
+
+    set_tracing_disabled(True)
+    client = AsyncOpenAI(base_url=gw.url + "/v1", api_key=gw.key, max_retries=0)
+    seen = []
+
+    @function_tool
+    def get_weather(location: str, units: str = "f") -> str:
+        """The weather in a city."""
+        seen.append(location)
+        return "72 and sunny"
+
+    # `claude/weather` (an Anthropic upstream) calls get_weather, then answers once it has
+    # the result: the SDK runs the whole loop through /v1/responses.
+    agent = Agent(name="weather", instructions="Use tools.", tools=[get_weather],
+                  model=OpenAIResponsesModel(model="claude/weather", openai_client=client))
+    result = Runner.run_sync(agent, "What is the weather in SF?", max_turns=4)
+    assert len(seen) == 1 and seen[0], "the tool ran once, with the arguments the model sent"
+    assert result.final_output
+    plain = Agent(name="echo", model=OpenAIResponsesModel(model="echo", openai_client=client))
+    assert Runner.run_sync(plain, "echo this back").final_output == "echo this back"
