@@ -137,6 +137,24 @@ api_key = "${{SIM_PROVIDER_KEY}}"
 default_max_tokens = 1024
 timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
 
+[providers.claudecache]
+kind = "anthropic"
+base_url = "{sim}"
+api_key = "${{SIM_PROVIDER_KEY}}"
+auto_cache = true
+
+[prices."claude/agent-cache"]
+input = 3.0
+output = 15.0
+cached_input = 0.3
+cache_write = 3.75
+
+[prices."claudecache/agent-cache"]
+input = 3.0
+output = 15.0
+cached_input = 0.3
+cache_write = 3.75
+
 [prices."sim/length"]
 input = 2.5
 output = 10.0

@@ -249,3 +249,30 @@ def test_shape_identity_streaming(gw):
     for p, t in paths({"usage": newer["responses"][0]["usage"]}).items():
         oa.setdefault(p, set()).update(t)
     same_shape(oa, chunks("claude/text"))
+
+
+def test_auto_cache_breakpoints_cut_an_agent_sessions_cost(gw, sim):
+    """The simulator prices the prompt the way Anthropic's cache does (prefixes up to each
+    breakpoint written, then read back). Without breakpoints every turn pays full input;
+    with `auto_cache` on the provider, each turn reads what the turn before wrote."""
+    from agent_session import published_cost, run_session
+
+    client = gw.client()
+    sim.clear()
+    plain = run_session(client, "claude/agent-cache")
+    assert not any("cache_control" in json.dumps(r["body"]) for r in sim.requests())
+    sim.clear()
+    cached = run_session(client, "claudecache/agent-cache")
+    bodies = [r["body"] for r in sim.requests()]
+    assert all(json.dumps(b).count('"cache_control"') <= 4 for b in bodies)
+    assert all(b["system"][-1]["cache_control"] == {"type": "ephemeral"} for b in bodies)
+    # The gateway's own cost code agrees with Anthropic's published prices, turn by turn.
+    for u, cost in plain + cached:
+        assert cost == pytest.approx(published_cost(u), rel=1e-9)
+    assert all((u["prompt_tokens_details"] or {}).get("cached_tokens", 0) == 0 for u, _ in plain)
+    reads = [u["prompt_tokens_details"]["cached_tokens"] for u, _ in cached]
+    assert reads[0] == 0 and all(r > 0 for r in reads[1:]), reads
+    total_plain = sum(c for _, c in plain)
+    total_cached = sum(c for _, c in cached)
+    assert cached[0][1] > plain[0][1], "the first turn pays the write premium"
+    assert total_cached < 0.4 * total_plain, (total_cached, total_plain)

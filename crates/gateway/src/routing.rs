@@ -27,6 +27,8 @@ pub struct Deployment {
     pub health: Arc<Health>,
     /// The provider's timeouts with the alias's overrides applied.
     pub timeouts: Timeouts,
+    /// Automatic prompt-cache breakpoints (Anthropic; the provider's or the alias's).
+    pub auto_cache: bool,
 }
 
 /// An alias as `/admin/providers` shows it.
@@ -82,6 +84,7 @@ impl Router {
                 entries.push((
                     Deployment {
                         timeouts: alias.timeouts_over(provider.config.timeouts),
+                        auto_cache: alias.auto_cache || provider.config.auto_cache,
                         health: health.pin(p, m),
                         provider,
                         upstream_model: m.clone(),
@@ -125,6 +128,7 @@ impl Router {
             upstream_model: model.to_owned(),
             health: self.health.get(p.name(), model),
             timeouts: p.config.timeouts,
+            auto_cache: p.config.auto_cache,
         }
     }
 

@@ -8,7 +8,8 @@
 //! (prompt-cache usage), `cache-max` (recorded stream cut by max_tokens), `parallel` (two
 //! recorded tool_use blocks in one turn), `forced-tool` (answers the forced tool with input
 //! fitting its schema), `overloaded` (stream that fails with an `error` event), `err401`,
-//! `err429`, `fast` (benchmarks).
+//! `err429`, `fast` (benchmarks), `agent-cache` (answers "Done." with usage computed the way
+//! Anthropic's prompt cache would: see [`cache_usage`]).
 
 use std::time::Duration;
 
@@ -76,6 +77,93 @@ pub(crate) fn sample(schema: &Value) -> Value {
         "null" => Value::Null,
         _ => json!("sim"),
     }
+}
+
+/// Tokens of `bytes` of request JSON: the recorded cache exchange
+/// (`anthropic_nonstream_cache_usage`) has 1,114 input tokens in 5,637 bytes.
+fn tokens_of(bytes: usize) -> u64 {
+    (bytes as u64 * 1114).div_ceil(5637)
+}
+
+/// Anthropic's smallest cacheable prefix (Sonnet, Opus).
+const MIN_CACHEABLE: u64 = 1024;
+
+/// Usage for `req` as Anthropic's prompt cache computes it, updating `cache`: the prompt is
+/// the blocks tools → system → messages; a block with `cache_control` is a breakpoint;
+/// at each one the longest prefix written before (looking back up to 20 blocks) is read;
+/// the prefix up to the last breakpoint is written (what was not read); the rest is
+/// plain input. Prefixes under [`MIN_CACHEABLE`] tokens are never cached. Prefixes are
+/// identified by a running hash of the blocks without their `cache_control`.
+fn cache_usage(req: &Value, cache: &mut std::collections::HashSet<u64>) -> Value {
+    use std::hash::{Hash, Hasher};
+    let mut blocks: Vec<Value> = Vec::new();
+    blocks.extend(req["tools"].as_array().cloned().unwrap_or_default());
+    match &req["system"] {
+        Value::String(s) => blocks.push(json!({"type": "text", "text": s})),
+        Value::Array(a) => blocks.extend(a.iter().cloned()),
+        _ => {}
+    }
+    for m in req["messages"].as_array().into_iter().flatten() {
+        match &m["content"] {
+            Value::String(s) => blocks.push(json!({"role": m["role"], "type": "text", "text": s})),
+            Value::Array(a) => {
+                for b in a {
+                    let mut b = b.clone();
+                    b["role"] = m["role"].clone();
+                    blocks.push(b);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Running (hash, tokens) after each block, and where the breakpoints are.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    req["model"].to_string().hash(&mut h);
+    let mut prefix = Vec::with_capacity(blocks.len());
+    let mut breakpoints = Vec::new();
+    let mut tokens = 0;
+    for (i, b) in blocks.iter().enumerate() {
+        let mut b = b.clone();
+        if let Some(o) = b.as_object_mut() {
+            if o.remove("cache_control").is_some() {
+                breakpoints.push(i);
+            }
+        }
+        let text = b.to_string();
+        text.hash(&mut h);
+        tokens += tokens_of(text.len());
+        prefix.push((h.finish(), tokens));
+    }
+    let total = tokens;
+    let mut read = 0;
+    for &bp in &breakpoints {
+        for j in (bp.saturating_sub(19)..=bp).rev() {
+            let (hash, t) = prefix[j];
+            if cache.contains(&hash) {
+                read = read.max(t);
+                break;
+            }
+        }
+    }
+    let mut written = 0;
+    if let Some(&last) = breakpoints.last() {
+        let (_, t) = prefix[last];
+        if t >= MIN_CACHEABLE && t > read {
+            written = t - read;
+        }
+    }
+    for &bp in &breakpoints {
+        let (hash, t) = prefix[bp];
+        if t >= MIN_CACHEABLE {
+            cache.insert(hash);
+        }
+    }
+    json!({
+        "input_tokens": total - read - written,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": read,
+        "output_tokens": 2,
+    })
 }
 
 /// The non-streaming message for a scenario.
@@ -354,6 +442,29 @@ pub async fn messages(State(state): State<SimState>, headers: HeaderMap, body: B
             .header("content-type", "application/json")
             .body(Body::from(FAST_MESSAGE))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    if sc.name == "agent-cache" {
+        let usage = match state.prompt_cache.lock() {
+            Ok(mut cache) => cache_usage(&req, &mut cache),
+            Err(_) => return json_response(500, &error_body(500, "sim: cache lock")),
+        };
+        let m = json!({"id": "msg_sim_cache", "type": "message", "role": "assistant",
+            "model": req["model"], "content": [{"type": "text", "text": "Done."}],
+            "stop_reason": "end_turn", "stop_sequence": null, "usage": usage});
+        return if stream {
+            crate::server::stream_response(
+                streamify(&m, None),
+                &crate::server::StreamPlan {
+                    gap_ms: sc.gap_ms,
+                    disconnect_after: sc.disconnect_after,
+                    stall_after: sc.stall_after,
+                    model: sc.name.clone(),
+                },
+                &state,
+            )
+        } else {
+            json_response(200, &m)
+        };
     }
     let found = match message(&sc, &req) {
         Ok(m) => m,

@@ -41,6 +41,8 @@ pub struct SimState {
     pub frames_sent: Arc<Mutex<std::collections::HashMap<String, u64>>>,
     /// Requests seen per model string (for `seq=`).
     pub seen: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    /// The Anthropic scenario `agent-cache`: prompt prefixes written to the cache.
+    pub prompt_cache: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
 
 fn unix_ms() -> f64 {

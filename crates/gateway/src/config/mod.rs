@@ -112,6 +112,8 @@ pub struct ProviderConfig {
     pub max_tokens: IndexMap<String, u32>,
     /// Serves `/responses` itself (pass-through).
     pub responses: bool,
+    /// Anthropic: automatic prompt-cache breakpoints.
+    pub auto_cache: bool,
 }
 
 /// Retries of one deployment (after its first try) before the route moves on.
@@ -140,6 +142,8 @@ pub struct ModelAlias {
     /// One weight per route entry (all 1 unless `weights` says otherwise).
     pub weights: Vec<f64>,
     pub timeouts: RawModelTimeouts,
+    /// Automatic prompt-cache breakpoints on its Anthropic deployments.
+    pub auto_cache: bool,
 }
 
 /// The circuit breaker's settings.
@@ -452,6 +456,7 @@ fn resolve(
                         default_max_tokens: None,
                         max_tokens: IndexMap::new(),
                         responses: false,
+                        auto_cache: false,
                     },
                 );
             }
@@ -473,6 +478,7 @@ fn resolve(
                 default_max_tokens: None,
                 max_tokens: IndexMap::new(),
                 responses: false,
+                auto_cache: false,
             },
         );
     }
@@ -541,6 +547,7 @@ fn resolve(
             default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             max_tokens: p.max_tokens,
             responses: p.responses,
+            auto_cache: p.auto_cache,
         });
     }
     let mut models = Vec::new();
@@ -617,6 +624,7 @@ fn resolve(
             strategy,
             weights,
             timeouts: m.timeouts,
+            auto_cache: m.auto_cache,
         });
     }
     let b = Breaker::default();

@@ -90,6 +90,10 @@ pub struct RawProvider {
     /// requests are passed through instead of translated to Chat Completions.
     #[serde(default)]
     pub responses: bool,
+    /// Anthropic: add prompt-cache breakpoints to requests that carry none of their own
+    /// (Chat and Responses clients). See `translate::anthropic::cache`.
+    #[serde(default)]
+    pub auto_cache: bool,
 }
 
 /// Seconds; fractions allowed.
@@ -114,6 +118,9 @@ pub struct RawModel {
     /// belongs to the provider's connection pool).
     #[serde(default)]
     pub timeouts: RawModelTimeouts,
+    /// Automatic prompt-cache breakpoints on this alias's Anthropic deployments.
+    #[serde(default)]
+    pub auto_cache: bool,
 }
 
 /// Seconds; fractions allowed.

@@ -193,6 +193,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
                 price: super::price_of(ctx.state, &d),
                 created: now_secs(),
                 tap: ctx.tap,
+                auto_cache: d.auto_cache,
             })
             .await
         }

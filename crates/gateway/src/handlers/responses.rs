@@ -368,6 +368,7 @@ async fn attempt(d: Deployment, ctx: &Ctx<'_>) -> Result<Response, GatewayError>
     let p = ctx.p;
     provider::attempt(provider::Call {
         provider: &d.provider,
+        auto_cache: d.auto_cache,
         timeouts: d.timeouts,
         health: Some(&d.health),
         req: &p.req,

@@ -32,7 +32,13 @@ pub struct Call<'a> {
     pub price: Option<Price>,
     pub created: u64,
     pub tap: &'a Tap,
+    /// Add prompt-cache breakpoints (the deployment's `auto_cache`).
+    pub auto_cache: bool,
 }
+
+/// Prompts shorter than this (estimated) get no automatic breakpoints: Anthropic caches
+/// nothing under 1,024 tokens.
+pub const AUTO_CACHE_MIN_TOKENS: usize = 1024;
 
 /// The top-level keys of the client's JSON (to name the ones dropped).
 fn present_fields(raw: &[u8]) -> Vec<String> {
@@ -59,6 +65,13 @@ pub async fn chat(call: Call<'_>) -> Result<Response, GatewayError> {
             None => err,
         }
     })?;
+    let mut t = t;
+    if call.auto_cache {
+        jusinfer_translate::anthropic::cache::add_breakpoints(
+            &mut t.request,
+            AUTO_CACHE_MIN_TOKENS,
+        );
+    }
     let body = serde_json::to_vec(&t.request).map_err(|e| GatewayError::internal(e.to_string()))?;
     let clock = Clock::start(call.timeouts);
     let answer = http::exchange(

@@ -112,6 +112,8 @@ impl Keeper {
 /// One attempt of a `/v1/responses` request.
 pub struct Call<'a> {
     pub provider: &'a Provider,
+    /// Add prompt-cache breakpoints on an Anthropic upstream (the deployment's `auto_cache`).
+    pub auto_cache: bool,
     pub timeouts: Timeouts,
     pub health: Option<&'a Arc<Health>>,
     /// The client's request, parsed and as sent.
@@ -402,6 +404,13 @@ async fn anthropic(call: Call<'_>) -> Result<Response, GatewayError> {
             None => err,
         }
     })?;
+    let mut a = a;
+    if call.auto_cache {
+        jusinfer_translate::anthropic::cache::add_breakpoints(
+            &mut a.request,
+            super::anthropic::AUTO_CACHE_MIN_TOKENS,
+        );
+    }
     let body = serde_json::to_vec(&a.request).map_err(|e| GatewayError::internal(e.to_string()))?;
     let clock = Clock::start(call.timeouts);
     let answer = http::exchange(

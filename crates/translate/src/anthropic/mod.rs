@@ -5,6 +5,7 @@
 //! - [`response`]: a Messages response → a `chat.completion`.
 //! - [`stream`]: Messages stream events → `chat.completion.chunk` frames, incrementally.
 
+pub mod cache;
 pub mod request;
 pub mod response;
 pub mod stream;
