@@ -813,3 +813,64 @@ fn regression_the_response_object_has_every_field_openai_sends() {
     assert!(result["tools"][0]["description"].is_null());
     assert_eq!(result["text"]["verbosity"], "medium");
 }
+
+#[test]
+fn regression_codex_additional_tools_and_namespaces_become_chat_tools() {
+    // Codex 0.171's default model declares its tools in an `additional_tools` input item,
+    // grouped in namespaces; it used to be a 400.
+    let f = |name: &str| {
+        json!({"type": "function", "name": name, "strict": false,
+        "parameters": {"type": "object", "properties": {}}})
+    };
+    let req = obj(json!({
+        "model": "m",
+        "tools": [{"type": "namespace", "name": "top", "tools": [f("read")]}, {"type": "web_search"}],
+        "input": [
+            {"type": "additional_tools", "role": "developer", "tools": [
+                {"type": "namespace", "name": "functions", "tools": [
+                    {"type": "custom", "name": "exec", "format": {"type": "grammar"}}, f("wait")]},
+                {"type": "namespace", "name": "clock", "tools": [f("sleep"), f("read")]}]},
+            {"role": "developer", "content": "be careful"},
+            {"role": "user", "content": "hi"}
+        ],
+        "reasoning": {"effort": "low", "context": "all_turns"},
+        "parallel_tool_calls": false
+    }));
+    let items = input_items(&req, |p| format!("{p}_1")).expect("items");
+    assert_eq!(items[0]["type"], "additional_tools");
+    let t = to_chat(
+        &req,
+        &items,
+        Options {
+            upstream_model: "x",
+            openai: false,
+            thinking: false,
+        },
+    )
+    .expect("chat");
+    let names: Vec<&str> = t.body["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t["function"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["read", "wait", "sleep"]);
+    assert_eq!(t.body["parallel_tool_calls"], false);
+    let roles: Vec<&str> = t.body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["role"].as_str().expect("role"))
+        .collect();
+    assert_eq!(roles, ["system", "user"]);
+    let mut dropped = t.dropped.clone();
+    dropped.sort();
+    assert_eq!(
+        dropped,
+        [
+            "input[0].tools[0].tools[0] (custom)",
+            "input[0].tools[1].tools[1] (duplicate name read)",
+            "tools[1] (web_search)"
+        ]
+    );
+}

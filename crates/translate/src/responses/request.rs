@@ -178,6 +178,18 @@ pub fn input_items(
                     o.insert("id".into(), json!(make_id("rs")));
                 }
             }
+            // Tools declared mid-conversation (Codex): they join the request's tools.
+            "additional_tools" => {
+                if !obj.get("tools").is_some_and(Value::is_array) {
+                    return Err(bad(
+                        format!("{at}.tools"),
+                        "an additional_tools item needs `tools` (an array)",
+                    ));
+                }
+                if !o.get("id").is_some_and(Value::is_string) {
+                    o.insert("id".into(), json!(make_id("at")));
+                }
+            }
             "item_reference" => {
                 return Err(bad(
                     at,
@@ -187,7 +199,7 @@ pub fn input_items(
             other => {
                 return Err(bad(
                     format!("{at}.type"),
-                    format!("input items of type {other:?} cannot be served: expected message, function_call, function_call_output or reasoning"),
+                    format!("input items of type {other:?} cannot be served: expected message, function_call, function_call_output, reasoning, additional_tools or item_reference"),
                 ))
             }
         }
@@ -379,6 +391,8 @@ fn messages(
                     }
                 }
             }
+            // Its tools were added to the request's (see `to_chat`).
+            "additional_tools" => {}
             other => dropped.push(format!("{at} ({other})")),
         }
     }
@@ -393,12 +407,30 @@ fn tools(req: &Map<String, Value>, dropped: &mut Vec<String>) -> Result<Vec<Valu
         .as_array()
         .ok_or_else(|| bad("tools", "tools must be an array"))?;
     let mut out = Vec::with_capacity(list.len());
+    chat_tools(list, "tools", &mut out, dropped)?;
+    Ok(out)
+}
+
+/// Responses tools at `at` → Chat function tools, appended to `out`. A `namespace` tool
+/// (Codex groups its tools so) contributes its function tools under their own names; a
+/// name already taken keeps its first definition. Other kinds (hosted tools, `custom`
+/// free-form tools) are dropped and named.
+fn chat_tools(
+    list: &[Value],
+    at: &str,
+    out: &mut Vec<Value>,
+    dropped: &mut Vec<String>,
+) -> Result<(), Error> {
     for (i, t) in list.iter().enumerate() {
         match t.get("type").and_then(Value::as_str) {
             Some("function") => {
                 let name = t.get("name").and_then(Value::as_str).ok_or_else(|| {
-                    bad(format!("tools[{i}].name"), "a function tool needs a `name`")
+                    bad(format!("{at}[{i}].name"), "a function tool needs a `name`")
                 })?;
+                if out.iter().any(|o| o["function"]["name"] == name) {
+                    dropped.push(format!("{at}[{i}] (duplicate name {name})"));
+                    continue;
+                }
                 let mut f = Map::new();
                 f.insert("name".into(), json!(name));
                 if let Some(d) = t.get("description").filter(|d| d.is_string()) {
@@ -416,11 +448,17 @@ fn tools(req: &Map<String, Value>, dropped: &mut Vec<String>) -> Result<Vec<Valu
                 }
                 out.push(json!({"type": "function", "function": f}));
             }
-            Some(other) => dropped.push(format!("tools[{i}] ({other})")),
-            None => return Err(bad(format!("tools[{i}].type"), "each tool needs a `type`")),
+            Some("namespace") => {
+                let inner = t.get("tools").and_then(Value::as_array).ok_or_else(|| {
+                    bad(format!("{at}[{i}].tools"), "a namespace tool needs `tools`")
+                })?;
+                chat_tools(inner, &format!("{at}[{i}].tools"), out, dropped)?;
+            }
+            Some(other) => dropped.push(format!("{at}[{i}] ({other})")),
+            None => return Err(bad(format!("{at}[{i}].type"), "each tool needs a `type`")),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn tool_choice(v: &Value, dropped: &mut Vec<String>) -> Result<Option<Value>, Error> {
@@ -509,7 +547,15 @@ pub fn to_chat(
     let mut body = Map::new();
     body.insert("model".into(), json!(opts.upstream_model));
     body.insert("messages".into(), Value::Array(msgs));
-    let tools = tools(req, &mut dropped)?;
+    let mut tools = tools(req, &mut dropped)?;
+    // Tools declared in the conversation (Codex's `additional_tools` items).
+    for (k, item) in conversation.iter().enumerate() {
+        if item.get("type").and_then(Value::as_str) == Some("additional_tools") {
+            if let Some(list) = item.get("tools").and_then(Value::as_array) {
+                chat_tools(list, &format!("input[{k}].tools"), &mut tools, &mut dropped)?;
+            }
+        }
+    }
     let has_tools = !tools.is_empty();
     if has_tools {
         body.insert("tools".into(), Value::Array(tools));
