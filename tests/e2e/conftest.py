@@ -172,6 +172,19 @@ output = 15.0
 cached_input = 0.3
 cache_write = 3.75
 
+# Names real clients send by default (tests/e2e/test_real_clients.py).
+[[models]]
+name = "claude-sonnet-4-5"
+route = ["echo/echo"]
+
+[[models]]
+name = "gpt-5.5"
+route = ["echo/echo"]
+
+[[models]]
+name = "gpt-6.2-sol"
+route = ["echo/echo"]
+
 [[models]]
 name = "claude-then-openai"
 route = ["claude/text;status=529", "sim/text"]

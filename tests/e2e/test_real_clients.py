@@ -167,3 +167,64 @@ def test_openai_agents_sdk_runs_a_tool_loop(gw, sim):
     assert result.final_output
     plain = Agent(name="echo", model=OpenAIResponsesModel(model="echo", openai_client=client))
     assert Runner.run_sync(plain, "echo this back").final_output == "echo this back"
+
+
+# --- coding agents: the real programs (pinned in tests/clients/package.json) ------------
+BIN = CLIENTS / "node_modules/.bin"
+
+
+def claude(gw, tmp_path, *args):
+    """`claude -p …` with a throwaway home, against the gateway, nothing else on the wire."""
+    home = tmp_path / "claude-home"
+    home.mkdir(exist_ok=True)
+    env = dict(os.environ, HOME=str(home), ANTHROPIC_BASE_URL=gw.url, ANTHROPIC_API_KEY=gw.key,
+               CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1", DISABLE_TELEMETRY="1",
+               DISABLE_ERROR_REPORTING="1")
+    r = subprocess.run([str(BIN / "claude"), *args, "--output-format", "json"], capture_output=True, text=True,
+                       timeout=180, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"claude {args} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+    out = json.loads(r.stdout)
+    assert out["is_error"] is False and out["subtype"] == "success", out
+    return out
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "sim/text", "claude/text"])
+def test_claude_code_print_mode(gw, sim, tmp_path, model):
+    sim.clear()
+    out = claude(gw, tmp_path, "-p", "say hi", "--model", model)
+    if model == "claude-sonnet-4-5":  # echo: the last user text comes back
+        assert out["result"].rstrip().endswith("say hi")
+    else:
+        assert out["result"]
+        sent = [r for r in sim.requests() if r["path"] in ("/v1/messages", "/v1/chat/completions")]
+        assert sent, "the request reached the upstream"
+    # A second turn of the same session.
+    again = claude(gw, tmp_path, "-p", "and again", "--model", model, "--continue")
+    assert again["result"]
+
+
+def codex(gw, tmp_path, *args, model=None):
+    """`codex exec --json …` with a throwaway CODEX_HOME whose provider is the gateway."""
+    home = tmp_path / "codex-home"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(
+        (f'model = "{model}"\n' if model else "")
+        + 'model_provider = "jusinfer"\ncheck_for_update_on_startup = false\n\n'
+        + f'[model_providers.jusinfer]\nname = "jusinfer"\nbase_url = "{gw.url}/v1"\n'
+        + 'wire_api = "responses"\nenv_key = "JUSINFER_API_KEY"\n')
+    env = dict(os.environ, HOME=str(home), CODEX_HOME=str(home), JUSINFER_API_KEY=gw.key)
+    r = subprocess.run([str(BIN / "codex"), "exec", *args], capture_output=True, text=True, timeout=180,
+                       cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"codex exec {args} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+    events = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+    return [e["item"]["text"] for e in events
+            if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"]
+
+
+@pytest.mark.parametrize("model", ["gpt-5.5", None])
+def test_codex_exec(gw, tmp_path, model):
+    # `None`: Codex's own default model, whose requests declare their tools in an
+    # `additional_tools` input item (before: a 400).
+    common = ["--skip-git-repo-check", "--json"]
+    assert codex(gw, tmp_path, *common, "-s", "read-only", "say hi", model=model) == ["say hi"]
+    assert codex(gw, tmp_path, "resume", "--last", *common, "second turn", model=model) == ["second turn"]
