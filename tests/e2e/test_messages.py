@@ -299,3 +299,22 @@ def test_regression_structured_output_reaches_a_translated_model(gw, sim, ac):
                                                messages=[{"role": "user", "content": "hi"}],
                                                extra_body={"top_k": 3, "brand_new_field": {"x": 1}})
     assert sorted(raw.headers["x-jusinfer-dropped-params"].split(", ")) == ["brand_new_field", "top_k"]
+
+
+def test_effort_on_a_model_that_does_not_reason_is_dropped_and_named(gw, sim, ac):
+    # Claude Code sends `output_config.effort`; as `reasoning_effort` it is a 400 at OpenAI
+    # for models that do not reason. The gateway tries once more without it, and says so.
+    sim.clear()
+    raw = ac.messages.with_raw_response.create(model="sim/text;no_effort", max_tokens=50,
+                                               messages=[{"role": "user", "content": "hi"}],
+                                               extra_body={"output_config": {"effort": "high"}})
+    assert raw.parse().content[0].text
+    assert raw.headers["x-jusinfer-dropped-params"] == "output_config.effort"
+    sent = [r["body"] for r in sim.requests()]
+    assert [("reasoning_effort" in b) for b in sent] == [True, False]
+
+
+def test_the_probes_clients_send_before_their_first_call(gw):
+    for path in ("/", "/api/hello"):
+        assert httpx.head(gw.url + path).status_code == 200
+        assert httpx.get(gw.url + path).json()["service"] == "jusinfer"

@@ -132,6 +132,9 @@ pub struct Scenario {
     pub expect_messages: Option<usize>,
     /// `probe`: how to break the answer ([`crate::probe`]).
     pub fault: String,
+    /// A model that does not reason: `reasoning_effort` is a 400 as OpenAI gives it (the
+    /// recorded unsupported-parameter error, naming that param).
+    pub no_effort: bool,
 }
 
 /// Replaces the byte after the first `"id":"` with 0xff (not UTF-8 anywhere).
@@ -175,6 +178,7 @@ impl Scenario {
                 "error_event" => s.error_event = true,
                 "expect_messages" => s.expect_messages = v.parse().ok(),
                 "fault" => s.fault = v.to_owned(),
+                "no_effort" => s.no_effort = true,
                 _ => {}
             }
         }
@@ -513,6 +517,16 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
     } else {
         sc
     };
+    if sc.no_effort && req.get("reasoning_effort").is_some() {
+        let mut body: Value = fixtures::read("errors/openai_400_unsupported_parameter.json")
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| json!({"error": {"type": "invalid_request_error"}}));
+        body["error"]["param"] = json!("reasoning_effort");
+        body["error"]["message"] =
+            json!("Unsupported parameter: 'reasoning_effort' is not supported with this model.");
+        return json_response(400, Bytes::from(body.to_string()));
+    }
     if let Some(n) = sc.expect_messages {
         let got = req["messages"].as_array().map_or(0, Vec::len);
         if got != n {
