@@ -160,6 +160,10 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/admin/keys/{id}/revoke", post(handlers::admin::revoke))
         .route("/admin/usage", get(handlers::admin::usage))
         .route("/admin/providers", get(handlers::admin::providers))
+        // Claude Code's reachability check (`HEAD /api/hello`) before its first call.
+        .route("/api/hello", get(handlers::health::hello))
+        // Clients probe the base URL itself (`HEAD /`) to see the gateway is there.
+        .route("/", get(handlers::health::hello))
         .route("/healthz", get(handlers::health::healthz))
         .route("/readyz", get(handlers::health::readyz))
         .route("/metrics", get(handlers::health::metrics))

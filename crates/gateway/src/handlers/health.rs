@@ -8,6 +8,12 @@ use serde_json::json;
 
 use crate::app::AppState;
 
+/// `/` and `/api/hello`: what clients probe before their first call (Claude Code sends
+/// `HEAD /api/hello`); 200 with the portal's address.
+pub async fn hello() -> Response {
+    Json(json!({"service": "jusinfer", "portal": "/developer"})).into_response()
+}
+
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
