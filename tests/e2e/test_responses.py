@@ -608,3 +608,13 @@ def test_regression_a_free_model_costs_zero_in_every_dialect(gw, client):
     assert resp.usage.model_extra["cost"] == 0.0
     with client.responses.stream(model="echo", input="hi") as st:
         assert st.get_final_response().usage.model_extra["cost"] == 0.0
+
+
+def test_effort_on_a_model_that_does_not_reason_is_dropped_and_named(client, sim):
+    # Codex always sends `reasoning.effort`; a Chat model that does not reason refuses it.
+    sim.clear()
+    raw = client.responses.with_raw_response.create(model="sim/text;no_effort", input="hi",
+                                                    reasoning={"effort": "medium"})
+    assert raw.parse().output_text
+    assert raw.headers["x-jusinfer-dropped-params"] == "reasoning.effort"
+    assert [("reasoning_effort" in r["body"]) for r in sim.requests()] == [True, False]

@@ -113,13 +113,6 @@ fn translate_request(call: &Call<'_>) -> Result<request::Translated, GatewayErro
     })
 }
 
-/// The upstream refused `reasoning_effort` (a model that does not reason).
-fn refuses_effort(e: &GatewayError) -> bool {
-    e.status == axum::http::StatusCode::BAD_REQUEST
-        && (e.param.as_deref() == Some("reasoning_effort")
-            || e.message.contains("reasoning_effort"))
-}
-
 fn dropped_header(resp: &mut axum::response::Response, dropped: &[String]) {
     if dropped.is_empty() {
         return;
@@ -141,37 +134,15 @@ fn stream_options(call: &Call<'_>) -> stream::Options {
 pub async fn openai(call: Call<'_>) -> Result<axum::response::Response, GatewayError> {
     let p = call.provider;
     let mut t = translate_request(&call)?;
-    let mut clock = Clock::start(call.timeouts);
-    let answer = loop {
-        let body =
-            serde_json::to_vec(&t.body).map_err(|e| GatewayError::internal(e.to_string()))?;
-        let result = http::exchange(
-            p,
-            http::Exchange {
-                endpoint: Endpoint::ChatCompletions,
-                body: Bytes::from(body),
-                stream: call.stream,
-                auth: http::Auth::Bearer,
-                headers: &[],
-                forward: &[],
-                map_status: openai::map_status,
-            },
-            &clock,
-        )
-        .await;
-        match result {
-            // `output_config.effort` became `reasoning_effort`, which models that do not
-            // reason refuse (OpenAI: 400 on that param): once more without it, named.
-            Err(e) if refuses_effort(&e) && t.body.get("reasoning_effort").is_some() => {
-                if let Some(o) = t.body.as_object_mut() {
-                    o.remove("reasoning_effort");
-                }
-                t.dropped.push("output_config.effort".to_owned());
-                clock = Clock::start(call.timeouts);
-            }
-            other => break other?,
-        }
-    };
+    let (answer, clock) = openai::exchange_translated(
+        p,
+        &mut t.body,
+        call.stream,
+        call.timeouts,
+        &mut t.dropped,
+        "output_config.effort",
+    )
+    .await?;
     let mut resp = if call.stream {
         let machine = stream::NormalizedToMessages::new(stream_options(&call));
         http::stream(p, answer.resp, machine, &clock, Some(call.tap), call.health).await?

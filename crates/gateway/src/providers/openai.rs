@@ -232,6 +232,55 @@ fn splice_cost(body: &Bytes, start: usize, len: usize, cost: Option<f64>) -> Byt
 /// Maps an upstream error status (§5): 400/404/422 keep their status and the upstream's
 /// error; 401/403 are the gateway's credentials, not the client's, so they become 502;
 /// 408, 429, 5xx and 529 may be retried elsewhere.
+/// Sends a Chat body the gateway translated from another dialect. A `reasoning_effort`
+/// it carries (from the client's effort setting) is refused by models that do not reason
+/// (OpenAI: 400 on that param); then it is sent once more without it, and `effort_name`
+/// (the client's field) joins `dropped`.
+pub async fn exchange_translated(
+    p: &Provider,
+    body: &mut serde_json::Value,
+    stream: bool,
+    timeouts: crate::config::Timeouts,
+    dropped: &mut Vec<String>,
+    effort_name: &str,
+) -> Result<(http::Answer, Clock), GatewayError> {
+    loop {
+        let clock = Clock::start(timeouts);
+        let bytes =
+            serde_json::to_vec(&*body).map_err(|e| GatewayError::internal(e.to_string()))?;
+        let result = http::exchange(
+            p,
+            http::Exchange {
+                endpoint: super::Endpoint::ChatCompletions,
+                body: Bytes::from(bytes),
+                stream,
+                auth: http::Auth::Bearer,
+                headers: &[],
+                forward: &[],
+                map_status,
+            },
+            &clock,
+        )
+        .await;
+        match result {
+            Err(e) if refuses_effort(&e) && body.get("reasoning_effort").is_some() => {
+                if let Some(o) = body.as_object_mut() {
+                    o.remove("reasoning_effort");
+                }
+                dropped.push(effort_name.to_owned());
+            }
+            other => return other.map(|a| (a, clock)),
+        }
+    }
+}
+
+/// The upstream refused `reasoning_effort`.
+fn refuses_effort(e: &GatewayError) -> bool {
+    e.status == StatusCode::BAD_REQUEST
+        && (e.param.as_deref() == Some("reasoning_effort")
+            || e.message.contains("reasoning_effort"))
+}
+
 pub fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError {
     #[derive(serde::Deserialize)]
     struct Env {

@@ -317,21 +317,14 @@ async fn from_completion(
 /// An OpenAI-shaped upstream without the Responses API: through Chat Completions.
 async fn chat_upstream(call: Call<'_>) -> Result<Response, GatewayError> {
     let p = call.provider;
-    let t = translate(&call)?;
-    let body = serde_json::to_vec(&t.body).map_err(|e| GatewayError::internal(e.to_string()))?;
-    let clock = Clock::start(call.timeouts);
-    let answer = http::exchange(
+    let mut t = translate(&call)?;
+    let (answer, clock) = openai::exchange_translated(
         p,
-        http::Exchange {
-            endpoint: Endpoint::ChatCompletions,
-            body: Bytes::from(body),
-            stream: call.stream,
-            auth: http::Auth::Bearer,
-            headers: &[],
-            forward: &[],
-            map_status: openai::map_status,
-        },
-        &clock,
+        &mut t.body,
+        call.stream,
+        call.timeouts,
+        &mut t.dropped,
+        "reasoning.effort",
     )
     .await?;
     let mut resp = if call.stream {
