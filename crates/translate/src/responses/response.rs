@@ -121,7 +121,10 @@ pub fn usage(chat: &Value) -> Value {
     let output = n(&chat["completion_tokens"]);
     let mut u = json!({
         "input_tokens": input,
-        "input_tokens_details": {"cached_tokens": n(&chat["prompt_tokens_details"]["cached_tokens"])},
+        "input_tokens_details": {
+            "cached_tokens": n(&chat["prompt_tokens_details"]["cached_tokens"]),
+            "cache_write_tokens": n(&chat["prompt_tokens_details"]["cache_write_tokens"]),
+        },
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": n(&chat["completion_tokens_details"]["reasoning_tokens"])},
         "total_tokens": chat["total_tokens"].as_u64().unwrap_or(input + output),

@@ -270,11 +270,18 @@ impl ChatToResponses {
                 );
             }
             Kind::Message => self.close_part(i, out),
-            Kind::Call(_) => self.emit(
-                "response.function_call_arguments.done",
-                json!({"item_id": id, "output_index": i, "arguments": text}),
-                out,
-            ),
+            Kind::Call(_) => {
+                let name = self
+                    .items
+                    .get(i)
+                    .map(|it| it.name.clone())
+                    .unwrap_or_default();
+                self.emit(
+                    "response.function_call_arguments.done",
+                    json!({"item_id": id, "output_index": i, "name": name, "arguments": text}),
+                    out,
+                );
+            }
         }
         let item = self.item_value(i, status);
         if let Some(it) = self.items.get_mut(i) {
