@@ -228,3 +228,29 @@ def test_codex_exec(gw, tmp_path, model):
     common = ["--skip-git-repo-check", "--json"]
     assert codex(gw, tmp_path, *common, "-s", "read-only", "say hi", model=model) == ["say hi"]
     assert codex(gw, tmp_path, "resume", "--last", *common, "second turn", model=model) == ["second turn"]
+
+
+def test_claude_code_runs_a_tool_loop_on_a_translated_model(gw, sim, tmp_path):
+    # `sim/agent` calls Claude Code's Read tool, then answers from the tool's result: the
+    # loop crosses the Messages → Chat translation both ways twice.
+    (tmp_path / "notes.txt").write_text("the secret word is tangerine\n")
+    sim.clear()
+    out = claude(gw, tmp_path, "-p", "read notes.txt", "--model", "sim/agent;tool=Read")
+    assert out["result"].startswith("done: "), out["result"]
+    chats = [r["body"] for r in sim.requests() if r["path"] == "/v1/chat/completions"]
+    assert len(chats) == 2
+    results = [m for m in chats[1]["messages"] if m["role"] == "tool"]
+    assert results and results[0]["tool_call_id"] == "call_sim_agent_1"
+
+
+def test_codex_runs_a_tool_loop_on_a_translated_model(gw, sim, tmp_path):
+    # `sim/agent` calls Codex's `get_goal` tool (it runs nothing), then answers from the
+    # result: the loop crosses the Responses → Chat translation both ways twice.
+    sim.clear()
+    texts = codex(gw, tmp_path, "--skip-git-repo-check", "--json", "-s", "read-only", "what is the goal?",
+                  model="sim/agent;tool=get_goal")
+    assert texts and texts[-1].startswith("done: "), texts
+    chats = [r["body"] for r in sim.requests() if r["path"] == "/v1/chat/completions"]
+    assert len(chats) == 2
+    assert [m["role"] for m in chats[1]["messages"]][-2:] == ["assistant", "tool"]
+    assert chats[1]["messages"][-2]["tool_calls"][0]["function"]["name"] == "get_goal"

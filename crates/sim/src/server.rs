@@ -132,6 +132,8 @@ pub struct Scenario {
     pub expect_messages: Option<usize>,
     /// `probe`: how to break the answer ([`crate::probe`]).
     pub fault: String,
+    /// `agent`: the tool to call (default: the request's first function tool).
+    pub tool: Option<String>,
     /// A model that does not reason: `reasoning_effort` is a 400 as OpenAI gives it (the
     /// recorded unsupported-parameter error, naming that param).
     pub no_effort: bool,
@@ -179,6 +181,7 @@ impl Scenario {
                 "expect_messages" => s.expect_messages = v.parse().ok(),
                 "fault" => s.fault = v.to_owned(),
                 "no_effort" => s.no_effort = true,
+                "tool" => s.tool = Some(v.to_owned()),
                 _ => {}
             }
         }
@@ -574,6 +577,9 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
     if sc.name == "json" {
         return json_answer(&req, stream, &sc, &state);
     }
+    if sc.name == "agent" {
+        return agent_answer(&req, stream, &sc, &state);
+    }
     if !stream {
         return match nonstream_body(&sc.name) {
             Ok(Some((status, body))) => {
@@ -749,6 +755,66 @@ pub(crate) fn stream_response(
 /// `json`: a completion whose content fits the request's `response_format` json_schema, or
 /// a JSON object for `json_object` (400 when the request has neither: the gateway must
 /// have translated the client's format).
+/// The `agent` scenario, a coding agent's loop in two turns: until the conversation holds
+/// a tool result, call the tool (`tool=`, else the first function tool) with arguments
+/// fitting its schema; after it, answer "done: " and the start of the last result.
+fn agent_answer(req: &Value, stream: bool, sc: &Scenario, state: &SimState) -> Response {
+    let messages = req["messages"].as_array().map_or(&[][..], Vec::as_slice);
+    let result = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "tool")
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+    let tools = req["tools"].as_array().map_or(&[][..], Vec::as_slice);
+    let tool = tools.iter().find(|t| match &sc.tool {
+        Some(name) => t["function"]["name"] == name.as_str(),
+        None => t["type"] == "function",
+    });
+    let message = match (result, tool) {
+        (Some(r), _) => {
+            let head: String = r.chars().take(60).collect();
+            json!({"role": "assistant", "content": format!("done: {head}")})
+        }
+        (None, Some(t)) => {
+            let args = crate::anthropic::sample(&t["function"]["parameters"]).to_string();
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_sim_agent_1",
+                "type": "function", "function": {"name": t["function"]["name"], "arguments": args}}]})
+        }
+        (None, None) => {
+            return json_response(400, error_body(400, "sim: the agent scenario needs a tool"))
+        }
+    };
+    let finish = if message.get("tool_calls").is_some() {
+        "tool_calls"
+    } else {
+        "stop"
+    };
+    let completion = json!({
+        "id": "chatcmpl-agent", "object": "chat.completion", "created": 1727346142, "model": "agent",
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 40, "completion_tokens": 10, "total_tokens": 50},
+    });
+    if !stream {
+        return json_response(200, Bytes::from(completion.to_string()));
+    }
+    let include_usage = req["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
+    stream_response(
+        streamify(&completion, Style::Standard, include_usage),
+        &StreamPlan {
+            gap_ms: sc.gap_ms,
+            disconnect_after: sc.disconnect_after,
+            stall_after: sc.stall_after,
+            model: sc.name.clone(),
+        },
+        state,
+    )
+}
+
 fn json_answer(req: &Value, stream: bool, sc: &Scenario, state: &SimState) -> Response {
     let rf = &req["response_format"];
     let content = if rf["type"] == "json_object" {
