@@ -624,3 +624,11 @@ def test_effort_on_a_model_that_does_not_reason_is_dropped_and_named(client, sim
     assert raw.parse().output_text
     assert raw.headers["x-jusinfer-dropped-params"] == "reasoning.effort"
     assert [("reasoning_effort" in r["body"]) for r in sim.requests()] == [True, False]
+
+
+def test_regression_a_tool_without_a_type_is_a_400_not_a_crash(gw):
+    for model in ("echo", "sim/text"):
+        r = httpx.post(gw.url + "/v1/responses", headers={"authorization": f"Bearer {gw.key}"}, timeout=10,
+                       json={"model": model, "input": "hi", "tools": [{"name": "f"}]})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == "tools[0].type"

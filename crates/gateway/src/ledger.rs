@@ -285,8 +285,9 @@ struct Writer {
     spill: PathBuf,
     /// Rows not yet on disk or in the store (only while the spill file cannot be written).
     held: Vec<UsageRecord>,
-    /// Acknowledgements of held rows, sent once they are committed.
-    acks: Vec<oneshot::Sender<()>>,
+    /// Acknowledgements of held rows, one slot per row (`held[i]` ↔ `acks[i]`), sent once
+    /// they are committed.
+    acks: Vec<Option<oneshot::Sender<()>>>,
     /// The spill file has rows to replay.
     spill_pending: bool,
     /// After a failed write the store is left alone until then: rows go to disk at once.
@@ -301,16 +302,16 @@ impl Writer {
         until: &mut tokio::time::Instant,
     ) {
         self.held.push(r);
-        if let Some(a) = ack {
-            self.acks.push(a);
+        if ack.is_some() {
             *until = (*until).min(tokio::time::Instant::now());
         }
+        self.acks.push(ack);
     }
 
     /// The held rows are committed (store or spill file): tell whoever waits.
     fn committed(&mut self) {
         self.held.clear();
-        for a in self.acks.drain(..) {
+        for a in self.acks.drain(..).flatten() {
             let _ = a.send(());
         }
     }
@@ -366,8 +367,8 @@ impl Writer {
                 if self.held.len() > MAX_HELD_ROWS {
                     let dropped = self.held.len() - MAX_HELD_ROWS;
                     self.held.drain(..dropped);
-                    let excess = self.acks.len().saturating_sub(MAX_HELD_ROWS);
-                    self.acks.drain(..excess);
+                    // Their waiters see the row go (a closed channel), not a commit.
+                    self.acks.drain(..dropped.min(self.acks.len()));
                     tracing::error!(
                         rows = dropped,
                         "usage ledger: store and disk both failing, rows dropped"

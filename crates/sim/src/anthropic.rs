@@ -109,7 +109,9 @@ fn cache_usage(req: &Value, cache: &mut std::collections::HashSet<u64>) -> Value
             Value::Array(a) => {
                 for b in a {
                     let mut b = b.clone();
-                    b["role"] = m["role"].clone();
+                    if let Some(o) = b.as_object_mut() {
+                        o.insert("role".into(), m["role"].clone());
+                    }
                     blocks.push(b);
                 }
             }

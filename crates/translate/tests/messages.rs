@@ -572,3 +572,26 @@ fn regression_structured_output_and_effort_carry_over_and_the_rest_is_named() {
         assert_eq!(got, want);
     }
 }
+
+#[test]
+fn a_system_entry_between_tool_calls_and_their_results_goes_after_the_results() {
+    let req: Map<String, Value> = serde_json::from_value(json!({
+        "model": "m", "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_a", "name": "f", "input": {}}]},
+            {"role": "system", "content": "reminder"},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_a", "content": "ok"},
+                                         {"type": "text", "text": "and?"}]}
+        ]
+    }))
+    .expect("obj");
+    let t = messages_to_chat(&req, "u", false).expect("translates");
+    let roles: Vec<_> = t.body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["role"].as_str().expect("role").to_owned())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "system", "user"]);
+}

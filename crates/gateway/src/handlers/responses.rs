@@ -100,14 +100,15 @@ fn flatten(turns: &[crate::store::Turn], with_last_output: bool) -> (Vec<Value>,
 /// Responses (the Vercel AI SDK, and other clients with `store` on, send earlier turns'
 /// items this way). Unknown ids, and other keys' items, are a 404 as OpenAI gives it.
 /// Returns where each resolved item came from, by its index in `input` (empty when there
-/// was no reference).
+/// was no reference), and the resolved items' size in bytes (they count as prompt, and are
+/// bounded like a body: at most `max_body_bytes`).
 async fn resolve_references(
     state: &AppState,
     owner: &str,
     req: &mut Map<String, Value>,
-) -> Result<Vec<(usize, Origin)>, GatewayError> {
+) -> Result<(Vec<(usize, Origin)>, usize), GatewayError> {
     let Some(Value::Array(input)) = req.get_mut("input") else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     };
     let is_ref = |v: &Value| v.get("type").and_then(Value::as_str) == Some("item_reference");
     let mut ids = Vec::new();
@@ -124,7 +125,7 @@ async fn resolve_references(
         }
     }
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     }
     if ids.len() > crate::store::MAX_ITEM_LOOKUPS {
         return Err(GatewayError::bad_request(format!(
@@ -134,12 +135,21 @@ async fn resolve_references(
         ))
         .param("input"));
     }
+    let limit = state.config.max_body_bytes;
+    let too_large = || {
+        GatewayError::bad_request(format!(
+            "The referenced items come to more than {limit} bytes, the most one request may hold."
+        ))
+        .param("input")
+    };
     let found = state
         .store
-        .response_items(owner, &ids)
+        .response_items(owner, &ids, limit.saturating_mul(4))
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .ok_or_else(too_large)?;
     let mut origins = Vec::new();
+    let mut bytes = 0;
     for (i, v) in input.iter_mut().enumerate().filter(|(_, v)| is_ref(v)) {
         let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
         match found.get(id) {
@@ -151,6 +161,10 @@ async fn resolve_references(
                     Some(None) => Origin::Gateway,
                     None => Origin::Client,
                 };
+                bytes += item.to_string().len();
+                if bytes > limit {
+                    return Err(too_large());
+                }
                 *v = item.clone();
                 origins.push((i, origin));
             }
@@ -162,7 +176,7 @@ async fn resolve_references(
             }
         }
     }
-    Ok(origins)
+    Ok((origins, bytes))
 }
 
 async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepared, GatewayError> {
@@ -174,7 +188,7 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
     .await?;
     let mut req: Map<String, Value> = super::parse_json(&raw)?;
     let owner = owner(caller);
-    let resolved = resolve_references(state, &owner, &mut req).await?;
+    let (resolved, resolved_bytes) = resolve_references(state, &owner, &mut req).await?;
     let model = req
         .get("model")
         .and_then(Value::as_str)
@@ -221,7 +235,7 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
             )
         }
     };
-    let mut history_bytes = 0;
+    let mut history_bytes = resolved_bytes;
     let (mut conversation, mut origins) = match &previous {
         Some(p) => {
             let c = state
@@ -242,7 +256,7 @@ async fn prepare(state: &AppState, caller: &Caller, body: Body) -> Result<Prepar
                 .param("previous_response_id")
                 .code("previous_response_not_found"));
             }
-            history_bytes = c.turns.iter().map(|t| t.bytes).sum();
+            history_bytes += c.turns.iter().map(|t| t.bytes).sum::<usize>();
             flatten(&c.turns, true)
         }
         None => (Vec::new(), Vec::new()),

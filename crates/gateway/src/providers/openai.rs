@@ -244,8 +244,9 @@ pub async fn exchange_translated(
     dropped: &mut Vec<String>,
     effort_name: &str,
 ) -> Result<(http::Answer, Clock), GatewayError> {
+    // One clock for both tries: the retry does not extend the attempt's deadline.
+    let clock = Clock::start(timeouts);
     loop {
-        let clock = Clock::start(timeouts);
         let bytes =
             serde_json::to_vec(&*body).map_err(|e| GatewayError::internal(e.to_string()))?;
         let result = http::exchange(

@@ -116,7 +116,9 @@ fn placeholders(from: usize, n: usize) -> String {
 }
 
 /// The ids of a stored Response's input and output items (each once), for the
-/// `response_items` index.
+/// `response_items` index. An id keeps its first holder: a later turn that stores the same
+/// item again (a resolved `item_reference`) does not move it, so an item stays known as the
+/// output of the turn that made it.
 fn item_ids(r: &StoredResponse) -> Vec<&str> {
     let mut ids: Vec<&str> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -158,7 +160,7 @@ impl Store {
                 .await?;
                 for id in item_ids(r) {
                     sqlx::query(
-                        "INSERT INTO response_items (owner, id, response_id) VALUES ($1, $2, $3) ON CONFLICT (owner, id) DO UPDATE SET response_id = excluded.response_id",
+                        "INSERT INTO response_items (owner, id, response_id) VALUES ($1, $2, $3) ON CONFLICT (owner, id) DO NOTHING",
                     )
                     .bind(&r.owner)
                     .bind(id)
@@ -211,12 +213,14 @@ impl Store {
 
     /// The items `ids` among `owner`'s stored Responses (their input and output items), by
     /// id, each with `Some(served_by)` of its Response when it is an output item (`None`:
-    /// an input item); ids not found are absent. At most [`MAX_ITEM_LOOKUPS`] ids are looked up.
+    /// an input item); ids not found are absent. `None` when the Responses holding them come
+    /// to more than `max_bytes` of JSON (they are loaded whole). At most [`MAX_ITEM_LOOKUPS`] ids are looked up.
     pub async fn response_items(
         &self,
         owner: &str,
         ids: &[String],
-    ) -> Result<HashMap<String, (Value, Option<Option<String>>)>, StoreError> {
+        max_bytes: usize,
+    ) -> Result<Option<HashMap<String, (Value, Option<Option<String>>)>>, StoreError> {
         let ids = &ids[..ids.len().min(MAX_ITEM_LOOKUPS)];
         let mut holders = std::collections::BTreeSet::new();
         for chunk in ids.chunks(LOOKUP_CHUNK) {
@@ -236,6 +240,7 @@ impl Store {
         let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         let holders: Vec<String> = holders.into_iter().collect();
         let mut out = HashMap::new();
+        let mut loaded = 0;
         for chunk in holders.chunks(LOOKUP_CHUNK) {
             let sql = format!(
                 "SELECT input_items, response, served_by FROM responses WHERE owner = $1 AND id IN ({})",
@@ -250,6 +255,10 @@ impl Store {
                 q.fetch_all(pool).await?
             });
             for (input, response, served_by) in rows {
+                loaded += input.len() + response.len();
+                if loaded > max_bytes {
+                    return Ok(None);
+                }
                 let input: Value = serde_json::from_str(&input)
                     .map_err(|e| StoreError(format!("stored response input: {e}")))?;
                 let response: Value = serde_json::from_str(&response)
@@ -273,7 +282,7 @@ impl Store {
                 }
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Deletes the Response `id` if `owner` stored it; whether it was there.

@@ -15,9 +15,10 @@
 //!    reachable when one turn adds more than 20 blocks (many tool results).
 //!
 //! Prompts under `min_tokens` (estimated at 4 bytes a token) get none: Anthropic does not
-//! cache them anyway.
+//! cache them anyway. Nor do requests whose own breakpoints set a `ttl`: Anthropic wants
+//! longer-lived entries first, and ours (5 minutes) could break that order.
 
-use jusinfer_wire::anthropic::{Block, Content, MessagesRequest, Role, System};
+use jusinfer_wire::anthropic::{Block, Content, MessagesRequest, Role, System, ToolResultContent};
 use serde_json::{json, Value};
 
 /// Anthropic's most breakpoints in one request.
@@ -50,49 +51,49 @@ fn blocks_of(content: &mut Content) -> &mut Vec<Block> {
     }
 }
 
-/// Breakpoints the request carries already.
-fn count(req: &MessagesRequest) -> usize {
-    let blocks = |bs: &[Block]| {
-        bs.iter()
-            .filter(|b| {
-                matches!(
-                    b,
-                    Block::Text {
-                        cache_control: Some(_),
-                        ..
-                    } | Block::Image {
-                        cache_control: Some(_),
-                        ..
-                    } | Block::ToolUse {
-                        cache_control: Some(_),
-                        ..
-                    } | Block::ToolResult {
-                        cache_control: Some(_),
-                        ..
+/// The client's own breakpoints: how many, and whether any sets a `ttl` (Anthropic wants
+/// longer-lived entries before shorter ones, so ours, 5-minute, could only break the order).
+fn existing(req: &MessagesRequest) -> (usize, bool) {
+    fn blocks(bs: &[Block], seen: &mut (usize, bool)) {
+        for b in bs {
+            let mark = match b {
+                Block::Text { cache_control, .. }
+                | Block::Image { cache_control, .. }
+                | Block::ToolUse { cache_control, .. } => cache_control,
+                Block::ToolResult {
+                    cache_control,
+                    content,
+                    ..
+                } => {
+                    if let ToolResultContent::Blocks(inner) = content {
+                        blocks(inner, seen);
                     }
-                )
-            })
-            .count()
-    };
-    let tools = req
-        .tools
-        .iter()
-        .flatten()
-        .filter(|t| t.cache_control.is_some())
-        .count();
-    let system = match &req.system {
-        Some(System::Blocks(b)) => blocks(b),
-        _ => 0,
-    };
-    let messages: usize = req
-        .messages
-        .iter()
-        .map(|m| match &m.content {
-            Content::Blocks(b) => blocks(b),
-            Content::Text(_) => 0,
-        })
-        .sum();
-    tools + system + messages
+                    cache_control
+                }
+                _ => continue,
+            };
+            see(mark, seen);
+        }
+    }
+    fn see(mark: &Option<Value>, seen: &mut (usize, bool)) {
+        if let Some(c) = mark {
+            seen.0 += 1;
+            seen.1 |= c.get("ttl").is_some();
+        }
+    }
+    let mut seen = (0, false);
+    for t in req.tools.iter().flatten() {
+        see(&t.cache_control, &mut seen);
+    }
+    if let Some(System::Blocks(b)) = &req.system {
+        blocks(b, &mut seen);
+    }
+    for m in &req.messages {
+        if let Content::Blocks(b) = &m.content {
+            blocks(b, &mut seen);
+        }
+    }
+    seen
 }
 
 /// Marks the last markable block of message `i`; whether a breakpoint was added.
@@ -139,8 +140,9 @@ fn mark_prefix(req: &mut MessagesRequest) -> bool {
 
 /// Adds breakpoints to `req` as the module docs say; how many were added.
 pub fn add_breakpoints(req: &mut MessagesRequest, min_tokens: usize) -> usize {
-    let mut budget = MAX_BREAKPOINTS.saturating_sub(count(req));
-    if budget == 0 || req.messages.is_empty() {
+    let (theirs, ttl) = existing(req);
+    let mut budget = MAX_BREAKPOINTS.saturating_sub(theirs);
+    if budget == 0 || ttl || req.messages.is_empty() {
         return 0;
     }
     let bytes =
@@ -241,7 +243,7 @@ mod tests {
         let mut r = req(agent_turns(true));
         // The client's breakpoint is on the turn before the last: ours fill the rest.
         assert_eq!(add_breakpoints(&mut r, 1024), 2);
-        assert_eq!(count(&r), 3);
+        assert_eq!(existing(&r).0, 3);
         let mut full = req(agent_turns(true));
         if let Some(t) = full.tools.as_mut() {
             for t in t.iter_mut() {
@@ -252,8 +254,25 @@ mod tests {
             text: "start".into(),
             cache_control: Some(ephemeral()),
         }]);
-        assert_eq!(count(&full), 4);
+        assert_eq!(existing(&full).0, 4);
         assert_eq!(add_breakpoints(&mut full, 1024), 0);
+    }
+
+    #[test]
+    fn marks_inside_tool_results_count_and_a_ttl_means_hands_off() {
+        let mut v = agent_turns(false);
+        v["messages"][2]["content"][0]["content"] = json!([
+            {"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "b", "cache_control": {"type": "ephemeral"}}]);
+        let mut r = req(v);
+        assert_eq!(existing(&r).0, 2);
+        assert_eq!(add_breakpoints(&mut r, 1024), 2);
+        assert_eq!(existing(&r).0, 4);
+        let mut v = agent_turns(false);
+        v["messages"][4]["content"] = json!([{"type": "text", "text": "go on",
+            "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
+        let mut r = req(v);
+        assert_eq!(add_breakpoints(&mut r, 1024), 0);
     }
 
     #[test]

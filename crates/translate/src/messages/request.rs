@@ -154,6 +154,7 @@ pub fn messages_to_chat(
             "`messages` must contain at least one message",
         ));
     }
+    let mut deferred: Vec<Value> = Vec::new();
     for (i, m) in turns.iter().enumerate() {
         let at = format!("messages[{i}]");
         let role = m.get("role").and_then(Value::as_str);
@@ -162,11 +163,35 @@ pub fn messages_to_chat(
             .ok_or_else(|| bad(format!("{at}.content"), "a message needs `content`"))?;
         let bs = blocks(content, &format!("{at}.content"))?;
         match role {
-            Some("user") => user_turn(&bs, &at, &mut messages, &mut dropped)?,
-            Some("assistant") => assistant_turn(&bs, &at, &mut messages, &mut dropped)?,
+            Some("user") => {
+                let start = messages.len();
+                user_turn(&bs, &at, &mut messages, &mut dropped)?;
+                // Held system entries go after this turn's tool results: Chat wants the
+                // results right after the calls.
+                let at_results_end = start
+                    + messages[start..]
+                        .iter()
+                        .take_while(|m| m["role"] == "tool")
+                        .count();
+                messages.splice(at_results_end..at_results_end, deferred.drain(..));
+            }
+            Some("assistant") => {
+                messages.append(&mut deferred);
+                assistant_turn(&bs, &at, &mut messages, &mut dropped)?;
+            }
             // A system entry mid-conversation (Claude Code sends them): a system message
-            // at the same position.
-            Some("system") => system_turn(&bs, &at, &mut messages, &mut dropped),
+            // at the same position, or after the tool results when it sits between tool
+            // calls and their results.
+            Some("system") => {
+                let after_calls = messages
+                    .last()
+                    .is_some_and(|m| m.get("tool_calls").is_some());
+                if after_calls || !deferred.is_empty() {
+                    system_turn(&bs, &at, &mut deferred, &mut dropped);
+                } else {
+                    system_turn(&bs, &at, &mut messages, &mut dropped);
+                }
+            }
             _ => {
                 return Err(bad(
                     format!("{at}.role"),
@@ -175,6 +200,7 @@ pub fn messages_to_chat(
             }
         }
     }
+    messages.append(&mut deferred);
     out.insert("messages".into(), Value::Array(messages));
     let max_tokens = req
         .get("max_tokens")

@@ -14,6 +14,8 @@
 //! `truncation: auto`, `include` other than `reasoning.encrypted_content`, file inputs, …)
 //! is dropped and named.
 
+use std::collections::HashSet;
+
 use serde_json::{json, Map, Value};
 
 pub use crate::messages::request::{Error, Translated};
@@ -407,7 +409,7 @@ fn tools(req: &Map<String, Value>, dropped: &mut Vec<String>) -> Result<Vec<Valu
         .as_array()
         .ok_or_else(|| bad("tools", "tools must be an array"))?;
     let mut out = Vec::with_capacity(list.len());
-    chat_tools(list, "tools", &mut out, dropped)?;
+    chat_tools(list, "tools", &mut out, &mut HashSet::new(), dropped)?;
     Ok(out)
 }
 
@@ -419,6 +421,7 @@ fn chat_tools(
     list: &[Value],
     at: &str,
     out: &mut Vec<Value>,
+    names: &mut HashSet<String>,
     dropped: &mut Vec<String>,
 ) -> Result<(), Error> {
     for (i, t) in list.iter().enumerate() {
@@ -427,7 +430,7 @@ fn chat_tools(
                 let name = t.get("name").and_then(Value::as_str).ok_or_else(|| {
                     bad(format!("{at}[{i}].name"), "a function tool needs a `name`")
                 })?;
-                if out.iter().any(|o| o["function"]["name"] == name) {
+                if !names.insert(name.to_owned()) {
                     dropped.push(format!("{at}[{i}] (duplicate name {name})"));
                     continue;
                 }
@@ -452,7 +455,7 @@ fn chat_tools(
                 let inner = t.get("tools").and_then(Value::as_array).ok_or_else(|| {
                     bad(format!("{at}[{i}].tools"), "a namespace tool needs `tools`")
                 })?;
-                chat_tools(inner, &format!("{at}[{i}].tools"), out, dropped)?;
+                chat_tools(inner, &format!("{at}[{i}].tools"), out, names, dropped)?;
             }
             Some(other) => dropped.push(format!("{at}[{i}] ({other})")),
             None => return Err(bad(format!("{at}[{i}].type"), "each tool needs a `type`")),
@@ -549,10 +552,15 @@ pub fn to_chat(
     body.insert("messages".into(), Value::Array(msgs));
     let mut tools = tools(req, &mut dropped)?;
     // Tools declared in the conversation (Codex's `additional_tools` items).
+    let mut names: HashSet<String> = tools
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
+        .collect();
     for (k, item) in conversation.iter().enumerate() {
         if item.get("type").and_then(Value::as_str) == Some("additional_tools") {
             if let Some(list) = item.get("tools").and_then(Value::as_array) {
-                chat_tools(list, &format!("input[{k}].tools"), &mut tools, &mut dropped)?;
+                let at = format!("input[{k}].tools");
+                chat_tools(list, &at, &mut tools, &mut names, &mut dropped)?;
             }
         }
     }

@@ -59,7 +59,8 @@ pub fn envelope(req: &Map<String, Value>, meta: &Meta) -> Map<String, Value> {
                 .iter()
                 .map(|t| {
                     let mut t = t.clone();
-                    if let Some(o) = t.as_object_mut().filter(|o| o["type"] == "function") {
+                    let function = t.get("type").and_then(Value::as_str) == Some("function");
+                    if let Some(o) = t.as_object_mut().filter(|_| function) {
                         o.entry("description").or_insert(Value::Null);
                         if !o.get("strict").is_some_and(Value::is_boolean) {
                             o.insert("strict".into(), json!(true));
