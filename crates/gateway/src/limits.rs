@@ -41,6 +41,9 @@ const SPEND_RELOAD_MS: u64 = 300_000;
 /// How long a request waits for Redis to admit it before the local limits decide (and
 /// Redis is left alone for a moment, see [`RedisLimits::mark_down`]).
 const REDIS_ADMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a request refused by holds in flight waits before it asks once more (see
+/// [`Limits::admit`]): the Redis settler's linger plus a round trip, with margin.
+const SETTLE_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 /// Token counts beyond this are an upstream's bug, not usage.
 pub const MAX_TOKENS: u64 = 1 << 40;
 
@@ -496,7 +499,29 @@ impl Limits {
     }
 
     /// Admits or refuses `ask`; an admitted request gets a [`Hold`] to settle.
+    ///
+    /// A request refused only because of the holds in flight (the spend alone is under
+    /// the budget) is asked again once, [`SETTLE_GRACE`] later: a hold is settled in
+    /// Redis a moment after its response has gone out (the settler batches), so a client
+    /// that sends its next request as soon as it has the answer, to this instance or
+    /// another, would otherwise be refused by the hold of its own finished request.
     pub async fn admit(&self, ask: &Ask) -> Result<(Decision, Option<Hold>), GatewayError> {
+        let first = self.admit_once(ask).await?;
+        match &first.0.refused {
+            Some(Refusal::Budget {
+                spent,
+                held,
+                budget,
+                ..
+            }) if self.redis.is_some() && *held > 0.0 && spent < budget => {
+                tokio::time::sleep(SETTLE_GRACE).await;
+                self.admit_once(ask).await
+            }
+            _ => Ok(first),
+        }
+    }
+
+    async fn admit_once(&self, ask: &Ask) -> Result<(Decision, Option<Hold>), GatewayError> {
         if !ask.is_limited() {
             return Ok((
                 Decision {
