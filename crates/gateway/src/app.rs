@@ -1,6 +1,6 @@
-//! Application state, the router, and the server's life cycle.
+//! The HTTP surface: the path → handler table and the edge middleware every request
+//! passes (request id, global concurrency cap, shutdown cut-off, the request's log line).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -8,120 +8,11 @@ use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use dashmap::DashMap;
 use rand::distributions::{Alphanumeric, DistString};
 
-use crate::config::{AuthMode, Config};
 use crate::error::GatewayError;
 use crate::handlers;
-use crate::health::HealthBook;
-use crate::keys::KeyChecker;
-use crate::ledger::Ledger;
-use crate::limits::Limits;
-use crate::pricing::Prices;
-use crate::providers::Provider;
-use crate::redis_limits::RedisLimits;
-use crate::routing;
-use crate::server::{Gate, Lifecycle};
-use crate::store::Store;
-
-/// Everything a handler needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub router: Arc<routing::Router>,
-    pub store: Store,
-    /// `None` when `auth = "none"`.
-    pub keys: Option<KeyChecker>,
-    pub prices: Arc<Prices>,
-    pub ledger: Ledger,
-    /// Stored Responses (`/v1/responses`), group-committed.
-    pub responses: crate::store::ResponseWriter,
-    pub limits: Limits,
-    /// Set with `redis`: shared limits and key-change announcements.
-    pub redis: Option<RedisLimits>,
-    pub health: HealthBook,
-    pub life: Lifecycle,
-    /// Requests in flight (health, readiness and metrics excepted).
-    pub in_flight: Gate,
-    /// Requests in flight per key id.
-    pub per_key: Arc<DashMap<String, Gate>>,
-    /// Failed portal sign-ins per client address.
-    pub sign_ins: Arc<crate::conns::Attempts>,
-}
-
-impl AppState {
-    /// Builds the state, connecting to Redis when `redis` is set.
-    pub async fn new(config: Config, store: Store) -> Result<Self, String> {
-        let providers = config
-            .providers
-            .iter()
-            .cloned()
-            .map(|p| Provider::new(p).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        let prices = Arc::new(Prices::new(&config.prices));
-        let health = HealthBook::new(config.breaker);
-        let router = routing::Router::new(&config, providers, &prices, health.clone());
-        let keys = (config.auth == AuthMode::Keys).then(|| KeyChecker::new(store.clone()));
-        let redis = match &config.redis {
-            Some(url) => {
-                let (r, client) = RedisLimits::connect(url).await?;
-                if let Some(k) = &keys {
-                    let k = k.clone();
-                    crate::redis_limits::watch_key_changes(client, move |hash| k.evict(hash));
-                }
-                Some(r)
-            }
-            None => None,
-        };
-        let limits = Limits::new(store.clone(), redis.clone());
-        let (ledger, _writer) = Ledger::start(
-            store.clone(),
-            spill_path(&config.database),
-            Arc::clone(&prices),
-        );
-        let responses = crate::store::ResponseWriter::start(store.clone());
-        crate::retention::start(store.clone(), config.retention);
-        Ok(Self {
-            config: Arc::new(config),
-            router: Arc::new(router),
-            responses,
-            store,
-            keys,
-            prices,
-            ledger,
-            limits,
-            redis,
-            health,
-            life: Lifecycle::default(),
-            in_flight: Gate::default(),
-            per_key: Arc::new(DashMap::new()),
-            sign_ins: Arc::new(crate::conns::Attempts::new(
-                crate::portal::SIGN_IN_ATTEMPTS,
-                crate::portal::SIGN_IN_WINDOW,
-            )),
-        })
-    }
-}
-
-/// Where ledger rows go while the database is unavailable: beside an SQLite file, else in
-/// the working directory.
-fn spill_path(database: &str) -> std::path::PathBuf {
-    let file = database
-        .strip_prefix("sqlite://")
-        .or_else(|| database.strip_prefix("sqlite:"));
-    match file.map(|f| f.split('?').next().unwrap_or(f)) {
-        Some(f) if !f.is_empty() && !f.contains(":memory:") => {
-            format!("{f}.usage-spill.jsonl").into()
-        }
-        _ => "jusinfer-usage-spill.jsonl".into(),
-    }
-}
-
-/// The request id: the client's `x-request-id` when it sent a sane one; and, under
-/// `ledger_sync`, the commit its usage rows are acknowledged through.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String, pub Option<crate::ledger::Commit>);
+use crate::state::{AppState, LogMeta, RequestId};
 
 /// The HTTP surface.
 pub fn app(state: AppState) -> axum::Router {
@@ -188,13 +79,6 @@ fn new_request_id() -> String {
         "req_{}",
         Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
     )
-}
-
-/// What the handler tells the request log (the middleware has no key or model).
-#[derive(Clone, Debug, Default)]
-pub struct LogMeta {
-    pub key_id: Option<String>,
-    pub model: String,
 }
 
 /// The one log line of a request, written when it is dropped: with the response for a
@@ -283,10 +167,7 @@ async fn request_meta(State(state): State<AppState>, mut req: Request, next: Nex
             }
         }
     };
-    let commit = state
-        .config
-        .ledger_sync
-        .then(crate::ledger::Commit::default);
+    let commit = state.config.ledger_sync.then(crate::usage::Commit::default);
     req.extensions_mut()
         .insert(RequestId(id.clone(), commit.clone()));
     let mut resp = tokio::select! {
@@ -359,5 +240,3 @@ fn finish_headers(resp: &mut Response, id: &str) {
         h.insert("x-jusinfer-attempts", HeaderValue::from_static("0"));
     }
 }
-
-pub use crate::server::{serve, LEDGER_FLUSH_DEADLINE};

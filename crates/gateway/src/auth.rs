@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 
-use crate::app::AppState;
 use crate::error::GatewayError;
 use crate::keys::model_allowed;
+use crate::state::AppState;
 use crate::store::KeyRecord;
 
 /// The caller: a checked key, or nobody when `auth = "none"`.

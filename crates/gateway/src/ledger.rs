@@ -23,12 +23,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jusinfer_wire::chat::{Cost, Usage};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::limits::Hold;
 use crate::pricing::Prices;
 use crate::store::Store;
+use crate::usage::{unique_id, Commit, UsageRecord};
+use jusinfer_wire::chat::Usage;
 
 /// Rows waiting for the writer before `record` starts dropping them.
 pub const LEDGER_CHANNEL_CAPACITY: usize = 65_536;
@@ -42,112 +43,6 @@ const LINGER: Duration = Duration::from_millis(100);
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 /// How long a write may take while the store is known to be down (a probe).
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
-/// How long a response waits for its row to be committed (`ledger_sync`) before it goes
-/// on regardless (a store and a disk that both fail must not hold clients for ever).
-pub const COMMIT_WAIT: Duration = Duration::from_secs(10);
-
-/// A request's rows being committed (`ledger_sync`): each row recorded with it leaves an
-/// acknowledgement to wait for. Cheap to clone; not part of the row's value.
-#[derive(Clone, Default)]
-pub struct Commit(Arc<Mutex<Vec<oneshot::Receiver<()>>>>);
-
-impl Commit {
-    fn push(&self, ack: oneshot::Receiver<()>) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push(ack);
-        }
-    }
-
-    /// Waits until every row recorded with this commit so far is in the store or the
-    /// spill file (at once when there is none; at most [`COMMIT_WAIT`]). A row the ledger
-    /// dropped (a full queue) does not hold the response.
-    pub async fn wait(&self) {
-        let acks = match self.0.lock() {
-            Ok(mut v) => std::mem::take(&mut *v),
-            Err(_) => return,
-        };
-        if acks.is_empty() {
-            return;
-        }
-        let until = tokio::time::Instant::now() + COMMIT_WAIT;
-        for ack in acks {
-            if tokio::time::timeout_at(until, ack).await.is_err() {
-                tracing::warn!(
-                    "usage ledger: a row was not committed within the wait; the response goes on"
-                );
-                return;
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for Commit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Commit")
-    }
-}
-
-impl PartialEq for Commit {
-    /// Rows compare by their columns alone.
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-/// One row of the ledger (§6).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct UsageRecord {
-    /// Unique per row (set by [`Ledger::record`]): a batch retried after an unacknowledged
-    /// commit, or a spill file replayed twice, cannot store the row twice.
-    #[serde(default)]
-    pub row_id: String,
-    /// Unix milliseconds.
-    pub ts_ms: i64,
-    pub request_id: String,
-    pub key_id: Option<String>,
-    pub endpoint: String,
-    pub model: String,
-    pub provider: Option<String>,
-    pub upstream_model: Option<String>,
-    pub status: u16,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cached_tokens: u64,
-    pub reasoning_tokens: u64,
-    pub cost_usd: Option<f64>,
-    pub latency_ms: u64,
-    pub ttft_ms: Option<u64>,
-    pub attempts: u32,
-    pub stream: bool,
-    pub error_type: Option<String>,
-    /// The model resolved to a route (for metric labels: unresolved names are the
-    /// client's free text). Not stored.
-    #[serde(skip)]
-    pub routed: bool,
-    /// Set under `ledger_sync`: the writer acknowledges the row through it. Not stored.
-    #[serde(skip)]
-    pub commit: Option<Commit>,
-}
-
-impl UsageRecord {
-    /// Fills the token columns (and the cost, when `usage` carries one).
-    pub fn set_usage(&mut self, u: &Usage) {
-        self.prompt_tokens = u.prompt_tokens;
-        self.completion_tokens = u.completion_tokens;
-        self.cached_tokens = u
-            .prompt_tokens_details
-            .as_ref()
-            .map_or(0, |d| d.cached_tokens);
-        self.reasoning_tokens = u
-            .completion_tokens_details
-            .as_ref()
-            .map_or(0, |d| d.reasoning_tokens);
-        if let Cost::Usd(c) = u.cost {
-            self.cost_usd = Some(c);
-        }
-    }
-}
-
 enum Msg {
     /// A row, and where to acknowledge it once committed (`ledger_sync`).
     Row(Box<UsageRecord>, Option<oneshot::Sender<()>>),
@@ -604,19 +499,6 @@ impl Drop for StreamTap {
             t.finish_stream(None, Some("client_disconnected"));
         }
     }
-}
-
-/// An id unique across instances and restarts: a random prefix per process and a counter.
-pub fn unique_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| {
-        use rand::distributions::{Alphanumeric, DistString};
-        Alphanumeric.sample_string(&mut rand::rngs::OsRng, 12)
-    });
-    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 #[cfg(test)]

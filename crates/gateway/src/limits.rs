@@ -582,7 +582,7 @@ impl Limits {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (r2, ask2, me) = (r.clone(), ask.clone(), self.clone());
         tokio::spawn(async move {
-            let hold_id = crate::ledger::unique_id();
+            let hold_id = crate::usage::unique_id();
             let result = match r2.admit(&ask2, &hold_id, &me.store).await {
                 Ok(a) => {
                     let hold = a.decision.refused.is_none().then(|| {

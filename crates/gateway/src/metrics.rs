@@ -15,7 +15,7 @@ use prometheus::{
 
 use crate::error::Fault;
 use crate::health::HealthBook;
-use crate::ledger::UsageRecord;
+use crate::usage::UsageRecord;
 
 /// Seconds; from a cached answer to a long generation.
 const LATENCY_BUCKETS: &[f64] = &[

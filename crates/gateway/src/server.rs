@@ -7,7 +7,6 @@
 //! The usage ledger is flushed last, and the process exits 0.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +15,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 
-use crate::app::{app, AppState};
+use crate::app::app;
 use crate::conns::{drive, Admit, Conns, Reap, Tracked};
+use crate::lifecycle::fired;
+use crate::state::AppState;
 
 /// How long accepting waits for evicted connections to close at the connection cap.
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
@@ -30,86 +31,6 @@ const HTTP2_MAX_LOCAL_RESETS: usize = 256;
 pub const LEDGER_FLUSH_DEADLINE: Duration = Duration::from_secs(15);
 /// After the drain deadline, how long cut-off streams get to write their last event.
 const CUTOFF_GRACE: Duration = Duration::from_secs(2);
-
-/// The signals of the drain deadline, shared by every request and connection: `cutoff`
-/// asks what still runs to end with an error; `kill` (a grace period later) drops the
-/// connections that could not even take that (a client that stopped reading).
-#[derive(Clone)]
-pub struct Lifecycle {
-    cutoff: Arc<watch::Sender<bool>>,
-    kill: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Lifecycle {
-    fn default() -> Self {
-        Self {
-            cutoff: Arc::new(watch::channel(false).0),
-            kill: Arc::new(watch::channel(false).0),
-        }
-    }
-}
-
-fn fired(tx: &watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
-    let mut rx = tx.subscribe();
-    async move {
-        if rx.wait_for(|v| *v).await.is_err() {
-            // The sender lives as long as the state: never fired then.
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-impl Lifecycle {
-    /// Ends what is still running (the drain deadline passed).
-    pub fn cut_off(&self) {
-        self.cutoff.send_replace(true);
-    }
-
-    /// Resolves at the cut-off.
-    pub fn cutoff(&self) -> impl Future<Output = ()> + Send + 'static {
-        fired(&self.cutoff)
-    }
-}
-
-/// A count of requests in flight with a cap.
-#[derive(Clone, Default)]
-pub struct Gate(Arc<AtomicUsize>);
-
-/// One place in a [`Gate`]; given back when dropped.
-pub struct Slot {
-    count: Arc<AtomicUsize>,
-    gauge: bool,
-}
-
-impl Gate {
-    /// A slot, unless `max` are taken. `gauge`: the slot moves the in-flight gauge.
-    pub fn try_take(&self, max: usize, gauge: bool) -> Option<Slot> {
-        if self.0.fetch_add(1, Ordering::AcqRel) >= max {
-            self.0.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        if gauge {
-            crate::metrics::get().in_flight.inc();
-        }
-        Some(Slot {
-            count: Arc::clone(&self.0),
-            gauge,
-        })
-    }
-
-    pub fn current(&self) -> usize {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
-        if self.gauge {
-            crate::metrics::get().in_flight.dec();
-        }
-    }
-}
 
 /// Serves until SIGTERM or Ctrl-C, then drains (see the module docs).
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {

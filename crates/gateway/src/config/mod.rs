@@ -217,7 +217,7 @@ pub struct Config {
     pub retention: crate::retention::Retention,
     pub log_bodies: bool,
     /// Commit each request's usage row (store or spill file) before the response's last
-    /// byte ([`crate::ledger::Commit`]).
+    /// byte ([`crate::usage::Commit`]).
     pub ledger_sync: bool,
     /// Things worth telling the operator that do not stop the start.
     pub warnings: Vec<String>,

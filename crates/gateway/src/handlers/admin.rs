@@ -10,11 +10,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::auth::authenticate_admin;
 use crate::calendar::BudgetPeriod;
 use crate::error::GatewayError;
 use crate::keys::{self, NewKey};
+use crate::state::AppState;
 use crate::store::{now, GroupBy, KeyPatch, KeyRecord, KeyStats, UsageQuery};
 
 /// `Some(None)` for an explicit `null`, `None` for a missing field.
@@ -119,17 +119,6 @@ fn store_error(e: impl std::fmt::Display) -> GatewayError {
 
 fn result(r: Result<Response, GatewayError>) -> Response {
     r.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// Forgets the key everywhere: this instance's cache, and every other instance's through
-/// Redis.
-pub(crate) async fn announce(state: &AppState, k: &KeyRecord) {
-    if let Some(checker) = &state.keys {
-        checker.evict(&k.hash);
-    }
-    if let Some(r) = &state.redis {
-        r.publish_key_change(&k.hash).await;
-    }
 }
 
 pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -270,7 +259,7 @@ pub async fn update(
                 .await
                 .map_err(store_error)?
                 .ok_or_else(|| GatewayError::not_found(format!("No key with id `{id}`.")))?;
-            announce(&state, &k).await;
+            state.announce_key_change(&k).await;
             with_stats(&state, &k).await
         }
         .await,
@@ -291,7 +280,7 @@ pub async fn revoke(
             } else {
                 state.store.revoke_key(&k.id).await.map_err(store_error)?
             };
-            announce(&state, &k).await;
+            state.announce_key_change(&k).await;
             Ok(axum::Json(view(&k, None)).into_response())
         }
         .await,

@@ -9,14 +9,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use jusinfer_wire::chat::{ChatRequest, Role};
 
-use crate::app::{AppState, RequestId};
 use crate::auth::{authenticate, Caller};
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
-use crate::ledger::{Tap, UsageRecord};
+use crate::ledger::Tap;
 use crate::providers::{anthropic, echo, openai, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
+use crate::state::{AppState, RequestId};
+use crate::usage::UsageRecord;
 
 pub async fn chat_completions(
     State(state): State<AppState>,

@@ -9,13 +9,13 @@ use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::app::{AppState, RequestId};
 use crate::auth::authenticate;
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::providers::{echo, http, openai, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
+use crate::state::{AppState, RequestId};
 
 #[derive(Debug, Deserialize)]
 pub struct EmbeddingsRequest {
@@ -126,7 +126,7 @@ async fn attempt(
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
             let mut resp = http::json_response(Bytes::from(body.to_string()));
             resp.extensions_mut()
-                .insert(super::UsageExt(jusinfer_wire::chat::Usage {
+                .insert(crate::usage::UsageExt(jusinfer_wire::chat::Usage {
                     prompt_tokens: tokens,
                     total_tokens: tokens,
                     ..Default::default()

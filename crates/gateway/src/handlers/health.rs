@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// `/` and `/api/hello`: what clients probe before their first call (Claude Code sends
 /// `HEAD /api/hello`); 200 with the portal's address.

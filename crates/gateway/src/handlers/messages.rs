@@ -13,13 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{json, Map, Value};
 
-use crate::app::{AppState, RequestId};
 use crate::auth::{authenticate_any, Caller};
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::providers::{http, messages, Endpoint};
 use crate::proxy;
 use crate::routing::Deployment;
+use crate::state::{AppState, RequestId};
 
 /// What the client sent, checked.
 struct Prepared {

@@ -14,14 +14,16 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::app::{AppState, LogMeta};
 use crate::auth::Caller;
 use crate::error::GatewayError;
-use crate::ledger::{Tap, UsageRecord};
+use crate::ledger::Tap;
+use crate::lifecycle::Slot;
 use crate::limits::{estimate_prompt_tokens, Ask, Hold, RateHeaders};
 use crate::proxy::Outcome;
 use crate::routing::Deployment;
-use crate::server::Slot;
+use crate::state::{AppState, LogMeta};
+use crate::usage::UsageExt;
+use crate::usage::UsageRecord;
 
 /// Reads the body, refusing more than `limit` bytes with 413 and a body still arriving
 /// after `timeout` with 408 (a slow sender must not hold a place forever).
@@ -133,10 +135,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
         }
     }
 }
-
-/// The usage a non-streaming response carried, left in its extensions for the record stage.
-#[derive(Clone, Debug)]
-pub struct UsageExt(pub jusinfer_wire::chat::Usage);
 
 /// A request that passed its key's limits.
 pub struct Admitted {
@@ -370,7 +368,7 @@ pub fn finish(outcome: Outcome, adm: Admission) -> Response {
 }
 
 /// The request-level columns of a usage row.
-pub fn usage_row(rid: &crate::app::RequestId, caller: &Caller, endpoint: &str) -> UsageRecord {
+pub fn usage_row(rid: &crate::state::RequestId, caller: &Caller, endpoint: &str) -> UsageRecord {
     UsageRecord {
         ts_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -17,12 +17,12 @@ use axum::{Extension, Json};
 use jusinfer_translate::responses::{request, response};
 use serde_json::{json, Map, Value};
 
-use crate::app::{AppState, RequestId};
 use crate::auth::{authenticate, Caller};
 use crate::error::GatewayError;
 use crate::providers::responses::{self as provider, Keeper, Origin};
 use crate::proxy;
 use crate::routing::Deployment;
+use crate::state::{AppState, RequestId};
 
 /// The most turns a conversation is rebuilt from (`previous_response_id` links followed).
 const MAX_TURNS: i32 = 10_000;

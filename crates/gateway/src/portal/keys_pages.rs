@@ -11,8 +11,8 @@ use super::pages::{self, KeysExtra, Listing, MintValues, Nav};
 use super::{
     check_form, ctx, forbidden, html, require, session, unavailable, CsrfForm, Page, Refusal,
 };
-use crate::app::AppState;
 use crate::keys::{self, NewKey};
+use crate::state::AppState;
 use crate::store::{KeyRecord, KeyStats, PortalSession};
 
 /// Keys on one page of the keys table.
@@ -325,7 +325,7 @@ pub(super) async fn revoke(
             Err(e) => return Err(unavailable(e)),
         }
     };
-    crate::handlers::admin::announce(&state, &k).await;
+    state.announce_key_change(&k).await;
     if let Err(e) = state.store.delete_sessions_of(&k.id).await {
         tracing::warn!(error = %e, "portal: could not end the revoked key's sessions");
     }

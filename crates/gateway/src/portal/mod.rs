@@ -28,8 +28,8 @@ use axum::Form;
 use maud::Markup;
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::keys;
+use crate::state::AppState;
 use crate::store::{now, PortalSession};
 use pages::{Ctx, Nav};
 use session::{LOGIN_COOKIE, SESSION_COOKIE};

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::chart::{Chart, Series};
 use super::pages::{self, Nav};
 use super::{ctx, fmt, forbidden, html, require, unavailable, usage, Page, Refusal};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::{now, PortalSession, UsageFilter, UsageSummary, HOUR_MS};
 
 /// The usage page's query.

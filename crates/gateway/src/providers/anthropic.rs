@@ -14,8 +14,8 @@ use jusinfer_wire::chat::{ChatRequest, Cost};
 use super::http::{self, Clock};
 use super::{Endpoint, Provider};
 use crate::error::{GatewayError, Origin};
-use crate::handlers::UsageExt;
 use crate::ledger::Tap;
+use crate::usage::UsageExt;
 
 /// The API version the translation is written against.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";

@@ -501,8 +501,7 @@ pub fn chat_response(e: Echo, stream: bool) -> Response {
         super::http::json_response(e.complete())
     };
     mark(&mut resp, capped);
-    resp.extensions_mut()
-        .insert(crate::handlers::UsageExt(usage));
+    resp.extensions_mut().insert(crate::usage::UsageExt(usage));
     resp
 }
 

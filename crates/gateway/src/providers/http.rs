@@ -443,7 +443,7 @@ pub async fn stream_keeping<T: StreamTranslator + 'static>(
 struct UpstreamStream<T: StreamTranslator> {
     keep: Option<Keep>,
     /// The request's usage commit (`ledger_sync`).
-    commit: Option<crate::ledger::Commit>,
+    commit: Option<crate::usage::Commit>,
     /// The stream's half of the usage row; `None` until the client has the stream.
     tap: Option<StreamTap>,
     health: Option<Arc<Health>>,

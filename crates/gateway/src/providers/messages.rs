@@ -18,9 +18,9 @@ use super::http::{self, Clock};
 use super::{echo, openai, Endpoint, Provider};
 use crate::config::Timeouts;
 use crate::error::{Fault, GatewayError};
-use crate::handlers::UsageExt;
 use crate::health::Health;
 use crate::ledger::Tap;
+use crate::usage::UsageExt;
 
 /// One attempt of a `/v1/messages` request.
 pub struct Call<'a> {

@@ -13,8 +13,8 @@ use serde_json::value::RawValue;
 use super::http::{self, Clock};
 use super::{Endpoint, Provider};
 use crate::error::GatewayError;
-use crate::handlers::UsageExt;
 use crate::ledger::Tap;
+use crate::usage::UsageExt;
 
 /// What to call and how.
 pub struct Call<'a> {

@@ -25,10 +25,10 @@ use super::http::{self, Clock};
 use super::{echo, openai, Endpoint, Provider};
 use crate::config::{ProviderKind, Timeouts};
 use crate::error::{Fault, GatewayError};
-use crate::handlers::UsageExt;
 use crate::health::Health;
 use crate::ledger::Tap;
 use crate::store::{ResponseWriter, StoredResponse};
+use crate::usage::UsageExt;
 
 /// How long keeping a Response may hold up the end of its answer.
 const KEEP_TIMEOUT: Duration = Duration::from_secs(5);

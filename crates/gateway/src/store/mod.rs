@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Row, SqlitePool};
 
 use crate::calendar::BudgetPeriod;
-use crate::ledger::UsageRecord;
+use crate::usage::UsageRecord;
 pub use portal::{Cell, PortalSession, UsageFilter, UsageRow, HOUR_MS};
 
 /// What `jusinfer usage` asks for.

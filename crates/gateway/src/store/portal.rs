@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::{now, Db, KeyRecord, Store, StoreError, KEY_COLUMNS};
-use crate::ledger::UsageRecord;
+use crate::usage::UsageRecord;
 
 impl KeyRecord {
     /// `active`, `revoked` or `expired`.
