@@ -17,17 +17,14 @@ use crate::state::{AppState, LogMeta, RequestId};
 /// The HTTP surface.
 pub fn app(state: AppState) -> axum::Router {
     axum::Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(handlers::chat::chat_completions),
-        )
-        .route("/v1/embeddings", post(handlers::embeddings::embeddings))
-        .route("/v1/messages", post(handlers::messages::messages))
+        .route("/v1/chat/completions", post(handlers::chat_completions))
+        .route("/v1/embeddings", post(handlers::embeddings))
+        .route("/v1/messages", post(handlers::messages))
         .route(
             "/v1/messages/count_tokens",
             post(handlers::messages::count_tokens),
         )
-        .route("/v1/responses", post(handlers::responses::create))
+        .route("/v1/responses", post(handlers::responses))
         .route(
             "/v1/responses/{id}",
             get(handlers::responses::retrieve).delete(handlers::responses::delete),
@@ -115,18 +112,6 @@ impl Drop for RequestLog {
 /// health, and an operator must still see metrics.
 fn exempt(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
-}
-
-/// The final event of a stream cut off at shutdown, in the endpoint's dialect.
-fn cutoff_frame(path: &str) -> bytes::Bytes {
-    let msg = "The gateway is shutting down and ended this stream at its drain deadline.";
-    if path.starts_with("/v1/messages") {
-        let body = serde_json::json!({"type": "error", "error": {"type": "overloaded_error", "message": msg}});
-        return jusinfer_sse::encode_bytes(Some("error"), body.to_string().as_bytes());
-    }
-    GatewayError::unavailable(msg, 1000)
-        .code("server_shutting_down")
-        .stream_frame()
 }
 
 /// Gives every request an id, a place under the global concurrency cap, and every response
@@ -220,7 +205,16 @@ async fn request_meta(State(state): State<AppState>, mut req: Request, next: Nex
     if !streaming {
         return resp;
     }
-    let frame = cutoff_frame(&log.path);
+    // The dialect's own final event (the pipeline leaves it); OpenAI's error event else.
+    let frame = match resp
+        .extensions_mut()
+        .remove::<crate::pipeline::record::CutoffFrame>()
+    {
+        Some(f) => f.0,
+        None => GatewayError::unavailable(crate::pipeline::record::CUTOFF_MESSAGE, 1000)
+            .code("server_shutting_down")
+            .stream_frame(),
+    };
     let mut slots: Vec<Box<dyn Send>> = vec![Box::new(log)];
     if let Some(s) = slot {
         slots.push(Box::new(s));

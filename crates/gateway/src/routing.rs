@@ -14,7 +14,7 @@ use crate::config::{Config, ModelAlias, Strategy, Timeouts};
 use crate::error::GatewayError;
 use crate::health::{Health, HealthBook};
 use crate::pricing::Prices;
-use crate::providers::Provider;
+use crate::upstream::Provider;
 
 /// Longest model name accepted (names reach metric labels and logs).
 pub const MAX_MODEL_NAME: usize = 256;

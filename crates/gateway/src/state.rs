@@ -11,10 +11,10 @@ use crate::ledger::Ledger;
 use crate::lifecycle::{Gate, Lifecycle};
 use crate::limits::Limits;
 use crate::pricing::Prices;
-use crate::providers::Provider;
 use crate::redis_limits::RedisLimits;
 use crate::routing;
 use crate::store::Store;
+use crate::upstream::Provider;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]

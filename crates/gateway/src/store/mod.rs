@@ -894,6 +894,13 @@ impl Store {
     }
 
     #[cfg(test)]
+    pub(crate) async fn count_for_tests(&self, sql: &str) -> Result<i64, StoreError> {
+        with_pool!(self, |pool, DB| {
+            Ok(sqlx::query_scalar(sql).fetch_one(pool).await?)
+        })
+    }
+
+    #[cfg(test)]
     pub(crate) async fn execute_for_tests(&self, sql: &str) -> Result<(), StoreError> {
         with_pool!(self, |pool, DB| {
             sqlx::raw_sql(sql).execute(pool).await?;

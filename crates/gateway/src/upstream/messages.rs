@@ -13,7 +13,6 @@ use jusinfer_wire::anthropic::MessagesResponse;
 use jusinfer_wire::chat::{ChatRequest, Cost, Usage};
 use serde_json::{Map, Value};
 
-use super::anthropic::ANTHROPIC_VERSION;
 use super::http::{self, Clock};
 use super::{echo, openai, Endpoint, Provider};
 use crate::config::Timeouts;
@@ -59,21 +58,13 @@ pub async fn anthropic(call: Call<'_>) -> Result<axum::response::Response, Gatew
     let p = call.provider;
     let body = openai::edit_body(call.raw, call.upstream_model, false)?;
     let clock = Clock::start(call.timeouts);
-    let has_version = call.forward.iter().any(|(k, _)| *k == "anthropic-version");
     let answer = http::exchange(
         p,
         http::Exchange {
             endpoint: Endpoint::ChatCompletions,
             body,
             stream: call.stream,
-            auth: http::Auth::XApiKey,
-            headers: if has_version {
-                &[]
-            } else {
-                &[("anthropic-version", ANTHROPIC_VERSION)]
-            },
             forward: call.forward,
-            map_status: super::anthropic::map_status,
         },
         &clock,
     )
@@ -105,7 +96,7 @@ pub async fn anthropic(call: Call<'_>) -> Result<axum::response::Response, Gatew
 }
 
 fn translate_request(call: &Call<'_>) -> Result<request::Translated, GatewayError> {
-    let newer = call.provider.kind() == crate::config::ProviderKind::Openai;
+    let newer = call.provider.upstream.newest_chat;
     request::messages_to_chat(call.req, call.upstream_model, newer).map_err(|e| {
         GatewayError::bad_request(e.message)
             .param(e.param)

@@ -20,10 +20,9 @@ use jusinfer_wire::anthropic::MessagesResponse;
 use jusinfer_wire::chat::{ChatRequest, Cost, Usage};
 use serde_json::{json, Map, Value};
 
-use super::anthropic::ANTHROPIC_VERSION;
 use super::http::{self, Clock};
-use super::{echo, openai, Endpoint, Provider};
-use crate::config::{ProviderKind, Timeouts};
+use super::{echo, openai, Endpoint, Provider, Speaks};
+use crate::config::Timeouts;
 use crate::error::{Fault, GatewayError};
 use crate::health::Health;
 use crate::ledger::Tap;
@@ -152,13 +151,12 @@ fn dropped_header(resp: &mut Response, dropped: &[String]) {
 }
 
 pub async fn attempt(call: Call<'_>) -> Result<Response, GatewayError> {
-    match call.provider.kind() {
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible if call.provider.config.responses => {
-            passthrough(call).await
-        }
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible => chat_upstream(call).await,
-        ProviderKind::Anthropic => anthropic(call).await,
-        ProviderKind::Echo => echo(&call).await,
+    match call.provider.speaks() {
+        // A provider whose kind has a Responses endpoint, and that serves it (`responses`).
+        Speaks::Chat if call.provider.url(Endpoint::Responses).is_some() => passthrough(call).await,
+        Speaks::Chat => chat_upstream(call).await,
+        Speaks::Messages => anthropic(call).await,
+        Speaks::Local => echo(&call).await,
     }
 }
 
@@ -219,10 +217,7 @@ async fn passthrough(call: Call<'_>) -> Result<Response, GatewayError> {
             endpoint: Endpoint::Responses,
             body,
             stream: call.stream,
-            auth: http::Auth::Bearer,
-            headers: &[],
             forward: &[],
-            map_status: openai::map_status,
         },
         &clock,
     )
@@ -266,8 +261,8 @@ fn translate(call: &Call<'_>) -> Result<request::Translated, GatewayError> {
         call.conversation,
         request::Options {
             upstream_model: call.upstream_model,
-            openai: call.provider.kind() == ProviderKind::Openai,
-            thinking: call.provider.kind() == ProviderKind::Anthropic,
+            openai: call.provider.upstream.newest_chat,
+            thinking: call.provider.speaks() == Speaks::Messages,
         },
     )
     .map_err(|e| {
@@ -412,10 +407,7 @@ async fn anthropic(call: Call<'_>) -> Result<Response, GatewayError> {
             endpoint: Endpoint::ChatCompletions,
             body: Bytes::from(body),
             stream: call.stream,
-            auth: http::Auth::XApiKey,
-            headers: &[("anthropic-version", ANTHROPIC_VERSION)],
             forward: &[],
-            map_status: super::anthropic::map_status,
         },
         &clock,
     )

@@ -80,12 +80,8 @@ pub struct Answer {
 }
 
 /// Sends `req`; a timeout before the response head is a retryable 504.
-async fn send(
-    p: &Provider,
-    req: reqwest::RequestBuilder,
-    clock: &Clock,
-) -> Result<Answer, GatewayError> {
-    let resp = match tokio::time::timeout(clock.first_byte, req.send()).await {
+async fn send(p: &Provider, req: reqwest::Request, clock: &Clock) -> Result<Answer, GatewayError> {
+    let resp = match tokio::time::timeout(clock.first_byte, p.client.execute(req)).await {
         Err(_) => {
             return Err(GatewayError::timeout(format!(
                 "provider `{}` did not answer within {}",
@@ -110,31 +106,19 @@ async fn send(
     })
 }
 
-/// How a dialect puts the provider key on a request.
-#[derive(Debug, Clone, Copy)]
-pub enum Auth {
-    /// `Authorization: Bearer <key>` (OpenAI and compatibles).
-    Bearer,
-    /// `x-api-key: <key>` (Anthropic).
-    XApiKey,
-}
-
-/// One upstream request, as the dialect modules describe it.
+/// One upstream request: what the dialect decides. How it is addressed, authenticated and
+/// how its errors read come from the provider's kind ([`super::UpstreamKind`]).
 pub struct Exchange<'a> {
     pub endpoint: Endpoint,
     pub body: Bytes,
     pub stream: bool,
-    pub auth: Auth,
-    /// Headers the dialect always sends (before the provider's configured ones).
-    pub headers: &'a [(&'static str, &'static str)],
-    /// Headers passed on from the client (Anthropic's version and beta flags).
+    /// Headers passed on from the client (Anthropic's version and beta flags); they win
+    /// over the kind's fixed headers of the same name.
     pub forward: &'a [(&'static str, String)],
-    /// Turns a non-2xx answer into the client's error (dialect-specific bodies).
-    pub map_status: fn(&Provider, StatusCode, &[u8]) -> GatewayError,
 }
 
-/// Builds and sends `ex`; a non-2xx answer or a wrong content type is an error, so the
-/// caller only ever sees a successful answer of the expected kind.
+/// Builds, authenticates and sends `ex`; a non-2xx answer or a wrong content type is an
+/// error, so the caller only ever sees a successful answer of the expected kind.
 pub async fn exchange(
     p: &Provider,
     ex: Exchange<'_>,
@@ -146,22 +130,19 @@ pub async fn exchange(
             p.name()
         )));
     };
+    let kind = p.upstream;
     let mut req = p
         .client
         .post(url.clone())
         .header("content-type", "application/json")
         .body(ex.body);
-    for (k, v) in ex.headers {
-        req = req.header(*k, *v);
+    for (k, v) in kind.fixed_headers {
+        if !ex.forward.iter().any(|(f, _)| f.eq_ignore_ascii_case(k)) {
+            req = req.header(*k, *v);
+        }
     }
     for (k, v) in ex.forward {
         req = req.header(*k, v.as_str());
-    }
-    if let Some(key) = &p.config.api_key {
-        req = match ex.auth {
-            Auth::Bearer => req.bearer_auth(key),
-            Auth::XApiKey => req.header("x-api-key", key),
-        };
     }
     if ex.stream {
         req = req.header("accept", "text/event-stream");
@@ -169,13 +150,21 @@ pub async fn exchange(
     for (k, v) in &p.config.headers {
         req = req.header(k.as_str(), v.as_str());
     }
+    let mut req = req.build().map_err(|e| {
+        GatewayError::internal(format!(
+            "provider `{}`: the request could not be built: {e}",
+            p.name()
+        ))
+    })?;
+    // Last: a signer signs the request as it will be sent.
+    p.credentials.apply(&mut req).await?;
     let answer = send(p, req, clock).await?;
     let status = answer.resp.status();
     if !status.is_success() {
         let body = read_body(p, answer.resp, clock.deadline)
             .await
             .unwrap_or_default();
-        let mut e = (ex.map_status)(p, status, &body);
+        let mut e = (kind.map_status)(p, status, &body);
         // Never relay (or log) a secret an upstream quotes back.
         e.message = crate::error::scrub(&e.message, &p.secrets());
         e.retry_after_ms = answer.retry_after;

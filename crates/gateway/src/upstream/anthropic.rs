@@ -80,10 +80,7 @@ pub async fn chat(call: Call<'_>) -> Result<Response, GatewayError> {
             endpoint: Endpoint::ChatCompletions,
             body: Bytes::from(body),
             stream: call.req.is_stream(),
-            auth: http::Auth::XApiKey,
-            headers: &[("anthropic-version", ANTHROPIC_VERSION)],
             forward: &[],
-            map_status,
         },
         &clock,
     )

@@ -140,10 +140,7 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
             endpoint: call.endpoint,
             body: call.body,
             stream: call.stream,
-            auth: http::Auth::Bearer,
-            headers: &[],
             forward: &[],
-            map_status,
         },
         &clock,
     )
@@ -255,10 +252,7 @@ pub async fn exchange_translated(
                 endpoint: super::Endpoint::ChatCompletions,
                 body: Bytes::from(bytes),
                 stream,
-                auth: http::Auth::Bearer,
-                headers: &[],
                 forward: &[],
-                map_status,
             },
             &clock,
         )

@@ -1,0 +1,104 @@
+//! `POST /v1/embeddings`: passed through to OpenAI-shaped upstreams; the `echo` provider
+//! answers with deterministic vectors.
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::GatewayError;
+use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
+use crate::proxy;
+use crate::routing::Deployment;
+use crate::upstream::{echo, http, openai, Endpoint, Speaks};
+
+pub(crate) struct Embeddings;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EmbeddingsRequest {
+    pub model: String,
+    pub input: Input,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Input {
+    One(String),
+    Many(Vec<String>),
+    Tokens(Vec<u32>),
+    ManyTokens(Vec<Vec<u32>>),
+}
+
+impl ClientDialect for Embeddings {
+    const ENDPOINT: &'static str = "/v1/embeddings";
+    type Request = EmbeddingsRequest;
+
+    fn parse(raw: &Bytes, _: &HeaderMap) -> Result<Parsed<EmbeddingsRequest>, GatewayError> {
+        let req: EmbeddingsRequest = read::parse_json(raw)?;
+        Ok(Parsed {
+            model: req.model.clone(),
+            stream: false,
+            extra_prompt_bytes: 0,
+            max_output: Some(0),
+            req,
+        })
+    }
+
+    async fn attempt(
+        a: &Attempt<'_, EmbeddingsRequest>,
+        d: Deployment,
+    ) -> Result<Response, GatewayError> {
+        match d.provider.speaks() {
+            Speaks::Chat => {
+                let body = openai::edit_body(a.raw, &d.upstream_model, false)?;
+                openai::send(openai::Call {
+                    provider: &d.provider,
+                    timeouts: d.timeouts,
+                    health: Some(&d.health),
+                    endpoint: Endpoint::Embeddings,
+                    body,
+                    stream: false,
+                    include_usage: false,
+                    request_id: a.request_id,
+                    tap: None,
+                    price: crate::pipeline::admit::price_of(a.state, &d),
+                })
+                .await
+            }
+            Speaks::Local => {
+                let inputs: Vec<String> = match &a.p.req.input {
+                    Input::One(s) => vec![s.clone()],
+                    Input::Many(v) => v.clone(),
+                    Input::Tokens(t) => vec![format!("{t:?}")],
+                    Input::ManyTokens(t) => t.iter().map(|x| format!("{x:?}")).collect(),
+                };
+                let (vecs, tokens) = echo::embeddings(&inputs);
+                let data: Vec<Value> = vecs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+                    .collect();
+                let body = json!({"object": "list", "data": data, "model": "echo",
+                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+                let mut resp = http::json_response(Bytes::from(body.to_string()));
+                resp.extensions_mut()
+                    .insert(crate::usage::UsageExt(jusinfer_wire::chat::Usage {
+                        prompt_tokens: tokens,
+                        total_tokens: tokens,
+                        ..Default::default()
+                    }));
+                Ok(resp)
+            }
+            Speaks::Messages => Err(proxy::unsupported(
+                d.provider.kind(),
+                d.provider.name(),
+                "embeddings",
+            )),
+        }
+    }
+
+    fn render(e: GatewayError) -> Response {
+        e.into_response()
+    }
+}

@@ -1,0 +1,180 @@
+//! The record stage: the usage row of one request, owned by a [`Record`] until the request
+//! is admitted, then by its [`Tap`] (where the handler's and the stream's halves meet).
+//! Either way the row is written exactly once, whatever the exit.
+
+use std::time::Instant;
+
+use axum::http::HeaderValue;
+use axum::response::Response;
+
+use super::admit::Admitted;
+use super::ClientDialect;
+use crate::auth::Caller;
+use crate::error::GatewayError;
+use crate::ledger::{Ledger, Tap};
+use crate::lifecycle::Slot;
+use crate::limits::RateHeaders;
+use crate::proxy::Outcome;
+use crate::state::{AppState, LogMeta, RequestId};
+use crate::usage::{UsageExt, UsageRecord};
+
+/// A request's usage row before admission. Dropped unwritten (the client left while the
+/// body was read or the store asked), it writes the row as 499.
+pub(crate) struct Record {
+    ledger: Ledger,
+    row: Option<UsageRecord>,
+    started: Instant,
+}
+
+impl Record {
+    pub fn new(
+        state: &AppState,
+        rid: &RequestId,
+        caller: &Caller,
+        endpoint: &str,
+        started: Instant,
+    ) -> Self {
+        Self {
+            ledger: state.ledger.clone(),
+            row: Some(usage_row(rid, caller, endpoint)),
+            started,
+        }
+    }
+
+    /// The model and mode the request named (known once it is parsed).
+    pub fn named(&mut self, model: &str, stream: bool) {
+        if let Some(r) = self.row.as_mut() {
+            r.model = model.to_owned();
+            r.stream = stream;
+        }
+    }
+
+    /// A refusal before any provider was tried: recorded, rendered in `D`'s shape (with
+    /// the limit headers when the limit stage refused).
+    pub fn refuse<D: ClientDialect>(
+        mut self,
+        e: GatewayError,
+        limits: Option<&RateHeaders>,
+    ) -> Response {
+        let Some(mut row) = self.row.take() else {
+            return D::render(e);
+        };
+        row.status = e.status.as_u16();
+        row.error_type = Some(e.kind.to_owned());
+        row.latency_ms = self.started.elapsed().as_millis() as u64;
+        let meta = LogMeta {
+            key_id: row.key_id.clone(),
+            model: row.model.clone(),
+        };
+        self.ledger.record(row);
+        let mut resp = D::render(e);
+        if let Some(h) = limits {
+            h.apply(resp.headers_mut());
+        }
+        resp.extensions_mut().insert(meta);
+        resp
+    }
+
+    /// Admitted: the row moves into the request's tap, with its hold on the key's limits.
+    pub fn into_tap(mut self, a: Admitted) -> Tap {
+        let mut row = self.row.take().unwrap_or_default();
+        row.routed = true;
+        Tap::new(
+            self.ledger.clone(),
+            row,
+            self.started,
+            a.hold,
+            a.prompt_estimate,
+        )
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if let Some(mut row) = self.row.take() {
+            row.status = 499;
+            row.error_type = Some("client_disconnected".to_owned());
+            row.latency_ms = self.started.elapsed().as_millis() as u64;
+            self.ledger.record(row);
+        }
+    }
+}
+
+/// The request-level columns of a usage row.
+fn usage_row(rid: &RequestId, caller: &Caller, endpoint: &str) -> UsageRecord {
+    UsageRecord {
+        ts_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        request_id: rid.0.clone(),
+        key_id: caller.key.as_ref().map(|k| k.id.clone()),
+        endpoint: endpoint.to_owned(),
+        commit: rid.1.clone(),
+        ..UsageRecord::default()
+    }
+}
+
+/// The final event a stream cut off by the gateway gets, for the edge to send.
+#[derive(Clone)]
+pub(crate) struct CutoffFrame(pub bytes::Bytes);
+
+/// Sets the attempt and limit headers on whatever the attempt loop produced (an error
+/// rendered in `D`'s shape), and hands the handler's half of the usage row to `tap`.
+/// `slot` is held until the response ends.
+pub(crate) fn finish<D: ClientDialect>(
+    outcome: Outcome,
+    tap: Tap,
+    limits: RateHeaders,
+    slot: Option<Slot>,
+) -> Response {
+    let (mut resp, error_type) = match outcome.result {
+        Ok(r) => (r, None),
+        Err(e) => {
+            tracing::warn!(status = e.status.as_u16(), error = %e, "request failed");
+            let kind = e.kind;
+            (D::render(e), Some(kind))
+        }
+    };
+    let usage = resp.extensions_mut().remove::<UsageExt>();
+    let status = resp.status().as_u16();
+    let mut meta = LogMeta::default();
+    tap.finish_handler(|r| {
+        meta.key_id.clone_from(&r.key_id);
+        meta.model.clone_from(&r.model);
+        r.provider.clone_from(&outcome.provider);
+        r.upstream_model.clone_from(&outcome.upstream_model);
+        r.attempts = outcome.attempts;
+        r.status = status;
+        r.error_type = error_type.map(str::to_owned);
+        if let Some(UsageExt(u)) = &usage {
+            r.set_usage(u);
+        }
+    });
+    let h = resp.headers_mut();
+    if let Some(p) = outcome
+        .provider
+        .and_then(|p| HeaderValue::from_str(&p).ok())
+    {
+        h.insert("x-jusinfer-provider", p);
+    }
+    h.insert("x-jusinfer-attempts", HeaderValue::from(outcome.attempts));
+    limits.apply(h);
+    resp.extensions_mut().insert(meta);
+    let streaming = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if streaming {
+        resp.extensions_mut().insert(CutoffFrame(D::error_frame(
+            &GatewayError::unavailable(CUTOFF_MESSAGE, 1000).code("server_shutting_down"),
+        )));
+    }
+    match slot {
+        Some(s) => crate::body::hold(resp, Box::new(s)),
+        None => resp,
+    }
+}
+
+/// What a stream cut off at the drain deadline is told.
+pub(crate) const CUTOFF_MESSAGE: &str =
+    "The gateway is shutting down and ended this stream at its drain deadline.";

@@ -1,0 +1,283 @@
+//! The upstream-kind descriptors: everything the gateway knows about one kind of provider
+//! as data, read by the request path instead of matching on [`ProviderKind`]. This file
+//! holds the one `match` on it (`UpstreamKind::of`); a new kind is a new entry here plus
+//! its translation module (ARCHITECTURE.md, "Adding an upstream kind").
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+
+use super::Provider;
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::error::GatewayError;
+
+/// The dialect an upstream kind speaks natively: what a client request in that dialect is
+/// passed through to, and what every other dialect is translated to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    /// OpenAI Chat Completions (and embeddings, and Responses where configured).
+    Chat,
+    /// Anthropic Messages.
+    Messages,
+    /// Answered in process (`echo`).
+    Local,
+}
+
+/// The upstream endpoints the gateway calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The kind's generation endpoint: Chat Completions, or Messages for Anthropic.
+    ChatCompletions,
+    Embeddings,
+    CountTokens,
+    Responses,
+}
+
+/// One kind of upstream, as data.
+pub struct UpstreamKind {
+    pub kind: ProviderKind,
+    pub speaks: Speaks,
+    /// Each endpoint's path under the provider's `base_url` (`None`: the kind has no such
+    /// endpoint).
+    pub path: fn(&ProviderConfig, Endpoint) -> Option<&'static str>,
+    /// How the provider's credentials go on a request (built once at start).
+    pub credentials: fn(&ProviderConfig) -> Result<Credentials, String>,
+    /// Headers every request of this kind carries (before the provider's configured ones),
+    /// unless the client's forwarded headers already name them.
+    pub fixed_headers: &'static [(&'static str, &'static str)],
+    /// Turns a non-2xx answer into the client's error (the kind's error bodies).
+    pub map_status: fn(&Provider, StatusCode, &[u8]) -> GatewayError,
+    /// The output maximum the gateway sends when the client sets none (`None`: the
+    /// upstream needs none; the limit stage then holds `hold_output_tokens`).
+    pub default_max_output: fn(&ProviderConfig, &str) -> Option<u32>,
+    /// Whether requests translated to this kind may carry the newest Chat fields
+    /// (`max_completion_tokens`, `developer` role, `reasoning_effort`): OpenAI itself.
+    pub newest_chat: bool,
+}
+
+impl UpstreamKind {
+    /// The descriptor of `kind`.
+    pub fn of(kind: ProviderKind) -> &'static Self {
+        match kind {
+            ProviderKind::Openai => &OPENAI,
+            ProviderKind::OpenaiCompatible => &OPENAI_COMPATIBLE,
+            ProviderKind::Anthropic => &ANTHROPIC,
+            ProviderKind::Echo => &ECHO,
+        }
+    }
+}
+
+fn openai_path(c: &ProviderConfig, e: Endpoint) -> Option<&'static str> {
+    match e {
+        Endpoint::ChatCompletions => Some("/chat/completions"),
+        Endpoint::Embeddings => Some("/embeddings"),
+        Endpoint::Responses => c.responses.then_some("/responses"),
+        Endpoint::CountTokens => None,
+    }
+}
+
+fn anthropic_path(c: &ProviderConfig, e: Endpoint) -> Option<&'static str> {
+    // Anthropic's base URL is the host; tolerate one that already ends in /v1.
+    let v1 = c.base_url.ends_with("/v1");
+    match (e, v1) {
+        (Endpoint::ChatCompletions, false) => Some("/v1/messages"),
+        (Endpoint::ChatCompletions, true) => Some("/messages"),
+        (Endpoint::CountTokens, false) => Some("/v1/messages/count_tokens"),
+        (Endpoint::CountTokens, true) => Some("/messages/count_tokens"),
+        (Endpoint::Embeddings | Endpoint::Responses, _) => None,
+    }
+}
+
+fn no_path(_: &ProviderConfig, _: Endpoint) -> Option<&'static str> {
+    None
+}
+
+fn bearer(c: &ProviderConfig) -> Result<Credentials, String> {
+    Credentials::header(c, "authorization", |k| format!("Bearer {k}"))
+}
+
+fn x_api_key(c: &ProviderConfig) -> Result<Credentials, String> {
+    Credentials::header(c, "x-api-key", str::to_owned)
+}
+
+fn none(_: &ProviderConfig) -> Result<Credentials, String> {
+    Ok(Credentials::None)
+}
+
+fn no_default(_: &ProviderConfig, _: &str) -> Option<u32> {
+    None
+}
+
+fn anthropic_default(c: &ProviderConfig, model: &str) -> Option<u32> {
+    Some(c.max_tokens_for(model))
+}
+
+fn local_status(p: &Provider, status: StatusCode, _: &[u8]) -> GatewayError {
+    GatewayError::internal(format!(
+        "provider `{}` answered {status} in process",
+        p.name()
+    ))
+}
+
+static OPENAI: UpstreamKind = UpstreamKind {
+    kind: ProviderKind::Openai,
+    speaks: Speaks::Chat,
+    path: openai_path,
+    credentials: bearer,
+    fixed_headers: &[],
+    map_status: super::openai::map_status,
+    default_max_output: no_default,
+    newest_chat: true,
+};
+
+static OPENAI_COMPATIBLE: UpstreamKind = UpstreamKind {
+    kind: ProviderKind::OpenaiCompatible,
+    newest_chat: false,
+    ..OPENAI
+};
+
+static ANTHROPIC: UpstreamKind = UpstreamKind {
+    kind: ProviderKind::Anthropic,
+    speaks: Speaks::Messages,
+    path: anthropic_path,
+    credentials: x_api_key,
+    fixed_headers: &[("anthropic-version", super::anthropic::ANTHROPIC_VERSION)],
+    map_status: super::anthropic::map_status,
+    default_max_output: anthropic_default,
+    newest_chat: false,
+};
+
+static ECHO: UpstreamKind = UpstreamKind {
+    kind: ProviderKind::Echo,
+    speaks: Speaks::Local,
+    path: no_path,
+    credentials: none,
+    fixed_headers: &[],
+    map_status: local_status,
+    default_max_output: no_default,
+    newest_chat: false,
+};
+
+/// A signer that needs the whole request (AWS SigV4 signs method, path, query, headers and
+/// the body's hash) or a token it fetches and refreshes (an OAuth2 service account).
+pub trait Signer: Send + Sync {
+    /// Puts credentials on `req`, which is otherwise complete (nothing is added after).
+    fn sign<'a>(
+        &'a self,
+        req: &'a mut reqwest::Request,
+    ) -> Pin<Box<dyn Future<Output = Result<(), GatewayError>> + Send + 'a>>;
+    /// Values never to be shown (scrubbed from relayed upstream errors).
+    fn secrets(&self) -> Vec<String>;
+}
+
+/// How a provider's credentials go on its requests. Static header credentials are built
+/// once (no per-request work); a [`Signer`] runs on every request.
+#[derive(Clone)]
+pub enum Credentials {
+    None,
+    /// One header, its value marked sensitive (kept out of debug output and HPACK tables).
+    Header(HeaderName, HeaderValue),
+    Signer(Arc<dyn Signer>),
+}
+
+impl Credentials {
+    /// `name: value(api_key)`, or none without a key.
+    fn header(
+        c: &ProviderConfig,
+        name: &'static str,
+        value: impl Fn(&str) -> String,
+    ) -> Result<Self, String> {
+        let Some(key) = c.api_key.as_deref() else {
+            return Ok(Self::None);
+        };
+        let mut v = HeaderValue::from_str(&value(key)).map_err(|_| {
+            format!(
+                "provider {}: api_key has characters a header cannot carry",
+                c.name
+            )
+        })?;
+        v.set_sensitive(true);
+        Ok(Self::Header(HeaderName::from_static(name), v))
+    }
+
+    /// Puts the credentials on `req` (the last step before it is sent).
+    pub async fn apply(&self, req: &mut reqwest::Request) -> Result<(), GatewayError> {
+        match self {
+            Self::None => Ok(()),
+            Self::Header(name, value) => {
+                req.headers_mut().insert(name.clone(), value.clone());
+                Ok(())
+            }
+            Self::Signer(s) => s.sign(req).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Stamp;
+
+    impl Signer for Stamp {
+        fn sign<'a>(
+            &'a self,
+            req: &'a mut reqwest::Request,
+        ) -> Pin<Box<dyn Future<Output = Result<(), GatewayError>> + Send + 'a>> {
+            Box::pin(async move {
+                // A signature over the whole request: method, URL, headers and body.
+                let body = req
+                    .body()
+                    .and_then(reqwest::Body::as_bytes)
+                    .unwrap_or_default();
+                let sig = format!(
+                    "{} {} {} {}",
+                    req.method(),
+                    req.url().path(),
+                    req.headers().len(),
+                    body.len()
+                );
+                req.headers_mut().insert(
+                    "x-signature",
+                    HeaderValue::from_str(&sig)
+                        .map_err(|e| GatewayError::internal(e.to_string()))?,
+                );
+                Ok(())
+            })
+        }
+
+        fn secrets(&self) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signer_sees_the_finished_request() {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .post("http://127.0.0.1:9/v1/x")
+            .header("content-type", "application/json")
+            .body("{\"a\":1}")
+            .build()
+            .expect("request");
+        Credentials::Signer(Arc::new(Stamp))
+            .apply(&mut req)
+            .await
+            .expect("signed");
+        assert_eq!(req.headers()["x-signature"], "POST /v1/x 1 7");
+    }
+
+    #[test]
+    fn every_kind_has_one_descriptor() {
+        for k in [
+            ProviderKind::Openai,
+            ProviderKind::OpenaiCompatible,
+            ProviderKind::Anthropic,
+            ProviderKind::Echo,
+        ] {
+            assert_eq!(UpstreamKind::of(k).kind, k);
+        }
+    }
+}

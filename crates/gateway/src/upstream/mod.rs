@@ -1,0 +1,114 @@
+//! Providers: where requests go. Kinds are data ([`ProviderKind`]) plus the code that
+//! speaks to each: `openai` (OpenAI and every OpenAI-compatible host) and `echo` (the
+//! built-in test provider, §9).
+
+pub mod anthropic;
+pub mod echo;
+pub mod http;
+pub mod messages;
+pub mod openai;
+pub mod responses;
+pub mod schema_sample;
+
+pub mod kind;
+
+pub use kind::{Credentials, Endpoint, Signer, Speaks, UpstreamKind};
+
+use crate::config::{ProviderConfig, ProviderKind};
+
+/// A configured provider with its HTTP client (connection pool), endpoint URLs and
+/// credentials, built once at start so the request path parses no URL and builds no
+/// header.
+pub struct Provider {
+    pub config: ProviderConfig,
+    pub client: reqwest::Client,
+    /// What its kind is, as data.
+    pub upstream: &'static UpstreamKind,
+    pub credentials: Credentials,
+    /// By [`Endpoint`]: generation, embeddings, count_tokens, responses.
+    urls: [Option<reqwest::Url>; 4],
+    /// Values never shown: the key, configured header values, a signer's secrets.
+    secrets: Vec<String>,
+}
+
+fn slot(e: Endpoint) -> usize {
+    match e {
+        Endpoint::ChatCompletions => 0,
+        Endpoint::Embeddings => 1,
+        Endpoint::CountTokens => 2,
+        Endpoint::Responses => 3,
+    }
+}
+
+impl Provider {
+    pub fn new(config: ProviderConfig) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.timeouts.connect)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .user_agent(concat!("jusinfer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("provider {}: cannot build an HTTP client: {e}", config.name))?;
+        let upstream = UpstreamKind::of(config.kind);
+        let mut urls: [Option<reqwest::Url>; 4] = Default::default();
+        if !config.base_url.is_empty() {
+            for e in [
+                Endpoint::ChatCompletions,
+                Endpoint::Embeddings,
+                Endpoint::CountTokens,
+                Endpoint::Responses,
+            ] {
+                let Some(path) = (upstream.path)(&config, e) else {
+                    continue;
+                };
+                let url =
+                    reqwest::Url::parse(&format!("{}{path}", config.base_url)).map_err(|err| {
+                        format!(
+                            "provider {}: base_url {:?}: {err}",
+                            config.name,
+                            crate::store::redact(&config.base_url)
+                        )
+                    })?;
+                urls[slot(e)] = Some(url);
+            }
+        }
+        let credentials = (upstream.credentials)(&config)?;
+        let mut secrets: Vec<String> = config.headers.iter().map(|(_, v)| v.clone()).collect();
+        secrets.extend(config.api_key.clone());
+        if let Credentials::Signer(s) = &credentials {
+            secrets.extend(s.secrets());
+        }
+        secrets.retain(|s| !s.is_empty());
+        Ok(Self {
+            config,
+            client,
+            upstream,
+            credentials,
+            urls,
+            secrets,
+        })
+    }
+
+    pub fn url(&self, e: Endpoint) -> Option<&reqwest::Url> {
+        self.urls[slot(e)].as_ref()
+    }
+
+    /// The values this provider sends that must never be shown: its key, configured
+    /// header values and its signer's secrets.
+    pub fn secrets(&self) -> Vec<&str> {
+        self.secrets.iter().map(String::as_str).collect()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        self.config.kind
+    }
+
+    /// The dialect this provider speaks natively.
+    pub fn speaks(&self) -> Speaks {
+        self.upstream.speaks
+    }
+}
