@@ -6,8 +6,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use jusinfer_gateway::handlers::{chat, embeddings::EmbeddingsRequest, parse_json};
-use jusinfer_gateway::providers::openai::edit_body;
+use jusinfer_gateway::fuzzing::{edit_body, parse_json, validate_chat, EmbeddingsRequest};
 use jusinfer_translate::anthropic::request::{chat_to_messages, Options};
 use jusinfer_wire::chat::ChatRequest;
 use libfuzzer_sys::fuzz_target;
@@ -36,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(req) = parse_json::<ChatRequest>(data) else {
         return;
     };
-    if chat::validate(&req).is_err() {
+    if validate_chat(&req).is_err() {
         return;
     }
     let raw = Bytes::copy_from_slice(data);

@@ -34,3 +34,12 @@ pub mod usage;
 pub use app::app;
 pub use server::serve;
 pub use state::AppState;
+
+/// What the fuzz targets drive (`fuzz/`): the request readers and the body editor, reached
+/// without the server.
+pub mod fuzzing {
+    pub use crate::pipeline::dialects::chat::validate as validate_chat;
+    pub use crate::pipeline::dialects::embeddings::EmbeddingsRequest;
+    pub use crate::pipeline::read::parse_json;
+    pub use crate::upstream::openai::edit_body;
+}

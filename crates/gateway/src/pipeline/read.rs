@@ -40,7 +40,7 @@ pub(crate) async fn read_body(
 
 /// Parses a JSON request body into `T`, turning every failure into a 400 whose `param`
 /// names the offending field.
-pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
     if let Err(e) = std::str::from_utf8(body) {
         return Err(GatewayError::bad_request(format!(
             "The request body is not valid UTF-8 (invalid byte at offset {}).",

@@ -84,7 +84,7 @@ impl ClientDialect for Chat {
 }
 
 /// Checks the request makes sense beyond its types.
-pub(crate) fn validate(req: &ChatRequest) -> Result<(), GatewayError> {
+pub fn validate(req: &ChatRequest) -> Result<(), GatewayError> {
     if req.model.trim().is_empty() {
         return Err(GatewayError::bad_request("'model' must name a model.")
             .param("model")

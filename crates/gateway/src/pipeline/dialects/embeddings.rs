@@ -16,14 +16,14 @@ use crate::upstream::{echo, http, openai, Endpoint, Speaks};
 pub(crate) struct Embeddings;
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct EmbeddingsRequest {
+pub struct EmbeddingsRequest {
     pub model: String,
     pub input: Input,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub(crate) enum Input {
+pub enum Input {
     One(String),
     Many(Vec<String>),
     Tokens(Vec<u32>),
