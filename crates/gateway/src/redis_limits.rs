@@ -263,6 +263,8 @@ return 0
 enum Msg {
     Settle(Settle),
     Return(LeaseReturn),
+    /// Acknowledged once everything queued before it is sent to Redis (shutdown).
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The unused part of a lease, given back.
@@ -653,6 +655,26 @@ impl RedisLimits {
         self.send(Msg::Settle(s));
     }
 
+    /// At shutdown: gives back every lease's unused part and waits (at most `within`)
+    /// until every settle and return queued so far has reached Redis, so the other
+    /// instances do not carry this one's holds until they expire.
+    pub async fn flush(&self, within: Duration) {
+        for entry in self.leases.iter() {
+            if let Ok(mut slot) = entry.value().lock() {
+                if let Some(l) = slot.take() {
+                    self.send(Msg::Return(l.give_back(entry.key())));
+                }
+            }
+        }
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let sent = tokio::time::timeout(within, self.tx.send(Msg::Flush(ack))).await;
+        if !matches!(sent, Ok(Ok(()))) || tokio::time::timeout(within, done).await.is_err() {
+            tracing::warn!(
+                "redis settles not all sent at shutdown; their holds expire on their own"
+            );
+        }
+    }
+
     /// Whether admissions should ask Redis (not within a second of a failure).
     pub fn is_up(&self) -> bool {
         now_ms() >= self.down_until_ms.load(Ordering::Relaxed)
@@ -739,6 +761,7 @@ async fn settler(shared: Shared, mut rx: mpsc::Receiver<Msg>) {
     let script = redis::Script::new(&format!("{HELPERS}{FINISH}"));
     let mut batch = Vec::with_capacity(SETTLE_BATCH);
     let mut rest = Vec::new();
+    let mut flushed = Vec::new();
     // The script is loaded once, and again after Redis forgot it (restart, SCRIPT FLUSH).
     let mut loaded = false;
     while rx.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
@@ -781,6 +804,7 @@ async fn settler(shared: Shared, mut rx: mpsc::Receiver<Msg>) {
                     m.cost += s.cost;
                     m.cost_held += s.cost_held;
                 }
+                Msg::Flush(ack) => flushed.push(ack),
                 m => rest.push(m),
             }
         }
@@ -836,6 +860,9 @@ async fn settler(shared: Shared, mut rx: mpsc::Receiver<Msg>) {
                     break;
                 }
             }
+        }
+        for ack in flushed.drain(..) {
+            let _ = ack.send(());
         }
     }
 }

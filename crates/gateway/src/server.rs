@@ -29,6 +29,8 @@ const HTTP2_MAX_LOCAL_RESETS: usize = 256;
 
 /// How long the ledger gets to write its last rows at shutdown.
 pub const LEDGER_FLUSH_DEADLINE: Duration = Duration::from_secs(15);
+/// How long the Responses writer and the Redis settler get to finish at shutdown.
+const BACKGROUND_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 /// After the drain deadline, how long cut-off streams get to write their last event.
 const CUTOFF_GRACE: Duration = Duration::from_secs(2);
 
@@ -46,6 +48,8 @@ pub async fn serve_until(
     let limits = state.config.server;
     let store = state.store.clone();
     let ledger = state.ledger.clone();
+    let responses = state.responses.clone();
+    let redis = state.redis.clone();
     let life = state.life.clone();
     let nofile = crate::conns::raise_nofile_limit();
     let max_connections = limits
@@ -155,7 +159,12 @@ pub async fn serve_until(
             }
         }
     }
-    // Every usage row of the requests served goes to the store (or the spill file) first.
+    // The background writers are drained before the store closes: stored Responses, the
+    // holds and leases in Redis, then every usage row (to the store or the spill file).
+    responses.flush(BACKGROUND_FLUSH_DEADLINE).await;
+    if let Some(r) = &redis {
+        r.flush(BACKGROUND_FLUSH_DEADLINE).await;
+    }
     ledger.flush(LEDGER_FLUSH_DEADLINE).await;
     store.close().await;
     Ok(())

@@ -29,21 +29,22 @@ pub struct StoredResponse {
 /// transaction runs share the next one.
 #[derive(Clone)]
 pub struct ResponseWriter {
-    tx: tokio::sync::mpsc::Sender<(
-        StoredResponse,
-        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-    )>,
+    tx: tokio::sync::mpsc::Sender<Job>,
 }
+
+/// A row to store with where to acknowledge it; or (no row) a flush to acknowledge once
+/// everything before it is written.
+type Job = (
+    Option<StoredResponse>,
+    tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+);
 
 /// Most rows in one transaction.
 const RESPONSE_BATCH: usize = 64;
 
 impl ResponseWriter {
     pub fn start(store: Store) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(
-            StoredResponse,
-            tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-        )>(1024);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(1024);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -53,7 +54,23 @@ impl ResponseWriter {
                         Err(_) => break,
                     }
                 }
-                let (rows, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let mut flushes = Vec::new();
+                let (rows, acks): (Vec<_>, Vec<_>) = batch
+                    .into_iter()
+                    .filter_map(|(row, ack)| match row {
+                        Some(r) => Some((r, ack)),
+                        None => {
+                            flushes.push(ack);
+                            None
+                        }
+                    })
+                    .unzip();
+                if rows.is_empty() {
+                    for f in flushes {
+                        let _ = f.send(Ok(()));
+                    }
+                    continue;
+                }
                 let result = store.insert_responses(&rows).await;
                 if result.is_err() && rows.len() > 1 {
                     // One bad row must not fail the others: each on its own.
@@ -61,21 +78,42 @@ impl ResponseWriter {
                         let r = store.insert_responses(std::slice::from_ref(&row)).await;
                         let _ = ack.send(r);
                     }
-                    continue;
+                } else {
+                    for ack in acks {
+                        let _ = ack.send(result.clone());
+                    }
                 }
-                for ack in acks {
-                    let _ = ack.send(result.clone());
+                for f in flushes {
+                    let _ = f.send(Ok(()));
                 }
             }
         });
         Self { tx }
     }
 
+    /// At shutdown: waits (at most `within`) until every Response queued so far is
+    /// written.
+    pub async fn flush(&self, within: std::time::Duration) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let wait = async {
+            self.tx.send((None, ack)).await.ok()?;
+            done.await.ok()
+        };
+        if tokio::time::timeout(within, wait)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            tracing::warn!("stored Responses not all written at shutdown");
+        }
+    }
+
     /// Stores `r`; returns when it is committed.
     pub async fn write(&self, r: StoredResponse) -> Result<(), StoreError> {
         let (ack, done) = tokio::sync::oneshot::channel();
         self.tx
-            .send((r, ack))
+            .send((Some(r), ack))
             .await
             .map_err(|_| StoreError("the response writer has stopped".into()))?;
         done.await
@@ -353,5 +391,48 @@ impl Store {
             }
             Ok(Some(Conversation { turns, missing }))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn flush_returns_once_everything_queued_before_it_is_written() {
+        let dir = std::env::temp_dir().join(format!(
+            "jinf-responses-{}-{}",
+            std::process::id(),
+            crate::usage::unique_id()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::open(&format!("sqlite://{}", dir.join("r.db").display()))
+            .await
+            .expect("store");
+        let writer = ResponseWriter::start(store.clone());
+        // Rows whose writers nobody waits for (a stream cut off at shutdown leaves its
+        // save behind); on this one-thread runtime the writer task has not run yet.
+        for i in 0..200 {
+            let row = StoredResponse {
+                id: format!("resp_{i}"),
+                owner: "k".into(),
+                created_at: 1,
+                previous_id: None,
+                model: "m".into(),
+                served_by: None,
+                input_items: serde_json::json!([]),
+                response: serde_json::json!({"id": format!("resp_{i}"), "output": []}),
+            };
+            let (ack, _) = tokio::sync::oneshot::channel();
+            writer.tx.send((Some(row), ack)).await.expect("queued");
+        }
+        writer.flush(std::time::Duration::from_secs(10)).await;
+        // One read, at once: without the flush having waited, the writer would still be
+        // on its first batches (64 rows each).
+        let stored = store
+            .count_for_tests("SELECT COUNT(*) FROM responses")
+            .await
+            .expect("count");
+        assert_eq!(stored, 200, "every row queued before the flush is written");
     }
 }
