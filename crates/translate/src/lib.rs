@@ -94,3 +94,35 @@ impl StreamTranslator for anthropic::stream::AnthropicToChat {
         anthropic::stream::AnthropicToChat::failed(self)
     }
 }
+
+/// A boxed machine is a machine: a leg chosen at run time (the upstream kind's) can head a
+/// [`pipe::Pipe`].
+impl<T: StreamTranslator + ?Sized> StreamTranslator for Box<T> {
+    fn push(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        (**self).push(ev, out)
+    }
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        (**self).finish(out)
+    }
+    fn is_complete(&self) -> bool {
+        (**self).is_complete()
+    }
+    fn usage(&self) -> Option<jusinfer_wire::chat::Usage> {
+        (**self).usage()
+    }
+    fn deltas_seen(&self) -> u64 {
+        (**self).deltas_seen()
+    }
+    fn error_frame(&self, kind: &str, status: u16, message: &str) -> Option<Bytes> {
+        (**self).error_frame(kind, status, message)
+    }
+    fn failed(&self) -> bool {
+        (**self).failed()
+    }
+    fn keepalive_frame(&self) -> Option<Bytes> {
+        (**self).keepalive_frame()
+    }
+    fn take_result(&mut self) -> Option<serde_json::Value> {
+        (**self).take_result()
+    }
+}

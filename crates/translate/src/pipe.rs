@@ -80,3 +80,37 @@ impl<A: StreamTranslator, B: StreamTranslator> StreamTranslator for Pipe<A, B> {
         self.second.take_result()
     }
 }
+
+/// Chat frames that are already the gateway's own (the built-in `echo`'s), passed on as
+/// they came: the head of a [`Pipe`] whose first leg has nothing to translate.
+#[derive(Debug, Default)]
+pub struct Relay {
+    done: bool,
+}
+
+impl StreamTranslator for Relay {
+    fn push(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        if !self.done {
+            self.done = ev.data.as_ref() == b"[DONE]";
+            out.push(ev.raw.clone());
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    /// None: the next machine reads the usage chunk.
+    fn usage(&self) -> Option<jusinfer_wire::chat::Usage> {
+        None
+    }
+
+    fn deltas_seen(&self) -> u64 {
+        0
+    }
+}

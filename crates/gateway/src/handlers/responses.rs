@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 use crate::auth::{authenticate, Caller};
 use crate::error::GatewayError;
+use crate::pipeline::dialects::responses::Origin;
 use crate::state::AppState;
-use crate::upstream::responses::Origin;
 
 /// The most turns a conversation is rebuilt from (`previous_response_id` links followed).
 pub(crate) const MAX_TURNS: i32 = 10_000;

@@ -4,10 +4,10 @@
 
 pub mod anthropic;
 pub mod echo;
+pub(crate) mod execute;
 pub mod http;
-pub mod messages;
+pub(crate) mod leg;
 pub mod openai;
-pub mod responses;
 pub mod schema_sample;
 
 pub mod kind;

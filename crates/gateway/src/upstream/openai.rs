@@ -1,40 +1,18 @@
-//! OpenAI and OpenAI-compatible upstreams: the same dialect as the client, so requests
-//! are forwarded with minimal edits and responses passed through (streams through the
-//! normalizer of `jusinfer_translate::chat_stream`).
+//! OpenAI and OpenAI-compatible upstreams: what a client of the same dialect needs to be
+//! passed through — its body spliced ([`edit_body`]), the answer's bytes kept but for the
+//! cost ([`whole`]) — and how their errors read ([`map_status`]).
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
-use jusinfer_translate::chat_stream::{ChatStreamNormalizer, CostRule, Options};
 use jusinfer_translate::pricing::{self, Price};
 use jusinfer_wire::chat::Usage;
 use serde_json::value::RawValue;
 
-use super::http::{self, Clock};
-use super::{Endpoint, Provider};
+use super::execute::malformed;
+use super::{http, Provider};
 use crate::error::GatewayError;
-use crate::ledger::Tap;
 use crate::usage::UsageExt;
-
-/// What to call and how.
-pub struct Call<'a> {
-    pub provider: &'a Provider,
-    /// The deployment's timeouts.
-    pub timeouts: crate::config::Timeouts,
-    /// The deployment's health: a stream that fails after its start counts against it.
-    pub health: Option<&'a std::sync::Arc<crate::health::Health>>,
-    pub endpoint: Endpoint,
-    pub body: Bytes,
-    pub stream: bool,
-    /// For streams: whether the client asked for the usage chunk.
-    pub include_usage: bool,
-    pub request_id: &'a str,
-    /// Where a stream reports its usage when it ends.
-    pub tap: Option<&'a Tap>,
-    /// The upstream model's price: `usage.cost` is added to what the client receives
-    /// (`null` when the price is unknown).
-    pub price: Option<Price>,
-}
 
 /// Rewrites the client's JSON for the upstream: `model` becomes the upstream's name and,
 /// for streams, `stream_options.include_usage` is set (the gateway bills from it). The edit
@@ -129,38 +107,14 @@ fn insertion_point(raw: &[u8]) -> usize {
     raw.iter().position(|b| *b == b'{').map_or(0, |p| p + 1)
 }
 
-/// Sends `call` and turns the upstream's answer into the client's response, or the error
-/// that decides whether the next deployment is tried.
-pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
-    let p = call.provider;
-    let clock = Clock::start(call.timeouts);
-    let answer = http::exchange(
-        p,
-        http::Exchange {
-            endpoint: call.endpoint,
-            body: call.body,
-            stream: call.stream,
-            forward: &[],
-        },
-        &clock,
-    )
-    .await?;
-    if call.stream {
-        let machine = ChatStreamNormalizer::new(Options {
-            include_usage: call.include_usage,
-            id_seed: call
-                .request_id
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .take(24)
-                .collect(),
-            cost: Some(CostRule { price: call.price }),
-        });
-        return http::stream(p, answer.resp, machine, &clock, call.tap, call.health).await;
-    }
-    let body = http::read_body(p, answer.resp, clock.deadline).await?;
-    // Validates the whole body and reads its usage in one pass; the bytes go on untouched
-    // but for `"cost":…` spliced into the usage object (§4's extension).
+/// A whole Chat (or embeddings) answer of an OpenAI-shaped upstream, for a client of the
+/// same dialect: the bytes go on untouched but for `"cost":…` spliced into the usage
+/// object (§4's extension); the whole body is validated and its usage read in one pass.
+pub(crate) fn whole(
+    p: &Provider,
+    body: Bytes,
+    price: Option<Price>,
+) -> Result<Response, GatewayError> {
     #[derive(serde::Deserialize)]
     struct Peek<'a> {
         #[serde(borrow, default)]
@@ -168,29 +122,23 @@ pub async fn send(call: Call<'_>) -> Result<Response, GatewayError> {
     }
     // UTF-8 first: serde skips the fields it ignores without checking their bytes.
     let text = std::str::from_utf8(&body).map_err(|e| {
-        GatewayError::upstream(format!(
-            "provider `{}` sent a response that is not valid UTF-8 (invalid byte at offset {})",
-            p.name(),
-            e.valid_up_to()
-        ))
-        .fault(crate::error::Fault::Malformed)
-        .retryable(true)
+        malformed(
+            p,
+            &format!(
+                "a response that is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
     })?;
-    let peek: Peek<'_> = serde_json::from_str(text).map_err(|e| {
-        GatewayError::upstream(format!(
-            "provider `{}` sent a response that is not valid JSON ({e})",
-            p.name()
-        ))
-        .fault(crate::error::Fault::Malformed)
-        .retryable(true)
-    })?;
+    let peek: Peek<'_> = serde_json::from_str(text)
+        .map_err(|e| malformed(p, &format!("a response that is not valid JSON ({e})")))?;
     let Some(raw_usage) = peek.usage else {
         return Ok(http::json_response(body));
     };
     let Ok(mut u) = serde_json::from_str::<Usage>(raw_usage.get()) else {
         return Ok(http::json_response(body));
     };
-    u.cost = call.price.map(|pr| pricing::cost(&pr, &u)).into();
+    u.cost = price.map(|pr| pricing::cost(&pr, &u)).into();
     let (start, len) = (
         raw_usage.get().as_ptr() as usize - body.as_ptr() as usize,
         raw_usage.get().len(),
@@ -229,53 +177,6 @@ fn splice_cost(body: &Bytes, start: usize, len: usize, cost: Option<f64>) -> Byt
 /// Maps an upstream error status (§5): 400/404/422 keep their status and the upstream's
 /// error; 401/403 are the gateway's credentials, not the client's, so they become 502;
 /// 408, 429, 5xx and 529 may be retried elsewhere.
-/// Sends a Chat body the gateway translated from another dialect. A `reasoning_effort`
-/// it carries (from the client's effort setting) is refused by models that do not reason
-/// (OpenAI: 400 on that param); then it is sent once more without it, and `effort_name`
-/// (the client's field) joins `dropped`.
-pub async fn exchange_translated(
-    p: &Provider,
-    body: &mut serde_json::Value,
-    stream: bool,
-    timeouts: crate::config::Timeouts,
-    dropped: &mut Vec<String>,
-    effort_name: &str,
-) -> Result<(http::Answer, Clock), GatewayError> {
-    // One clock for both tries: the retry does not extend the attempt's deadline.
-    let clock = Clock::start(timeouts);
-    loop {
-        let bytes =
-            serde_json::to_vec(&*body).map_err(|e| GatewayError::internal(e.to_string()))?;
-        let result = http::exchange(
-            p,
-            http::Exchange {
-                endpoint: super::Endpoint::ChatCompletions,
-                body: Bytes::from(bytes),
-                stream,
-                forward: &[],
-            },
-            &clock,
-        )
-        .await;
-        match result {
-            Err(e) if refuses_effort(&e) && body.get("reasoning_effort").is_some() => {
-                if let Some(o) = body.as_object_mut() {
-                    o.remove("reasoning_effort");
-                }
-                dropped.push(effort_name.to_owned());
-            }
-            other => return other.map(|a| (a, clock)),
-        }
-    }
-}
-
-/// The upstream refused `reasoning_effort`.
-fn refuses_effort(e: &GatewayError) -> bool {
-    e.status == StatusCode::BAD_REQUEST
-        && (e.param.as_deref() == Some("reasoning_effort")
-            || e.message.contains("reasoning_effort"))
-}
-
 pub fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError {
     #[derive(serde::Deserialize)]
     struct Env {

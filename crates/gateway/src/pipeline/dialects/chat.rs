@@ -3,12 +3,17 @@
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use jusinfer_translate::chat_stream::CostRule;
 use jusinfer_wire::chat::{ChatRequest, Role};
+use serde_json::Value;
 
 use crate::error::GatewayError;
 use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::routing::Deployment;
-use crate::upstream::{anthropic, echo, openai, Endpoint, Speaks};
+use crate::upstream::execute::{completion_usage, execute, Plan};
+use crate::upstream::leg::{Back, ChatIn, ChatOut, Leg};
+use crate::upstream::{echo, http, openai, Speaks};
+use crate::usage::UsageExt;
 
 pub(crate) struct Chat;
 
@@ -38,44 +43,60 @@ impl ClientDialect for Chat {
         d: Deployment,
     ) -> Result<Response, GatewayError> {
         let req = &a.p.req;
-        match d.provider.speaks() {
-            Speaks::Local => Ok(echo::chat_response(
-                echo::Echo::new(req, a.request_id, a.created),
-                req.is_stream(),
-            )),
-            Speaks::Chat => {
-                let stream = req.is_stream();
-                let body = openai::edit_body(a.raw, &d.upstream_model, stream)?;
-                openai::send(openai::Call {
-                    provider: &d.provider,
-                    timeouts: d.timeouts,
-                    health: Some(&d.health),
-                    endpoint: Endpoint::ChatCompletions,
-                    body,
-                    stream,
-                    include_usage: req.wants_stream_usage(),
-                    request_id: a.request_id,
-                    tap: Some(a.tap),
-                    price: crate::pipeline::admit::price_of(a.state, &d),
-                })
-                .await
-            }
-            Speaks::Messages => {
-                anthropic::chat(anthropic::Call {
-                    provider: &d.provider,
-                    timeouts: d.timeouts,
-                    health: Some(&d.health),
-                    req,
-                    raw: a.raw,
-                    upstream_model: &d.upstream_model,
-                    price: crate::pipeline::admit::price_of(a.state, &d),
-                    created: a.created,
-                    tap: a.tap,
-                    auto_cache: d.auto_cache,
-                })
-                .await
-            }
+        let p = &*d.provider;
+        if p.speaks() == Speaks::Local {
+            // Echo's frames are Chat already.
+            let echo = echo::Echo::new(req, a.request_id, a.created);
+            return Ok(echo::chat_response(echo, req.is_stream()));
         }
+        let price = crate::pipeline::admit::price_of(a.state, &d);
+        let chat = ChatIn::Client { req, raw: a.raw };
+        let leg = Leg::new(&d, chat, "reasoning_effort", a.request_id, a.created)?;
+        let back = leg.back;
+        let plan = Plan {
+            d: &d,
+            endpoint: leg.endpoint,
+            body: leg.body,
+            stream: req.is_stream(),
+            forward: &[],
+            tap: Some(a.tap),
+            keep: None,
+            dropped: leg.dropped,
+        };
+        let machine = || {
+            back.machine(ChatOut {
+                include_usage: req.wants_stream_usage(),
+                cost: Some(CostRule { price }),
+                id_seed: a
+                    .request_id
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(24)
+                    .collect(),
+                created: a.created,
+            })
+        };
+        let back = &back;
+        execute(plan, machine, |bytes| async move {
+            if let Back::Chat = back {
+                // Same dialect: the upstream's bytes, the cost spliced in.
+                return openai::whole(p, bytes, price);
+            }
+            let mut completion = back.completion(p, &bytes, a.created)?;
+            let usage = completion_usage(&completion, price);
+            if let (Some(u), Some(Value::Object(o))) = (&usage, completion.get_mut("usage")) {
+                let cost: Option<f64> = u.cost.into();
+                o.insert("cost".to_owned(), cost.map_or(Value::Null, Value::from));
+            }
+            let body = serde_json::to_vec(&completion)
+                .map_err(|e| GatewayError::internal(e.to_string()))?;
+            let mut resp = http::json_response(Bytes::from(body));
+            if let Some(u) = usage {
+                resp.extensions_mut().insert(UsageExt(u));
+            }
+            Ok(resp)
+        })
+        .await
     }
 
     fn render(e: GatewayError) -> Response {

@@ -11,6 +11,7 @@ use crate::error::GatewayError;
 use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::proxy;
 use crate::routing::Deployment;
+use crate::upstream::execute::{execute, Outbound, Plan};
 use crate::upstream::{echo, http, openai, Endpoint, Speaks};
 
 pub(crate) struct Embeddings;
@@ -51,18 +52,21 @@ impl ClientDialect for Embeddings {
     ) -> Result<Response, GatewayError> {
         match d.provider.speaks() {
             Speaks::Chat => {
-                let body = openai::edit_body(a.raw, &d.upstream_model, false)?;
-                openai::send(openai::Call {
-                    provider: &d.provider,
-                    timeouts: d.timeouts,
-                    health: Some(&d.health),
+                let price = crate::pipeline::admit::price_of(a.state, &d);
+                let plan = Plan {
+                    d: &d,
                     endpoint: Endpoint::Embeddings,
-                    body,
+                    body: Outbound::Bytes(openai::edit_body(a.raw, &d.upstream_model, false)?),
                     stream: false,
-                    include_usage: false,
-                    request_id: a.request_id,
+                    forward: &[],
                     tap: None,
-                    price: crate::pipeline::admit::price_of(a.state, &d),
+                    keep: None,
+                    dropped: Vec::new(),
+                };
+                let p = &*d.provider;
+                let no_stream = || jusinfer_translate::pipe::Relay::default();
+                execute(plan, no_stream, |bytes| async move {
+                    openai::whole(p, bytes, price)
                 })
                 .await
             }

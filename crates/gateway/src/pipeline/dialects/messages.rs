@@ -1,17 +1,25 @@
 //! `POST /v1/messages`: Anthropic's Messages API, as Anthropic's SDKs and Claude Code send
 //! it (`x-api-key` or Bearer; `anthropic-version` and `anthropic-beta` passed on to
-//! upstreams that speak Messages), served by every provider. Errors are in Anthropic's
-//! shape.
+//! upstreams that speak Messages), served by every provider: an `anthropic` upstream gets
+//! the client's bytes (only `model` spliced) and its answer passes through byte for byte;
+//! every other deployment gets the request translated to Chat and through the Chat leg,
+//! and the answer translated back (`translate::messages`). Errors are in Anthropic's shape.
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use jusinfer_translate::messages::{request, response, stream};
+use jusinfer_translate::pipe::Pipe;
+use jusinfer_wire::anthropic::MessagesResponse;
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::routing::Deployment;
-use crate::upstream::{messages, Speaks};
+use crate::upstream::execute::{completion_usage, execute, malformed, priced, Outbound, Plan};
+use crate::upstream::leg::{ChatIn, ChatOut, Leg};
+use crate::upstream::{http, openai, Endpoint, Speaks};
+use crate::usage::UsageExt;
 
 pub(crate) struct Messages;
 
@@ -74,26 +82,83 @@ impl ClientDialect for Messages {
         d: Deployment,
     ) -> Result<Response, GatewayError> {
         let m = &a.p.req;
-        let call = messages::Call {
-            provider: &d.provider,
-            timeouts: d.timeouts,
-            health: Some(&d.health),
-            raw: a.raw,
-            req: &m.req,
-            stream: a.p.stream,
-            upstream_model: &d.upstream_model,
-            client_model: &a.p.model,
-            forward: &m.forward,
-            id: &m.id,
-            price: crate::pipeline::admit::price_of(a.state, &d),
-            tap: a.tap,
-            input_estimate: crate::limits::estimate_prompt_tokens(a.raw.len()),
-        };
-        match d.provider.speaks() {
-            Speaks::Messages => messages::anthropic(call).await,
-            Speaks::Chat => messages::openai(call).await,
-            Speaks::Local => messages::echo(&call, a.request_id, a.created),
+        let p = &*d.provider;
+        let price = crate::pipeline::admit::price_of(a.state, &d);
+        if p.speaks() == Speaks::Messages {
+            // Natively: the client's bytes (only `model` spliced), the answer's bytes as
+            // they come, usage read on the way.
+            let plan = Plan {
+                d: &d,
+                endpoint: Endpoint::ChatCompletions,
+                body: Outbound::Bytes(openai::edit_body(a.raw, &d.upstream_model, false)?),
+                stream: a.p.stream,
+                forward: &m.forward,
+                tap: Some(a.tap),
+                keep: None,
+                dropped: Vec::new(),
+            };
+            return execute(plan, stream::MessagesPassthrough::new, |bytes| async move {
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| malformed(p, "a response that is not UTF-8"))?;
+                let msg: MessagesResponse = serde_json::from_str(text).map_err(|e| {
+                    malformed(
+                        p,
+                        &format!("a response that is not a Messages response ({e})"),
+                    )
+                })?;
+                let usage = priced(jusinfer_translate::anthropic::usage(&msg.usage), price);
+                let mut resp = http::json_response(bytes);
+                resp.extensions_mut().insert(UsageExt(usage));
+                Ok(resp)
+            })
+            .await;
         }
+        let t = request::messages_to_chat(&m.req, &d.upstream_model, p.upstream.newest_chat)
+            .map_err(|e| {
+                GatewayError::bad_request(e.message)
+                    .param(e.param)
+                    .code("invalid_value")
+            })?;
+        let chat = ChatIn::Translated(t.body);
+        let leg = Leg::new(&d, chat, "output_config.effort", a.request_id, a.created)?;
+        let mut dropped = t.dropped;
+        dropped.extend(leg.dropped);
+        let back = leg.back;
+        let plan = Plan {
+            d: &d,
+            endpoint: leg.endpoint,
+            body: leg.body,
+            stream: a.p.stream,
+            forward: &[],
+            tap: Some(a.tap),
+            keep: None,
+            dropped,
+        };
+        let machine = || {
+            let to_chat = back.machine(ChatOut {
+                include_usage: true,
+                cost: None,
+                id_seed: m.id.trim_start_matches("msg_").to_owned(),
+                created: a.created,
+            });
+            let to_messages = stream::ChatToMessages::new(stream::Options {
+                id: m.id.clone(),
+                model: a.p.model.clone(),
+                input_tokens_estimate: crate::limits::estimate_prompt_tokens(a.raw.len()),
+            });
+            Pipe::new(to_chat, to_messages)
+        };
+        let back = &back;
+        execute(plan, machine, |bytes| async move {
+            let completion = back.completion(p, &bytes, a.created)?;
+            let msg = response::chat_to_messages(&completion, &a.p.model, &m.id);
+            let mut resp = http::json_response(Bytes::from(msg.to_string()));
+            if let Some(u) = completion_usage(&completion, price) {
+                resp.extensions_mut().insert(UsageExt(u));
+            }
+            Ok(resp)
+        })
+        .await
     }
 
     fn render(e: GatewayError) -> Response {

@@ -1,143 +1,50 @@
-//! `POST /v1/responses`: OpenAI's Responses API, stateful, served by every provider. The
-//! conversation (`previous_response_id`, `item_reference`s) is rebuilt from the store in
-//! `prepare`; the finished Response is stored by the [`Keeper`] before the client gets its
-//! last event. The `GET` and `DELETE` endpoints are in `handlers::responses`.
+//! The conversation of a Responses request: `item_reference`s resolved and earlier turns
+//! read from the store ([`prepare`]), each item's origin kept, and the conversation as a
+//! pass-through upstream gets it ([`passthrough_body`]).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
 use jusinfer_translate::responses::{request, response};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
+use super::keep::Keeper;
+use super::ResponsesRequest;
 use crate::auth::Caller;
 use crate::error::GatewayError;
 use crate::handlers::responses::{flatten, owner, store_error, MAX_TURNS};
-use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
-use crate::routing::Deployment;
+use crate::pipeline::Parsed;
 use crate::state::AppState;
-use crate::upstream::responses::{self as provider, Keeper, Origin};
+use crate::upstream::openai;
 
-pub(crate) struct Responses;
-
-/// A Responses request, with its conversation rebuilt (in `prepare`).
-pub(crate) struct ResponsesRequest {
-    req: Map<String, Value>,
-    store: bool,
-    previous: Option<String>,
-    conversation: Vec<Value>,
-    origins: Vec<Origin>,
-    /// The conversation is not the client's bytes (it continues a stored one, or had
-    /// references resolved): the body is rebuilt.
-    continues: bool,
-    envelope: Map<String, Value>,
-    keeper: Option<Arc<Keeper>>,
-    created: u64,
+/// Where an item of a rebuilt conversation came from: what decides whether its `id`
+/// means anything to a pass-through upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The client sent it (its `id` is the client's, or one the gateway minted).
+    Client,
+    /// Output of a turn the gateway translated (ids minted by the gateway).
+    Gateway,
+    /// Output of a turn this provider's own Responses API made (its ids).
+    Upstream(String),
 }
 
-impl ClientDialect for Responses {
-    const ENDPOINT: &'static str = "/v1/responses";
-    type Request = ResponsesRequest;
+/// The id the gateway gives input item `n` of the request that creates `response_id`.
+pub(crate) fn input_item_id(prefix: &str, response_id: &str, n: usize) -> String {
+    response::item_id(prefix, &response_id.replacen("resp_", "in", 1), n)
+}
 
-    fn parse(raw: &Bytes, _: &HeaderMap) -> Result<Parsed<ResponsesRequest>, GatewayError> {
-        let req: Map<String, Value> = read::parse_json(raw)?;
-        let model = req
-            .get("model")
-            .and_then(Value::as_str)
-            .filter(|m| !m.trim().is_empty())
-            .ok_or_else(|| {
-                GatewayError::bad_request("Missing required parameter: 'model'.")
-                    .param("model")
-                    .code("missing_required_parameter")
-            })?
-            .to_owned();
-        let flag = |k: &str, default: bool| -> Result<bool, GatewayError> {
-            match req.get(k) {
-                None | Some(Value::Null) => Ok(default),
-                Some(Value::Bool(b)) => Ok(*b),
-                Some(_) => Err(
-                    GatewayError::bad_request(format!("'{k}' must be a boolean."))
-                        .param(k)
-                        .code("invalid_type"),
-                ),
-            }
-        };
-        let stream = flag("stream", false)?;
-        let store = flag("store", true)?;
-        let previous = match req.get("previous_response_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                return Err(
-                    GatewayError::bad_request("'previous_response_id' must be a string.")
-                        .param("previous_response_id")
-                        .code("invalid_type"),
-                )
-            }
-        };
-        Ok(Parsed {
-            model,
-            stream,
-            extra_prompt_bytes: 0,
-            max_output: req.get("max_output_tokens").and_then(Value::as_u64),
-            req: ResponsesRequest {
-                req,
-                store,
-                previous,
-                conversation: Vec::new(),
-                origins: Vec::new(),
-                continues: false,
-                envelope: Map::new(),
-                keeper: None,
-                created: 0,
-            },
-        })
-    }
-
-    async fn prepare(
-        state: &AppState,
-        caller: &Caller,
-        p: &mut Parsed<ResponsesRequest>,
-    ) -> Result<(), GatewayError> {
-        prepare(state, caller, p).await
-    }
-
-    async fn attempt(
-        a: &Attempt<'_, ResponsesRequest>,
-        d: Deployment,
-    ) -> Result<Response, GatewayError> {
-        let r = &a.p.req;
-        provider::attempt(provider::Call {
-            provider: &d.provider,
-            auto_cache: d.auto_cache,
-            timeouts: d.timeouts,
-            health: Some(&d.health),
-            req: &r.req,
-            raw: a.raw,
-            conversation: &r.conversation,
-            origins: &r.origins,
-            continues: r.continues,
-            stream: a.p.stream,
-            upstream_model: &d.upstream_model,
-            envelope: &r.envelope,
-            price: crate::pipeline::admit::price_of(a.state, &d),
-            tap: a.tap,
-            keeper: r.keeper.as_ref(),
-            request_id: a.request_id,
-            created: r.created,
-        })
-        .await
-    }
-
-    fn render(e: GatewayError) -> Response {
-        e.into_response()
-    }
+/// Whether `id` is one [`input_item_id`] minted (`in` + hex cannot be an OpenAI id).
+pub(crate) fn is_minted_input_id(id: &str) -> bool {
+    id.split_once('_').is_some_and(|(_, rest)| {
+        rest.strip_prefix("in")
+            .is_some_and(|h| h.len() >= 50 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
 }
 
 /// Rebuilds the conversation: references resolved, earlier turns read, this turn's items
 /// checked; the Response's envelope and its keeper made.
-async fn prepare(
+pub(super) async fn prepare(
     state: &AppState,
     caller: &Caller,
     p: &mut Parsed<ResponsesRequest>,
@@ -149,7 +56,7 @@ async fn prepare(
     let mut n = 0usize;
     let items = request::input_items(&r.req, |prefix| {
         n += 1;
-        provider::input_item_id(prefix, &id, n)
+        input_item_id(prefix, &id, n)
     })
     .map_err(|e| {
         GatewayError::bad_request(e.message)
@@ -316,4 +223,51 @@ async fn resolve_references(
         }
     }
     Ok((origins, bytes))
+}
+
+/// The body for an upstream that speaks Responses: the client's bytes with `model`
+/// spliced, or, for a continued conversation, the request with the whole conversation as
+/// `input` (the gateway holds the state; the upstream may not have it). Items this
+/// upstream made keep their ids (OpenAI pairs a reasoning item with the item after it by
+/// id); ids the gateway minted are dropped, and so are reasoning items made elsewhere.
+pub(super) fn passthrough_body(
+    r: &ResponsesRequest,
+    raw: &Bytes,
+    upstream_model: &str,
+    here: &str,
+) -> Result<Bytes, GatewayError> {
+    if !r.continues {
+        return openai::edit_body(raw, upstream_model, false);
+    }
+    let mut req = r.req.clone();
+    req.remove("previous_response_id");
+    req.insert("model".into(), json!(upstream_model));
+    let input: Vec<Value> = r
+        .conversation
+        .iter()
+        .zip(r.origins.iter().chain(std::iter::repeat(&Origin::Client)))
+        .filter_map(|(item, origin)| {
+            let mut item = item.clone();
+            let strip = match origin {
+                Origin::Upstream(p) if p == here => false,
+                Origin::Client => item["id"].as_str().is_some_and(is_minted_input_id),
+                Origin::Upstream(_) | Origin::Gateway => {
+                    if item["type"] == "reasoning" {
+                        return None;
+                    }
+                    true
+                }
+            };
+            if strip {
+                if let Some(o) = item.as_object_mut() {
+                    o.remove("id");
+                }
+            }
+            Some(item)
+        })
+        .collect();
+    req.insert("input".into(), Value::Array(input));
+    serde_json::to_vec(&req)
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::internal(e.to_string()))
 }
