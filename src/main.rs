@@ -520,12 +520,7 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
             let store = open_store(&cfg).await?;
             let k = store.revoke_key(&id_or_prefix).await.map_err(work)?;
             // Running instances drop their cached copy now (else within the cache TTL).
-            if let Some(url) = &cfg.redis {
-                match jusinfer_gateway::redis_limits::RedisLimits::connect(url).await {
-                    Ok((r, _)) => r.publish_key_change(&k.hash).await,
-                    Err(e) => tracing::warn!("{e}: instances see the revoke within 2 s"),
-                }
-            }
+            keys::announce_change(&cfg, &k.hash).await;
             println!("Revoked key {} ({}, {}).", k.id, k.prefix, k.name);
             Ok(())
         }

@@ -191,6 +191,24 @@ def test_a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second(p
     assert time.monotonic() - revoked_at < 1.0
 
 
+def test_a_key_revoked_by_the_cli_is_refused_by_running_instances_within_a_second(pair):
+    """`jusinfer keys revoke` announces the change through Redis: running instances drop
+    their cached copy at once, not when the 2 s cache expires."""
+    a, b = pair
+    k = mint(a)
+    cb = b.client(api_key=k["key"])
+    cb.chat.completions.create(model="echo", messages=MSG)  # b has the key cached now
+    a.cli("keys", "revoke", k["id"])
+    revoked_at = time.monotonic()
+    while True:
+        try:
+            cb.chat.completions.create(model="echo", messages=MSG)
+        except openai.AuthenticationError:
+            break
+        assert time.monotonic() - revoked_at < 1.0, "b still accepts a key the CLI revoked"
+        time.sleep(0.02)
+
+
 def test_ledger_survives_a_database_outage_then_sigterm(sim, postgres, tmp_path):
     """Stop the database under load, SIGTERM the gateway while it is down, bring both
     back: every request a client saw answered has exactly one ledger row."""

@@ -335,6 +335,17 @@ fn bad_key(presented: &str) -> GatewayError {
     ))
 }
 
+/// Tells running instances that a key changed (revoked, updated) so they drop their cached
+/// copy now rather than within [`KEY_CACHE_TTL`]: through Redis when the deployment has one
+/// (instances without Redis see it within the TTL anyway).
+pub async fn announce_change(cfg: &crate::config::Config, hash: &str) {
+    if let Some(url) = &cfg.redis {
+        if let Err(e) = crate::limits::redis::announce_key_change(url, hash).await {
+            tracing::warn!("{e}: instances see the change within {KEY_CACHE_TTL:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,6 @@ pub mod portal;
 pub mod pricing;
 pub mod proxy;
 mod redis_conn;
-pub mod redis_limits;
 pub mod retention;
 pub mod routing;
 pub mod server;

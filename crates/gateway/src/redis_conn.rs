@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 use crate::limits::now_ms;
-use crate::redis_limits::REDIS_DOWN_MS;
+use crate::limits::redis::REDIS_DOWN_MS;
 
 /// The connection every Redis call uses, replaced by [`supervise`] when it stops
 /// answering (redis-rs's `ConnectionManager` can stay broken after a failed reconnect).

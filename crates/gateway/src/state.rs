@@ -9,9 +9,9 @@ use crate::health::HealthBook;
 use crate::keys::KeyChecker;
 use crate::ledger::Ledger;
 use crate::lifecycle::{Gate, Lifecycle};
+use crate::limits::redis::RedisLimits;
 use crate::limits::Limits;
 use crate::pricing::Prices;
-use crate::redis_limits::RedisLimits;
 use crate::routing;
 use crate::store::Store;
 use crate::upstream::Provider;
@@ -59,7 +59,7 @@ impl AppState {
                 let (r, client) = RedisLimits::connect(url).await?;
                 if let Some(k) = &keys {
                     let k = k.clone();
-                    crate::redis_limits::watch_key_changes(client, move |hash| k.evict(hash));
+                    crate::limits::redis::watch_key_changes(client, move |hash| k.evict(hash));
                 }
                 Some(r)
             }
