@@ -21,7 +21,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::fixtures;
-use crate::server::{record, Scenario, SimState};
+use crate::scenario::Scenario;
+use crate::server::{record, SimState};
 
 fn event(name: &str, data: &Value) -> Bytes {
     jusinfer_sse::encode_bytes(Some(name), data.to_string().as_bytes())
@@ -454,9 +455,9 @@ pub async fn messages(State(state): State<SimState>, headers: HeaderMap, body: B
             "model": req["model"], "content": [{"type": "text", "text": "Done."}],
             "stop_reason": "end_turn", "stop_sequence": null, "usage": usage});
         return if stream {
-            crate::server::stream_response(
+            crate::pace::stream_response(
                 streamify(&m, None),
-                &crate::server::StreamPlan {
+                &crate::pace::StreamPlan {
                     gap_ms: sc.gap_ms,
                     disconnect_after: sc.disconnect_after,
                     stall_after: sc.stall_after,
@@ -506,9 +507,9 @@ pub async fn messages(State(state): State<SimState>, headers: HeaderMap, body: B
         },
         Err(e) => return json_response(500, &error_body(500, &format!("sim: {e:#}"))),
     };
-    crate::server::stream_response(
+    crate::pace::stream_response(
         frames,
-        &crate::server::StreamPlan {
+        &crate::pace::StreamPlan {
             gap_ms: sc.gap_ms,
             disconnect_after: sc.disconnect_after,
             stall_after: sc.stall_after,

@@ -11,8 +11,11 @@
 //! `parallel;style=whole` or `text;status=503`. See [`Scenario`] for the keys.
 
 pub mod anthropic;
+mod canned;
 pub mod fixtures;
+mod pace;
 pub mod probe;
+pub mod scenario;
 pub mod server;
 pub mod streamify;
 

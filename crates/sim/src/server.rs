@@ -12,7 +12,10 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::canned::{nonstream_body, stream_frames};
 use crate::fixtures;
+use crate::pace::{stream_response, StreamPlan};
+use crate::scenario::{corrupt, Scenario};
 use crate::streamify::{streamify, Style};
 
 /// Requests kept for `GET /_sim/requests`.
@@ -52,7 +55,7 @@ fn unix_ms() -> f64 {
 }
 
 impl SimState {
-    fn cancelled(&self, model: &str) {
+    pub(crate) fn cancelled(&self, model: &str) {
         if let Ok(mut c) = self.cancellations.lock() {
             c.push((model.to_owned(), unix_ms()));
         }
@@ -95,98 +98,6 @@ pub fn app(state: SimState) -> Router {
         .route("/_sim/requests", get(recorded).delete(clear))
         .route("/_sim/stats", get(stats))
         .with_state(state)
-}
-
-/// The scenario and faults named by the upstream model string.
-#[derive(Debug, Default)]
-pub struct Scenario {
-    pub name: String,
-    pub status: Option<u16>,
-    pub delay_ms: u64,
-    pub gap_ms: u64,
-    pub chunks: usize,
-    pub style: Option<Style>,
-    /// Send this many good frames, then a broken event.
-    pub broken_sse: Option<usize>,
-    pub truncate_json: bool,
-    pub disconnect_after: Option<usize>,
-    pub content_type: Option<String>,
-    pub retry_after: Option<String>,
-    /// Statuses for this model string's 1st, 2nd, … request (the last repeats); 200 is
-    /// the normal answer.
-    pub seq: Vec<u16>,
-    /// Send this many frames, then hold the stream open without a word.
-    pub stall_after: Option<usize>,
-    /// `fast` streams: bytes of content per chunk.
-    pub chunk_bytes: usize,
-    /// Header `retry-after-ms`.
-    pub retry_after_ms: Option<String>,
-    /// Write every byte of the stream on its own.
-    pub trickle: bool,
-    /// Put an invalid UTF-8 byte into the answer's `id`.
-    pub bad_utf8: bool,
-    /// Answer a stream with 200 and nothing but an error event.
-    pub error_event: bool,
-    /// Answer 400 unless the request holds exactly this many messages (the conversation
-    /// a stateful client expects the gateway to have rebuilt).
-    pub expect_messages: Option<usize>,
-    /// `probe`: how to break the answer ([`crate::probe`]).
-    pub fault: String,
-    /// `agent`: the tool to call (default: the request's first function tool).
-    pub tool: Option<String>,
-    /// A model that does not reason: `reasoning_effort` is a 400 as OpenAI gives it (the
-    /// recorded unsupported-parameter error, naming that param).
-    pub no_effort: bool,
-}
-
-/// Replaces the byte after the first `"id":"` with 0xff (not UTF-8 anywhere).
-fn corrupt(b: &Bytes) -> Bytes {
-    let mut v = b.to_vec();
-    if let Some(at) = v.windows(6).position(|w| w == b"\"id\":\"") {
-        if let Some(x) = v.get_mut(at + 6) {
-            *x = 0xff;
-        }
-    }
-    Bytes::from(v)
-}
-
-impl Scenario {
-    pub fn parse(model: &str) -> Self {
-        let mut parts = model.split(';');
-        let mut s = Scenario {
-            name: parts.next().unwrap_or_default().to_owned(),
-            chunks: 20,
-            ..Default::default()
-        };
-        for p in parts {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            match k {
-                "status" => s.status = v.parse().ok(),
-                "delay_ms" => s.delay_ms = v.parse().unwrap_or(0),
-                "gap_ms" => s.gap_ms = v.parse().unwrap_or(0),
-                "chunks" => s.chunks = v.parse().unwrap_or(20),
-                "style" => s.style = Style::parse(v),
-                "broken_sse" => s.broken_sse = Some(v.parse().unwrap_or(3)),
-                "truncate_json" => s.truncate_json = true,
-                "disconnect_after" => s.disconnect_after = v.parse().ok(),
-                "content_type" => s.content_type = Some(v.to_owned()),
-                "retry_after" => s.retry_after = Some(v.to_owned()),
-                "retry_after_ms" => s.retry_after_ms = Some(v.to_owned()),
-                "seq" => s.seq = v.split(',').filter_map(|x| x.parse().ok()).collect(),
-                "stall_after" => s.stall_after = v.parse().ok(),
-                "chunk_bytes" => s.chunk_bytes = v.parse().unwrap_or(0),
-                "trickle" => s.trickle = true,
-                "bad_utf8" => s.bad_utf8 = true,
-                "error_event" => s.error_event = true,
-                "expect_messages" => s.expect_messages = v.parse().ok(),
-                "fault" => s.fault = v.to_owned(),
-                "no_effort" => s.no_effort = true,
-                "tool" => s.tool = Some(v.to_owned()),
-                _ => {}
-            }
-        }
-        s
-    }
 }
 
 pub(crate) fn record(state: &SimState, path: &str, headers: &HeaderMap, body: &Value) {
@@ -327,130 +238,6 @@ async fn embeddings(State(state): State<SimState>, headers: HeaderMap, body: Byt
         .sum();
     let out = json!({"object": "list", "data": data, "model": req["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
     json_response(200, Bytes::from(out.to_string()))
-}
-
-/// The recorded non-streaming body for a scenario.
-fn nonstream_body(name: &str) -> anyhow::Result<Option<(u16, Bytes)>> {
-    Ok(Some(match name {
-        "text" => (200, fixtures::read("openai-chat/chat_nonstream_text.json")?),
-        "parallel" => (
-            200,
-            fixtures::read("openai-chat/chat_nonstream_parallel_tool_calls.json")?,
-        ),
-        "length" => (
-            200,
-            fixtures::read("openai-chat/chat_nonstream_finish_length.json")?,
-        ),
-        "cache" => {
-            let v = fixtures::json("openai-chat/chat_usage_prompt_cache.responses.json")?;
-            (200, Bytes::from(v["responses"][1].to_string()))
-        }
-        "err400" => (
-            400,
-            fixtures::read("errors/openai_400_unsupported_parameter.json")?,
-        ),
-        "err401" => (
-            401,
-            fixtures::read("errors/openai_401_invalid_api_key.json")?,
-        ),
-        "err429" => (
-            429,
-            fixtures::read("errors/openai_429_insufficient_quota.json")?,
-        ),
-        "fast" => (200, Bytes::from_static(FAST_BODY.as_bytes())),
-        "reasoning" => (200, Bytes::from_static(REASONING_BODY.as_bytes())),
-        _ => return Ok(None),
-    }))
-}
-
-const FAST_BODY: &str = r#"{"id":"chatcmpl-fast","object":"chat.completion","created":1727346142,"model":"fast","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the simulator.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}}"#;
-
-/// A compatible server's reasoning model (DeepSeek, vLLM): `reasoning_content` beside the
-/// answer.
-const REASONING_BODY: &str = r#"{"id":"chatcmpl-r","object":"chat.completion","created":1727346142,"model":"reasoning","choices":[{"index":0,"message":{"role":"assistant","reasoning_content":"The user greets me. I greet back.","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":15,"total_tokens":27,"completion_tokens_details":{"reasoning_tokens":10}}}"#;
-
-fn reasoning_stream(include_usage: bool) -> Vec<Bytes> {
-    let chunk = |delta: &str, finish: &str| {
-        Bytes::from(format!(
-            "data: {{\"id\":\"chatcmpl-r\",\"object\":\"chat.completion.chunk\",\"created\":1727346142,\"model\":\"reasoning\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
-        ))
-    };
-    let mut out = vec![
-        chunk(
-            r#"{"role":"assistant","reasoning_content":"The user greets me."}"#,
-            "null",
-        ),
-        chunk(r#"{"reasoning_content":" I greet back."}"#, "null"),
-        chunk(r#"{"content":"Hello!"}"#, "null"),
-        chunk("{}", r#""stop""#),
-    ];
-    if include_usage {
-        out.push(Bytes::from_static(b"data: {\"id\":\"chatcmpl-r\",\"object\":\"chat.completion.chunk\",\"created\":1727346142,\"model\":\"reasoning\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":15,\"total_tokens\":27}}\n\n"));
-    }
-    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    out
-}
-
-/// The frames of the recorded (or derived) stream for a scenario.
-fn stream_frames(sc: &Scenario, include_usage: bool) -> anyhow::Result<Option<Vec<Bytes>>> {
-    let recorded = |rel: &str| -> anyhow::Result<Vec<Bytes>> {
-        let raw = fixtures::read(rel)?;
-        let mut d = jusinfer_sse::Decoder::new();
-        d.push(&raw);
-        let mut out = Vec::new();
-        while let Some(ev) = d.next_event()? {
-            out.push(ev);
-        }
-        out.extend(d.finish()?);
-        // A real upstream sends the usage chunk only when asked.
-        Ok(out
-            .into_iter()
-            .filter(|ev| include_usage || !is_usage_chunk(&ev.data))
-            .map(|ev| ev.raw)
-            .collect())
-    };
-    Ok(Some(match sc.name.as_str() {
-        "text" => recorded("openai-chat/chat_stream_text_with_usage.sse")?,
-        "capital" => recorded("openai-chat/chat_stream_tool_call_roundtrip.turn1.sse")?,
-        "answer" => recorded("openai-chat/chat_stream_tool_call_roundtrip.turn2.sse")?,
-        "fast" => fast_stream(sc.chunks, sc.chunk_bytes, include_usage),
-        "reasoning" => reasoning_stream(include_usage),
-        name => match nonstream_body(name)? {
-            Some((200, body)) => {
-                let v: Value = serde_json::from_slice(&body)?;
-                streamify(&v, sc.style.unwrap_or(Style::Standard), include_usage)
-            }
-            _ => return Ok(None),
-        },
-    }))
-}
-
-fn is_usage_chunk(data: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(data)
-        .map(|v| v["choices"].as_array().is_some_and(Vec::is_empty) && v["usage"].is_object())
-        .unwrap_or(false)
-}
-
-fn fast_stream(chunks: usize, chunk_bytes: usize, include_usage: bool) -> Vec<Bytes> {
-    let filler = "x".repeat(chunk_bytes);
-    let head = r#"{"id":"chatcmpl-fast","object":"chat.completion.chunk","created":1727346142,"model":"fast","choices":[{"index":0,"delta":"#;
-    let mut out = vec![Bytes::from(format!("data: {head}{{\"role\":\"assistant\",\"content\":\"\"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"))];
-    for i in 0..chunks {
-        out.push(Bytes::from(format!(
-            "data: {head}{{\"content\":\"tok{i} {filler}\"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"
-        )));
-    }
-    out.push(Bytes::from(format!(
-        "data: {head}{{}},\"logprobs\":null,\"finish_reason\":\"stop\"}}]}}\n\n"
-    )));
-    if include_usage {
-        out.push(Bytes::from(format!(
-            "data: {{\"id\":\"chatcmpl-fast\",\"object\":\"chat.completion.chunk\",\"created\":1727346142,\"model\":\"fast\",\"choices\":[],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":{chunks},\"total_tokens\":{}}}}}\n\n",
-            chunks + 9
-        )));
-    }
-    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    out
 }
 
 async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -679,82 +466,6 @@ async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) ->
     )
 }
 
-/// How `stream_response` paces its frames.
-pub(crate) struct StreamPlan {
-    pub gap_ms: u64,
-    pub disconnect_after: Option<usize>,
-    pub stall_after: Option<usize>,
-    /// For the cancellation log and progress counts.
-    pub model: String,
-}
-
-/// Sends `frames` as an SSE body, `gap_ms` apart, cutting the connection after
-/// `disconnect_after` frames, or falling silent after `stall_after`, when set. A reader that
-/// goes away is logged at once (the sender watches the channel close).
-pub(crate) fn stream_response(
-    mut frames: Vec<Bytes>,
-    plan: &StreamPlan,
-    state: &SimState,
-) -> Response {
-    let cancelled = Arc::clone(&state.streams_cancelled);
-    if let Some(n) = plan.disconnect_after {
-        frames.truncate(n);
-    }
-    let stall = plan.stall_after.is_some_and(|n| {
-        frames.truncate(n);
-        true
-    });
-    let disconnect = plan.disconnect_after.is_some();
-    let gap = Duration::from_millis(plan.gap_ms);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    let state = state.clone();
-    let model = plan.model.clone();
-    tokio::spawn(async move {
-        let gone = |state: &SimState| {
-            cancelled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            state.cancelled(&model);
-        };
-        for (i, f) in frames.into_iter().enumerate() {
-            if i > 0 && !gap.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(gap) => {}
-                    () = tx.closed() => return gone(&state),
-                }
-            }
-            if tx.send(Ok(f)).await.is_err() {
-                return gone(&state);
-            }
-            if let Ok(mut m) = state.frames_sent.lock() {
-                *m.entry(model.clone()).or_insert(0) += 1;
-            }
-        }
-        if stall {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(600)) => {}
-                () = tx.closed() => gone(&state),
-            }
-            return;
-        }
-        if disconnect {
-            // Let the frames already written reach the peer before the connection is cut.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let _ = tx
-                .send(Err(std::io::Error::other("simulated disconnect")))
-                .await;
-        }
-    });
-    let body =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
-    Response::builder()
-        .status(200)
-        .header("content-type", "text/event-stream; charset=utf-8")
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// `json`: a completion whose content fits the request's `response_format` json_schema, or
-/// a JSON object for `json_object` (400 when the request has neither: the gateway must
-/// have translated the client's format).
 /// The `agent` scenario, a coding agent's loop in two turns: until the conversation holds
 /// a tool result, call the tool (`tool=`, else the first function tool) with arguments
 /// fitting its schema; after it, answer "done: " and the start of the last result.
@@ -815,6 +526,9 @@ fn agent_answer(req: &Value, stream: bool, sc: &Scenario, state: &SimState) -> R
     )
 }
 
+/// `json`: a completion whose content fits the request's `response_format` json_schema, or
+/// a JSON object for `json_object` (400 when the request has neither: the gateway must
+/// have translated the client's format).
 fn json_answer(req: &Value, stream: bool, sc: &Scenario, state: &SimState) -> Response {
     let rf = &req["response_format"];
     let content = if rf["type"] == "json_object" {
