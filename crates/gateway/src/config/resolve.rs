@@ -1,0 +1,348 @@
+//! From the file's raw shape to a checked [`Config`]: every value validated, defaults
+//! applied, mistakes reported with the file and line. One function per section.
+
+use std::path::Path;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::*;
+
+/// Where the configuration came from, to name the file and line of a mistake.
+struct Source<'a> {
+    shown: String,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line(&self, needle: &str) -> usize {
+        self.text.find(needle).map_or(0, |o| line_of(self.text, o))
+    }
+}
+
+pub(super) fn resolve(
+    raw: RawConfig,
+    path: Option<&Path>,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let src = Source {
+        shown: path.map_or_else(|| "<config>".to_owned(), |p| p.display().to_string()),
+        text: source,
+    };
+    let mut warnings = Vec::new();
+    let breaker = breaker(&raw.circuit_breaker)?;
+    let server = server_limits(&raw)?;
+    let retention = retention(&raw)?;
+    let raw_providers = with_implicit_providers(raw.providers, env);
+    let providers = providers(raw_providers, &src, &mut warnings)?;
+    let models = models(raw.models, &providers, &src, &mut warnings)?;
+    Ok(Config {
+        retention,
+        source: path.map(Path::to_path_buf),
+        listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+        database: raw.database.unwrap_or_else(|| DEFAULT_DATABASE.to_owned()),
+        redis: raw.redis,
+        auth: raw.auth.unwrap_or(AuthMode::Keys),
+        max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        providers,
+        models,
+        prices: raw.prices,
+        breaker,
+        server,
+        log_bodies: raw.log_bodies.unwrap_or(false),
+        ledger_sync: raw.ledger_sync.unwrap_or(false),
+        warnings,
+    })
+}
+
+/// A provider as the file would declare it, with nothing but its kind, URL, key and models.
+fn implicit(
+    kind: ProviderKind,
+    base_url: Option<String>,
+    api_key: Option<String>,
+    models: Vec<String>,
+) -> RawProvider {
+    RawProvider {
+        kind,
+        base_url,
+        api_key,
+        models,
+        headers: IndexMap::new(),
+        timeouts: RawTimeouts::default(),
+        retries: None,
+        default_max_tokens: None,
+        max_tokens: IndexMap::new(),
+        responses: false,
+        auto_cache: false,
+    }
+}
+
+/// The file's providers; with none, those the environment's API keys name; and `echo`
+/// unless the file has one.
+fn with_implicit_providers(
+    mut raw_providers: IndexMap<String, RawProvider>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> IndexMap<String, RawProvider> {
+    if raw_providers.is_empty() {
+        for (var, name, kind, url) in ENV_PROVIDERS {
+            if let Some(key) = env(var).filter(|k| !k.is_empty()) {
+                let p = implicit(*kind, Some((*url).to_owned()), Some(key), Vec::new());
+                raw_providers.insert((*name).to_owned(), p);
+            }
+        }
+    }
+    if !raw_providers.values().any(|p| p.kind == ProviderKind::Echo)
+        && !raw_providers.contains_key("echo")
+    {
+        let echo = implicit(ProviderKind::Echo, None, None, vec!["echo".to_owned()]);
+        raw_providers.insert("echo".to_owned(), echo);
+    }
+    raw_providers
+}
+
+fn providers(
+    raw_providers: IndexMap<String, RawProvider>,
+    src: &Source<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let shown = &src.shown;
+    let mut providers = Vec::new();
+    for (name, p) in raw_providers {
+        if name.is_empty() || name.contains('/') {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: provider name {name:?} must be non-empty and contain no `/`",
+                src.line(&format!("[providers.{name}]"))
+            )));
+        }
+        let base_url = match (p.base_url.as_deref(), default_base_url(p.kind), p.kind) {
+            (Some(u), _, _) => u.trim_end_matches('/').to_owned(),
+            (None, Some(d), _) => d.to_owned(),
+            (None, None, ProviderKind::Echo) => String::new(),
+            (None, None, _) => {
+                return Err(ConfigError::new(format!(
+                    "{shown}:{}: providers.{name} (kind {}) needs base_url, e.g. \"http://127.0.0.1:8000/v1\"",
+                    src.line(&format!("[providers.{name}]")),
+                    p.kind.as_str()
+                )))
+            }
+        };
+        if !(base_url.is_empty()
+            || base_url.starts_with("http://")
+            || base_url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: providers.{name}.base_url = {base_url:?}: expected an http:// or https:// URL",
+                src.line(&base_url)
+            )));
+        }
+        if p.responses
+            && !matches!(
+                p.kind,
+                ProviderKind::Openai | ProviderKind::OpenaiCompatible
+            )
+        {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: providers.{name}.responses = true needs kind openai or openai-compatible (kind {} has no Responses API; requests are translated)",
+                src.line(&format!("[providers.{name}]")),
+                p.kind.as_str()
+            )));
+        }
+        let api_key = p.api_key.filter(|k| !k.is_empty());
+        if api_key.is_none() && p.kind == ProviderKind::Openai {
+            warnings.push(format!(
+                "providers.{name} has no api_key: its requests will be sent without credentials"
+            ));
+        }
+        let d = Timeouts::default();
+        let timeouts = Timeouts {
+            connect: secs(p.timeouts.connect, d.connect, "connect", &name)?,
+            first_byte: secs(p.timeouts.first_byte, d.first_byte, "first_byte", &name)?,
+            idle: secs(p.timeouts.idle, d.idle, "idle", &name)?,
+            total: secs(p.timeouts.total, d.total, "total", &name)?,
+        };
+        providers.push(ProviderConfig {
+            name,
+            kind: p.kind,
+            base_url,
+            api_key,
+            models: p.models,
+            headers: p.headers.into_iter().collect(),
+            timeouts,
+            retries: p.retries.unwrap_or(DEFAULT_RETRIES),
+            default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            max_tokens: p.max_tokens,
+            responses: p.responses,
+            auto_cache: p.auto_cache,
+        });
+    }
+    Ok(providers)
+}
+
+fn models(
+    raw_models: Vec<RawModel>,
+    providers: &[ProviderConfig],
+    src: &Source<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<ModelAlias>, ConfigError> {
+    let shown = &src.shown;
+    let mut models = Vec::new();
+    for (i, m) in raw_models.into_iter().enumerate() {
+        if m.route.is_empty() {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: models[{i}] ({}) has an empty route: list at least one \"provider/model\"",
+                src.line(&format!("\"{}\"", m.name)),
+                m.name
+            )));
+        }
+        let mut route = Vec::new();
+        for entry in &m.route {
+            let line = src.line(&format!("\"{entry}\""));
+            let Some((prov, model)) = entry.split_once('/') else {
+                return Err(ConfigError::new(format!(
+                    "{shown}:{line}: models[{i}].route entry {entry:?}: expected \"provider/model\""
+                )));
+            };
+            if !providers.iter().any(|p| p.name == prov) {
+                let known: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+                return Err(ConfigError::new(format!(
+                    "{shown}:{line}: models[{i}].route entry {entry:?} names unknown provider {prov:?}; expected one of: {}",
+                    known.join(", ")
+                )));
+            }
+            route.push((prov.to_owned(), model.to_owned()));
+        }
+        if models.iter().any(|a: &ModelAlias| a.name == m.name) {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: model alias {:?} is defined twice",
+                src.line(&format!("\"{}\"", m.name)),
+                m.name
+            )));
+        }
+        let strategy = m.strategy.unwrap_or(Strategy::Fallback);
+        let line = src.line(&format!("\"{}\"", m.name));
+        let weights = if m.weights.is_empty() {
+            if strategy == Strategy::Weighted {
+                warnings.push(format!(
+                    "models.{}: strategy weighted without weights: every route entry weighs 1",
+                    m.name
+                ));
+            }
+            vec![1.0; route.len()]
+        } else if m.weights.len() != route.len() {
+            return Err(ConfigError::new(format!(
+                "{shown}:{line}: models[{i}] ({}) has {} weights for {} route entries: give one weight per entry",
+                m.name,
+                m.weights.len(),
+                route.len()
+            )));
+        } else if m.weights.iter().any(|w| !w.is_finite() || *w < 0.0)
+            || m.weights.iter().all(|w| *w == 0.0)
+        {
+            return Err(ConfigError::new(format!(
+                "{shown}:{line}: models[{i}] ({}) weights must be finite, at least 0, and not all 0",
+                m.name
+            )));
+        } else {
+            m.weights
+        };
+        let base = format!("models[{i}].timeouts");
+        for (what, v) in [
+            ("first_byte", m.timeouts.first_byte),
+            ("idle", m.timeouts.idle),
+            ("total", m.timeouts.total),
+        ] {
+            seconds(v, Duration::ZERO, &format!("{base}.{what}"))?;
+        }
+        models.push(ModelAlias {
+            name: m.name,
+            route,
+            strategy,
+            weights,
+            timeouts: m.timeouts,
+            auto_cache: m.auto_cache,
+        });
+    }
+    Ok(models)
+}
+
+fn breaker(raw: &RawBreaker) -> Result<Breaker, ConfigError> {
+    let b = Breaker::default();
+    Ok(Breaker {
+        failures: u32::try_from(count(
+            raw.failures.map(|n| n as usize),
+            b.failures as usize,
+            "circuit_breaker.failures",
+        )?)
+        .unwrap_or(u32::MAX),
+        window: seconds(raw.window, b.window, "circuit_breaker.window")?,
+        cooldown: seconds(raw.cooldown, b.cooldown, "circuit_breaker.cooldown")?,
+    })
+}
+
+fn server_limits(raw: &RawConfig) -> Result<ServerLimits, ConfigError> {
+    let d = ServerLimits::default();
+    Ok(ServerLimits {
+        drain_timeout: seconds(raw.drain_timeout, d.drain_timeout, "drain_timeout")?,
+        max_concurrent_requests: count(
+            raw.max_concurrent_requests,
+            d.max_concurrent_requests,
+            "max_concurrent_requests",
+        )?,
+        max_concurrent_per_key: raw
+            .max_concurrent_per_key
+            .map(|n| count(Some(n), n, "max_concurrent_per_key"))
+            .transpose()?,
+        // hyper needs room for at least one read buffer of 8 KiB.
+        max_header_bytes: count(raw.max_header_bytes, d.max_header_bytes, "max_header_bytes")?
+            .max(8192),
+        max_headers: count(raw.max_headers, d.max_headers, "max_headers")?,
+        header_read_timeout: seconds(
+            raw.header_read_timeout,
+            d.header_read_timeout,
+            "header_read_timeout",
+        )?,
+        body_read_timeout: seconds(
+            raw.body_read_timeout,
+            d.body_read_timeout,
+            "body_read_timeout",
+        )?,
+        idle_timeout: seconds(raw.idle_timeout, d.idle_timeout, "idle_timeout")?,
+        max_connections: raw
+            .max_connections
+            .map(|n| count(Some(n), n, "max_connections"))
+            .transpose()?,
+        http2_max_concurrent_streams: raw
+            .http2_max_concurrent_streams
+            .map(|n| count(Some(n as usize), n as usize, "http2_max_concurrent_streams"))
+            .transpose()?
+            .map_or(d.http2_max_concurrent_streams, |n| {
+                u32::try_from(n).unwrap_or(u32::MAX)
+            }),
+        hold_output_tokens: raw.hold_output_tokens.unwrap_or(d.hold_output_tokens),
+    })
+}
+
+fn retention(raw: &RawConfig) -> Result<crate::retention::Retention, ConfigError> {
+    let days =
+        |v: Option<f64>, default: f64, path: &str| -> Result<Option<Duration>, ConfigError> {
+            match v.unwrap_or(default) {
+                0.0 => Ok(None),
+                d if d.is_finite() && d > 0.0 && d <= 36_500.0 => {
+                    Ok(Some(Duration::from_secs_f64(d * 86_400.0)))
+                }
+                d => Err(ConfigError::new(format!(
+                    "{path} = {d}: expected a number of days from 0 (keep for ever) to 36500"
+                ))),
+            }
+        };
+    Ok(crate::retention::Retention {
+        responses: days(raw.responses_ttl_days, 30.0, "responses_ttl_days")?,
+        ledger: days(raw.ledger_retention_days, 90.0, "ledger_retention_days")?,
+        every: seconds(
+            raw.retention_sweep_every,
+            Duration::from_secs(600),
+            "retention_sweep_every",
+        )?,
+    })
+}
