@@ -480,15 +480,8 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
                 "{:<22} {:<14} {:<20} {:<6} {:<8} {:>8} {:>9} {:>21}",
                 "ID", "PREFIX", "NAME", "ADMIN", "STATUS", "RPM", "TPM", "SPEND / BUDGET (USD)"
             );
-            let now = jusinfer_gateway::store::now();
             for k in keys {
-                let status = if k.revoked_at.is_some() {
-                    "revoked"
-                } else if k.expires_at.is_some_and(|t| t <= now) {
-                    "expired"
-                } else {
-                    "active"
-                };
+                let status = k.status();
                 let dash = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
                 let spend = stats
                     .get(&k.id)

@@ -64,6 +64,19 @@ impl KeyStats {
     }
 }
 
+impl KeyRecord {
+    /// `active`, `revoked` or `expired`.
+    pub fn status(&self) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|t| t <= now()) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
 impl Store {
     pub async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
         with_pool!(self, |pool, DB| {

@@ -11,19 +11,6 @@ use sqlx::Row;
 use super::{now, Db, KeyRecord, Store, StoreError, KEY_COLUMNS};
 use crate::usage::UsageRecord;
 
-impl KeyRecord {
-    /// `active`, `revoked` or `expired`.
-    pub fn status(&self) -> &'static str {
-        if self.revoked_at.is_some() {
-            "revoked"
-        } else if self.expires_at.is_some_and(|t| t <= now()) {
-            "expired"
-        } else {
-            "active"
-        }
-    }
-}
-
 /// A signed-in portal session with its key as it is now.
 #[derive(Debug, Clone)]
 pub struct PortalSession {
