@@ -44,13 +44,15 @@ macro_rules! with_pool {
     ($self:expr, |$pool:ident, $DB:ident| $body:expr) => {
         match &$self.db {
             Db::Sqlite($pool) => {
-                #[allow(dead_code)]
                 type $DB = sqlx::Sqlite;
+                // Used, so that bodies that never name it need no lint exception.
+                let _: std::marker::PhantomData<$DB> = std::marker::PhantomData;
                 $body
             }
             Db::Postgres($pool) => {
-                #[allow(dead_code)]
                 type $DB = sqlx::Postgres;
+                // Used, so that bodies that never name it need no lint exception.
+                let _: std::marker::PhantomData<$DB> = std::marker::PhantomData;
                 $body
             }
         }
