@@ -15,7 +15,7 @@ use crate::handlers;
 use crate::state::{AppState, LogMeta, RequestId};
 
 /// The HTTP surface.
-pub fn app(state: AppState) -> axum::Router {
+pub(crate) fn app(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/v1/chat/completions", post(handlers::chat_completions))
         .route("/v1/embeddings", post(handlers::embeddings))

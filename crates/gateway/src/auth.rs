@@ -11,13 +11,13 @@ use crate::store::KeyRecord;
 
 /// The caller: a checked key, or nobody when `auth = "none"`.
 #[derive(Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub key: Option<Arc<KeyRecord>>,
 }
 
 impl Caller {
     /// 403 unless the key may use `model`.
-    pub fn check_model(&self, model: &str) -> Result<(), GatewayError> {
+    pub(crate) fn check_model(&self, model: &str) -> Result<(), GatewayError> {
         match &self.key {
             Some(k) if !model_allowed(&k.models, model) => Err(GatewayError::forbidden(format!(
                 "This API key may not use the model `{model}` (allowed: {}).",
@@ -48,12 +48,15 @@ fn presented(headers: &HeaderMap, allow_x_api_key: bool) -> Option<&str> {
     None
 }
 
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, GatewayError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Caller, GatewayError> {
     authenticate_with(state, headers, false).await
 }
 
 /// `/v1/messages`: Anthropic's SDKs send the key as `x-api-key`; Bearer works too.
-pub async fn authenticate_any(
+pub(crate) async fn authenticate_any(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Caller, GatewayError> {
@@ -76,7 +79,7 @@ async fn authenticate_with(
 }
 
 /// Admin-only endpoints.
-pub async fn authenticate_admin(
+pub(crate) async fn authenticate_admin(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Caller, GatewayError> {

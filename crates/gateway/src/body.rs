@@ -13,7 +13,7 @@ use http_body::{Frame, SizeHint};
 
 type Cutoff = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-pub struct Guarded {
+pub(crate) struct Guarded {
     inner: Body,
     /// Dropped with the body: when the last byte went out, or the client left.
     _slots: Vec<Box<dyn Send>>,
@@ -72,13 +72,13 @@ impl http_body::Body for Guarded {
 }
 
 /// Makes `slot` live as long as `resp`'s body.
-pub fn hold(resp: Response, slot: Box<dyn Send>) -> Response {
+pub(crate) fn hold(resp: Response, slot: Box<dyn Send>) -> Response {
     wrap(resp, vec![slot], None)
 }
 
 /// Wraps `resp`'s body: `slots` live as long as it, and when `cutoff` resolves the body
 /// ends with `frame`.
-pub fn wrap(
+pub(crate) fn wrap(
     resp: Response,
     slots: Vec<Box<dyn Send>>,
     cutoff: Option<(Cutoff, Bytes)>,
@@ -128,7 +128,7 @@ impl http_body::Body for After {
 }
 
 /// Holds `resp`'s body back until `first` resolves.
-pub fn after(resp: Response, first: Pin<Box<dyn Future<Output = ()> + Send>>) -> Response {
+pub(crate) fn after(resp: Response, first: Pin<Box<dyn Future<Output = ()> + Send>>) -> Response {
     resp.map(|inner| {
         Body::new(After {
             first: Some(first),

@@ -31,7 +31,7 @@ fn evicting_slack(max: usize) -> usize {
 }
 
 /// One client connection as the reaper sees it.
-pub struct Conn {
+pub(crate) struct Conn {
     id: u64,
     /// Milliseconds since the registry's epoch of the last byte read or request ended.
     last_active: AtomicU64,
@@ -55,7 +55,7 @@ impl Conn {
     }
 
     /// Counts a request in flight until the returned guard drops (with its response body).
-    pub fn begin(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.served.store(true, Ordering::Relaxed);
         InFlight(Arc::clone(self))
@@ -63,7 +63,7 @@ impl Conn {
 }
 
 /// One request in flight on a connection.
-pub struct InFlight(Arc<Conn>);
+pub(crate) struct InFlight(Arc<Conn>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -73,7 +73,7 @@ impl Drop for InFlight {
 }
 
 /// Every open client connection.
-pub struct Conns {
+pub(crate) struct Conns {
     epoch: Instant,
     next_id: AtomicU64,
     open: Mutex<Vec<Arc<Conn>>>,
@@ -92,7 +92,7 @@ impl Default for Conns {
 }
 
 /// What accepting a connection decided.
-pub enum Admit {
+pub(crate) enum Admit {
     /// Serve it; the entry leaves the registry when the guard drops.
     Serve(Arc<Conn>, Registered),
     /// Every connection is busy and the cap is reached.
@@ -103,7 +103,7 @@ pub enum Admit {
 }
 
 /// A connection's place in the registry.
-pub struct Registered {
+pub(crate) struct Registered {
     conns: Arc<Conns>,
     id: u64,
 }
@@ -122,7 +122,7 @@ impl Drop for Registered {
 
 impl Conns {
     /// Registers a new connection, making room at `max` by evicting the longest-idle one.
-    pub fn admit(self: &Arc<Self>, max: usize) -> Admit {
+    pub(crate) fn admit(self: &Arc<Self>, max: usize) -> Admit {
         let Ok(mut open) = self.open.lock() else {
             return Admit::Refuse;
         };
@@ -179,20 +179,20 @@ impl Conns {
     }
 
     #[cfg(test)]
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         *self.count.borrow()
     }
 
     /// Resolves when there is room again at `max` (evicted connections closed), or after
     /// `wait`.
-    pub async fn room(&self, max: usize, wait: Duration) {
+    pub(crate) async fn room(&self, max: usize, wait: Duration) {
         let ceiling = max + evicting_slack(max);
         let mut rx = self.count.subscribe();
         let _ = tokio::time::timeout(wait, rx.wait_for(|c| *c < ceiling)).await;
     }
 
     /// Resolves when no connection is open.
-    pub async fn all_closed(&self) {
+    pub(crate) async fn all_closed(&self) {
         let mut rx = self.count.subscribe();
         let _ = rx.wait_for(|n| *n == 0).await;
     }
@@ -207,7 +207,7 @@ fn closed(reason: &str) {
 
 /// The limits the reaper applies.
 #[derive(Debug, Clone, Copy)]
-pub struct Reap {
+pub(crate) struct Reap {
     /// Before the first request (and between its bytes).
     pub head: Duration,
     /// Between requests.
@@ -217,7 +217,7 @@ pub struct Reap {
 /// Drives `conn` to its end, asking it to close (`close`: hyper's graceful shutdown) when
 /// idle, evicted, or at `shutdown`; dropped outright at `kill`, or when it has not closed
 /// [`CLOSE_GRACE`] after being asked with nothing in flight.
-pub async fn drive<C: Future>(
+pub(crate) async fn drive<C: Future>(
     conn: C,
     close: impl Fn(Pin<&mut C>),
     c: Arc<Conn>,
@@ -277,13 +277,13 @@ pub async fn drive<C: Future>(
 }
 
 /// A socket that marks its connection active on every byte read.
-pub struct Tracked<T> {
+pub(crate) struct Tracked<T> {
     inner: T,
     conn: Arc<Conn>,
 }
 
 impl<T> Tracked<T> {
-    pub fn new(inner: T, conn: Arc<Conn>) -> Self {
+    pub(crate) fn new(inner: T, conn: Arc<Conn>) -> Self {
         Self { inner, conn }
     }
 }
@@ -335,11 +335,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 
 /// The client address of a request's connection (in its extensions).
 #[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::IpAddr);
+pub(crate) struct Peer(pub std::net::IpAddr);
 
 /// Failed attempts counted per client address in fixed windows (the portal's sign-in):
 /// bounded in memory, one short lock per failure or check.
-pub struct Attempts {
+pub(crate) struct Attempts {
     max: u32,
     window: Duration,
     seen: Mutex<std::collections::HashMap<std::net::IpAddr, (u32, Instant)>>,
@@ -349,7 +349,7 @@ pub struct Attempts {
 const MAX_ADDRESSES: usize = 65_536;
 
 impl Attempts {
-    pub fn new(max: u32, window: Duration) -> Self {
+    pub(crate) fn new(max: u32, window: Duration) -> Self {
         Self {
             max,
             window,
@@ -358,7 +358,7 @@ impl Attempts {
     }
 
     /// How long `ip` must wait, when it has used up its attempts.
-    pub fn blocked(&self, ip: std::net::IpAddr) -> Option<Duration> {
+    pub(crate) fn blocked(&self, ip: std::net::IpAddr) -> Option<Duration> {
         let seen = self.seen.lock().ok()?;
         let (n, since) = seen.get(&ip)?;
         let left = self.window.checked_sub(since.elapsed())?;
@@ -366,7 +366,7 @@ impl Attempts {
     }
 
     /// Counts a failed attempt from `ip`.
-    pub fn failed(&self, ip: std::net::IpAddr) {
+    pub(crate) fn failed(&self, ip: std::net::IpAddr) {
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
@@ -385,7 +385,7 @@ impl Attempts {
     }
 
     /// A success clears the address's count.
-    pub fn succeeded(&self, ip: std::net::IpAddr) {
+    pub(crate) fn succeeded(&self, ip: std::net::IpAddr) {
         if let Ok(mut seen) = self.seen.lock() {
             seen.remove(&ip);
         }
@@ -393,7 +393,7 @@ impl Attempts {
 }
 
 /// Raises the soft limit of open files to the hard limit; the limit in force.
-pub fn raise_nofile_limit() -> Option<u64> {
+pub(crate) fn raise_nofile_limit() -> Option<u64> {
     let before = rlimit::getrlimit(rlimit::Resource::NOFILE)
         .ok()
         .map(|(s, _)| s);
@@ -417,7 +417,7 @@ pub fn raise_nofile_limit() -> Option<u64> {
 
 /// `max_connections` when the config sets none: half the open-files limit after a
 /// reserve (the other half is for upstream connections, the database and Redis).
-pub fn default_max_connections(nofile: Option<u64>) -> usize {
+pub(crate) fn default_max_connections(nofile: Option<u64>) -> usize {
     let n = nofile.unwrap_or(1024).min(4 * 1024 * 1024);
     usize::try_from(n.saturating_sub(128) / 2)
         .unwrap_or(usize::MAX)

@@ -83,7 +83,7 @@ const REDACTED: &str = "[redacted]";
 
 /// `text` with every secret in `secrets` (8 bytes or longer) and every key-shaped token
 /// replaced by `[redacted]`: upstream error text can quote the provider key it was sent.
-pub fn scrub(text: &str, secrets: &[&str]) -> String {
+pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_owned();
     for s in secrets.iter().filter(|s| s.len() >= 8) {
         if out.contains(*s) {

@@ -28,7 +28,7 @@ const ALPHA: f64 = 0.2;
 /// The circuit's state, for `/admin/providers` and `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Circuit {
+pub(crate) enum Circuit {
     Closed,
     Open,
     HalfOpen,
@@ -36,7 +36,7 @@ pub enum Circuit {
 
 impl Circuit {
     /// The `jusinfer_circuit_state` gauge value.
-    pub fn gauge(self) -> i64 {
+    pub(crate) fn gauge(self) -> i64 {
         match self {
             Self::Closed => 0,
             Self::Open => 1,
@@ -57,7 +57,7 @@ struct BreakerState {
 
 /// One deployment's health.
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     pub provider: String,
     pub model: String,
     settings: Breaker,
@@ -84,21 +84,22 @@ pub struct Health {
 
 /// Leave to try a deployment; report how it went with [`Permit::success`] or
 /// [`Permit::failure`]. Dropped without a report, it has no verdict.
-pub struct Permit {
+pub(crate) struct Permit {
     health: Arc<Health>,
     probe: bool,
     done: bool,
 }
 
 impl Permit {
-    pub fn is_probe(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_probe(&self) -> bool {
         self.probe
     }
 
     /// The deployment answered; `latency` is how long until its first token. `complete`:
     /// the answer is whole (a stream reports its end later, through
     /// [`Health::stream_completed`] or [`Health::stream_failed`]).
-    pub fn success(mut self, latency: Duration, complete: bool) {
+    pub(crate) fn success(mut self, latency: Duration, complete: bool) {
         self.done = true;
         self.health.on_success(latency, self.probe, complete);
         if let Some(book) = self
@@ -112,13 +113,13 @@ impl Permit {
     }
 
     /// The deployment failed in a way that counts against it.
-    pub fn failure(mut self) {
+    pub(crate) fn failure(mut self) {
         self.done = true;
         self.health.on_failure(self.probe);
     }
 
     /// The attempt says nothing of the deployment's health (the client's own error).
-    pub fn neutral(self) {}
+    pub(crate) fn neutral(self) {}
 }
 
 impl Drop for Permit {
@@ -145,7 +146,7 @@ fn blend(a: &AtomicU64, sample: f64) {
 }
 
 impl Health {
-    pub fn new(provider: &str, model: &str, settings: Breaker) -> Self {
+    pub(crate) fn new(provider: &str, model: &str, settings: Breaker) -> Self {
         let now = Instant::now();
         Self {
             provider: provider.to_owned(),
@@ -177,7 +178,7 @@ impl Health {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn circuit(&self) -> Circuit {
+    pub(crate) fn circuit(&self) -> Circuit {
         match self.state.load(Ordering::Acquire) {
             CLOSED => Circuit::Closed,
             OPEN => Circuit::Open,
@@ -187,7 +188,7 @@ impl Health {
 
     /// Leave to send a request, or `None` while the circuit is open (or its one probe is
     /// in flight).
-    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         self.tried.fetch_add(1, Ordering::Relaxed);
         if self.state.load(Ordering::Acquire) == CLOSED {
             return Some(Permit {
@@ -215,7 +216,7 @@ impl Health {
 
     /// How long until an open circuit lets a probe through; while a probe is in flight, a
     /// tenth of the cool-down (at least a second): its verdict is not in yet.
-    pub fn retry_in(&self) -> Duration {
+    pub(crate) fn retry_in(&self) -> Duration {
         match self.state.load(Ordering::Acquire) {
             CLOSED => Duration::ZERO,
             HALF_OPEN => (self.settings.cooldown / 10).max(Duration::from_secs(1)),
@@ -228,13 +229,13 @@ impl Health {
 
     /// A stream that had started failed later: counts against the deployment like a failed
     /// attempt.
-    pub fn stream_failed(&self) {
+    pub(crate) fn stream_failed(&self) {
         self.on_failure(false);
     }
 
     /// The order key of `least-latency`: never tried first (each gets measured), then by
     /// the moving average, then those tried but never successful (they only fail).
-    pub fn latency_rank(&self) -> u128 {
+    pub(crate) fn latency_rank(&self) -> u128 {
         match self.latency() {
             Some(l) => l.as_micros().max(1),
             None if self.tried.load(Ordering::Relaxed) == 0 => 0,
@@ -267,7 +268,7 @@ impl Health {
     }
 
     /// A stream that started ended cleanly.
-    pub fn stream_completed(&self) {
+    pub(crate) fn stream_completed(&self) {
         self.completed();
     }
 
@@ -312,13 +313,13 @@ impl Health {
     }
 
     /// The moving average latency, when there is one.
-    pub fn latency(&self) -> Option<Duration> {
+    pub(crate) fn latency(&self) -> Option<Duration> {
         let us = load_f64(&self.latency_us);
         (us > 0.0).then(|| Duration::from_secs_f64(us / 1e6))
     }
 
     /// A snapshot for `/admin/providers`.
-    pub fn view(&self) -> serde_json::Value {
+    pub(crate) fn view(&self) -> serde_json::Value {
         let (failures, opened_times, retry_in) = {
             let b = self.lock();
             (
@@ -357,7 +358,7 @@ const MAX_TRACKED: usize = 4096;
 type Name = (String, String);
 
 /// The records of a [`HealthBook`].
-pub struct Book {
+pub(crate) struct Book {
     settings: Breaker,
     map: DashMap<Name, Arc<Health>>,
     epoch: Instant,
@@ -395,12 +396,12 @@ impl Book {
 
 /// Every deployment's health.
 #[derive(Clone)]
-pub struct HealthBook {
+pub(crate) struct HealthBook {
     book: Arc<Book>,
 }
 
 impl HealthBook {
-    pub fn new(settings: Breaker) -> Self {
+    pub(crate) fn new(settings: Breaker) -> Self {
         Self {
             book: Arc::new(Book {
                 settings,
@@ -411,7 +412,7 @@ impl HealthBook {
     }
 
     /// Registers a configured deployment: kept for good.
-    pub fn pin(&self, provider: &str, model: &str) -> Arc<Health> {
+    pub(crate) fn pin(&self, provider: &str, model: &str) -> Arc<Health> {
         let b = &self.book;
         Arc::clone(
             &b.map
@@ -426,7 +427,7 @@ impl HealthBook {
 
     /// The health of `provider`'s `model`: its record, or (a name not kept yet) a new one
     /// that is kept once it answers.
-    pub fn get(&self, provider: &str, model: &str) -> Arc<Health> {
+    pub(crate) fn get(&self, provider: &str, model: &str) -> Arc<Health> {
         let b = &self.book;
         if let Some(h) = b.map.get(&(provider.to_owned(), model.to_owned())) {
             h.last_used.store(b.now_ms(), Ordering::Relaxed);
@@ -439,7 +440,7 @@ impl HealthBook {
     }
 
     /// Every deployment kept, sorted by provider and model.
-    pub fn all(&self) -> Vec<Arc<Health>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Health>> {
         let mut v: Vec<Arc<Health>> = self
             .book
             .map

@@ -32,9 +32,9 @@ use crate::usage::{unique_id, Commit, UsageRecord};
 use jusinfer_wire::chat::Usage;
 
 /// Rows waiting for the writer before `record` starts dropping them.
-pub const LEDGER_CHANNEL_CAPACITY: usize = 65_536;
+pub(crate) const LEDGER_CHANNEL_CAPACITY: usize = 65_536;
 /// Rows written in one transaction.
-pub const BATCH_ROWS: usize = 1_000;
+pub(crate) const BATCH_ROWS: usize = 1_000;
 /// Rows kept in memory while neither the store nor the spill file takes them.
 const MAX_HELD_ROWS: usize = 50_000;
 /// How long the writer gathers rows before writing a batch (fewer, larger transactions).
@@ -51,14 +51,14 @@ enum Msg {
 
 /// The sending side, cheap to clone.
 #[derive(Clone)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     tx: mpsc::Sender<Msg>,
     prices: Arc<Prices>,
 }
 
 impl Ledger {
     /// Starts the writer (replaying a spill file left by an earlier run first).
-    pub fn start(
+    pub(crate) fn start(
         store: Store,
         spill: PathBuf,
         prices: Arc<Prices>,
@@ -70,7 +70,7 @@ impl Ledger {
 
     /// Queues a row; never waits. Prices the row when it has tokens but no cost yet. A row
     /// with a [`Commit`] leaves an acknowledgement in it.
-    pub fn record(&self, mut r: UsageRecord) {
+    pub(crate) fn record(&self, mut r: UsageRecord) {
         self.price(&mut r);
         crate::metrics::get().observe(&r);
         if r.row_id.is_empty() {
@@ -87,7 +87,7 @@ impl Ledger {
     }
 
     /// Sets the row's cost from the catalog when it has tokens but no cost yet.
-    pub fn price(&self, r: &mut UsageRecord) {
+    pub(crate) fn price(&self, r: &mut UsageRecord) {
         if r.cost_usd.is_none() && r.prompt_tokens.saturating_add(r.completion_tokens) > 0 {
             if let (Some(p), Some(m)) = (r.provider.as_deref(), r.upstream_model.as_deref()) {
                 r.cost_usd = self.prices.get(p, m).map(|price| {
@@ -108,7 +108,7 @@ impl Ledger {
     }
 
     /// Writes (or spills) every row queued so far.
-    pub async fn flush(&self, within: Duration) {
+    pub(crate) async fn flush(&self, within: Duration) {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Flush(ack)).await.is_ok() {
             let _ = tokio::time::timeout(within, done).await;
@@ -353,7 +353,7 @@ async fn spill_rows(path: &PathBuf, rows: &[UsageRecord]) -> std::io::Result<()>
 /// written). A tap dropped before its row was written (the client left while the request
 /// waited on the upstream) still writes it, as status 499.
 #[derive(Clone)]
-pub struct Tap {
+pub(crate) struct Tap {
     inner: Arc<Mutex<TapState>>,
     started: Instant,
 }
@@ -407,7 +407,7 @@ impl Drop for TapState {
 }
 
 impl Tap {
-    pub fn new(
+    pub(crate) fn new(
         ledger: Ledger,
         record: UsageRecord,
         started: Instant,
@@ -431,12 +431,12 @@ impl Tap {
     }
 
     /// The request's [`Commit`] (`ledger_sync`), to wait for once the row is written.
-    pub fn commit(&self) -> Option<Commit> {
+    pub(crate) fn commit(&self) -> Option<Commit> {
         self.inner.lock().ok().and_then(|s| s.record.commit.clone())
     }
 
     /// A stream has been handed to the client: the row waits for its end.
-    pub fn attach_stream(&self) -> StreamTap {
+    pub(crate) fn attach_stream(&self) -> StreamTap {
         let ttft = self.started.elapsed().as_millis() as u64;
         if let Ok(mut s) = self.inner.lock() {
             s.streaming = true;
@@ -448,7 +448,7 @@ impl Tap {
     }
 
     /// The handler's half: what the attempt loop ended with.
-    pub fn finish_handler(&self, fill: impl FnOnce(&mut UsageRecord)) {
+    pub(crate) fn finish_handler(&self, fill: impl FnOnce(&mut UsageRecord)) {
         if let Ok(mut s) = self.inner.lock() {
             fill(&mut s.record);
             s.handler_done = true;
@@ -481,12 +481,12 @@ impl Tap {
 
 /// The stream's half of a [`Tap`]; dropping it unfinished (the client went away) still
 /// records the row, with the usage seen so far.
-pub struct StreamTap {
+pub(crate) struct StreamTap {
     tap: Option<Tap>,
 }
 
 impl StreamTap {
-    pub fn finish(&mut self, usage: Option<&Usage>, error: Option<&str>) {
+    pub(crate) fn finish(&mut self, usage: Option<&Usage>, error: Option<&str>) {
         if let Some(t) = self.tap.take() {
             t.finish_stream(usage, error);
         }

@@ -1,36 +1,39 @@
-//! The jusinfer gateway: the axum server (auth, routing, provider clients, store) and the
-//! operations behind the CLI. The request path is a fixed sequence of stages, each in its
-//! own module: read + validate (`handlers`), authenticate (`auth`), route (`routing`),
-//! attempt (`proxy`, `providers`), respond.
+//! The jusinfer gateway: the axum server and the operations behind the CLI. One request's
+//! path is `pipeline::run` (authenticate → key slot → read → parse → route → prepare →
+//! admit → attempt → record); an attempt is `upstream::execute`. ARCHITECTURE.md has the
+//! map.
+//!
+//! What the binary (and the fuzz targets) use is exported below, deliberately; everything
+//! else is `pub(crate)`, and `unreachable_pub` keeps it so.
+#![warn(unreachable_pub)]
 
-pub mod app;
-pub mod auth;
-pub mod body;
+pub(crate) mod app;
+pub(crate) mod auth;
+pub(crate) mod body;
 pub mod calendar;
 pub mod config;
-pub mod conns;
-pub mod error;
+pub(crate) mod conns;
+pub(crate) mod error;
 pub(crate) mod handlers;
-pub mod health;
+pub(crate) mod health;
 pub mod keys;
-pub mod ledger;
-pub mod lifecycle;
-pub mod limits;
-pub mod metrics;
+pub(crate) mod ledger;
+pub(crate) mod lifecycle;
+pub(crate) mod limits;
+pub(crate) mod metrics;
 pub(crate) mod pipeline;
-pub mod portal;
+pub(crate) mod portal;
 pub mod pricing;
-pub mod proxy;
+pub(crate) mod proxy;
 mod redis_conn;
-pub mod retention;
-pub mod routing;
-pub mod server;
-pub mod state;
+pub(crate) mod retention;
+pub(crate) mod routing;
+pub(crate) mod server;
+pub(crate) mod state;
 pub mod store;
-pub mod upstream;
-pub mod usage;
+pub(crate) mod upstream;
+pub(crate) mod usage;
 
-pub use app::app;
 pub use server::serve;
 pub use state::AppState;
 

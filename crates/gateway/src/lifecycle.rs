@@ -11,7 +11,7 @@ use tokio::sync::watch;
 /// asks what still runs to end with an error; `kill` (a grace period later) drops the
 /// connections that could not even take that (a client that stopped reading).
 #[derive(Clone)]
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     cutoff: Arc<watch::Sender<bool>>,
     pub(crate) kill: Arc<watch::Sender<bool>>,
 }
@@ -37,29 +37,29 @@ pub(crate) fn fired(tx: &watch::Sender<bool>) -> impl Future<Output = ()> + Send
 
 impl Lifecycle {
     /// Ends what is still running (the drain deadline passed).
-    pub fn cut_off(&self) {
+    pub(crate) fn cut_off(&self) {
         self.cutoff.send_replace(true);
     }
 
     /// Resolves at the cut-off.
-    pub fn cutoff(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn cutoff(&self) -> impl Future<Output = ()> + Send + 'static {
         fired(&self.cutoff)
     }
 }
 
 /// A count of requests in flight with a cap.
 #[derive(Clone, Default)]
-pub struct Gate(Arc<AtomicUsize>);
+pub(crate) struct Gate(Arc<AtomicUsize>);
 
 /// One place in a [`Gate`]; given back when dropped.
-pub struct Slot {
+pub(crate) struct Slot {
     count: Arc<AtomicUsize>,
     gauge: bool,
 }
 
 impl Gate {
     /// A slot, unless `max` are taken. `gauge`: the slot moves the in-flight gauge.
-    pub fn try_take(&self, max: usize, gauge: bool) -> Option<Slot> {
+    pub(crate) fn try_take(&self, max: usize, gauge: bool) -> Option<Slot> {
         if self.0.fetch_add(1, Ordering::AcqRel) >= max {
             self.0.fetch_sub(1, Ordering::AcqRel);
             return None;
@@ -71,10 +71,6 @@ impl Gate {
             count: Arc::clone(&self.0),
             gauge,
         })
-    }
-
-    pub fn current(&self) -> usize {
-        self.0.load(Ordering::Acquire)
     }
 }
 

@@ -25,7 +25,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Distinct `model` label values kept; later new names are counted as `other`.
 const MAX_MODEL_LABELS: usize = 1000;
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// The model label values in use (see [`MAX_MODEL_LABELS`]).
     models: dashmap::DashMap<String, ()>,
@@ -51,7 +51,7 @@ pub struct Metrics {
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// The process's metrics.
-pub fn get() -> &'static Metrics {
+pub(crate) fn get() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
@@ -73,7 +73,10 @@ fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histogram
 }
 
 /// Metric definitions are constants: an invalid one is a bug caught by the unit test.
-#[expect(clippy::panic, reason = "a constant metric definition that is invalid is a bug")]
+#[expect(
+    clippy::panic,
+    reason = "a constant metric definition that is invalid is a bug"
+)]
 fn unreachable_metric(name: &str, e: &prometheus::Error) -> ! {
     panic!("metric {name} is invalid: {e}")
 }
@@ -195,7 +198,7 @@ impl Metrics {
     }
 
     /// Counts one finished API request from its usage row.
-    pub fn observe(&self, row: &UsageRecord) {
+    pub(crate) fn observe(&self, row: &UsageRecord) {
         let model = self.model_label(row);
         let provider = row.provider.as_deref().unwrap_or("none");
         let status = status_label(row.status);
@@ -227,14 +230,14 @@ impl Metrics {
         }
     }
 
-    pub fn upstream_error(&self, provider: &str, fault: Fault) {
+    pub(crate) fn upstream_error(&self, provider: &str, fault: Fault) {
         self.upstream_errors
             .with_label_values(&[provider, fault.label()])
             .inc();
     }
 
     /// The text exposition, with the circuit gauges read from `health` now.
-    pub fn render(&self, health: &HealthBook) -> Vec<u8> {
+    pub(crate) fn render(&self, health: &HealthBook) -> Vec<u8> {
         for h in health.all() {
             self.circuit_state
                 .with_label_values(&[h.provider.as_str(), h.model.as_str()])

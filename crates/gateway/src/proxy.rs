@@ -14,7 +14,7 @@ use crate::metrics;
 use crate::routing::Deployment;
 
 /// What the attempt loop ended with.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub result: Result<Response, GatewayError>,
     /// The provider that produced `result` (the last one tried), and its model name.
     pub provider: Option<String>,
@@ -26,13 +26,13 @@ pub struct Outcome {
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Longest wait between two attempts of one deployment. An upstream that asks for a longer
 /// wait (Retry-After) is left for the next deployment instead.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 /// Runs `attempt` over `deployments` in order: each is tried up to its provider's
 /// `retries` + 1 times while its failures are retryable, then the next. A deployment whose
 /// circuit is open is skipped; a connect failure, or a Retry-After beyond
 /// [`BACKOFF_CAP`], moves on at once.
-pub async fn run<F, Fut>(deployments: &[Deployment], mut attempt: F) -> Outcome
+pub(crate) async fn run<F, Fut>(deployments: &[Deployment], mut attempt: F) -> Outcome
 where
     F: FnMut(Deployment) -> Fut,
     Fut: std::future::Future<Output = Result<Response, GatewayError>>,
@@ -153,7 +153,7 @@ fn backoff(n: u32, retry_after_ms: Option<u64>) -> Option<Duration> {
     Some(exp.mul_f64(0.5 + jitter / 2.0).min(BACKOFF_CAP))
 }
 /// The error for a deployment whose kind cannot serve this endpoint.
-pub fn unsupported(kind: ProviderKind, provider: &str, what: &str) -> GatewayError {
+pub(crate) fn unsupported(kind: ProviderKind, provider: &str, what: &str) -> GatewayError {
     GatewayError::upstream(format!(
         "provider `{provider}` (kind {}) cannot serve {what} in this build",
         kind.as_str()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::store::Store;
 
 /// Rows one statement deletes at most.
-pub const BATCH: i64 = 5_000;
+pub(crate) const BATCH: i64 = 5_000;
 /// Passes per kind per sweep (the rest waits for the next sweep).
 const MAX_PASSES: usize = 40;
 /// Pause between passes.
@@ -28,7 +28,7 @@ pub struct Retention {
 }
 
 /// Starts the sweeper (nothing when both are kept for ever).
-pub fn start(store: Store, r: Retention) {
+pub(crate) fn start(store: Store, r: Retention) {
     if r.responses.is_none() && r.ledger.is_none() {
         return;
     }
@@ -48,7 +48,7 @@ fn ago_ms(d: Duration) -> i64 {
 }
 
 /// One sweep: expired Responses, then expired ledger rows; how many of each.
-pub async fn sweep(store: &Store, r: Retention) -> (u64, u64) {
+pub(crate) async fn sweep(store: &Store, r: Retention) -> (u64, u64) {
     let mut gone = (0, 0);
     if let Some(ttl) = r.responses {
         let before = ago_ms(ttl) / 1000;

@@ -17,11 +17,11 @@ use crate::pricing::Prices;
 use crate::upstream::Provider;
 
 /// Longest model name accepted (names reach metric labels and logs).
-pub const MAX_MODEL_NAME: usize = 256;
+pub(crate) const MAX_MODEL_NAME: usize = 256;
 
 /// One place a request can be sent: a provider and the model name it knows.
 #[derive(Clone)]
-pub struct Deployment {
+pub(crate) struct Deployment {
     pub provider: Arc<Provider>,
     pub upstream_model: String,
     pub health: Arc<Health>,
@@ -33,7 +33,7 @@ pub struct Deployment {
 
 /// An alias as `/admin/providers` shows it.
 #[derive(serde::Serialize)]
-pub struct RouteView {
+pub(crate) struct RouteView {
     pub model: String,
     pub strategy: Strategy,
     /// `provider/model`, in configured order (lowest-cost: cheapest first).
@@ -42,7 +42,7 @@ pub struct RouteView {
 }
 
 /// A routable model as the portal lists it.
-pub struct CatalogEntry {
+pub(crate) struct CatalogEntry {
     pub model: String,
     /// `None`: a provider's static model, served by that provider alone.
     pub strategy: Option<Strategy>,
@@ -58,7 +58,7 @@ struct Route {
 }
 
 /// Resolves model names against the configuration.
-pub struct Router {
+pub(crate) struct Router {
     providers: Vec<Arc<Provider>>,
     aliases: Vec<ModelAlias>,
     routes: Vec<Route>,
@@ -66,7 +66,7 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         providers: Vec<Arc<Provider>>,
         prices: &Prices,
@@ -133,7 +133,7 @@ impl Router {
     }
 
     /// The deployments for `model`, in the order this request tries them.
-    pub fn resolve(&self, model: &str) -> Result<Vec<Deployment>, GatewayError> {
+    pub(crate) fn resolve(&self, model: &str) -> Result<Vec<Deployment>, GatewayError> {
         if model.len() > MAX_MODEL_NAME {
             return Err(GatewayError::bad_request(format!(
                 "'model' is {} bytes long; at most {MAX_MODEL_NAME} are accepted.",
@@ -166,7 +166,7 @@ impl Router {
     }
 
     /// The aliases with their strategies and deployments, for `/admin/providers`.
-    pub fn routes(&self) -> Vec<RouteView> {
+    pub(crate) fn routes(&self) -> Vec<RouteView> {
         self.routes
             .iter()
             .map(|r| RouteView {
@@ -185,7 +185,7 @@ impl Router {
     /// Every routable model once, in the order a request would try its deployments
     /// (weighted and least-latency routes: as configured): aliases, then each provider's
     /// static models not shadowed by an alias or an earlier provider. For the portal.
-    pub fn catalog(&self) -> Vec<CatalogEntry> {
+    pub(crate) fn catalog(&self) -> Vec<CatalogEntry> {
         let mut out: Vec<CatalogEntry> = self
             .routes
             .iter()
@@ -210,7 +210,7 @@ impl Router {
     }
 
     /// Every name a client can send: aliases, static models and their `provider/model`.
-    pub fn model_names(&self) -> Vec<(String, String)> {
+    pub(crate) fn model_names(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         for a in &self.aliases {
             out.push((a.name.clone(), "jusinfer".to_owned()));

@@ -28,7 +28,7 @@ const HTTP2_MAX_PENDING_RESETS: usize = 20;
 const HTTP2_MAX_LOCAL_RESETS: usize = 256;
 
 /// How long the ledger gets to write its last rows at shutdown.
-pub const LEDGER_FLUSH_DEADLINE: Duration = Duration::from_secs(15);
+pub(crate) const LEDGER_FLUSH_DEADLINE: Duration = Duration::from_secs(15);
 /// How long the Responses writer and the Redis settler get to finish at shutdown.
 const BACKGROUND_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 /// After the drain deadline, how long cut-off streams get to write their last event.
@@ -40,7 +40,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
 }
 
 /// [`serve`] with the shutdown trigger given (tests).
-pub async fn serve_until(
+pub(crate) async fn serve_until(
     listener: tokio::net::TcpListener,
     state: AppState,
     signal: impl Future<Output = ()>,

@@ -19,26 +19,26 @@ use crate::upstream::Provider;
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub router: Arc<routing::Router>,
-    pub store: Store,
+    pub(crate) config: Arc<Config>,
+    pub(crate) router: Arc<routing::Router>,
+    pub(crate) store: Store,
     /// `None` when `auth = "none"`.
-    pub keys: Option<KeyChecker>,
-    pub prices: Arc<Prices>,
-    pub ledger: Ledger,
+    pub(crate) keys: Option<KeyChecker>,
+    pub(crate) prices: Arc<Prices>,
+    pub(crate) ledger: Ledger,
     /// Stored Responses (`/v1/responses`), group-committed.
-    pub responses: crate::store::ResponseWriter,
-    pub limits: Limits,
+    pub(crate) responses: crate::store::ResponseWriter,
+    pub(crate) limits: Limits,
     /// Set with `redis`: shared limits and key-change announcements.
-    pub redis: Option<RedisLimits>,
-    pub health: HealthBook,
-    pub life: Lifecycle,
+    pub(crate) redis: Option<RedisLimits>,
+    pub(crate) health: HealthBook,
+    pub(crate) life: Lifecycle,
     /// Requests in flight (health, readiness and metrics excepted).
-    pub in_flight: Gate,
+    pub(crate) in_flight: Gate,
     /// Requests in flight per key id.
-    pub per_key: Arc<DashMap<String, Gate>>,
+    pub(crate) per_key: Arc<DashMap<String, Gate>>,
     /// Failed portal sign-ins per client address.
-    pub sign_ins: Arc<crate::conns::Attempts>,
+    pub(crate) sign_ins: Arc<crate::conns::Attempts>,
 }
 
 impl AppState {
@@ -125,11 +125,11 @@ fn spill_path(database: &str) -> std::path::PathBuf {
 /// The request id: the client's `x-request-id` when it sent a sane one; and, under
 /// `ledger_sync`, the commit its usage rows are acknowledged through.
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String, pub Option<crate::usage::Commit>);
+pub(crate) struct RequestId(pub String, pub Option<crate::usage::Commit>);
 
 /// What the handler tells the request log (the middleware has no key or model).
 #[derive(Clone, Debug, Default)]
-pub struct LogMeta {
+pub(crate) struct LogMeta {
     pub key_id: Option<String>,
     pub model: String,
 }

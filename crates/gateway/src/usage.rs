@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 /// How long a response waits for its row to be committed (`ledger_sync`) before it goes
 /// on regardless (a store and a disk that both fail must not hold clients for ever).
-pub const COMMIT_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// A request's rows being committed (`ledger_sync`): each row recorded with it leaves an
 /// acknowledgement to wait for. Cheap to clone; not part of the row's value.
@@ -115,10 +115,10 @@ impl UsageRecord {
 
 /// The usage a non-streaming response carried, left in its extensions for the record stage.
 #[derive(Clone, Debug)]
-pub struct UsageExt(pub Usage);
+pub(crate) struct UsageExt(pub Usage);
 
 /// An id unique across instances and restarts: a random prefix per process and a counter.
-pub fn unique_id() -> String {
+pub(crate) fn unique_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static PREFIX: OnceLock<String> = OnceLock::new();

@@ -26,7 +26,7 @@ fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateKey {
+pub(crate) struct CreateKey {
     name: String,
     #[serde(default)]
     admin: bool,
@@ -47,7 +47,7 @@ pub struct CreateKey {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateKey {
+pub(crate) struct UpdateKey {
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     budget_usd: Option<Option<f64>>,
@@ -121,7 +121,11 @@ fn result(r: Result<Response, GatewayError>) -> Response {
     r.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     result(
         async {
             authenticate_admin(&state, &headers).await?;
@@ -173,7 +177,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bod
     )
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
     result(
         async {
             authenticate_admin(&state, &headers).await?;
@@ -205,7 +209,7 @@ async fn with_stats(state: &AppState, k: &KeyRecord) -> Result<Response, Gateway
     Ok(axum::Json(view(k, stats.get(&k.id))).into_response())
 }
 
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
@@ -220,7 +224,7 @@ pub async fn get(
     )
 }
 
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
@@ -266,7 +270,7 @@ pub async fn update(
     )
 }
 
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
@@ -289,7 +293,7 @@ pub async fn revoke(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UsageParams {
+pub(crate) struct UsageParams {
     /// Window, e.g. `24h` (default), `7d`.
     since: Option<String>,
     /// `model` (default), `key` or `provider`.
@@ -299,7 +303,7 @@ pub struct UsageParams {
     model: Option<String>,
 }
 
-pub async fn usage(
+pub(crate) async fn usage(
     State(state): State<AppState>,
     headers: HeaderMap,
     params: Result<Query<UsageParams>, axum::extract::rejection::QueryRejection>,
@@ -359,7 +363,7 @@ pub async fn usage(
 
 /// `GET /admin/providers`: every provider with its settings (never its key) and each
 /// deployment's health, and every alias with its strategy and route.
-pub async fn providers(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn providers(State(state): State<AppState>, headers: HeaderMap) -> Response {
     result(
         async {
             authenticate_admin(&state, &headers).await?;

@@ -10,16 +10,16 @@ use crate::state::AppState;
 
 /// `/` and `/api/hello`: what clients probe before their first call (Claude Code sends
 /// `HEAD /api/hello`); 200 with the portal's address.
-pub async fn hello() -> Response {
+pub(crate) async fn hello() -> Response {
     Json(json!({"service": "jusinfer", "portal": "/developer"})).into_response()
 }
 
-pub async fn healthz() -> Response {
+pub(crate) async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
 /// Ready while the store answers.
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => (
@@ -31,7 +31,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: the Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         crate::metrics::get().render(&state.health),

@@ -59,7 +59,7 @@ fn prompt_text(req: &Map<String, Value>) -> String {
     out
 }
 
-pub async fn count_tokens(
+pub(crate) async fn count_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,

@@ -2,11 +2,11 @@
 //! health, models, the stored Responses, `count_tokens`; and the entry points that hand
 //! each generation endpoint to `pipeline::run`.
 
-pub mod admin;
-pub mod health;
-pub mod messages;
-pub mod models;
-pub mod responses;
+pub(crate) mod admin;
+pub(crate) mod health;
+pub(crate) mod messages;
+pub(crate) mod models;
+pub(crate) mod responses;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -20,7 +20,7 @@ use crate::pipeline::{dialects, run};
 use crate::state::{AppState, LogMeta, RequestId};
 
 /// POST /v1/chat/completions
-pub async fn chat_completions(
+pub(crate) async fn chat_completions(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
@@ -30,7 +30,7 @@ pub async fn chat_completions(
 }
 
 /// POST /v1/embeddings
-pub async fn embeddings(
+pub(crate) async fn embeddings(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
@@ -40,7 +40,7 @@ pub async fn embeddings(
 }
 
 /// POST /v1/messages
-pub async fn messages(
+pub(crate) async fn messages(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
@@ -50,7 +50,7 @@ pub async fn messages(
 }
 
 /// POST /v1/responses
-pub async fn responses(
+pub(crate) async fn responses(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,

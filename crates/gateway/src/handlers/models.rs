@@ -14,7 +14,7 @@ fn entry(id: &str, owner: &str) -> Value {
     json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let caller = match authenticate(&state, &headers).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -30,7 +30,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
     super::logged(resp, super::key_id(&caller), String::new())
 }
 
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
     super::ApiPath(id): super::ApiPath<String>,

@@ -68,7 +68,7 @@ pub(crate) fn flatten(
 }
 
 /// GET /v1/responses/{id}
-pub async fn retrieve(
+pub(crate) async fn retrieve(
     State(state): State<AppState>,
     super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
@@ -94,7 +94,7 @@ pub async fn retrieve(
 }
 
 /// DELETE /v1/responses/{id}
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     super::ApiPath(id): super::ApiPath<String>,
     headers: HeaderMap,
@@ -179,7 +179,7 @@ fn page(mut items: Vec<Value>, q: &HashMap<String, String>) -> Result<Value, Gat
 
 /// GET /v1/responses/{id}/input_items: every item the model was given for the response
 /// (earlier turns' inputs and outputs included), paginated.
-pub async fn input_items(
+pub(crate) async fn input_items(
     State(state): State<AppState>,
     super::ApiPath(id): super::ApiPath<String>,
     Query(q): Query<HashMap<String, String>>,

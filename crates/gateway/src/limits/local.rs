@@ -17,7 +17,7 @@ const SPEND_RELOAD_MS: u64 = 300_000;
 
 /// The in-process limiter state of every key.
 #[derive(Default)]
-pub struct Local {
+pub(super) struct Local {
     pub(super) keys: DashMap<String, Arc<Mutex<KeyState>>>,
 }
 
@@ -86,7 +86,7 @@ pub(super) struct KeyState {
 impl Local {
     /// Admits or refuses `ask` at `now_ms`, committing it when admitted. `spent` is the
     /// ledger's spend for the key, used the first time the key is seen.
-    pub fn admit(&self, ask: &Ask, now_ms: u64, spent: Option<f64>) -> Decision {
+    pub(super) fn admit(&self, ask: &Ask, now_ms: u64, spent: Option<f64>) -> Decision {
         let entry = match self.keys.get(&ask.key_id) {
             Some(e) => Arc::clone(e.value()),
             None => Arc::clone(self.keys.entry(ask.key_id.clone()).or_default().value()),
@@ -173,7 +173,7 @@ impl Local {
     }
 
     /// Replaces a request's estimates by what it really used.
-    pub fn settle(&self, s: &Settle, now_ms: u64) {
+    pub(super) fn settle(&self, s: &Settle, now_ms: u64) {
         let Some(entry) = self.keys.get(&s.key_id).map(|e| Arc::clone(e.value())) else {
             return;
         };

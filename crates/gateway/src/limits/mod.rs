@@ -22,7 +22,7 @@
 //! that does not answer falls back to the local state (logged), never to refusing traffic.
 
 mod local;
-pub mod redis;
+pub(crate) mod redis;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -34,9 +34,7 @@ use crate::error::GatewayError;
 use crate::store::Store;
 use local::{Local, SpendState};
 use redis::RedisLimits;
-pub use rules::{
-    crosses_budget, format_reset, tpm_hold, Ask, Decision, RateHeaders, Refusal, Settle, Window,
-};
+pub(crate) use rules::{Ask, Decision, RateHeaders, Refusal, Settle, Window};
 
 /// How long a request waits for Redis to admit it before the local limits decide (and
 /// Redis is left alone for a moment, see [`RedisLimits::mark_down`]).
@@ -45,18 +43,18 @@ const REDIS_ADMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_milli
 /// [`Limits::admit`]): the Redis settler's linger plus a round trip, with margin.
 const SETTLE_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 /// Token counts beyond this are an upstream's bug, not usage.
-pub const MAX_TOKENS: u64 = 1 << 40;
+pub(crate) const MAX_TOKENS: u64 = 1 << 40;
 
 /// Limits for every key, local or shared.
 #[derive(Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     local: Arc<Local>,
     redis: Option<RedisLimits>,
     store: Store,
 }
 
 impl Limits {
-    pub fn new(store: Store, redis: Option<RedisLimits>) -> Self {
+    pub(crate) fn new(store: Store, redis: Option<RedisLimits>) -> Self {
         Self {
             local: Arc::new(Local::default()),
             redis,
@@ -71,7 +69,7 @@ impl Limits {
     /// Redis a moment after its response has gone out (the settler batches), so a client
     /// that sends its next request as soon as it has the answer, to this instance or
     /// another, would otherwise be refused by the hold of its own finished request.
-    pub async fn admit(&self, ask: &Ask) -> Result<(Decision, Option<Hold>), GatewayError> {
+    pub(crate) async fn admit(&self, ask: &Ask) -> Result<(Decision, Option<Hold>), GatewayError> {
         let first = self.admit_once(ask).await?;
         match &first.0.refused {
             Some(Refusal::Budget {
@@ -213,14 +211,14 @@ impl Limits {
 
 /// An admitted request's claim on its key's limits, settled once with the real usage (or,
 /// when dropped unsettled, with the estimates and no cost).
-pub struct Hold {
+pub(crate) struct Hold {
     limits: Limits,
     shared: bool,
     settle: Option<Settle>,
 }
 
 impl Hold {
-    pub fn settle(mut self, tokens_used: u64, cost: f64) {
+    pub(crate) fn settle(mut self, tokens_used: u64, cost: f64) {
         if let Some(mut s) = self.settle.take() {
             s.tokens_used = tokens_used.min(MAX_TOKENS);
             s.cost = if cost.is_finite() { cost.max(0.0) } else { 0.0 };
@@ -237,7 +235,7 @@ impl Drop for Hold {
     }
 }
 
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -245,6 +243,6 @@ pub fn now_ms() -> u64 {
 
 /// Prompt tokens of a request body, estimated before it is sent: about four bytes of JSON
 /// per token (the settle step replaces it by the provider's count).
-pub fn estimate_prompt_tokens(body_len: usize) -> u64 {
+pub(crate) fn estimate_prompt_tokens(body_len: usize) -> u64 {
     (body_len as u64).div_ceil(4)
 }

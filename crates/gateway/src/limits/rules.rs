@@ -9,7 +9,7 @@ use crate::error::GatewayError;
 
 /// What one request asks of its key's limits.
 #[derive(Debug, Clone)]
-pub struct Ask {
+pub(crate) struct Ask {
     pub key_id: String,
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
@@ -29,19 +29,19 @@ pub struct Ask {
 }
 
 impl Ask {
-    pub fn is_limited(&self) -> bool {
+    pub(crate) fn is_limited(&self) -> bool {
         self.rpm.is_some() || self.tpm.is_some() || self.budget_usd.is_some()
     }
 
     /// Where the budget's spend counts from (Unix ms; `i64::MIN` for a lifetime budget).
-    pub fn budget_since(&self) -> i64 {
+    pub(crate) fn budget_since(&self) -> i64 {
         self.budget_span.map_or(i64::MIN, |s| s.start_ms)
     }
 }
 
 /// One limit's state as OpenAI's `x-ratelimit-*` headers report it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Window {
+pub(crate) struct Window {
     pub limit: u64,
     pub remaining: u64,
     /// Milliseconds until `remaining` grows again.
@@ -50,13 +50,13 @@ pub struct Window {
 
 /// The headers of an admitted or refused request.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RateHeaders {
+pub(crate) struct RateHeaders {
     pub requests: Option<Window>,
     pub tokens: Option<Window>,
 }
 
 impl RateHeaders {
-    pub fn apply(&self, h: &mut HeaderMap) {
+    pub(crate) fn apply(&self, h: &mut HeaderMap) {
         for (name, w) in [("requests", self.requests), ("tokens", self.tokens)] {
             let Some(w) = w else { continue };
             h.insert(header_name("limit", name), HeaderValue::from(w.limit));
@@ -83,7 +83,7 @@ fn header_name(what: &str, of: &str) -> &'static str {
 }
 
 /// OpenAI's duration format: `120ms`, `8.64s`, `6m0s`.
-pub fn format_reset(ms: u64) -> String {
+pub(super) fn format_reset(ms: u64) -> String {
     if ms < 1000 {
         return format!("{ms}ms");
     }
@@ -106,7 +106,7 @@ pub fn format_reset(ms: u64) -> String {
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     Requests {
         retry_after_ms: u64,
     },
@@ -125,7 +125,7 @@ pub enum Refusal {
 
 /// What admission decided.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub(crate) struct Decision {
     pub refused: Option<Refusal>,
     pub headers: RateHeaders,
     /// Tokens counted against TPM when admitted (see [`tpm_hold`]).
@@ -134,7 +134,7 @@ pub struct Decision {
 
 impl Decision {
     /// The 429 to send for a refusal.
-    pub fn error(&self, ask: &Ask) -> Option<GatewayError> {
+    pub(crate) fn error(&self, ask: &Ask) -> Option<GatewayError> {
         let e = match self.refused.as_ref()? {
             Refusal::Requests { retry_after_ms } => GatewayError::rate_limited(
                 "requests",
@@ -192,7 +192,7 @@ impl Decision {
 /// The tokens a request counts against TPM with `used` in the window, or `None` when it
 /// does not fit: `tokens` when it fits whole, else (a request with no maximum of its own)
 /// what is left of the window, at least `tokens_min`.
-pub fn tpm_hold(used: u64, tpm: u64, tokens: u64, tokens_min: u64) -> Option<u64> {
+pub(super) fn tpm_hold(used: u64, tpm: u64, tokens: u64, tokens_min: u64) -> Option<u64> {
     let left = tpm.saturating_sub(used);
     if used.saturating_add(tokens_min) > tpm {
         return None;
@@ -203,13 +203,13 @@ pub fn tpm_hold(used: u64, tpm: u64, tokens: u64, tokens_min: u64) -> Option<u64
 /// Whether a request holding `cost` would cross `budget` given what is spent and held
 /// (the same rule as the Redis script's): nothing is left, or other requests are in
 /// flight (more than rounding) and this one's worst case would not fit beside them.
-pub fn crosses_budget(spent: f64, held: f64, cost: f64, budget: f64) -> bool {
+pub(super) fn crosses_budget(spent: f64, held: f64, cost: f64, budget: f64) -> bool {
     spent + held >= budget || (held > 1e-9 && spent + held + cost > budget)
 }
 
 /// What settling a hold applies.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settle {
+pub(crate) struct Settle {
     pub key_id: String,
     pub tpm: bool,
     pub budget: bool,

@@ -1,6 +1,7 @@
 //! The local limiter and the rules.
 
 use super::local::Local;
+use super::rules::{format_reset, tpm_hold};
 use super::*;
 
 fn ask(rpm: Option<u64>, tpm: Option<u64>, budget: Option<f64>, tokens: u64) -> Ask {

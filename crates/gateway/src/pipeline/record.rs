@@ -27,7 +27,7 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    pub fn new(
+    pub(crate) fn new(
         state: &AppState,
         rid: &RequestId,
         caller: &Caller,
@@ -42,7 +42,7 @@ impl Record {
     }
 
     /// The model and mode the request named (known once it is parsed).
-    pub fn named(&mut self, model: &str, stream: bool) {
+    pub(crate) fn named(&mut self, model: &str, stream: bool) {
         if let Some(r) = self.row.as_mut() {
             r.model = model.to_owned();
             r.stream = stream;
@@ -51,7 +51,7 @@ impl Record {
 
     /// A refusal before any provider was tried: recorded, rendered in `D`'s shape (with
     /// the limit headers when the limit stage refused).
-    pub fn refuse<D: ClientDialect>(
+    pub(crate) fn refuse<D: ClientDialect>(
         mut self,
         e: GatewayError,
         limits: Option<&RateHeaders>,
@@ -76,7 +76,7 @@ impl Record {
     }
 
     /// Admitted: the row moves into the request's tap, with its hold on the key's limits.
-    pub fn into_tap(mut self, a: Admitted) -> Tap {
+    pub(crate) fn into_tap(mut self, a: Admitted) -> Tap {
         let mut row = self.row.take().unwrap_or_default();
         row.routed = true;
         Tap::new(

@@ -5,7 +5,7 @@
 use maud::{html, Markup};
 
 /// One stacked layer of a chart.
-pub struct Series<'a> {
+pub(super) struct Series<'a> {
     pub name: &'a str,
     /// A CSS class that colours it (`s1`, `s2`).
     pub class: &'a str,
@@ -13,7 +13,7 @@ pub struct Series<'a> {
     pub values: Vec<f64>,
 }
 
-pub struct Chart<'a> {
+pub(super) struct Chart<'a> {
     /// The element id (tests and links find the chart by it).
     pub id: &'a str,
     pub title: &'a str,
@@ -83,7 +83,7 @@ impl Chart<'_> {
 
     /// The chart: an SVG with one `<g class="bar">` per bucket (its total in `data-total`,
     /// its numbers in a `<title>` tooltip), and the non-empty buckets as a table.
-    pub fn render(&self) -> Markup {
+    pub(super) fn render(&self) -> Markup {
         let n = self.labels.len();
         let totals: Vec<f64> = (0..n).map(|i| self.total(i)).collect();
         let sum: f64 = totals.iter().sum();

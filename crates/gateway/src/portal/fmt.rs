@@ -1,10 +1,10 @@
 //! How the portal writes times, money and counts. Pure.
 
-pub use crate::calendar::datetime;
+pub(super) use crate::calendar::datetime;
 use crate::calendar::parts;
 
 /// `2026-11-26T10:44:05.123Z`, for CSV and `<time datetime>`.
-pub fn iso(ms: i64) -> String {
+pub(super) fn iso(ms: i64) -> String {
     let (y, mo, d, h, mi, s) = parts(ms);
     format!(
         "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
@@ -14,7 +14,7 @@ pub fn iso(ms: i64) -> String {
 
 /// A bucket's label: `10:00` for hours within a day, `11-26 10:00` for hours over
 /// several days, `11-26` for days.
-pub fn bucket_label(ms: i64, hourly: bool, dated: bool) -> String {
+pub(super) fn bucket_label(ms: i64, hourly: bool, dated: bool) -> String {
     let (_, mo, d, h, mi, _) = parts(ms);
     match (hourly, dated) {
         (true, false) => format!("{h:02}:{mi:02}"),
@@ -24,7 +24,7 @@ pub fn bucket_label(ms: i64, hourly: bool, dated: bool) -> String {
 }
 
 /// US dollars with as many digits as small amounts need: `$12.35`, `$0.0042`, `$0`.
-pub fn usd(v: f64) -> String {
+pub(super) fn usd(v: f64) -> String {
     if v == 0.0 {
         "$0".to_owned()
     } else if v.abs() >= 1.0 {
@@ -37,7 +37,7 @@ pub fn usd(v: f64) -> String {
 }
 
 /// [`usd`] without trailing zeros, for chart axes: `$0.0005`, `$1.5`.
-pub fn usd_axis(v: f64) -> String {
+pub(super) fn usd_axis(v: f64) -> String {
     let s = usd(v);
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -47,7 +47,7 @@ pub fn usd_axis(v: f64) -> String {
 }
 
 /// `1,234,567`.
-pub fn count(v: i64) -> String {
+pub(super) fn count(v: i64) -> String {
     let digits = v.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     if v < 0 {
@@ -63,7 +63,7 @@ pub fn count(v: i64) -> String {
 }
 
 /// A short count for chart axes: `950`, `1.2k`, `3.4M`.
-pub fn short(v: f64) -> String {
+pub(super) fn short(v: f64) -> String {
     let a = v.abs();
     if a >= 1e6 {
         format!("{:.1}M", v / 1e6)
@@ -81,7 +81,7 @@ pub fn short(v: f64) -> String {
 /// `=`, `+`, `-`, `@`, `|` or `%` (or their fullwidth forms, which some spreadsheets
 /// normalize), or that starts with a tab or carriage return, gets a leading `'`. Model names
 /// and key names are client text.
-pub fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
     let lead = s.chars().find(|c| !c.is_whitespace() && !c.is_control());
     let formula = matches!(
         lead,

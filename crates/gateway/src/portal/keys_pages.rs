@@ -16,7 +16,7 @@ use crate::state::AppState;
 use crate::store::{KeyRecord, KeyStats, PortalSession};
 
 /// Keys on one page of the keys table.
-pub const KEYS_PER_PAGE: i64 = 50;
+pub(super) const KEYS_PER_PAGE: i64 = 50;
 
 /// The keys the caller may see (an admin: one page of those matching `listing.q`), with
 /// what each has spent; `listing` gets the totals.

@@ -35,7 +35,7 @@ use pages::{Ctx, Nav};
 use session::{LOGIN_COOKIE, SESSION_COOKIE};
 
 /// The portal's routes (the gateway's middleware wraps them like every other route).
-pub fn routes() -> axum::Router<AppState> {
+pub(crate) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/developer", get(index))
         .route("/developer/", get(|| async { Redirect::to("/developer") }))
@@ -79,7 +79,7 @@ async fn security_headers(mut resp: Response) -> Response {
 
 /// A page sent instead of the one asked for: sign in first, not allowed, no such key, the
 /// database down. Boxed: a `Response` is large, and this travels through every `?`.
-pub struct Refusal(Box<Response>);
+pub(crate) struct Refusal(Box<Response>);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -219,8 +219,8 @@ struct LoginForm {
 }
 
 /// Failed sign-ins allowed per client address in [`SIGN_IN_WINDOW`] (per instance).
-pub const SIGN_IN_ATTEMPTS: u32 = 10;
-pub const SIGN_IN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+pub(crate) const SIGN_IN_ATTEMPTS: u32 = 10;
+pub(crate) const SIGN_IN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 async fn login(
     State(state): State<AppState>,

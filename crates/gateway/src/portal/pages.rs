@@ -8,7 +8,7 @@ use crate::store::{KeyRecord, KeyStats, UsageRow, UsageSummary};
 
 /// Which page the navigation marks as current.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Nav {
+pub(super) enum Nav {
     Keys,
     Usage,
     Models,
@@ -16,7 +16,7 @@ pub enum Nav {
 }
 
 /// The signed-in caller, for the page frame.
-pub struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     pub me: &'a KeyRecord,
     pub csrf: &'a str,
     pub nav: Nav,
@@ -24,7 +24,7 @@ pub struct Ctx<'a> {
 
 const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub fn layout(title: &str, ctx: Option<&Ctx<'_>>, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, ctx: Option<&Ctx<'_>>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -77,7 +77,12 @@ fn nav_item(href: &str, label: &str, current: bool) -> Markup {
 }
 
 /// The sign-in page.
-pub fn login(csrf: &str, error: Option<&str>, notice: Option<&str>, enabled: bool) -> Markup {
+pub(super) fn login(
+    csrf: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+    enabled: bool,
+) -> Markup {
     let body = html! {
         @if let Some(n) = notice { p.notice role="status" { (n) } }
         @if !enabled {
@@ -105,7 +110,7 @@ pub fn login(csrf: &str, error: Option<&str>, notice: Option<&str>, enabled: boo
 }
 
 /// A page that only says something (an error, a refusal).
-pub fn message(title: &str, ctx: Option<&Ctx<'_>>, text: &str) -> Markup {
+pub(super) fn message(title: &str, ctx: Option<&Ctx<'_>>, text: &str) -> Markup {
     layout(
         title,
         ctx,
@@ -118,7 +123,7 @@ pub fn message(title: &str, ctx: Option<&Ctx<'_>>, text: &str) -> Markup {
 
 /// What the mint form holds (kept when it is sent back with an error).
 #[derive(Debug, Default, Clone, serde::Deserialize)]
-pub struct MintValues {
+pub(super) struct MintValues {
     #[serde(default)]
     pub name: String,
     #[serde(default)]
@@ -138,7 +143,7 @@ pub struct MintValues {
     pub admin: Option<String>,
 }
 
-pub const EXPIRY_CHOICES: &[(&str, &str)] = &[
+pub(super) const EXPIRY_CHOICES: &[(&str, &str)] = &[
     ("", "Never"),
     ("1d", "1 day"),
     ("7d", "7 days"),
@@ -149,7 +154,7 @@ pub const EXPIRY_CHOICES: &[(&str, &str)] = &[
 
 /// What the keys page shows besides the table.
 #[derive(Default)]
-pub struct KeysExtra<'a> {
+pub(super) struct KeysExtra<'a> {
     /// A key just minted: `(secret, record)`.
     pub minted: Option<(&'a str, &'a KeyRecord)>,
     pub flash: Option<String>,
@@ -164,7 +169,7 @@ pub struct KeysExtra<'a> {
 
 /// Which page of which keys the table shows.
 #[derive(Debug, Clone, Default)]
-pub struct Listing {
+pub(super) struct Listing {
     /// Searched for in names, prefixes and ids.
     pub q: String,
     /// 1-based.
@@ -175,7 +180,7 @@ pub struct Listing {
 }
 
 impl Listing {
-    pub fn first() -> Self {
+    pub(super) fn first() -> Self {
         Self {
             page: 1,
             ..Self::default()
@@ -248,7 +253,7 @@ fn pct(spent: f64, budget: f64) -> String {
     format!("{:.0}%", (spent / budget * 100.0).min(999.0))
 }
 
-pub fn keys(ctx: &Ctx<'_>, rows: &[(KeyRecord, KeyStats)], extra: &KeysExtra<'_>) -> Markup {
+pub(super) fn keys(ctx: &Ctx<'_>, rows: &[(KeyRecord, KeyStats)], extra: &KeysExtra<'_>) -> Markup {
     let admin = ctx.me.admin;
     let body = html! {
         @if let Some(f) = &extra.flash { p.notice #flash role="status" { (f) } }
@@ -407,7 +412,7 @@ fn mint_form(csrf: &str, extra: &KeysExtra<'_>) -> Markup {
     }
 }
 
-pub fn revoke_confirm(ctx: &Ctx<'_>, k: &KeyRecord) -> Markup {
+pub(super) fn revoke_confirm(ctx: &Ctx<'_>, k: &KeyRecord) -> Markup {
     let body = html! {
         section.card.narrow {
             p.warning role="alert" {
@@ -428,7 +433,7 @@ pub fn revoke_confirm(ctx: &Ctx<'_>, k: &KeyRecord) -> Markup {
 }
 
 /// The usage page's filter and what it found.
-pub struct UsageView<'a> {
+pub(super) struct UsageView<'a> {
     pub range: &'a str,
     pub bucket: &'a str,
     /// The key filter (`None`: every key, admins only).
@@ -449,7 +454,7 @@ pub struct UsageView<'a> {
     pub note: Option<String>,
 }
 
-pub const RANGES: &[(&str, &str)] = &[
+pub(super) const RANGES: &[(&str, &str)] = &[
     ("24h", "Last 24 hours"),
     ("7d", "Last 7 days"),
     ("30d", "Last 30 days"),
@@ -486,7 +491,7 @@ fn summary_table(id: &str, caption: &str, first: &str, rows: &[(String, &UsageSu
     }
 }
 
-pub fn usage(ctx: &Ctx<'_>, v: &UsageView<'_>) -> Markup {
+pub(super) fn usage(ctx: &Ctx<'_>, v: &UsageView<'_>) -> Markup {
     let admin = ctx.me.admin;
     let t = &v.totals;
     let by_model: Vec<(String, &UsageSummary)> =
@@ -596,7 +601,7 @@ pub fn usage(ctx: &Ctx<'_>, v: &UsageView<'_>) -> Markup {
 }
 
 /// One deployment on the models page.
-pub struct DeploymentView {
+pub(super) struct DeploymentView {
     pub target: String,
     /// USD per million input and output tokens.
     pub price: Option<(f64, f64)>,
@@ -607,14 +612,14 @@ pub struct DeploymentView {
     pub failures: u64,
 }
 
-pub struct ModelView {
+pub(super) struct ModelView {
     pub model: String,
     /// `None`: a provider's own model.
     pub strategy: Option<String>,
     pub deployments: Vec<DeploymentView>,
 }
 
-pub fn models(ctx: &Ctx<'_>, models: &[ModelView], open: &[(String, String)]) -> Markup {
+pub(super) fn models(ctx: &Ctx<'_>, models: &[ModelView], open: &[(String, String)]) -> Markup {
     let body = html! {
         p.help { "Every model name this key can send, the deployments a request tries in order, their prices and how they have been answering on this instance." }
         div.scroll {

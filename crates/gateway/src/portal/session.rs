@@ -12,20 +12,20 @@ use rand::distributions::{Alphanumeric, DistString};
 use rand::rngs::OsRng;
 use subtle::ConstantTimeEq;
 
-pub const SESSION_COOKIE: &str = "jinf_session";
-pub const LOGIN_COOKIE: &str = "jinf_login";
+pub(super) const SESSION_COOKIE: &str = "jinf_session";
+pub(super) const LOGIN_COOKIE: &str = "jinf_login";
 /// How long a session lasts (absolute, from sign-in).
-pub const SESSION_TTL_SECS: i64 = 8 * 3600;
+pub(super) const SESSION_TTL_SECS: i64 = 8 * 3600;
 /// How long a sign-in form stays valid.
-pub const LOGIN_TTL_SECS: i64 = 3600;
+pub(super) const LOGIN_TTL_SECS: i64 = 3600;
 
 /// A fresh random token (238 bits).
-pub fn token() -> String {
+pub(super) fn token() -> String {
     Alphanumeric.sample_string(&mut OsRng, 40)
 }
 
 /// The value of cookie `name`, if the request sent it.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all("cookie")
         .iter()
@@ -47,7 +47,12 @@ fn over_tls(headers: &HeaderMap) -> bool {
 }
 
 /// A `Set-Cookie` value: `value` for `max_age` seconds (0: delete it).
-pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: i64) -> HeaderValue {
+pub(super) fn set_cookie(
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    max_age: i64,
+) -> HeaderValue {
     let secure = if over_tls(headers) { "; Secure" } else { "" };
     let v = format!(
         "{name}={value}; Path=/developer; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
@@ -56,7 +61,7 @@ pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: i64) ->
 }
 
 /// Constant-time equality of two tokens.
-pub fn same_token(a: &str, b: &str) -> bool {
+pub(super) fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
@@ -66,7 +71,7 @@ pub fn same_token(a: &str, b: &str) -> bool {
 /// token.) This origin's host is the `Host` header or, behind a proxy that rewrites it,
 /// `X-Forwarded-Host`; with neither (HTTP/2 without `Host`), only `Sec-Fetch-Site` and the
 /// token decide.
-pub fn cross_site(headers: &HeaderMap) -> bool {
+pub(super) fn cross_site(headers: &HeaderMap) -> bool {
     let text = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site") {
         if !matches!(site, "same-origin" | "none") {

@@ -7,7 +7,7 @@ use crate::store::{Cell, UsageSummary};
 
 /// What the usage page shows, summed from cells.
 #[derive(Debug, Default)]
-pub struct Usage {
+pub(super) struct Usage {
     /// Bucket start → that bucket's sum (model filter applied).
     pub buckets: BTreeMap<i64, UsageSummary>,
     /// Busiest first (model filter applied).
@@ -49,7 +49,7 @@ fn ranked(map: HashMap<String, UsageSummary>) -> Vec<UsageSummary> {
     v
 }
 
-pub fn summarize(cells: &[Cell], model: Option<&str>) -> Usage {
+pub(super) fn summarize(cells: &[Cell], model: Option<&str>) -> Usage {
     let mut out = Usage {
         totals: empty(""),
         ..Usage::default()

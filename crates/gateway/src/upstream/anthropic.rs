@@ -9,11 +9,11 @@ use super::Provider;
 use crate::error::{GatewayError, Origin};
 
 /// The API version the translation is written against.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+pub(crate) const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Maps an Anthropic error answer (§4, MAPPING.md §7): the client's mistakes keep their
 /// status; the gateway's credentials failing is a 502; 429, 5xx and 529 may be retried.
-pub fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError {
+pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError {
     let parsed: Option<ErrorEnvelope> = serde_json::from_slice(body).ok();
     let (kind, message) = match parsed {
         Some(env) => (env.error.kind, env.error.message),

@@ -28,9 +28,9 @@ use super::http::Keep;
 use super::schema_sample::{self, prefix};
 
 /// Most bytes of answer text per choice.
-pub const MAX_TEXT_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_TEXT_BYTES: usize = 32 * 1024;
 /// Most bytes of answer text over all choices (`n` × text).
-pub const MAX_TOTAL_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_TOTAL_BYTES: usize = 1024 * 1024;
 /// A stream batch: frames are generated until a batch holds this many bytes.
 const BATCH_BYTES: usize = 16 * 1024;
 /// Text frames of one word each, over the whole stream; later frames carry up to
@@ -38,7 +38,7 @@ const BATCH_BYTES: usize = 16 * 1024;
 const WORD_FRAMES: u32 = 4096;
 const LATE_FRAME_TEXT: usize = 1024;
 /// The header naming what was capped.
-pub const CAPPED_HEADER: &str = "x-jusinfer-echo-capped";
+pub(crate) const CAPPED_HEADER: &str = "x-jusinfer-echo-capped";
 
 /// What the echo provider decided to say.
 struct Answer {
@@ -216,7 +216,7 @@ fn call_id(request_id: &str, choice: u32) -> String {
 }
 
 /// One echo answer, decided (bounded work) and ready to be written whole or streamed.
-pub struct Echo {
+pub(crate) struct Echo {
     a: Answer,
     n: u32,
     include_usage: bool,
@@ -225,7 +225,7 @@ pub struct Echo {
 }
 
 impl Echo {
-    pub fn new(req: &ChatRequest, request_id: &str, created: u64) -> Self {
+    pub(crate) fn new(req: &ChatRequest, request_id: &str, created: u64) -> Self {
         Self {
             a: answer(req),
             n: req.n.unwrap_or(1).clamp(1, 128),
@@ -236,17 +236,17 @@ impl Echo {
     }
 
     /// The usage of the whole answer (all choices).
-    pub fn usage(&self) -> Usage {
+    pub(crate) fn usage(&self) -> Usage {
         usage(&self.a, self.n)
     }
 
     /// What was cut to fit the caps, if anything (see [`mark`]).
-    pub fn capped(&self) -> Option<&'static str> {
+    pub(crate) fn capped(&self) -> Option<&'static str> {
         self.a.capped
     }
 
     /// The non-streaming completion.
-    pub fn complete(&self) -> Bytes {
+    pub(crate) fn complete(&self) -> Bytes {
         let a = &self.a;
         let choices = (0..self.n)
             .map(|i| Choice {
@@ -287,7 +287,7 @@ impl Echo {
     }
 
     /// The stream, one chunk per word, generated as it is read.
-    pub fn frames(self) -> Frames {
+    pub(crate) fn frames(self) -> Frames {
         Frames {
             echo: self,
             choice: 0,
@@ -314,7 +314,7 @@ enum Step {
 /// An echo stream in Chat Completions frames (`[DONE]` included): each `next` makes one
 /// batch of about [`BATCH_BYTES`], so memory stays constant whatever the answer's length
 /// and nothing is made that the client does not read.
-pub struct Frames {
+pub(crate) struct Frames {
     echo: Echo,
     choice: u32,
     step: Step,
@@ -491,7 +491,7 @@ impl Iterator for Frames {
 }
 
 /// A Chat Completions response for `echo`: JSON, or a stream made as it is read.
-pub fn chat_response(e: Echo, stream: bool) -> Response {
+pub(crate) fn chat_response(e: Echo, stream: bool) -> Response {
     let usage = e.usage();
     let capped = e.a.capped;
     let mut resp = if stream {
@@ -506,7 +506,7 @@ pub fn chat_response(e: Echo, stream: bool) -> Response {
 }
 
 /// Says in [`CAPPED_HEADER`] what of the answer was cut to fit the caps.
-pub fn mark(resp: &mut Response, capped: Option<&'static str>) {
+pub(crate) fn mark(resp: &mut Response, capped: Option<&'static str>) {
     if let Some(what) = capped {
         resp.headers_mut()
             .insert(CAPPED_HEADER, HeaderValue::from_static(what));
@@ -515,7 +515,7 @@ pub fn mark(resp: &mut Response, capped: Option<&'static str>) {
 
 /// An echo stream through a client-dialect stream machine, lazily as the client reads;
 /// `keep` gets the machine's result before the frames that end the stream are sent.
-pub fn translated<T: StreamTranslator + 'static>(
+pub(crate) fn translated<T: StreamTranslator + 'static>(
     frames: Frames,
     machine: T,
     keep: Option<Keep>,
@@ -581,7 +581,7 @@ pub fn translated<T: StreamTranslator + 'static>(
 }
 
 /// Deterministic embeddings: 16 dimensions derived from the input's bytes, unit length.
-pub fn embeddings(inputs: &[String]) -> (Vec<Vec<f64>>, u64) {
+pub(crate) fn embeddings(inputs: &[String]) -> (Vec<Vec<f64>>, u64) {
     let mut tokens = 0;
     let vecs = inputs
         .iter()

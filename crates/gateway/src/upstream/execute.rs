@@ -97,7 +97,7 @@ where
             let answer = send(p, body, endpoint, stream, forward, &clock, &mut dropped).await?;
             if stream {
                 let h = Some(&d.health);
-                http::stream_keeping(p, answer.resp, machine(), &clock, tap, h, keep).await?
+                http::stream(p, answer.resp, machine(), &clock, tap, h, keep).await?
             } else {
                 whole(http::read_body(p, answer.resp, clock.deadline).await?).await?
             }

@@ -31,7 +31,7 @@ const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 /// The clock of one upstream exchange.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     pub started: Instant,
     pub deadline: Instant,
     pub first_byte: Duration,
@@ -40,7 +40,7 @@ pub struct Clock {
 
 impl Clock {
     /// Starts the clock of one attempt under `t` (the deployment's timeouts).
-    pub fn start(t: Timeouts) -> Self {
+    pub(crate) fn start(t: Timeouts) -> Self {
         let started = Instant::now();
         Self {
             started,
@@ -53,7 +53,7 @@ impl Clock {
 
 /// How long the upstream asks to wait, in milliseconds: `retry-after-ms` (OpenAI), else
 /// `retry-after` as seconds (fractions allowed) or as an HTTP date.
-pub fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
+pub(crate) fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
@@ -72,7 +72,7 @@ pub fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
 }
 
 /// The upstream's answer head and the parts of it the callers look at.
-pub struct Answer {
+pub(crate) struct Answer {
     pub resp: reqwest::Response,
     /// Milliseconds.
     pub retry_after: Option<u64>,
@@ -108,7 +108,7 @@ async fn send(p: &Provider, req: reqwest::Request, clock: &Clock) -> Result<Answ
 
 /// One upstream request: what the dialect decides. How it is addressed, authenticated and
 /// how its errors read come from the provider's kind ([`super::UpstreamKind`]).
-pub struct Exchange<'a> {
+pub(crate) struct Exchange<'a> {
     pub endpoint: Endpoint,
     pub body: Bytes,
     pub stream: bool,
@@ -119,7 +119,7 @@ pub struct Exchange<'a> {
 
 /// Builds, authenticates and sends `ex`; a non-2xx answer or a wrong content type is an
 /// error, so the caller only ever sees a successful answer of the expected kind.
-pub async fn exchange(
+pub(crate) async fn exchange(
     p: &Provider,
     ex: Exchange<'_>,
     clock: &Clock,
@@ -207,7 +207,7 @@ fn expect_content_type(p: &Provider, a: &Answer, stream: bool) -> Result<(), Gat
     .retryable(true))
 }
 
-pub fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
@@ -237,7 +237,7 @@ fn send_error(p: &Provider, e: &reqwest::Error) -> GatewayError {
 }
 
 /// Reads a whole body under the exchange's deadline.
-pub async fn read_body(
+pub(crate) async fn read_body(
     p: &Provider,
     resp: reqwest::Response,
     deadline: Instant,
@@ -277,7 +277,7 @@ pub async fn read_body(
 }
 
 /// A JSON response with the given body.
-pub fn json_response(body: Bytes) -> Response {
+pub(crate) fn json_response(body: Bytes) -> Response {
     let mut resp = Response::new(Body::from(body));
     resp.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
@@ -285,7 +285,7 @@ pub fn json_response(body: Bytes) -> Response {
 }
 
 /// The response head for a stream.
-pub fn sse_response(body: Body) -> Response {
+pub(crate) fn sse_response(body: Body) -> Response {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
@@ -297,29 +297,18 @@ pub fn sse_response(body: Body) -> Response {
     resp
 }
 
-/// Streams `resp` through `machine` to the client. Waits for the first frame before
-/// committing to a 200, so an upstream that fails at once still gets a real status (and
-/// the next deployment); after that, a failure is the stream's final error frame.
-pub async fn stream<T: StreamTranslator + 'static>(
-    p: &Provider,
-    resp: reqwest::Response,
-    machine: T,
-    clock: &Clock,
-    tap: Option<&Tap>,
-    health: Option<&Arc<Health>>,
-) -> Result<Response, GatewayError> {
-    stream_keeping(p, resp, machine, clock, tap, health, None).await
-}
-
 /// Where a stream's finished result goes ([`StreamTranslator::take_result`]): awaited
 /// before the frames that end the stream are sent, so a client that has the last event
 /// can already use what was kept (a stored Response for `previous_response_id`).
-pub type Keep = Box<
+pub(crate) type Keep = Box<
     dyn FnOnce(serde_json::Value) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send,
 >;
 
-/// [`stream`], with the machine's result handed to `keep` when the stream ends.
-pub async fn stream_keeping<T: StreamTranslator + 'static>(
+/// Streams `resp` through `machine` to the client. Waits for the first frame before
+/// committing to a 200, so an upstream that fails at once still gets a real status (and
+/// the next deployment); after that, a failure is the stream's final error frame.
+/// The machine's result is handed to `keep` when the stream ends.
+pub(crate) async fn stream<T: StreamTranslator + 'static>(
     p: &Provider,
     resp: reqwest::Response,
     machine: T,

@@ -24,7 +24,7 @@ use crate::routing::Deployment;
 
 /// Prompts shorter than this (estimated) get no automatic breakpoints: Anthropic caches
 /// nothing under 1,024 tokens.
-pub const AUTO_CACHE_MIN_TOKENS: usize = 1024;
+pub(crate) const AUTO_CACHE_MIN_TOKENS: usize = 1024;
 
 /// The Chat request a leg starts from.
 pub(crate) enum ChatIn<'a> {
@@ -69,7 +69,7 @@ pub(crate) struct ChatOut {
 impl Leg {
     /// Plans `chat` for `d`. `effort` is the client's name for `reasoning_effort` (named
     /// dropped when a model refuses it).
-    pub fn new(
+    pub(crate) fn new(
         d: &Deployment,
         chat: ChatIn<'_>,
         effort: &'static str,
@@ -154,7 +154,7 @@ fn typed<'a>(chat: &'a ChatIn<'_>) -> Result<(Cow<'a, ChatRequest>, Vec<String>)
 
 impl Back {
     /// The stream machine: the upstream's events in, Chat frames out.
-    pub fn machine(&self, out: ChatOut) -> Box<dyn StreamTranslator> {
+    pub(crate) fn machine(&self, out: ChatOut) -> Box<dyn StreamTranslator> {
         match self {
             Back::Chat => Box::new(ChatStreamNormalizer::new(
                 jusinfer_translate::chat_stream::Options {
@@ -176,7 +176,7 @@ impl Back {
     }
 
     /// A whole answer as a `chat.completion` (JSON).
-    pub fn completion(
+    pub(crate) fn completion(
         &self,
         p: &Provider,
         bytes: &[u8],

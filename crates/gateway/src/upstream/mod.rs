@@ -2,24 +2,24 @@
 //! speaks to each: `openai` (OpenAI and every OpenAI-compatible host) and `echo` (the
 //! built-in test provider, §9).
 
-pub mod anthropic;
-pub mod echo;
+pub(crate) mod anthropic;
+pub(crate) mod echo;
 pub(crate) mod execute;
-pub mod http;
+pub(crate) mod http;
 pub(crate) mod leg;
-pub mod openai;
-pub mod schema_sample;
+pub(crate) mod openai;
+pub(crate) mod schema_sample;
 
-pub mod kind;
+pub(crate) mod kind;
 
-pub use kind::{Credentials, Endpoint, Signer, Speaks, UpstreamKind};
+pub(crate) use kind::{Credentials, Endpoint, Speaks, UpstreamKind};
 
 use crate::config::{ProviderConfig, ProviderKind};
 
 /// A configured provider with its HTTP client (connection pool), endpoint URLs and
 /// credentials, built once at start so the request path parses no URL and builds no
 /// header.
-pub struct Provider {
+pub(crate) struct Provider {
     pub config: ProviderConfig,
     pub client: reqwest::Client,
     /// What its kind is, as data.
@@ -41,7 +41,7 @@ fn slot(e: Endpoint) -> usize {
 }
 
 impl Provider {
-    pub fn new(config: ProviderConfig) -> Result<Self, String> {
+    pub(crate) fn new(config: ProviderConfig) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.timeouts.connect)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
@@ -89,26 +89,26 @@ impl Provider {
         })
     }
 
-    pub fn url(&self, e: Endpoint) -> Option<&reqwest::Url> {
+    pub(crate) fn url(&self, e: Endpoint) -> Option<&reqwest::Url> {
         self.urls[slot(e)].as_ref()
     }
 
     /// The values this provider sends that must never be shown: its key, configured
     /// header values and its signer's secrets.
-    pub fn secrets(&self) -> Vec<&str> {
+    pub(crate) fn secrets(&self) -> Vec<&str> {
         self.secrets.iter().map(String::as_str).collect()
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
-    pub fn kind(&self) -> ProviderKind {
-        self.config.kind
+    pub(crate) fn kind(&self) -> ProviderKind {
+        self.upstream.kind
     }
 
     /// The dialect this provider speaks natively.
-    pub fn speaks(&self) -> Speaks {
+    pub(crate) fn speaks(&self) -> Speaks {
         self.upstream.speaks
     }
 }

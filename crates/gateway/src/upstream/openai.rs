@@ -177,7 +177,7 @@ fn splice_cost(body: &Bytes, start: usize, len: usize, cost: Option<f64>) -> Byt
 /// Maps an upstream error status (§5): 400/404/422 keep their status and the upstream's
 /// error; 401/403 are the gateway's credentials, not the client's, so they become 502;
 /// 408, 429, 5xx and 529 may be retried elsewhere.
-pub fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError {
+pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError {
     #[derive(serde::Deserialize)]
     struct Env {
         error: Option<serde_json::Value>,

@@ -6,11 +6,11 @@
 use serde_json::{json, Map, Value};
 
 /// Most bytes of a value sampled from a JSON schema (tool arguments, structured output).
-pub const MAX_SAMPLE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_SAMPLE_BYTES: usize = 64 * 1024;
 /// Most values (objects, arrays, scalars) in one sample.
-pub const MAX_SAMPLE_NODES: usize = 10_000;
+pub(crate) const MAX_SAMPLE_NODES: usize = 10_000;
 /// Most items in one sampled array (`minItems` above it is capped).
-pub const MAX_SAMPLE_ITEMS: u64 = 1024;
+pub(crate) const MAX_SAMPLE_ITEMS: u64 = 1024;
 /// The longest prompt text put into one sampled string.
 const SAMPLE_TEXT_BYTES: usize = 1024;
 
@@ -57,7 +57,7 @@ impl Budget {
 /// A value that satisfies `schema` (the common JSON Schema keywords), with `text` for
 /// strings, within the caps; `true` when something was cut (the value may then fall short
 /// of the schema).
-pub fn sample(schema: &Value, text: &str) -> (Value, bool) {
+pub(crate) fn sample(schema: &Value, text: &str) -> (Value, bool) {
     let mut b = Budget::new();
     let v = sample_within(schema, schema, text, 0, &mut b);
     (v, b.capped)

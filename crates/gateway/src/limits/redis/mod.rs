@@ -50,11 +50,11 @@ use crate::redis_conn::{new_manager, supervise, Shared};
 use crate::store::Store;
 
 /// The channel on which key changes are announced (message: the key's hash, or `*`).
-pub const KEYS_CHANNEL: &str = "jinf:keys";
+pub(crate) const KEYS_CHANNEL: &str = "jinf:keys";
 /// A hold whose request has not settled after this long is forgotten.
-pub const HOLD_TTL_MS: u64 = 15 * 60 * 1000;
+pub(crate) const HOLD_TTL_MS: u64 = 15 * 60 * 1000;
 /// How long Redis keeps a key's spend before it is loaded from the ledger again.
-pub const SPEND_TTL_S: u64 = 300;
+pub(crate) const SPEND_TTL_S: u64 = 300;
 /// After a failed admission, how long admissions skip Redis.
 pub(crate) const REDIS_DOWN_MS: u64 = 1_000;
 
@@ -85,7 +85,7 @@ const ADMIT: &str = include_str!("admit.lua");
 const FINISH: &str = include_str!("finish.lua");
 
 /// Redis's answer to one admission.
-pub struct Admitted {
+pub(crate) struct Admitted {
     pub decision: Decision,
     /// The hold that carries the request's estimated cost (its own, or its lease's).
     pub hold_id: String,
@@ -95,7 +95,7 @@ pub struct Admitted {
 
 /// The Redis side of [`crate::limits::Limits`].
 #[derive(Clone)]
-pub struct RedisLimits {
+pub(crate) struct RedisLimits {
     conn: Shared,
     admit: Arc<redis::Script>,
     tx: mpsc::Sender<Msg>,
@@ -156,7 +156,7 @@ fn spend_ttl_ms(ask: &Ask) -> Option<u64> {
 
 impl RedisLimits {
     /// Connects to `url` and starts the settle task and the lease sweeper.
-    pub async fn connect(url: &str) -> Result<(Self, redis::Client), String> {
+    pub(crate) async fn connect(url: &str) -> Result<(Self, redis::Client), String> {
         let shown = crate::store::redact(url);
         let client = redis::Client::open(url).map_err(|e| format!("redis {shown}: {e}"))?;
         let conn = Shared::new(
@@ -186,7 +186,7 @@ impl RedisLimits {
 
     /// Admits `ask` from this instance's lease of the key, when it has one that covers the
     /// request (no await, no Redis).
-    pub fn admit_from_lease(&self, ask: &Ask) -> Option<Admitted> {
+    pub(crate) fn admit_from_lease(&self, ask: &Ask) -> Option<Admitted> {
         let entry = self.leases.get(&ask.key_id)?;
         let mut slot = entry.lock().ok()?;
         match slot.as_mut() {
@@ -203,7 +203,7 @@ impl RedisLimits {
 
     /// Admits `ask` in Redis (granting this instance a lease when the limits are large);
     /// `hold_id` names the hold it takes.
-    pub async fn admit(
+    pub(crate) async fn admit(
         &self,
         ask: &Ask,
         hold_id: &str,
@@ -367,7 +367,7 @@ impl RedisLimits {
     }
 
     /// Releases what an admission whose answer was lost (a timeout) may have taken.
-    pub fn cancel(&self, key_id: &str, hold_id: &str) {
+    pub(crate) fn cancel(&self, key_id: &str, hold_id: &str) {
         self.send(Msg::Return(LeaseReturn {
             key_id: key_id.to_owned(),
             sec: 0,
@@ -384,14 +384,14 @@ impl RedisLimits {
         }
     }
 
-    pub fn settle(&self, s: Settle) {
+    pub(crate) fn settle(&self, s: Settle) {
         self.send(Msg::Settle(s));
     }
 
     /// At shutdown: gives back every lease's unused part and waits (at most `within`)
     /// until every settle and return queued so far has reached Redis, so the other
     /// instances do not carry this one's holds until they expire.
-    pub async fn flush(&self, within: Duration) {
+    pub(crate) async fn flush(&self, within: Duration) {
         for entry in self.leases.iter() {
             if let Ok(mut slot) = entry.value().lock() {
                 if let Some(l) = slot.take() {
@@ -409,14 +409,14 @@ impl RedisLimits {
     }
 
     /// Whether admissions should ask Redis (not within a second of a failure).
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         now_ms() >= self.down_until_ms.load(Ordering::Relaxed)
     }
 
     /// Redis failed an admission: until the supervisor sees it answer again (and at least
     /// for the next second), limits are decided in process (no request waits on a Redis
     /// that does not answer). Logged at most every 10 s.
-    pub fn mark_down(&self, e: &dyn std::fmt::Display) {
+    pub(crate) fn mark_down(&self, e: &dyn std::fmt::Display) {
         self.down_until_ms
             .store(now_ms() + REDIS_DOWN_MS, Ordering::Relaxed);
         if self.down_log.ready() {
@@ -425,7 +425,7 @@ impl RedisLimits {
     }
 
     /// Tells every instance that a key changed (`*`: all keys).
-    pub async fn publish_key_change(&self, hash: &str) {
+    pub(crate) async fn publish_key_change(&self, hash: &str) {
         let mut conn = self.conn.get();
         let r: Result<i64, _> = redis::cmd("PUBLISH")
             .arg(KEYS_CHANNEL)
@@ -440,7 +440,7 @@ impl RedisLimits {
 
 /// Announces a key change from outside a running instance (the CLI's `keys revoke`): one
 /// connection, one `PUBLISH`.
-pub async fn announce_key_change(url: &str, hash: &str) -> Result<(), String> {
+pub(crate) async fn announce_key_change(url: &str, hash: &str) -> Result<(), String> {
     let shown = crate::store::redact(url);
     let client = redis::Client::open(url).map_err(|e| format!("redis {shown}: {e}"))?;
     let mut conn = tokio::time::timeout(
@@ -486,7 +486,7 @@ async fn set_spend(
 
 /// Listens for key changes and calls `evict` with each (reconnecting until the process
 /// ends).
-pub fn watch_key_changes(client: redis::Client, evict: impl Fn(&str) + Send + 'static) {
+pub(crate) fn watch_key_changes(client: redis::Client, evict: impl Fn(&str) + Send + 'static) {
     tokio::spawn(async move {
         use futures_util::StreamExt;
         loop {

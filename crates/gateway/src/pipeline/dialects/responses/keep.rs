@@ -27,7 +27,7 @@ impl Keeper {
     /// Stores `r` (its own `id`: the gateway's, or the pass-through upstream
     /// `served_by`'s). A store that fails or hangs costs the client nothing but the stored
     /// copy: logged.
-    pub async fn save(&self, r: &Value, served_by: Option<&str>) {
+    pub(crate) async fn save(&self, r: &Value, served_by: Option<&str>) {
         let mut response = r.clone();
         if self.previous_id.is_some() && response["previous_response_id"].is_null() {
             // A pass-through upstream got the conversation, not the id.
