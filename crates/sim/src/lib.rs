@@ -8,15 +8,15 @@
 //! tests can assert what the gateway sent upstream.
 //!
 //! The scenario is chosen by the upstream model name: `scenario[;key=value...]`, e.g.
-//! `parallel;style=whole` or `text;status=503`. See [`Scenario`] for the keys.
+//! `parallel;style=whole` or `text;status=503`. See [`scenario::Scenario`] for the keys.
 
 pub mod anthropic;
 mod canned;
-pub mod fixtures;
 mod pace;
 pub mod probe;
 pub mod scenario;
 pub mod server;
-pub mod streamify;
+
+pub use jusinfer_testkit::{fixtures, streamify};
 
 pub use server::{app, SimState};

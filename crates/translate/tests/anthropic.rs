@@ -3,9 +3,9 @@
 #![expect(clippy::expect_used, reason = "test helpers fail loudly")]
 
 use bytes::Bytes;
-use jusinfer_sim::anthropic::streamify;
-use jusinfer_sim::fixtures;
 use jusinfer_sse::Decoder;
+use jusinfer_testkit::anthropic::streamify;
+use jusinfer_testkit::fixtures;
 use jusinfer_translate::anthropic::request::{chat_to_messages, Options};
 use jusinfer_translate::anthropic::response::messages_to_chat;
 use jusinfer_translate::anthropic::stream::{self, AnthropicToChat};

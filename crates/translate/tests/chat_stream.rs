@@ -2,9 +2,9 @@
 #![expect(clippy::expect_used, reason = "test helpers fail loudly")]
 
 use bytes::Bytes;
-use jusinfer_sim::fixtures;
-use jusinfer_sim::streamify::{streamify, Style};
 use jusinfer_sse::Decoder;
+use jusinfer_testkit::fixtures;
+use jusinfer_testkit::streamify::{streamify, Style};
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, Options};
 use serde_json::{json, Value};
 

@@ -8,9 +8,9 @@
 )]
 
 use bytes::Bytes;
-use jusinfer_sim::fixtures;
-use jusinfer_sim::streamify::{streamify, Style};
 use jusinfer_sse::Decoder;
+use jusinfer_testkit::fixtures;
+use jusinfer_testkit::streamify::{streamify, Style};
 use jusinfer_translate::messages::request::messages_to_chat;
 use jusinfer_translate::messages::response::chat_to_messages;
 use jusinfer_translate::messages::stream::{ChatToMessages, Options};

@@ -9,9 +9,9 @@
 )]
 
 use bytes::Bytes;
-use jusinfer_sim::fixtures;
-use jusinfer_sim::streamify::{streamify, Style};
 use jusinfer_sse::Decoder;
+use jusinfer_testkit::fixtures;
+use jusinfer_testkit::streamify::{streamify, Style};
 use jusinfer_translate::anthropic::stream::{AnthropicToChat, Options as AnthropicOptions};
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, Options as NormOptions};
 use jusinfer_translate::pipe::Pipe;

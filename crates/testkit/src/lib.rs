@@ -1,0 +1,8 @@
+//! What tests and the simulator share, without a server: the recorded provider traffic
+//! (`fixtures`) and the streams a provider would have sent for a recorded answer
+//! (`streamify`, `anthropic::streamify`). `translate`'s tests use it alone, so they build
+//! without the HTTP stack.
+
+pub mod anthropic;
+pub mod fixtures;
+pub mod streamify;
