@@ -6,14 +6,17 @@
 #![no_main]
 
 use bytes::Bytes;
-use jusinfer_gateway::fuzzing::{edit_body, parse_json, validate_chat, EmbeddingsRequest};
+use jusinfer_gateway::fuzzing::{
+    edit_body, parse_json, validate_chat, EmbeddingCreateParams, MessageCreateParams,
+    ResponseCreateParams,
+};
 use jusinfer_translate::anthropic::request::{chat_to_messages, Options};
 use jusinfer_wire::chat::ChatRequest;
 use libfuzzer_sys::fuzz_target;
 
 fn responses(data: &[u8]) {
     use jusinfer_translate::responses::request::{input_items, to_chat, Options};
-    let Ok(req) = parse_json::<serde_json::Map<String, serde_json::Value>>(data) else {
+    let Ok(req) = parse_json::<ResponseCreateParams>(data) else {
         return;
     };
     let Ok(items) = input_items(&req, |p| format!("{p}_1")) else {
@@ -31,7 +34,10 @@ fn responses(data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     responses(data);
-    let _ = parse_json::<EmbeddingsRequest>(data);
+    let _ = parse_json::<EmbeddingCreateParams>(data);
+    if let Ok(m) = parse_json::<MessageCreateParams>(data) {
+        let _ = jusinfer_translate::messages::request::messages_to_chat(&m, "u", false);
+    }
     let Ok(req) = parse_json::<ChatRequest>(data) else {
         return;
     };

@@ -41,7 +41,9 @@ pub use state::AppState;
 /// without the server.
 pub mod fuzzing {
     pub use crate::pipeline::dialects::chat::validate as validate_chat;
-    pub use crate::pipeline::dialects::embeddings::EmbeddingsRequest;
     pub use crate::pipeline::read::parse_json;
     pub use crate::upstream::openai::edit_body;
+    pub use jusinfer_wire::anthropic::MessageCreateParams;
+    pub use jusinfer_wire::embeddings::EmbeddingCreateParams;
+    pub use jusinfer_wire::responses::ResponseCreateParams;
 }

@@ -14,6 +14,7 @@ use jusinfer_testkit::streamify::{streamify, Style};
 use jusinfer_translate::messages::request::messages_to_chat;
 use jusinfer_translate::messages::response::chat_to_messages;
 use jusinfer_translate::messages::stream::{ChatToMessages, Options};
+use jusinfer_wire::anthropic::MessageCreateParams;
 use serde_json::{json, Map, Value};
 
 fn opts() -> Options {
@@ -357,7 +358,7 @@ fn nonstreaming_parallel_calls_and_cached_usage() {
 
 #[test]
 fn recorded_anthropic_request_becomes_a_chat_request() {
-    let req: Map<String, Value> = serde_json::from_slice(
+    let req: MessageCreateParams = serde_json::from_slice(
         &fixtures::read("anthropic/anthropic_stream_tool_use_roundtrip.turn2.request.json")
             .expect("fixture"),
     )
@@ -387,13 +388,13 @@ fn recorded_anthropic_request_becomes_a_chat_request() {
     assert_eq!(b["tools"][0]["function"]["name"], "get_weather");
     assert_eq!(
         b["tools"][0]["function"]["parameters"],
-        req["tools"][0]["input_schema"]
+        req.tools.as_ref().expect("tools")[0]["input_schema"]
     );
 }
 
 #[test]
 fn claude_code_shaped_request_round_trips_without_loss() {
-    let req: Map<String, Value> = serde_json::from_value(json!({
+    let req: MessageCreateParams = serde_json::from_value(json!({
         "model": "claude-sonnet-4-5", "max_tokens": 32000, "stream": true,
         "system": [{"type": "text", "text": "You are Claude Code."},
                    {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
@@ -479,7 +480,7 @@ fn bad_requests_name_their_param() {
             "tool_choice.type",
         ),
     ] {
-        let req: Map<String, Value> = serde_json::from_value(body).expect("obj");
+        let req: MessageCreateParams = serde_json::from_value(body).expect("obj");
         assert_eq!(
             messages_to_chat(&req, "u", false).expect_err("bad").param,
             param
@@ -490,7 +491,7 @@ fn bad_requests_name_their_param() {
 #[test]
 fn regression_a_system_entry_mid_conversation_stays_at_its_position() {
     // Claude Code 2.1 sends these inside `messages`; they used to be a 400.
-    let req: Map<String, Value> = serde_json::from_value(json!({
+    let req: MessageCreateParams = serde_json::from_value(json!({
         "model": "m", "max_tokens": 100,
         "system": "top",
         "messages": [
@@ -547,6 +548,7 @@ fn regression_structured_output_and_effort_carry_over_and_the_rest_is_named() {
         } else {
             req.insert(key.into(), format);
         }
+        let req: MessageCreateParams = serde_json::from_value(Value::Object(req)).expect("typed");
         let t = messages_to_chat(&req, "u", false).expect("translates");
         assert_eq!(
             t.body["response_format"],
@@ -575,7 +577,7 @@ fn regression_structured_output_and_effort_carry_over_and_the_rest_is_named() {
 
 #[test]
 fn a_system_entry_between_tool_calls_and_their_results_goes_after_the_results() {
-    let req: Map<String, Value> = serde_json::from_value(json!({
+    let req: MessageCreateParams = serde_json::from_value(json!({
         "model": "m", "max_tokens": 100,
         "messages": [
             {"role": "user", "content": "hi"},

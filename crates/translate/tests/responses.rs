@@ -19,7 +19,16 @@ use jusinfer_translate::responses::request::{input_items, to_chat, Options};
 use jusinfer_translate::responses::response::{envelope, from_chat, output_text, Meta};
 use jusinfer_translate::responses::stream::{ChatToResponses, Options as StreamOptions};
 use jusinfer_translate::StreamTranslator;
+use jusinfer_wire::responses::ResponseCreateParams;
 use serde_json::{json, Map, Value};
+
+/// A typed request (with a model when the case names none).
+fn params(mut v: Value) -> ResponseCreateParams {
+    if let Some(o) = v.as_object_mut() {
+        o.entry("model").or_insert(json!("m"));
+    }
+    serde_json::from_value(v).expect("a Responses request")
+}
 
 fn obj(v: Value) -> Map<String, Value> {
     match v {
@@ -38,7 +47,7 @@ fn meta() -> Meta {
 
 fn machine(req: &Value) -> ChatToResponses {
     ChatToResponses::new(StreamOptions {
-        envelope: envelope(req.as_object().expect("object"), &meta()),
+        envelope: envelope(&params(req.clone()), &meta()),
         cost: None,
     })
 }
@@ -349,7 +358,7 @@ fn a_cut_stream_is_an_error_then_failed_frame() {
 fn recorded_function_call_round_trip_request_becomes_chat() {
     let ex = fixtures::json("responses/responses_nonstream_function_call_roundtrip.exchange.json")
         .expect("fixture");
-    let req = obj(ex[1]["request"]["body"].clone());
+    let req = params(ex[1]["request"]["body"].clone());
     let mut n = 0;
     let items = input_items(&req, |p| {
         n += 1;
@@ -395,7 +404,7 @@ fn recorded_function_call_round_trip_request_becomes_chat() {
 
 #[test]
 fn settings_translate_or_are_named() {
-    let req = obj(json!({
+    let req = params(json!({
         "model": "m", "input": "hi", "instructions": "Be brief.",
         "text": {"format": {"type": "json_schema", "name": "answer", "strict": true,
                             "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}},
@@ -478,13 +487,19 @@ fn bad_input_names_its_param() {
         ),
     ];
     for (req, param) in cases {
-        let e = input_items(&obj(req), |p| p.to_owned()).expect_err("bad");
+        let e = input_items(&params(req), |p| p.to_owned()).expect_err("bad");
         assert_eq!(e.param, param);
     }
     // Found by fuzzing: a mistyped setting was copied into the Chat request as it came.
+    // The typed request refuses it now, before any translation.
+    for req in [
+        json!({"model": "m", "input": "x", "user": 0.1}),
+        json!({"model": "m", "input": "x", "temperature": "hot"}),
+        json!({"model": "m", "input": "x", "reasoning": {"effort": 3}}),
+    ] {
+        assert!(serde_json::from_value::<ResponseCreateParams>(req).is_err());
+    }
     for (req, param) in [
-        (json!({"input": "x", "user": 0.1}), "user"),
-        (json!({"input": "x", "temperature": "hot"}), "temperature"),
         (
             json!({"input": "x", "max_output_tokens": 0}),
             "max_output_tokens",
@@ -494,16 +509,12 @@ fn bad_input_names_its_param() {
             "max_output_tokens",
         ),
         (
-            json!({"input": "x", "reasoning": {"effort": 3}}),
-            "reasoning.effort",
-        ),
-        (
             json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": 5},
                                                        {"type": "input_image", "image_url": "u"}]}]}),
             "input[0].content[0].text",
         ),
     ] {
-        let req = obj(req);
+        let req = params(req);
         let items = input_items(&req, |p| p.to_owned()).expect("items");
         let e = to_chat(
             &req,
@@ -517,7 +528,7 @@ fn bad_input_names_its_param() {
         .expect_err("bad");
         assert_eq!(e.param, param);
     }
-    let req = obj(json!({"input": "x", "text": {"format": {"type": "yaml"}}}));
+    let req = params(json!({"input": "x", "text": {"format": {"type": "yaml"}}}));
     let items = input_items(&req, |p| p.to_owned()).expect("items");
     let e = to_chat(
         &req,
@@ -535,7 +546,7 @@ fn bad_input_names_its_param() {
 #[test]
 fn nonstream_completion_becomes_a_response() {
     let v = fixtures::json("openai-chat/chat_nonstream_parallel_tool_calls.json").expect("fixture");
-    let req = obj(json!({"model": "gpt-4.1", "input": "x"}));
+    let req = params(json!({"model": "gpt-4.1", "input": "x"}));
     let r = from_chat(v.as_object().expect("object"), envelope(&req, &meta()));
     assert_eq!(r["status"], "completed");
     assert_eq!(r["object"], "response");
@@ -608,7 +619,7 @@ fn thinking_signatures_survive_a_turn_through_responses() {
     ];
     conversation.extend(result["output"].as_array().expect("output").iter().cloned());
     conversation.push(json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "more"}]}));
-    let req = obj(json!({"model": "claude", "input": "more"}));
+    let req = params(json!({"model": "claude", "input": "more"}));
     let t = to_chat(
         &req,
         &conversation,
@@ -780,7 +791,7 @@ fn reasoning_is_served_as_a_summary_when_one_is_asked_for() {
     let whole = from_chat(
         &obj(json!({"choices": [{"index": 0, "finish_reason": "stop",
             "message": {"role": "assistant", "content": "Hi!", "reasoning_content": "Thinking."}}]})),
-        envelope(req.as_object().expect("obj"), &meta()),
+        envelope(&params(req.clone()), &meta()),
     );
     assert_eq!(whole["output"][0]["summary"][0]["text"], "Thinking.");
 }
@@ -822,7 +833,7 @@ fn regression_codex_additional_tools_and_namespaces_become_chat_tools() {
         json!({"type": "function", "name": name, "strict": false,
         "parameters": {"type": "object", "properties": {}}})
     };
-    let req = obj(json!({
+    let req = params(json!({
         "model": "m",
         "tools": [{"type": "namespace", "name": "top", "tools": [f("read")]}, {"type": "web_search"}],
         "input": [

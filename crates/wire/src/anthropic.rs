@@ -33,6 +33,48 @@ pub struct MessagesRequest {
     pub thinking: Option<Value>,
 }
 
+/// `POST /v1/messages` as a client sends it (the SDKs' `MessageCreateParams`): the fields
+/// the gateway reads typed, every other one kept in `rest` as sent (an upstream that speaks
+/// Messages gets the client's bytes; a translation names what it drops). Turns, blocks and
+/// tools stay JSON: `translate::messages` checks them one by one, with the block's path
+/// in each error, and carries block kinds newer than this code by name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MessageCreateParams {
+    pub model: String,
+    /// Required by the API; `None` here so the refusal can say so in its own words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default)]
+    pub messages: Vec<Value>,
+    /// A string, or text blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Numbers as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<serde_json::Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<serde_json::Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_sequences: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    /// `format` (structured output) and `effort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<serde_json::Map<String, Value>>,
+    /// The older beta spelling of `output_config.format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_format: Option<Value>,
+    /// Every other field, as sent.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
+}
+
 /// `system`: a string, or text blocks (which may carry `cache_control`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]

@@ -8,4 +8,6 @@
 
 pub mod anthropic;
 pub mod chat;
+pub mod embeddings;
 pub mod error;
+pub mod responses;

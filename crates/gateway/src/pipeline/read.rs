@@ -96,6 +96,18 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
     Ok(value)
 }
 
+/// The request's model name, refused with `missing` when empty or blank (serde has
+/// already refused it absent or not a string, naming the field).
+pub(crate) fn model_named(
+    model: &str,
+    missing: impl FnOnce() -> GatewayError,
+) -> Result<String, GatewayError> {
+    if model.trim().is_empty() {
+        return Err(missing());
+    }
+    Ok(model.to_owned())
+}
+
 /// A path parameter whose rejection (bad percent-encoding, invalid UTF-8) is a 400 in the
 /// API's error shape rather than axum's plain text.
 pub(crate) struct ApiPath<T>(pub T);

@@ -17,9 +17,11 @@ use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use super::echo::Echo;
-use super::execute::{json_object, malformed, Outbound};
+use super::execute::{json_object, malformed, Outbound, Plan};
+use super::http::Keep;
 use super::{openai, Endpoint, Provider, Speaks};
 use crate::error::GatewayError;
+use crate::ledger::Tap;
 use crate::routing::Deployment;
 
 /// Prompts shorter than this (estimated) get no automatic breakpoints: Anthropic caches
@@ -126,6 +128,41 @@ impl Leg {
             }
         })
     }
+}
+
+impl Leg {
+    /// The attempt: the leg's body to its endpoint, `dropped` (the client dialect's own)
+    /// followed by the leg's; and how to read the answer.
+    pub(crate) fn plan<'a>(
+        self,
+        d: &'a Deployment,
+        stream: bool,
+        tap: &'a Tap,
+        keep: Option<Keep>,
+        mut dropped: Vec<String>,
+    ) -> (Plan<'a>, Back) {
+        dropped.extend(self.dropped);
+        let plan = Plan {
+            d,
+            endpoint: self.endpoint,
+            body: self.body,
+            stream,
+            forward: &[],
+            tap: Some(tap),
+            keep,
+            dropped,
+        };
+        (plan, self.back)
+    }
+}
+
+/// Seeds the ids the gateway mints for a request (from its request id).
+pub(crate) fn id_seed(request_id: &str) -> String {
+    request_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(24)
+        .collect()
 }
 
 /// The typed request and the top-level fields the client's JSON has (to name the ones

@@ -14,6 +14,7 @@
 //! not know, any top-level field not carried) is dropped and named in
 //! [`Translated::dropped`].
 
+use jusinfer_wire::anthropic::MessageCreateParams;
 use serde_json::{json, Map, Value};
 
 /// A translated request.
@@ -126,7 +127,7 @@ fn generalize(dropped: Vec<String>) -> Vec<String> {
 /// the upstream wants OpenAI's newer name for the output limit (OpenAI's own API, whose
 /// reasoning models refuse `max_tokens`).
 pub fn messages_to_chat(
-    req: &Map<String, Value>,
+    req: &MessageCreateParams,
     upstream_model: &str,
     max_completion_tokens: bool,
 ) -> Result<Translated, Error> {
@@ -134,7 +135,7 @@ pub fn messages_to_chat(
     let mut out = Map::new();
     out.insert("model".into(), json!(upstream_model));
     let mut messages = Vec::new();
-    match req.get("system") {
+    match &req.system {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
         Some(Value::Array(a)) => {
@@ -145,9 +146,7 @@ pub fn messages_to_chat(
         }
         Some(_) => return Err(bad("system", "`system` must be a string or text blocks")),
     }
-    let Some(turns) = req.get("messages").and_then(Value::as_array) else {
-        return Err(bad("messages", "`messages` must be an array of messages"));
-    };
+    let turns = &req.messages;
     if turns.is_empty() {
         return Err(bad(
             "messages",
@@ -203,8 +202,7 @@ pub fn messages_to_chat(
     messages.append(&mut deferred);
     out.insert("messages".into(), Value::Array(messages));
     let max_tokens = req
-        .get("max_tokens")
-        .and_then(Value::as_u64)
+        .max_tokens
         .ok_or_else(|| bad("max_tokens", "`max_tokens` is required: a positive integer"))?;
     let field = if max_completion_tokens {
         "max_completion_tokens"
@@ -212,31 +210,32 @@ pub fn messages_to_chat(
         "max_tokens"
     };
     out.insert(field.into(), json!(max_tokens));
-    for k in ["temperature", "top_p"] {
-        if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
-            out.insert(k.into(), v.clone());
+    for (k, v) in [("temperature", &req.temperature), ("top_p", &req.top_p)] {
+        if let Some(v) = v {
+            out.insert(k.into(), Value::Number(v.clone()));
         }
     }
-    if let Some(s) = req.get("stop_sequences").filter(|v| !v.is_null()) {
-        out.insert("stop".into(), s.clone());
+    if let Some(s) = &req.stop_sequences {
+        out.insert("stop".into(), json!(s));
     }
     if let Some(u) = req
-        .get("metadata")
+        .metadata
+        .as_ref()
         .and_then(|m| m.get("user_id"))
         .and_then(Value::as_str)
     {
         out.insert("user".into(), json!(u));
     }
-    if req.get("stream").and_then(Value::as_bool) == Some(true) {
+    if req.stream == Some(true) {
         out.insert("stream".into(), json!(true));
         out.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    let tools = tools(req.get("tools"), &mut dropped)?;
+    let tools = tools(req.tools.as_deref(), &mut dropped)?;
     let has_tools = !tools.is_empty();
     if has_tools {
         out.insert("tools".into(), Value::Array(tools));
     }
-    if let Some(tc) = req.get("tool_choice").filter(|v| !v.is_null()) {
+    if let Some(tc) = req.tool_choice.as_ref().filter(|v| !v.is_null()) {
         let kind = tc.get("type").and_then(Value::as_str);
         let choice = match kind {
             Some("auto") => json!("auto"),
@@ -269,10 +268,10 @@ pub fn messages_to_chat(
         }
     }
     // Structured output: `output_config.format` (and the older beta `output_format`).
-    let config = req.get("output_config").and_then(Value::as_object);
+    let config = req.output_config.as_ref();
     let format = config
         .and_then(|c| c.get("format"))
-        .or_else(|| req.get("output_format"))
+        .or(req.output_format.as_ref())
         .filter(|f| !f.is_null());
     if let Some(f) = format {
         out.insert("response_format".into(), response_format(f)?);
@@ -301,7 +300,7 @@ pub fn messages_to_chat(
             }
         }
     }
-    if let Some(m) = req.get("metadata").and_then(Value::as_object) {
+    if let Some(m) = &req.metadata {
         for k in m.keys() {
             if k != "user_id" && !m[k].is_null() {
                 dropped.push(format!("metadata.{k}"));
@@ -310,7 +309,7 @@ pub fn messages_to_chat(
     }
     // Every other top-level field is named, whatever it is (`top_k`, `thinking`,
     // `context_management`, fields newer than this code…): never dropped silently.
-    for (k, v) in req {
+    for (k, v) in &req.rest {
         if !CARRIED.contains(&k.as_str()) && !v.is_null() {
             dropped.push(k.clone());
         }
@@ -487,12 +486,9 @@ fn assistant_turn(
     Ok(())
 }
 
-fn tools(v: Option<&Value>, dropped: &mut Vec<String>) -> Result<Vec<Value>, Error> {
-    let Some(v) = v.filter(|v| !v.is_null()) else {
+fn tools(list: Option<&[Value]>, dropped: &mut Vec<String>) -> Result<Vec<Value>, Error> {
+    let Some(list) = list else {
         return Ok(Vec::new());
-    };
-    let Some(list) = v.as_array() else {
-        return Err(bad("tools", "`tools` must be an array"));
     };
     let mut out = Vec::new();
     for (i, t) in list.iter().enumerate() {

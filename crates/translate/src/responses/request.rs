@@ -16,6 +16,7 @@
 
 use std::collections::HashSet;
 
+use jusinfer_wire::responses::ResponseCreateParams;
 use serde_json::{json, Map, Value};
 
 pub use crate::messages::request::{Error, Translated};
@@ -81,10 +82,10 @@ fn typed_content(role: &str, content: &Value, at: &str) -> Result<Value, Error> 
 
 /// `input` as stored items, each with an `id` (`make_id(prefix)` mints them).
 pub fn input_items(
-    req: &Map<String, Value>,
+    req: &ResponseCreateParams,
     mut make_id: impl FnMut(&str) -> String,
 ) -> Result<Vec<Value>, Error> {
-    let items = match req.get("input") {
+    let items = match &req.input {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::String(s)) => {
             return Ok(vec![json!({
@@ -401,13 +402,10 @@ fn messages(
     Ok(out)
 }
 
-fn tools(req: &Map<String, Value>, dropped: &mut Vec<String>) -> Result<Vec<Value>, Error> {
-    let Some(list) = req.get("tools").filter(|t| !t.is_null()) else {
+fn tools(req: &ResponseCreateParams, dropped: &mut Vec<String>) -> Result<Vec<Value>, Error> {
+    let Some(list) = &req.tools else {
         return Ok(Vec::new());
     };
-    let list = list
-        .as_array()
-        .ok_or_else(|| bad("tools", "tools must be an array"))?;
     let mut out = Vec::with_capacity(list.len());
     chat_tools(list, "tools", &mut out, &mut HashSet::new(), dropped)?;
     Ok(out)
@@ -493,7 +491,10 @@ fn tool_choice(v: &Value, dropped: &mut Vec<String>) -> Result<Option<Value>, Er
     }
 }
 
-fn response_format(text: &Value, dropped: &mut Vec<String>) -> Result<Option<Value>, Error> {
+fn response_format(
+    text: &Map<String, Value>,
+    dropped: &mut Vec<String>,
+) -> Result<Option<Value>, Error> {
     if text.get("verbosity").is_some_and(|v| !v.is_null()) {
         dropped.push("text.verbosity".into());
     }
@@ -533,12 +534,12 @@ fn response_format(text: &Value, dropped: &mut Vec<String>) -> Result<Option<Val
 /// The Chat request for a Responses request. `conversation` holds the earlier turns'
 /// items (from `previous_response_id`) followed by this request's [`input_items`].
 pub fn to_chat(
-    req: &Map<String, Value>,
+    req: &ResponseCreateParams,
     conversation: &[Value],
     opts: Options<'_>,
 ) -> Result<Translated, Error> {
     let mut dropped = Vec::new();
-    let instructions = match req.get("instructions") {
+    let instructions = match &req.instructions {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(bad("instructions", "instructions must be a string")),
@@ -567,58 +568,48 @@ pub fn to_chat(
     let has_tools = !tools.is_empty();
     if has_tools {
         body.insert("tools".into(), Value::Array(tools));
-        if let Some(tc) = req.get("tool_choice") {
+        if let Some(tc) = &req.tool_choice {
             if let Some(tc) = tool_choice(tc, &mut dropped)? {
                 body.insert("tool_choice".into(), tc);
             }
         }
-        if let Some(p) = req.get("parallel_tool_calls").filter(|p| p.is_boolean()) {
-            body.insert("parallel_tool_calls".into(), p.clone());
+        if let Some(p) = req.parallel_tool_calls {
+            body.insert("parallel_tool_calls".into(), json!(p));
         }
     }
-    if let Some(text) = req.get("text").filter(|t| t.is_object()) {
+    if let Some(text) = &req.text {
         if let Some(rf) = response_format(text, &mut dropped)? {
             body.insert("response_format".into(), rf);
         }
     }
-    // Copied only with the type Chat requires: a wrong one is the client's 400 here, not
-    // an upstream's.
-    /// (field, type check, the type in words, sent upstream).
-    type Typed<'a> = (&'a str, fn(&Value) -> bool, &'a str, bool);
-    let typed: [Typed<'_>; 6] = [
-        ("temperature", Value::is_number, "a number", true),
-        ("top_p", Value::is_number, "a number", true),
-        ("seed", Value::is_i64, "an integer", true),
-        ("user", Value::is_string, "a string", true),
-        ("service_tier", Value::is_string, "a string", true),
+    let scalars = [
+        ("temperature", req.temperature.clone().map(Value::Number)),
+        ("top_p", req.top_p.clone().map(Value::Number)),
+        ("seed", req.seed.map(|s| json!(s))),
+        ("user", req.user.clone().map(Value::String)),
+        ("service_tier", req.service_tier.clone().map(Value::String)),
         (
             "safety_identifier",
-            Value::is_string,
-            "a string",
-            opts.openai,
+            req.safety_identifier
+                .clone()
+                .filter(|_| opts.openai)
+                .map(Value::String),
+        ),
+        (
+            "prompt_cache_key",
+            req.prompt_cache_key
+                .clone()
+                .filter(|_| opts.openai)
+                .map(Value::String),
         ),
     ];
-    for (k, ok, what, send) in typed {
-        if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
-            if !ok(v) {
-                return Err(bad(k, format!("{k} must be {what}")));
-            }
-            if send {
-                body.insert(k.into(), v.clone());
-            }
+    for (k, v) in scalars {
+        if let Some(v) = v {
+            body.insert(k.into(), v);
         }
     }
-    if let Some(v) = req
-        .get("prompt_cache_key")
-        .filter(|v| v.is_string() && opts.openai)
-    {
-        body.insert("prompt_cache_key".into(), v.clone());
-    }
-    if let Some(n) = req.get("max_output_tokens").filter(|v| !v.is_null()) {
-        if !n
-            .as_u64()
-            .is_some_and(|n| n > 0 && n <= u64::from(u32::MAX))
-        {
+    if let Some(n) = req.max_output_tokens {
+        if n == 0 || n > u64::from(u32::MAX) {
             return Err(bad(
                 "max_output_tokens",
                 "max_output_tokens must be a positive integer",
@@ -629,38 +620,31 @@ pub fn to_chat(
         } else {
             "max_tokens"
         };
-        body.insert(k.into(), n.clone());
+        body.insert(k.into(), json!(n));
     }
-    if let Some(r) = req.get("reasoning").filter(|r| r.is_object()) {
-        if let Some(e) = r.get("effort").filter(|e| !e.is_null()) {
-            if !e.is_string() {
-                return Err(bad("reasoning.effort", "reasoning.effort must be a string"));
-            }
-            body.insert("reasoning_effort".into(), e.clone());
-        }
+    if let Some(e) = req.reasoning.as_ref().and_then(|r| r.effort.as_ref()) {
+        body.insert("reasoning_effort".into(), json!(e));
         // `summary` is honoured by the response side: reasoning text is served as the
         // summary (see `response::wants_summary`).
     }
     // `reasoning.encrypted_content` is honoured (signed thinking travels in it); other
     // inclusions are not.
-    if let Some(inc) = req.get("include").and_then(Value::as_array) {
-        for v in inc {
-            let v = v.as_str().unwrap_or("?");
-            if v != "reasoning.encrypted_content" {
-                dropped.push(format!("include ({v})"));
-            }
+    for v in req.include.iter().flatten() {
+        if v != "reasoning.encrypted_content" {
+            dropped.push(format!("include ({v})"));
         }
     }
-    if req.get("truncation").and_then(Value::as_str) == Some("auto") {
+    if req.truncation.as_deref() == Some("auto") {
         dropped.push("truncation".into());
     }
-    if req.get("stream").and_then(Value::as_bool) == Some(true) {
+    if req.stream == Some(true) {
         body.insert("stream".into(), json!(true));
         body.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    for k in req.keys() {
-        let null = req.get(k).is_some_and(Value::is_null);
-        if !KEPT_BY_GATEWAY.contains(&k.as_str()) && !null {
+    // Every field the gateway does not model is named (the typed ones are all carried or
+    // are the gateway's business).
+    for (k, v) in &req.rest {
+        if !KEPT_BY_GATEWAY.contains(&k.as_str()) && !v.is_null() {
             dropped.push(k.clone());
         }
     }

@@ -1,6 +1,7 @@
 //! Response objects: the envelope every event of one response shares, the usage in
 //! Responses terms, and a `chat.completion` → a Response.
 
+use jusinfer_wire::responses::ResponseCreateParams;
 use serde_json::{json, Map, Value};
 
 /// The id of output item `n` of response `response_id`, with `prefix` (`msg`, `fc`, `rs`).
@@ -22,39 +23,36 @@ pub struct Meta {
     pub model: String,
 }
 
-fn or(req: &Map<String, Value>, k: &str, default: Value) -> Value {
-    req.get(k)
-        .filter(|v| !v.is_null())
-        .cloned()
-        .unwrap_or(default)
+/// `v`, or `default` when absent or null.
+fn or(v: Option<Value>, default: Value) -> Value {
+    v.filter(|v| !v.is_null()).unwrap_or(default)
 }
 
 /// The Response object before any output: `status: in_progress`, the request's settings
 /// echoed with OpenAI's defaults for those it left out.
-pub fn envelope(req: &Map<String, Value>, meta: &Meta) -> Map<String, Value> {
-    let reasoning = req.get("reasoning").filter(|r| r.is_object());
-    let field = |k: &str| {
-        reasoning
-            .and_then(|r| r.get(k))
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
+pub fn envelope(req: &ResponseCreateParams, meta: &Meta) -> Map<String, Value> {
+    let rest = |k: &str| req.rest.get(k).cloned();
+    let string = |s: &Option<String>| s.clone().map(Value::String);
+    let number = |n: &Option<serde_json::Number>| n.clone().map(Value::Number);
+    let reasoning = req.reasoning.as_ref();
     let format = req
-        .get("text")
+        .text
+        .as_ref()
         .and_then(|t| t.get("format"))
         .filter(|f| !f.is_null())
         .cloned()
         .unwrap_or_else(|| json!({"type": "text"}));
     let verbosity = req
-        .get("text")
+        .text
+        .as_ref()
         .and_then(|t| t.get("verbosity"))
         .filter(|v| v.is_string())
         .cloned()
         .unwrap_or_else(|| json!("medium"));
     // Function tools as OpenAI echoes them: `strict` (true unless the client said) and
     // `description` always present.
-    let tools = match req.get("tools") {
-        Some(Value::Array(tools)) => Value::Array(
+    let tools = match &req.tools {
+        Some(tools) => Value::Array(
             tools
                 .iter()
                 .map(|t| {
@@ -70,7 +68,7 @@ pub fn envelope(req: &Map<String, Value>, meta: &Meta) -> Map<String, Value> {
                 })
                 .collect(),
         ),
-        _ => json!([]),
+        None => json!([]),
     };
     // Every field OpenAI's current API sends, in its order: strict clients (zod schemas,
     // generated types, the Open Responses suite) reject an object that lacks one.
@@ -82,32 +80,32 @@ pub fn envelope(req: &Map<String, Value>, meta: &Meta) -> Map<String, Value> {
         "background": false,
         "completed_at": null,
         "error": null,
-        "frequency_penalty": or(req, "frequency_penalty", json!(0.0)),
+        "frequency_penalty": or(rest("frequency_penalty"), json!(0.0)),
         "incomplete_details": null,
-        "instructions": or(req, "instructions", Value::Null),
-        "max_output_tokens": or(req, "max_output_tokens", Value::Null),
-        "max_tool_calls": or(req, "max_tool_calls", Value::Null),
+        "instructions": or(req.instructions.clone(), Value::Null),
+        "max_output_tokens": or(req.max_output_tokens.map(|n| json!(n)), Value::Null),
+        "max_tool_calls": or(rest("max_tool_calls"), Value::Null),
         "model": meta.model,
         "output": [],
-        "parallel_tool_calls": or(req, "parallel_tool_calls", json!(true)),
-        "presence_penalty": or(req, "presence_penalty", json!(0.0)),
-        "previous_response_id": or(req, "previous_response_id", Value::Null),
-        "prompt_cache_key": or(req, "prompt_cache_key", Value::Null),
-        "prompt_cache_retention": or(req, "prompt_cache_retention", Value::Null),
-        "reasoning": {"effort": field("effort"), "summary": field("summary")},
-        "safety_identifier": or(req, "safety_identifier", Value::Null),
-        "service_tier": or(req, "service_tier", json!("default")),
-        "store": or(req, "store", json!(true)),
-        "temperature": or(req, "temperature", json!(1.0)),
+        "parallel_tool_calls": or(req.parallel_tool_calls.map(Value::Bool), json!(true)),
+        "presence_penalty": or(rest("presence_penalty"), json!(0.0)),
+        "previous_response_id": or(string(&req.previous_response_id), Value::Null),
+        "prompt_cache_key": or(string(&req.prompt_cache_key), Value::Null),
+        "prompt_cache_retention": or(rest("prompt_cache_retention"), Value::Null),
+        "reasoning": {"effort": reasoning.and_then(|r| r.effort.clone()), "summary": reasoning.and_then(|r| r.summary.clone())},
+        "safety_identifier": or(string(&req.safety_identifier), Value::Null),
+        "service_tier": or(string(&req.service_tier), json!("default")),
+        "store": or(req.store.map(Value::Bool), json!(true)),
+        "temperature": or(number(&req.temperature), json!(1.0)),
         "text": {"format": format, "verbosity": verbosity},
-        "tool_choice": or(req, "tool_choice", json!("auto")),
+        "tool_choice": or(req.tool_choice.clone(), json!("auto")),
         "tools": tools,
-        "top_logprobs": or(req, "top_logprobs", json!(0)),
-        "top_p": or(req, "top_p", json!(1.0)),
-        "truncation": or(req, "truncation", json!("disabled")),
+        "top_logprobs": or(rest("top_logprobs"), json!(0)),
+        "top_p": or(number(&req.top_p), json!(1.0)),
+        "truncation": or(string(&req.truncation), json!("disabled")),
         "usage": null,
-        "user": or(req, "user", Value::Null),
-        "metadata": or(req, "metadata", json!({})),
+        "user": or(string(&req.user), Value::Null),
+        "metadata": or(req.metadata.clone().map(Value::Object), json!({})),
     });
     match v {
         Value::Object(m) => m,

@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::error::GatewayError;
 use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::routing::Deployment;
-use crate::upstream::execute::{completion_usage, execute, Plan};
-use crate::upstream::leg::{Back, ChatIn, ChatOut, Leg};
+use crate::upstream::execute::{completion_usage, execute};
+use crate::upstream::leg::{id_seed, Back, ChatIn, ChatOut, Leg};
 use crate::upstream::{echo, http, openai, Speaks};
 use crate::usage::UsageExt;
 
@@ -52,27 +52,12 @@ impl ClientDialect for Chat {
         let price = crate::pipeline::admit::price_of(a.state, &d);
         let chat = ChatIn::Client { req, raw: a.raw };
         let leg = Leg::new(&d, chat, "reasoning_effort", a.request_id, a.created)?;
-        let back = leg.back;
-        let plan = Plan {
-            d: &d,
-            endpoint: leg.endpoint,
-            body: leg.body,
-            stream: req.is_stream(),
-            forward: &[],
-            tap: Some(a.tap),
-            keep: None,
-            dropped: leg.dropped,
-        };
+        let (plan, back) = leg.plan(&d, req.is_stream(), a.tap, None, Vec::new());
         let machine = || {
             back.machine(ChatOut {
                 include_usage: req.wants_stream_usage(),
                 cost: Some(CostRule { price }),
-                id_seed: a
-                    .request_id
-                    .chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .take(24)
-                    .collect(),
+                id_seed: id_seed(a.request_id),
                 created: a.created,
             })
         };

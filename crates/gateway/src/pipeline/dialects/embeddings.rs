@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use jusinfer_wire::embeddings::{EmbeddingCreateParams as EmbeddingsRequest, Input};
 use serde_json::{json, Value};
 
 use crate::error::GatewayError;
@@ -15,21 +15,6 @@ use crate::upstream::execute::{execute, Outbound, Plan};
 use crate::upstream::{echo, http, openai, Endpoint, Speaks};
 
 pub(crate) struct Embeddings;
-
-#[derive(Debug, Deserialize)]
-pub struct EmbeddingsRequest {
-    pub model: String,
-    pub input: Input,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Input {
-    One(String),
-    Many(Vec<String>),
-    Tokens(Vec<u32>),
-    ManyTokens(Vec<Vec<u32>>),
-}
 
 impl ClientDialect for Embeddings {
     const ENDPOINT: &'static str = "/v1/embeddings";

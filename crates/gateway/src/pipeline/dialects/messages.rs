@@ -10,8 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use jusinfer_translate::messages::{request, response, stream};
 use jusinfer_translate::pipe::Pipe;
-use jusinfer_wire::anthropic::MessagesResponse;
-use serde_json::{Map, Value};
+use jusinfer_wire::anthropic::{MessageCreateParams, MessagesResponse};
 
 use crate::error::GatewayError;
 use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
@@ -25,7 +24,7 @@ pub(crate) struct Messages;
 
 /// A checked Messages request and what its attempts share.
 pub(crate) struct MessagesRequest {
-    pub req: Map<String, Value>,
+    pub req: MessageCreateParams,
     /// `anthropic-version` / `anthropic-beta` as the client sent them.
     pub forward: Vec<(&'static str, String)>,
     /// `msg_…`, for answers the gateway builds.
@@ -38,35 +37,25 @@ impl ClientDialect for Messages {
     type Request = MessagesRequest;
 
     fn parse(raw: &Bytes, headers: &HeaderMap) -> Result<Parsed<MessagesRequest>, GatewayError> {
-        let req: Map<String, Value> = read::parse_json(raw)?;
-        let model = req
-            .get("model")
-            .and_then(Value::as_str)
-            .filter(|m| !m.trim().is_empty())
-            .ok_or_else(|| {
-                GatewayError::bad_request("model: Field required (a model name string).")
-                    .param("model")
-            })?
-            .to_owned();
-        if !req.get("max_tokens").is_some_and(Value::is_u64) {
+        let req: MessageCreateParams = read::parse_json(raw)?;
+        let model = read::model_named(&req.model, || {
+            GatewayError::bad_request("model: Field required (a model name string).").param("model")
+        })?;
+        if req.max_tokens.is_none() {
             return Err(GatewayError::bad_request(
                 "max_tokens: Field required (a positive integer).",
             )
             .param("max_tokens"));
         }
-        if req
-            .get("messages")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty)
-        {
+        if req.messages.is_empty() {
             return Err(
                 GatewayError::bad_request("messages: at least one message is required.")
                     .param("messages"),
             );
         }
         Ok(Parsed {
-            stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
-            max_output: req.get("max_tokens").and_then(Value::as_u64),
+            stream: req.stream.unwrap_or(false),
+            max_output: req.max_tokens,
             extra_prompt_bytes: 0,
             model,
             req: MessagesRequest {
@@ -121,19 +110,7 @@ impl ClientDialect for Messages {
             })?;
         let chat = ChatIn::Translated(t.body);
         let leg = Leg::new(&d, chat, "output_config.effort", a.request_id, a.created)?;
-        let mut dropped = t.dropped;
-        dropped.extend(leg.dropped);
-        let back = leg.back;
-        let plan = Plan {
-            d: &d,
-            endpoint: leg.endpoint,
-            body: leg.body,
-            stream: a.p.stream,
-            forward: &[],
-            tap: Some(a.tap),
-            keep: None,
-            dropped,
-        };
+        let (plan, back) = leg.plan(&d, a.p.stream, a.tap, None, t.dropped);
         let machine = || {
             let to_chat = back.machine(ChatOut {
                 include_usage: true,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use jusinfer_translate::responses::{request, response};
-use serde_json::{json, Map, Value};
+use jusinfer_wire::responses::ResponseCreateParams;
+use serde_json::Value;
 
 use super::keep::Keeper;
 use super::ResponsesRequest;
@@ -151,9 +152,9 @@ fn response_id() -> String {
 async fn resolve_references(
     state: &AppState,
     owner: &str,
-    req: &mut Map<String, Value>,
+    req: &mut ResponseCreateParams,
 ) -> Result<(Vec<(usize, Origin)>, usize), GatewayError> {
-    let Some(Value::Array(input)) = req.get_mut("input") else {
+    let Some(Value::Array(input)) = &mut req.input else {
         return Ok((Vec::new(), 0));
     };
     let is_ref = |v: &Value| v.get("type").and_then(Value::as_str) == Some("item_reference");
@@ -240,8 +241,8 @@ pub(super) fn passthrough_body(
         return openai::edit_body(raw, upstream_model, false);
     }
     let mut req = r.req.clone();
-    req.remove("previous_response_id");
-    req.insert("model".into(), json!(upstream_model));
+    req.previous_response_id = None;
+    upstream_model.clone_into(&mut req.model);
     let input: Vec<Value> = r
         .conversation
         .iter()
@@ -266,7 +267,7 @@ pub(super) fn passthrough_body(
             Some(item)
         })
         .collect();
-    req.insert("input".into(), Value::Array(input));
+    req.input = Some(Value::Array(input));
     serde_json::to_vec(&req)
         .map(Bytes::from)
         .map_err(|e| GatewayError::internal(e.to_string()))

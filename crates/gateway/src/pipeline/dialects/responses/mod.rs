@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use jusinfer_translate::chat_stream::CostRule;
 use jusinfer_translate::pipe::Pipe;
 use jusinfer_translate::responses::{request, response, stream};
+use jusinfer_wire::responses::ResponseCreateParams;
 use serde_json::{json, Map, Value};
 
 pub(crate) use conversation::Origin;
@@ -29,7 +30,7 @@ use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::routing::Deployment;
 use crate::state::AppState;
 use crate::upstream::execute::{self, completion_usage, execute, malformed, Outbound, Plan};
-use crate::upstream::leg::{ChatIn, ChatOut, Leg};
+use crate::upstream::leg::{id_seed, ChatIn, ChatOut, Leg};
 use crate::upstream::{http, Endpoint, Speaks};
 use crate::usage::UsageExt;
 
@@ -37,7 +38,7 @@ pub(crate) struct Responses;
 
 /// A Responses request, with its conversation rebuilt (in `prepare`).
 pub(crate) struct ResponsesRequest {
-    req: Map<String, Value>,
+    req: ResponseCreateParams,
     store: bool,
     previous: Option<String>,
     conversation: Vec<Value>,
@@ -55,50 +56,21 @@ impl ClientDialect for Responses {
     type Request = ResponsesRequest;
 
     fn parse(raw: &Bytes, _: &HeaderMap) -> Result<Parsed<ResponsesRequest>, GatewayError> {
-        let req: Map<String, Value> = read::parse_json(raw)?;
-        let model = req
-            .get("model")
-            .and_then(Value::as_str)
-            .filter(|m| !m.trim().is_empty())
-            .ok_or_else(|| {
-                GatewayError::bad_request("Missing required parameter: 'model'.")
-                    .param("model")
-                    .code("missing_required_parameter")
-            })?
-            .to_owned();
-        let flag = |k: &str, default: bool| -> Result<bool, GatewayError> {
-            match req.get(k) {
-                None | Some(Value::Null) => Ok(default),
-                Some(Value::Bool(b)) => Ok(*b),
-                Some(_) => Err(
-                    GatewayError::bad_request(format!("'{k}' must be a boolean."))
-                        .param(k)
-                        .code("invalid_type"),
-                ),
-            }
-        };
-        let stream = flag("stream", false)?;
-        let store = flag("store", true)?;
-        let previous = match req.get("previous_response_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                return Err(
-                    GatewayError::bad_request("'previous_response_id' must be a string.")
-                        .param("previous_response_id")
-                        .code("invalid_type"),
-                )
-            }
-        };
+        let req: ResponseCreateParams = read::parse_json(raw)?;
+        let model = read::model_named(&req.model, || {
+            GatewayError::bad_request("Missing required parameter: 'model'.")
+                .param("model")
+                .code("missing_required_parameter")
+        })?;
         Ok(Parsed {
             model,
-            stream,
+            stream: req.stream.unwrap_or(false),
             extra_prompt_bytes: 0,
-            max_output: req.get("max_output_tokens").and_then(Value::as_u64),
+            max_output: req.max_output_tokens,
             req: ResponsesRequest {
+                store: req.store.unwrap_or(true),
+                previous: req.previous_response_id.clone(),
                 req,
-                store,
-                previous,
                 conversation: Vec::new(),
                 origins: Vec::new(),
                 continues: false,
@@ -176,19 +148,8 @@ impl ClientDialect for Responses {
         })?;
         let chat = ChatIn::Translated(t.body);
         let leg = Leg::new(&d, chat, "reasoning.effort", a.request_id, r.created)?;
-        let mut dropped = t.dropped;
-        dropped.extend(leg.dropped);
-        let back = leg.back;
-        let plan = Plan {
-            d: &d,
-            endpoint: leg.endpoint,
-            body: leg.body,
-            stream: a.p.stream,
-            forward: &[],
-            tap: Some(a.tap),
-            keep: r.keeper.as_ref().map(|k| k.keep(None)),
-            dropped,
-        };
+        let keep = r.keeper.as_ref().map(|k| k.keep(None));
+        let (plan, back) = leg.plan(&d, a.p.stream, a.tap, keep, t.dropped);
         let machine = || {
             let to_chat = back.machine(ChatOut {
                 include_usage: true,
@@ -213,15 +174,6 @@ impl ClientDialect for Responses {
     fn render(e: GatewayError) -> Response {
         e.into_response()
     }
-}
-
-/// The ids the gateway mints, seeded by the request id.
-fn id_seed(request_id: &str) -> String {
-    request_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(24)
-        .collect()
 }
 
 /// A `chat.completion` (as JSON) → the client's Response, kept, usage for the ledger.
