@@ -157,8 +157,7 @@ pub(crate) async fn run<D: ClientDialect>(
         Ok(a) => a,
         Err((e, limits)) => return record.refuse::<D>(e, Some(&limits)),
     };
-    let limits = admitted.headers.clone();
-    let tap = record.into_tap(admitted);
+    let (tap, limits) = record.into_tap(admitted);
     let a = Attempt {
         state: &state,
         raw: &raw,

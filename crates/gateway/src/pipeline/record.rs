@@ -76,16 +76,17 @@ impl Record {
     }
 
     /// Admitted: the row moves into the request's tap, with its hold on the key's limits.
-    pub(crate) fn into_tap(mut self, a: Admitted) -> Tap {
+    pub(crate) fn into_tap(mut self, a: Admitted) -> (Tap, RateHeaders) {
         let mut row = self.row.take().unwrap_or_default();
         row.routed = true;
-        Tap::new(
+        let tap = Tap::new(
             self.ledger.clone(),
             row,
             self.started,
             a.hold,
             a.prompt_estimate,
-        )
+        );
+        (tap, a.headers)
     }
 }
 
