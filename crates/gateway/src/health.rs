@@ -43,6 +43,15 @@ impl Circuit {
             Self::HalfOpen => 2,
         }
     }
+
+    /// As the API and the portal's CSS classes name it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -318,8 +327,8 @@ impl Health {
         (us > 0.0).then(|| Duration::from_secs_f64(us / 1e6))
     }
 
-    /// A snapshot for `/admin/providers`.
-    pub(crate) fn view(&self) -> serde_json::Value {
+    /// A snapshot for `/admin/providers` and the portal.
+    pub(crate) fn view(&self) -> HealthView {
         let (failures, opened_times, retry_in) = {
             let b = self.lock();
             (
@@ -329,19 +338,38 @@ impl Health {
             )
         };
         let circuit = self.circuit();
-        serde_json::json!({
-            "provider": self.provider,
-            "model": self.model,
-            "circuit": circuit,
-            "consecutive_failures": failures,
-            "times_opened": opened_times,
-            "probe_in_s": (circuit == Circuit::Open).then_some(retry_in.as_secs_f64()),
-            "latency_ms": self.latency().map(|d| (d.as_secs_f64() * 1e4).round() / 10.0),
-            "error_rate": (load_f64(&self.error_rate) * 1e4).round() / 1e4,
-            "successes": self.successes.load(Ordering::Relaxed),
-            "failures": self.failures.load(Ordering::Relaxed),
-        })
+        HealthView {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            circuit,
+            consecutive_failures: failures,
+            times_opened: opened_times,
+            probe_in_s: (circuit == Circuit::Open).then_some(retry_in.as_secs_f64()),
+            latency_ms: self
+                .latency()
+                .map(|d| (d.as_secs_f64() * 1e4).round() / 10.0),
+            error_rate: (load_f64(&self.error_rate) * 1e4).round() / 1e4,
+            successes: self.successes.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
     }
+}
+
+/// One deployment's health, as `/admin/providers` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct HealthView {
+    pub provider: String,
+    pub model: String,
+    pub circuit: Circuit,
+    pub consecutive_failures: u32,
+    pub times_opened: u64,
+    /// Seconds until an open circuit lets a probe through.
+    pub probe_in_s: Option<f64>,
+    /// The moving average, when there is one.
+    pub latency_ms: Option<f64>,
+    pub error_rate: f64,
+    pub successes: u64,
+    pub failures: u64,
 }
 
 /// Error rates start at 0 (a first sample of 0 is a real sample, unlike latency).

@@ -379,11 +379,11 @@ async fn models_page(State(state): State<AppState>, headers: HeaderMap) -> Page 
                             .prices
                             .get(d.provider.name(), &d.upstream_model)
                             .map(|p| (p.input, p.output)),
-                        circuit: h["circuit"].as_str().unwrap_or("closed").to_owned(),
-                        error_rate: h["error_rate"].as_f64().unwrap_or(0.0),
-                        latency_ms: h["latency_ms"].as_f64(),
-                        successes: h["successes"].as_u64().unwrap_or(0),
-                        failures: h["failures"].as_u64().unwrap_or(0),
+                        circuit: h.circuit,
+                        error_rate: h.error_rate,
+                        latency_ms: h.latency_ms,
+                        successes: h.successes,
+                        failures: h.failures,
                     }
                 })
                 .collect(),

@@ -605,7 +605,7 @@ pub(super) struct DeploymentView {
     pub target: String,
     /// USD per million input and output tokens.
     pub price: Option<(f64, f64)>,
-    pub circuit: String,
+    pub circuit: crate::health::Circuit,
     pub error_rate: f64,
     pub latency_ms: Option<f64>,
     pub successes: u64,
@@ -644,7 +644,7 @@ pub(super) fn models(ctx: &Ctx<'_>, models: &[ModelView], open: &[(String, Strin
                                 }
                                 td { code { (d.target) } }
                                 td.num { @match d.price { Some((i, o)) => { (fmt::usd(i)) " / " (fmt::usd(o)) }, None => span.dim { "unknown" } } }
-                                td { span class=(format!("circuit {}", d.circuit)) { (d.circuit.replace('_', " ")) } }
+                                td { span class=(format!("circuit {}", d.circuit.as_str())) { (d.circuit.as_str().replace('_', " ")) } }
                                 td.num { (format!("{:.1}%", d.error_rate * 100.0)) }
                                 td.num { @match d.latency_ms { Some(l) => { (format!("{l:.0}")) " ms" }, None => span.dim { "-" } } }
                                 td.num { (d.successes) " / " (d.failures) }
