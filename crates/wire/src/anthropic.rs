@@ -148,8 +148,9 @@ pub enum Block {
         data: String,
     },
     /// Anything newer (server tool results, documents, citations...).
-    #[serde(other)]
-    Unknown,
+    /// Carried as it came, for the translator to decide.
+    #[serde(untagged)]
+    Unknown(Value),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -271,8 +272,9 @@ pub enum StreamEvent {
     Error {
         error: ErrorBody,
     },
-    #[serde(other)]
-    Unknown,
+    /// Carried as it came, for the translator to decide.
+    #[serde(untagged)]
+    Unknown(Value),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -290,8 +292,9 @@ pub enum BlockDelta {
     SignatureDelta {
         signature: String,
     },
-    #[serde(other)]
-    Unknown,
+    /// Carried as it came, for the translator to decide.
+    #[serde(untagged)]
+    Unknown(Value),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

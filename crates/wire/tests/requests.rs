@@ -1,6 +1,7 @@
-//! The client request types keep what they don't model.
+//! The client request types keep what they don't model, and the response types carry
+//! what is newer than this code.
 
-use jusinfer_wire::anthropic::MessageCreateParams;
+use jusinfer_wire::anthropic::{Block, MessageCreateParams, MessagesResponse, StreamEvent};
 use jusinfer_wire::embeddings::{EmbeddingCreateParams, Input};
 use jusinfer_wire::responses::ResponseCreateParams;
 use serde_json::json;
@@ -54,4 +55,24 @@ fn an_embeddings_request_reads_every_input_shape() {
         assert_eq!(r.input, want);
         assert_eq!(r.rest["x"], 1);
     }
+}
+
+#[test]
+fn a_block_or_event_newer_than_this_code_is_carried_not_dropped() {
+    let block = json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+                       "content": [{"type": "web_search_result", "url": "u"}]});
+    let msg: MessagesResponse = serde_json::from_value(json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [{"type": "text", "text": "hi"}, block.clone()],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }))
+    .expect("a response");
+    assert!(matches!(&msg.content[0], Block::Text { .. }));
+    assert!(matches!(&msg.content[1], Block::Unknown(v) if *v == block));
+    let event = json!({"type": "future_event", "x": 1});
+    let e: StreamEvent = serde_json::from_value(event.clone()).expect("an event");
+    assert!(matches!(e, StreamEvent::Unknown(v) if v == event));
+    let ping: StreamEvent = serde_json::from_value(json!({"type": "ping"})).expect("ping");
+    assert!(matches!(ping, StreamEvent::Ping));
 }

@@ -75,7 +75,7 @@ pub fn messages_to_chat(
             }),
             // Tool results, images and blocks newer than this code carry nothing the
             // OpenAI message can hold: dropped.
-            Block::ToolResult { .. } | Block::Image { .. } | Block::Unknown => {}
+            Block::ToolResult { .. } | Block::Image { .. } | Block::Unknown(_) => {}
         }
     }
     let in_json_mode = json_mode.is_some() && calls.is_empty();

@@ -404,7 +404,7 @@ impl AnthropicToChat {
                 ));
                 self.done = true;
             }
-            StreamEvent::Ping | StreamEvent::Unknown => {}
+            StreamEvent::Ping | StreamEvent::Unknown(_) => {}
         }
         Ok(())
     }
