@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod chat_stream;
+pub mod gemini;
 pub mod messages;
 pub mod pipe;
 pub mod pricing;

@@ -10,4 +10,5 @@ pub mod anthropic;
 pub mod chat;
 pub mod embeddings;
 pub mod error;
+pub mod gemini;
 pub mod responses;
