@@ -43,6 +43,8 @@ pub enum ProviderKind {
     Openai,
     Anthropic,
     OpenaiCompatible,
+    /// Google's Gemini API (AI Studio), natively.
+    Gemini,
     Echo,
 }
 
@@ -52,6 +54,7 @@ impl ProviderKind {
             Self::Openai => "openai",
             Self::Anthropic => "anthropic",
             Self::OpenaiCompatible => "openai-compatible",
+            Self::Gemini => "gemini",
             Self::Echo => "echo",
         }
     }
@@ -241,6 +244,12 @@ const ENV_PROVIDERS: &[(&str, &str, ProviderKind, &str)] = &[
         "https://api.anthropic.com",
     ),
     (
+        "GEMINI_API_KEY",
+        "gemini",
+        ProviderKind::Gemini,
+        "https://generativelanguage.googleapis.com/v1beta",
+    ),
+    (
         "TOGETHER_API_KEY",
         "together",
         ProviderKind::OpenaiCompatible,
@@ -375,6 +384,7 @@ fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
     match kind {
         ProviderKind::Openai => Some("https://api.openai.com/v1"),
         ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+        ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
         ProviderKind::OpenaiCompatible | ProviderKind::Echo => None,
     }
 }

@@ -95,6 +95,7 @@ pub(crate) async fn count_tokens(
                 &d.provider,
                 http::Exchange {
                     endpoint: Endpoint::CountTokens,
+                    model: &d.upstream_model,
                     body,
                     stream: false,
                     forward: &forward,

@@ -94,7 +94,8 @@ where
             // One clock for the attempt: a resend without `reasoning_effort` does not
             // extend its deadline.
             let clock = Clock::start(d.timeouts);
-            let answer = send(p, body, endpoint, stream, forward, &clock, &mut dropped).await?;
+            let to = (endpoint, d.upstream_model.as_str());
+            let answer = send(p, body, to, stream, forward, &clock, &mut dropped).await?;
             if stream {
                 let h = Some(&d.health);
                 http::stream(p, answer.resp, machine(), &clock, tap, h, keep).await?
@@ -114,7 +115,7 @@ where
 async fn send(
     p: &Provider,
     body: Outbound,
-    endpoint: Endpoint,
+    (endpoint, model): (Endpoint, &str),
     stream: bool,
     forward: &[(&'static str, String)],
     clock: &Clock,
@@ -122,6 +123,7 @@ async fn send(
 ) -> Result<http::Answer, GatewayError> {
     let exchange = |body| http::Exchange {
         endpoint,
+        model,
         body,
         stream,
         forward,

@@ -110,6 +110,8 @@ async fn send(p: &Provider, req: reqwest::Request, clock: &Clock) -> Result<Answ
 /// how its errors read come from the provider's kind ([`super::UpstreamKind`]).
 pub(crate) struct Exchange<'a> {
     pub endpoint: Endpoint,
+    /// The upstream model (in the URL for kinds that put it there).
+    pub model: &'a str,
     pub body: Bytes,
     pub stream: bool,
     /// Headers passed on from the client (Anthropic's version and beta flags); they win
@@ -124,16 +126,11 @@ pub(crate) async fn exchange(
     ex: Exchange<'_>,
     clock: &Clock,
 ) -> Result<Answer, GatewayError> {
-    let Some(url) = p.url(ex.endpoint) else {
-        return Err(GatewayError::internal(format!(
-            "provider `{}` has no base_url",
-            p.name()
-        )));
-    };
     let kind = p.upstream;
+    let url = (kind.url)(p, ex.endpoint, ex.model, ex.stream)?;
     let mut req = p
         .client
-        .post(url.clone())
+        .post(url)
         .header("content-type", "application/json")
         .body(ex.body);
     for (k, v) in kind.fixed_headers {
@@ -167,7 +164,8 @@ pub(crate) async fn exchange(
         let mut e = (kind.map_status)(p, status, &body);
         // Never relay (or log) a secret an upstream quotes back.
         e.message = crate::error::scrub(&e.message, &p.secrets());
-        e.retry_after_ms = answer.retry_after;
+        // The header wins; else what the body said (Google's `RetryInfo`).
+        e.retry_after_ms = answer.retry_after.or(e.retry_after_ms);
         e.fault = if status == StatusCode::TOO_MANY_REQUESTS {
             Fault::RateLimited
         } else {

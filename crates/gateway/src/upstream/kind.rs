@@ -21,6 +21,8 @@ pub(crate) enum Speaks {
     Chat,
     /// Anthropic Messages.
     Messages,
+    /// Google's Gemini `generateContent`.
+    Gemini,
     /// Answered in process (`echo`).
     Local,
 }
@@ -42,6 +44,9 @@ pub(crate) struct UpstreamKind {
     /// Each endpoint's path under the provider's `base_url` (`None`: the kind has no such
     /// endpoint).
     pub path: fn(&ProviderConfig, Endpoint) -> Option<&'static str>,
+    /// The URL of one request: the endpoint's, or (Gemini) one naming the model and
+    /// whether it streams.
+    pub url: fn(&Provider, Endpoint, &str, bool) -> Result<reqwest::Url, GatewayError>,
     /// How the provider's credentials go on a request (built once at start).
     pub credentials: fn(&ProviderConfig) -> Result<Credentials, String>,
     /// Headers every request of this kind carries (before the provider's configured ones),
@@ -64,6 +69,7 @@ impl UpstreamKind {
             ProviderKind::Openai => &OPENAI,
             ProviderKind::OpenaiCompatible => &OPENAI_COMPATIBLE,
             ProviderKind::Anthropic => &ANTHROPIC,
+            ProviderKind::Gemini => &GEMINI,
             ProviderKind::Echo => &ECHO,
         }
     }
@@ -94,12 +100,31 @@ fn no_path(_: &ProviderConfig, _: Endpoint) -> Option<&'static str> {
     None
 }
 
+/// The endpoint's URL, built once at start.
+fn endpoint_url(
+    p: &Provider,
+    e: Endpoint,
+    _model: &str,
+    _stream: bool,
+) -> Result<reqwest::Url, GatewayError> {
+    p.url(e).cloned().ok_or_else(|| {
+        GatewayError::internal(format!(
+            "provider `{}` has no base_url for this endpoint",
+            p.name()
+        ))
+    })
+}
+
 fn bearer(c: &ProviderConfig) -> Result<Credentials, String> {
     Credentials::header(c, "authorization", |k| format!("Bearer {k}"))
 }
 
 fn x_api_key(c: &ProviderConfig) -> Result<Credentials, String> {
     Credentials::header(c, "x-api-key", str::to_owned)
+}
+
+fn x_goog_api_key(c: &ProviderConfig) -> Result<Credentials, String> {
+    Credentials::header(c, "x-goog-api-key", str::to_owned)
 }
 
 fn none(_: &ProviderConfig) -> Result<Credentials, String> {
@@ -125,6 +150,7 @@ static OPENAI: UpstreamKind = UpstreamKind {
     kind: ProviderKind::Openai,
     speaks: Speaks::Chat,
     path: openai_path,
+    url: endpoint_url,
     credentials: bearer,
     fixed_headers: &[],
     map_status: super::openai::map_status,
@@ -142,6 +168,7 @@ static ANTHROPIC: UpstreamKind = UpstreamKind {
     kind: ProviderKind::Anthropic,
     speaks: Speaks::Messages,
     path: anthropic_path,
+    url: endpoint_url,
     credentials: x_api_key,
     fixed_headers: &[("anthropic-version", super::anthropic::ANTHROPIC_VERSION)],
     map_status: super::anthropic::map_status,
@@ -149,10 +176,24 @@ static ANTHROPIC: UpstreamKind = UpstreamKind {
     newest_chat: false,
 };
 
+static GEMINI: UpstreamKind = UpstreamKind {
+    kind: ProviderKind::Gemini,
+    speaks: Speaks::Gemini,
+    // The model is in the path: `url` builds each request's.
+    path: no_path,
+    url: super::gemini::url,
+    credentials: x_goog_api_key,
+    fixed_headers: &[],
+    map_status: super::gemini::map_status,
+    default_max_output: no_default,
+    newest_chat: false,
+};
+
 static ECHO: UpstreamKind = UpstreamKind {
     kind: ProviderKind::Echo,
     speaks: Speaks::Local,
     path: no_path,
+    url: endpoint_url,
     credentials: none,
     fixed_headers: &[],
     map_status: local_status,
@@ -282,6 +323,7 @@ mod tests {
             ProviderKind::Openai,
             ProviderKind::OpenaiCompatible,
             ProviderKind::Anthropic,
+            ProviderKind::Gemini,
             ProviderKind::Echo,
         ] {
             assert_eq!(UpstreamKind::of(k).kind, k);

@@ -9,10 +9,12 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use jusinfer_translate::anthropic::{self, JsonMode};
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, CostRule};
+use jusinfer_translate::gemini;
 use jusinfer_translate::pipe::Relay;
 use jusinfer_translate::StreamTranslator;
 use jusinfer_wire::anthropic::MessagesResponse;
 use jusinfer_wire::chat::ChatRequest;
+use jusinfer_wire::gemini::GenerateContentResponse;
 use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
@@ -54,6 +56,9 @@ pub(crate) enum Back {
     Chat,
     /// Anthropic's Messages, translated back (JSON mode's forced tool undone).
     Messages { json_mode: Option<JsonMode> },
+    /// Gemini's `generateContent`, translated back (`model`: the one asked for, until
+    /// Gemini names its version).
+    Gemini { model: String },
     /// The built-in `echo`: Chat already.
     Local,
 }
@@ -118,6 +123,28 @@ impl Leg {
                     .map_err(|e| GatewayError::internal(e.to_string()))?;
                 let back = Back::Messages {
                     json_mode: t.json_mode,
+                };
+                leg(Outbound::Bytes(Bytes::from(body)), back, t.dropped)
+            }
+            Speaks::Gemini => {
+                let (req, present) = typed(&chat)?;
+                let t = gemini::request::chat_to_gemini(
+                    &req,
+                    &gemini::request::Options {
+                        present_fields: &present,
+                    },
+                )
+                .map_err(|e| {
+                    let err = GatewayError::bad_request(e.message).code("unsupported_value");
+                    match e.param {
+                        Some(param) => err.param(param),
+                        None => err,
+                    }
+                })?;
+                let body = serde_json::to_vec(&t.request)
+                    .map_err(|e| GatewayError::internal(e.to_string()))?;
+                let back = Back::Gemini {
+                    model: d.upstream_model.clone(),
                 };
                 leg(Outbound::Bytes(Bytes::from(body)), back, t.dropped)
             }
@@ -208,6 +235,15 @@ impl Back {
                     price: out.cost.and_then(|c| c.price),
                 },
             )),
+            Back::Gemini { model } => {
+                Box::new(gemini::stream::GeminiToChat::new(gemini::stream::Options {
+                    include_usage: out.include_usage,
+                    created: out.created,
+                    model: model.clone(),
+                    id_seed: out.id_seed,
+                    price: out.cost.and_then(|c| c.price),
+                }))
+            }
             Back::Local => Box::new(Relay::default()),
         }
     }
@@ -229,11 +265,32 @@ impl Back {
                     )
                 })?;
                 let c = anthropic::response::messages_to_chat(&msg, created, json_mode.as_ref());
-                match serde_json::to_value(&c) {
-                    Ok(Value::Object(m)) => Ok(m),
-                    _ => Err(GatewayError::internal("chat completion did not serialize")),
-                }
+                as_map(&c)
+            }
+            Back::Gemini { model } => {
+                let resp: GenerateContentResponse = serde_json::from_slice(bytes).map_err(|e| {
+                    malformed(
+                        p,
+                        &format!("a response that is not a Gemini response ({e})"),
+                    )
+                })?;
+                let c =
+                    gemini::response::to_chat(&resp, model, created, "gemini").map_err(|b| {
+                        let mut e = GatewayError::bad_request(b.describe())
+                            .param("messages")
+                            .code("content_filter");
+                        e.origin = crate::error::Origin::Upstream;
+                        e
+                    })?;
+                as_map(&c)
             }
         }
+    }
+}
+
+fn as_map(c: &jusinfer_wire::chat::ChatCompletion) -> Result<Map<String, Value>, GatewayError> {
+    match serde_json::to_value(c) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(GatewayError::internal("chat completion did not serialize")),
     }
 }

@@ -5,6 +5,7 @@
 pub(crate) mod anthropic;
 pub(crate) mod echo;
 pub(crate) mod execute;
+pub(crate) mod gemini;
 pub(crate) mod http;
 pub(crate) mod leg;
 pub(crate) mod openai;

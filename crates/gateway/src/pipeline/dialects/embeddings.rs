@@ -79,7 +79,7 @@ impl ClientDialect for Embeddings {
                     }));
                 Ok(resp)
             }
-            Speaks::Messages => Err(proxy::unsupported(
+            Speaks::Messages | Speaks::Gemini => Err(proxy::unsupported(
                 d.provider.kind(),
                 d.provider.name(),
                 "embeddings",

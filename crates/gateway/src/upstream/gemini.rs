@@ -1,0 +1,140 @@
+//! Gemini upstreams (AI Studio): where each request goes (the model is in the path) and
+//! how their errors read. Requests reach them through the Chat leg (`leg.rs`) from every
+//! client dialect.
+
+use axum::http::StatusCode;
+use jusinfer_wire::gemini::ErrorEnvelope;
+
+use super::{Endpoint, Provider};
+use crate::error::{GatewayError, Origin};
+
+/// `{base_url}/models/{model}:{method}`. A model may be written `models/…` as Google's
+/// SDKs name it; anything that is not a plain model name is refused before it can change
+/// the path.
+pub(crate) fn url(
+    p: &Provider,
+    e: Endpoint,
+    model: &str,
+    stream: bool,
+) -> Result<reqwest::Url, GatewayError> {
+    let model = model.strip_prefix("models/").unwrap_or(model);
+    let plain = !model.is_empty()
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'@'));
+    if !plain {
+        return Err(GatewayError::bad_request(format!(
+            "`{model}` is not a Gemini model name (letters, digits, `-`, `.`, `_`, `@`)."
+        ))
+        .param("model")
+        .code("invalid_value"));
+    }
+    let method = match (e, stream) {
+        (Endpoint::ChatCompletions, false) => "generateContent",
+        (Endpoint::ChatCompletions, true) => "streamGenerateContent?alt=sse",
+        (Endpoint::CountTokens, _) => "countTokens",
+        (Endpoint::Embeddings, _) => "batchEmbedContents",
+        (Endpoint::Responses, _) => {
+            return Err(GatewayError::internal(
+                "a Gemini provider has no Responses endpoint",
+            ))
+        }
+    };
+    let base = &p.config.base_url;
+    reqwest::Url::parse(&format!("{base}/models/{model}:{method}")).map_err(|err| {
+        GatewayError::internal(format!(
+            "provider `{}`: base_url {:?}: {err}",
+            p.name(),
+            crate::store::redact(base)
+        ))
+    })
+}
+
+/// `RetryInfo.retryDelay` (`"34.4s"`) in milliseconds.
+fn retry_delay_ms(env: &ErrorEnvelope) -> Option<u64> {
+    env.error.details.iter().find_map(|d| {
+        let delay = d.get("retryDelay")?.as_str()?.strip_suffix('s')?;
+        let secs: f64 = delay.parse().ok()?;
+        (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0).round() as u64)
+    })
+}
+
+/// `ErrorInfo.reason`.
+fn reason(env: &ErrorEnvelope) -> Option<&str> {
+    env.error
+        .details
+        .iter()
+        .find_map(|d| d.get("reason").and_then(|r| r.as_str()))
+}
+
+/// Maps a Google error answer (MAPPING.md §8.7): the gateway's key refused is a 502 (the
+/// client's key is not at fault); quota is a retryable 429 with the `RetryInfo` delay;
+/// `UNAVAILABLE`, `INTERNAL` and other 5xx may be retried; the client's mistakes keep their
+/// status.
+pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError {
+    let parsed: Option<ErrorEnvelope> = serde_json::from_slice(body).ok();
+    let (code, message) = match &parsed {
+        Some(env) => (env.error.status.clone(), env.error.message.clone()),
+        None => (
+            String::new(),
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_owned(),
+        ),
+    };
+    let name = p.name();
+    let s = status.as_u16();
+    let upstream = |mut e: GatewayError| {
+        e.origin = Origin::Upstream;
+        e
+    };
+    let key_refused = parsed
+        .as_ref()
+        .and_then(reason)
+        .is_some_and(|r| r == "API_KEY_INVALID" || r == "API_KEY_SERVICE_BLOCKED");
+    match (s, code.as_str()) {
+        _ if key_refused => GatewayError::upstream(format!(
+            "provider `{name}` rejected the gateway's credentials ({s} {code}): {message}"
+        ))
+        .code("upstream_auth_error"),
+        (401 | 403, _) | (_, "UNAUTHENTICATED" | "PERMISSION_DENIED") => GatewayError::upstream(
+            format!("provider `{name}` rejected the gateway's credentials ({s} {code}): {message}"),
+        )
+        .code("upstream_auth_error"),
+        (429, _) | (_, "RESOURCE_EXHAUSTED") => {
+            let mut e = upstream(
+                GatewayError::bad_request(message)
+                    .code("rate_limit_exceeded")
+                    .retryable(true),
+            );
+            e.status = StatusCode::TOO_MANY_REQUESTS;
+            e.kind = "rate_limit_exceeded";
+            e.retry_after_ms = parsed.as_ref().and_then(retry_delay_ms);
+            e
+        }
+        (404, _) | (_, "NOT_FOUND") => {
+            let mut e = upstream(GatewayError::not_found(message).code("model_not_found"));
+            e.status = StatusCode::NOT_FOUND;
+            e
+        }
+        (503, _) | (_, "UNAVAILABLE") => {
+            let mut e =
+                GatewayError::upstream(format!("provider `{name}` is unavailable: {message}"))
+                    .code("overloaded")
+                    .retryable(true);
+            e.status = StatusCode::SERVICE_UNAVAILABLE;
+            e.kind = "server_error";
+            e
+        }
+        (408, _) | (504, _) | (_, "DEADLINE_EXCEEDED") => {
+            GatewayError::timeout(format!("provider `{name}` timed out ({s}): {message}"))
+        }
+        (400..=499, _) => {
+            let mut e = upstream(GatewayError::bad_request(message).code("invalid_request_error"));
+            e.status = status;
+            e
+        }
+        _ => GatewayError::upstream(format!("provider `{name}` returned {s} {code}: {message}"))
+            .retryable(matches!(s, 500 | 502 | 503 | 504)),
+    }
+}
