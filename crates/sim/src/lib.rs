@@ -12,6 +12,7 @@
 
 pub mod anthropic;
 mod canned;
+pub mod gemini;
 mod pace;
 pub mod probe;
 pub mod scenario;

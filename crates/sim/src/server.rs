@@ -95,6 +95,7 @@ pub fn app(state: SimState) -> Router {
         .route("/v1/messages", post(crate::anthropic::messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/models", get(models))
+        .route("/v1beta/models/{*target}", post(crate::gemini::models))
         .route("/_sim/requests", get(recorded).delete(clear))
         .route("/_sim/stats", get(stats))
         .with_state(state)

@@ -1,0 +1,226 @@
+//! The Gemini-shaped side of the simulator: `POST /v1beta/models/{model}:{method}`,
+//! replaying the recorded Gemini traffic in `shared/fixtures/gemini` (and `vertex/` for
+//! the blocked prompt). Streams are `?alt=sse` with the recordings' CRLF framing.
+//!
+//! Scenarios (the model in the path, `;key=value` faults as for Chat): `text`, `parallel`
+//! (two calls, the first with a thought signature, and the turn after them), `thinking-sig`
+//! (a thinking model's call whose `thoughtSignature` must come back on the next turn, as
+//! gemini-3 demands: a turn without it is a 400), `thoughts` (thought summaries), `length`,
+//! `safety`, `cache` (cached-content usage), `blocked` (`promptFeedback.blockReason`),
+//! `err400-key`, `err404`, `err429` (with `RetryInfo`), `fast` (benchmarks).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::fixtures;
+use crate::scenario::Scenario;
+use crate::server::{record, SimState};
+
+fn json_response(status: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json; charset=UTF-8")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Google's error body.
+fn error(status: u16, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        &json!({"error": {"code": status, "message": message, "status": code}}),
+    )
+}
+
+/// Turn `n` of a recorded exchange (the last when there are fewer): status and body.
+fn exchange(rel: &str, n: usize) -> anyhow::Result<(u16, Value)> {
+    let v = fixtures::json(rel)?;
+    let turn = match &v {
+        Value::Array(a) => a.get(n).or(a.last()).cloned().unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    // Some recordings are the error body alone.
+    if turn.get("response").is_none() {
+        let status = turn["error"]["code"].as_u64().unwrap_or(500) as u16;
+        return Ok((status, turn));
+    }
+    let status = turn["response"]["status"].as_u64().unwrap_or(200) as u16;
+    let body = match &turn["response"]["body"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
+        other => other.clone(),
+    };
+    Ok((status, body))
+}
+
+/// Whether the request answers calls (the turn after them).
+fn answers_calls(req: &Value) -> bool {
+    req["contents"].as_array().is_some_and(|c| {
+        c.iter().any(|t| {
+            t["parts"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p.get("functionResponse").is_some()))
+        })
+    })
+}
+
+/// gemini-3's rule: a model turn's first `functionCall` part must carry the signature it
+/// was sent with.
+fn missing_signature(req: &Value) -> bool {
+    req["contents"].as_array().is_some_and(|c| {
+        c.iter().filter(|t| t["role"] == "model").any(|t| {
+            t["parts"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p.get("functionCall").is_some()))
+                .is_some_and(|p| !p["thoughtSignature"].is_string())
+        })
+    })
+}
+
+fn frames_of(rel: &str) -> anyhow::Result<Vec<Bytes>> {
+    let raw = fixtures::read(rel)?;
+    let mut d = jusinfer_sse::Decoder::new();
+    d.push(&raw);
+    let mut out = Vec::new();
+    while let Some(ev) = d.next_event()? {
+        out.push(ev.raw);
+    }
+    out.extend(d.finish()?.into_iter().map(|e| e.raw));
+    Ok(out)
+}
+
+const FAST: &str = r#"{"candidates": [{"content": {"parts": [{"text": "Hello from the simulator."}],"role": "model"},"finishReason": "STOP","index": 0}],"usageMetadata": {"promptTokenCount": 9,"candidatesTokenCount": 5,"totalTokenCount": 14},"modelVersion": "fast","responseId": "simfast"}"#;
+
+pub async fn models(
+    State(state): State<SimState>,
+    Path(target): Path<String>,
+    RawQuery(query): RawQuery,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((model, method)) = target.rsplit_once(':') else {
+        return error(404, "NOT_FOUND", "sim: expected models/{model}:{method}");
+    };
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(400, "INVALID_ARGUMENT", &format!("sim: bad json: {e}")),
+    };
+    // As it came, percent-encoding and all.
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    record(&state, path, &headers, &req);
+    if headers.get("x-goog-api-key").is_none() {
+        return error(403, "PERMISSION_DENIED", "sim: no x-goog-api-key");
+    }
+    let stream = method == "streamGenerateContent";
+    if stream && query.as_deref() != Some("alt=sse") {
+        return error(
+            400,
+            "INVALID_ARGUMENT",
+            "sim: streams are asked for with ?alt=sse",
+        );
+    }
+    if !stream && method != "generateContent" {
+        return error(404, "NOT_FOUND", &format!("sim: no method {method}"));
+    }
+    let sc = Scenario::parse(model);
+    if sc.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(sc.delay_ms)).await;
+    }
+    if let Some(st) = sc.status {
+        let code = match st {
+            429 => "RESOURCE_EXHAUSTED",
+            503 => "UNAVAILABLE",
+            404 => "NOT_FOUND",
+            _ => "INTERNAL",
+        };
+        return error(st, code, &format!("simulated upstream status {st}"));
+    }
+    if sc.name == "thinking-sig" && missing_signature(&req) {
+        return error(
+            400,
+            "INVALID_ARGUMENT",
+            "Function call is missing a thought_signature in functionCall parts.",
+        );
+    }
+    let second = usize::from(answers_calls(&req));
+    let whole = match sc.name.as_str() {
+        "text" => exchange("gemini/gemini_nonstream_text.exchange.json", 0),
+        "parallel" => exchange(
+            "gemini/gemini_nonstream_parallel_function_calls_roundtrip.exchange.json",
+            second,
+        ),
+        "thinking" => exchange(
+            "gemini/gemini_nonstream_thinking_thought_signature_roundtrip.exchange.json",
+            0,
+        ),
+        "length" => exchange("gemini/gemini_nonstream_finish_max_tokens.exchange.json", 0),
+        "safety" => exchange("gemini/gemini_nonstream_finish_safety.exchange.json", 0),
+        "cache" => exchange(
+            "gemini/gemini_nonstream_usage_cached_content_tokens.exchange.json",
+            0,
+        ),
+        "blocked" => exchange(
+            "vertex/vertex_gemini_prompt_blocked_promptfeedback.exchange.json",
+            0,
+        ),
+        "err400-key" => exchange("gemini/gemini_400_api_key_invalid.exchange.json", 0),
+        "err404" => exchange("gemini/gemini_404_model_not_found.exchange.json", 0),
+        "err429" => exchange("gemini/gemini_429_resource_exhausted_retryinfo.json", 0),
+        "fast" => Ok((200, serde_json::from_str(FAST).unwrap_or_default())),
+        _ => Ok((404, json!({}))),
+    };
+    let (status, body) = match whole {
+        Ok(x) => x,
+        Err(e) => return error(500, "INTERNAL", &format!("sim: {e:#}")),
+    };
+    if status != 200 && body.get("error").is_some() {
+        return json_response(status, &body);
+    }
+    if !stream {
+        return if status == 200 {
+            json_response(200, &body)
+        } else {
+            error(
+                404,
+                "NOT_FOUND",
+                &format!("sim has no scenario {:?}", sc.name),
+            )
+        };
+    }
+    let rel = match (sc.name.as_str(), second) {
+        ("text", _) => "gemini/gemini_stream_text.sse",
+        ("parallel", 0) => "gemini/gemini_stream_parallel_function_calls_roundtrip.turn1.sse",
+        ("parallel", _) => "gemini/gemini_stream_parallel_function_calls_roundtrip.turn2.sse",
+        ("thinking-sig", 0) => "gemini/gemini_stream_function_call_thought_signature.turn1.sse",
+        ("thinking-sig", _) => "gemini/gemini_stream_function_call_thought_signature.turn2.sse",
+        ("thoughts", _) => "gemini/gemini_stream_thinking_thought_summaries.sse",
+        ("length", _) => "gemini/gemini_stream_finish_max_tokens.sse",
+        _ => {
+            return error(
+                404,
+                "NOT_FOUND",
+                &format!("sim has no stream {:?}", sc.name),
+            )
+        }
+    };
+    let frames = match frames_of(rel) {
+        Ok(f) => f,
+        Err(e) => return error(500, "INTERNAL", &format!("sim: {e:#}")),
+    };
+    crate::pace::stream_response(
+        frames,
+        &crate::pace::StreamPlan {
+            gap_ms: sc.gap_ms,
+            disconnect_after: sc.disconnect_after,
+            stall_after: sc.stall_after,
+            model: sc.name.clone(),
+        },
+        &state,
+    )
+}
