@@ -137,6 +137,17 @@ api_key = "${{SIM_PROVIDER_KEY}}"
 default_max_tokens = 1024
 timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
 
+[providers.gem]
+kind = "gemini"
+base_url = "{sim}/v1beta"
+api_key = "${{SIM_PROVIDER_KEY}}"
+timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
+
+[prices."gem/cache"]
+input = 0.3
+output = 2.5
+cached_input = 0.03
+
 [providers.claudecache]
 kind = "anthropic"
 base_url = "{sim}"

@@ -1,0 +1,217 @@
+"""Gemini natively: the official OpenAI SDK (and the Anthropic SDK, through /v1/messages)
+through the gateway to a Gemini-shaped simulator replaying the recorded Gemini traffic.
+Google's own `google-genai` types are the referee of every request the gateway sends."""
+
+import json
+
+import anthropic
+import httpx
+import openai
+import pytest
+from google.genai import types
+
+from conftest import FIXTURES, SIM_PROVIDER_KEY
+
+GEM = FIXTURES / "gemini"
+MSG = [{"role": "user", "content": "What is 4200 + 42?"}]
+SECRET_TOOL = {"type": "function", "function": {
+    "name": "secret_retrieval_tool", "description": "A tool that requires a password to retrieve a secret.",
+    "parameters": {"type": "object", "properties": {"password": {"type": "string"}}, "required": ["password"]}}}
+COUNTRY_TOOL = {"type": "function", "function": {
+    "name": "get_country", "description": "", "parameters": {"type": "object", "properties": {}}}}
+
+
+def exchange(name, turn=0):
+    v = json.loads((GEM / name).read_text())
+    t = v[turn] if isinstance(v, list) else v
+    body = t["response"]["body"]
+    return t["request"]["body"], json.loads(body) if isinstance(body, str) else body
+
+
+def sse_events(name):
+    text = (GEM / name).read_text().replace("\r\n", "\n")
+    return [json.loads(line[6:]) for line in text.split("\n") if line.startswith("data: ")]
+
+
+def refereed(sent):
+    """The request the gateway sent, checked by google-genai's own (extra-forbidding) types."""
+    body = sent["body"]
+    assert set(body) <= {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig"}, body.keys()
+    contents = [types.Content.model_validate(c) for c in body["contents"]]
+    if "systemInstruction" in body:
+        types.Content.model_validate(body["systemInstruction"])
+    for t in body.get("tools", []):
+        types.Tool.model_validate(t)
+    if "toolConfig" in body:
+        types.ToolConfig.model_validate(body["toolConfig"])
+    if "generationConfig" in body:
+        types.GenerationConfig.model_validate(body["generationConfig"])
+    assert sent["headers"]["x-goog-api-key"] == SIM_PROVIDER_KEY and "authorization" not in sent["headers"]
+    return body, contents
+
+
+def test_text_non_streaming(client, sim):
+    sim.clear()
+    _, want = exchange("gemini_nonstream_text.exchange.json")
+    raw = client.chat.completions.with_raw_response.create(
+        model="gem/text", messages=[{"role": "system", "content": "Be kind."}, *MSG], max_tokens=300)
+    c = raw.parse()
+    assert c.choices[0].message.content == want["candidates"][0]["content"]["parts"][0]["text"]
+    assert c.choices[0].finish_reason == "stop"
+    assert c.object == "chat.completion" and c.model == "gemini-2.5-flash"
+    # Thoughts count as completion tokens and show as reasoning tokens.
+    assert (c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.total_tokens) == (13, 102, 115)
+    assert c.usage.completion_tokens_details.reasoning_tokens == 25
+    assert raw.headers["x-jusinfer-provider"] == "gem"
+    sent = sim.last()
+    assert sent["path"] == "/v1beta/models/text:generateContent"
+    body, contents = refereed(sent)
+    assert body["systemInstruction"] == {"parts": [{"text": "Be kind."}]}
+    assert [(c.role, c.parts[0].text) for c in contents] == [("user", MSG[0]["content"])]
+    assert body["generationConfig"] == {"maxOutputTokens": 300}
+
+
+def test_text_streaming_with_usage(client, sim):
+    sim.clear()
+    events = sse_events("gemini_stream_text.sse")
+    chunks = list(client.chat.completions.create(model="gem/text", messages=MSG, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert sim.last()["path"] == "/v1beta/models/text:streamGenerateContent?alt=sse"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "".join(p["text"] for e in events for p in e["candidates"][0]["content"]["parts"])
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    # The last usageMetadata (cumulative), as the usage chunk.
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == events[-1]["usageMetadata"]["totalTokenCount"]
+
+
+def test_parallel_tool_calls_round_trip_with_the_thought_signature(client, sim):
+    """Turn 1's calls come back with ids the client keeps; turn 2 sends them back and the
+    gateway restores Gemini's thoughtSignature on the same part, byte for byte."""
+    sim.clear()
+    _, turn1 = exchange("gemini_nonstream_parallel_function_calls_roundtrip.exchange.json", 0)
+    msgs = [{"role": "system", "content": "Use parallel tool calling."},
+            {"role": "user", "content": "Please retrieve the secrets associated with each of these passwords: mellon,radiance"}]
+    c = client.chat.completions.create(model="gem/parallel", messages=msgs, tools=[SECRET_TOOL])
+    m = c.choices[0].message
+    assert c.choices[0].finish_reason == "tool_calls"
+    parts = turn1["candidates"][0]["content"]["parts"]
+    assert [(t.function.name, json.loads(t.function.arguments)) for t in m.tool_calls] == \
+        [(p["functionCall"]["name"], p["functionCall"]["args"]) for p in parts]
+    assert len({t.id for t in m.tool_calls}) == 2
+    refereed(sim.last())
+    msgs.append(m.model_dump(exclude_none=True))
+    for t in m.tool_calls:
+        msgs.append({"role": "tool", "tool_call_id": t.id, "content": json.dumps({"secret": t.function.arguments})})
+    c2 = client.chat.completions.create(model="gem/parallel", messages=msgs, tools=[SECRET_TOOL])
+    _, turn2 = exchange("gemini_nonstream_parallel_function_calls_roundtrip.exchange.json", 1)
+    assert c2.choices[0].message.content == turn2["candidates"][0]["content"]["parts"][0]["text"]
+    body, contents = refereed(sim.last())
+    assert [c.role for c in contents] == ["user", "model", "user"]
+    model_parts = body["contents"][1]["parts"]
+    assert [p.get("thoughtSignature") for p in model_parts] == [p.get("thoughtSignature") for p in parts]
+    results = body["contents"][2]["parts"]
+    assert [r["functionResponse"]["name"] for r in results] == ["secret_retrieval_tool"] * 2
+    assert [r["functionResponse"]["id"] for r in results] == [p["functionCall"]["id"] for p in model_parts]
+
+
+def test_streamed_call_of_a_thinking_model_keeps_its_signature_across_turns(client, sim):
+    """gemini-3 refuses a turn whose call lost its thoughtSignature (the simulator does too)."""
+    sim.clear()
+    msgs = [{"role": "user", "content": "What is the capital of the user country? Call the tool"}]
+    with client.chat.completions.stream(model="gem/thinking-sig", messages=msgs, tools=[COUNTRY_TOOL]) as s:
+        final = s.get_final_completion()
+    m = final.choices[0].message
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert [t.function.name for t in m.tool_calls] == ["get_country"]
+    msgs.append(m.model_dump(exclude_none=True))
+    msgs.append({"role": "tool", "tool_call_id": m.tool_calls[0].id, "content": "Mexico"})
+    chunks = list(client.chat.completions.create(model="gem/thinking-sig", messages=msgs, tools=[COUNTRY_TOOL],
+                                                 stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Mexico City" in text
+    body, _ = refereed(sim.last())
+    assert body["contents"][2]["parts"][0]["functionResponse"]["response"] == {"result": "Mexico"}
+    # Without the signature the turn is refused: the id is what carries it.
+    msgs[1]["tool_calls"][0]["id"] = "call_plain"
+    msgs[2]["tool_call_id"] = "call_plain"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gem/thinking-sig", messages=msgs, tools=[COUNTRY_TOOL])
+    assert "thought_signature" in str(e.value)
+
+
+def test_thought_summaries_stream_as_reasoning_content(client):
+    events = sse_events("gemini_stream_thinking_thought_summaries.sse")
+    chunks = list(client.chat.completions.create(model="gem/thoughts", messages=MSG, stream=True,
+                                                 reasoning_effort="low"))
+    reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
+    want = "".join(p["text"] for e in events for p in e["candidates"][0]["content"]["parts"] if p.get("thought"))
+    assert reasoning == want and want
+
+
+def test_finish_reasons_and_cached_usage(client):
+    c = client.chat.completions.create(model="gem/length", messages=MSG)
+    assert c.choices[0].finish_reason == "length"
+    c = client.chat.completions.create(model="gem/safety", messages=MSG)
+    assert c.choices[0].finish_reason == "content_filter"
+    raw = client.chat.completions.with_raw_response.create(model="gem/cache", messages=MSG)
+    c = raw.parse()
+    _, want = exchange("gemini_nonstream_usage_cached_content_tokens.exchange.json")
+    u = want["usageMetadata"]
+    assert c.usage.prompt_tokens == u["promptTokenCount"]
+    assert c.usage.prompt_tokens_details.cached_tokens == u["cachedContentTokenCount"]
+    # Cached tokens at the cached rate (gem/cache: 0.3 / 0.03 / 2.5 per million).
+    out = u.get("candidatesTokenCount", 0) + u.get("thoughtsTokenCount", 0)
+    cost = ((u["promptTokenCount"] - u["cachedContentTokenCount"]) * 0.3
+            + u["cachedContentTokenCount"] * 0.03 + out * 2.5) / 1e6
+    assert c.usage.model_extra["cost"] == pytest.approx(cost, rel=1e-6)
+
+
+def test_a_blocked_prompt_is_a_clear_400(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gem/blocked", messages=MSG)
+    assert e.value.code == "content_filter" and "blocked" in str(e.value)
+
+
+def test_google_errors_map_to_the_clients_shape(gw, client):
+    # The gateway's key refused: not the client's fault, a 502.
+    with pytest.raises(openai.APIStatusError) as e:
+        client.chat.completions.create(model="gem/err400-key", messages=MSG)
+    assert e.value.status_code == 502 and e.value.code == "upstream_auth_error"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gem/err404", messages=MSG)
+    # Quota: 429 with RetryInfo's 34.4 s as Retry-After.
+    r = httpx.post(gw.url + "/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"model": "gem/err429", "messages": MSG}, timeout=10)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+    assert r.headers["retry-after"] == "35"
+    # In Anthropic's shape on /v1/messages.
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError) as e:
+        a.messages.create(model="gem/err404", max_tokens=10, messages=MSG)
+    assert e.value.body["type"] == "error"
+
+
+def test_messages_and_responses_clients_reach_gemini(gw, sim):
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    m = a.messages.create(model="gem/text", max_tokens=300, messages=MSG)
+    _, want = exchange("gemini_nonstream_text.exchange.json")
+    assert m.content[0].text == want["candidates"][0]["content"]["parts"][0]["text"]
+    assert m.stop_reason == "end_turn"
+    refereed(sim.last())
+    with a.messages.stream(model="gem/parallel", max_tokens=300, messages=MSG,
+                           tools=[{"name": "secret_retrieval_tool", "input_schema": {"type": "object"}}]) as s:
+        final = s.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert [b.name for b in final.content if b.type == "tool_use"] == ["secret_retrieval_tool"] * 2
+    r = gw.client().responses.create(model="gem/text", input="What is 4200 + 42?")
+    assert r.output_text == want["candidates"][0]["content"]["parts"][0]["text"]
+    assert r.usage.output_tokens_details.reasoning_tokens == 25
+
+
+def test_a_model_name_cannot_change_the_upstream_path(client, sim):
+    sim.clear()
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="gem/../x?alt=json#", messages=MSG)
+    sent = sim.last()
+    assert sent["path"].startswith("/v1beta/models/..%2Fx%3Falt=json%23:generateContent")
