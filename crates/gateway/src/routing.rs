@@ -31,6 +31,13 @@ pub(crate) struct Deployment {
     pub auto_cache: bool,
 }
 
+impl Deployment {
+    /// The dialect this deployment speaks natively.
+    pub(crate) fn speaks(&self) -> crate::upstream::Speaks {
+        self.provider.speaks(&self.upstream_model)
+    }
+}
+
 /// An alias as `/admin/providers` shows it.
 #[derive(serde::Serialize)]
 pub(crate) struct RouteView {

@@ -45,6 +45,8 @@ pub enum ProviderKind {
     OpenaiCompatible,
     /// Google's Gemini API (AI Studio), natively.
     Gemini,
+    /// Google Cloud's Vertex AI: Gemini and Anthropic publisher models.
+    Vertex,
     Echo,
 }
 
@@ -55,6 +57,7 @@ impl ProviderKind {
             Self::Anthropic => "anthropic",
             Self::OpenaiCompatible => "openai-compatible",
             Self::Gemini => "gemini",
+            Self::Vertex => "vertex",
             Self::Echo => "echo",
         }
     }
@@ -119,6 +122,17 @@ pub struct ProviderConfig {
     pub responses: bool,
     /// Anthropic: automatic prompt-cache breakpoints.
     pub auto_cache: bool,
+    /// Vertex AI: where its models are (`None` for other kinds).
+    pub vertex: Option<VertexConfig>,
+}
+
+/// A Vertex AI provider's project, location and credentials.
+#[derive(Debug, Clone)]
+pub struct VertexConfig {
+    pub project: String,
+    pub location: String,
+    /// A service-account key file; `None`: application-default credentials.
+    pub credentials_file: Option<String>,
 }
 
 /// Retries of one deployment (after its first try) before the route moves on.
@@ -385,7 +399,8 @@ fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
         ProviderKind::Openai => Some("https://api.openai.com/v1"),
         ProviderKind::Anthropic => Some("https://api.anthropic.com"),
         ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
-        ProviderKind::OpenaiCompatible | ProviderKind::Echo => None,
+        // Vertex's host follows its location (`resolve`).
+        ProviderKind::OpenaiCompatible | ProviderKind::Vertex | ProviderKind::Echo => None,
     }
 }
 

@@ -94,6 +94,13 @@ pub struct RawProvider {
     /// (Chat and Responses clients). See `translate::anthropic::cache`.
     #[serde(default)]
     pub auto_cache: bool,
+    /// Vertex AI: the Google Cloud project.
+    pub project: Option<String>,
+    /// Vertex AI: the region (`us-east5`, `europe-west4`, …) or `global` (the default).
+    pub location: Option<String>,
+    /// Vertex AI: a service-account key file; without one, application-default
+    /// credentials (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's, or the metadata server).
+    pub credentials_file: Option<String>,
 }
 
 /// Seconds; fractions allowed.

@@ -75,6 +75,9 @@ fn implicit(
         max_tokens: IndexMap::new(),
         responses: false,
         auto_cache: false,
+        project: None,
+        location: None,
+        credentials_file: None,
     }
 }
 
@@ -115,10 +118,18 @@ fn providers(
                 src.line(&format!("[providers.{name}]"))
             )));
         }
+        let vertex = match p.kind {
+            ProviderKind::Vertex => Some(vertex_config(&name, &p, src)?),
+            _ => None,
+        };
         let base_url = match (p.base_url.as_deref(), default_base_url(p.kind), p.kind) {
             (Some(u), _, _) => u.trim_end_matches('/').to_owned(),
             (None, Some(d), _) => d.to_owned(),
             (None, None, ProviderKind::Echo) => String::new(),
+            (None, None, ProviderKind::Vertex) => match vertex.as_ref().map(|v| v.location.as_str()) {
+                Some("global") | None => "https://aiplatform.googleapis.com/v1".to_owned(),
+                Some(region) => format!("https://{region}-aiplatform.googleapis.com/v1"),
+            },
             (None, None, _) => {
                 return Err(ConfigError::new(format!(
                     "{shown}:{}: providers.{name} (kind {}) needs base_url, e.g. \"http://127.0.0.1:8000/v1\"",
@@ -174,9 +185,41 @@ fn providers(
             max_tokens: p.max_tokens,
             responses: p.responses,
             auto_cache: p.auto_cache,
+            vertex,
         });
     }
     Ok(providers)
+}
+
+/// A Vertex provider's project (required), location and credentials file.
+fn vertex_config(
+    name: &str,
+    p: &RawProvider,
+    src: &Source<'_>,
+) -> Result<VertexConfig, ConfigError> {
+    let shown = &src.shown;
+    let line = src.line(&format!("[providers.{name}]"));
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let project = p.project.clone().filter(|s| plain(s)).ok_or_else(|| {
+        ConfigError::new(format!(
+            "{shown}:{line}: providers.{name} (kind vertex) needs project = \"<Google Cloud project id>\""
+        ))
+    })?;
+    let location = p.location.clone().unwrap_or_else(|| "global".to_owned());
+    if !plain(&location) {
+        return Err(ConfigError::new(format!(
+            "{shown}:{line}: providers.{name}.location = {location:?}: expected a region such as \"us-east5\", or \"global\""
+        )));
+    }
+    Ok(VertexConfig {
+        project,
+        location,
+        credentials_file: p.credentials_file.clone(),
+    })
 }
 
 fn models(

@@ -149,7 +149,7 @@ pub(crate) fn price_of(
     state: &AppState,
     d: &Deployment,
 ) -> Option<jusinfer_translate::pricing::Price> {
-    if d.provider.speaks() == crate::upstream::Speaks::Local {
+    if d.speaks() == crate::upstream::Speaks::Local {
         return Some(jusinfer_translate::pricing::Price {
             input: 0.0,
             output: 0.0,

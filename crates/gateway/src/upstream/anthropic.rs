@@ -3,6 +3,7 @@
 //! dialect.
 
 use axum::http::StatusCode;
+use bytes::Bytes;
 use jusinfer_wire::anthropic::ErrorEnvelope;
 
 use super::Provider;
@@ -10,6 +11,15 @@ use crate::error::{GatewayError, Origin};
 
 /// The API version the translation is written against.
 pub(crate) const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// A Messages body as `p` takes it: as it is, or (Vertex) with `anthropic_version` in
+/// place of `model`.
+pub(crate) fn body_for(p: &Provider, body: Bytes) -> Result<Bytes, GatewayError> {
+    match p.upstream.anthropic_version_in_body {
+        Some(_) => super::vertex::anthropic_body(&body),
+        None => Ok(body),
+    }
+}
 
 /// Maps an Anthropic error answer (§4, MAPPING.md §7): the client's mistakes keep their
 /// status; the gateway's credentials failing is a 502; 429, 5xx and 529 may be retried.

@@ -8,9 +8,9 @@ use jusinfer_wire::gemini::ErrorEnvelope;
 use super::{Endpoint, Provider};
 use crate::error::{GatewayError, Origin};
 
-/// `{base_url}/models/{model}:{method}`. A model may be written `models/…` as Google's
-/// SDKs name it; anything that is not a plain model name is refused before it can change
-/// the path.
+/// `{base_url}/models/{model}:{method}`, and `?alt=sse` for a stream. A model may be
+/// written `models/…` as Google's SDKs name it. The model is one path segment, percent-
+/// encoded where it must be: no model name can change the path or the query.
 pub(crate) fn url(
     p: &Provider,
     e: Endpoint,
@@ -18,20 +18,9 @@ pub(crate) fn url(
     stream: bool,
 ) -> Result<reqwest::Url, GatewayError> {
     let model = model.strip_prefix("models/").unwrap_or(model);
-    let plain = !model.is_empty()
-        && model
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'@'));
-    if !plain {
-        return Err(GatewayError::bad_request(format!(
-            "`{model}` is not a Gemini model name (letters, digits, `-`, `.`, `_`, `@`)."
-        ))
-        .param("model")
-        .code("invalid_value"));
-    }
     let method = match (e, stream) {
         (Endpoint::ChatCompletions, false) => "generateContent",
-        (Endpoint::ChatCompletions, true) => "streamGenerateContent?alt=sse",
+        (Endpoint::ChatCompletions, true) => "streamGenerateContent",
         (Endpoint::CountTokens, _) => "countTokens",
         (Endpoint::Embeddings, _) => "batchEmbedContents",
         (Endpoint::Responses, _) => {
@@ -41,13 +30,23 @@ pub(crate) fn url(
         }
     };
     let base = &p.config.base_url;
-    reqwest::Url::parse(&format!("{base}/models/{model}:{method}")).map_err(|err| {
+    let bad_base = |err: String| {
         GatewayError::internal(format!(
             "provider `{}`: base_url {:?}: {err}",
             p.name(),
             crate::store::redact(base)
         ))
-    })
+    };
+    let mut url = reqwest::Url::parse(base).map_err(|e| bad_base(e.to_string()))?;
+    url.path_segments_mut()
+        .map_err(|()| bad_base("not a base URL".to_owned()))?
+        .pop_if_empty()
+        .push("models")
+        .push(&format!("{model}:{method}"));
+    if stream && e == Endpoint::ChatCompletions {
+        url.set_query(Some("alt=sse"));
+    }
+    Ok(url)
 }
 
 /// `RetryInfo.retryDelay` (`"34.4s"`) in milliseconds.

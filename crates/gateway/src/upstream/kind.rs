@@ -41,6 +41,11 @@ pub(crate) enum Endpoint {
 pub(crate) struct UpstreamKind {
     pub kind: ProviderKind,
     pub speaks: Speaks,
+    /// Kinds whose models speak different dialects (Vertex: Gemini and Anthropic
+    /// publishers): the dialect of one model.
+    pub speaks_for: Option<fn(&str) -> Speaks>,
+    /// Messages bodies name no `model` and carry this `anthropic_version` (Vertex).
+    pub anthropic_version_in_body: Option<&'static str>,
     /// Each endpoint's path under the provider's `base_url` (`None`: the kind has no such
     /// endpoint).
     pub path: fn(&ProviderConfig, Endpoint) -> Option<&'static str>,
@@ -70,6 +75,7 @@ impl UpstreamKind {
             ProviderKind::OpenaiCompatible => &OPENAI_COMPATIBLE,
             ProviderKind::Anthropic => &ANTHROPIC,
             ProviderKind::Gemini => &GEMINI,
+            ProviderKind::Vertex => &VERTEX,
             ProviderKind::Echo => &ECHO,
         }
     }
@@ -149,6 +155,8 @@ fn local_status(p: &Provider, status: StatusCode, _: &[u8]) -> GatewayError {
 static OPENAI: UpstreamKind = UpstreamKind {
     kind: ProviderKind::Openai,
     speaks: Speaks::Chat,
+    speaks_for: None,
+    anthropic_version_in_body: None,
     path: openai_path,
     url: endpoint_url,
     credentials: bearer,
@@ -167,6 +175,8 @@ static OPENAI_COMPATIBLE: UpstreamKind = UpstreamKind {
 static ANTHROPIC: UpstreamKind = UpstreamKind {
     kind: ProviderKind::Anthropic,
     speaks: Speaks::Messages,
+    speaks_for: None,
+    anthropic_version_in_body: None,
     path: anthropic_path,
     url: endpoint_url,
     credentials: x_api_key,
@@ -179,6 +189,8 @@ static ANTHROPIC: UpstreamKind = UpstreamKind {
 static GEMINI: UpstreamKind = UpstreamKind {
     kind: ProviderKind::Gemini,
     speaks: Speaks::Gemini,
+    speaks_for: None,
+    anthropic_version_in_body: None,
     // The model is in the path: `url` builds each request's.
     path: no_path,
     url: super::gemini::url,
@@ -189,9 +201,25 @@ static GEMINI: UpstreamKind = UpstreamKind {
     newest_chat: false,
 };
 
+static VERTEX: UpstreamKind = UpstreamKind {
+    kind: ProviderKind::Vertex,
+    speaks: Speaks::Gemini,
+    speaks_for: Some(super::vertex::speaks_for),
+    anthropic_version_in_body: Some(super::vertex::ANTHROPIC_VERSION),
+    path: no_path,
+    url: super::vertex::url,
+    credentials: super::vertex::credentials,
+    fixed_headers: &[],
+    map_status: super::vertex::map_status,
+    default_max_output: super::vertex::default_max_output,
+    newest_chat: false,
+};
+
 static ECHO: UpstreamKind = UpstreamKind {
     kind: ProviderKind::Echo,
     speaks: Speaks::Local,
+    speaks_for: None,
+    anthropic_version_in_body: None,
     path: no_path,
     url: endpoint_url,
     credentials: none,
@@ -220,13 +248,6 @@ pub(crate) enum Credentials {
     None,
     /// One header, its value marked sensitive (kept out of debug output and HPACK tables).
     Header(HeaderName, HeaderValue),
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "built by the signing kinds (Bedrock's SigV4, Vertex's OAuth2), issues 19 and 20"
-        )
-    )]
     Signer(Arc<dyn Signer>),
 }
 
@@ -324,6 +345,7 @@ mod tests {
             ProviderKind::OpenaiCompatible,
             ProviderKind::Anthropic,
             ProviderKind::Gemini,
+            ProviderKind::Vertex,
             ProviderKind::Echo,
         ] {
             assert_eq!(UpstreamKind::of(k).kind, k);

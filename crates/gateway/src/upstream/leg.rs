@@ -89,7 +89,7 @@ impl Leg {
             back,
             dropped,
         };
-        Ok(match d.provider.speaks() {
+        Ok(match d.speaks() {
             Speaks::Chat => {
                 let body = match chat {
                     ChatIn::Client { req, raw } => {
@@ -121,10 +121,11 @@ impl Leg {
                 }
                 let body = serde_json::to_vec(&t.request)
                     .map_err(|e| GatewayError::internal(e.to_string()))?;
+                let body = super::anthropic::body_for(&d.provider, Bytes::from(body))?;
                 let back = Back::Messages {
                     json_mode: t.json_mode,
                 };
-                leg(Outbound::Bytes(Bytes::from(body)), back, t.dropped)
+                leg(Outbound::Bytes(body), back, t.dropped)
             }
             Speaks::Gemini => {
                 let (req, present) = typed(&chat)?;

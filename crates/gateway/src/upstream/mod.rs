@@ -10,6 +10,7 @@ pub(crate) mod http;
 pub(crate) mod leg;
 pub(crate) mod openai;
 pub(crate) mod schema_sample;
+pub(crate) mod vertex;
 
 pub(crate) mod kind;
 
@@ -108,8 +109,11 @@ impl Provider {
         self.upstream.kind
     }
 
-    /// The dialect this provider speaks natively.
-    pub(crate) fn speaks(&self) -> Speaks {
-        self.upstream.speaks
+    /// The dialect this provider speaks natively (for `model`, where its models differ).
+    pub(crate) fn speaks(&self, model: &str) -> Speaks {
+        match self.upstream.speaks_for {
+            Some(f) => f(model),
+            None => self.upstream.speaks,
+        }
     }
 }

@@ -44,7 +44,7 @@ impl ClientDialect for Chat {
     ) -> Result<Response, GatewayError> {
         let req = &a.p.req;
         let p = &*d.provider;
-        if p.speaks() == Speaks::Local {
+        if d.speaks() == Speaks::Local {
             // Echo's frames are Chat already.
             let echo = echo::Echo::new(req, a.request_id, a.created);
             return Ok(echo::chat_response(echo, req.is_stream()));

@@ -35,7 +35,7 @@ impl ClientDialect for Embeddings {
         a: &Attempt<'_, EmbeddingsRequest>,
         d: Deployment,
     ) -> Result<Response, GatewayError> {
-        match d.provider.speaks() {
+        match d.speaks() {
             Speaks::Chat => {
                 let price = crate::pipeline::admit::price_of(a.state, &d);
                 let plan = Plan {

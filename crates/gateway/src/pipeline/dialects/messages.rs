@@ -17,7 +17,7 @@ use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::routing::Deployment;
 use crate::upstream::execute::{completion_usage, execute, malformed, priced, Outbound, Plan};
 use crate::upstream::leg::{ChatIn, ChatOut, Leg};
-use crate::upstream::{http, openai, Endpoint, Speaks};
+use crate::upstream::{anthropic, http, openai, Endpoint, Speaks};
 use crate::usage::UsageExt;
 
 pub(crate) struct Messages;
@@ -73,13 +73,16 @@ impl ClientDialect for Messages {
         let m = &a.p.req;
         let p = &*d.provider;
         let price = crate::pipeline::admit::price_of(a.state, &d);
-        if p.speaks() == Speaks::Messages {
+        if d.speaks() == Speaks::Messages {
             // Natively: the client's bytes (only `model` spliced), the answer's bytes as
             // they come, usage read on the way.
             let plan = Plan {
                 d: &d,
                 endpoint: Endpoint::ChatCompletions,
-                body: Outbound::Bytes(openai::edit_body(a.raw, &d.upstream_model, false)?),
+                body: Outbound::Bytes(anthropic::body_for(
+                    p,
+                    openai::edit_body(a.raw, &d.upstream_model, false)?,
+                )?),
                 stream: a.p.stream,
                 forward: &m.forward,
                 tap: Some(a.tap),

@@ -96,7 +96,7 @@ impl ClientDialect for Responses {
         let r = &a.p.req;
         let p = &*d.provider;
         let price = crate::pipeline::admit::price_of(a.state, &d);
-        if p.speaks() == Speaks::Chat && p.url(Endpoint::Responses).is_some() {
+        if d.speaks() == Speaks::Chat && p.url(Endpoint::Responses).is_some() {
             // Natively: the client's request (a continued conversation rebuilt), the
             // answer's bytes as they come.
             let body = conversation::passthrough_body(r, a.raw, &d.upstream_model, p.name())?;
@@ -138,7 +138,7 @@ impl ClientDialect for Responses {
             request::Options {
                 upstream_model: &d.upstream_model,
                 openai: p.upstream.newest_chat,
-                thinking: p.speaks() == Speaks::Messages,
+                thinking: d.speaks() == Speaks::Messages,
             },
         )
         .map_err(|e| {
