@@ -315,6 +315,11 @@ pub async fn messages(State(state): State<SimState>, headers: HeaderMap, body: B
         Err(e) => return json_response(400, &error_body(400, &format!("sim: bad json: {e}"))),
     };
     record(&state, "/v1/messages", &headers, &req);
+    answer(state, headers, req).await
+}
+
+/// The answer to a Messages request (already recorded): the scenario its `model` names.
+pub(crate) async fn answer(state: SimState, headers: HeaderMap, req: Value) -> Response {
     let mut sc = Scenario::parse(req["model"].as_str().unwrap_or_default());
     if headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(crate::probe::BAD_KEY) {
         return match exchange_response(

@@ -104,21 +104,37 @@ pub async fn models(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if headers.get("x-goog-api-key").is_none() {
+        let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        record(&state, path, &headers, &Value::Null);
+        return error(403, "PERMISSION_DENIED", "sim: no x-goog-api-key");
+    }
+    answer(&state, &target, query.as_deref(), &uri, &headers, &body).await
+}
+
+/// A `generateContent` request to model `target` (`{model}:{method}`), authenticated by
+/// the caller (an API key, or Vertex's bearer token).
+pub(crate) async fn answer(
+    state: &SimState,
+    target: &str,
+    query: Option<&str>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let state = state.clone();
     let Some((model, method)) = target.rsplit_once(':') else {
         return error(404, "NOT_FOUND", "sim: expected models/{model}:{method}");
     };
-    let req: Value = match serde_json::from_slice(&body) {
+    let req: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return error(400, "INVALID_ARGUMENT", &format!("sim: bad json: {e}")),
     };
     // As it came, percent-encoding and all.
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    record(&state, path, &headers, &req);
-    if headers.get("x-goog-api-key").is_none() {
-        return error(403, "PERMISSION_DENIED", "sim: no x-goog-api-key");
-    }
+    record(&state, path, headers, &req);
     let stream = method == "streamGenerateContent";
-    if stream && query.as_deref() != Some("alt=sse") {
+    if stream && query != Some("alt=sse") {
         return error(
             400,
             "INVALID_ARGUMENT",

@@ -17,6 +17,7 @@ mod pace;
 pub mod probe;
 pub mod scenario;
 pub mod server;
+pub mod vertex;
 
 pub use jusinfer_testkit::{fixtures, streamify};
 

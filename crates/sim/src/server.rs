@@ -46,6 +46,9 @@ pub struct SimState {
     pub seen: Arc<Mutex<std::collections::HashMap<String, usize>>>,
     /// The Anthropic scenario `agent-cache`: prompt prefixes written to the cache.
     pub prompt_cache: Arc<Mutex<std::collections::HashSet<u64>>>,
+    /// Vertex: access tokens issued by `/token`, and how many were asked for.
+    pub tokens: Arc<Mutex<std::collections::HashSet<String>>>,
+    pub token_requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn unix_ms() -> f64 {
@@ -96,6 +99,11 @@ pub fn app(state: SimState) -> Router {
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/models", get(models))
         .route("/v1beta/models/{*target}", post(crate::gemini::models))
+        .route("/token", post(crate::vertex::token))
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{*target}",
+            post(crate::vertex::models),
+        )
         .route("/_sim/requests", get(recorded).delete(clear))
         .route("/_sim/stats", get(stats))
         .with_state(state)
@@ -147,8 +155,11 @@ async fn stats(State(state): State<SimState>) -> Json<Value> {
         .lock()
         .map(|f| json!(*f))
         .unwrap_or_default();
+    let tokens = state
+        .token_requests
+        .load(std::sync::atomic::Ordering::Relaxed);
     Json(
-        json!({"streams_cancelled": cancelled, "cancellations": cancellations, "frames_sent": frames}),
+        json!({"streams_cancelled": cancelled, "cancellations": cancellations, "frames_sent": frames, "token_requests": tokens}),
     )
 }
 
