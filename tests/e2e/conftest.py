@@ -28,6 +28,36 @@ FIXTURES = Path(os.environ.get("JUSINFER_FIXTURES", ROOT.parent / "shared/fixtur
 SIM_PROVIDER_KEY = "sk-sim-provider-key-0123456789"
 
 
+def _service_account_key():
+    """A test Google service-account key: the simulator's token endpoint checks the JWT
+    assertions signed with it against its public half."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    path = Path(tempfile.mkdtemp(prefix="jusinfer-sa-")) / "sa_public.pem"
+    path.write_bytes(public)
+    return private, path
+
+
+SA_PRIVATE_KEY, SA_PUBLIC_KEY_FILE = _service_account_key()
+
+
+def service_account_file(sim_url: str, tmp: Path) -> Path:
+    """A service-account key file whose token endpoint is the simulator's."""
+    f = tmp / "service-account.json"
+    f.write_text(json.dumps({
+        "type": "service_account", "project_id": "sim-project", "private_key_id": "simkey1",
+        "private_key": SA_PRIVATE_KEY, "client_email": "jusinfer@sim-project.iam.gserviceaccount.com",
+        "client_id": "1", "token_uri": sim_url + "/token",
+    }))
+    return f
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,7 +104,7 @@ class Proc:
 @pytest.fixture(scope="session")
 def sim():
     port = free_port()
-    env = dict(os.environ, JUSINFER_FIXTURES=str(FIXTURES))
+    env = dict(os.environ, JUSINFER_FIXTURES=str(FIXTURES), JUSINFER_SIM_SA_PUBLIC_KEY=str(SA_PUBLIC_KEY_FILE))
     p = Proc([str(SIM_BIN), "--listen", f"127.0.0.1:{port}"], env=env)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/v1/models")
@@ -147,6 +177,15 @@ timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
 input = 0.3
 output = 2.5
 cached_input = 0.03
+
+[providers.vtx]
+kind = "vertex"
+base_url = "{sim}/v1"
+project = "sim-project"
+location = "us-east5"
+credentials_file = "{sa}"
+default_max_tokens = 1024
+timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
 
 [providers.claudecache]
 kind = "anthropic"
@@ -242,7 +281,8 @@ def start_gateway(sim_url: str, tmp: Path, extra: str = "", database: str | None
     db = tmp / f"{name}.db"
     config = tmp / f"{name}.toml"
     config.write_text(CONFIG.format(port=port, database=database or f"sqlite://{db}", sim=sim_url, dead=free_port(),
-                                    redis=f'redis = "{redis}"' if redis else "", top=top, breaker=breaker) + extra)
+                                    redis=f'redis = "{redis}"' if redis else "", top=top, breaker=breaker,
+                                    sa=service_account_file(sim_url, tmp)) + extra)
     env = dict(os.environ, SIM_PROVIDER_KEY=SIM_PROVIDER_KEY, JUSINFER_LOG="info", **(env or {}))
     proc = Proc([*(wrap or []), str(BIN), "serve", "--config", str(config)], env=env, cwd=tmp)
     url = f"http://127.0.0.1:{port}"

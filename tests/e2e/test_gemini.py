@@ -215,3 +215,97 @@ def test_a_model_name_cannot_change_the_upstream_path(client, sim):
         client.chat.completions.create(model="gem/../x?alt=json#", messages=MSG)
     sent = sim.last()
     assert sent["path"].startswith("/v1beta/models/..%2Fx%3Falt=json%23:generateContent")
+
+
+# ---- Vertex AI: OAuth2 service account, Gemini and Anthropic publisher models ----
+
+VERTEX = "/v1/projects/sim-project/locations/us-east5/publishers"
+
+
+def test_vertex_gemini_with_a_service_account_token_fetched_once(gw, client, sim):
+    sim.clear()
+    before = httpx.get(sim.url + "/_sim/stats").json()["token_requests"]
+    _, want = exchange("gemini_nonstream_text.exchange.json")
+    for _ in range(5):
+        c = client.chat.completions.create(model="vtx/text", messages=MSG)
+        assert c.choices[0].message.content == want["candidates"][0]["content"]["parts"][0]["text"]
+    # One token, cached for its hour.
+    assert httpx.get(sim.url + "/_sim/stats").json()["token_requests"] - before <= 1
+    sent = sim.last()
+    assert sent["path"] == VERTEX + "/google/models/text:generateContent"
+    assert sent["headers"]["authorization"].startswith("Bearer ya29.sim-")
+    assert "x-goog-api-key" not in sent["headers"]
+    body = sent["body"]
+    assert set(body) <= {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig"}
+    [types.Content.model_validate(c) for c in body["contents"]]
+    # Never logged.
+    assert "ya29." not in gw.proc.stderr()
+
+
+def test_vertex_gemini_streamed_calls_finish_with_tool_calls(client, sim):
+    chunks = list(client.chat.completions.create(model="vtx/parallel", messages=MSG, tools=[SECRET_TOOL],
+                                                 stream=True))
+    assert sim.last()["path"] == VERTEX + "/google/models/parallel:streamGenerateContent?alt=sse"
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    # What Gemini's OpenAI-compatible endpoint gets wrong (it says `stop`).
+    assert finish == ["tool_calls"]
+
+
+def test_claude_on_vertex_from_chat_and_from_messages(gw, client, sim):
+    ant = json.loads((FIXTURES / "anthropic/anthropic_nonstream_text.json").read_text())
+    c = client.chat.completions.create(model="vtx/claude-text", messages=MSG)
+    assert c.choices[0].message.content == ant["content"][0]["text"]
+    sent = sim.requests()[-1]
+    assert sent["path"] == VERTEX + "/anthropic/models/claude-text:rawPredict"
+    assert "model" not in sent["body"] and sent["body"]["anthropic_version"] == "vertex-2023-10-16"
+    assert sent["body"]["max_tokens"] == 1024
+    chunks = list(client.chat.completions.create(model="vtx/claude-text", messages=MSG, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ant["content"][0]["text"]
+    assert sim.requests()[-1]["path"] == VERTEX + "/anthropic/models/claude-text:streamRawPredict"
+    # Anthropic's SDK natively: its body, model swapped for the version field.
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    with a.messages.stream(model="vtx/claude-weather", max_tokens=200, messages=MSG,
+                           tools=[{"name": "get_weather", "input_schema": {"type": "object"}}]) as s:
+        final = s.get_final_message()
+    assert final.stop_reason == "tool_use"
+    sent = sim.requests()[-1]
+    assert sent["path"] == VERTEX + "/anthropic/models/claude-weather:streamRawPredict"
+    assert "model" not in sent["body"] and sent["body"]["anthropic_version"] == "vertex-2023-10-16"
+    assert sent["body"]["max_tokens"] == 200 and sent["body"]["stream"] is True
+
+
+def test_vertex_with_a_key_google_does_not_know_is_a_502_naming_the_cause(sim, tmp_path):
+    from conftest import start_gateway
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    sa = tmp_path / "other.json"
+    sa.write_text(json.dumps({"type": "service_account", "project_id": "p", "private_key_id": "k",
+                              "private_key": other, "client_email": "x@p.iam.gserviceaccount.com",
+                              "client_id": "1", "token_uri": sim.url + "/token"}))
+    g = start_gateway(sim.url, tmp_path, extra=f'''
+[providers.vbad]
+kind = "vertex"
+base_url = "{sim.url}/v1"
+project = "p"
+credentials_file = "{sa}"
+''')
+    try:
+        with pytest.raises(openai.APIStatusError) as e:
+            g.client().chat.completions.create(model="vbad/text", messages=MSG)
+        assert e.value.status_code == 502 and e.value.code == "upstream_auth_error"
+        assert "access token" in str(e.value)
+        assert other.splitlines()[1] not in g.proc.stderr()
+    finally:
+        g.proc.stop()
+
+
+def test_vertex_config_needs_a_project(tmp_path):
+    from conftest import BIN
+    cfg = tmp_path / "v.toml"
+    cfg.write_text('[providers.v]\nkind = "vertex"\n')
+    import subprocess
+    r = subprocess.run([str(BIN), "config", "check", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "needs project" in r.stderr and "v.toml:" in r.stderr
