@@ -55,7 +55,7 @@ def test_config_check_accepts_a_good_config(tmp_path):
 def test_config_errors_name_file_line_and_expectation(tmp_path):
     cases = [
         ('listen = "127.0.0.1:1"\n\n[providers.a]\nkind = "openai"\nbase_ur = "x"\n', ":5:", "base_ur"),
-        ('[providers.a]\nkind = "gemini"\n', ":2:", "openai-compatible"),
+        ('[providers.a]\nkind = "palm"\n', ":2:", "openai-compatible"),
         ('[[models]]\nname = "m"\nroute = ["ghost/x"]\n', ":3:", "unknown provider"),
         ('lissen = "x"\n', ":1:", "listen"),
     ]
