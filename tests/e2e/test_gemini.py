@@ -309,3 +309,28 @@ def test_vertex_config_needs_a_project(tmp_path):
     import subprocess
     r = subprocess.run([str(BIN), "config", "check", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "needs project" in r.stderr and "v.toml:" in r.stderr
+
+
+def test_embeddings_through_batch_embed_contents(client, sim):
+    rec = json.loads((GEM / "gemini_batch_embed_contents.exchange.json").read_text())
+    rec = rec[0] if isinstance(rec, list) else rec
+    body = rec["response"]["body"]
+    values = (json.loads(body) if isinstance(body, str) else body)["embeddings"][0]["values"]
+    # The SDK's default: base64 floats, decoded by the SDK.
+    e = client.embeddings.create(model="gem/gemini-embedding-001", input=["Hello, world!", "again"], dimensions=8)
+    assert [d.index for d in e.data] == [0, 1]
+    assert e.data[0].embedding == pytest.approx(values[:8], rel=1e-6)
+    assert e.usage.prompt_tokens > 0 and e.model == "gemini-embedding-001"
+    sent = sim.last()
+    assert sent["path"] == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    reqs = sent["body"]["requests"]
+    assert [r["model"] for r in reqs] == ["models/gemini-embedding-001"] * 2
+    assert [r["outputDimensionality"] for r in reqs] == [8, 8]
+    assert [types.Content.model_validate(r["content"]).parts[0].text for r in reqs] == ["Hello, world!", "again"]
+    f = client.embeddings.create(model="gem/gemini-embedding-001", input="x", encoding_format="float")
+    assert f.data[0].embedding == values
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="gem/gemini-embedding-001", input=[[1, 2, 3]])
+    assert err.value.body["param"] == "input"
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="gem/err404", input="x")

@@ -133,6 +133,9 @@ pub(crate) async fn answer(
     // As it came, percent-encoding and all.
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     record(&state, path, headers, &req);
+    if method == "batchEmbedContents" {
+        return embed(&req);
+    }
     let stream = method == "streamGenerateContent";
     if stream && query != Some("alt=sse") {
         return error(
@@ -239,4 +242,40 @@ pub(crate) async fn answer(
         },
         &state,
     )
+}
+
+/// `batchEmbedContents`: the recorded vector for each request (cut to its
+/// `outputDimensionality`), or the recorded 404 for the model `err404`.
+fn embed(req: &Value) -> Response {
+    let (status, recorded) = match exchange("gemini/gemini_batch_embed_contents.exchange.json", 0) {
+        Ok(x) => x,
+        Err(e) => return error(500, "INTERNAL", &format!("sim: {e:#}")),
+    };
+    let requests = req["requests"].as_array().cloned().unwrap_or_default();
+    if status != 200 || requests.is_empty() {
+        return error(400, "INVALID_ARGUMENT", "sim: no requests");
+    }
+    if requests
+        .iter()
+        .any(|r| r["model"].as_str().is_some_and(|m| m.ends_with("/err404")))
+    {
+        return match exchange("gemini/gemini_batch_embed_contents_404.exchange.json", 0) {
+            Ok((st, body)) => json_response(st, &body),
+            Err(e) => error(500, "INTERNAL", &format!("sim: {e:#}")),
+        };
+    }
+    let values = recorded["embeddings"][0]["values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let embeddings: Vec<Value> = requests
+        .iter()
+        .map(|r| {
+            let n = r["outputDimensionality"]
+                .as_u64()
+                .map_or(values.len(), |n| n as usize);
+            json!({"values": values.iter().take(n).collect::<Vec<_>>()})
+        })
+        .collect();
+    json_response(200, &json!({"embeddings": embeddings}))
 }

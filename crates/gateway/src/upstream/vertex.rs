@@ -58,11 +58,13 @@ pub(crate) fn url(
         (Endpoint::ChatCompletions, false, true) => "rawPredict",
         (Endpoint::ChatCompletions, true, true) => "streamRawPredict",
         (Endpoint::CountTokens, _, false) => "countTokens",
-        (Endpoint::Embeddings, _, false) => "predict",
         _ => {
-            return Err(GatewayError::internal(
-                "this Vertex model has no such endpoint",
-            ))
+            let what = match e {
+                Endpoint::Embeddings => "embeddings",
+                Endpoint::CountTokens => "token counts",
+                _ => "this endpoint",
+            };
+            return Err(crate::proxy::unsupported(p.kind(), p.name(), what));
         }
     };
     let base = &p.config.base_url;

@@ -9,6 +9,7 @@
 //! the id stays `[A-Za-z0-9_-]` (other providers accept it); [`split_call_id`] restores the
 //! exact bytes when the client sends the id back.
 
+pub mod embed;
 pub mod request;
 pub mod response;
 pub mod stream;

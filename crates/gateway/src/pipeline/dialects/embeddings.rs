@@ -79,7 +79,8 @@ impl ClientDialect for Embeddings {
                     }));
                 Ok(resp)
             }
-            Speaks::Messages | Speaks::Gemini => Err(proxy::unsupported(
+            Speaks::Gemini => gemini(a, &d).await,
+            Speaks::Messages => Err(proxy::unsupported(
                 d.provider.kind(),
                 d.provider.name(),
                 "embeddings",
@@ -90,4 +91,94 @@ impl ClientDialect for Embeddings {
     fn render(e: GatewayError) -> Response {
         e.into_response()
     }
+}
+
+/// `batchEmbedContents`: one request per input, the vectors back in OpenAI's list (as
+/// base64 floats when the client asked; the OpenAI SDKs do by default). Gemini reports no
+/// token count: the prompt is estimated from the inputs' size.
+async fn gemini(
+    a: &Attempt<'_, EmbeddingsRequest>,
+    d: &Deployment,
+) -> Result<Response, GatewayError> {
+    let r = &a.p.req;
+    let inputs: Vec<String> = match &r.input {
+        Input::One(s) => vec![s.clone()],
+        Input::Many(v) => v.clone(),
+        Input::Tokens(_) | Input::ManyTokens(_) => {
+            return Err(GatewayError::bad_request(
+                "This provider embeds text: send `input` as a string or an array of strings.",
+            )
+            .param("input")
+            .code("unsupported_value"))
+        }
+    };
+    let body = jusinfer_translate::gemini::embed::request(&inputs, &d.upstream_model, r.dimensions);
+    let body = serde_json::to_vec(&body).map_err(|e| GatewayError::internal(e.to_string()))?;
+    let plan = Plan {
+        d,
+        endpoint: Endpoint::Embeddings,
+        body: Outbound::Bytes(Bytes::from(body)),
+        stream: false,
+        forward: &[],
+        tap: None,
+        keep: None,
+        dropped: Vec::new(),
+    };
+    let p = &*d.provider;
+    let price = crate::pipeline::admit::price_of(a.state, d);
+    let base64 = r.encoding_format.as_deref() == Some("base64");
+    let tokens = crate::limits::estimate_prompt_tokens(inputs.iter().map(String::len).sum());
+    let no_stream = || jusinfer_translate::pipe::Relay::default();
+    execute(plan, no_stream, |bytes| async move {
+        let resp: jusinfer_translate::gemini::embed::BatchEmbedResponse =
+            serde_json::from_slice(&bytes).map_err(|e| {
+                crate::upstream::execute::malformed(
+                    p,
+                    &format!("a response that is not a batchEmbedContents answer ({e})"),
+                )
+            })?;
+        if resp.embeddings.len() != inputs.len() {
+            return Err(crate::upstream::execute::malformed(
+                p,
+                "a different number of embeddings than inputs",
+            ));
+        }
+        let data: Vec<Value> = resp
+            .embeddings
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let embedding = if base64 {
+                    json!(as_base64(&e.values))
+                } else {
+                    json!(e.values)
+                };
+                json!({"object": "embedding", "index": i, "embedding": embedding})
+            })
+            .collect();
+        let usage = jusinfer_wire::chat::Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+            ..Default::default()
+        };
+        let body = json!({"object": "list", "data": data, "model": d.upstream_model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+        let mut resp = http::json_response(Bytes::from(body.to_string()));
+        resp.extensions_mut()
+            .insert(crate::usage::UsageExt(crate::upstream::execute::priced(
+                usage, price,
+            )));
+        Ok(resp)
+    })
+    .await
+}
+
+/// Little-endian `f32`s, base64: OpenAI's `encoding_format: "base64"`.
+fn as_base64(values: &[f64]) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = values
+        .iter()
+        .flat_map(|v| (*v as f32).to_le_bytes())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
