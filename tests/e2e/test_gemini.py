@@ -334,3 +334,25 @@ def test_embeddings_through_batch_embed_contents(client, sim):
     assert err.value.body["param"] == "input"
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="gem/err404", input="x")
+
+
+def test_count_tokens_asks_gemini_with_the_translated_request(gw, sim):
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    msgs = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog."}]
+    raw = a.messages.with_raw_response.count_tokens(model="gem/gemini-2.5-flash", messages=msgs)
+    assert raw.headers["x-jusinfer-token-count"] == "upstream"
+    assert raw.parse().input_tokens == 9
+    sent = sim.last()
+    assert sent["path"] == "/v1beta/models/gemini-2.5-flash:countTokens"
+    inner = sent["body"]["generateContentRequest"]
+    assert inner["model"] == "models/gemini-2.5-flash"
+    [types.Content.model_validate(c) for c in inner["contents"]]
+    # The system prompt and the tools count too.
+    n = a.messages.count_tokens(model="gem/gemini-2.5-flash", messages=msgs, system="Be brief.",
+                                tools=[{"name": "f", "description": "looks things up", "input_schema": {"type": "object"}}])
+    assert n.input_tokens == 9 + 2 + 3
+    # Vertex's Gemini models take the request's fields at the top level.
+    v = a.messages.count_tokens(model="vtx/gemini-2.5-flash", messages=msgs)
+    assert v.input_tokens == 9
+    assert sim.last()["path"] == VERTEX + "/google/models/gemini-2.5-flash:countTokens"
+    assert "contents" in sim.last()["body"]

@@ -136,6 +136,9 @@ pub(crate) async fn answer(
     if method == "batchEmbedContents" {
         return embed(&req);
     }
+    if method == "countTokens" {
+        return count(&req, uri.path().starts_with("/v1/projects/"));
+    }
     let stream = method == "streamGenerateContent";
     if stream && query != Some("alt=sse") {
         return error(
@@ -278,4 +281,45 @@ fn embed(req: &Value) -> Response {
         })
         .collect();
     json_response(200, &json!({"embeddings": embeddings}))
+}
+
+/// `countTokens`: AI Studio's body wraps the request (`generateContentRequest`), Vertex's
+/// does not. The count is the words of every text in it (system and tool declarations
+/// included), so a test can tell what was counted.
+fn count(req: &Value, vertex: bool) -> Response {
+    let inner = match (vertex, req.get("generateContentRequest")) {
+        (false, Some(g))
+            if g["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("models/")) =>
+        {
+            g
+        }
+        (true, None) if req.get("contents").is_some() => req,
+        _ => {
+            return error(
+                400,
+                "INVALID_ARGUMENT",
+                "sim: not a countTokens body for this API",
+            )
+        }
+    };
+    fn words(v: &Value) -> usize {
+        match v {
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, x)| match (k.as_str(), x) {
+                    ("text" | "description", Value::String(s)) => s.split_whitespace().count(),
+                    _ => words(x),
+                })
+                .sum(),
+            Value::Array(a) => a.iter().map(words).sum(),
+            _ => 0,
+        }
+    }
+    let n = words(&inner["contents"]) + words(&inner["systemInstruction"]) + words(&inner["tools"]);
+    json_response(
+        200,
+        &json!({"totalTokens": n, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": n}]}),
+    )
 }

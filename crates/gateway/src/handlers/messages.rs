@@ -1,6 +1,7 @@
 //! `POST /v1/messages/count_tokens` (`POST /v1/messages` itself is the pipeline's
 //! `Messages` dialect): asked of the first deployment of the route whose kind counts
-//! tokens (Anthropic), else estimated with a tokenizer.
+//! tokens (Anthropic; Gemini and Vertex's Gemini models, the request translated), else
+//! estimated with a tokenizer.
 
 use std::sync::OnceLock;
 
@@ -11,10 +12,16 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use crate::auth::authenticate_any;
+use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::pipeline::dialects::messages::forwarded;
+use crate::routing::Deployment;
 use crate::state::AppState;
-use crate::upstream::{http, Endpoint};
+use crate::upstream::{http, Endpoint, Speaks};
+use jusinfer_translate::gemini::request as gemini_request;
+use jusinfer_translate::messages::request as messages_request;
+use jusinfer_wire::anthropic::MessageCreateParams;
+use jusinfer_wire::chat::ChatRequest;
 
 /// Largest prompt text tokenized for `count_tokens`.
 const MAX_TOKENIZED_BYTES: usize = 1 << 20;
@@ -59,6 +66,50 @@ fn prompt_text(req: &Map<String, Value>) -> String {
     out
 }
 
+/// A Messages request as Gemini's `countTokens` body: translated (through Chat) to the
+/// request it would send, so system text and tools count too. AI Studio takes it as
+/// `generateContentRequest` (with the model); Vertex takes its fields at the top level.
+fn gemini_count_body(
+    req: &Map<String, Value>,
+    model: &str,
+    wrapped: bool,
+) -> Result<Bytes, GatewayError> {
+    let bad = |message: String, param: Option<String>| {
+        let e = GatewayError::bad_request(message).code("invalid_value");
+        match param {
+            Some(p) => e.param(p),
+            None => e,
+        }
+    };
+    let mut m = req.clone();
+    // count_tokens takes no max_tokens; the translation wants one.
+    m.entry("max_tokens").or_insert(json!(1));
+    let params: MessageCreateParams = serde_json::from_value(Value::Object(m))
+        .map_err(|e| bad(format!("The request cannot be counted: {e}"), None))?;
+    let chat = messages_request::messages_to_chat(&params, model, false)
+        .map_err(|e| bad(e.message, Some(e.param)))?;
+    let chat: ChatRequest = serde_json::from_value(chat.body)
+        .map_err(|e| bad(format!("The request cannot be counted: {e}"), None))?;
+    let g = gemini_request::chat_to_gemini(&chat, &gemini_request::Options::default())
+        .map_err(|e| bad(e.message, e.param))?;
+    let mut inner =
+        serde_json::to_value(&g.request).map_err(|e| GatewayError::internal(e.to_string()))?;
+    // Settings the count does not take.
+    if let Some(o) = inner.as_object_mut() {
+        o.remove("generationConfig");
+    }
+    if !wrapped {
+        return Ok(Bytes::from(inner.to_string()));
+    }
+    inner["model"] = json!(format!(
+        "models/{}",
+        model.strip_prefix("models/").unwrap_or(model)
+    ));
+    Ok(Bytes::from(
+        json!({"generateContentRequest": inner}).to_string(),
+    ))
+}
+
 pub(crate) async fn count_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -83,12 +134,20 @@ pub(crate) async fn count_tokens(
             .to_owned();
         caller.check_model(&model)?;
         let deployments = state.router.resolve(&model)?;
-        if let Some(d) = deployments
-            .iter()
-            .find(|d| d.provider.url(Endpoint::CountTokens).is_some())
-        {
-            req.insert("model".into(), json!(d.upstream_model));
-            let body = Bytes::from(Value::Object(req).to_string());
+        let counts = |d: &&Deployment| match d.speaks() {
+            Speaks::Messages => d.provider.url(Endpoint::CountTokens).is_some(),
+            Speaks::Gemini => true,
+            Speaks::Chat | Speaks::Local => false,
+        };
+        if let Some(d) = deployments.iter().find(counts) {
+            let gemini = d.speaks() == Speaks::Gemini;
+            let body = if gemini {
+                let wrapped = d.provider.kind() != ProviderKind::Vertex;
+                gemini_count_body(&req, &d.upstream_model, wrapped)?
+            } else {
+                req.insert("model".into(), json!(d.upstream_model));
+                Bytes::from(Value::Object(req).to_string())
+            };
             let clock = http::Clock::start(d.timeouts);
             let forward = forwarded(&headers);
             let answer = http::exchange(
@@ -103,7 +162,20 @@ pub(crate) async fn count_tokens(
                 &clock,
             )
             .await?;
-            let bytes = http::read_body(&d.provider, answer.resp, clock.deadline).await?;
+            let mut bytes = http::read_body(&d.provider, answer.resp, clock.deadline).await?;
+            if gemini {
+                // `{"totalTokens": n}` → Anthropic's shape.
+                let n = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["totalTokens"].as_u64())
+                    .ok_or_else(|| {
+                        GatewayError::upstream(format!(
+                            "provider `{}` answered countTokens without totalTokens",
+                            d.provider.name()
+                        ))
+                    })?;
+                bytes = Bytes::from(json!({"input_tokens": n}).to_string());
+            }
             let mut resp = http::json_response(bytes);
             resp.headers_mut().insert(
                 "x-jusinfer-token-count",
