@@ -22,19 +22,20 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
 fi
 corpus="$(mktemp -d)"
 trap 'rm -rf "$corpus"' EXIT
-mkdir -p "$corpus"/{sse_decoder,chat_stream,anthropic_stream,request_decoders,messages_stream,responses_stream}
+mkdir -p "$corpus"/{sse_decoder,chat_stream,anthropic_stream,request_decoders,messages_stream,responses_stream,gemini_stream}
 cp "$fixtures"/openai-chat/*.sse "$corpus/sse_decoder/"
 cp "$fixtures"/openai-chat/*.sse "$corpus/chat_stream/"
 cp "$fixtures"/openai-chat/*.sse "$corpus/messages_stream/"
 cp "$fixtures"/openai-chat/*.sse "$corpus/responses_stream/"
 cp "$fixtures"/anthropic/*.sse "$corpus/anthropic_stream/" 2>/dev/null || true
+cp "$fixtures"/gemini/*.sse "$corpus/gemini_stream/" 2>/dev/null || true
 find "$fixtures" -name '*request*.json' -exec cp {} "$corpus/request_decoders/" \;
 echo "== building the fuzz targets (${toolchain[*]:-stable} ${args[*]})"
 if ! cargo "${toolchain[@]}" fuzz build --release "${args[@]}" >"$corpus/build.log" 2>&1; then
   tail -60 "$corpus/build.log" >&2
   exit 1
 fi
-for t in sse_decoder chat_stream anthropic_stream messages_stream responses_stream request_decoders; do
+for t in sse_decoder chat_stream anthropic_stream messages_stream responses_stream request_decoders gemini_stream; do
   echo "== fuzz $t"
   log="$corpus/$t.log"
   if ! cargo "${toolchain[@]}" fuzz run --release "${args[@]}" "$t" "$corpus/$t" -- \
@@ -46,4 +47,4 @@ for t in sse_decoder chat_stream anthropic_stream messages_stream responses_stre
   fi
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
 done
-echo "fuzz: 6 targets, up to ${secs}s and ${JUSINFER_FUZZ_RUNS:-20000} inputs each (seed ${JUSINFER_FUZZ_SEED:-1}), without a failure"
+echo "fuzz: 7 targets, up to ${secs}s and ${JUSINFER_FUZZ_RUNS:-20000} inputs each (seed ${JUSINFER_FUZZ_SEED:-1}), without a failure"

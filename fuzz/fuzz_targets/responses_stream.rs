@@ -15,7 +15,10 @@ use libfuzzer_sys::fuzz_target;
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let req = serde_json::Map::new();
+    let req = jusinfer_wire::responses::ResponseCreateParams {
+        model: "m".into(),
+        ..Default::default()
+    };
     let meta = Meta {
         id: "resp_fuzz".to_owned(),
         created_at: 1,
