@@ -9,6 +9,10 @@
 #   NEW_EXTRA='ledger_sync = true' bench/compare.sh target/release/jusinfer   # one setting
 #
 # OLD_EXTRA / NEW_EXTRA: top-level config lines added to that side's config.
+# OLD_MODEL / NEW_MODEL: the model each side's non-streaming requests name (default
+# mock/fast; gem/fast is the same answer from a Gemini-shaped upstream, translated).
+# STREAMS=0 skips the stream measurement (the Gemini `fast` scenario has no stream).
+#   OLD_MODEL=mock/fast NEW_MODEL=gem/fast STREAMS=0 bench/compare.sh target/release/jusinfer
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -26,6 +30,12 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
 MOCK_PORT=$(free_port)
 target/release/jusinfer-sim --quiet --listen 127.0.0.1:$MOCK_PORT 2>/dev/null &
 
+# A Gemini-shaped provider on the same mock, only when a side names it (older builds
+# don't know the kind).
+GEM=""
+case "${OLD_MODEL:-}${NEW_MODEL:-}" in
+  *gem/*) GEM=$(printf '\n[providers.gem]\nkind = "gemini"\nbase_url = "http://127.0.0.1:%s/v1beta"\napi_key = "mock-key"\n' "$MOCK_PORT") ;;
+esac
 declare -A URL KEY
 for name in old new; do
   bin=$OLD; extra=${OLD_EXTRA:-}
@@ -40,6 +50,7 @@ kind = "openai-compatible"
 base_url = "http://127.0.0.1:$MOCK_PORT/v1"
 api_key = "sk-mock"
 models = ["fast"]
+$GEM
 TOML
   KEY[$name]=$("$bin" keys create --name bench --config "$TMP/$name.toml" 2>/dev/null | tail -1)
   JUSINFER_LOG=warn "$bin" serve --config "$TMP/$name.toml" >/dev/null 2>&1 &
@@ -48,19 +59,21 @@ TOML
 done
 cat > "$TMP/req.lua" <<'LUA'
 wrk.method = "POST"
-wrk.body = '{"model":"mock/fast","messages":[{"role":"user","content":"Say hello."}]}'
+wrk.body = '{"model":"' .. os.getenv("MODEL") .. '","messages":[{"role":"user","content":"Say hello."}]}'
 wrk.headers["content-type"] = "application/json"
 wrk.headers["authorization"] = "Bearer " .. os.getenv("KEY")
 LUA
+declare -A MODEL=([old]=${OLD_MODEL:-mock/fast} [new]=${NEW_MODEL:-mock/fast})
 for name in old new; do # warm-up
-  KEY=${KEY[$name]} wrk -t2 -c32 -d2s -s "$TMP/req.lua" "${URL[$name]}/v1/chat/completions" >/dev/null
+  MODEL=${MODEL[$name]} KEY=${KEY[$name]} wrk -t2 -c32 -d2s -s "$TMP/req.lua" "${URL[$name]}/v1/chat/completions" >/dev/null
 done
 : > "$TMP/results"
 for round in $(seq "$ROUNDS"); do
   for name in old new; do
-    read -r rps p50 p99 err < <(KEY=${KEY[$name]} wrk -t2 -c32 -d"${DUR}"s --latency -s "$TMP/req.lua" \
-      "${URL[$name]}/v1/chat/completions" | python3 bench/wrk_summary.py)
-    s=$(target/release/jusinfer-load stream --url "${URL[$name]}/v1/chat/completions" --key "${KEY[$name]}" \
+    read -r rps p50 p99 err < <(MODEL=${MODEL[$name]} KEY=${KEY[$name]} wrk -t2 -c32 -d"${DUR}"s --latency \
+      -s "$TMP/req.lua" "${URL[$name]}/v1/chat/completions" | python3 bench/wrk_summary.py)
+    s="0 0"
+    [ "${STREAMS:-1}" = 0 ] || s=$(target/release/jusinfer-load stream --url "${URL[$name]}/v1/chat/completions" --key "${KEY[$name]}" \
       --model "mock/fast;chunks=20;gap_ms=5" --connections 32 --duration "$DUR" \
       | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["ttft_ms"]["p50"], d["ttft_ms"]["p99"])')
     echo "$round $name $rps $p50 $p99 $err $s" | tee -a "$TMP/results" >&2
