@@ -272,7 +272,8 @@ fn recorded_stream(sc: &Scenario, req: &Value) -> anyhow::Result<Option<Vec<Byte
     Ok(Some(frames_of(rel)?))
 }
 
-fn frames_of(rel: &str) -> anyhow::Result<Vec<Bytes>> {
+/// A recorded stream's frames, byte for byte (CRLF framing kept).
+pub(crate) fn frames_of(rel: &str) -> anyhow::Result<Vec<Bytes>> {
     let raw = fixtures::read(rel)?;
     let mut d = jusinfer_sse::Decoder::new();
     d.push(&raw);

@@ -82,18 +82,6 @@ fn missing_signature(req: &Value) -> bool {
     })
 }
 
-fn frames_of(rel: &str) -> anyhow::Result<Vec<Bytes>> {
-    let raw = fixtures::read(rel)?;
-    let mut d = jusinfer_sse::Decoder::new();
-    d.push(&raw);
-    let mut out = Vec::new();
-    while let Some(ev) = d.next_event()? {
-        out.push(ev.raw);
-    }
-    out.extend(d.finish()?.into_iter().map(|e| e.raw));
-    Ok(out)
-}
-
 const FAST: &str = r#"{"candidates": [{"content": {"parts": [{"text": "Hello from the simulator."}],"role": "model"},"finishReason": "STOP","index": 0}],"usageMetadata": {"promptTokenCount": 9,"candidatesTokenCount": 5,"totalTokenCount": 14},"modelVersion": "fast","responseId": "simfast"}"#;
 
 pub async fn models(
@@ -231,7 +219,7 @@ pub(crate) async fn answer(
             )
         }
     };
-    let frames = match frames_of(rel) {
+    let frames = match crate::anthropic::frames_of(rel) {
         Ok(f) => f,
         Err(e) => return error(500, "INTERNAL", &format!("sim: {e:#}")),
     };

@@ -6,8 +6,9 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use jusinfer_wire::anthropic::ErrorEnvelope;
 
+use super::status;
 use super::Provider;
-use crate::error::{GatewayError, Origin};
+use crate::error::GatewayError;
 
 /// The API version the translation is written against.
 pub(crate) const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -36,52 +37,18 @@ pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> Gatew
     };
     let name = p.name();
     let s = status.as_u16();
-    let upstream = |mut e: GatewayError| {
-        e.origin = Origin::Upstream;
-        e
-    };
     match (s, kind.as_str()) {
         (401 | 403, _) | (_, "authentication_error" | "permission_error") => {
-            GatewayError::upstream(format!(
-                "provider `{name}` rejected the gateway's credentials ({s} {kind}): {message}"
-            ))
-            .code("upstream_auth_error")
+            status::credentials_refused(name, &format!("{s} {kind}"), &message)
         }
-        (429, _) | (_, "rate_limit_error") => {
-            let mut e = upstream(
-                GatewayError::bad_request(message)
-                    .code("rate_limit_exceeded")
-                    .retryable(true),
-            );
-            e.status = StatusCode::TOO_MANY_REQUESTS;
-            e.kind = "rate_limit_exceeded";
-            e
-        }
-        (529, _) | (_, "overloaded_error") => {
-            let mut e =
-                GatewayError::upstream(format!("provider `{name}` is overloaded: {message}"))
-                    .code("overloaded")
-                    .retryable(true);
-            e.status = StatusCode::SERVICE_UNAVAILABLE;
-            e.kind = "server_error";
-            e
-        }
-        (404, _) | (_, "not_found_error") => {
-            let mut e = upstream(GatewayError::not_found(message).code("model_not_found"));
-            e.status = StatusCode::NOT_FOUND;
-            e
-        }
+        (429, _) | (_, "rate_limit_error") => status::rate_limited(message),
+        (529, _) | (_, "overloaded_error") => status::unavailable(name, "overloaded", &message),
+        (404, _) | (_, "not_found_error") => status::model_not_found(message),
         (413, _) | (_, "request_too_large") => {
-            let mut e = upstream(GatewayError::bad_request(message).code("request_too_large"));
-            e.status = StatusCode::PAYLOAD_TOO_LARGE;
-            e
+            status::client_error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", message)
         }
         (408, _) => GatewayError::timeout(format!("provider `{name}` timed out (408): {message}")),
-        (400..=499, _) => {
-            let mut e = upstream(GatewayError::bad_request(message).code("invalid_request_error"));
-            e.status = status;
-            e
-        }
+        (400..=499, _) => status::client_error(status, "invalid_request_error", message),
         _ => GatewayError::upstream(format!("provider `{name}` returned {s} {kind}: {message}"))
             .retryable(matches!(s, 500 | 502 | 503 | 504 | 529)),
     }

@@ -38,6 +38,22 @@ pub(crate) struct Plan<'a> {
     pub dropped: Vec<String>,
 }
 
+impl<'a> Plan<'a> {
+    /// A plan for a whole answer (no stream): nothing forwarded, tapped, kept or dropped.
+    pub(crate) fn whole(d: &'a Deployment, endpoint: Endpoint, body: Bytes) -> Self {
+        Plan {
+            d,
+            endpoint,
+            body: Outbound::Bytes(body),
+            stream: false,
+            forward: &[],
+            tap: None,
+            keep: None,
+            dropped: Vec::new(),
+        }
+    }
+}
+
 /// The body of an attempt.
 pub(crate) enum Outbound {
     /// Bytes as they go (the client's, spliced; or a translation's).

@@ -5,8 +5,9 @@
 use axum::http::StatusCode;
 use jusinfer_wire::gemini::ErrorEnvelope;
 
+use super::status;
 use super::{Endpoint, Provider};
-use crate::error::{GatewayError, Origin};
+use crate::error::GatewayError;
 
 /// `{base_url}/models/{model}:{method}`, and `?alt=sse` for a stream. A model may be
 /// written `models/…` as Google's SDKs name it. The model is one path segment, percent-
@@ -29,24 +30,11 @@ pub(crate) fn url(
             ))
         }
     };
-    let base = &p.config.base_url;
-    let bad_base = |err: String| {
-        GatewayError::internal(format!(
-            "provider `{}`: base_url {:?}: {err}",
-            p.name(),
-            crate::store::redact(base)
-        ))
-    };
-    let mut url = reqwest::Url::parse(base).map_err(|e| bad_base(e.to_string()))?;
-    url.path_segments_mut()
-        .map_err(|()| bad_base("not a base URL".to_owned()))?
-        .pop_if_empty()
-        .push("models")
-        .push(&format!("{model}:{method}"));
-    if stream && e == Endpoint::ChatCompletions {
-        url.set_query(Some("alt=sse"));
-    }
-    Ok(url)
+    let sse = stream && e == Endpoint::ChatCompletions;
+    p.url_with(
+        &["models", &format!("{model}:{method}")],
+        sse.then_some("alt=sse"),
+    )
 }
 
 /// `RetryInfo.retryDelay` (`"34.4s"`) in milliseconds.
@@ -83,56 +71,26 @@ pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> Gatew
     };
     let name = p.name();
     let s = status.as_u16();
-    let upstream = |mut e: GatewayError| {
-        e.origin = Origin::Upstream;
-        e
-    };
     let key_refused = parsed
         .as_ref()
         .and_then(reason)
         .is_some_and(|r| r == "API_KEY_INVALID" || r == "API_KEY_SERVICE_BLOCKED");
     match (s, code.as_str()) {
-        _ if key_refused => GatewayError::upstream(format!(
-            "provider `{name}` rejected the gateway's credentials ({s} {code}): {message}"
-        ))
-        .code("upstream_auth_error"),
-        (401 | 403, _) | (_, "UNAUTHENTICATED" | "PERMISSION_DENIED") => GatewayError::upstream(
-            format!("provider `{name}` rejected the gateway's credentials ({s} {code}): {message}"),
-        )
-        .code("upstream_auth_error"),
+        _ if key_refused => status::credentials_refused(name, &format!("{s} {code}"), &message),
+        (401 | 403, _) | (_, "UNAUTHENTICATED" | "PERMISSION_DENIED") => {
+            status::credentials_refused(name, &format!("{s} {code}"), &message)
+        }
         (429, _) | (_, "RESOURCE_EXHAUSTED") => {
-            let mut e = upstream(
-                GatewayError::bad_request(message)
-                    .code("rate_limit_exceeded")
-                    .retryable(true),
-            );
-            e.status = StatusCode::TOO_MANY_REQUESTS;
-            e.kind = "rate_limit_exceeded";
+            let mut e = status::rate_limited(message);
             e.retry_after_ms = parsed.as_ref().and_then(retry_delay_ms);
             e
         }
-        (404, _) | (_, "NOT_FOUND") => {
-            let mut e = upstream(GatewayError::not_found(message).code("model_not_found"));
-            e.status = StatusCode::NOT_FOUND;
-            e
-        }
-        (503, _) | (_, "UNAVAILABLE") => {
-            let mut e =
-                GatewayError::upstream(format!("provider `{name}` is unavailable: {message}"))
-                    .code("overloaded")
-                    .retryable(true);
-            e.status = StatusCode::SERVICE_UNAVAILABLE;
-            e.kind = "server_error";
-            e
-        }
-        (408, _) | (504, _) | (_, "DEADLINE_EXCEEDED") => {
+        (404, _) | (_, "NOT_FOUND") => status::model_not_found(message),
+        (503, _) | (_, "UNAVAILABLE") => status::unavailable(name, "unavailable", &message),
+        (408 | 504, _) | (_, "DEADLINE_EXCEEDED") => {
             GatewayError::timeout(format!("provider `{name}` timed out ({s}): {message}"))
         }
-        (400..=499, _) => {
-            let mut e = upstream(GatewayError::bad_request(message).code("invalid_request_error"));
-            e.status = status;
-            e
-        }
+        (400..=499, _) => status::client_error(status, "invalid_request_error", message),
         _ => GatewayError::upstream(format!("provider `{name}` returned {s} {code}: {message}"))
             .retryable(matches!(s, 500 | 502 | 503 | 504)),
     }

@@ -109,13 +109,7 @@ impl Leg {
                         present_fields: &present,
                     },
                 )
-                .map_err(|e| {
-                    let err = GatewayError::bad_request(e.message).code("unsupported_value");
-                    match e.param {
-                        Some(param) => err.param(param),
-                        None => err,
-                    }
-                })?;
+                .map_err(untranslatable)?;
                 if d.auto_cache {
                     anthropic::cache::add_breakpoints(&mut t.request, AUTO_CACHE_MIN_TOKENS);
                 }
@@ -135,13 +129,7 @@ impl Leg {
                         present_fields: &present,
                     },
                 )
-                .map_err(|e| {
-                    let err = GatewayError::bad_request(e.message).code("unsupported_value");
-                    match e.param {
-                        Some(param) => err.param(param),
-                        None => err,
-                    }
-                })?;
+                .map_err(untranslatable)?;
                 let body = serde_json::to_vec(&t.request)
                     .map_err(|e| GatewayError::internal(e.to_string()))?;
                 let back = Back::Gemini {
@@ -286,6 +274,15 @@ impl Back {
                 as_map(&c)
             }
         }
+    }
+}
+
+/// A request the kind's translation refuses: the client's 400, naming the field.
+fn untranslatable(e: anthropic::request::Error) -> GatewayError {
+    let err = GatewayError::bad_request(e.message).code("unsupported_value");
+    match e.param {
+        Some(param) => err.param(param),
+        None => err,
     }
 }
 

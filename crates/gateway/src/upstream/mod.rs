@@ -10,6 +10,7 @@ pub(crate) mod http;
 pub(crate) mod leg;
 pub(crate) mod openai;
 pub(crate) mod schema_sample;
+pub(crate) mod status;
 pub(crate) mod vertex;
 
 pub(crate) mod kind;
@@ -17,6 +18,7 @@ pub(crate) mod kind;
 pub(crate) use kind::{Credentials, Endpoint, Speaks, UpstreamKind};
 
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::error::GatewayError;
 
 /// A configured provider with its HTTP client (connection pool), endpoint URLs and
 /// credentials, built once at start so the request path parses no URL and builds no
@@ -115,5 +117,32 @@ impl Provider {
             Some(f) => f(model),
             None => self.upstream.speaks,
         }
+    }
+}
+
+impl Provider {
+    /// `base_url` with `segments` appended, each percent-encoded where it must be (a
+    /// model name cannot change the path), and `query`: for kinds that name the model in
+    /// the path (Gemini, Vertex).
+    pub(crate) fn url_with(
+        &self,
+        segments: &[&str],
+        query: Option<&str>,
+    ) -> Result<reqwest::Url, GatewayError> {
+        let base = &self.config.base_url;
+        let bad_base = |err: String| {
+            GatewayError::internal(format!(
+                "provider `{}`: base_url {:?}: {err}",
+                self.name(),
+                crate::store::redact(base)
+            ))
+        };
+        let mut url = reqwest::Url::parse(base).map_err(|e| bad_base(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| bad_base("not a base URL".to_owned()))?
+            .pop_if_empty()
+            .extend(segments);
+        url.set_query(query);
+        Ok(url)
     }
 }

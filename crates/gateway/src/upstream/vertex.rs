@@ -67,32 +67,20 @@ pub(crate) fn url(
             return Err(crate::proxy::unsupported(p.kind(), p.name(), what));
         }
     };
-    let base = &p.config.base_url;
-    let bad_base = |err: String| {
-        GatewayError::internal(format!(
-            "provider `{}`: base_url {:?}: {err}",
-            p.name(),
-            crate::store::redact(base)
-        ))
-    };
-    let mut url = reqwest::Url::parse(base).map_err(|e| bad_base(e.to_string()))?;
-    url.path_segments_mut()
-        .map_err(|()| bad_base("not a base URL".to_owned()))?
-        .pop_if_empty()
-        .extend([
-            "projects",
-            &v.project,
-            "locations",
-            &v.location,
-            "publishers",
-            if anthropic { "anthropic" } else { "google" },
-            "models",
-        ])
-        .push(&format!("{model}:{method}"));
-    if stream && !anthropic {
-        url.set_query(Some("alt=sse"));
-    }
-    Ok(url)
+    let publisher = if anthropic { "anthropic" } else { "google" };
+    let last = format!("{model}:{method}");
+    let segments = [
+        "projects",
+        &v.project,
+        "locations",
+        &v.location,
+        "publishers",
+        publisher,
+        "models",
+        &last,
+    ];
+    let sse = stream && !anthropic;
+    p.url_with(&segments, sse.then_some("alt=sse"))
 }
 
 /// A Messages body as Vertex takes it: no `model`, `anthropic_version` set.

@@ -11,7 +11,7 @@ use crate::error::GatewayError;
 use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::proxy;
 use crate::routing::Deployment;
-use crate::upstream::execute::{execute, Outbound, Plan};
+use crate::upstream::execute::{execute, Plan};
 use crate::upstream::{echo, http, openai, Endpoint, Speaks};
 
 pub(crate) struct Embeddings;
@@ -38,16 +38,8 @@ impl ClientDialect for Embeddings {
         match d.speaks() {
             Speaks::Chat => {
                 let price = crate::pipeline::admit::price_of(a.state, &d);
-                let plan = Plan {
-                    d: &d,
-                    endpoint: Endpoint::Embeddings,
-                    body: Outbound::Bytes(openai::edit_body(a.raw, &d.upstream_model, false)?),
-                    stream: false,
-                    forward: &[],
-                    tap: None,
-                    keep: None,
-                    dropped: Vec::new(),
-                };
+                let body = openai::edit_body(a.raw, &d.upstream_model, false)?;
+                let plan = Plan::whole(&d, Endpoint::Embeddings, body);
                 let p = &*d.provider;
                 let no_stream = || jusinfer_translate::pipe::Relay::default();
                 execute(plan, no_stream, |bytes| async move {
@@ -114,16 +106,7 @@ async fn gemini(
     };
     let body = jusinfer_translate::gemini::embed::request(&inputs, &d.upstream_model, r.dimensions);
     let body = serde_json::to_vec(&body).map_err(|e| GatewayError::internal(e.to_string()))?;
-    let plan = Plan {
-        d,
-        endpoint: Endpoint::Embeddings,
-        body: Outbound::Bytes(Bytes::from(body)),
-        stream: false,
-        forward: &[],
-        tap: None,
-        keep: None,
-        dropped: Vec::new(),
-    };
+    let plan = Plan::whole(d, Endpoint::Embeddings, Bytes::from(body));
     let p = &*d.provider;
     let price = crate::pipeline::admit::price_of(a.state, d);
     let base64 = r.encoding_format.as_deref() == Some("base64");
