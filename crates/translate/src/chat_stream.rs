@@ -502,3 +502,9 @@ fn trim(b: &[u8]) -> &[u8] {
     let end = b.iter().rposition(|c| !ws(c)).map_or(start, |e| e + 1);
     &b[start..end]
 }
+
+/// `data: <chunk JSON>` — one Chat chunk as an SSE frame.
+pub fn frame(chunk: &jusinfer_wire::chat::ChatChunk) -> Bytes {
+    let json = serde_json::to_vec(chunk).unwrap_or_default();
+    jusinfer_sse::encode_bytes(None, &json)
+}

@@ -443,6 +443,35 @@ pub struct ChatChunk {
     pub usage: Option<Option<Usage>>,
 }
 
+impl ChatChunk {
+    /// A chunk whose one choice carries `delta` (and `finish`); `usage: null` on it when
+    /// the client asked for the usage chunk, as OpenAI writes every chunk then.
+    pub fn single(
+        id: String,
+        created: u64,
+        model: String,
+        delta: Delta,
+        finish: Option<&'static str>,
+        include_usage: bool,
+    ) -> Self {
+        ChatChunk {
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+            service_tier: None,
+            system_fingerprint: None,
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason: finish,
+            }],
+            usage: include_usage.then_some(None),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ChunkChoice {
     pub index: u32,

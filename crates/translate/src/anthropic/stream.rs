@@ -13,7 +13,7 @@ use bytes::Bytes;
 use jusinfer_sse::Event;
 use jusinfer_wire::anthropic::{Block, BlockDelta, StreamEvent, Usage};
 use jusinfer_wire::chat::{
-    ChatChunk, ChunkChoice, Delta, FunctionDelta, ThinkingBlock, ToolCallDelta, Usage as ChatUsage,
+    ChatChunk, Delta, FunctionDelta, ThinkingBlock, ToolCallDelta, Usage as ChatUsage,
 };
 use serde_json::Value;
 
@@ -110,25 +110,20 @@ impl AnthropicToChat {
 
     fn chunk(&self, delta: Delta, finish: Option<&'static str>) -> ChatChunk {
         ChatChunk {
-            id: format!("chatcmpl-{}", self.id),
-            object: "chat.completion.chunk",
-            created: self.opts.created,
-            model: self.model.clone(),
             service_tier: Some("default"),
-            system_fingerprint: None,
-            choices: vec![ChunkChoice {
-                index: 0,
+            ..ChatChunk::single(
+                format!("chatcmpl-{}", self.id),
+                self.opts.created,
+                self.model.clone(),
                 delta,
-                logprobs: None,
-                finish_reason: finish,
-            }],
-            usage: self.opts.include_usage.then_some(None),
+                finish,
+                self.opts.include_usage,
+            )
         }
     }
 
     fn emit(out: &mut Vec<Bytes>, chunk: &ChatChunk) {
-        let json = serde_json::to_vec(chunk).unwrap_or_default();
-        out.push(jusinfer_sse::encode_bytes(None, &json));
+        out.push(crate::chat_stream::frame(chunk));
     }
 
     fn delta(&self, out: &mut Vec<Bytes>, delta: Delta) {

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use jusinfer_sse::Event;
 use jusinfer_wire::chat::{
-    ChatChunk, ChunkChoice, Cost, Delta, FunctionDelta, ToolCallDelta, Usage as ChatUsage,
+    ChatChunk, Cost, Delta, FunctionDelta, ToolCallDelta, Usage as ChatUsage,
 };
 use jusinfer_wire::gemini::{ErrorEnvelope, GenerateContentResponse, UsageMetadata};
 
@@ -70,26 +70,18 @@ impl GeminiToChat {
     }
 
     fn chunk(&self, delta: Delta, finish: Option<&'static str>) -> ChatChunk {
-        ChatChunk {
-            id: format!("chatcmpl-{}", self.id),
-            object: "chat.completion.chunk",
-            created: self.opts.created,
-            model: self.opts.model.clone(),
-            service_tier: None,
-            system_fingerprint: None,
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: finish,
-            }],
-            usage: self.opts.include_usage.then_some(None),
-        }
+        ChatChunk::single(
+            format!("chatcmpl-{}", self.id),
+            self.opts.created,
+            self.opts.model.clone(),
+            delta,
+            finish,
+            self.opts.include_usage,
+        )
     }
 
     fn emit(out: &mut Vec<Bytes>, chunk: &ChatChunk) {
-        let json = serde_json::to_vec(chunk).unwrap_or_default();
-        out.push(jusinfer_sse::encode_bytes(None, &json));
+        out.push(crate::chat_stream::frame(chunk));
     }
 
     fn delta(&mut self, out: &mut Vec<Bytes>, delta: Delta) {
