@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use crate::auth::authenticate_any;
-use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::pipeline::dialects::messages::forwarded;
 use crate::routing::Deployment;
@@ -142,7 +141,8 @@ pub(crate) async fn count_tokens(
         if let Some(d) = deployments.iter().find(counts) {
             let gemini = d.speaks() == Speaks::Gemini;
             let body = if gemini {
-                let wrapped = d.provider.kind() != ProviderKind::Vertex;
+                // Vertex (a provider with a project) takes the fields unwrapped.
+                let wrapped = d.provider.config.vertex.is_none();
                 gemini_count_body(&req, &d.upstream_model, wrapped)?
             } else {
                 req.insert("model".into(), json!(d.upstream_model));
