@@ -496,4 +496,12 @@ fn an_error_event_ends_the_stream_with_an_error_frame() {
         frame.contains("server_error") && frame.contains("overloaded"),
         "{frame}"
     );
+    // As Google writes it: pretty-printed, over several `data:` lines.
+    let mut d = Decoder::new();
+    d.push(b"data: {\r\ndata:   \"error\": {\"code\": 429, \"message\": \"quota\", \"status\": \"RESOURCE_EXHAUSTED\"}\r\ndata: }\r\n\r\n");
+    let ev = d.next_event().expect("sse").expect("an event");
+    let mut t = GeminiToChat::new(opts());
+    let mut out = Vec::new();
+    t.push(&ev, &mut out).expect("push");
+    assert!(t.failed(), "a spaced error object is an error");
 }

@@ -128,7 +128,9 @@ impl crate::StreamTranslator for GeminiToChat {
         if self.done {
             return Ok(());
         }
-        if ev.data.starts_with(b"{\"error\"") {
+        // Google writes its error bodies pretty-printed: `{` then whitespace then "error".
+        let head = ev.data.iter().skip(1).find(|b| !b.is_ascii_whitespace());
+        if ev.data.first() == Some(&b'{') && head == Some(&b'"') && is_error(&ev.data) {
             if let Ok(e) = serde_json::from_slice::<ErrorEnvelope>(&ev.data) {
                 self.failed = true;
                 self.done = true;
@@ -248,4 +250,10 @@ impl crate::StreamTranslator for GeminiToChat {
     fn failed(&self) -> bool {
         self.failed
     }
+}
+
+/// Whether a chunk is Google's error object (`{"error": …}`), however it is spaced.
+fn is_error(data: &[u8]) -> bool {
+    let rest = data[1..].trim_ascii_start();
+    rest.starts_with(b"\"error\"")
 }
