@@ -376,12 +376,7 @@ pub(crate) async fn answer(state: SimState, headers: HeaderMap, req: Value) -> R
         return if stream {
             crate::pace::stream_response(
                 streamify(&m, None),
-                &crate::pace::StreamPlan {
-                    gap_ms: sc.gap_ms,
-                    disconnect_after: sc.disconnect_after,
-                    stall_after: sc.stall_after,
-                    model: sc.name.clone(),
-                },
+                &crate::pace::StreamPlan::of(&sc),
                 &state,
             )
         } else {
@@ -426,14 +421,5 @@ pub(crate) async fn answer(state: SimState, headers: HeaderMap, req: Value) -> R
         },
         Err(e) => return json_response(500, &error_body(500, &format!("sim: {e:#}"))),
     };
-    crate::pace::stream_response(
-        frames,
-        &crate::pace::StreamPlan {
-            gap_ms: sc.gap_ms,
-            disconnect_after: sc.disconnect_after,
-            stall_after: sc.stall_after,
-            model: sc.name.clone(),
-        },
-        &state,
-    )
+    crate::pace::stream_response(frames, &crate::pace::StreamPlan::of(&sc), &state)
 }

@@ -223,16 +223,7 @@ pub(crate) async fn answer(
         Ok(f) => f,
         Err(e) => return error(500, "INTERNAL", &format!("sim: {e:#}")),
     };
-    crate::pace::stream_response(
-        frames,
-        &crate::pace::StreamPlan {
-            gap_ms: sc.gap_ms,
-            disconnect_after: sc.disconnect_after,
-            stall_after: sc.stall_after,
-            model: sc.name.clone(),
-        },
-        &state,
-    )
+    crate::pace::stream_response(frames, &crate::pace::StreamPlan::of(&sc), &state)
 }
 
 /// `batchEmbedContents`: the recorded vector for each request (cut to its

@@ -20,6 +20,18 @@ pub(crate) struct StreamPlan {
     pub model: String,
 }
 
+impl StreamPlan {
+    /// The pacing faults `sc` names, logged under its scenario name.
+    pub(crate) fn of(sc: &crate::scenario::Scenario) -> Self {
+        StreamPlan {
+            gap_ms: sc.gap_ms,
+            disconnect_after: sc.disconnect_after,
+            stall_after: sc.stall_after,
+            model: sc.name.clone(),
+        }
+    }
+}
+
 /// Sends `frames` as an SSE body, `gap_ms` apart, cutting the connection after
 /// `disconnect_after` frames, or falling silent after `stall_after`, when set. A reader that
 /// goes away is logged at once (the sender watches the channel close).

@@ -28,12 +28,7 @@ pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> Gatew
     let parsed: Option<ErrorEnvelope> = serde_json::from_slice(body).ok();
     let (kind, message) = match parsed {
         Some(env) => (env.error.kind, env.error.message),
-        None => (
-            String::new(),
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-                .trim()
-                .to_owned(),
-        ),
+        None => (String::new(), status::body_head(body)),
     };
     let name = p.name();
     let s = status.as_u16();

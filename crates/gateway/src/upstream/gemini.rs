@@ -62,12 +62,7 @@ pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> Gatew
     let parsed: Option<ErrorEnvelope> = serde_json::from_slice(body).ok();
     let (code, message) = match &parsed {
         Some(env) => (env.error.status.clone(), env.error.message.clone()),
-        None => (
-            String::new(),
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-                .trim()
-                .to_owned(),
-        ),
+        None => (String::new(), status::body_head(body)),
     };
     let name = p.name();
     let s = status.as_u16();

@@ -206,9 +206,7 @@ pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> Gatew
             .or_else(|| env.detail.map(|d| d.to_string()));
     }
     let message = message.unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)])
-            .trim()
-            .to_owned();
+        let text = super::status::body_head(body);
         if text.is_empty() {
             format!("HTTP {}", status.as_u16())
         } else {

@@ -5,6 +5,13 @@ use axum::http::StatusCode;
 
 use crate::error::{GatewayError, Origin};
 
+/// The start of an error body that is not the kind's JSON, as the error's message.
+pub(crate) fn body_head(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)])
+        .trim()
+        .to_owned()
+}
+
 fn from_upstream(mut e: GatewayError, status: StatusCode) -> GatewayError {
     e.origin = Origin::Upstream;
     e.status = status;
