@@ -2,6 +2,10 @@
 //! gateway sends and the responses and stream chunks it reads. Field names are the API's
 //! JSON (lower camel case). Parts are one struct with optional members, as the API defines
 //! them (a part holds exactly one kind of data, plus `thought` / `thoughtSignature`).
+//!
+//! Google's JSON parser takes a field by its proto name as well as by its JSON name, and
+//! clients use both (`include_thoughts` and `parameters_json_schema` are recorded from
+//! SDKs): every request field reads both forms (`alias`) and is written in the JSON name.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -10,15 +14,31 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateContentRequest {
+    #[serde(default)]
     pub contents: Vec<Content>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "system_instruction",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub system_instruction: Option<Content>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Tool>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "tool_config",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tool_config: Option<ToolConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "generation_config",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub generation_config: Option<GenerationConfig>,
+    /// Every other field (`safetySettings`, `cachedContent`, `labels`, …), as sent.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
 }
 
 /// One turn: `user` or `model` (absent in `systemInstruction`).
@@ -39,21 +59,38 @@ pub struct Part {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thought: Option<bool>,
     /// Opaque, to be sent back on the same part of the next request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "thought_signature",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub thought_signature: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "inline_data",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inline_data: Option<Blob>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "file_data", skip_serializing_if = "Option::is_none")]
     pub file_data: Option<FileData>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "function_call",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub function_call: Option<FunctionCall>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "function_response",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub function_response: Option<FunctionResponse>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Blob {
+    #[serde(alias = "mime_type")]
     pub mime_type: String,
     /// Base64.
     pub data: String,
@@ -62,8 +99,9 @@ pub struct Blob {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FileData {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "mime_type", skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
+    #[serde(alias = "file_uri")]
     pub file_uri: String,
 }
 
@@ -89,8 +127,15 @@ pub struct FunctionResponse {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Tool {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        alias = "function_declarations",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub function_declarations: Vec<FunctionDeclaration>,
+    /// Other tools (`googleSearch`, `codeExecution`, `urlContext`, …), as sent.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -100,57 +145,133 @@ pub struct FunctionDeclaration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// JSON Schema as the client wrote it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "parameters_json_schema",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parameters_json_schema: Option<Value>,
+    /// The OpenAPI subset Google's `Schema` is (upper-case `type`s, `nullable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolConfig {
+    #[serde(default, alias = "function_calling_config")]
     pub function_calling_config: FunctionCallingConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionCallingConfig {
-    /// `AUTO`, `ANY`, `NONE`.
+    /// `AUTO`, `ANY`, `NONE` (`VALIDATED`).
+    #[serde(default)]
     pub mode: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "allowed_function_names",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub allowed_function_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerationConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "max_output_tokens",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_output_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "top_p", skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "top_k", skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<f64>,
+    #[serde(
+        default,
+        alias = "candidate_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub candidate_count: Option<u32>,
+    #[serde(
+        default,
+        alias = "stop_sequences",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_sequences: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "presence_penalty",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub presence_penalty: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "frequency_penalty",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub frequency_penalty: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "response_mime_type",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub response_mime_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// JSON Schema as the client wrote it.
+    #[serde(
+        default,
+        alias = "response_json_schema",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub response_json_schema: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The OpenAPI subset (`Schema`).
+    #[serde(
+        default,
+        alias = "response_schema",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub response_schema: Option<Value>,
+    #[serde(
+        default,
+        alias = "thinking_config",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub thinking_config: Option<ThinkingConfig>,
+    /// Every other field (`responseModalities`, `mediaResolution`, …), as sent.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ThinkingConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thinking_budget: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Tokens; `-1`: dynamic, `0`: off.
+    #[serde(
+        default,
+        alias = "thinking_budget",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thinking_budget: Option<i64>,
+    #[serde(
+        default,
+        alias = "include_thoughts",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub include_thoughts: Option<bool>,
+    /// gemini-3: `low`, `high` (docs).
+    #[serde(
+        default,
+        alias = "thinking_level",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thinking_level: Option<String>,
 }
 
 /// A whole answer, or one stream chunk (which holds only the new parts).

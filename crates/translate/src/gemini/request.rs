@@ -157,6 +157,7 @@ pub fn chat_to_gemini(req: &ChatRequest, opts: &Options<'_>) -> Result<Translate
                 name: f.name.clone(),
                 description: f.description.clone(),
                 parameters_json_schema: f.parameters.clone(),
+                parameters: None,
             }),
             _ => dropped.push(format!("tools[{i}] ({})", t.kind)),
         }
@@ -206,8 +207,9 @@ pub fn chat_to_gemini(req: &ChatRequest, opts: &Options<'_>) -> Result<Translate
     };
     if let Some(b) = budget {
         g.thinking_config = Some(ThinkingConfig {
-            thinking_budget: Some(b),
+            thinking_budget: Some(i64::from(b)),
             include_thoughts: Some(true),
+            thinking_level: None,
         });
     }
     if req.n.is_some_and(|n| n > 1) {
@@ -232,10 +234,12 @@ pub fn chat_to_gemini(req: &ChatRequest, opts: &Options<'_>) -> Result<Translate
             tools: has_tools.then(|| {
                 vec![Tool {
                     function_declarations: tools,
+                    rest: Default::default(),
                 }]
             }),
             tool_config,
             generation_config,
+            rest: Default::default(),
         },
         dropped,
     })
