@@ -28,7 +28,8 @@ cp "$fixtures"/openai-chat/*.sse "$corpus/chat_stream/"
 cp "$fixtures"/openai-chat/*.sse "$corpus/messages_stream/"
 cp "$fixtures"/openai-chat/*.sse "$corpus/responses_stream/"
 cp "$fixtures"/anthropic/*.sse "$corpus/anthropic_stream/" 2>/dev/null || true
-cp "$fixtures"/gemini/*.sse "$corpus/gemini_stream/" 2>/dev/null || true
+cp "$fixtures"/gemini/*.sse "$fixtures"/gemini/*request*.json "$corpus/gemini_stream/" 2>/dev/null || true
+cp "$fixtures"/openai-chat/*.sse "$corpus/gemini_stream/"
 find "$fixtures" -name '*request*.json' -exec cp {} "$corpus/request_decoders/" \;
 echo "== building the fuzz targets (${toolchain[*]:-stable} ${args[*]})"
 if ! cargo "${toolchain[@]}" fuzz build --release "${args[@]}" >"$corpus/build.log" 2>&1; then

@@ -7,6 +7,7 @@
 pub mod anthropic;
 pub mod chat_stream;
 pub mod gemini;
+pub mod generate;
 pub mod messages;
 pub mod pipe;
 pub mod pricing;

@@ -44,7 +44,14 @@ pub fn split_call_id(id: &str) -> (&str, Option<String>) {
     let Some((base, sig)) = id.split_once(SIGNATURE_SEP) else {
         return (id, None);
     };
-    let mut s: String = sig
+    (base, Some(standard_base64(sig)))
+}
+
+/// Base64 in the standard alphabet with its padding, whichever alphabet `s` is in (Google's
+/// SDKs send bytes fields back URL-safe): the same bytes, written as the APIs that sent
+/// them wrote them.
+pub fn standard_base64(s: &str) -> String {
+    let mut out: String = s
         .chars()
         .map(|c| match c {
             '-' => '+',
@@ -52,10 +59,10 @@ pub fn split_call_id(id: &str) -> (&str, Option<String>) {
             c => c,
         })
         .collect();
-    while !s.len().is_multiple_of(4) {
-        s.push('=');
+    while !out.len().is_multiple_of(4) {
+        out.push('=');
     }
-    (base, Some(s))
+    out
 }
 
 /// Gemini's `finishReason` → Chat's. Gemini says `STOP` after function calls too.

@@ -97,7 +97,7 @@ fn upstream_tool_id(id: &str) -> &str {
 
 /// Dropped-item names with their indexes generalized (`messages[3].content[1]` →
 /// `messages[].content[]`), deduplicated: the header stays short whatever the history.
-fn generalize(dropped: Vec<String>) -> Vec<String> {
+pub(crate) fn generalize(dropped: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for d in dropped {
         let mut g = String::with_capacity(d.len());
