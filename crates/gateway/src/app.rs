@@ -34,7 +34,16 @@ pub(crate) fn app(state: AppState) -> axum::Router {
             get(handlers::responses::input_items),
         )
         .route("/v1/models", get(handlers::models::list))
-        .route("/v1/models/{*id}", get(handlers::models::get))
+        // `POST`: the Gemini API's `v1` (`models/{model}:generateContent`, …).
+        .route(
+            "/v1/models/{*id}",
+            get(handlers::models::get).post(handlers::gemini::post),
+        )
+        .route("/v1beta/models", get(handlers::gemini::list))
+        .route(
+            "/v1beta/models/{*id}",
+            get(handlers::gemini::get).post(handlers::gemini::post),
+        )
         .route(
             "/admin/keys",
             post(handlers::admin::create).get(handlers::admin::list),

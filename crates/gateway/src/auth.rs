@@ -29,7 +29,8 @@ impl Caller {
     }
 }
 
-/// The key sent as `Authorization: Bearer ...` (or `x-api-key`, when `allow_x_api_key`).
+/// The key sent as `Authorization: Bearer ...` (or `x-api-key` / `x-goog-api-key`, when
+/// `allow_x_api_key`).
 fn presented(headers: &HeaderMap, allow_x_api_key: bool) -> Option<&str> {
     if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
@@ -40,10 +41,9 @@ fn presented(headers: &HeaderMap, allow_x_api_key: bool) -> Option<&str> {
         return Some(token.trim());
     }
     if allow_x_api_key {
-        return headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
+        return ["x-api-key", "x-goog-api-key"]
+            .into_iter()
+            .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()).map(str::trim));
     }
     None
 }
@@ -55,7 +55,8 @@ pub(crate) async fn authenticate(
     authenticate_with(state, headers, false).await
 }
 
-/// `/v1/messages`: Anthropic's SDKs send the key as `x-api-key`; Bearer works too.
+/// `/v1/messages` and the Gemini API: Anthropic's SDKs send the key as `x-api-key`,
+/// Google's as `x-goog-api-key`; Bearer works too.
 pub(crate) async fn authenticate_any(
     state: &AppState,
     headers: &HeaderMap,

@@ -292,6 +292,21 @@ impl GatewayError {
         resp
     }
 
+    /// The error in Google's shape (the Gemini API): `{"error":{"code","message","status"}}`,
+    /// `status` the `google.rpc.Code` name of the HTTP status.
+    pub fn gemini_body(&self) -> serde_json::Value {
+        jusinfer_translate::generate::stream::error_body(self.status.as_u16(), &self.message)
+    }
+
+    /// The response for Gemini API clients: Google's body, the same status and retry
+    /// headers.
+    pub fn into_gemini_response(self) -> Response {
+        let body = self.gemini_body().to_string();
+        let mut resp = self.into_response();
+        *resp.body_mut() = axum::body::Body::from(body);
+        resp
+    }
+
     /// The final `data: {"error":...}` event of a stream that has already started.
     pub fn stream_frame(&self) -> Bytes {
         jusinfer_sse::encode_bytes(None, &self.body())

@@ -138,7 +138,37 @@ pub(crate) async fn answer(
     if !stream && method != "generateContent" {
         return error(404, "NOT_FOUND", &format!("sim: no method {method}"));
     }
-    let sc = Scenario::parse(model);
+    if headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()) == Some(crate::probe::BAD_KEY) {
+        // What Google answers a key it does not know (recorded).
+        return match exchange("gemini/gemini_400_api_key_invalid.exchange.json", 0) {
+            Ok((status, body)) => json_response(status, &body),
+            Err(e) => error(500, "INTERNAL", &format!("sim: {e:#}")),
+        };
+    }
+    if req["contents"].as_array().is_some_and(Vec::is_empty) {
+        return error(
+            400,
+            "INVALID_ARGUMENT",
+            "* GenerateContentRequest.contents: contents is not specified",
+        );
+    }
+    let mut sc = Scenario::parse(model);
+    if sc.name == "probe" {
+        // The recorded exchange that fits what the conformance probe asks.
+        let has_tools = req["tools"].as_array().is_some_and(|t| !t.is_empty());
+        let max = req["generationConfig"]["maxOutputTokens"].as_u64();
+        let json_mode = req["generationConfig"]["responseMimeType"] == "application/json";
+        sc.name = if has_tools {
+            "parallel"
+        } else if json_mode {
+            "probe-json"
+        } else if max.is_some_and(|m| m <= 16) {
+            "length"
+        } else {
+            "text"
+        }
+        .to_owned();
+    }
     if sc.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(sc.delay_ms)).await;
     }
@@ -183,6 +213,19 @@ pub(crate) async fn answer(
         "err404" => exchange("gemini/gemini_404_model_not_found.exchange.json", 0),
         "err429" => exchange("gemini/gemini_429_resource_exhausted_retryinfo.json", 0),
         "fast" => Ok((200, serde_json::from_str(FAST).unwrap_or_default())),
+        // JSON asked for (`responseMimeType`): a value of the schema, as Gemini answers.
+        "probe-json" => {
+            let config = &req["generationConfig"];
+            let schema = config
+                .get("responseJsonSchema")
+                .or_else(|| config.get("responseSchema"))
+                .cloned()
+                .unwrap_or(json!({"type": "object"}));
+            let mut fast: Value = serde_json::from_str(FAST).unwrap_or_default();
+            fast["candidates"][0]["content"]["parts"][0]["text"] =
+                json!(crate::anthropic::sample(&schema).to_string());
+            Ok((200, fast))
+        }
         _ => Ok((404, json!({}))),
     };
     let (status, body) = match whole {
@@ -275,6 +318,12 @@ fn count(req: &Value, vertex: bool) -> Response {
             g
         }
         (true, None) if req.get("contents").is_some() => req,
+        // AI Studio also takes the contents alone (as recorded from the SDK).
+        (false, None)
+            if req.get("contents").is_some() && req.as_object().is_some_and(|o| o.len() == 1) =>
+        {
+            req
+        }
         _ => {
             return error(
                 400,

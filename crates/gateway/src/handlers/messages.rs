@@ -109,6 +109,24 @@ fn gemini_count_body(
     ))
 }
 
+/// The tokens of `text`, estimated, and how (for `x-jusinfer-token-count`). Tokenizing is
+/// CPU work: off the async workers, and only up to a size where it is worth it (past it,
+/// bytes / 4 is as good an estimate).
+pub(crate) async fn estimate_tokens(text: String) -> Result<(usize, &'static str), GatewayError> {
+    if text.len() > MAX_TOKENIZED_BYTES {
+        return Ok((text.len().div_ceil(4), "estimated; bytes/4"));
+    }
+    tokio::task::spawn_blocking(move || match tokenizer() {
+        Some(bpe) => (
+            bpe.encode_ordinary(&text).len(),
+            "estimated; tokenizer=o200k_base",
+        ),
+        None => (text.len().div_ceil(4), "estimated; bytes/4"),
+    })
+    .await
+    .map_err(|e| GatewayError::internal(e.to_string()))
+}
+
 pub(crate) async fn count_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -183,22 +201,7 @@ pub(crate) async fn count_tokens(
             );
             return Ok(resp);
         }
-        let text = prompt_text(&req);
-        // Tokenizing is CPU work: off the async workers, and only up to a size where it is
-        // worth it (past it, bytes / 4 is as good an estimate).
-        let (n, how) = if text.len() <= MAX_TOKENIZED_BYTES {
-            tokio::task::spawn_blocking(move || match tokenizer() {
-                Some(bpe) => (
-                    bpe.encode_ordinary(&text).len(),
-                    "estimated; tokenizer=o200k_base",
-                ),
-                None => (text.len().div_ceil(4), "estimated; bytes/4"),
-            })
-            .await
-            .map_err(|e| GatewayError::internal(e.to_string()))?
-        } else {
-            (text.len().div_ceil(4), "estimated; bytes/4")
-        };
+        let (n, how) = estimate_tokens(prompt_text(&req)).await?;
         let mut resp = axum::Json(json!({"input_tokens": n})).into_response();
         resp.headers_mut()
             .insert("x-jusinfer-token-count", HeaderValue::from_static(how));

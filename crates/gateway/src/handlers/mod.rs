@@ -3,6 +3,7 @@
 //! each generation endpoint to `pipeline::run`.
 
 pub(crate) mod admin;
+pub(crate) mod gemini;
 pub(crate) mod health;
 pub(crate) mod messages;
 pub(crate) mod models;
@@ -26,7 +27,7 @@ pub(crate) async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run::<dialects::Chat>(state, rid, headers, body).await
+    run::<dialects::Chat>(state, rid, headers, body, ()).await
 }
 
 /// POST /v1/embeddings
@@ -36,7 +37,7 @@ pub(crate) async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run::<dialects::Embeddings>(state, rid, headers, body).await
+    run::<dialects::Embeddings>(state, rid, headers, body, ()).await
 }
 
 /// POST /v1/messages
@@ -46,7 +47,7 @@ pub(crate) async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run::<dialects::Messages>(state, rid, headers, body).await
+    run::<dialects::Messages>(state, rid, headers, body, ()).await
 }
 
 /// POST /v1/responses
@@ -56,7 +57,7 @@ pub(crate) async fn responses(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run::<dialects::Responses>(state, rid, headers, body).await
+    run::<dialects::Responses>(state, rid, headers, body, ()).await
 }
 
 /// Names the caller's key (and the model) in the request's log line.

@@ -35,13 +35,21 @@ const LOGGED_BODY_BYTES: usize = 64 * 1024;
 pub(crate) trait ClientDialect: Sized + Send + Sync + 'static {
     /// The endpoint, as usage rows and metrics name it.
     const ENDPOINT: &'static str;
-    /// Whether `x-api-key` authenticates too (Anthropic's SDKs), besides Bearer.
+    /// Whether a vendor's key header authenticates too, besides Bearer: `x-api-key`
+    /// (Anthropic's SDKs) and `x-goog-api-key` (Google's).
     const ANY_AUTH: bool = false;
     /// The checked request, and what every attempt of it shares.
     type Request: Send + Sync;
+    /// What the URL says of the request (the Gemini API names the model and whether it
+    /// streams in the path); `()` for dialects whose body says it all.
+    type Target: Send;
 
     /// Parses and checks the body: the request and the model it names.
-    fn parse(raw: &Bytes, headers: &HeaderMap) -> Result<Parsed<Self::Request>, GatewayError>;
+    fn parse(
+        raw: &Bytes,
+        headers: &HeaderMap,
+        target: Self::Target,
+    ) -> Result<Parsed<Self::Request>, GatewayError>;
 
     /// Checks the request makes sense beyond its types (after its model is known, so a
     /// refused request's usage row names it).
@@ -98,12 +106,14 @@ pub(crate) struct Attempt<'a, T> {
     pub created: u64,
 }
 
-/// The stage order, once. A handler is `pipeline::run::<D>(state, rid, headers, body)`.
+/// The stage order, once. A handler is
+/// `pipeline::run::<D>(state, rid, headers, body, target)`.
 pub(crate) async fn run<D: ClientDialect>(
     state: AppState,
     rid: RequestId,
     headers: HeaderMap,
     body: Body,
+    target: D::Target,
 ) -> Response {
     let started = Instant::now();
     let auth = if D::ANY_AUTH {
@@ -131,7 +141,7 @@ pub(crate) async fn run<D: ClientDialect>(
         Ok(r) => r,
         Err(e) => return record.refuse::<D>(e, None),
     };
-    let mut p = match D::parse(&raw, &headers) {
+    let mut p = match D::parse(&raw, &headers, target) {
         Ok(p) => p,
         Err(e) => return record.refuse::<D>(e, None),
     };

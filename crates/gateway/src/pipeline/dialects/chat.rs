@@ -20,8 +20,9 @@ pub(crate) struct Chat;
 impl ClientDialect for Chat {
     const ENDPOINT: &'static str = "/v1/chat/completions";
     type Request = ChatRequest;
+    type Target = ();
 
-    fn parse(raw: &Bytes, _: &HeaderMap) -> Result<Parsed<ChatRequest>, GatewayError> {
+    fn parse(raw: &Bytes, _: &HeaderMap, (): ()) -> Result<Parsed<ChatRequest>, GatewayError> {
         let req: ChatRequest = read::parse_json(raw)?;
         Ok(Parsed {
             model: req.model.clone(),

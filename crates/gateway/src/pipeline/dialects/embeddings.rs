@@ -19,8 +19,13 @@ pub(crate) struct Embeddings;
 impl ClientDialect for Embeddings {
     const ENDPOINT: &'static str = "/v1/embeddings";
     type Request = EmbeddingsRequest;
+    type Target = ();
 
-    fn parse(raw: &Bytes, _: &HeaderMap) -> Result<Parsed<EmbeddingsRequest>, GatewayError> {
+    fn parse(
+        raw: &Bytes,
+        _: &HeaderMap,
+        (): (),
+    ) -> Result<Parsed<EmbeddingsRequest>, GatewayError> {
         let req: EmbeddingsRequest = read::parse_json(raw)?;
         Ok(Parsed {
             model: req.model.clone(),

@@ -35,8 +35,13 @@ impl ClientDialect for Messages {
     const ENDPOINT: &'static str = "/v1/messages";
     const ANY_AUTH: bool = true;
     type Request = MessagesRequest;
+    type Target = ();
 
-    fn parse(raw: &Bytes, headers: &HeaderMap) -> Result<Parsed<MessagesRequest>, GatewayError> {
+    fn parse(
+        raw: &Bytes,
+        headers: &HeaderMap,
+        (): (),
+    ) -> Result<Parsed<MessagesRequest>, GatewayError> {
         let req: MessageCreateParams = read::parse_json(raw)?;
         let model = read::model_named(&req.model, || {
             GatewayError::bad_request("model: Field required (a model name string).").param("model")

@@ -54,8 +54,9 @@ pub(crate) struct ResponsesRequest {
 impl ClientDialect for Responses {
     const ENDPOINT: &'static str = "/v1/responses";
     type Request = ResponsesRequest;
+    type Target = ();
 
-    fn parse(raw: &Bytes, _: &HeaderMap) -> Result<Parsed<ResponsesRequest>, GatewayError> {
+    fn parse(raw: &Bytes, _: &HeaderMap, (): ()) -> Result<Parsed<ResponsesRequest>, GatewayError> {
         let req: ResponseCreateParams = read::parse_json(raw)?;
         let model = read::model_named(&req.model, || {
             GatewayError::bad_request("Missing required parameter: 'model'.")
