@@ -101,7 +101,7 @@ enum Cmd {
 #[derive(Args)]
 struct CheckArgs {
     /// OpenAI dialect: the base URL clients use (e.g. http://127.0.0.1:4000/v1);
-    /// Anthropic: the host (e.g. http://127.0.0.1:4000).
+    /// Anthropic and Gemini: the host (e.g. http://127.0.0.1:4000).
     #[arg(long, env = "JUSINFER_CHECK_BASE_URL")]
     base_url: String,
     #[arg(long, env = "JUSINFER_CHECK_API_KEY", hide_env_values = true)]
@@ -128,6 +128,7 @@ struct CheckArgs {
 enum DialectArg {
     Openai,
     Anthropic,
+    Gemini,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -298,6 +299,7 @@ async fn check(a: CheckArgs) -> Result<(), Failure> {
         dialect: match a.dialect {
             DialectArg::Openai => Dialect::Openai,
             DialectArg::Anthropic => Dialect::Anthropic,
+            DialectArg::Gemini => Dialect::Gemini,
         },
         timeout: std::time::Duration::from_secs_f64(a.timeout),
     };

@@ -1,5 +1,5 @@
 """`jusinfer check`, the conformance probe, as users run it: against the running gateway for
-every provider kind (openai-compatible, anthropic, echo) in both dialects, where every
+every provider kind (openai-compatible, anthropic, gemini, echo) in every dialect, where every
 protocol case must pass; against broken simulated providers, where it must fail the
 right cases; and its outputs (--json, --junit, --save-dir, the plain table, exit codes)."""
 
@@ -16,6 +16,8 @@ OPENAI_CASES = ["chat", "stream", "stream usage", "stream tool call", "tool call
                 "bad key", "bad request", "unknown model"]
 ANTHROPIC_CASES = ["messages", "stream", "stream tool use", "tool use", "tool result", "max_tokens",
                    "unknown field", "bad key", "bad request", "unknown model"]
+GEMINI_CASES = ["generateContent", "stream", "stream function call", "function call", "function response",
+                "maxOutputTokens", "countTokens", "bad key", "bad request", "unknown model"]
 STREAMS = {"stream", "stream usage", "stream tool call", "parallel tool calls"}
 
 
@@ -30,18 +32,19 @@ def verdicts(r):
     return {c["name"]: c["verdict"] for c in out["cases"]}, out
 
 
-@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
-@pytest.mark.parametrize("model", ["sim/probe", "claude/probe", "echo"])
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("model", ["sim/probe", "claude/probe", "gem/probe", "echo"])
 def test_the_gateway_passes_every_protocol_case(gw, model, dialect):
     base = gw.url + "/v1" if dialect == "openai" else gw.url
     r = check(base, gw.key, model, "--json", dialect=dialect)
     v, out = verdicts(r)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert list(v) == (OPENAI_CASES if dialect == "openai" else ANTHROPIC_CASES)
+    assert list(v) == {"openai": OPENAI_CASES, "anthropic": ANTHROPIC_CASES, "gemini": GEMINI_CASES}[dialect]
     assert out["summary"]["fail"] == 0 and "FAIL" not in v.values(), out
     # Only model-dependent content may warn; the protocol cases always pass.
-    for case in ["chat", "messages", "stream", "stream usage", "bad key", "bad request", "unknown model",
-                 "unknown field", "max_tokens", "tool result"]:
+    for case in ["chat", "messages", "generateContent", "stream", "stream usage", "bad key", "bad request",
+                 "unknown model", "unknown field", "max_tokens", "tool result", "function response",
+                 "countTokens"]:
         if case in v:
             assert v[case] == "PASS", (case, out)
 
@@ -64,7 +67,7 @@ def test_each_broken_provider_fails_exactly_its_cases(sim, fault, fails):
 
 
 def test_a_faithful_replay_of_recorded_traffic_passes(sim):
-    for dialect, base in [("openai", sim.url + "/v1"), ("anthropic", sim.url)]:
+    for dialect, base in [("openai", sim.url + "/v1"), ("anthropic", sim.url), ("gemini", sim.url)]:
         r = check(base, "sk-anything", "probe", "--json", dialect=dialect)
         assert r.returncode == 0, r.stdout
         assert json.loads(r.stdout)["summary"]["fail"] == 0

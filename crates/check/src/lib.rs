@@ -1,11 +1,12 @@
 //! The conformance probe (SPEC §10): sends the requests where "OpenAI-compatible" (or
-//! Anthropic-compatible) endpoints break and judges each answer. A protocol violation is a
+//! Anthropic- or Gemini-compatible) endpoints break and judges each answer. A protocol violation is a
 //! FAIL; what depends on the model (did it call the tool? is the JSON what was asked?) is
 //! at most a WARN. Every case keeps the raw bytes it sent and received.
 //!
 //! Used by `jusinfer check` and by the gateway's own tests.
 
 mod anthropic;
+mod gemini;
 mod openai;
 pub mod report;
 pub mod sse;
@@ -23,6 +24,8 @@ pub enum Dialect {
     Openai,
     /// Anthropic Messages (`POST {base}/v1/messages`).
     Anthropic,
+    /// Google's Gemini API (`POST {base}/v1beta/models/{model}:generateContent`).
+    Gemini,
 }
 
 impl Dialect {
@@ -30,6 +33,7 @@ impl Dialect {
         match self {
             Self::Openai => "openai",
             Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
         }
     }
 }
@@ -37,8 +41,8 @@ impl Dialect {
 /// What to probe.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// OpenAI: the base URL clients are given (`http://host/v1`); Anthropic: the host
-    /// (`http://host`), as Anthropic's SDKs take it.
+    /// OpenAI: the base URL clients are given (`http://host/v1`); Anthropic and Gemini:
+    /// the host (`http://host`), as their SDKs take it.
     pub base_url: String,
     pub api_key: String,
     pub model: String,
@@ -165,11 +169,12 @@ impl Ctx {
                 headers.push(("x-api-key", key.to_owned()));
                 headers.push(("anthropic-version", "2023-06-01".into()));
             }
+            Dialect::Gemini => headers.push(("x-goog-api-key", key.to_owned())),
         }
         let mut ex = Exchange::default();
         let mut req = format!("POST {url} HTTP/1.1\r\n");
         for (k, v) in &headers {
-            let shown = if matches!(*k, "authorization" | "x-api-key") {
+            let shown = if matches!(*k, "authorization" | "x-api-key" | "x-goog-api-key") {
                 "[redacted]"
             } else {
                 v.as_str()
@@ -236,6 +241,7 @@ fn cases(d: Dialect) -> &'static [(&'static str, CaseFn)] {
     match d {
         Dialect::Openai => openai::CASES,
         Dialect::Anthropic => anthropic::CASES,
+        Dialect::Gemini => gemini::CASES,
     }
 }
 

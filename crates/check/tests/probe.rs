@@ -100,6 +100,35 @@ async fn recorded_anthropic_traffic_passes() {
 }
 
 #[tokio::test]
+async fn recorded_gemini_traffic_passes() {
+    let base = sim().await;
+    let r = probe(&base, "probe", Dialect::Gemini).await;
+    assert!(failed(&r).is_empty(), "{}", show(&r));
+    assert_eq!(r.len(), jusinfer_check::case_names(Dialect::Gemini).len());
+    // The recorded calls ask for a password, not a city: the model's business, a WARN.
+    let warned: BTreeSet<&str> = r
+        .iter()
+        .filter(|c| c.verdict == Verdict::Warn)
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(
+        warned,
+        ["function call", "stream function call"]
+            .into_iter()
+            .collect(),
+        "{}",
+        show(&r)
+    );
+    // Google's bad-key answer (400 API_KEY_INVALID) is accepted as Google's shape.
+    let bad = r.iter().find(|c| c.name == "bad key").expect("the case");
+    assert!(
+        bad.evidence.contains("400 INVALID_ARGUMENT"),
+        "{}",
+        bad.evidence
+    );
+}
+
+#[tokio::test]
 async fn a_dead_endpoint_fails_every_case_without_hanging() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
