@@ -336,6 +336,32 @@ def test_embeddings_through_batch_embed_contents(client, sim):
         client.embeddings.create(model="gem/err404", input="x")
 
 
+def test_vertex_embeddings_through_predict(client, sim):
+    rec = json.loads((FIXTURES / "vertex" / "vertex_predict_embeddings.exchange.json").read_text())
+    rec = rec[0] if isinstance(rec, list) else rec
+    values = rec["response"]["body"]["predictions"][0]["embeddings"]["values"]
+    sim.clear()
+    # text-embedding-*: every input in one call; Vertex counts the tokens.
+    e = client.embeddings.create(model="vtx/text-embedding-005", input=["Hello, world!", "a b c"], dimensions=8)
+    assert [d.index for d in e.data] == [0, 1]
+    assert e.data[1].embedding == pytest.approx(values[:8], rel=1e-6)
+    assert e.usage.prompt_tokens == (2 + 2) + (3 + 2)  # the simulator's token_count per instance
+    calls = [r for r in sim.requests() if r["path"].endswith(":predict")]
+    assert [c["path"] for c in calls] == [
+        "/v1/projects/sim-project/locations/us-east5/publishers/google/models/text-embedding-005:predict"]
+    assert calls[0]["body"] == {"instances": [{"content": "Hello, world!"}, {"content": "a b c"}],
+                                "parameters": {"outputDimensionality": 8}}
+    assert calls[0]["headers"]["authorization"].startswith("Bearer ")
+    # gemini-embedding-*: one instance per call (Vertex refuses more), the answers in order.
+    sim.clear()
+    inputs = [f"input {i}" for i in range(11)]
+    e = client.embeddings.create(model="vtx/gemini-embedding-001", input=inputs, encoding_format="float")
+    assert len(e.data) == 11 and e.data[10].embedding == values
+    calls = [r for r in sim.requests() if r["path"].endswith(":predict")]
+    assert sorted(c["body"]["instances"][0]["content"] for c in calls) == sorted(inputs)
+    assert e.usage.prompt_tokens == 11 * (2 + 2)
+
+
 def test_count_tokens_asks_gemini_with_the_translated_request(gw, sim):
     a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
     msgs = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog."}]

@@ -137,6 +137,20 @@ def test_pass_through_thought_summaries(gw):
     assert got == want and any(t for _, t in want)
 
 
+def test_embeddings_on_vertex_through_predict(gw, sim):
+    g = gclient(gw)
+    sim.clear()
+    e = g.models.embed_content(model="vtx/text-embedding-005", contents=["one", "two"],
+                               config=types.EmbedContentConfig(task_type="RETRIEVAL_QUERY",
+                                                               output_dimensionality=4))
+    assert [len(x.values) for x in e.embeddings] == [4, 4]
+    sent = sim.last()
+    assert sent["path"].endswith("/publishers/google/models/text-embedding-005:predict")
+    assert sent["body"] == {"instances": [{"content": "one", "task_type": "RETRIEVAL_QUERY"},
+                                          {"content": "two", "task_type": "RETRIEVAL_QUERY"}],
+                            "parameters": {"outputDimensionality": 4}}
+
+
 # --- to other upstreams: through the Chat hub ---------------------------------------------
 
 def test_count_tokens_asks_anthropic_with_the_translated_request(gw, sim):

@@ -124,6 +124,9 @@ pub(crate) async fn answer(
     if method == "batchEmbedContents" {
         return embed(&req);
     }
+    if method == "predict" {
+        return predict(model, &req);
+    }
     if method == "countTokens" {
         return count(&req, uri.path().starts_with("/v1/projects/"));
     }
@@ -271,6 +274,48 @@ pub(crate) async fn answer(
 
 /// `batchEmbedContents`: the recorded vector for each request (cut to its
 /// `outputDimensionality`), or the recorded 404 for the model `err404`.
+/// Vertex's `:predict` for embedding models: the recorded vector (cut to
+/// `outputDimensionality`) per instance, with a token count. Like Vertex, a
+/// `gemini-embedding-*` model takes one instance per request.
+fn predict(model: &str, req: &Value) -> Response {
+    let instances = req["instances"].as_array().cloned().unwrap_or_default();
+    if instances.is_empty() {
+        return error(400, "INVALID_ARGUMENT", "sim: no instances");
+    }
+    if model.starts_with("gemini-embedding") && instances.len() > 1 {
+        return error(
+            400,
+            "INVALID_ARGUMENT",
+            "Unable to submit request because the model supports up to 1 instances per request.",
+        );
+    }
+    let recorded = match exchange("vertex/vertex_predict_embeddings.exchange.json", 0) {
+        Ok((_, body)) => body,
+        Err(e) => return error(500, "INTERNAL", &format!("sim: {e:#}")),
+    };
+    let values = recorded["predictions"][0]["embeddings"]["values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let n = req["parameters"]["outputDimensionality"]
+        .as_u64()
+        .map_or(values.len(), |n| n as usize);
+    let predictions: Vec<Value> = instances
+        .iter()
+        .map(|i| {
+            let words = i["content"]
+                .as_str()
+                .map_or(0, |c| c.split_whitespace().count());
+            json!({"embeddings": {"statistics": {"token_count": words + 2, "truncated": false},
+                "values": values.iter().take(n).collect::<Vec<_>>()}})
+        })
+        .collect();
+    json_response(
+        200,
+        &json!({"predictions": predictions, "metadata": {"billableCharacterCount": 12}}),
+    )
+}
+
 fn embed(req: &Value) -> Response {
     let (status, recorded) = match exchange("gemini/gemini_batch_embed_contents.exchange.json", 0) {
         Ok(x) => x,

@@ -4,6 +4,8 @@
 //! `:streamRawPredict`; the body names no model and carries `anthropic_version`); every
 //! other model speaks Gemini (`:generateContent`, `:streamGenerateContent?alt=sse`).
 //!
+//! Embeddings go to `:predict` ([`embed`]).
+//!
 //! Tokens come from `gcp_auth` (a service-account key file, or application-default
 //! credentials: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's user credentials, the metadata
 //! server on Google Cloud); it caches each token and fetches a fresh one before expiry.
@@ -17,10 +19,12 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
+use super::execute::malformed;
 use super::kind::{Credentials, Signer, Speaks};
-use super::{Endpoint, Provider};
+use super::{http, Endpoint, Provider};
 use crate::config::ProviderConfig;
 use crate::error::GatewayError;
+use crate::routing::Deployment;
 
 /// The body field Vertex wants on Anthropic models instead of the `anthropic-version`
 /// header.
@@ -58,6 +62,7 @@ pub(crate) fn url(
         (Endpoint::ChatCompletions, false, true) => "rawPredict",
         (Endpoint::ChatCompletions, true, true) => "streamRawPredict",
         (Endpoint::CountTokens, _, false) => "countTokens",
+        (Endpoint::Embeddings, _, false) => "predict",
         _ => {
             let what = match e {
                 Endpoint::Embeddings => "embeddings",
@@ -81,6 +86,107 @@ pub(crate) fn url(
     ];
     let sse = stream && !anthropic;
     p.url_with(&segments, sse.then_some("alt=sse"))
+}
+
+/// Instances one `:predict` call takes: `gemini-embedding-*` models one (docs), the
+/// `text-embedding-*` models up to 250 (docs).
+fn instances_per_call(model: &str) -> usize {
+    if model.starts_with("gemini-embedding") {
+        1
+    } else {
+        250
+    }
+}
+
+/// Calls in flight at once for one request's embeddings.
+const EMBED_CONCURRENCY: usize = 8;
+
+/// Embeds `texts` with the Vertex model of `d` (`:predict`, as many calls as the model
+/// needs, at most [`EMBED_CONCURRENCY`] at once, the vectors in order): the vectors and
+/// the tokens Vertex counted. `task`: the `task_type` of every instance.
+pub(crate) async fn embed(
+    d: &Deployment,
+    texts: &[String],
+    dimensions: Option<u32>,
+    task: Option<&str>,
+) -> Result<(Vec<Vec<f64>>, u64), GatewayError> {
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    #[derive(serde::Deserialize)]
+    struct Predictions {
+        #[serde(default)]
+        predictions: Vec<Prediction>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Prediction {
+        embeddings: Embedded,
+    }
+    #[derive(serde::Deserialize)]
+    struct Embedded {
+        #[serde(default)]
+        values: Vec<f64>,
+        #[serde(default)]
+        statistics: Option<Statistics>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Statistics {
+        #[serde(default)]
+        token_count: f64,
+    }
+    let p = &*d.provider;
+    let clock = http::Clock::start(d.timeouts);
+    let call = |chunk: &[String]| {
+        let instances: Vec<Value> = chunk
+            .iter()
+            .map(|t| match task {
+                Some(k) => serde_json::json!({"content": t, "task_type": k}),
+                None => serde_json::json!({"content": t}),
+            })
+            .collect();
+        let mut body = serde_json::json!({ "instances": instances });
+        if let Some(n) = dimensions {
+            body["parameters"] = serde_json::json!({ "outputDimensionality": n });
+        }
+        let want = chunk.len();
+        let clock = &clock;
+        async move {
+            let answer = http::exchange(
+                p,
+                http::Exchange {
+                    endpoint: Endpoint::Embeddings,
+                    model: &d.upstream_model,
+                    body: Bytes::from(body.to_string()),
+                    stream: false,
+                    forward: &[],
+                },
+                clock,
+            )
+            .await?;
+            let bytes = http::read_body(p, answer.resp, clock.deadline).await?;
+            let got: Predictions = serde_json::from_slice(&bytes).map_err(|e| {
+                malformed(p, &format!("a response that is not a predict answer ({e})"))
+            })?;
+            if got.predictions.len() != want {
+                return Err(malformed(p, "a different number of embeddings than inputs"));
+            }
+            Ok::<_, GatewayError>(got.predictions)
+        }
+    };
+    let answers: Vec<Vec<Prediction>> =
+        futures_util::stream::iter(texts.chunks(instances_per_call(&d.upstream_model)))
+            .map(call)
+            .buffered(EMBED_CONCURRENCY)
+            .try_collect()
+            .await?;
+    let mut tokens = 0.0;
+    let vectors = answers
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            tokens += p.embeddings.statistics.map_or(0.0, |s| s.token_count);
+            p.embeddings.values
+        })
+        .collect();
+    Ok((vectors, tokens as u64))
 }
 
 /// A Messages body as Vertex takes it: no `model`, `anthropic_version` set.

@@ -90,9 +90,9 @@ impl ClientDialect for Embeddings {
     }
 }
 
-/// `batchEmbedContents`: one request per input, the vectors back in OpenAI's list (as
-/// base64 floats when the client asked; the OpenAI SDKs do by default). Gemini reports no
-/// token count: the prompt is estimated from the inputs' size.
+/// `batchEmbedContents` (AI Studio; Vertex: `:predict`): one request per input, the
+/// vectors back in OpenAI's list (as base64 floats when the client asked; the OpenAI SDKs
+/// do by default).
 async fn gemini(
     a: &Attempt<'_, EmbeddingsRequest>,
     d: &Deployment,
@@ -109,12 +109,19 @@ async fn gemini(
             .code("unsupported_value"))
         }
     };
+    let price = crate::pipeline::admit::price_of(a.state, d);
+    let base64 = r.encoding_format.as_deref() == Some("base64");
+    if d.provider.config.vertex.is_some() {
+        // Vertex: `:predict`, which counts the tokens.
+        let (vectors, tokens) =
+            crate::upstream::vertex::embed(d, &inputs, r.dimensions, None).await?;
+        return Ok(listed(vectors, base64, &d.upstream_model, tokens, price));
+    }
     let body = jusinfer_translate::gemini::embed::request(&inputs, &d.upstream_model, r.dimensions);
     let body = serde_json::to_vec(&body).map_err(|e| GatewayError::internal(e.to_string()))?;
     let plan = Plan::whole(d, Endpoint::Embeddings, Bytes::from(body));
     let p = &*d.provider;
-    let price = crate::pipeline::admit::price_of(a.state, d);
-    let base64 = r.encoding_format.as_deref() == Some("base64");
+    // AI Studio reports no token count: the prompt is estimated from the inputs' size.
     let tokens = crate::limits::estimate_prompt_tokens(inputs.iter().map(String::len).sum());
     let no_stream = || jusinfer_translate::pipe::Relay::default();
     execute(plan, no_stream, |bytes| async move {
@@ -131,34 +138,46 @@ async fn gemini(
                 "a different number of embeddings than inputs",
             ));
         }
-        let data: Vec<Value> = resp
-            .embeddings
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let embedding = if base64 {
-                    json!(as_base64(&e.values))
-                } else {
-                    json!(e.values)
-                };
-                json!({"object": "embedding", "index": i, "embedding": embedding})
-            })
-            .collect();
-        let usage = jusinfer_wire::chat::Usage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-            ..Default::default()
-        };
-        let body = json!({"object": "list", "data": data, "model": d.upstream_model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
-        let mut resp = http::json_response(Bytes::from(body.to_string()));
-        resp.extensions_mut()
-            .insert(crate::usage::UsageExt(crate::upstream::execute::priced(
-                usage, price,
-            )));
-        Ok(resp)
+        let vectors = resp.embeddings.into_iter().map(|e| e.values).collect();
+        Ok(listed(vectors, base64, &d.upstream_model, tokens, price))
     })
     .await
+}
+
+/// OpenAI's embeddings list (the vectors as base64 floats when `base64`), its usage
+/// attached.
+fn listed(
+    vectors: Vec<Vec<f64>>,
+    base64: bool,
+    model: &str,
+    tokens: u64,
+    price: Option<jusinfer_translate::pricing::Price>,
+) -> Response {
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                json!(as_base64(&v))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    let usage = jusinfer_wire::chat::Usage {
+        prompt_tokens: tokens,
+        total_tokens: tokens,
+        ..Default::default()
+    };
+    let body = json!({"object": "list", "data": data, "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    let mut resp = http::json_response(Bytes::from(body.to_string()));
+    resp.extensions_mut()
+        .insert(crate::usage::UsageExt(crate::upstream::execute::priced(
+            usage, price,
+        )));
+    resp
 }
 
 /// Little-endian `f32`s, base64: OpenAI's `encoding_format: "base64"`.

@@ -227,6 +227,20 @@ impl ClientDialect for GeminiEmbed {
         let price = crate::pipeline::admit::price_of(a.state, &d);
         let no_stream = || jusinfer_translate::pipe::Relay::default();
         match d.speaks() {
+            Speaks::Gemini if p.config.vertex.is_some() => {
+                // Vertex: `:predict`, which counts the tokens.
+                let texts = embed::texts(&r.reqs, at).map_err(bad)?;
+                let dims = r.reqs.iter().find_map(|q| q.output_dimensionality);
+                let task = r.reqs.iter().find_map(|q| {
+                    q.rest
+                        .get("taskType")
+                        .or_else(|| q.rest.get("task_type"))
+                        .and_then(|t| t.as_str())
+                });
+                let (vectors, tokens) =
+                    crate::upstream::vertex::embed(&d, &texts, dims, task).await?;
+                Ok(embedded(vectors, r.batch, tokens, price))
+            }
             Speaks::Gemini => {
                 let texts = embed::texts(&r.reqs, at).unwrap_or_default();
                 let body = serde_json::to_vec(&embed::batch_for(&r.reqs, &d.upstream_model))
