@@ -115,6 +115,25 @@ def test_parallel_tool_calls_round_trip_with_the_thought_signature(client, sim):
     assert [r["functionResponse"]["id"] for r in results] == [p["functionCall"]["id"] for p in model_parts]
 
 
+def test_a_conversation_moving_from_gemini_to_openai_sends_plain_call_ids(client, sim):
+    """Ids minted for Gemini carry its signatures; an OpenAI-shaped upstream (which caps
+    ids at 40 characters) gets them without, still paired."""
+    msgs = [{"role": "system", "content": "Use parallel tool calling."},
+            {"role": "user", "content": "Please retrieve the secrets associated with each of these passwords: mellon,radiance"}]
+    m = client.chat.completions.create(model="gem/parallel", messages=msgs, tools=[SECRET_TOOL]).choices[0].message
+    assert any("__thought__" in t.id and len(t.id) > 40 for t in m.tool_calls)
+    msgs.append(m.model_dump(exclude_none=True))
+    for t in m.tool_calls:
+        msgs.append({"role": "tool", "tool_call_id": t.id, "content": "s3cret"})
+    sim.clear()
+    client.chat.completions.create(model="sim/text", messages=msgs, tools=[SECRET_TOOL])
+    sent = sim.last()["body"]["messages"]
+    ids = [c["id"] for c in sent[2]["tool_calls"]]
+    assert ids == [t.id.split("__thought__")[0] for t in m.tool_calls]
+    assert all(len(i) <= 40 for i in ids)
+    assert [x["tool_call_id"] for x in sent[3:]] == ids
+
+
 def test_streamed_call_of_a_thinking_model_keeps_its_signature_across_turns(client, sim):
     """gemini-3 refuses a turn whose call lost its thoughtSignature (the simulator does too)."""
     sim.clear()

@@ -11,6 +11,7 @@ use jusinfer_translate::anthropic::{self, JsonMode};
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, CostRule};
 use jusinfer_translate::gemini;
 use jusinfer_translate::pipe::Relay;
+use jusinfer_translate::scan;
 use jusinfer_translate::StreamTranslator;
 use jusinfer_wire::anthropic::MessagesResponse;
 use jusinfer_wire::chat::ChatRequest;
@@ -91,11 +92,32 @@ impl Leg {
         };
         Ok(match d.speaks() {
             Speaks::Chat => {
+                // Call ids minted for Gemini carry its thought signatures: they mean
+                // nothing here and make ids too long for some (a route falling back from
+                // Gemini to OpenAI mid-conversation).
+                let sep = gemini::SIGNATURE_SEP.as_bytes();
                 let body = match chat {
+                    ChatIn::Client { req, raw } if scan::contains(raw, sep) => {
+                        let mut v: Value = serde_json::from_slice(raw)
+                            .map_err(|e| GatewayError::internal(e.to_string()))?;
+                        gemini::strip_signatures(&mut v);
+                        let raw = Bytes::from(
+                            serde_json::to_vec(&v)
+                                .map_err(|e| GatewayError::internal(e.to_string()))?,
+                        );
+                        Outbound::Bytes(openai::edit_body(
+                            &raw,
+                            &d.upstream_model,
+                            req.is_stream(),
+                        )?)
+                    }
                     ChatIn::Client { req, raw } => {
                         Outbound::Bytes(openai::edit_body(raw, &d.upstream_model, req.is_stream())?)
                     }
-                    ChatIn::Translated(body) => Outbound::Chat { body, effort },
+                    ChatIn::Translated(mut body) => {
+                        gemini::strip_signatures(&mut body);
+                        Outbound::Chat { body, effort }
+                    }
                 };
                 leg(body, Back::Chat, Vec::new())
             }

@@ -47,6 +47,41 @@ pub fn split_call_id(id: &str) -> (&str, Option<String>) {
     (base, Some(standard_base64(sig)))
 }
 
+/// Drops the thought signatures from a Chat request's call ids (`tool_calls[].id`,
+/// `tool_call_id`) for an upstream that is not Gemini: it has no use for them, and some
+/// cap an id's length (OpenAI: 40). The ids stay paired (each keeps its own base). Whether
+/// anything changed.
+pub fn strip_signatures(chat: &mut serde_json::Value) -> bool {
+    fn strip(id: &mut serde_json::Value) -> bool {
+        let Some(s) = id.as_str() else {
+            return false;
+        };
+        let (base, sig) = split_call_id(s);
+        if sig.is_none() {
+            return false;
+        }
+        *id = serde_json::Value::String(base.to_owned());
+        true
+    }
+    let mut changed = false;
+    let Some(messages) = chat.get_mut("messages").and_then(|m| m.as_array_mut()) else {
+        return false;
+    };
+    for m in messages {
+        if let Some(id) = m.get_mut("tool_call_id") {
+            changed |= strip(id);
+        }
+        if let Some(calls) = m.get_mut("tool_calls").and_then(|c| c.as_array_mut()) {
+            for c in calls {
+                if let Some(id) = c.get_mut("id") {
+                    changed |= strip(id);
+                }
+            }
+        }
+    }
+    changed
+}
+
 /// Base64 in the standard alphabet with its padding, whichever alphabet `s` is in (Google's
 /// SDKs send bytes fields back URL-safe): the same bytes, written as the APIs that sent
 /// them wrote them.
