@@ -300,6 +300,36 @@ fn tool_choice_maps_to_function_calling_modes() {
         assert_eq!(cfg["mode"], mode);
         assert_eq!(cfg.get("allowedFunctionNames").cloned(), names);
     }
+    // The legacy `functions` / `function_call` too.
+    let (got, dropped) = translate(
+        json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+        "functions": [{"name": "f", "parameters": {"type": "object"}}], "function_call": {"name": "f"}}),
+    );
+    assert_eq!(got["tools"][0]["functionDeclarations"][0]["name"], "f");
+    assert_eq!(
+        got["toolConfig"]["functionCallingConfig"],
+        json!({"mode": "ANY", "allowedFunctionNames": ["f"]})
+    );
+    assert!(dropped.is_empty(), "{dropped:?}");
+}
+
+#[test]
+fn signatures_leave_call_ids_for_other_upstreams() {
+    let id = jusinfer_translate::gemini::call_id(None, "s", 0, Some("ab+/cd=="));
+    let mut chat = json!({"messages": [
+        {"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function",
+            "function": {"name": "f", "arguments": "{}"}}, {"id": "call_x", "type": "function",
+            "function": {"name": "g", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": id, "content": "1"},
+        {"role": "tool", "tool_call_id": "call_x", "content": "2"}]});
+    assert!(jusinfer_translate::gemini::strip_signatures(&mut chat));
+    let m = &chat["messages"];
+    assert_eq!(
+        (&m[0]["tool_calls"][0]["id"], &m[1]["tool_call_id"]),
+        (&json!("call_s0"), &json!("call_s0"))
+    );
+    assert_eq!(m[2]["tool_call_id"], "call_x");
+    assert!(!jusinfer_translate::gemini::strip_signatures(&mut chat));
 }
 
 #[test]

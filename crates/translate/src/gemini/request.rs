@@ -162,9 +162,19 @@ pub fn chat_to_gemini(req: &ChatRequest, opts: &Options<'_>) -> Result<Translate
             _ => dropped.push(format!("tools[{i}] ({})", t.kind)),
         }
     }
+    // The legacy `functions` / `function_call`, as the newer tools.
+    for f in req.functions.iter().flatten() {
+        tools.push(FunctionDeclaration {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            parameters_json_schema: f.parameters.clone(),
+            parameters: None,
+        });
+    }
     let has_tools = !tools.is_empty();
-    let tool_config = match (&req.tool_choice, has_tools) {
-        (Some(tc), true) => Some(function_calling(tc)?),
+    let tool_config = match (&req.tool_choice, &req.function_call, has_tools) {
+        (Some(tc), _, true) => Some(function_calling(tc)?),
+        (None, Some(fc), true) => Some(legacy_function_calling(fc)?),
         _ => None,
     };
     if req.parallel_tool_calls == Some(false) {
@@ -345,6 +355,35 @@ fn image(url: &str) -> Part {
         }),
         ..Part::default()
     }
+}
+
+/// The legacy `function_call`: `"none"`, `"auto"` or `{"name": …}`.
+fn legacy_function_calling(fc: &Value) -> Result<ToolConfig, Error> {
+    let (mode, names) = match fc {
+        Value::String(s) if s == "none" => ("NONE", None),
+        Value::String(s) if s == "auto" => ("AUTO", None),
+        Value::Object(o) => match o.get("name").and_then(Value::as_str) {
+            Some(n) => ("ANY", Some(vec![n.to_owned()])),
+            None => {
+                return Err(bad(
+                    "function_call.name",
+                    "function_call must name a function",
+                ))
+            }
+        },
+        _ => {
+            return Err(bad(
+                "function_call",
+                "function_call must be `none`, `auto` or name a function",
+            ))
+        }
+    };
+    Ok(ToolConfig {
+        function_calling_config: FunctionCallingConfig {
+            mode: mode.to_owned(),
+            allowed_function_names: names,
+        },
+    })
 }
 
 fn function_calling(tc: &ToolChoice) -> Result<ToolConfig, Error> {
