@@ -97,19 +97,7 @@ struct Streamed {
 }
 
 fn read_stream(f: &mut Findings, ex: &Exchange) -> Option<Streamed> {
-    if !expect_status(f, ex, 200) {
-        return None;
-    }
-    if !ex.content_type.starts_with("text/event-stream") {
-        f.fail(format!(
-            "content-type is {:?} (expected text/event-stream)",
-            ex.content_type
-        ));
-    }
-    let p = crate::sse::parse(&ex.body);
-    if let Some(problem) = p.problems.first() {
-        f.fail(problem.clone());
-    }
+    let p = crate::stream_events(f, ex)?;
     let mut s = Streamed::default();
     // index → (kind, open)
     let mut blocks: Vec<(String, bool)> = Vec::new();

@@ -309,6 +309,25 @@ pub(crate) fn expect_status(f: &mut Findings, ex: &Exchange, want: u16) -> bool 
     true
 }
 
+/// A 200 stream's events, its framing judged (FAILs into `f`: the status, the content
+/// type, every line an SSE field); `None` when there is nothing to read.
+pub(crate) fn stream_events(f: &mut Findings, ex: &Exchange) -> Option<sse::Parsed> {
+    if !expect_status(f, ex, 200) {
+        return None;
+    }
+    if !ex.content_type.starts_with("text/event-stream") {
+        f.fail(format!(
+            "content-type is {:?} (expected text/event-stream)",
+            ex.content_type
+        ));
+    }
+    let p = sse::parse(&ex.body);
+    if let Some(problem) = p.problems.first() {
+        f.fail(problem.clone());
+    }
+    Some(p)
+}
+
 /// Whether `v` holds a non-negative integer at each of `keys`.
 pub(crate) fn integers(v: &Value, keys: &[&str]) -> Result<(), String> {
     for k in keys {

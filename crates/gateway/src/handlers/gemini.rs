@@ -23,7 +23,7 @@ use crate::pipeline::dialects::gemini::{EmbedTarget, Gemini, GeminiEmbed, Target
 use crate::pipeline::run;
 use crate::routing::Deployment;
 use crate::state::{AppState, RequestId};
-use crate::upstream::{http, Endpoint, Speaks};
+use crate::upstream::Speaks;
 
 /// The query Google's clients send: the key, and `alt=sse` for streams.
 #[derive(serde::Deserialize, Default)]
@@ -316,51 +316,16 @@ async fn count_tokens(state: AppState, headers: HeaderMap, body: Body, model: St
         let req: Map<String, Value> = super::parse_json(&raw)?;
         caller.check_model(&model)?;
         let deployments = state.router.resolve(&model)?;
-        let counts = |d: &&Deployment| match d.speaks() {
-            Speaks::Messages => d.provider.url(Endpoint::CountTokens).is_some(),
-            Speaks::Gemini => true,
-            Speaks::Chat | Speaks::Local => false,
-        };
-        if let Some(d) = deployments.iter().find(counts) {
+        if let Some(d) = deployments.iter().find(|d| super::messages::counts(d)) {
             let gemini = d.speaks() == Speaks::Gemini;
             let body = if gemini {
                 gemini_count_body(req, d)
             } else {
                 anthropic_count_body(&counted(&req)?, d)?
             };
-            let clock = http::Clock::start(d.timeouts);
-            let answer = http::exchange(
-                &d.provider,
-                http::Exchange {
-                    endpoint: Endpoint::CountTokens,
-                    model: &d.upstream_model,
-                    body,
-                    stream: false,
-                    forward: &[],
-                },
-                &clock,
-            )
-            .await?;
-            let mut bytes = http::read_body(&d.provider, answer.resp, clock.deadline).await?;
-            if !gemini {
-                // `{"input_tokens": n}` → Google's shape.
-                let n = serde_json::from_slice::<Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v["input_tokens"].as_u64())
-                    .ok_or_else(|| {
-                        GatewayError::upstream(format!(
-                            "provider `{}` answered count_tokens without input_tokens",
-                            d.provider.name()
-                        ))
-                    })?;
-                bytes = Bytes::from(json!({ "totalTokens": n }).to_string());
-            }
-            let mut resp = http::json_response(bytes);
-            resp.headers_mut().insert(
-                "x-jusinfer-token-count",
-                HeaderValue::from_static("upstream"),
-            );
-            return Ok(resp);
+            // Anthropic's `{"input_tokens": n}` → Google's shape.
+            let reshape = (!gemini).then_some(("input_tokens", "totalTokens"));
+            return super::messages::ask_count(d, body, &[], reshape).await;
         }
         counted(&req)?;
         let (n, how) = super::messages::estimate_tokens(prompt_text(&req)).await?;

@@ -127,6 +127,57 @@ pub(crate) async fn estimate_tokens(text: String) -> Result<(usize, &'static str
     .map_err(|e| GatewayError::internal(e.to_string()))
 }
 
+/// Whether `d` can count tokens itself: Anthropic (with a count endpoint), Gemini.
+pub(crate) fn counts(d: &Deployment) -> bool {
+    match d.speaks() {
+        Speaks::Messages => d.provider.url(Endpoint::CountTokens).is_some(),
+        Speaks::Gemini => true,
+        Speaks::Chat | Speaks::Local => false,
+    }
+}
+
+/// Asks `d` to count `body`; `reshape`: the count's field in the upstream's answer and in
+/// the client's (`None`: the same API, the answer as it is).
+pub(crate) async fn ask_count(
+    d: &Deployment,
+    body: Bytes,
+    forward: &[(&'static str, String)],
+    reshape: Option<(&str, &str)>,
+) -> Result<Response, GatewayError> {
+    let clock = http::Clock::start(d.timeouts);
+    let answer = http::exchange(
+        &d.provider,
+        http::Exchange {
+            endpoint: Endpoint::CountTokens,
+            model: &d.upstream_model,
+            body,
+            stream: false,
+            forward,
+        },
+        &clock,
+    )
+    .await?;
+    let mut bytes = http::read_body(&d.provider, answer.resp, clock.deadline).await?;
+    if let Some((from, to)) = reshape {
+        let n = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v[from].as_u64())
+            .ok_or_else(|| {
+                GatewayError::upstream(format!(
+                    "provider `{}` answered a token count without {from}",
+                    d.provider.name()
+                ))
+            })?;
+        bytes = Bytes::from(json!({ to: n }).to_string());
+    }
+    let mut resp = http::json_response(bytes);
+    resp.headers_mut().insert(
+        "x-jusinfer-token-count",
+        HeaderValue::from_static("upstream"),
+    );
+    Ok(resp)
+}
+
 pub(crate) async fn count_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -151,12 +202,7 @@ pub(crate) async fn count_tokens(
             .to_owned();
         caller.check_model(&model)?;
         let deployments = state.router.resolve(&model)?;
-        let counts = |d: &&Deployment| match d.speaks() {
-            Speaks::Messages => d.provider.url(Endpoint::CountTokens).is_some(),
-            Speaks::Gemini => true,
-            Speaks::Chat | Speaks::Local => false,
-        };
-        if let Some(d) = deployments.iter().find(counts) {
+        if let Some(d) = deployments.iter().find(|d| counts(d)) {
             let gemini = d.speaks() == Speaks::Gemini;
             let body = if gemini {
                 // Vertex (a provider with a project) takes the fields unwrapped.
@@ -166,40 +212,10 @@ pub(crate) async fn count_tokens(
                 req.insert("model".into(), json!(d.upstream_model));
                 Bytes::from(Value::Object(req).to_string())
             };
-            let clock = http::Clock::start(d.timeouts);
             let forward = forwarded(&headers);
-            let answer = http::exchange(
-                &d.provider,
-                http::Exchange {
-                    endpoint: Endpoint::CountTokens,
-                    model: &d.upstream_model,
-                    body,
-                    stream: false,
-                    forward: &forward,
-                },
-                &clock,
-            )
-            .await?;
-            let mut bytes = http::read_body(&d.provider, answer.resp, clock.deadline).await?;
-            if gemini {
-                // `{"totalTokens": n}` → Anthropic's shape.
-                let n = serde_json::from_slice::<Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v["totalTokens"].as_u64())
-                    .ok_or_else(|| {
-                        GatewayError::upstream(format!(
-                            "provider `{}` answered countTokens without totalTokens",
-                            d.provider.name()
-                        ))
-                    })?;
-                bytes = Bytes::from(json!({"input_tokens": n}).to_string());
-            }
-            let mut resp = http::json_response(bytes);
-            resp.headers_mut().insert(
-                "x-jusinfer-token-count",
-                HeaderValue::from_static("upstream"),
-            );
-            return Ok(resp);
+            // Gemini's `{"totalTokens": n}` → Anthropic's shape.
+            let reshape = gemini.then_some(("totalTokens", "input_tokens"));
+            return ask_count(d, body, &forward, reshape).await;
         }
         let (n, how) = estimate_tokens(prompt_text(&req)).await?;
         let mut resp = axum::Json(json!({"input_tokens": n})).into_response();
