@@ -10,14 +10,13 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use jusinfer_translate::generate::{embed, request, response, stream};
-use jusinfer_translate::pipe::Pipe;
 use jusinfer_wire::gemini::{GenerateContentRequest, GenerateContentResponse};
 
 use crate::error::GatewayError;
 use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::routing::Deployment;
-use crate::upstream::execute::{completion_usage, execute, malformed, priced, Outbound, Plan};
-use crate::upstream::leg::{id_seed, ChatIn, ChatOut, Leg};
+use crate::upstream::execute::{execute, malformed, priced, Outbound, Plan};
+use crate::upstream::leg::id_seed;
 use crate::upstream::{echo, http, Endpoint, Speaks};
 use crate::usage::UsageExt;
 
@@ -119,36 +118,17 @@ impl ClientDialect for Gemini {
                 .param(e.param)
                 .code("invalid_value")
         })?;
-        let chat = ChatIn::Translated(t.body);
-        let effort = "generationConfig.thinkingConfig";
-        let leg = Leg::new(&d, chat, effort, a.request_id, a.created)?;
-        let (plan, back) = leg.plan(&d, a.p.stream, a.tap, None, t.dropped);
         let seed = id_seed(a.request_id);
-        let machine = || {
-            let to_chat = back.machine(ChatOut {
-                include_usage: true,
-                cost: None,
-                id_seed: seed.clone(),
-                created: a.created,
-            });
-            let to_gemini = stream::ChatToGemini::new(stream::Options {
+        let outer = || {
+            stream::ChatToGemini::new(stream::Options {
                 id: seed.clone(),
                 model: a.p.model.clone(),
                 thoughts: g.thoughts,
-            });
-            Pipe::new(to_chat, to_gemini)
+            })
         };
-        let back = &back;
-        execute(plan, machine, |bytes| async move {
-            let completion = back.completion(p, &bytes, a.created)?;
-            let body = response::chat_to_gemini(&completion, &a.p.model, g.thoughts);
-            let mut resp = http::json_response(Bytes::from(body.to_string()));
-            if let Some(u) = completion_usage(&completion, price) {
-                resp.extensions_mut().insert(UsageExt(u));
-            }
-            Ok(resp)
-        })
-        .await
+        let render = |c: &_| response::chat_to_gemini(c, &a.p.model, g.thoughts);
+        let effort = "generationConfig.thinkingConfig";
+        super::through_chat(a, &d, (t.body, t.dropped), effort, &seed, outer, render).await
     }
 
     fn render(e: GatewayError) -> Response {

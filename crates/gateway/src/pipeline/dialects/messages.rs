@@ -9,14 +9,12 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use jusinfer_translate::messages::{request, response, stream};
-use jusinfer_translate::pipe::Pipe;
 use jusinfer_wire::anthropic::{MessageCreateParams, MessagesResponse};
 
 use crate::error::GatewayError;
 use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::routing::Deployment;
-use crate::upstream::execute::{completion_usage, execute, malformed, priced, Outbound, Plan};
-use crate::upstream::leg::{ChatIn, ChatOut, Leg};
+use crate::upstream::execute::{execute, malformed, priced, Outbound, Plan};
 use crate::upstream::{anthropic, http, openai, Endpoint, Speaks};
 use crate::usage::UsageExt;
 
@@ -116,34 +114,17 @@ impl ClientDialect for Messages {
                     .param(e.param)
                     .code("invalid_value")
             })?;
-        let chat = ChatIn::Translated(t.body);
-        let leg = Leg::new(&d, chat, "output_config.effort", a.request_id, a.created)?;
-        let (plan, back) = leg.plan(&d, a.p.stream, a.tap, None, t.dropped);
-        let machine = || {
-            let to_chat = back.machine(ChatOut {
-                include_usage: true,
-                cost: None,
-                id_seed: m.id.trim_start_matches("msg_").to_owned(),
-                created: a.created,
-            });
-            let to_messages = stream::ChatToMessages::new(stream::Options {
+        let outer = || {
+            stream::ChatToMessages::new(stream::Options {
                 id: m.id.clone(),
                 model: a.p.model.clone(),
                 input_tokens_estimate: crate::limits::estimate_prompt_tokens(a.raw.len()),
-            });
-            Pipe::new(to_chat, to_messages)
+            })
         };
-        let back = &back;
-        execute(plan, machine, |bytes| async move {
-            let completion = back.completion(p, &bytes, a.created)?;
-            let msg = response::chat_to_messages(&completion, &a.p.model, &m.id);
-            let mut resp = http::json_response(Bytes::from(msg.to_string()));
-            if let Some(u) = completion_usage(&completion, price) {
-                resp.extensions_mut().insert(UsageExt(u));
-            }
-            Ok(resp)
-        })
-        .await
+        let render = |c: &_| response::chat_to_messages(c, &a.p.model, &m.id);
+        let seed = m.id.trim_start_matches("msg_");
+        let effort = "output_config.effort";
+        super::through_chat(a, &d, (t.body, t.dropped), effort, seed, outer, render).await
     }
 
     fn render(e: GatewayError) -> Response {
