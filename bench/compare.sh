@@ -11,6 +11,8 @@
 # OLD_EXTRA / NEW_EXTRA: top-level config lines added to that side's config.
 # OLD_MODEL / NEW_MODEL: the model each side's non-streaming requests name (default
 # mock/fast; gem/fast is the same answer from a Gemini-shaped upstream, translated).
+# OLD_API / NEW_API: `chat` (default) or `gemini`, the inbound API each side's
+# non-streaming requests speak (`gemini`: `/v1beta/models/{MODEL}:generateContent`).
 # STREAMS=0 skips the stream measurement (the Gemini `fast` scenario has no stream).
 #   OLD_MODEL=mock/fast NEW_MODEL=gem/fast STREAMS=0 bench/compare.sh target/release/jusinfer
 set -euo pipefail
@@ -59,19 +61,30 @@ TOML
 done
 cat > "$TMP/req.lua" <<'LUA'
 wrk.method = "POST"
-wrk.body = '{"model":"' .. os.getenv("MODEL") .. '","messages":[{"role":"user","content":"Say hello."}]}'
 wrk.headers["content-type"] = "application/json"
-wrk.headers["authorization"] = "Bearer " .. os.getenv("KEY")
+if os.getenv("API") == "gemini" then
+  wrk.body = '{"contents":[{"role":"user","parts":[{"text":"Say hello."}]}]}'
+  wrk.headers["x-goog-api-key"] = os.getenv("KEY")
+else
+  wrk.body = '{"model":"' .. os.getenv("MODEL") .. '","messages":[{"role":"user","content":"Say hello."}]}'
+  wrk.headers["authorization"] = "Bearer " .. os.getenv("KEY")
+end
 LUA
 declare -A MODEL=([old]=${OLD_MODEL:-mock/fast} [new]=${NEW_MODEL:-mock/fast})
+declare -A API=([old]=${OLD_API:-chat} [new]=${NEW_API:-chat})
+declare -A PATHS
+for name in old new; do
+  PATHS[$name]=/v1/chat/completions
+  [ "${API[$name]}" = gemini ] && PATHS[$name]="/v1beta/models/${MODEL[$name]}:generateContent"
+done
 for name in old new; do # warm-up
-  MODEL=${MODEL[$name]} KEY=${KEY[$name]} wrk -t2 -c32 -d2s -s "$TMP/req.lua" "${URL[$name]}/v1/chat/completions" >/dev/null
+  API=${API[$name]} MODEL=${MODEL[$name]} KEY=${KEY[$name]} wrk -t2 -c32 -d2s -s "$TMP/req.lua" "${URL[$name]}${PATHS[$name]}" >/dev/null
 done
 : > "$TMP/results"
 for round in $(seq "$ROUNDS"); do
   for name in old new; do
-    read -r rps p50 p99 err < <(MODEL=${MODEL[$name]} KEY=${KEY[$name]} wrk -t2 -c32 -d"${DUR}"s --latency \
-      -s "$TMP/req.lua" "${URL[$name]}/v1/chat/completions" | python3 bench/wrk_summary.py)
+    read -r rps p50 p99 err < <(API=${API[$name]} MODEL=${MODEL[$name]} KEY=${KEY[$name]} wrk -t2 -c32 -d"${DUR}"s --latency \
+      -s "$TMP/req.lua" "${URL[$name]}${PATHS[$name]}" | python3 bench/wrk_summary.py)
     s="0 0"
     [ "${STREAMS:-1}" = 0 ] || s=$(target/release/jusinfer-load stream --url "${URL[$name]}/v1/chat/completions" --key "${KEY[$name]}" \
       --model "mock/fast;chunks=20;gap_ms=5" --connections 32 --duration "$DUR" \
