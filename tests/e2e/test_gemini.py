@@ -353,6 +353,19 @@ def test_embeddings_through_batch_embed_contents(client, sim):
     assert err.value.body["param"] == "input"
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="gem/err404", input="x")
+    # More than a batch takes (100): batches, the vectors in order.
+    sim.clear()
+    e = client.embeddings.create(model="gem/gemini-embedding-001", input=[f"t{i}" for i in range(150)],
+                                 encoding_format="float")
+    assert len(e.data) == 150 and [d.index for d in e.data] == list(range(150))
+    batches = [r["body"]["requests"] for r in sim.requests() if r["path"].endswith(":batchEmbedContents")]
+    assert sorted(len(b) for b in batches) == [50, 100]
+    assert [q["content"]["parts"][0]["text"] for b in sorted(batches, key=len, reverse=True) for q in b] == \
+        [f"t{i}" for i in range(150)]
+    # A bound on what one request can fan out to.
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="gem/gemini-embedding-001", input=["x"] * 2049)
+    assert err.value.code == "too_many_inputs"
 
 
 def test_vertex_embeddings_through_predict(client, sim):

@@ -90,3 +90,71 @@ pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> Gatew
             .retryable(matches!(s, 500 | 502 | 503 | 504)),
     }
 }
+
+/// Requests one `batchEmbedContents` call takes (docs: at most 100).
+const EMBED_BATCH: usize = 100;
+
+/// Calls in flight at once for one request's embeddings.
+const EMBED_CONCURRENCY: usize = 4;
+
+/// Embeds `requests` (each one `EmbedContentRequest`, naming the model) with the AI
+/// Studio model of `d`: `batchEmbedContents` in batches of [`EMBED_BATCH`], at most
+/// [`EMBED_CONCURRENCY`] at once, the vectors in order.
+pub(crate) async fn embed<T: serde::Serialize + Sync>(
+    d: &crate::routing::Deployment,
+    requests: &[T],
+) -> Result<Vec<Vec<f64>>, GatewayError> {
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    use jusinfer_translate::gemini::embed::BatchEmbedResponse;
+    if requests.len() > super::vertex::MAX_EMBED_INPUTS {
+        return Err(GatewayError::bad_request(format!(
+            "At most {} inputs can be embedded in one request; this one has {}.",
+            super::vertex::MAX_EMBED_INPUTS,
+            requests.len()
+        ))
+        .param("input")
+        .code("too_many_inputs"));
+    }
+    let p = &*d.provider;
+    let clock = super::http::Clock::start(d.timeouts);
+    let call = |chunk: &[T]| {
+        let body = serde_json::to_vec(&serde_json::json!({ "requests": chunk }));
+        let want = chunk.len();
+        let clock = &clock;
+        async move {
+            let body = body.map_err(|e| GatewayError::internal(e.to_string()))?;
+            let answer = super::http::exchange(
+                p,
+                super::http::Exchange {
+                    endpoint: Endpoint::Embeddings,
+                    model: &d.upstream_model,
+                    body: bytes::Bytes::from(body),
+                    stream: false,
+                    forward: &[],
+                },
+                clock,
+            )
+            .await?;
+            let bytes = super::http::read_body(p, answer.resp, clock.deadline).await?;
+            let got: BatchEmbedResponse = serde_json::from_slice(&bytes).map_err(|e| {
+                super::execute::malformed(
+                    p,
+                    &format!("a response that is not a batchEmbedContents answer ({e})"),
+                )
+            })?;
+            if got.embeddings.len() != want {
+                return Err(super::execute::malformed(
+                    p,
+                    "a different number of embeddings than inputs",
+                ));
+            }
+            Ok::<_, GatewayError>(got.embeddings)
+        }
+    };
+    let batches: Vec<_> = futures_util::stream::iter(requests.chunks(EMBED_BATCH))
+        .map(call)
+        .buffered(EMBED_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(batches.into_iter().flatten().map(|e| e.values).collect())
+}

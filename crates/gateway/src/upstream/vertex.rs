@@ -101,6 +101,10 @@ fn instances_per_call(model: &str) -> usize {
 /// Calls in flight at once for one request's embeddings.
 const EMBED_CONCURRENCY: usize = 8;
 
+/// The most inputs one request embeds (OpenAI's own cap): one client request never turns
+/// into more upstream calls than this.
+pub(crate) const MAX_EMBED_INPUTS: usize = 2048;
+
 /// Embeds `texts` with the Vertex model of `d` (`:predict`, as many calls as the model
 /// needs, at most [`EMBED_CONCURRENCY`] at once, the vectors in order): the vectors and
 /// the tokens Vertex counted. `task`: the `task_type` of every instance.
@@ -131,6 +135,14 @@ pub(crate) async fn embed(
     struct Statistics {
         #[serde(default)]
         token_count: f64,
+    }
+    if texts.len() > MAX_EMBED_INPUTS {
+        return Err(GatewayError::bad_request(format!(
+            "At most {MAX_EMBED_INPUTS} inputs can be embedded in one request; this one has {}.",
+            texts.len()
+        ))
+        .param("input")
+        .code("too_many_inputs"));
     }
     let p = &*d.provider;
     let clock = http::Clock::start(d.timeouts);

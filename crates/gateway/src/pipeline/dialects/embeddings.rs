@@ -117,31 +117,11 @@ async fn gemini(
             crate::upstream::vertex::embed(d, &inputs, r.dimensions, None).await?;
         return Ok(listed(vectors, base64, &d.upstream_model, tokens, price));
     }
-    let body = jusinfer_translate::gemini::embed::request(&inputs, &d.upstream_model, r.dimensions);
-    let body = serde_json::to_vec(&body).map_err(|e| GatewayError::internal(e.to_string()))?;
-    let plan = Plan::whole(d, Endpoint::Embeddings, Bytes::from(body));
-    let p = &*d.provider;
+    let reqs = jusinfer_translate::gemini::embed::request(&inputs, &d.upstream_model, r.dimensions);
+    let vectors = crate::upstream::gemini::embed(d, &reqs.requests).await?;
     // AI Studio reports no token count: the prompt is estimated from the inputs' size.
     let tokens = crate::limits::estimate_prompt_tokens(inputs.iter().map(String::len).sum());
-    let no_stream = || jusinfer_translate::pipe::Relay::default();
-    execute(plan, no_stream, |bytes| async move {
-        let resp: jusinfer_translate::gemini::embed::BatchEmbedResponse =
-            serde_json::from_slice(&bytes).map_err(|e| {
-                crate::upstream::execute::malformed(
-                    p,
-                    &format!("a response that is not a batchEmbedContents answer ({e})"),
-                )
-            })?;
-        if resp.embeddings.len() != inputs.len() {
-            return Err(crate::upstream::execute::malformed(
-                p,
-                "a different number of embeddings than inputs",
-            ));
-        }
-        let vectors = resp.embeddings.into_iter().map(|e| e.values).collect();
-        Ok(listed(vectors, base64, &d.upstream_model, tokens, price))
-    })
-    .await
+    Ok(listed(vectors, base64, &d.upstream_model, tokens, price))
 }
 
 /// OpenAI's embeddings list (the vectors as base64 floats when `base64`), its usage

@@ -223,32 +223,12 @@ impl ClientDialect for GeminiEmbed {
             }
             Speaks::Gemini => {
                 let texts = embed::texts(&r.reqs, at).unwrap_or_default();
-                let body = serde_json::to_vec(&embed::batch_for(&r.reqs, &d.upstream_model))
-                    .map_err(|e| GatewayError::internal(e.to_string()))?;
-                let plan = Plan::whole(&d, Endpoint::Embeddings, Bytes::from(body));
-                execute(plan, no_stream, |bytes| async move {
-                    let resp: embed::BatchEmbedResponse =
-                        serde_json::from_slice(&bytes).map_err(|e| {
-                            malformed(
-                                p,
-                                &format!(
-                                    "a response that is not a batchEmbedContents answer ({e})"
-                                ),
-                            )
-                        })?;
-                    if resp.embeddings.len() != r.reqs.len() {
-                        return Err(malformed(
-                            p,
-                            "a different number of embeddings than requests",
-                        ));
-                    }
-                    // Gemini reports no token count: estimated from the texts' size.
-                    let tokens =
-                        crate::limits::estimate_prompt_tokens(texts.iter().map(String::len).sum());
-                    let vectors = resp.embeddings.into_iter().map(|e| e.values).collect();
-                    Ok(embedded(vectors, r.batch, tokens, price))
-                })
-                .await
+                let batch = embed::batch_for(&r.reqs, &d.upstream_model);
+                let vectors = crate::upstream::gemini::embed(&d, &batch.requests).await?;
+                // Gemini reports no token count: estimated from the texts' size.
+                let tokens =
+                    crate::limits::estimate_prompt_tokens(texts.iter().map(String::len).sum());
+                Ok(embedded(vectors, r.batch, tokens, price))
             }
             Speaks::Chat => {
                 let texts = embed::texts(&r.reqs, at).map_err(bad)?;
