@@ -163,6 +163,36 @@ async fn send(
     }
 }
 
+/// Whole requests of one client request that an upstream takes in parts (embeddings in
+/// batches): `bodies` to `d`'s `endpoint` under one clock, at most `concurrency` at once;
+/// the answers' bytes in order, or the first failure.
+pub(crate) async fn fan_out(
+    d: &Deployment,
+    endpoint: Endpoint,
+    bodies: Vec<Bytes>,
+    concurrency: usize,
+) -> Result<Vec<Bytes>, GatewayError> {
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    let p = &*d.provider;
+    let clock = Clock::start(d.timeouts);
+    let clock = &clock;
+    futures_util::stream::iter(bodies)
+        .map(|body| async move {
+            let exchange = http::Exchange {
+                endpoint,
+                model: &d.upstream_model,
+                body,
+                stream: false,
+                forward: &[],
+            };
+            let answer = http::exchange(p, exchange, clock).await?;
+            http::read_body(p, answer.resp, clock.deadline).await
+        })
+        .buffered(concurrency)
+        .try_collect()
+        .await
+}
+
 /// The upstream refused `reasoning_effort`.
 fn refuses_effort(e: &GatewayError) -> bool {
     e.status == StatusCode::BAD_REQUEST

@@ -3,6 +3,7 @@
 //! client dialect.
 
 use axum::http::StatusCode;
+use bytes::Bytes;
 use jusinfer_wire::gemini::ErrorEnvelope;
 
 use super::status;
@@ -104,7 +105,6 @@ pub(crate) async fn embed<T: serde::Serialize + Sync>(
     d: &crate::routing::Deployment,
     requests: &[T],
 ) -> Result<Vec<Vec<f64>>, GatewayError> {
-    use futures_util::{StreamExt as _, TryStreamExt as _};
     use jusinfer_translate::gemini::embed::BatchEmbedResponse;
     if requests.len() > super::vertex::MAX_EMBED_INPUTS {
         return Err(GatewayError::bad_request(format!(
@@ -116,45 +116,28 @@ pub(crate) async fn embed<T: serde::Serialize + Sync>(
         .code("too_many_inputs"));
     }
     let p = &*d.provider;
-    let clock = super::http::Clock::start(d.timeouts);
-    let call = |chunk: &[T]| {
-        let body = serde_json::to_vec(&serde_json::json!({ "requests": chunk }));
-        let want = chunk.len();
-        let clock = &clock;
-        async move {
-            let body = body.map_err(|e| GatewayError::internal(e.to_string()))?;
-            let answer = super::http::exchange(
+    let bodies = requests
+        .chunks(EMBED_BATCH)
+        .map(|chunk| serde_json::to_vec(&serde_json::json!({ "requests": chunk })).map(Bytes::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| GatewayError::internal(e.to_string()))?;
+    let answers =
+        super::execute::fan_out(d, Endpoint::Embeddings, bodies, EMBED_CONCURRENCY).await?;
+    let mut vectors = Vec::with_capacity(requests.len());
+    for (bytes, chunk) in answers.iter().zip(requests.chunks(EMBED_BATCH)) {
+        let got: BatchEmbedResponse = serde_json::from_slice(bytes).map_err(|e| {
+            super::execute::malformed(
                 p,
-                super::http::Exchange {
-                    endpoint: Endpoint::Embeddings,
-                    model: &d.upstream_model,
-                    body: bytes::Bytes::from(body),
-                    stream: false,
-                    forward: &[],
-                },
-                clock,
+                &format!("a response that is not a batchEmbedContents answer ({e})"),
             )
-            .await?;
-            let bytes = super::http::read_body(p, answer.resp, clock.deadline).await?;
-            let got: BatchEmbedResponse = serde_json::from_slice(&bytes).map_err(|e| {
-                super::execute::malformed(
-                    p,
-                    &format!("a response that is not a batchEmbedContents answer ({e})"),
-                )
-            })?;
-            if got.embeddings.len() != want {
-                return Err(super::execute::malformed(
-                    p,
-                    "a different number of embeddings than inputs",
-                ));
-            }
-            Ok::<_, GatewayError>(got.embeddings)
+        })?;
+        if got.embeddings.len() != chunk.len() {
+            return Err(super::execute::malformed(
+                p,
+                "a different number of embeddings than inputs",
+            ));
         }
-    };
-    let batches: Vec<_> = futures_util::stream::iter(requests.chunks(EMBED_BATCH))
-        .map(call)
-        .buffered(EMBED_CONCURRENCY)
-        .try_collect()
-        .await?;
-    Ok(batches.into_iter().flatten().map(|e| e.values).collect())
+        vectors.extend(got.embeddings.into_iter().map(|e| e.values));
+    }
+    Ok(vectors)
 }

@@ -19,9 +19,9 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-use super::execute::malformed;
+use super::execute::{fan_out, malformed};
 use super::kind::{Credentials, Signer, Speaks};
-use super::{http, Endpoint, Provider};
+use super::{Endpoint, Provider};
 use crate::config::ProviderConfig;
 use crate::error::GatewayError;
 use crate::routing::Deployment;
@@ -114,7 +114,6 @@ pub(crate) async fn embed(
     dimensions: Option<u32>,
     task: Option<&str>,
 ) -> Result<(Vec<Vec<f64>>, u64), GatewayError> {
-    use futures_util::{StreamExt as _, TryStreamExt as _};
     #[derive(serde::Deserialize)]
     struct Predictions {
         #[serde(default)]
@@ -145,59 +144,38 @@ pub(crate) async fn embed(
         .code("too_many_inputs"));
     }
     let p = &*d.provider;
-    let clock = http::Clock::start(d.timeouts);
-    let call = |chunk: &[String]| {
-        let instances: Vec<Value> = chunk
-            .iter()
-            .map(|t| match task {
-                Some(k) => serde_json::json!({"content": t, "task_type": k}),
-                None => serde_json::json!({"content": t}),
-            })
-            .collect();
-        let mut body = serde_json::json!({ "instances": instances });
-        if let Some(n) = dimensions {
-            body["parameters"] = serde_json::json!({ "outputDimensionality": n });
-        }
-        let want = chunk.len();
-        let clock = &clock;
-        async move {
-            let answer = http::exchange(
-                p,
-                http::Exchange {
-                    endpoint: Endpoint::Embeddings,
-                    model: &d.upstream_model,
-                    body: Bytes::from(body.to_string()),
-                    stream: false,
-                    forward: &[],
-                },
-                clock,
-            )
-            .await?;
-            let bytes = http::read_body(p, answer.resp, clock.deadline).await?;
-            let got: Predictions = serde_json::from_slice(&bytes).map_err(|e| {
-                malformed(p, &format!("a response that is not a predict answer ({e})"))
-            })?;
-            if got.predictions.len() != want {
-                return Err(malformed(p, "a different number of embeddings than inputs"));
+    let per_call = instances_per_call(&d.upstream_model);
+    let bodies = texts
+        .chunks(per_call)
+        .map(|chunk| {
+            let instances: Vec<Value> = chunk
+                .iter()
+                .map(|t| match task {
+                    Some(k) => serde_json::json!({"content": t, "task_type": k}),
+                    None => serde_json::json!({ "content": t }),
+                })
+                .collect();
+            let mut body = serde_json::json!({ "instances": instances });
+            if let Some(n) = dimensions {
+                body["parameters"] = serde_json::json!({ "outputDimensionality": n });
             }
-            Ok::<_, GatewayError>(got.predictions)
-        }
-    };
-    let answers: Vec<Vec<Prediction>> =
-        futures_util::stream::iter(texts.chunks(instances_per_call(&d.upstream_model)))
-            .map(call)
-            .buffered(EMBED_CONCURRENCY)
-            .try_collect()
-            .await?;
-    let mut tokens = 0.0;
-    let vectors = answers
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            tokens += p.embeddings.statistics.map_or(0.0, |s| s.token_count);
-            p.embeddings.values
+            Bytes::from(body.to_string())
         })
         .collect();
+    let answers = fan_out(d, Endpoint::Embeddings, bodies, EMBED_CONCURRENCY).await?;
+    let mut vectors = Vec::with_capacity(texts.len());
+    let mut tokens = 0.0;
+    for (bytes, chunk) in answers.iter().zip(texts.chunks(per_call)) {
+        let got: Predictions = serde_json::from_slice(bytes)
+            .map_err(|e| malformed(p, &format!("a response that is not a predict answer ({e})")))?;
+        if got.predictions.len() != chunk.len() {
+            return Err(malformed(p, "a different number of embeddings than inputs"));
+        }
+        for pr in got.predictions {
+            tokens += pr.embeddings.statistics.map_or(0.0, |s| s.token_count);
+            vectors.push(pr.embeddings.values);
+        }
+    }
     Ok((vectors, tokens as u64))
 }
 
