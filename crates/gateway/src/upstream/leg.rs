@@ -11,7 +11,6 @@ use jusinfer_translate::anthropic::{self, JsonMode};
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, CostRule};
 use jusinfer_translate::gemini;
 use jusinfer_translate::pipe::Relay;
-use jusinfer_translate::scan;
 use jusinfer_translate::StreamTranslator;
 use jusinfer_wire::anthropic::MessagesResponse;
 use jusinfer_wire::chat::ChatRequest;
@@ -95,9 +94,8 @@ impl Leg {
                 // Call ids minted for Gemini carry its thought signatures: they mean
                 // nothing here and make ids too long for some (a route falling back from
                 // Gemini to OpenAI mid-conversation).
-                let sep = gemini::SIGNATURE_SEP.as_bytes();
                 let body = match chat {
-                    ChatIn::Client { req, raw } if scan::contains(raw, sep) => {
+                    ChatIn::Client { req, raw } if carries_signatures(req) => {
                         let mut v: Value = serde_json::from_slice(raw)
                             .map_err(|e| GatewayError::internal(e.to_string()))?;
                         gemini::strip_signatures(&mut v);
@@ -192,6 +190,16 @@ impl Leg {
         };
         (plan, self.back)
     }
+}
+
+/// Whether a call id of `req` carries a Gemini thought signature (read from the typed
+/// messages: no scan of the body).
+fn carries_signatures(req: &ChatRequest) -> bool {
+    let sep = gemini::SIGNATURE_SEP;
+    req.messages.iter().any(|m| {
+        m.tool_call_id.as_deref().is_some_and(|id| id.contains(sep))
+            || m.tool_calls.iter().flatten().any(|c| c.id.contains(sep))
+    })
 }
 
 /// Seeds the ids the gateway mints for a request (from its request id).

@@ -138,7 +138,7 @@ impl ChatToGemini {
     }
 
     /// Feeds one Chat event; appends the frames to send.
-    pub fn push(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
+    fn feed(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
         if self.done {
             return Ok(());
         }
@@ -281,22 +281,18 @@ impl ChatToGemini {
         self.done = true;
         Ok(())
     }
-
-    /// The upstream closed: the last chunk if the finish came, else an error.
-    pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
-        if self.done {
-            return Ok(());
-        }
-        self.end(out)
-    }
 }
 
 impl crate::StreamTranslator for ChatToGemini {
     fn push(&mut self, ev: &Event, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
-        ChatToGemini::push(self, ev, out)
+        self.feed(ev, out)
     }
+    /// The upstream closed: the last chunk if the finish came, else an error.
     fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), StreamError> {
-        ChatToGemini::finish(self, out)
+        if self.done {
+            return Ok(());
+        }
+        self.end(out)
     }
     fn is_complete(&self) -> bool {
         self.done
