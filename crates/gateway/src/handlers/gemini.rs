@@ -257,48 +257,22 @@ fn anthropic_count_body(
 /// The texts a Gemini request sends the model (what a tokenizer estimate counts): every
 /// string of its contents, system instruction and tools but inline data and MIME types.
 fn prompt_text(req: &Map<String, Value>) -> String {
-    fn walk(v: &Value, out: &mut String) {
-        match v {
-            Value::String(s) => {
-                out.push_str(s);
-                out.push('\n');
-            }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            Value::Object(o) => {
-                for (k, x) in o {
-                    if !matches!(
-                        k.as_str(),
-                        "inlineData"
-                            | "inline_data"
-                            | "mimeType"
-                            | "mime_type"
-                            | "role"
-                            | "thoughtSignature"
-                            | "thought_signature"
-                    ) {
-                        walk(x, out);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
+    use super::messages::{texts_of, Take};
     let req = match req.get("generateContentRequest") {
         Some(Value::Object(o)) => o,
         _ => req,
     };
-    let mut out = String::new();
-    for k in [
+    let fields = [
         "systemInstruction",
         "system_instruction",
         "contents",
         "tools",
-    ] {
-        if let Some(v) = req.get(k) {
-            walk(v, &mut out);
-        }
-    }
-    out
+    ];
+    texts_of(req, &fields, |k| match k {
+        "inlineData" | "inline_data" | "mimeType" | "mime_type" | "role" | "thoughtSignature"
+        | "thought_signature" => Take::Skip,
+        _ => Take::Texts,
+    })
 }
 
 /// `POST /v1beta/models/{model}:countTokens`: `{"totalTokens": n}`.

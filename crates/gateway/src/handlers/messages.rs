@@ -30,26 +30,38 @@ fn tokenizer() -> Option<&'static tiktoken_rs::CoreBPE> {
     BPE.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref()
 }
 
-/// Every text a Messages request sends to the model: system, message text and tool
-/// calls/results, tool definitions.
-fn prompt_text(req: &Map<String, Value>) -> String {
-    fn walk(v: &Value, out: &mut String) {
+/// What a prompt-text walk does with an object's field.
+pub(crate) enum Take {
+    /// Its strings, nested ones included.
+    Texts,
+    /// The value as JSON (tool inputs and schemas count as the model reads them).
+    Json,
+    Skip,
+}
+
+/// The strings of `fields` of `req` (each walked by `take`), one per line: what a
+/// tokenizer estimate counts.
+pub(crate) fn texts_of(
+    req: &Map<String, Value>,
+    fields: &[&str],
+    take: fn(&str) -> Take,
+) -> String {
+    fn walk(v: &Value, out: &mut String, take: fn(&str) -> Take) {
         match v {
             Value::String(s) => {
                 out.push_str(s);
                 out.push('\n');
             }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out, take)),
             Value::Object(o) => {
                 for (k, x) in o {
-                    match k.as_str() {
-                        "text" | "thinking" | "content" | "system" => walk(x, out),
-                        "input" | "input_schema" => {
+                    match take(k) {
+                        Take::Texts => walk(x, out, take),
+                        Take::Json => {
                             out.push_str(&x.to_string());
                             out.push('\n');
                         }
-                        "name" | "description" => walk(x, out),
-                        _ => {}
+                        Take::Skip => {}
                     }
                 }
             }
@@ -57,12 +69,22 @@ fn prompt_text(req: &Map<String, Value>) -> String {
         }
     }
     let mut out = String::new();
-    for k in ["system", "messages", "tools"] {
-        if let Some(v) = req.get(k) {
-            walk(v, &mut out);
+    for k in fields {
+        if let Some(v) = req.get(*k) {
+            walk(v, &mut out, take);
         }
     }
     out
+}
+
+/// Every text a Messages request sends to the model: system, message text and tool
+/// calls/results, tool definitions.
+fn prompt_text(req: &Map<String, Value>) -> String {
+    texts_of(req, &["system", "messages", "tools"], |k| match k {
+        "text" | "thinking" | "content" | "system" | "name" | "description" => Take::Texts,
+        "input" | "input_schema" => Take::Json,
+        _ => Take::Skip,
+    })
 }
 
 /// A Messages request as Gemini's `countTokens` body: translated (through Chat) to the
