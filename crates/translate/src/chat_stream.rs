@@ -245,13 +245,15 @@ impl ChatStreamNormalizer {
     }
 
     fn can_pass_untouched(&self, data: &[u8]) -> bool {
-        // The first chunk of each choice may need a role; after that, frames without tool
-        // calls, usage or a finish reason are forwarded as they came.
+        // The first chunk of each choice may need a role; after that, frames with a delta
+        // and without tool calls, usage or a finish reason are forwarded as they came
+        // (Azure sends choices without `delta`: those get an empty one).
         !self.choices.is_empty()
             && self
                 .choices
                 .iter()
                 .all(|c| c.role_sent && c.calls.is_empty())
+            && scan::contains(data, b"\"delta\"")
             && !scan::contains(data, b"\"tool_calls\"")
             && scan::key_is_null_or_absent(data, b"\"usage\"")
             && scan::key_is_null_or_absent(data, b"\"finish_reason\"")
@@ -340,7 +342,13 @@ impl ChatStreamNormalizer {
             .all(|(k, v)| v.is_null() || (k == "content" && v.as_str() == Some("")));
         let has_finish = obj.get("finish_reason").is_some_and(|f| !f.is_null());
         let has_logprobs = obj.get("logprobs").is_some_and(|l| !l.is_null());
-        !(empty_delta && !has_finish && !has_logprobs)
+        // Azure's asynchronous filter reports arrive as choices with nothing else: kept,
+        // like any field of a same-dialect upstream (SPEC §4).
+        let has_filter_report = obj
+            .get("content_filter_results")
+            .and_then(Value::as_object)
+            .is_some_and(|o| !o.is_empty());
+        !(empty_delta && !has_finish && !has_logprobs && !has_filter_report)
     }
 
     fn flush_all(&mut self, out: &mut Vec<Bytes>) {

@@ -410,3 +410,114 @@ fn regression_a_form_feed_after_the_json_is_not_passed_on() {
         Err(e) => assert!(e.contains("not valid JSON"), "{e}"),
     }
 }
+
+/// Azure's recorded streams: the choice-less `prompt_filter_results` chunk never reaches a
+/// client, every choice has a `delta`, `content_filter_results` / `obfuscation` /
+/// `latency_checkpoint` pass through as unknown fields (SPEC §4), text, tool calls, finish
+/// reasons and usage come out whole, at every split of the input.
+#[test]
+fn recorded_azure_streams_reach_clients_in_the_standard_shape() {
+    for rel in [
+        "azure/azure_chat_stream_text.sse",
+        "azure/azure_chat_stream_chunk_without_delta.sse",
+        "azure/azure_chat_stream_finish_length.sse",
+        "azure/azure_chat_stream_parallel_tool_calls.sse",
+        "azure/azure_chat_stream_usage_latency_checkpoint.sse",
+        "azure/azure_v1_chat_stream_include_usage.sse",
+    ] {
+        let raw = fixtures::read(rel).expect("fixture");
+        let recorded = events(&raw);
+        let (out, n) = run(&[&raw], true).expect("normalizes");
+        let chunks = events(&out);
+        assert!(out.ends_with(b"data: [DONE]\n\n"), "{rel}");
+        assert!(
+            recorded[0].get("prompt_filter_results").is_some(),
+            "{rel}: recorded with the prompt filter chunk"
+        );
+        for c in &chunks {
+            assert!(c.get("prompt_filter_results").is_none(), "{rel}: {c}");
+            let choices = c["choices"].as_array().expect("choices");
+            assert!(
+                !choices.is_empty() || c["usage"].is_object(),
+                "{rel}: a chunk with nothing to read: {c}"
+            );
+            for ch in choices {
+                assert!(ch["delta"].is_object(), "{rel}: no delta: {ch}");
+            }
+        }
+        assert_eq!(
+            chunks[0]["choices"][0]["delta"]["role"], "assistant",
+            "{rel}"
+        );
+        // What the recording says, accumulated the same way.
+        let (want_text, want_calls, want_finish) = accumulate(&recorded);
+        let (text, calls, finishes) = accumulate(&chunks);
+        assert_eq!(text, want_text, "{rel}");
+        assert_eq!(finishes, want_finish, "{rel}");
+        assert_eq!(finishes.len(), 1, "{rel}");
+        assert_eq!(calls, want_calls, "{rel}");
+        for ch in chunks
+            .iter()
+            .flat_map(|c| c["choices"].as_array().into_iter().flatten())
+        {
+            for tc in ch["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                assert!(tc["index"].is_u64(), "{rel}: {tc}");
+            }
+        }
+        // Unknown fields of a same-dialect upstream are passed back.
+        assert!(
+            chunks.iter().any(|c| c["obfuscation"].is_string()
+                || c["choices"][0]["content_filter_results"].is_object()),
+            "{rel}"
+        );
+        if raw.windows(9).any(|w| w == b"\"usage\":{") {
+            let usage = n.usage().expect("usage read");
+            assert!(usage.total_tokens > 0, "{rel}");
+            assert!(
+                chunks
+                    .iter()
+                    .any(|c| c["usage"]["total_tokens"].as_u64() == Some(usage.total_tokens)),
+                "{rel}: usage chunk kept"
+            );
+        }
+        if rel.contains("latency") {
+            assert!(
+                chunks.iter().any(|c| c["latency_checkpoint"].is_object()),
+                "{rel}"
+            );
+        }
+        if rel.contains("without_delta") {
+            for cut in 1..raw.len() {
+                let split = run(&[&raw[..cut], &raw[cut..]], true).expect("ok").0;
+                assert_eq!(split, out, "{rel}: split at {cut}");
+            }
+        }
+    }
+}
+
+/// A filter report that arrives as a choice with neither `delta` nor anything else (Azure's
+/// asynchronous filter, docs) gets an empty `delta` and keeps its report; a bare one is
+/// dropped.
+#[test]
+fn a_choice_without_delta_mid_stream_is_normalized() {
+    let input = concat!(
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"content_filter_results\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"}},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"finish_reason\":\"stop\"}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let (out, _) = run(&[input.as_bytes()], true).expect("normalizes");
+    let chunks = events(&out);
+    assert_eq!(chunks.len(), 4, "{}", String::from_utf8_lossy(&out));
+    for c in &chunks {
+        assert!(c["choices"][0]["delta"].is_object(), "{c}");
+    }
+    assert_eq!(
+        chunks[1]["choices"][0]["content_filter_results"]["hate"]["severity"],
+        "safe"
+    );
+    assert_eq!(accumulate(&chunks).0, "Hi!");
+    assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
+}
