@@ -11,6 +11,7 @@
 //! `parallel;style=whole` or `text;status=503`. See [`scenario::Scenario`] for the keys.
 
 pub mod anthropic;
+pub mod azure;
 mod canned;
 pub mod gemini;
 mod pace;

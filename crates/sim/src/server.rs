@@ -104,6 +104,12 @@ pub fn app(state: SimState) -> Router {
             "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{*target}",
             post(crate::vertex::models),
         )
+        .route(
+            "/openai/deployments/{deployment}/{*op}",
+            post(crate::azure::deployments),
+        )
+        .route("/openai/responses", post(crate::azure::responses))
+        .route("/openai/v1/{*op}", post(crate::azure::v1))
         .route("/_sim/requests", get(recorded).delete(clear))
         .route("/_sim/stats", get(stats))
         .with_state(state)
@@ -202,7 +208,7 @@ async fn models() -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
-fn error_body(status: u16, message: &str) -> Bytes {
+pub(crate) fn error_body(status: u16, message: &str) -> Bytes {
     let kind = if status >= 500 {
         "server_error"
     } else {
@@ -214,7 +220,7 @@ fn error_body(status: u16, message: &str) -> Bytes {
     )
 }
 
-fn json_response(status: u16, body: Bytes) -> Response {
+pub(crate) fn json_response(status: u16, body: Bytes) -> Response {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -222,7 +228,11 @@ fn json_response(status: u16, body: Bytes) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-async fn embeddings(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn embeddings(
+    State(state): State<SimState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     record(&state, "/v1/embeddings", &headers, &req);
     let sc = Scenario::parse(req["model"].as_str().unwrap_or_default());
@@ -252,7 +262,11 @@ async fn embeddings(State(state): State<SimState>, headers: HeaderMap, body: Byt
     json_response(200, Bytes::from(out.to_string()))
 }
 
-async fn chat(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn chat(
+    State(state): State<SimState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return json_response(400, error_body(400, &format!("sim: bad json: {e}"))),
@@ -608,7 +622,11 @@ fn reasoning_step(k: usize) -> anyhow::Result<Vec<Bytes>> {
 /// POST /v1/responses: OpenAI's Responses API, replaying recorded Responses traffic
 /// (`text`, `function` (the call; given its output, the answer), `incomplete`,
 /// `reasoning` (a reasoning model's steps: the next one per `function_call_output` sent)).
-async fn responses(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn responses(
+    State(state): State<SimState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return json_response(400, error_body(400, &format!("sim: bad json: {e}"))),
