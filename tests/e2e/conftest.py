@@ -187,6 +187,24 @@ credentials_file = "{sa}"
 default_max_tokens = 1024
 timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
 
+# Azure OpenAI: the deployments route (a dated api-version) and the v1 route (none).
+[providers.az]
+kind = "azure"
+base_url = "{sim}/"
+api_key = "${{SIM_PROVIDER_KEY}}"
+api_version = "2024-10-21"
+responses = true
+deployments = {{ "gpt-4o-mini" = "azure-text", "gpt-4o-mini-tools" = "azure-tools", "text-embedding-3-small" = "embed-small" }}
+timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
+
+[providers.azv1]
+kind = "azure"
+base_url = "{sim}/openai/v1"
+api_key = "${{SIM_PROVIDER_KEY}}"
+responses = true
+deployments = {{ "gpt-4o-mini" = "azure-usage" }}
+timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
+
 [providers.claudecache]
 kind = "anthropic"
 base_url = "{sim}"

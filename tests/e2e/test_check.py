@@ -33,7 +33,7 @@ def verdicts(r):
 
 
 @pytest.mark.parametrize("dialect", ["openai", "anthropic", "gemini"])
-@pytest.mark.parametrize("model", ["sim/probe", "claude/probe", "gem/probe", "echo"])
+@pytest.mark.parametrize("model", ["sim/probe", "claude/probe", "gem/probe", "az/probe", "azv1/probe", "echo"])
 def test_the_gateway_passes_every_protocol_case(gw, model, dialect):
     base = gw.url + "/v1" if dialect == "openai" else gw.url
     r = check(base, gw.key, model, "--json", dialect=dialect)

@@ -24,6 +24,9 @@ pub struct Prices {
     /// `provider/model` or `model` → price, from the config.
     overrides: HashMap<String, Price>,
     bundled: HashMap<String, Price>,
+    /// Provider → its deployment names → the model each serves (Azure): a deployment is
+    /// priced as its model.
+    deployments: HashMap<String, HashMap<String, String>>,
     pub catalog_date: String,
     pub catalog_sources: Vec<String>,
 }
@@ -51,13 +54,37 @@ impl Prices {
                 })
                 .collect(),
             bundled: catalog.models,
+            deployments: HashMap::new(),
             catalog_date: catalog.date,
             catalog_sources: catalog.sources,
         }
     }
 
-    /// The price of `model` as served by `provider`, if known.
+    /// Prices `provider`'s deployments as the models they serve (`deployments`: model →
+    /// deployment, as configured).
+    pub fn with_deployments<'a>(
+        mut self,
+        provider: &str,
+        deployments: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Self {
+        let map: HashMap<String, String> = deployments
+            .into_iter()
+            .map(|(model, dep)| (dep.clone(), model.clone()))
+            .collect();
+        if !map.is_empty() {
+            self.deployments.insert(provider.to_owned(), map);
+        }
+        self
+    }
+
+    /// The price of `model` (or of the deployment so named) as served by `provider`, if
+    /// known.
     pub fn get(&self, provider: &str, model: &str) -> Option<Price> {
+        let model = self
+            .deployments
+            .get(provider)
+            .and_then(|d| d.get(model))
+            .map_or(model, String::as_str);
         if !self.overrides.is_empty() {
             let key = format!("{provider}/{model}");
             if let Some(p) = self
@@ -130,6 +157,17 @@ mod tests {
             Some(10.0)
         );
         assert_eq!(p.get("openai", "no-such-model"), None);
+    }
+
+    #[test]
+    fn a_deployment_is_priced_as_its_model() {
+        let deps: IndexMap<String, String> = [("gpt-4o".to_owned(), "prod-4o".to_owned())]
+            .into_iter()
+            .collect();
+        let p = Prices::new(&IndexMap::new()).with_deployments("az", &deps);
+        assert_eq!(p.get("az", "prod-4o"), p.get("openai", "gpt-4o"));
+        assert!(p.get("az", "prod-4o").is_some());
+        assert!(p.get("other", "prod-4o").is_none());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub(crate) const MAX_MODEL_NAME: usize = 256;
 #[derive(Clone)]
 pub(crate) struct Deployment {
     pub provider: Arc<Provider>,
+    /// The name the upstream knows: the model's, or its Azure deployment's (priced as the
+    /// model, see `Prices::with_deployments`).
     pub upstream_model: String,
     pub health: Arc<Health>,
     /// The provider's timeouts with the alias's overrides applied.
@@ -93,8 +95,8 @@ impl Router {
                         timeouts: alias.timeouts_over(provider.config.timeouts),
                         auto_cache: alias.auto_cache || provider.config.auto_cache,
                         health: health.pin(p, m),
+                        upstream_model: provider.config.deployment_of(m).to_owned(),
                         provider,
-                        upstream_model: m.clone(),
                     },
                     *w,
                     cost,
@@ -132,7 +134,7 @@ impl Router {
     fn direct(&self, p: &Arc<Provider>, model: &str) -> Deployment {
         Deployment {
             provider: Arc::clone(p),
-            upstream_model: model.to_owned(),
+            upstream_model: p.config.deployment_of(model).to_owned(),
             health: self.health.get(p.name(), model),
             timeouts: p.config.timeouts,
             auto_cache: p.config.auto_cache,

@@ -50,7 +50,13 @@ impl AppState {
             .cloned()
             .map(|p| Provider::new(p).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        let prices = Arc::new(Prices::new(&config.prices));
+        let prices = Arc::new(config.providers.iter().fold(
+            Prices::new(&config.prices),
+            |prices, p| match &p.azure {
+                Some(a) => prices.with_deployments(&p.name, &a.deployments),
+                None => prices,
+            },
+        ));
         let health = HealthBook::new(config.breaker);
         let router = routing::Router::new(&config, providers, &prices, health.clone());
         let keys = (config.auth == AuthMode::Keys).then(|| KeyChecker::new(store.clone()));

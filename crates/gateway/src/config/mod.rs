@@ -47,6 +47,8 @@ pub enum ProviderKind {
     Gemini,
     /// Google Cloud's Vertex AI: Gemini and Anthropic publisher models.
     Vertex,
+    /// Azure OpenAI: OpenAI's models in an Azure resource, by deployment.
+    Azure,
     Echo,
 }
 
@@ -58,6 +60,7 @@ impl ProviderKind {
             Self::OpenaiCompatible => "openai-compatible",
             Self::Gemini => "gemini",
             Self::Vertex => "vertex",
+            Self::Azure => "azure",
             Self::Echo => "echo",
         }
     }
@@ -124,6 +127,27 @@ pub struct ProviderConfig {
     pub auto_cache: bool,
     /// Vertex AI: where its models are (`None` for other kinds).
     pub vertex: Option<VertexConfig>,
+    /// Azure OpenAI: its API version and deployments (`None` for other kinds).
+    pub azure: Option<AzureConfig>,
+}
+
+impl ProviderConfig {
+    /// The name `model` is called by upstream: an Azure deployment's, else the model's own.
+    pub fn deployment_of<'a>(&'a self, model: &'a str) -> &'a str {
+        self.azure
+            .as_ref()
+            .and_then(|a| a.deployments.get(model))
+            .map_or(model, String::as_str)
+    }
+}
+
+/// An Azure OpenAI provider's route, deployments and authentication.
+#[derive(Debug, Clone)]
+pub struct AzureConfig {
+    /// `api-version` of the deployments route; `None`: the `/openai/v1` route.
+    pub api_version: Option<String>,
+    /// Model name → deployment name (a model not listed is its own deployment).
+    pub deployments: IndexMap<String, String>,
 }
 
 /// A Vertex AI provider's project, location and credentials.
@@ -400,7 +424,11 @@ fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
         ProviderKind::Anthropic => Some("https://api.anthropic.com"),
         ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
         // Vertex's host follows its location (`resolve`).
-        ProviderKind::OpenaiCompatible | ProviderKind::Vertex | ProviderKind::Echo => None,
+        // Azure's host is the operator's resource.
+        ProviderKind::OpenaiCompatible
+        | ProviderKind::Vertex
+        | ProviderKind::Azure
+        | ProviderKind::Echo => None,
     }
 }
 
@@ -536,6 +564,52 @@ models = ["m1"]
             .expect("groq detected");
         assert_eq!(groq.kind, ProviderKind::OpenaiCompatible);
         assert!(groq.base_url.starts_with("https://"));
+    }
+
+    #[test]
+    fn azure_from_the_environment_and_from_config() {
+        let vars = |k: &str| match k {
+            "AZURE_OPENAI_API_KEY" => Some("az-key".to_owned()),
+            "AZURE_OPENAI_ENDPOINT" => Some("https://r.openai.azure.com/".to_owned()),
+            "OPENAI_API_VERSION" => Some("2024-10-21".to_owned()),
+            _ => None,
+        };
+        let c = parse("", None, &vars).expect("ok");
+        let az = c
+            .providers
+            .iter()
+            .find(|p| p.name == "azure")
+            .expect("azure detected");
+        assert_eq!(az.kind, ProviderKind::Azure);
+        assert_eq!(az.base_url, "https://r.openai.azure.com");
+        let cfg = az.azure.as_ref().expect("azure settings");
+        assert_eq!(cfg.api_version.as_deref(), Some("2024-10-21"));
+        // Without the endpoint there is nothing to reach.
+        let c = parse("", None, &|k| {
+            (k == "AZURE_OPENAI_API_KEY").then(|| "az-key".to_owned())
+        })
+        .expect("ok");
+        assert!(c.providers.iter().all(|p| p.kind != ProviderKind::Azure));
+
+        let c = p(r#"
+[providers.az]
+kind = "azure"
+base_url = "https://r.openai.azure.com/openai/v1/"
+api_key = "${SIM_KEY}"
+deployments = { "gpt-4o" = "prod-4o" }
+"#)
+        .expect("valid");
+        let az = c.providers.iter().find(|p| p.name == "az").expect("az");
+        assert_eq!(
+            az.base_url, "https://r.openai.azure.com",
+            "API path stripped"
+        );
+        assert_eq!(az.deployment_of("gpt-4o"), "prod-4o");
+        assert_eq!(az.deployment_of("gpt-4.1"), "gpt-4.1");
+        assert_eq!(
+            az.azure.as_ref().and_then(|a| a.api_version.as_deref()),
+            None
+        );
     }
 
     #[test]

@@ -101,6 +101,12 @@ pub struct RawProvider {
     /// Vertex AI: a service-account key file; without one, application-default
     /// credentials (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's, or the metadata server).
     pub credentials_file: Option<String>,
+    /// Azure OpenAI: the `api-version` of the deployments route; omitted, the
+    /// `/openai/v1` route (which takes none).
+    pub api_version: Option<String>,
+    /// Azure OpenAI: model name → deployment name (default: the same name).
+    #[serde(default)]
+    pub deployments: IndexMap<String, String>,
 }
 
 /// Seconds; fractions allowed.

@@ -78,6 +78,8 @@ fn implicit(
         project: None,
         location: None,
         credentials_file: None,
+        api_version: None,
+        deployments: IndexMap::new(),
     }
 }
 
@@ -93,6 +95,16 @@ fn with_implicit_providers(
                 let p = implicit(*kind, Some((*url).to_owned()), Some(key), Vec::new());
                 raw_providers.insert((*name).to_owned(), p);
             }
+        }
+        // Azure needs its resource's endpoint beside the key (the names Azure's own SDKs
+        // read); `OPENAI_API_VERSION` picks the deployments route, as in those SDKs.
+        if let (Some(key), Some(endpoint)) = (
+            env("AZURE_OPENAI_API_KEY").filter(|k| !k.is_empty()),
+            env("AZURE_OPENAI_ENDPOINT").filter(|k| !k.is_empty()),
+        ) {
+            let mut p = implicit(ProviderKind::Azure, Some(endpoint), Some(key), Vec::new());
+            p.api_version = env("OPENAI_API_VERSION").filter(|v| !v.is_empty());
+            raw_providers.insert("azure".to_owned(), p);
         }
     }
     if !raw_providers.values().any(|p| p.kind == ProviderKind::Echo)
@@ -122,7 +134,29 @@ fn providers(
             ProviderKind::Vertex => Some(vertex_config(&name, &p, src)?),
             _ => None,
         };
+        let azure = match p.kind {
+            ProviderKind::Azure => Some(azure_config(&name, &p, src)?),
+            _ => None,
+        };
+        for (field, set) in [
+            ("api_version", p.api_version.is_some()),
+            ("deployments", !p.deployments.is_empty()),
+        ] {
+            if set && p.kind != ProviderKind::Azure {
+                return Err(ConfigError::new(format!(
+                    "{shown}:{}: providers.{name}.{field} is an Azure OpenAI setting (kind {} has none)",
+                    src.line(field),
+                    p.kind.as_str()
+                )));
+            }
+        }
         let base_url = match (p.base_url.as_deref(), default_base_url(p.kind), p.kind) {
+            // Azure's endpoint as its portal shows it, with or without the API path.
+            (Some(u), _, ProviderKind::Azure) => {
+                let u = u.trim_end_matches('/');
+                let u = u.strip_suffix("/openai/v1").unwrap_or(u);
+                u.strip_suffix("/openai").unwrap_or(u).to_owned()
+            }
             (Some(u), _, _) => u.trim_end_matches('/').to_owned(),
             (None, Some(d), _) => d.to_owned(),
             (None, None, ProviderKind::Echo) => String::new(),
@@ -130,6 +164,12 @@ fn providers(
                 Some("global") | None => "https://aiplatform.googleapis.com/v1".to_owned(),
                 Some(region) => format!("https://{region}-aiplatform.googleapis.com/v1"),
             },
+            (None, None, ProviderKind::Azure) => {
+                return Err(ConfigError::new(format!(
+                    "{shown}:{}: providers.{name} (kind azure) needs base_url, the resource's endpoint, e.g. \"https://my-resource.openai.azure.com\"",
+                    src.line(&format!("[providers.{name}]")),
+                )))
+            }
             (None, None, _) => {
                 return Err(ConfigError::new(format!(
                     "{shown}:{}: providers.{name} (kind {}) needs base_url, e.g. \"http://127.0.0.1:8000/v1\"",
@@ -150,17 +190,17 @@ fn providers(
         if p.responses
             && !matches!(
                 p.kind,
-                ProviderKind::Openai | ProviderKind::OpenaiCompatible
+                ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Azure
             )
         {
             return Err(ConfigError::new(format!(
-                "{shown}:{}: providers.{name}.responses = true needs kind openai or openai-compatible (kind {} has no Responses API; requests are translated)",
+                "{shown}:{}: providers.{name}.responses = true needs kind openai, openai-compatible or azure (kind {} has no Responses API; requests are translated)",
                 src.line(&format!("[providers.{name}]")),
                 p.kind.as_str()
             )));
         }
         let api_key = p.api_key.filter(|k| !k.is_empty());
-        if api_key.is_none() && p.kind == ProviderKind::Openai {
+        if api_key.is_none() && matches!(p.kind, ProviderKind::Openai | ProviderKind::Azure) {
             warnings.push(format!(
                 "providers.{name} has no api_key: its requests will be sent without credentials"
             ));
@@ -186,6 +226,7 @@ fn providers(
             responses: p.responses,
             auto_cache: p.auto_cache,
             vertex,
+            azure,
         });
     }
     Ok(providers)
@@ -219,6 +260,40 @@ fn vertex_config(
         project,
         location,
         credentials_file: p.credentials_file.clone(),
+    })
+}
+
+/// An Azure provider's route (`api_version`), deployments and authentication.
+fn azure_config(name: &str, p: &RawProvider, src: &Source<'_>) -> Result<AzureConfig, ConfigError> {
+    let shown = &src.shown;
+    // Versions are dates with an optional `-preview` (`2024-10-21`, `2025-03-01-preview`):
+    // anything else would not be a query value Azure knows.
+    let version_ok = |v: &str| {
+        !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if let Some(v) = p.api_version.as_deref().filter(|v| !version_ok(v)) {
+        return Err(ConfigError::new(format!(
+            "{shown}:{}: providers.{name}.api_version = {v:?}: expected a version such as \"2024-10-21\"",
+            src.line("api_version")
+        )));
+    }
+    for (model, deployment) in &p.deployments {
+        // A deployment name goes into the URL path as one segment.
+        let ok = !deployment.is_empty()
+            && deployment.len() <= 64
+            && deployment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: providers.{name}.deployments.{model:?} = {deployment:?}: a deployment name has letters, digits, `-`, `_` and `.` only",
+                src.line(deployment)
+            )));
+        }
+    }
+    Ok(AzureConfig {
+        api_version: p.api_version.clone(),
+        deployments: p.deployments.clone(),
     })
 }
 

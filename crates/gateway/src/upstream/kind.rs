@@ -3,6 +3,7 @@
 //! holds the one `match` on it (`UpstreamKind::of`); a new kind is a new entry here plus
 //! its translation module (ARCHITECTURE.md, "Adding an upstream kind").
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -46,9 +47,9 @@ pub(crate) struct UpstreamKind {
     pub speaks_for: Option<fn(&str) -> Speaks>,
     /// Messages bodies name no `model` and carry this `anthropic_version` (Vertex).
     pub anthropic_version_in_body: Option<&'static str>,
-    /// Each endpoint's path under the provider's `base_url` (`None`: the kind has no such
-    /// endpoint).
-    pub path: fn(&ProviderConfig, Endpoint) -> Option<&'static str>,
+    /// Each endpoint's path (and query) under the provider's `base_url`, joined once at
+    /// start (`None`: the kind has no such endpoint, or `url` builds it per request).
+    pub path: fn(&ProviderConfig, Endpoint) -> Option<Cow<'static, str>>,
     /// The URL of one request: the endpoint's, or (Gemini) one naming the model and
     /// whether it streams.
     pub url: fn(&Provider, Endpoint, &str, bool) -> Result<reqwest::Url, GatewayError>,
@@ -76,38 +77,41 @@ impl UpstreamKind {
             ProviderKind::Anthropic => &ANTHROPIC,
             ProviderKind::Gemini => &GEMINI,
             ProviderKind::Vertex => &VERTEX,
+            ProviderKind::Azure => &AZURE,
             ProviderKind::Echo => &ECHO,
         }
     }
 }
 
-fn openai_path(c: &ProviderConfig, e: Endpoint) -> Option<&'static str> {
+fn openai_path(c: &ProviderConfig, e: Endpoint) -> Option<Cow<'static, str>> {
     match e {
         Endpoint::ChatCompletions => Some("/chat/completions"),
         Endpoint::Embeddings => Some("/embeddings"),
         Endpoint::Responses => c.responses.then_some("/responses"),
         Endpoint::CountTokens => None,
     }
+    .map(Cow::Borrowed)
 }
 
-fn anthropic_path(c: &ProviderConfig, e: Endpoint) -> Option<&'static str> {
+fn anthropic_path(c: &ProviderConfig, e: Endpoint) -> Option<Cow<'static, str>> {
     // Anthropic's base URL is the host; tolerate one that already ends in /v1.
     let v1 = c.base_url.ends_with("/v1");
-    match (e, v1) {
+    let path = match (e, v1) {
         (Endpoint::ChatCompletions, false) => Some("/v1/messages"),
         (Endpoint::ChatCompletions, true) => Some("/messages"),
         (Endpoint::CountTokens, false) => Some("/v1/messages/count_tokens"),
         (Endpoint::CountTokens, true) => Some("/messages/count_tokens"),
         (Endpoint::Embeddings | Endpoint::Responses, _) => None,
-    }
+    };
+    path.map(Cow::Borrowed)
 }
 
-fn no_path(_: &ProviderConfig, _: Endpoint) -> Option<&'static str> {
+fn no_path(_: &ProviderConfig, _: Endpoint) -> Option<Cow<'static, str>> {
     None
 }
 
 /// The endpoint's URL, built once at start.
-fn endpoint_url(
+pub(super) fn endpoint_url(
     p: &Provider,
     e: Endpoint,
     _model: &str,
@@ -215,6 +219,21 @@ static VERTEX: UpstreamKind = UpstreamKind {
     newest_chat: false,
 };
 
+static AZURE: UpstreamKind = UpstreamKind {
+    kind: ProviderKind::Azure,
+    speaks: Speaks::Chat,
+    speaks_for: None,
+    anthropic_version_in_body: None,
+    path: super::azure::path,
+    url: super::azure::url,
+    credentials: super::azure::credentials,
+    fixed_headers: &[],
+    map_status: super::azure::map_status,
+    default_max_output: no_default,
+    // Azure serves OpenAI's own models, reasoning ones included.
+    newest_chat: true,
+};
+
 static ECHO: UpstreamKind = UpstreamKind {
     kind: ProviderKind::Echo,
     speaks: Speaks::Local,
@@ -253,7 +272,7 @@ pub(crate) enum Credentials {
 
 impl Credentials {
     /// `name: value(api_key)`, or none without a key.
-    fn header(
+    pub(super) fn header(
         c: &ProviderConfig,
         name: &'static str,
         value: impl Fn(&str) -> String,
@@ -346,6 +365,7 @@ mod tests {
             ProviderKind::Anthropic,
             ProviderKind::Gemini,
             ProviderKind::Vertex,
+            ProviderKind::Azure,
             ProviderKind::Echo,
         ] {
             assert_eq!(UpstreamKind::of(k).kind, k);
