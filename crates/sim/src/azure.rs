@@ -11,7 +11,7 @@
 //! with Azure's choice-less `prompt_filter_results` chunk.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use bytes::Bytes;
@@ -33,15 +33,79 @@ fn azure_error(status: u16, code: &str, message: &str) -> Response {
     )
 }
 
-/// The `api-key` (or, on v1, a bearer) the request carries; `None` is Azure's 401.
-fn authorized(headers: &HeaderMap, v1: bool) -> bool {
+/// An `api-key`, an Entra token the simulator issued (`/_azure/msi`), or on v1 any other
+/// bearer (the OpenAI SDK sends the key so); else Azure's 401.
+fn authorized(state: &SimState, headers: &HeaderMap, v1: bool) -> bool {
     let key = headers.get("api-key").and_then(|v| v.to_str().ok());
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(token) = bearer.filter(|b| b.starts_with(ENTRA_TOKEN_PREFIX)) {
+        return key.is_none() && state.tokens.lock().is_ok_and(|t| t.contains(token));
+    }
     let presented = key.or(if v1 { bearer } else { None });
     presented.is_some_and(|k| !k.is_empty() && k != crate::probe::BAD_KEY)
+}
+
+const ENTRA_TOKEN_PREFIX: &str = "sim-entra-";
+/// The `IDENTITY_HEADER` secret of the simulated App Service managed identity.
+pub const IDENTITY_HEADER: &str = "sim-identity-header-secret";
+
+/// `GET /_azure/msi?api-version=2019-08-01&resource=…`: an App Service managed identity
+/// endpoint (`IDENTITY_ENDPOINT`), as Azure documents it: the `x-identity-header` secret,
+/// the resource without `/.default`, an answer with `expires_on` in Unix seconds as a string.
+pub async fn msi_token(
+    State(state): State<SimState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    state
+        .token_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    record(&state, &path_of(&uri), &headers, &Value::Null);
+    if headers
+        .get("x-identity-header")
+        .and_then(|v| v.to_str().ok())
+        != Some(IDENTITY_HEADER)
+    {
+        return json_response(
+            401,
+            Bytes::from(json!({"statusCode": 401, "message": "Unauthorized request"}).to_string()),
+        );
+    }
+    let param = |name: &str| q.get(name).cloned();
+    let resource = param("resource").unwrap_or_default();
+    if param("api-version").as_deref() != Some("2019-08-01")
+        || resource != "https://cognitiveservices.azure.com"
+    {
+        return json_response(
+            400,
+            Bytes::from(
+                json!({"statusCode": 400, "message": "bad api-version or resource"}).to_string(),
+            ),
+        );
+    }
+    let n = state
+        .token_requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let token = format!("{ENTRA_TOKEN_PREFIX}{n}");
+    if let Ok(mut t) = state.tokens.lock() {
+        t.insert(token.clone());
+    }
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600;
+    json_response(
+        200,
+        Bytes::from(
+            json!({"access_token": token, "expires_on": expires.to_string(), "resource": resource,
+                   "token_type": "Bearer", "client_id": param("client_id").unwrap_or_default()})
+            .to_string(),
+        ),
+    )
 }
 
 fn unauthorized() -> Response {
@@ -90,7 +154,7 @@ pub async fn deployments(
 ) -> Response {
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     record(&state, &path_of(&uri), &headers, &req);
-    if !authorized(&headers, false) {
+    if !authorized(&state, &headers, false) {
         return unauthorized();
     }
     if !api_version(query.as_deref()).is_some_and(|v| dated(&v)) {
@@ -109,7 +173,7 @@ pub async fn responses(
 ) -> Response {
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     record(&state, &path_of(&uri), &headers, &req);
-    if !authorized(&headers, false) {
+    if !authorized(&state, &headers, false) {
         return unauthorized();
     }
     if !api_version(query.as_deref()).is_some_and(|v| dated(&v)) {
@@ -130,7 +194,7 @@ pub async fn v1(
 ) -> Response {
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     record(&state, &path_of(&uri), &headers, &req);
-    if !authorized(&headers, true) {
+    if !authorized(&state, &headers, true) {
         return unauthorized();
     }
     // The v1 route takes no dated version (`preview` at most).
