@@ -252,9 +252,75 @@ api_version = "{VERSION}"
     ('kind = "azure"\nbase_url = "https://r.openai.azure.com"\napi_version = "2024-10-21&x=1"', "api_version"),
     ('kind = "azure"\nbase_url = "https://r.openai.azure.com"\ndeployments = { "gpt-4o" = "../x" }', "deployment name"),
     ('kind = "openai"\napi_version = "2024-10-21"', "Azure OpenAI setting"),
+    ('kind = "openai"\nauth = "entra"', "Azure OpenAI setting"),
+    ('kind = "azure"\nbase_url = "https://r.openai.azure.com"\nauth = "aad"', 'expected "api-key" or "entra"'),
+    ('kind = "azure"\nbase_url = "https://r.openai.azure.com"\nauth = "entra"\napi_key = "k"', "choose one"),
+    ('kind = "azure"\nbase_url = "https://r.openai.azure.com"\nauth = "entra"\nclient_secret = "s"', "needs tenant_id"),
 ])
 def test_azure_config_mistakes_are_named(tmp_path, body, needle):
     cfg = tmp_path / "a.toml"
     cfg.write_text(f"[providers.a]\n{body}\n")
     r = subprocess.run([str(BIN), "config", "check", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and needle in r.stderr and "a.toml:" in r.stderr, r.stderr
+
+
+def entra_gateway(sim, tmp_path, identity_header):
+    return start_gateway(sim.url, tmp_path, name="entra", env={
+        "IDENTITY_ENDPOINT": sim.url + "/_azure/msi", "IDENTITY_HEADER": identity_header}, extra=f'''
+[providers.azentra]
+kind = "azure"
+base_url = "{sim.url}"
+auth = "entra"
+api_version = "{VERSION}"
+
+[providers.azuami]
+kind = "azure"
+base_url = "{sim.url}"
+auth = "entra"
+client_id = "11111111-2222-3333-4444-555555555555"
+''')
+
+
+def test_entra_tokens_from_the_managed_identity_fetched_once(sim, tmp_path):
+    g = entra_gateway(sim, tmp_path, "sim-identity-header-secret")
+    try:
+        c = g.client()
+        before = sim.stats()["token_requests"]
+        sim.clear()
+        assert c.chat.completions.create(model="azentra/azure-text", messages=MSG).choices[0].message.content
+        assert "".join(ch.choices[0].delta.content or "" for ch in
+                       c.chat.completions.create(model="azentra/azure-text", messages=MSG, stream=True)
+                       if ch.choices) == recorded_text("azure_chat_stream_text.sse")
+        assert len(c.embeddings.create(model="azentra/embed", input="x").data) == 1
+        reqs = sim.requests()
+        msi = [r for r in reqs if r["path"].startswith("/_azure/msi")]
+        # One token, asked for the Cognitive Services audience, with the identity header.
+        assert len(msi) == 1 and sim.stats()["token_requests"] == before + 1
+        assert "resource=https%3A%2F%2Fcognitiveservices.azure.com" in msi[0]["path"]
+        assert "api-version=2019-08-01" in msi[0]["path"]
+        calls = [r for r in reqs if r["path"].startswith("/openai/")]
+        assert len(calls) == 3
+        for r in calls:
+            assert r["headers"]["authorization"].startswith("Bearer sim-entra-"), r["headers"]
+            assert "api-key" not in r["headers"]
+        assert len({r["headers"]["authorization"] for r in calls}) == 1
+        # A user-assigned identity is asked for by its client id.
+        sim.clear()
+        c.chat.completions.create(model="azuami/azure-text", messages=MSG)
+        msi = [r for r in sim.requests() if r["path"].startswith("/_azure/msi")]
+        assert len(msi) == 1 and "client_id=11111111-2222-3333-4444-555555555555" in msi[0]["path"]
+    finally:
+        g.proc.stop()
+    assert "sim-entra-" not in g.proc.stderr() and "sim-identity-header-secret" not in g.proc.stderr()
+
+
+def test_no_entra_token_is_a_502_naming_the_cause(sim, tmp_path):
+    g = entra_gateway(sim, tmp_path, "a-wrong-secret")
+    try:
+        with pytest.raises(openai.InternalServerError) as e:
+            g.client().chat.completions.create(model="azentra/azure-text", messages=MSG)
+        assert e.value.status_code == 502 and e.value.body["code"] == "upstream_auth_error"
+        assert "Microsoft Entra token" in e.value.body["message"] and "ManagedIdentityCredential" in e.value.body["message"]
+        assert "a-wrong-secret" not in e.value.body["message"]
+    finally:
+        g.proc.stop()

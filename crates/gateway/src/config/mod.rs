@@ -148,6 +148,38 @@ pub struct AzureConfig {
     pub api_version: Option<String>,
     /// Model name → deployment name (a model not listed is its own deployment).
     pub deployments: IndexMap<String, String>,
+    /// Microsoft Entra tokens instead of the `api-key` (`auth = "entra"`).
+    pub entra: Option<EntraAuth>,
+}
+
+/// The Microsoft Entra credential of an Azure provider.
+#[derive(Clone)]
+pub enum EntraAuth {
+    /// A service principal's client secret.
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+        secret: String,
+    },
+    /// A federated token file (AKS workload identity); ids default to the environment's.
+    Workload {
+        tenant_id: Option<String>,
+        client_id: Option<String>,
+        token_file: String,
+    },
+    /// The host's managed identity: system-assigned, or user-assigned by client id.
+    ManagedIdentity { client_id: Option<String> },
+}
+
+impl std::fmt::Debug for EntraAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.write_str(match self {
+            Self::ClientSecret { .. } => "ClientSecret",
+            Self::Workload { .. } => "Workload",
+            Self::ManagedIdentity { .. } => "ManagedIdentity",
+        })
+    }
 }
 
 /// A Vertex AI provider's project, location and credentials.
@@ -609,6 +641,49 @@ deployments = { "gpt-4o" = "prod-4o" }
         assert_eq!(
             az.azure.as_ref().and_then(|a| a.api_version.as_deref()),
             None
+        );
+    }
+
+    #[test]
+    fn entra_credentials_follow_azure_sdk_variables() {
+        let text = "[providers.az]\nkind = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\nauth = \"entra\"\n";
+        let entra = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let c = parse(text, None, &|k| {
+                vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+            })
+            .expect("valid");
+            let az = c.providers.iter().find(|p| p.name == "az").expect("az");
+            az.azure
+                .as_ref()
+                .and_then(|a| a.entra.clone())
+                .expect("entra")
+        };
+        assert!(matches!(
+            entra(&[]),
+            EntraAuth::ManagedIdentity { client_id: None }
+        ));
+        assert!(matches!(
+            entra(&[("AZURE_CLIENT_ID", "uami")]),
+            EntraAuth::ManagedIdentity { client_id: Some(ref id) } if id == "uami"
+        ));
+        assert!(matches!(
+            entra(&[("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token"), ("AZURE_TENANT_ID", "t")]),
+            EntraAuth::Workload { ref token_file, tenant_id: Some(_), .. } if token_file == "/var/run/token"
+        ));
+        let secret = entra(&[
+            ("AZURE_CLIENT_SECRET", "s3cret"),
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token"),
+        ]);
+        assert!(matches!(secret, EntraAuth::ClientSecret { ref secret, .. } if secret == "s3cret"));
+        assert!(
+            !format!("{secret:?}").contains("s3cret"),
+            "never in debug output"
         );
     }
 

@@ -107,6 +107,15 @@ pub struct RawProvider {
     /// Azure OpenAI: model name → deployment name (default: the same name).
     #[serde(default)]
     pub deployments: IndexMap<String, String>,
+    /// Azure OpenAI: `"api-key"` (the default) or `"entra"` (Microsoft Entra tokens).
+    pub auth: Option<String>,
+    /// Azure OpenAI with Entra: the tenant (default `AZURE_TENANT_ID`).
+    pub tenant_id: Option<String>,
+    /// Azure OpenAI with Entra: the application's, or a user-assigned managed identity's,
+    /// client id (default `AZURE_CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// Azure OpenAI with Entra: a client secret (default `AZURE_CLIENT_SECRET`).
+    pub client_secret: Option<String>,
 }
 
 /// Seconds; fractions allowed.

@@ -35,7 +35,7 @@ pub(super) fn resolve(
     let server = server_limits(&raw)?;
     let retention = retention(&raw)?;
     let raw_providers = with_implicit_providers(raw.providers, env);
-    let providers = providers(raw_providers, &src, &mut warnings)?;
+    let providers = providers(raw_providers, &src, &mut warnings, env)?;
     let models = models(raw.models, &providers, &src, &mut warnings)?;
     Ok(Config {
         retention,
@@ -80,6 +80,10 @@ fn implicit(
         credentials_file: None,
         api_version: None,
         deployments: IndexMap::new(),
+        auth: None,
+        tenant_id: None,
+        client_id: None,
+        client_secret: None,
     }
 }
 
@@ -120,6 +124,7 @@ fn providers(
     raw_providers: IndexMap<String, RawProvider>,
     src: &Source<'_>,
     warnings: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<ProviderConfig>, ConfigError> {
     let shown = &src.shown;
     let mut providers = Vec::new();
@@ -135,12 +140,16 @@ fn providers(
             _ => None,
         };
         let azure = match p.kind {
-            ProviderKind::Azure => Some(azure_config(&name, &p, src)?),
+            ProviderKind::Azure => Some(azure_config(&name, &p, src, env)?),
             _ => None,
         };
         for (field, set) in [
             ("api_version", p.api_version.is_some()),
             ("deployments", !p.deployments.is_empty()),
+            ("auth", p.auth.is_some()),
+            ("tenant_id", p.tenant_id.is_some()),
+            ("client_id", p.client_id.is_some()),
+            ("client_secret", p.client_secret.is_some()),
         ] {
             if set && p.kind != ProviderKind::Azure {
                 return Err(ConfigError::new(format!(
@@ -200,7 +209,17 @@ fn providers(
             )));
         }
         let api_key = p.api_key.filter(|k| !k.is_empty());
-        if api_key.is_none() && matches!(p.kind, ProviderKind::Openai | ProviderKind::Azure) {
+        let entra = azure.as_ref().is_some_and(|a| a.entra.is_some());
+        if api_key.is_some() && entra {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: providers.{name} has both api_key and auth = \"entra\": choose one",
+                src.line("auth")
+            )));
+        }
+        if api_key.is_none()
+            && !entra
+            && matches!(p.kind, ProviderKind::Openai | ProviderKind::Azure)
+        {
             warnings.push(format!(
                 "providers.{name} has no api_key: its requests will be sent without credentials"
             ));
@@ -264,8 +283,23 @@ fn vertex_config(
 }
 
 /// An Azure provider's route (`api_version`), deployments and authentication.
-fn azure_config(name: &str, p: &RawProvider, src: &Source<'_>) -> Result<AzureConfig, ConfigError> {
+fn azure_config(
+    name: &str,
+    p: &RawProvider,
+    src: &Source<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AzureConfig, ConfigError> {
     let shown = &src.shown;
+    let entra = match p.auth.as_deref() {
+        None | Some("api-key") => None,
+        Some("entra") => Some(entra_config(name, p, src, env)?),
+        Some(other) => {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: providers.{name}.auth = {other:?}: expected \"api-key\" or \"entra\"",
+                src.line("auth")
+            )))
+        }
+    };
     // Versions are dates with an optional `-preview` (`2024-10-21`, `2025-03-01-preview`):
     // anything else would not be a query value Azure knows.
     let version_ok = |v: &str| {
@@ -294,7 +328,46 @@ fn azure_config(name: &str, p: &RawProvider, src: &Source<'_>) -> Result<AzureCo
     Ok(AzureConfig {
         api_version: p.api_version.clone(),
         deployments: p.deployments.clone(),
+        entra,
     })
+}
+
+/// Which Microsoft Entra credential an `auth = "entra"` provider uses, from its settings
+/// or the variables Azure's own SDKs read: a client secret (service principal), else a
+/// federated token file (AKS workload identity), else the managed identity of the host.
+fn entra_config(
+    name: &str,
+    p: &RawProvider,
+    src: &Source<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<EntraAuth, ConfigError> {
+    let shown = &src.shown;
+    let pick = |set: &Option<String>, var: &str| {
+        set.clone().or_else(|| env(var)).filter(|v| !v.is_empty())
+    };
+    let tenant_id = pick(&p.tenant_id, "AZURE_TENANT_ID");
+    let client_id = pick(&p.client_id, "AZURE_CLIENT_ID");
+    if let Some(secret) = pick(&p.client_secret, "AZURE_CLIENT_SECRET") {
+        let (Some(tenant_id), Some(client_id)) = (tenant_id, client_id) else {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: providers.{name}: a client secret needs tenant_id and client_id (or AZURE_TENANT_ID and AZURE_CLIENT_ID)",
+                src.line("auth")
+            )));
+        };
+        return Ok(EntraAuth::ClientSecret {
+            tenant_id,
+            client_id,
+            secret,
+        });
+    }
+    if let Some(token_file) = env("AZURE_FEDERATED_TOKEN_FILE").filter(|v| !v.is_empty()) {
+        return Ok(EntraAuth::Workload {
+            tenant_id,
+            client_id,
+            token_file,
+        });
+    }
+    Ok(EntraAuth::ManagedIdentity { client_id })
 }
 
 fn models(
