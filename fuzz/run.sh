@@ -22,7 +22,7 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
 fi
 corpus="$(mktemp -d)"
 trap 'rm -rf "$corpus"' EXIT
-mkdir -p "$corpus"/{sse_decoder,chat_stream,anthropic_stream,request_decoders,messages_stream,responses_stream,gemini_stream}
+mkdir -p "$corpus"/{sse_decoder,chat_stream,anthropic_stream,request_decoders,messages_stream,responses_stream,gemini_stream,eventstream_decoder}
 cp "$fixtures"/openai-chat/*.sse "$corpus/sse_decoder/"
 cp "$fixtures"/openai-chat/*.sse "$corpus/chat_stream/"
 cp "$fixtures"/openai-chat/*.sse "$corpus/messages_stream/"
@@ -31,12 +31,16 @@ cp "$fixtures"/anthropic/*.sse "$corpus/anthropic_stream/" 2>/dev/null || true
 cp "$fixtures"/gemini/*.sse "$fixtures"/gemini/*request*.json "$corpus/gemini_stream/" 2>/dev/null || true
 cp "$fixtures"/openai-chat/*.sse "$corpus/gemini_stream/"
 find "$fixtures" -name '*request*.json' -exec cp {} "$corpus/request_decoders/" \;
+# Each recording behind a 0x01 (the split byte the target reads first).
+for f in "$fixtures"/bedrock/*.eventstream; do
+  { printf '\001'; cat "$f"; } > "$corpus/eventstream_decoder/$(basename "$f")"
+done
 echo "== building the fuzz targets (${toolchain[*]:-stable} ${args[*]})"
 if ! cargo "${toolchain[@]}" fuzz build --release "${args[@]}" >"$corpus/build.log" 2>&1; then
   tail -60 "$corpus/build.log" >&2
   exit 1
 fi
-for t in sse_decoder chat_stream anthropic_stream messages_stream responses_stream request_decoders gemini_stream; do
+for t in sse_decoder chat_stream anthropic_stream messages_stream responses_stream request_decoders gemini_stream eventstream_decoder; do
   echo "== fuzz $t"
   log="$corpus/$t.log"
   if ! cargo "${toolchain[@]}" fuzz run --release "${args[@]}" "$t" "$corpus/$t" -- \
@@ -48,4 +52,4 @@ for t in sse_decoder chat_stream anthropic_stream messages_stream responses_stre
   fi
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
 done
-echo "fuzz: 7 targets, up to ${secs}s and ${JUSINFER_FUZZ_RUNS:-20000} inputs each (seed ${JUSINFER_FUZZ_SEED:-1}), without a failure"
+echo "fuzz: 8 targets, up to ${secs}s and ${JUSINFER_FUZZ_RUNS:-20000} inputs each (seed ${JUSINFER_FUZZ_SEED:-1}), without a failure"

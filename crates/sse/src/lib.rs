@@ -7,7 +7,11 @@
 //! after the colon is stripped, several `data:` lines join with `\n`, comment lines (`:`) are
 //! skipped, and a blank line dispatches.
 //!
+//! [`eventstream`] does the same for AWS's binary event stream (Bedrock's streams).
+//!
 //! This crate does no I/O and knows nothing about any LLM dialect.
+
+pub mod eventstream;
 
 use bytes::{Bytes, BytesMut};
 
