@@ -5,6 +5,7 @@
 //! decoder. That keeps each translation testable byte for byte against recorded traffic.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod chat_stream;
 pub mod gemini;
 pub mod generate;

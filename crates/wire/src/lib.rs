@@ -7,6 +7,7 @@
 //! body itself. No I/O, no async.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod chat;
 pub mod embeddings;
 pub mod error;

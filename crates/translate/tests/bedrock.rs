@@ -1,0 +1,498 @@
+//! Golden tests of the Bedrock Converse → Chat translation over every recorded Converse
+//! answer and stream (`fixtures/bedrock/`): what a Chat client reads must be what Bedrock
+//! said, in the standard chunk shape, at any split of the binary stream.
+#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
+
+use bytes::Bytes;
+use jusinfer_sse::eventstream::Decoder as FrameDecoder;
+use jusinfer_testkit::fixtures;
+use jusinfer_translate::bedrock::stream::{BedrockToChat, Options};
+use jusinfer_translate::bedrock::{frame_event, response, usage};
+use jusinfer_translate::StreamTranslator;
+use jusinfer_wire::bedrock::{ConverseResponse, TokenUsage};
+use serde_json::{json, Value};
+
+const STREAMS: &[&str] = &[
+    "bedrock_converse_stream_text",
+    "bedrock_converse_stream_text_then_tool_use",
+    "bedrock_converse_stream_parallel_tool_use.turn1",
+    "bedrock_converse_stream_parallel_tool_use.turn2",
+    "bedrock_converse_stream_reasoning",
+    "bedrock_converse_stream_redacted_reasoning",
+    "bedrock_converse_stream_cache_read",
+    "bedrock_converse_stream_cache_write",
+    "bedrock_converse_stream_content_filtered",
+];
+
+fn opts(include_usage: bool) -> Options {
+    Options {
+        include_usage,
+        created: 1,
+        model: "bedrock/m".to_owned(),
+        id: "req-1".to_owned(),
+        price: None,
+    }
+}
+
+/// The chunks a client receives for `pieces` of a binary stream.
+fn run(pieces: &[&[u8]], include_usage: bool) -> Result<(Vec<u8>, BedrockToChat), String> {
+    let mut frames = FrameDecoder::new();
+    let mut m = BedrockToChat::new(opts(include_usage));
+    let mut out: Vec<Bytes> = Vec::new();
+    for p in pieces {
+        frames.push(p);
+        while let Some(f) = frames.next_frame().map_err(|e| e.to_string())? {
+            m.push(&frame_event(f), &mut out).map_err(|e| e.message)?;
+        }
+    }
+    frames.finish().map_err(|e| e.to_string())?;
+    m.finish(&mut out).map_err(|e| e.message)?;
+    Ok((out.concat(), m))
+}
+
+fn chunks(bytes: &[u8]) -> Vec<Value> {
+    let mut d = jusinfer_sse::Decoder::new();
+    d.push(bytes);
+    let mut out = Vec::new();
+    while let Some(ev) = d.next_event().expect("sse") {
+        if &ev.data[..] != b"[DONE]" {
+            out.push(serde_json::from_slice(&ev.data).expect("json chunk"));
+        }
+    }
+    out
+}
+
+/// What the recording says, from botocore's decoding (`.events.json`).
+struct Recorded {
+    text: String,
+    reasoning: String,
+    signature: String,
+    redacted: Vec<String>,
+    /// (id, name, input) per tool block, input fragments joined.
+    tools: Vec<(String, String, String)>,
+    stop: String,
+    usage: Option<TokenUsage>,
+}
+
+fn recorded(stem: &str) -> Recorded {
+    let events: Vec<Value> = serde_json::from_slice(
+        &fixtures::read(&format!("bedrock/{stem}.events.json")).expect("events"),
+    )
+    .expect("json");
+    let mut r = Recorded {
+        text: String::new(),
+        reasoning: String::new(),
+        signature: String::new(),
+        redacted: Vec::new(),
+        tools: Vec::new(),
+        stop: String::new(),
+        usage: None,
+    };
+    for e in &events {
+        let p = &e["payload"];
+        match e["headers"][":event-type"].as_str().expect("type") {
+            "contentBlockStart" => {
+                let t = &p["start"]["toolUse"];
+                r.tools.push((
+                    t["toolUseId"].as_str().expect("id").to_owned(),
+                    t["name"].as_str().expect("name").to_owned(),
+                    String::new(),
+                ));
+            }
+            "contentBlockDelta" => {
+                let d = &p["delta"];
+                if let Some(t) = d["text"].as_str() {
+                    r.text.push_str(t);
+                }
+                if let Some(i) = d["toolUse"]["input"].as_str() {
+                    r.tools.last_mut().expect("a started tool").2.push_str(i);
+                }
+                let rc = &d["reasoningContent"];
+                if let Some(t) = rc["text"].as_str() {
+                    r.reasoning.push_str(t);
+                }
+                if let Some(s) = rc["signature"].as_str() {
+                    r.signature.push_str(s);
+                }
+                if let Some(x) = rc["redactedContent"].as_str() {
+                    r.redacted.push(x.to_owned());
+                }
+            }
+            "messageStop" => r.stop = p["stopReason"].as_str().expect("reason").to_owned(),
+            "metadata" => {
+                r.usage = Some(serde_json::from_value(p["usage"].clone()).expect("usage"));
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+#[test]
+fn every_recorded_stream_reaches_chat_clients_whole() {
+    for stem in STREAMS {
+        let raw = fixtures::read(&format!("bedrock/{stem}.eventstream")).expect("fixture");
+        let want = recorded(stem);
+        let (out, m) = run(&[&raw], true).expect("translates");
+        assert!(out.ends_with(b"data: [DONE]\n\n"), "{stem}");
+        let cs = chunks(&out);
+        assert_eq!(cs[0]["choices"][0]["delta"]["role"], "assistant", "{stem}");
+        let mut text = String::new();
+        let mut reasoning = String::new();
+        let mut finishes = Vec::new();
+        let mut calls: Vec<(String, String, String)> = Vec::new();
+        let mut thinking: Vec<Value> = Vec::new();
+        for c in &cs {
+            assert_eq!(c["object"], "chat.completion.chunk", "{stem}");
+            assert_eq!(c["id"], "chatcmpl-req-1", "{stem}");
+            for ch in c["choices"].as_array().expect("choices") {
+                let d = &ch["delta"];
+                assert!(d.is_object(), "{stem}: {c}");
+                text.push_str(d["content"].as_str().unwrap_or_default());
+                reasoning.push_str(d["reasoning_content"].as_str().unwrap_or_default());
+                if let Some(f) = ch["finish_reason"].as_str() {
+                    finishes.push(f.to_owned());
+                }
+                for tc in d["tool_calls"].as_array().into_iter().flatten() {
+                    let i = tc["index"].as_u64().expect("index") as usize;
+                    if i == calls.len() {
+                        assert_eq!(tc["type"], "function", "{stem}: first fragment {tc}");
+                        calls.push((
+                            tc["id"].as_str().expect("id").to_owned(),
+                            tc["function"]["name"].as_str().expect("name").to_owned(),
+                            String::new(),
+                        ));
+                    } else {
+                        assert!(tc.get("id").is_none() && tc["function"].get("name").is_none());
+                    }
+                    calls[i]
+                        .2
+                        .push_str(tc["function"]["arguments"].as_str().expect("args"));
+                }
+                thinking.extend(
+                    d["thinking_blocks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+            }
+        }
+        assert_eq!(text, want.text, "{stem}");
+        assert_eq!(reasoning, want.reasoning, "{stem}");
+        // Ids, names and arguments as sent (a call sent without input: `{}`).
+        let want_tools: Vec<(String, String, String)> = want
+            .tools
+            .iter()
+            .map(|(i, n, a)| {
+                (
+                    i.clone(),
+                    n.clone(),
+                    if a.is_empty() { "{}".into() } else { a.clone() },
+                )
+            })
+            .collect();
+        assert_eq!(calls, want_tools, "{stem}");
+        for (_, _, args) in &calls {
+            let v: Value = serde_json::from_str(args).expect("arguments are JSON");
+            assert!(v.is_object(), "{stem}");
+        }
+        let expected_finish = match want.stop.as_str() {
+            "tool_use" => "tool_calls",
+            "max_tokens" => "length",
+            "content_filtered" => "content_filter",
+            _ => "stop",
+        };
+        assert_eq!(finishes, [expected_finish], "{stem}");
+        if !want.signature.is_empty() {
+            let t = thinking
+                .iter()
+                .find(|t| t["type"] == "thinking")
+                .expect("thinking block");
+            assert_eq!(
+                t["signature"],
+                want.signature.as_str(),
+                "{stem}: signature kept"
+            );
+            assert_eq!(t["thinking"], want.reasoning.as_str(), "{stem}");
+        }
+        let redacted: Vec<&str> = thinking
+            .iter()
+            .filter(|t| t["type"] == "redacted_thinking")
+            .map(|t| t["data"].as_str().expect("data"))
+            .collect();
+        assert_eq!(
+            redacted, want.redacted,
+            "{stem}: redacted reasoning byte for byte"
+        );
+        // The usage chunk: Bedrock's counts, the prompt with its cache reads and writes.
+        let u = want.usage.expect("recorded usage");
+        let last = cs.last().expect("usage chunk");
+        assert_eq!(last["choices"], json!([]), "{stem}");
+        assert_eq!(
+            last["usage"]["prompt_tokens"].as_u64(),
+            Some(u.input_tokens + u.cache_read() + u.cache_write()),
+            "{stem}"
+        );
+        assert_eq!(
+            last["usage"]["completion_tokens"].as_u64(),
+            Some(u.output_tokens)
+        );
+        assert_eq!(
+            last["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64(),
+            Some(u.cache_read())
+        );
+        assert_eq!(
+            m.usage().map(|x| x.prompt_tokens),
+            last["usage"]["prompt_tokens"].as_u64()
+        );
+        // Without include_usage: the same, less the usage chunk.
+        let (plain, _) = run(&[&raw], false).expect("translates");
+        assert_eq!(chunks(&plain).len() + 1, cs.len(), "{stem}");
+    }
+}
+
+#[test]
+fn every_split_of_the_binary_stream_gives_the_same_chunks() {
+    for stem in [
+        "bedrock_converse_stream_text_then_tool_use",
+        "bedrock_converse_stream_reasoning",
+    ] {
+        let raw = fixtures::read(&format!("bedrock/{stem}.eventstream")).expect("fixture");
+        let whole = run(&[&raw], true).expect("ok").0;
+        for cut in 1..raw.len() {
+            let split = run(&[&raw[..cut], &raw[cut..]], true).expect("ok").0;
+            assert_eq!(split, whole, "{stem} split at {cut}");
+        }
+    }
+}
+
+#[test]
+fn the_recorded_cache_usage_counts_reads_and_writes_in_the_prompt() {
+    let u: TokenUsage = serde_json::from_value(json!({
+        "inputTokens": 12, "outputTokens": 185, "totalTokens": 1225,
+        "cacheReadInputTokenCount": 1028, "cacheWriteInputTokens": 0
+    }))
+    .expect("usage");
+    let c = usage(&u);
+    assert_eq!((c.prompt_tokens, c.completion_tokens), (1040, 185));
+    assert_eq!(c.prompt_tokens_details.map(|d| d.cached_tokens), Some(1028));
+}
+
+fn converse(rel: &str, turn: usize) -> ConverseResponse {
+    let v = fixtures::json(&format!("bedrock/{rel}")).expect("fixture");
+    let ex = if v.is_array() { &v[turn] } else { &v };
+    let body = &ex["response"]["body"];
+    match body {
+        Value::String(s) => serde_json::from_str(s).expect("converse JSON"),
+        other => serde_json::from_value(other.clone()).expect("converse JSON"),
+    }
+}
+
+#[test]
+fn recorded_converse_answers_become_chat_completions() {
+    // Text, with Nova's usage.
+    let c = response::to_chat(
+        &converse("bedrock_converse_nonstream_text.exchange.json", 0),
+        "aws/nova",
+        "abc-123",
+        7,
+    );
+    let v = serde_json::to_value(&c).expect("json");
+    assert_eq!(v["id"], "chatcmpl-abc-123");
+    assert_eq!(v["model"], "aws/nova");
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .is_some_and(|t| t.contains("4242")));
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(v["usage"]["total_tokens"].as_u64() > Some(0));
+
+    // Parallel tool use: Bedrock's ids, names and inputs as JSON strings.
+    let resp = converse(
+        "bedrock_converse_nonstream_parallel_tool_use_roundtrip.exchange.json",
+        0,
+    );
+    let c = serde_json::to_value(response::to_chat(&resp, "m", "x", 0)).expect("json");
+    let calls = c["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .expect("calls");
+    let recorded: Vec<&jusinfer_wire::bedrock::ToolUse> = resp
+        .output
+        .message
+        .as_ref()
+        .expect("message")
+        .content
+        .iter()
+        .filter_map(|b| b.tool_use.as_ref())
+        .collect();
+    assert_eq!(calls.len(), recorded.len());
+    assert!(calls.len() >= 2);
+    for (got, want) in calls.iter().zip(&recorded) {
+        assert_eq!(got["id"], want.tool_use_id.as_str());
+        assert_eq!(got["function"]["name"], want.name.as_str());
+        let args: Value = serde_json::from_str(got["function"]["arguments"].as_str().expect("s"))
+            .expect("JSON arguments");
+        assert_eq!(args, want.input);
+    }
+    assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
+
+    // Reasoning with its signature, kept for the next turn.
+    let c = serde_json::to_value(response::to_chat(
+        &converse(
+            "bedrock_converse_nonstream_reasoning_tool_use_roundtrip.exchange.json",
+            0,
+        ),
+        "m",
+        "x",
+        0,
+    ))
+    .expect("json");
+    let m = &c["choices"][0]["message"];
+    assert!(m["reasoning_content"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("The user is asking")));
+    assert!(m["thinking_blocks"][0]["signature"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("ErcBCkgIBhAB") && s.ends_with("kGAI=")));
+    assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{}");
+
+    // Finish reasons and cache usage.
+    for (rel, finish) in [
+        (
+            "bedrock_converse_nonstream_finish_max_tokens.exchange.json",
+            "length",
+        ),
+        (
+            "bedrock_converse_nonstream_content_filtered.exchange.json",
+            "content_filter",
+        ),
+    ] {
+        let c =
+            serde_json::to_value(response::to_chat(&converse(rel, 0), "m", "x", 0)).expect("json");
+        assert_eq!(c["choices"][0]["finish_reason"], finish, "{rel}");
+    }
+    let c = serde_json::to_value(response::to_chat(
+        &converse("bedrock_converse_nonstream_cache_usage.exchange.json", 1),
+        "m",
+        "x",
+        0,
+    ))
+    .expect("json");
+    assert!(c["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64() > Some(0));
+}
+
+/// Frames written as Bedrock writes them, for the cases no recording has.
+fn frame(message_type: &str, kind: &str, payload: &str) -> Vec<u8> {
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let type_header = if message_type == "exception" {
+        ":exception-type"
+    } else {
+        ":event-type"
+    };
+    let m = Message::new(Bytes::from(payload.to_owned()))
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String(message_type.to_owned().into()),
+        ))
+        .add_header(Header::new(
+            type_header,
+            HeaderValue::String(kind.to_owned().into()),
+        ));
+    let mut out = Vec::new();
+    write_message_to(&m, &mut out).expect("encodes");
+    out
+}
+
+#[test]
+fn an_exception_mid_stream_ends_it_with_an_error_frame() {
+    let mut bytes = frame("event", "messageStart", r#"{"role":"assistant"}"#);
+    bytes.extend(frame(
+        "event",
+        "contentBlockDelta",
+        r#"{"contentBlockIndex":0,"delta":{"text":"Hel"}}"#,
+    ));
+    bytes.extend(frame(
+        "exception",
+        "throttlingException",
+        r#"{"message":"Too many requests, please wait before trying again."}"#,
+    ));
+    let (out, m) = run(&[&bytes], false).expect("ends cleanly");
+    assert!(m.failed() && m.is_complete());
+    let cs = chunks(&out);
+    let last = cs.last().expect("error frame");
+    assert_eq!(last["error"]["code"], "throttlingException");
+    assert_eq!(last["error"]["type"], "server_error");
+    assert!(last["error"]["message"]
+        .as_str()
+        .is_some_and(|t| t.contains("Too many requests")));
+    assert!(
+        !out.ends_with(b"data: [DONE]\n\n"),
+        "no success marker after a failure"
+    );
+}
+
+#[test]
+fn a_stream_cut_before_message_stop_is_an_error() {
+    let raw = fixtures::read("bedrock/bedrock_converse_stream_text.eventstream").expect("fixture");
+    let mut frames = FrameDecoder::new();
+    frames.push(&raw);
+    let mut all = Vec::new();
+    while let Some(f) = frames.next_frame().expect("frames") {
+        all.push(f);
+    }
+    // Everything up to (not including) messageStop.
+    let stop = all
+        .iter()
+        .position(|f| f.kind == jusinfer_sse::eventstream::FrameKind::Event("messageStop".into()))
+        .expect("messageStop");
+    let mut m = BedrockToChat::new(opts(true));
+    let mut out = Vec::new();
+    for f in all.into_iter().take(stop) {
+        m.push(&frame_event(f), &mut out).expect("push");
+    }
+    let e = m.finish(&mut out).expect_err("cut");
+    assert!(e.message.contains("messageStop"), "{}", e.message);
+}
+
+#[test]
+fn a_call_streamed_without_input_has_empty_object_arguments() {
+    let mut bytes = frame("event", "messageStart", r#"{"role":"assistant"}"#);
+    bytes.extend(frame(
+        "event",
+        "contentBlockStart",
+        r#"{"contentBlockIndex":0,"start":{"toolUse":{"toolUseId":"tooluse_a","name":"now"}}}"#,
+    ));
+    bytes.extend(frame(
+        "event",
+        "contentBlockDelta",
+        r#"{"contentBlockIndex":0,"delta":{"toolUse":{"input":""}}}"#,
+    ));
+    bytes.extend(frame(
+        "event",
+        "contentBlockStop",
+        r#"{"contentBlockIndex":0}"#,
+    ));
+    bytes.extend(frame(
+        "event",
+        "messageStop",
+        r#"{"stopReason":"tool_use"}"#,
+    ));
+    let (out, _) = run(&[&bytes], false).expect("translates");
+    let args: String = chunks(&out)
+        .iter()
+        .flat_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array().cloned())
+        .flatten()
+        .map(|tc| {
+            tc["function"]["arguments"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(args, "{}");
+    assert!(
+        out.ends_with(b"data: [DONE]\n\n"),
+        "metadata never came: still done"
+    );
+}
