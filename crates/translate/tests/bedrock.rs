@@ -496,3 +496,206 @@ fn a_call_streamed_without_input_has_empty_object_arguments() {
         "metadata never came: still done"
     );
 }
+
+mod request {
+    use super::*;
+    use jusinfer_translate::bedrock::request::{chat_to_converse, Options};
+    use jusinfer_wire::chat::ChatRequest;
+
+    fn recorded_request(rel: &str, turn: usize) -> Value {
+        let v = fixtures::json(&format!("bedrock/{rel}")).expect("fixture");
+        let ex = if v.is_array() { &v[turn] } else { &v };
+        ex.get("request")
+            .map_or_else(|| ex.clone(), |r| r["body"].clone())
+    }
+
+    /// What a client may write either way: an empty `system` / `inferenceConfig` /
+    /// `stopSequences`, and a tool result's optional `status`.
+    fn normalized(mut v: Value) -> Value {
+        let o = v.as_object_mut().expect("object");
+        if o.get("system").is_some_and(|s| s == &json!([])) {
+            o.remove("system");
+        }
+        if let Some(ic) = o.get_mut("inferenceConfig").and_then(Value::as_object_mut) {
+            if ic.get("stopSequences").is_some_and(|s| s == &json!([])) {
+                ic.remove("stopSequences");
+            }
+        }
+        if o.get("inferenceConfig").is_some_and(|s| s == &json!({})) {
+            o.remove("inferenceConfig");
+        }
+        for m in o["messages"].as_array_mut().expect("messages") {
+            for b in m["content"].as_array_mut().expect("content") {
+                if let Some(tr) = b.get_mut("toolResult").and_then(Value::as_object_mut) {
+                    tr.remove("status");
+                }
+            }
+        }
+        v
+    }
+
+    fn translate(chat: Value, model: &str) -> Value {
+        let req: ChatRequest = serde_json::from_value(chat).expect("chat request");
+        let t = chat_to_converse(
+            &req,
+            &Options {
+                model,
+                present_fields: &[],
+            },
+        )
+        .expect("translates");
+        assert!(t.dropped.is_empty(), "{:?}", t.dropped);
+        t.body
+    }
+
+    const SECRET_PARAMS: &str = r#"{"properties": {"password": {"title": "Password", "type": "string"}}, "required": ["password"], "additionalProperties": false, "type": "object"}"#;
+
+    #[test]
+    fn a_parallel_tool_round_trip_is_the_recorded_converse_body() {
+        let params: Value = serde_json::from_str(SECRET_PARAMS).expect("json");
+        let chat = json!({
+            "model": "aws/amazon.nova-micro-v1:0",
+            "max_tokens": 4096,
+            "messages": [
+                {"role": "system", "content": "Use parallel tool calling."},
+                {"role": "user", "content": "Please retrieve the secrets associated with each of these passwords: mellon,radiance"},
+                {"role": "assistant", "content": "<thinking> I need to retrieve secrets associated with the passwords \"mellon\" and \"radiance\". To do this, I will need to call the `secret_retrieval_tool` twice, once for each password. I will provide the password argument for each call.</thinking>\n",
+                 "tool_calls": [
+                    {"id": "tooluse_nz0CoSg6TyuVDvWTCaatSw", "type": "function", "function": {"name": "secret_retrieval_tool", "arguments": "{\"password\": \"mellon\"}"}},
+                    {"id": "tooluse_KBNwKhm1RwK4iTLuHbyOtg", "type": "function", "function": {"name": "secret_retrieval_tool", "arguments": "{\"password\": \"radiance\"}"}}]},
+                {"role": "tool", "tool_call_id": "tooluse_nz0CoSg6TyuVDvWTCaatSw", "content": "Welcome to Moria!"},
+                {"role": "tool", "tool_call_id": "tooluse_KBNwKhm1RwK4iTLuHbyOtg", "content": "Life before Death"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "secret_retrieval_tool", "description": "A tool that requires a password to retrieve a secret.", "parameters": params}}]
+        });
+        assert_eq!(
+            normalized(translate(chat, "amazon.nova-micro-v1:0")),
+            normalized(recorded_request(
+                "bedrock_converse_nonstream_parallel_tool_use_roundtrip.exchange.json",
+                1
+            ))
+        );
+    }
+
+    #[test]
+    fn reasoning_goes_back_with_its_signature() {
+        let recorded = recorded_request(
+            "bedrock_converse_nonstream_reasoning_tool_use_roundtrip.exchange.json",
+            1,
+        );
+        let rt = &recorded["messages"][1]["content"][0]["reasoningContent"]["reasoningText"];
+        let chat = json!({
+            "model": "aws/x",
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [
+                {"role": "user", "content": "What is the largest city in the user country?"},
+                {"role": "assistant", "content": "I'll need to check what country you're from to answer that question.",
+                 "thinking_blocks": [{"type": "thinking", "thinking": rt["text"], "signature": rt["signature"]}],
+                 "tool_calls": [{"id": "tooluse_W9DaUFg4Tj2cRPpndqxWSg", "type": "function", "function": {"name": "get_user_country", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "tooluse_W9DaUFg4Tj2cRPpndqxWSg", "content": "Mexico"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_user_country", "parameters": {"additionalProperties": false, "properties": {}, "type": "object"}}}]
+        });
+        assert_eq!(
+            normalized(translate(
+                chat,
+                "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+            )),
+            normalized(recorded)
+        );
+    }
+
+    #[test]
+    fn tool_choice_and_a_cache_point_as_recorded() {
+        let any = recorded_request(
+            "bedrock_converse_nonstream_tool_choice_any.exchange.json",
+            0,
+        );
+        let tools: Vec<Value> = any["toolConfig"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .map(|t| {
+                let s = &t["toolSpec"];
+                json!({"type": "function", "function": {"name": s["name"], "description": s["description"], "parameters": s["inputSchema"]["json"]}})
+            })
+            .collect();
+        let chat = json!({
+            "model": "m", "tool_choice": "required", "tools": tools,
+            "messages": [
+                {"role": "system", "content": "You are a helpful chatbot."},
+                {"role": "user", "content": "What was the temperature in London 1st January 2022?"}
+            ]
+        });
+        assert_eq!(
+            normalized(translate(chat, "us.amazon.nova-micro-v1:0")),
+            normalized(any)
+        );
+
+        let named = recorded_request(
+            "bedrock_converse_nonstream_content_filtered.exchange.json",
+            0,
+        );
+        let s = &named["toolConfig"]["tools"][0]["toolSpec"];
+        let chat = json!({
+            "model": "m", "max_tokens": 4096,
+            "tool_choice": {"type": "function", "function": {"name": s["name"]}},
+            "tools": [{"type": "function", "function": {"name": s["name"], "description": s["description"], "parameters": s["inputSchema"]["json"]}}],
+            "messages": [
+                {"role": "system", "content": named["system"][0]["text"]},
+                {"role": "user", "content": named["messages"][0]["content"][0]["text"]}
+            ]
+        });
+        assert_eq!(
+            normalized(translate(chat, "amazon.nova-micro-v1:0")),
+            normalized(named)
+        );
+
+        let cached = recorded_request("bedrock_converse_stream_cache_write.request.json", 0);
+        let chat = json!({
+            "model": "m", "temperature": 0.7, "top_p": 0.9, "max_tokens": 1000,
+            "messages": [
+                {"role": "system", "content": [{"type": "text", "text": cached["system"][0]["text"], "cache_control": {"type": "ephemeral"}}]},
+                {"role": "user", "content": "What is a service"}
+            ]
+        });
+        assert_eq!(
+            normalized(translate(chat, "anthropic.claude")),
+            normalized(cached)
+        );
+    }
+
+    #[test]
+    fn tool_history_without_tools_goes_as_text_and_roles_alternate() {
+        let chat = json!({
+            "model": "m", "tool_choice": "none",
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "user", "content": [{"type": "text", "text": "b"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+                {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+            ]
+        });
+        let body = translate(chat, "amazon.nova-pro-v1:0");
+        assert!(body.get("toolConfig").is_none());
+        let m = body["messages"].as_array().expect("messages");
+        let roles: Vec<&str> = m
+            .iter()
+            .map(|m| m["role"].as_str().expect("role"))
+            .collect();
+        assert_eq!(roles, ["user", "assistant", "user"]);
+        assert_eq!(
+            m[0]["content"][2]["image"],
+            json!({"format": "png", "source": {"bytes": "iVBORw0KGgo="}})
+        );
+        assert_eq!(m[1]["content"][0]["text"], "[called tool f with {\"x\":1}]");
+        assert_eq!(m[2]["content"][0]["text"], "[f returned: 42]");
+        // A URL image cannot be sent: a 400 naming the part.
+        let req: ChatRequest = serde_json::from_value(json!({"model": "m", "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}))
+        .expect("chat");
+        let e = chat_to_converse(&req, &Options::default()).expect_err("refused");
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0].image_url"));
+    }
+}

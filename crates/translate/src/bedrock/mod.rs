@@ -1,13 +1,15 @@
 //! Chat Completions ↔ Amazon Bedrock Converse, as `shared/fixtures/MAPPING.md` §8 sets
-//! out: [`response`] turns a `converse` answer into a `chat.completion`, [`stream`] the
-//! `converse-stream` events (decoded by `jusinfer_sse::eventstream`, handed over with
-//! [`frame_event`]) into Chat chunks.
+//! out: [`request`] turns a Chat request into a `converse` body, [`response`] a
+//! `converse` answer into a `chat.completion`, [`stream`] the `converse-stream` events
+//! (decoded by `jusinfer_sse::eventstream`, handed over with [`frame_event`]) into Chat
+//! chunks.
 //!
 //! Bedrock's `toolUseId` is the Chat call id both ways (`[a-zA-Z0-9_-]{1,64}`, which
 //! OpenAI's `call_…` ids fit). Reasoning comes back as `reasoning_content` and, with its
 //! signature (or as redacted bytes), in `thinking_blocks`, so a client that returns the
 //! assistant message returns them byte for byte.
 
+pub mod request;
 pub mod response;
 pub mod stream;
 
