@@ -12,6 +12,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 mod canned;
 pub mod gemini;
 mod pace;

@@ -111,6 +111,7 @@ pub fn app(state: SimState) -> Router {
         .route("/openai/responses", post(crate::azure::responses))
         .route("/openai/v1/{*op}", post(crate::azure::v1))
         .route("/_azure/msi", get(crate::azure::msi_token))
+        .route("/model/{model}/{op}", post(crate::bedrock::model))
         .route("/_sim/requests", get(recorded).delete(clear))
         .route("/_sim/stats", get(stats))
         .with_state(state)
