@@ -205,6 +205,14 @@ responses = true
 deployments = {{ "gpt-4o-mini" = "azure-usage" }}
 timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
 
+# Amazon Bedrock (Converse), with a Bedrock API key.
+[providers.aws]
+kind = "bedrock"
+base_url = "{sim}"
+region = "us-east-1"
+api_key = "${{SIM_PROVIDER_KEY}}"
+timeouts = {{ first_byte = 1.5, idle = 1.5, total = 20 }}
+
 [providers.claudecache]
 kind = "anthropic"
 base_url = "{sim}"

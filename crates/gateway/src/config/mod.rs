@@ -49,6 +49,8 @@ pub enum ProviderKind {
     Vertex,
     /// Azure OpenAI: OpenAI's models in an Azure resource, by deployment.
     Azure,
+    /// Amazon Bedrock: its models through Converse.
+    Bedrock,
     Echo,
 }
 
@@ -61,6 +63,7 @@ impl ProviderKind {
             Self::Gemini => "gemini",
             Self::Vertex => "vertex",
             Self::Azure => "azure",
+            Self::Bedrock => "bedrock",
             Self::Echo => "echo",
         }
     }
@@ -129,6 +132,14 @@ pub struct ProviderConfig {
     pub vertex: Option<VertexConfig>,
     /// Azure OpenAI: its API version and deployments (`None` for other kinds).
     pub azure: Option<AzureConfig>,
+    /// Amazon Bedrock: its region (`None` for other kinds).
+    pub bedrock: Option<BedrockConfig>,
+}
+
+/// An Amazon Bedrock provider's region.
+#[derive(Debug, Clone)]
+pub struct BedrockConfig {
+    pub region: String,
 }
 
 impl ProviderConfig {
@@ -460,6 +471,7 @@ fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
         ProviderKind::OpenaiCompatible
         | ProviderKind::Vertex
         | ProviderKind::Azure
+        | ProviderKind::Bedrock
         | ProviderKind::Echo => None,
     }
 }

@@ -116,6 +116,8 @@ pub struct RawProvider {
     pub client_id: Option<String>,
     /// Azure OpenAI with Entra: a client secret (default `AZURE_CLIENT_SECRET`).
     pub client_secret: Option<String>,
+    /// Amazon Bedrock: the AWS region (default `AWS_REGION`, `AWS_DEFAULT_REGION`).
+    pub region: Option<String>,
 }
 
 /// Seconds; fractions allowed.

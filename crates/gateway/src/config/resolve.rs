@@ -84,6 +84,7 @@ fn implicit(
         tenant_id: None,
         client_id: None,
         client_secret: None,
+        region: None,
     }
 }
 
@@ -109,6 +110,16 @@ fn with_implicit_providers(
             let mut p = implicit(ProviderKind::Azure, Some(endpoint), Some(key), Vec::new());
             p.api_version = env("OPENAI_API_VERSION").filter(|v| !v.is_empty());
             raw_providers.insert("azure".to_owned(), p);
+        }
+        // A Bedrock API key (the variable AWS's SDKs read) and a region.
+        if let Some(key) = env("AWS_BEARER_TOKEN_BEDROCK").filter(|k| !k.is_empty()) {
+            let mut p = implicit(ProviderKind::Bedrock, None, Some(key), Vec::new());
+            p.region = env("AWS_REGION")
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .filter(|r| !r.is_empty());
+            if p.region.is_some() {
+                raw_providers.insert("bedrock".to_owned(), p);
+            }
         }
     }
     if !raw_providers.values().any(|p| p.kind == ProviderKind::Echo)
@@ -143,6 +154,17 @@ fn providers(
             ProviderKind::Azure => Some(azure_config(&name, &p, src, env)?),
             _ => None,
         };
+        let bedrock = match p.kind {
+            ProviderKind::Bedrock => Some(bedrock_config(&name, &p, src, env)?),
+            _ => None,
+        };
+        if p.region.is_some() && p.kind != ProviderKind::Bedrock {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: providers.{name}.region is an Amazon Bedrock setting (kind {} has none; Vertex AI's is `location`)",
+                src.line("region"),
+                p.kind.as_str()
+            )));
+        }
         for (field, set) in [
             ("api_version", p.api_version.is_some()),
             ("deployments", !p.deployments.is_empty()),
@@ -173,6 +195,10 @@ fn providers(
                 Some("global") | None => "https://aiplatform.googleapis.com/v1".to_owned(),
                 Some(region) => format!("https://{region}-aiplatform.googleapis.com/v1"),
             },
+            (None, None, ProviderKind::Bedrock) => format!(
+                "https://bedrock-runtime.{}.amazonaws.com",
+                bedrock.as_ref().map_or("us-east-1", |b| b.region.as_str())
+            ),
             (None, None, ProviderKind::Azure) => {
                 return Err(ConfigError::new(format!(
                     "{shown}:{}: providers.{name} (kind azure) needs base_url, the resource's endpoint, e.g. \"https://my-resource.openai.azure.com\"",
@@ -246,6 +272,7 @@ fn providers(
             auto_cache: p.auto_cache,
             vertex,
             azure,
+            bedrock,
         });
     }
     Ok(providers)
@@ -280,6 +307,46 @@ fn vertex_config(
         location,
         credentials_file: p.credentials_file.clone(),
     })
+}
+
+/// A Bedrock provider's region and credentials. Requests are authenticated with a
+/// Bedrock API key (`api_key`, or `AWS_BEARER_TOKEN_BEDROCK`); SigV4 with the AWS
+/// credential chain is not built yet, so a provider without a key is refused at start.
+fn bedrock_config(
+    name: &str,
+    p: &RawProvider,
+    src: &Source<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BedrockConfig, ConfigError> {
+    let shown = &src.shown;
+    let line = src.line(&format!("[providers.{name}]"));
+    let region = p
+        .region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| {
+            ConfigError::new(format!(
+                "{shown}:{line}: providers.{name} (kind bedrock) needs region = \"us-east-1\" (or AWS_REGION)"
+            ))
+        })?;
+    if !region
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || region.len() > 32
+    {
+        return Err(ConfigError::new(format!(
+            "{shown}:{}: providers.{name}.region = {region:?}: expected a region such as \"us-east-1\"",
+            src.line("region")
+        )));
+    }
+    if p.api_key.as_deref().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(format!(
+            "{shown}:{line}: providers.{name} (kind bedrock) needs api_key, a Bedrock API key (e.g. \"${{AWS_BEARER_TOKEN_BEDROCK}}\"); SigV4 with AWS credentials is not supported yet"
+        )));
+    }
+    Ok(BedrockConfig { region })
 }
 
 /// An Azure provider's route (`api_version`), deployments and authentication.

@@ -154,7 +154,7 @@ pub(crate) fn counts(d: &Deployment) -> bool {
     match d.speaks() {
         Speaks::Messages => d.provider.url(Endpoint::CountTokens).is_some(),
         Speaks::Gemini => true,
-        Speaks::Chat | Speaks::Local => false,
+        Speaks::Chat | Speaks::Converse | Speaks::Local => false,
     }
 }
 

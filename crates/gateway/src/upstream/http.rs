@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use jusinfer_sse::Decoder;
+use jusinfer_sse::{eventstream, Decoder, Event};
 use jusinfer_translate::StreamTranslator;
 use tokio::time::Instant;
 
@@ -142,7 +142,7 @@ pub(crate) async fn exchange(
         req = req.header(*k, v.as_str());
     }
     if ex.stream {
-        req = req.header("accept", "text/event-stream");
+        req = req.header("accept", kind.stream_accept);
     }
     for (k, v) in &p.config.headers {
         req = req.header(k.as_str(), v.as_str());
@@ -180,7 +180,7 @@ pub(crate) async fn exchange(
 /// 502 (retryable) unless the answer has the expected content type.
 fn expect_content_type(p: &Provider, a: &Answer, stream: bool) -> Result<(), GatewayError> {
     let ok = if stream {
-        a.content_type.starts_with("text/event-stream")
+        a.content_type.starts_with("text/event-stream") || a.content_type.starts_with(EVENTSTREAM)
     } else {
         a.content_type.contains("json")
     };
@@ -315,13 +315,22 @@ pub(crate) async fn stream<T: StreamTranslator + 'static>(
     health: Option<&Arc<Health>>,
     keep: Option<Keep>,
 ) -> Result<Response, GatewayError> {
+    let resp_is_eventstream = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with(EVENTSTREAM));
     let mut s = UpstreamStream {
         keep,
         commit: tap.and_then(Tap::commit),
         tap: None,
         health: health.cloned(),
         body: Box::pin(resp.bytes_stream()),
-        decoder: Decoder::new(),
+        decoder: if resp_is_eventstream {
+            Framing::Aws(eventstream::Decoder::new())
+        } else {
+            Framing::Sse(Decoder::new())
+        },
         machine,
         pending: VecDeque::new(),
         idle: clock.idle,
@@ -415,6 +424,42 @@ pub(crate) async fn stream<T: StreamTranslator + 'static>(
     Ok(sse_response(Body::from_stream(body)))
 }
 
+/// AWS's binary event stream (Bedrock's streams).
+const EVENTSTREAM: &str = "application/vnd.amazon.eventstream";
+
+/// How an upstream's stream is framed: SSE, or AWS's event stream (its frames handed to
+/// the machine as events, `jusinfer_translate::bedrock::frame_event`).
+enum Framing {
+    Sse(Decoder),
+    Aws(eventstream::Decoder),
+}
+
+impl Framing {
+    fn push(&mut self, bytes: &[u8]) {
+        match self {
+            Framing::Sse(d) => d.push(bytes),
+            Framing::Aws(d) => d.push(bytes),
+        }
+    }
+
+    fn next_event(&mut self) -> Result<Option<Event>, String> {
+        match self {
+            Framing::Sse(d) => d.next_event().map_err(|e| e.to_string()),
+            Framing::Aws(d) => d
+                .next_frame()
+                .map(|f| f.map(jusinfer_translate::bedrock::frame_event))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn finish(&mut self) -> Result<Vec<Event>, String> {
+        match self {
+            Framing::Sse(d) => d.finish().map_err(|e| e.to_string()),
+            Framing::Aws(d) => d.finish().map(|()| Vec::new()).map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// An upstream SSE body on its way through a stream translator.
 struct UpstreamStream<T: StreamTranslator> {
     keep: Option<Keep>,
@@ -424,7 +469,7 @@ struct UpstreamStream<T: StreamTranslator> {
     tap: Option<StreamTap>,
     health: Option<Arc<Health>>,
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    decoder: Decoder,
+    decoder: Framing,
     machine: T,
     pending: VecDeque<Bytes>,
     idle: Duration,
@@ -510,10 +555,7 @@ impl<T: StreamTranslator> UpstreamStream<T> {
                 self.idle_from = Instant::now();
                 self.decoder.push(&chunk);
                 loop {
-                    let ev = self
-                        .decoder
-                        .next_event()
-                        .map_err(|e| self.broken(&e.to_string()))?;
+                    let ev = self.decoder.next_event().map_err(|e| self.broken(&e))?;
                     let Some(ev) = ev else { break };
                     self.machine
                         .push(&ev, &mut out)
@@ -532,10 +574,7 @@ impl<T: StreamTranslator> UpstreamStream<T> {
                 .fault(Fault::Disconnect))
             }
             None => {
-                let rest = self
-                    .decoder
-                    .finish()
-                    .map_err(|e| self.broken(&e.to_string()))?;
+                let rest = self.decoder.finish().map_err(|e| self.broken(&e))?;
                 for ev in &rest {
                     self.machine
                         .push(ev, &mut out)

@@ -24,6 +24,8 @@ pub(crate) enum Speaks {
     Messages,
     /// Google's Gemini `generateContent`.
     Gemini,
+    /// Amazon Bedrock's Converse (its streams in AWS's binary event stream).
+    Converse,
     /// Answered in process (`echo`).
     Local,
 }
@@ -66,6 +68,9 @@ pub(crate) struct UpstreamKind {
     /// Whether requests translated to this kind may carry the newest Chat fields
     /// (`max_completion_tokens`, `developer` role, `reasoning_effort`): OpenAI itself.
     pub newest_chat: bool,
+    /// The `accept` of a streaming request (the stream's framing follows the answer's
+    /// content type).
+    pub stream_accept: &'static str,
 }
 
 impl UpstreamKind {
@@ -78,6 +83,7 @@ impl UpstreamKind {
             ProviderKind::Gemini => &GEMINI,
             ProviderKind::Vertex => &VERTEX,
             ProviderKind::Azure => &AZURE,
+            ProviderKind::Bedrock => &BEDROCK,
             ProviderKind::Echo => &ECHO,
         }
     }
@@ -168,6 +174,7 @@ static OPENAI: UpstreamKind = UpstreamKind {
     map_status: super::openai::map_status,
     default_max_output: no_default,
     newest_chat: true,
+    stream_accept: "text/event-stream",
 };
 
 static OPENAI_COMPATIBLE: UpstreamKind = UpstreamKind {
@@ -188,6 +195,7 @@ static ANTHROPIC: UpstreamKind = UpstreamKind {
     map_status: super::anthropic::map_status,
     default_max_output: anthropic_default,
     newest_chat: false,
+    stream_accept: "text/event-stream",
 };
 
 static GEMINI: UpstreamKind = UpstreamKind {
@@ -203,6 +211,7 @@ static GEMINI: UpstreamKind = UpstreamKind {
     map_status: super::gemini::map_status,
     default_max_output: no_default,
     newest_chat: false,
+    stream_accept: "text/event-stream",
 };
 
 static VERTEX: UpstreamKind = UpstreamKind {
@@ -217,6 +226,7 @@ static VERTEX: UpstreamKind = UpstreamKind {
     map_status: super::vertex::map_status,
     default_max_output: super::vertex::default_max_output,
     newest_chat: false,
+    stream_accept: "text/event-stream",
 };
 
 static AZURE: UpstreamKind = UpstreamKind {
@@ -232,6 +242,23 @@ static AZURE: UpstreamKind = UpstreamKind {
     default_max_output: no_default,
     // Azure serves OpenAI's own models, reasoning ones included.
     newest_chat: true,
+    stream_accept: "text/event-stream",
+};
+
+static BEDROCK: UpstreamKind = UpstreamKind {
+    kind: ProviderKind::Bedrock,
+    speaks: Speaks::Converse,
+    speaks_for: None,
+    anthropic_version_in_body: None,
+    // The model is in the path: `url` builds each request's.
+    path: no_path,
+    url: super::bedrock::url,
+    credentials: bearer,
+    fixed_headers: &[],
+    map_status: super::bedrock::map_status,
+    default_max_output: no_default,
+    newest_chat: false,
+    stream_accept: "application/vnd.amazon.eventstream",
 };
 
 static ECHO: UpstreamKind = UpstreamKind {
@@ -246,6 +273,7 @@ static ECHO: UpstreamKind = UpstreamKind {
     map_status: local_status,
     default_max_output: no_default,
     newest_chat: false,
+    stream_accept: "text/event-stream",
 };
 
 /// A signer that needs the whole request (AWS SigV4 signs method, path, query, headers and
@@ -366,6 +394,7 @@ mod tests {
             ProviderKind::Gemini,
             ProviderKind::Vertex,
             ProviderKind::Azure,
+            ProviderKind::Bedrock,
             ProviderKind::Echo,
         ] {
             assert_eq!(UpstreamKind::of(k).kind, k);

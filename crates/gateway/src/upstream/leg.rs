@@ -8,11 +8,13 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use jusinfer_translate::anthropic::{self, JsonMode};
+use jusinfer_translate::bedrock;
 use jusinfer_translate::chat_stream::{ChatStreamNormalizer, CostRule};
 use jusinfer_translate::gemini;
 use jusinfer_translate::pipe::Relay;
 use jusinfer_translate::StreamTranslator;
 use jusinfer_wire::anthropic::MessagesResponse;
+use jusinfer_wire::bedrock::ConverseResponse;
 use jusinfer_wire::chat::ChatRequest;
 use jusinfer_wire::gemini::GenerateContentResponse;
 use serde::Deserialize as _;
@@ -59,6 +61,9 @@ pub(crate) enum Back {
     /// Gemini's `generateContent`, translated back (`model`: the one asked for, until
     /// Gemini names its version).
     Gemini { model: String },
+    /// Bedrock's Converse, translated back (Converse names neither the model nor the
+    /// answer: `model` is the one asked for, `id` the request's).
+    Converse { model: String, id: String },
     /// The built-in `echo`: Chat already.
     Local,
 }
@@ -154,6 +159,24 @@ impl Leg {
                     .map_err(|e| GatewayError::internal(e.to_string()))?;
                 let back = Back::Gemini {
                     model: d.upstream_model.clone(),
+                };
+                leg(Outbound::Bytes(Bytes::from(body)), back, t.dropped)
+            }
+            Speaks::Converse => {
+                let (req, present) = typed(&chat)?;
+                let t = bedrock::request::chat_to_converse(
+                    &req,
+                    &bedrock::request::Options {
+                        model: &d.upstream_model,
+                        present_fields: &present,
+                    },
+                )
+                .map_err(untranslatable)?;
+                let body = serde_json::to_vec(&t.body)
+                    .map_err(|e| GatewayError::internal(e.to_string()))?;
+                let back = Back::Converse {
+                    model: d.upstream_model.clone(),
+                    id: id_seed(request_id),
                 };
                 leg(Outbound::Bytes(Bytes::from(body)), back, t.dropped)
             }
@@ -263,6 +286,15 @@ impl Back {
                     price: out.cost.and_then(|c| c.price),
                 }))
             }
+            Back::Converse { model, id } => Box::new(bedrock::stream::BedrockToChat::new(
+                bedrock::stream::Options {
+                    include_usage: out.include_usage,
+                    created: out.created,
+                    model: model.clone(),
+                    id: id.clone(),
+                    price: out.cost.and_then(|c| c.price),
+                },
+            )),
             Back::Local => Box::new(Relay::default()),
         }
     }
@@ -302,6 +334,15 @@ impl Back {
                         e
                     })?;
                 as_map(&c)
+            }
+            Back::Converse { model, id } => {
+                let resp: ConverseResponse = serde_json::from_slice(bytes).map_err(|e| {
+                    malformed(
+                        p,
+                        &format!("a response that is not a Converse response ({e})"),
+                    )
+                })?;
+                as_map(&bedrock::response::to_chat(&resp, model, id, created))
             }
         }
     }

@@ -4,6 +4,7 @@
 
 pub(crate) mod anthropic;
 pub(crate) mod azure;
+pub(crate) mod bedrock;
 pub(crate) mod echo;
 pub(crate) mod execute;
 pub(crate) mod gemini;

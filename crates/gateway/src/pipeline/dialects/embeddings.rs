@@ -77,7 +77,7 @@ impl ClientDialect for Embeddings {
                 Ok(resp)
             }
             Speaks::Gemini => gemini(a, &d).await,
-            Speaks::Messages => Err(proxy::unsupported(
+            Speaks::Messages | Speaks::Converse => Err(proxy::unsupported(
                 d.provider.kind(),
                 d.provider.name(),
                 "embeddings",

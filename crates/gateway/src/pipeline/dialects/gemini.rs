@@ -265,7 +265,9 @@ impl ClientDialect for GeminiEmbed {
                 let (vectors, tokens) = echo::embeddings(&texts);
                 Ok(embedded(vectors, r.batch, tokens, None))
             }
-            Speaks::Messages => Err(crate::proxy::unsupported(p.kind(), p.name(), "embeddings")),
+            Speaks::Messages | Speaks::Converse => {
+                Err(crate::proxy::unsupported(p.kind(), p.name(), "embeddings"))
+            }
         }
     }
 

@@ -1,0 +1,139 @@
+//! Amazon Bedrock upstreams, through Converse: `POST /model/{modelId}/converse` and
+//! `/converse-stream` on the region's `bedrock-runtime` host. The model id is one path
+//! segment (`:` as sent, `/` of an inference-profile ARN percent-encoded); the answer is
+//! translated back by `jusinfer_translate::bedrock`, streams framed in AWS's binary event
+//! stream (`http::stream` reads the framing from the content type). Requests carry a
+//! Bedrock API key as a bearer token.
+//!
+//! Errors are `{"message": …}` with the error's name in `x-amzn-ErrorType`; the status
+//! says enough to map them (MAPPING.md §8.7): 400 `ValidationException`, 403
+//! `AccessDenied` / `ExpiredToken` / `UnrecognizedClient` (the gateway's credentials),
+//! 404 `ResourceNotFound`, 408 / 424 model timeouts, 429 `Throttling`, 503
+//! `ServiceUnavailable`.
+
+use axum::http::StatusCode;
+
+use super::{Endpoint, Provider};
+use crate::error::GatewayError;
+
+/// The URL of one request.
+pub(crate) fn url(
+    p: &Provider,
+    e: Endpoint,
+    model: &str,
+    stream: bool,
+) -> Result<reqwest::Url, GatewayError> {
+    let op = match (e, stream) {
+        (Endpoint::ChatCompletions, false) => "converse",
+        (Endpoint::ChatCompletions, true) => "converse-stream",
+        (Endpoint::Embeddings, _) => {
+            return Err(crate::proxy::unsupported(p.kind(), p.name(), "embeddings"))
+        }
+        (Endpoint::CountTokens, _) => {
+            return Err(crate::proxy::unsupported(
+                p.kind(),
+                p.name(),
+                "token counts",
+            ))
+        }
+        (Endpoint::Responses, _) => {
+            return Err(crate::proxy::unsupported(
+                p.kind(),
+                p.name(),
+                "the Responses API",
+            ))
+        }
+    };
+    p.url_with(&["model", model, op], None)
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    #[serde(default, alias = "Message")]
+    message: String,
+}
+
+/// A Bedrock error answer as the client's error.
+pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> GatewayError {
+    let message = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .map(|b| b.message)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| {
+            let text = super::status::body_head(body);
+            if text.is_empty() {
+                format!("HTTP {}", status.as_u16())
+            } else {
+                text
+            }
+        });
+    let name = p.name();
+    let s = status.as_u16();
+    match s {
+        401 | 403 => GatewayError::upstream(format!(
+            "provider `{name}` rejected the gateway's credentials ({s}): {message}"
+        ))
+        .code("upstream_auth_error"),
+        404 => {
+            let mut e = GatewayError::not_found(format!("provider `{name}`: {message}"))
+                .code("model_not_found");
+            e.origin = crate::error::Origin::Upstream;
+            e
+        }
+        408 | 424 => GatewayError::timeout(format!("provider `{name}` timed out ({s}): {message}")),
+        429 => {
+            let mut e = GatewayError::bad_request(message).retryable(true);
+            e.status = StatusCode::TOO_MANY_REQUESTS;
+            e.kind = "rate_limit_exceeded";
+            e.code = Some("rate_limit_exceeded".to_owned());
+            e.origin = crate::error::Origin::Upstream;
+            e
+        }
+        400..=499 => {
+            let mut e = GatewayError::bad_request(message);
+            e.status = status;
+            e.origin = crate::error::Origin::Upstream;
+            e
+        }
+        _ => GatewayError::upstream(format!("provider `{name}` returned {s}: {message}"))
+            .retryable(matches!(s, 500 | 502 | 503 | 504)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider() -> Provider {
+        let text = "[providers.aws]\nkind = \"bedrock\"\nregion = \"eu-west-3\"\napi_key = \"k\"\n";
+        let c = crate::config::parse(text, None, &|_| None).expect("valid");
+        let p = c
+            .providers
+            .into_iter()
+            .find(|p| p.name == "aws")
+            .expect("aws");
+        Provider::new(p).expect("provider")
+    }
+
+    #[test]
+    fn a_model_id_is_one_path_segment_on_the_regional_host() {
+        let p = provider();
+        let u = url(&p, Endpoint::ChatCompletions, "amazon.nova-pro-v1:0", false).expect("url");
+        assert_eq!(
+            u.as_str(),
+            "https://bedrock-runtime.eu-west-3.amazonaws.com/model/amazon.nova-pro-v1:0/converse"
+        );
+        let arn = "arn:aws:bedrock:eu-west-3:123456789012:inference-profile/eu.anthropic.claude-3-7-sonnet-20250219-v1:0";
+        let u = url(&p, Endpoint::ChatCompletions, arn, true).expect("url");
+        assert!(
+            u.path().starts_with(
+                "/model/arn:aws:bedrock:eu-west-3:123456789012:inference-profile%2Feu."
+            ) && u.path().ends_with("/converse-stream"),
+            "{u}"
+        );
+        // A model name cannot climb out of its segment.
+        let u = url(&p, Endpoint::ChatCompletions, "../../x", false).expect("url");
+        assert!(u.path().starts_with("/model/..%2F..%2Fx/"), "{u}");
+        assert!(url(&p, Endpoint::Embeddings, "m", false).is_err());
+    }
+}

@@ -1,0 +1,227 @@
+"""Amazon Bedrock natively (Converse): the official OpenAI SDK (Chat, Responses) and the
+Anthropic SDK (Messages) through the gateway to a Bedrock-shaped simulator replaying the
+recorded Bedrock traffic (`fixtures/bedrock/`: JSON answers, binary event streams, errors).
+AWS's own `botocore` is the referee of every request body the gateway sends: its
+`bedrock-runtime` service model validates it as a Converse request."""
+
+import json
+import subprocess
+
+import anthropic
+import botocore.session
+import botocore.validate
+import openai
+import pytest
+
+from conftest import BIN, FIXTURES, SIM_PROVIDER_KEY
+
+BR = FIXTURES / "bedrock"
+MSG = [{"role": "user", "content": "What is 4200 + 42?"}]
+SECRET_TOOL = {"type": "function", "function": {
+    "name": "secret_retrieval_tool", "description": "A tool that requires a password to retrieve a secret.",
+    "parameters": {"type": "object", "properties": {"password": {"type": "string"}}, "required": ["password"]}}}
+
+_MODEL = botocore.session.get_session().get_service_model("bedrock-runtime")
+
+
+def refereed(sent, stream=False):
+    """The request the gateway sent, checked by botocore's Converse input shape."""
+    op = _MODEL.operation_model("ConverseStream" if stream else "Converse")
+    model = sent["path"].split("/")[2]
+    report = botocore.validate.ParamValidator().validate({"modelId": model, **sent["body"]}, op.input_shape)
+    assert not report.has_errors(), report.generate_report()
+    assert sent["headers"]["authorization"] == f"Bearer {SIM_PROVIDER_KEY}"
+    return sent["body"]
+
+
+def exchange(name, turn=0):
+    v = json.loads((BR / name).read_text())
+    t = v[turn] if isinstance(v, list) else v
+    body = t["response"]["body"]
+    return t["request"]["body"], json.loads(body) if isinstance(body, str) else body
+
+
+def events(stem):
+    return json.loads((BR / f"{stem}.events.json").read_text())
+
+
+def recorded_text(stem):
+    return "".join(e["payload"].get("delta", {}).get("text", "") for e in events(stem)
+                   if e["headers"][":event-type"] == "contentBlockDelta")
+
+
+def recorded_usage(stem):
+    return next(e["payload"]["usage"] for e in events(stem) if e["headers"][":event-type"] == "metadata")
+
+
+def test_text_through_converse(gw, client, sim):
+    _, want = exchange("bedrock_converse_nonstream_text.exchange.json")
+    sim.clear()
+    r = client.chat.completions.create(model="aws/amazon.nova-micro-v1:0", messages=MSG, max_tokens=300)
+    assert r.choices[0].message.content == want["output"]["message"]["content"][0]["text"]
+    assert r.choices[0].finish_reason == "stop"
+    assert r.model == "amazon.nova-micro-v1:0"
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (want["usage"]["inputTokens"], want["usage"]["outputTokens"])
+    sent = sim.last()
+    assert sent["path"] == "/model/amazon.nova-micro-v1:0/converse"
+    body = refereed(sent)
+    assert body == {"messages": [{"role": "user", "content": [{"text": "What is 4200 + 42?"}]}],
+                    "inferenceConfig": {"maxTokens": 300}}
+
+
+def test_the_sdk_streams_text_and_usage_from_the_binary_event_stream(client, sim):
+    sim.clear()
+    chunks = list(client.chat.completions.create(model="aws/amazon.nova-micro-v1:0", messages=MSG, stream=True,
+                                                 stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == recorded_text("bedrock_converse_stream_text")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    u = recorded_usage("bedrock_converse_stream_text")
+    assert chunks[-1].usage.completion_tokens == u["outputTokens"]
+    sent = sim.last()
+    assert sent["path"] == "/model/amazon.nova-micro-v1:0/converse-stream"
+    assert sent["headers"]["accept"] == "application/vnd.amazon.eventstream"
+    refereed(sent, stream=True)
+
+
+def test_parallel_tool_use_round_trip(client, sim):
+    req, want = exchange("bedrock_converse_nonstream_parallel_tool_use_roundtrip.exchange.json")
+    msgs = [{"role": "system", "content": "Use parallel tool calling."},
+            {"role": "user", "content": req["messages"][0]["content"][0]["text"]}]
+    r = client.chat.completions.create(model="aws/nova-tools", messages=msgs, tools=[SECRET_TOOL])
+    calls = r.choices[0].message.tool_calls
+    assert r.choices[0].finish_reason == "tool_calls"
+    want_uses = [b["toolUse"] for b in want["output"]["message"]["content"] if "toolUse" in b]
+    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in calls] == \
+        [(u["toolUseId"], u["name"], u["input"]) for u in want_uses]
+    history = msgs + [r.choices[0].message.model_dump(exclude_none=True)] + [
+        {"role": "tool", "tool_call_id": c.id, "content": s}
+        for c, s in zip(calls, ["Welcome to Moria!", "Life before Death"])]
+    sim.clear()
+    final = client.chat.completions.create(model="aws/nova-tools", messages=history, tools=[SECRET_TOOL])
+    assert "Moria" in final.choices[0].message.content
+    body = refereed(sim.last())
+    results = [b["toolResult"] for b in body["messages"][-1]["content"]]
+    assert [x["toolUseId"] for x in results] == [c.id for c in calls]
+    assert body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"] == SECRET_TOOL["function"]["parameters"]
+
+    # Streamed (Nova sends each call's input whole): the SDK's accumulator rebuilds both.
+    with client.chat.completions.stream(model="aws/nova-tools", messages=msgs, tools=[SECRET_TOOL]) as s:
+        done = s.get_final_completion()
+    got = [(c.function.name, json.loads(c.function.arguments)) for c in done.choices[0].message.tool_calls]
+    assert got == [("secret_retrieval_tool", {"password": "mellon"}), ("secret_retrieval_tool", {"password": "radiance"})]
+    assert done.choices[0].finish_reason == "tool_calls"
+
+
+def test_claude_on_bedrock_from_messages_clients(gw, sim):
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    tool = {"name": "fetch_concept", "description": "Fetch a concept.",
+            "input_schema": {"type": "object", "properties": {"concept": {"type": "string"}}}}
+    with a.messages.stream(model="aws/us.anthropic.claude-text-tool", max_tokens=256, tools=[tool],
+                           messages=[{"role": "user", "content": "Explain distributed tracing"}]) as s:
+        m = s.get_final_message()
+    assert m.stop_reason == "tool_use"
+    uses = [b for b in m.content if b.type == "tool_use"]
+    assert len(uses) == 1 and uses[0].name == "fetch_concept"
+    assert uses[0].input == {"concept": "distributed tracing"}
+    text = "".join(b.text for b in m.content if b.type == "text")
+    assert text == recorded_text("bedrock_converse_stream_text_then_tool_use")
+    refereed(sim.last(), stream=True)
+
+    m = a.messages.create(model="aws/amazon.nova-micro-v1:0", max_tokens=64, messages=MSG)
+    assert "4242" in m.content[0].text and m.stop_reason == "end_turn"
+
+
+def test_reasoning_comes_back_with_its_signature_and_goes_back_byte_for_byte(client, sim):
+    req, want = exchange("bedrock_converse_nonstream_reasoning_tool_use_roundtrip.exchange.json")
+    want_rt = want["output"]["message"]["content"][0]["reasoningContent"]["reasoningText"]
+    tools = [{"type": "function", "function": {"name": "get_user_country",
+                                               "parameters": {"type": "object", "properties": {}}}}]
+    ask = [{"role": "user", "content": "What is the largest city in the user country?"}]
+    r = client.chat.completions.create(model="aws/us.anthropic.claude-reasoning", messages=ask, tools=tools,
+                                       extra_body={"thinking": {"type": "enabled", "budget_tokens": 1024}})
+    msg = r.choices[0].message
+    assert msg.model_extra["reasoning_content"] == want_rt["text"]
+    blocks = msg.model_extra["thinking_blocks"]
+    assert blocks[0]["signature"] == want_rt["signature"]
+    history = ask + [msg.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": msg.tool_calls[0].id, "content": "Mexico"}]
+    sim.clear()
+    final = client.chat.completions.create(model="aws/us.anthropic.claude-reasoning", messages=history, tools=tools,
+                                           extra_body={"thinking": {"type": "enabled", "budget_tokens": 1024}})
+    assert "Mexico City" in final.choices[0].message.content
+    body = refereed(sim.last())
+    assert body["messages"][1]["content"][0] == {"reasoningContent": {"reasoningText": want_rt}}
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+
+    # Streamed: reasoning_content deltas, then the block with its signature.
+    chunks = list(client.chat.completions.create(model="aws/us.anthropic.claude-reasoning", messages=ask, stream=True))
+    reasoning = "".join(c.choices[0].delta.model_extra.get("reasoning_content") or "" for c in chunks if c.choices)
+    rec = [e["payload"]["delta"]["reasoningContent"] for e in events("bedrock_converse_stream_reasoning")
+           if "reasoningContent" in e["payload"].get("delta", {})]
+    assert reasoning == "".join(x.get("text", "") for x in rec)
+    tb = [b for c in chunks if c.choices for b in (c.choices[0].delta.model_extra.get("thinking_blocks") or [])]
+    assert tb[0]["signature"] == "".join(x.get("signature", "") for x in rec)
+
+    # Redacted reasoning reaches the client as opaque bytes, unchanged.
+    chunks = list(client.chat.completions.create(model="aws/us.anthropic.claude-redacted", messages=ask, stream=True))
+    data = [b["data"] for c in chunks if c.choices for b in (c.choices[0].delta.model_extra.get("thinking_blocks") or [])
+            if b["type"] == "redacted_thinking"]
+    assert data == [e["payload"]["delta"]["reasoningContent"]["redactedContent"]
+                    for e in events("bedrock_converse_stream_redacted_reasoning")
+                    if "redactedContent" in e["payload"].get("delta", {}).get("reasoningContent", {})]
+
+
+def test_cache_usage_and_finish_reasons(client):
+    chunks = list(client.chat.completions.create(model="aws/us.anthropic.claude-cache", messages=MSG, stream=True,
+                                                 stream_options={"include_usage": True}))
+    u = recorded_usage("bedrock_converse_stream_cache_read")
+    assert chunks[-1].usage.prompt_tokens_details.cached_tokens == u["cacheReadInputTokens"] == 1028
+    assert chunks[-1].usage.prompt_tokens == u["inputTokens"] + 1028
+    r = client.chat.completions.create(model="aws/nova-length", messages=MSG)
+    assert r.choices[0].finish_reason == "length"
+    r = client.chat.completions.create(model="aws/nova-filter", messages=MSG)
+    assert r.choices[0].finish_reason == "content_filter"
+    chunks = list(client.chat.completions.create(model="aws/nova-filter", messages=MSG, stream=True))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["content_filter"]
+
+
+def test_bedrock_errors_in_each_dialect(gw, client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="aws/invalid", messages=MSG)
+    assert e.value.body["message"] == "The provided model identifier is invalid."
+    with pytest.raises(openai.InternalServerError) as e:
+        client.chat.completions.create(model="aws/expired", messages=MSG)
+    assert e.value.status_code == 502 and e.value.body["code"] == "upstream_auth_error"
+    assert "expired" in e.value.body["message"]
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(model="aws/throttle", messages=MSG)
+    assert "Too many requests" in e.value.body["message"]
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as e:
+        a.messages.create(model="aws/throttle", max_tokens=16, messages=MSG)
+    assert e.value.body["error"]["type"] == "rate_limit_error"
+    with pytest.raises(anthropic.BadRequestError):
+        a.messages.create(model="aws/invalid", max_tokens=16, messages=MSG)
+
+
+def test_responses_clients_reach_bedrock(client, sim):
+    sim.clear()
+    r = client.responses.create(model="aws/amazon.nova-micro-v1:0", input="What is 4200 + 42?")
+    assert "4242" in r.output_text
+    refereed(sim.last())
+
+
+@pytest.mark.parametrize("body,needle", [
+    ('kind = "bedrock"\nregion = "us-east-1"', "needs api_key"),
+    ('kind = "bedrock"\napi_key = "k"', "needs region"),
+    ('kind = "bedrock"\napi_key = "k"\nregion = "US East"', "expected a region"),
+    ('kind = "openai"\nregion = "us-east-1"', "Amazon Bedrock setting"),
+])
+def test_bedrock_config_mistakes_are_named(tmp_path, body, needle):
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(f"[providers.b]\n{body}\n")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AWS_")}
+    r = subprocess.run([str(BIN), "config", "check", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=30, env=env)
+    assert r.returncode != 0 and needle in r.stderr and "b.toml:" in r.stderr, r.stderr
