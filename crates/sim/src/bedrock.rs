@@ -1,8 +1,9 @@
 //! The Amazon Bedrock side of the simulator: `POST /model/{modelId}/converse` and
 //! `/converse-stream`, replaying the recorded Bedrock traffic (`fixtures/bedrock/`): JSON
 //! answers verbatim, streams as the recorded binary event streams, errors with their
-//! `x-amzn-ErrorType`. Like Bedrock it wants credentials (a bearer Bedrock API key) and
-//! records each request with its path exactly as sent.
+//! `x-amzn-ErrorType`. Like Bedrock it wants credentials (a bearer Bedrock API key, or a
+//! SigV4 `authorization` the tests re-sign with botocore) and records each request with
+//! its path exactly as sent and its body's bytes (`x-sim-raw-body`, base64).
 //!
 //! Models (the id's last dotted part): `nova-text` (any other id too), `nova-tools` (the parallel tool round trip: the
 //! second turn once the request carries tool results), `nova-length`, `nova-filter`,
@@ -11,8 +12,10 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::Response;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -81,11 +84,26 @@ pub async fn model(
     body: Bytes,
 ) -> Response {
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    record(&state, uri.path(), &headers, &req);
-    let bearer = headers
+    // The exact bytes too (base64, as a pseudo-header): a SigV4 signature covers them.
+    let mut seen = headers.clone();
+    if let Ok(v) = HeaderValue::from_str(&STANDARD.encode(&body)) {
+        seen.insert("x-sim-raw-body", v);
+    }
+    record(&state, uri.path(), &seen, &req);
+    let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .unwrap_or_default();
+    // SigV4 (the tests re-sign the recorded request with botocore to check it).
+    let sigv4 = auth.starts_with("AWS4-HMAC-SHA256 Credential=")
+        && headers.contains_key("x-amz-date")
+        && auth.contains(", SignedHeaders=")
+        && auth.contains(", Signature=");
+    let bearer = if sigv4 {
+        Some("sigv4")
+    } else {
+        auth.strip_prefix("Bearer ")
+    };
     match bearer {
         None => {
             return error(
