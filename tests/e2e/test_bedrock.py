@@ -4,6 +4,7 @@ recorded Bedrock traffic (`fixtures/bedrock/`: JSON answers, binary event stream
 AWS's own `botocore` is the referee of every request body the gateway sends: its
 `bedrock-runtime` service model validates it as a Converse request."""
 
+import base64
 import json
 import subprocess
 
@@ -13,7 +14,11 @@ import botocore.validate
 import openai
 import pytest
 
-from conftest import BIN, FIXTURES, SIM_PROVIDER_KEY
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from conftest import BIN, FIXTURES, SIM_PROVIDER_KEY, start_gateway
 
 BR = FIXTURES / "bedrock"
 MSG = [{"role": "user", "content": "What is 4200 + 42?"}]
@@ -24,13 +29,14 @@ SECRET_TOOL = {"type": "function", "function": {
 _MODEL = botocore.session.get_session().get_service_model("bedrock-runtime")
 
 
-def refereed(sent, stream=False):
+def refereed(sent, stream=False, bearer=True):
     """The request the gateway sent, checked by botocore's Converse input shape."""
     op = _MODEL.operation_model("ConverseStream" if stream else "Converse")
     model = sent["path"].split("/")[2]
     report = botocore.validate.ParamValidator().validate({"modelId": model, **sent["body"]}, op.input_shape)
     assert not report.has_errors(), report.generate_report()
-    assert sent["headers"]["authorization"] == f"Bearer {SIM_PROVIDER_KEY}"
+    if bearer:
+        assert sent["headers"]["authorization"] == f"Bearer {SIM_PROVIDER_KEY}"
     return sent["body"]
 
 
@@ -213,8 +219,10 @@ def test_responses_clients_reach_bedrock(client, sim):
 
 
 @pytest.mark.parametrize("body,needle", [
-    ('kind = "bedrock"\nregion = "us-east-1"', "needs api_key"),
+    ('kind = "bedrock"\nregion = "us-east-1"', "needs credentials"),
+    ('kind = "bedrock"\nregion = "us-east-1"\naccess_key_id = "AKID"', "needs credentials"),
     ('kind = "bedrock"\napi_key = "k"', "needs region"),
+    ('kind = "azure"\nbase_url = "https://r.openai.azure.com"\nsecret_access_key = "s"', "Amazon Bedrock setting"),
     ('kind = "bedrock"\napi_key = "k"\nregion = "US East"', "expected a region"),
     ('kind = "openai"\nregion = "us-east-1"', "Amazon Bedrock setting"),
 ])
@@ -225,3 +233,63 @@ def test_bedrock_config_mistakes_are_named(tmp_path, body, needle):
     r = subprocess.run([str(BIN), "config", "check", "--config", str(cfg)], capture_output=True, text=True,
                        timeout=30, env=env)
     assert r.returncode != 0 and needle in r.stderr and "b.toml:" in r.stderr, r.stderr
+
+
+AKID, SECRET, TOKEN = "AKIDJUSINFERTEST0001", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYJUSINFERKEY", "IQoJb3JpZ2luX2VjEJusinferSessionToken"
+
+
+def resigned(sim, sent, region="us-west-2", body=None):
+    """botocore's SigV4 signature over the request exactly as the simulator received it
+    (its path, the headers the gateway signed, the body's bytes), at the gateway's time."""
+    auth_header = sent["headers"]["authorization"]
+    signed = auth_header.split("SignedHeaders=")[1].split(",")[0].split(";")
+    raw = base64.b64decode(sent["headers"]["x-sim-raw-body"]) if body is None else body
+    req = AWSRequest(method="POST", url=sim.url + sent["path"], data=raw,
+                     headers={h: sent["headers"][h] for h in signed})
+    req.context["timestamp"] = sent["headers"]["x-amz-date"]
+    signer = SigV4Auth(Credentials(AKID, SECRET, TOKEN), "bedrock", region)
+    canonical = signer.canonical_request(req)
+    return signer.signature(signer.string_to_sign(req, canonical), req), signed
+
+
+def test_sigv4_signatures_are_the_ones_botocore_computes(sim, tmp_path):
+    g = start_gateway(sim.url, tmp_path, name="sigv4", extra=f'''
+[providers.awssig]
+kind = "bedrock"
+base_url = "{sim.url}"
+region = "us-west-2"
+access_key_id = "{AKID}"
+secret_access_key = "{SECRET}"
+session_token = "{TOKEN}"
+''')
+    try:
+        c = g.client()
+        sim.clear()
+        r = c.chat.completions.create(model="awssig/amazon.nova-micro-v1:0", messages=MSG)
+        assert "4242" in r.choices[0].message.content
+        chunks = list(c.chat.completions.create(model="awssig/us.anthropic.claude-text-tool", stream=True,
+                                                messages=MSG, tools=[SECRET_TOOL]))
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        reqs = [x for x in sim.requests() if x["path"].startswith("/model/")]
+        assert [x["path"] for x in reqs] == ["/model/amazon.nova-micro-v1:0/converse",
+                                             "/model/us.anthropic.claude-text-tool/converse-stream"]
+        for sent in reqs:
+            refereed(sent, stream=sent["path"].endswith("-stream"), bearer=False)
+            h = sent["headers"]
+            auth = h["authorization"]
+            date = h["x-amz-date"]
+            assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={AKID}/{date[:8]}/us-west-2/bedrock/aws4_request, ")
+            assert h["x-amz-security-token"] == TOKEN
+            ours = auth.split("Signature=")[1]
+            theirs, signed = resigned(sim, sent)
+            assert {"host", "x-amz-date", "x-amz-security-token", "content-type"} <= set(signed)
+            assert ours == theirs, (sent["path"], signed)
+            # A request the service would refuse is caught: one byte of the body changed.
+            raw = bytearray(base64.b64decode(h["x-sim-raw-body"]))
+            raw[-2] ^= 1
+            assert resigned(sim, sent, body=bytes(raw))[0] != ours
+            assert resigned(sim, sent, region="us-east-1")[0] != ours
+    finally:
+        g.proc.stop()
+    log = g.proc.stderr()
+    assert SECRET not in log and TOKEN not in log

@@ -136,10 +136,28 @@ pub struct ProviderConfig {
     pub bedrock: Option<BedrockConfig>,
 }
 
-/// An Amazon Bedrock provider's region.
+/// An Amazon Bedrock provider's region and, without a Bedrock API key, its AWS keys.
 #[derive(Debug, Clone)]
 pub struct BedrockConfig {
     pub region: String,
+    pub keys: Option<AwsKeys>,
+}
+
+/// AWS access keys for SigV4.
+#[derive(Clone)]
+pub struct AwsKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret or the token.
+        f.debug_struct("AwsKeys")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProviderConfig {

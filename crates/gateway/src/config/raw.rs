@@ -118,6 +118,13 @@ pub struct RawProvider {
     pub client_secret: Option<String>,
     /// Amazon Bedrock: the AWS region (default `AWS_REGION`, `AWS_DEFAULT_REGION`).
     pub region: Option<String>,
+    /// Amazon Bedrock, SigV4: an access key (default `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// Amazon Bedrock, SigV4: its secret (default `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<String>,
+    /// Amazon Bedrock, SigV4: a session token for temporary keys (default
+    /// `AWS_SESSION_TOKEN`).
+    pub session_token: Option<String>,
 }
 
 /// Seconds; fractions allowed.

@@ -85,6 +85,9 @@ fn implicit(
         client_id: None,
         client_secret: None,
         region: None,
+        access_key_id: None,
+        secret_access_key: None,
+        session_token: None,
     }
 }
 
@@ -158,12 +161,19 @@ fn providers(
             ProviderKind::Bedrock => Some(bedrock_config(&name, &p, src, env)?),
             _ => None,
         };
-        if p.region.is_some() && p.kind != ProviderKind::Bedrock {
-            return Err(ConfigError::new(format!(
-                "{shown}:{}: providers.{name}.region is an Amazon Bedrock setting (kind {} has none; Vertex AI's is `location`)",
-                src.line("region"),
-                p.kind.as_str()
-            )));
+        for (field, set) in [
+            ("region", p.region.is_some()),
+            ("access_key_id", p.access_key_id.is_some()),
+            ("secret_access_key", p.secret_access_key.is_some()),
+            ("session_token", p.session_token.is_some()),
+        ] {
+            if set && p.kind != ProviderKind::Bedrock {
+                return Err(ConfigError::new(format!(
+                    "{shown}:{}: providers.{name}.{field} is an Amazon Bedrock setting (kind {} has none)",
+                    src.line(field),
+                    p.kind.as_str()
+                )));
+            }
         }
         for (field, set) in [
             ("api_version", p.api_version.is_some()),
@@ -309,9 +319,9 @@ fn vertex_config(
     })
 }
 
-/// A Bedrock provider's region and credentials. Requests are authenticated with a
-/// Bedrock API key (`api_key`, or `AWS_BEARER_TOKEN_BEDROCK`); SigV4 with the AWS
-/// credential chain is not built yet, so a provider without a key is refused at start.
+/// A Bedrock provider's region and credentials: a Bedrock API key (`api_key`), else AWS
+/// keys for SigV4 from its settings or the environment (the rest of AWS's credential chain
+/// is not built yet: a provider with neither is refused at start).
 fn bedrock_config(
     name: &str,
     p: &RawProvider,
@@ -341,12 +351,29 @@ fn bedrock_config(
             src.line("region")
         )));
     }
-    if p.api_key.as_deref().is_none_or(str::is_empty) {
-        return Err(ConfigError::new(format!(
-            "{shown}:{line}: providers.{name} (kind bedrock) needs api_key, a Bedrock API key (e.g. \"${{AWS_BEARER_TOKEN_BEDROCK}}\"); SigV4 with AWS credentials is not supported yet"
-        )));
-    }
-    Ok(BedrockConfig { region })
+    let pick = |set: &Option<String>, var: &str| {
+        set.clone().or_else(|| env(var)).filter(|v| !v.is_empty())
+    };
+    let keys = if p.api_key.as_deref().is_some_and(|k| !k.is_empty()) {
+        None
+    } else {
+        match (
+            pick(&p.access_key_id, "AWS_ACCESS_KEY_ID"),
+            pick(&p.secret_access_key, "AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(AwsKeys {
+                access_key_id,
+                secret_access_key,
+                session_token: pick(&p.session_token, "AWS_SESSION_TOKEN"),
+            }),
+            _ => {
+                return Err(ConfigError::new(format!(
+                    "{shown}:{line}: providers.{name} (kind bedrock) needs credentials: api_key (a Bedrock API key, e.g. \"${{AWS_BEARER_TOKEN_BEDROCK}}\"), or AWS keys (access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); shared profiles, SSO and instance roles are not supported yet"
+                )))
+            }
+        }
+    };
+    Ok(BedrockConfig { region, keys })
 }
 
 /// An Azure provider's route (`api_version`), deployments and authentication.

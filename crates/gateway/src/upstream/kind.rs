@@ -253,7 +253,7 @@ static BEDROCK: UpstreamKind = UpstreamKind {
     // The model is in the path: `url` builds each request's.
     path: no_path,
     url: super::bedrock::url,
-    credentials: bearer,
+    credentials: super::bedrock::credentials,
     fixed_headers: &[],
     map_status: super::bedrock::map_status,
     default_max_output: no_default,
