@@ -5,6 +5,7 @@ straight at the simulator, is the referee of the URL, `api-version` and `api-key
 sends."""
 
 import json
+import os
 import subprocess
 
 import anthropic
@@ -179,7 +180,8 @@ def test_responses_reach_azure_responses_route(gw, client, sim):
     r = client.responses.create(model="az/text", input="Say hello")
     assert r.output_text
     sent = sim.last()
-    assert sent["path"] == f"/openai/responses?api-version={VERSION}"
+    # Always the v1 route (the dated one serves Responses only from 2025-03-01-preview).
+    assert sent["path"] == "/openai/v1/responses"
     assert sent["body"]["model"] == "text" and sent["headers"]["api-key"] == SIM_PROVIDER_KEY
     sim.clear()
     with client.responses.stream(model="azv1/text", input="Say hello") as s:
@@ -260,7 +262,9 @@ api_version = "{VERSION}"
 def test_azure_config_mistakes_are_named(tmp_path, body, needle):
     cfg = tmp_path / "a.toml"
     cfg.write_text(f"[providers.a]\n{body}\n")
-    r = subprocess.run([str(BIN), "config", "check", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    r = subprocess.run([str(BIN), "config", "check", "--config", str(cfg)], capture_output=True, text=True,
+                       timeout=30, env=env)
     assert r.returncode != 0 and needle in r.stderr and "a.toml:" in r.stderr, r.stderr
 
 

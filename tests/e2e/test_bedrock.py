@@ -6,6 +6,7 @@ AWS's own `botocore` is the referee of every request body the gateway sends: its
 
 import base64
 import json
+import os
 import subprocess
 
 import anthropic
@@ -222,6 +223,7 @@ def test_responses_clients_reach_bedrock(client, sim):
     ('kind = "bedrock"\nregion = "us-east-1"', "needs credentials"),
     ('kind = "bedrock"\nregion = "us-east-1"\naccess_key_id = "AKID"', "needs credentials"),
     ('kind = "bedrock"\napi_key = "k"', "needs region"),
+    ('kind = "bedrock"\nregion = "us-east-1"\napi_key = "k"\naccess_key_id = "A"\nsecret_access_key = "s"', "choose one"),
     ('kind = "azure"\nbase_url = "https://r.openai.azure.com"\nsecret_access_key = "s"', "Amazon Bedrock setting"),
     ('kind = "bedrock"\napi_key = "k"\nregion = "US East"', "expected a region"),
     ('kind = "openai"\nregion = "us-east-1"', "Amazon Bedrock setting"),
@@ -229,7 +231,7 @@ def test_responses_clients_reach_bedrock(client, sim):
 def test_bedrock_config_mistakes_are_named(tmp_path, body, needle):
     cfg = tmp_path / "b.toml"
     cfg.write_text(f"[providers.b]\n{body}\n")
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AWS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     r = subprocess.run([str(BIN), "config", "check", "--config", str(cfg)], capture_output=True, text=True,
                        timeout=30, env=env)
     assert r.returncode != 0 and needle in r.stderr and "b.toml:" in r.stderr, r.stderr

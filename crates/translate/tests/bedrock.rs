@@ -698,4 +698,72 @@ mod request {
         let e = chat_to_converse(&req, &Options::default()).expect_err("refused");
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0].image_url"));
     }
+
+    #[test]
+    fn claude_thinking_follows_claudes_rules_and_other_models_drop_it() {
+        let chat = json!({
+            "model": "m", "max_tokens": 1000, "temperature": 1.5, "top_p": 0.9,
+            "reasoning_effort": "high", "tool_choice": "required",
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "messages": [{"role": "user", "content": "hi"}]
+        });
+        let req: ChatRequest = serde_json::from_value(chat.clone()).expect("chat");
+        let t = chat_to_converse(
+            &req,
+            &Options {
+                model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                present_fields: &[],
+            },
+        )
+        .expect("translates");
+        let b = &t.body;
+        assert_eq!(
+            b["additionalModelRequestFields"]["thinking"]["budget_tokens"],
+            24576
+        );
+        assert_eq!(
+            b["inferenceConfig"]["maxTokens"], 25576,
+            "the budget comes on top"
+        );
+        assert!(b["inferenceConfig"].get("temperature").is_none());
+        assert!(b["inferenceConfig"].get("topP").is_none());
+        assert_eq!(b["toolConfig"]["toolChoice"], json!({"auto": {}}));
+        for d in ["temperature", "top_p", "tool_choice"] {
+            assert!(t.dropped.iter().any(|x| x == d), "{d}: {:?}", t.dropped);
+        }
+        // Nova: no thinking field; temperature passes as sent.
+        let t = chat_to_converse(
+            &req,
+            &Options {
+                model: "amazon.nova-pro-v1:0",
+                present_fields: &[],
+            },
+        )
+        .expect("translates");
+        assert!(t.body.get("additionalModelRequestFields").is_none());
+        assert_eq!(t.body["inferenceConfig"]["maxTokens"], 1000);
+        assert_eq!(t.body["toolConfig"]["toolChoice"], json!({"any": {}}));
+        assert!(t.dropped.iter().any(|x| x == "reasoning_effort"));
+    }
+
+    #[test]
+    fn history_with_tool_calls_but_no_function_tools_goes_as_text() {
+        let req: ChatRequest = serde_json::from_value(json!({
+            "model": "m",
+            "tools": [{"type": "web_search"}],
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "ok"}
+            ]
+        }))
+        .expect("chat");
+        let t = chat_to_converse(&req, &Options::default()).expect("translates");
+        assert!(t.body.get("toolConfig").is_none());
+        assert_eq!(
+            t.body["messages"][1]["content"][0]["text"],
+            "[called tool f with {}]"
+        );
+        assert!(t.dropped.iter().any(|d| d.starts_with("tools[0]")));
+    }
 }

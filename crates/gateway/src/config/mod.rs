@@ -675,6 +675,38 @@ deployments = { "gpt-4o" = "prod-4o" }
     }
 
     #[test]
+    fn aws_keys_come_all_from_the_config_or_all_from_the_environment() {
+        let vars = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("ENVKEY".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("envsecret".to_owned()),
+            "AWS_SESSION_TOKEN" => Some("envtoken".to_owned()),
+            _ => None,
+        };
+        let keys = |text: &str| {
+            let c = parse(text, None, &vars).expect("valid");
+            let p = c.providers.iter().find(|p| p.name == "b").expect("b");
+            p.bedrock.as_ref().and_then(|b| b.keys.clone())
+        };
+        let base = "[providers.b]\nkind = \"bedrock\"\nregion = \"us-east-1\"\n";
+        let k = keys(base).expect("from the environment");
+        assert_eq!(
+            (k.access_key_id.as_str(), k.session_token.as_deref()),
+            ("ENVKEY", Some("envtoken"))
+        );
+        let k = keys(&format!(
+            "{base}access_key_id = \"CFGKEY\"\nsecret_access_key = \"cfgsecret\"\n"
+        ))
+        .expect("from the config");
+        assert_eq!(
+            (k.access_key_id.as_str(), k.session_token.as_deref()),
+            ("CFGKEY", None),
+            "never the environment's session token"
+        );
+        assert!(!format!("{k:?}").contains("cfgsecret"));
+        assert!(keys(&format!("{base}api_key = \"k\"\n")).is_none());
+    }
+
+    #[test]
     fn entra_credentials_follow_azure_sdk_variables() {
         let text = "[providers.az]\nkind = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\nauth = \"entra\"\n";
         let entra = |vars: &[(&str, &str)]| {

@@ -161,31 +161,26 @@ fn providers(
             ProviderKind::Bedrock => Some(bedrock_config(&name, &p, src, env)?),
             _ => None,
         };
-        for (field, set) in [
-            ("region", p.region.is_some()),
-            ("access_key_id", p.access_key_id.is_some()),
-            ("secret_access_key", p.secret_access_key.is_some()),
-            ("session_token", p.session_token.is_some()),
+        // Settings of one kind only: named when set on another.
+        let (aws, az) = (
+            (ProviderKind::Bedrock, "an Amazon Bedrock"),
+            (ProviderKind::Azure, "an Azure OpenAI"),
+        );
+        for (field, set, (owner, label)) in [
+            ("region", p.region.is_some(), aws),
+            ("access_key_id", p.access_key_id.is_some(), aws),
+            ("secret_access_key", p.secret_access_key.is_some(), aws),
+            ("session_token", p.session_token.is_some(), aws),
+            ("api_version", p.api_version.is_some(), az),
+            ("deployments", !p.deployments.is_empty(), az),
+            ("auth", p.auth.is_some(), az),
+            ("tenant_id", p.tenant_id.is_some(), az),
+            ("client_id", p.client_id.is_some(), az),
+            ("client_secret", p.client_secret.is_some(), az),
         ] {
-            if set && p.kind != ProviderKind::Bedrock {
+            if set && p.kind != owner {
                 return Err(ConfigError::new(format!(
-                    "{shown}:{}: providers.{name}.{field} is an Amazon Bedrock setting (kind {} has none)",
-                    src.line(field),
-                    p.kind.as_str()
-                )));
-            }
-        }
-        for (field, set) in [
-            ("api_version", p.api_version.is_some()),
-            ("deployments", !p.deployments.is_empty()),
-            ("auth", p.auth.is_some()),
-            ("tenant_id", p.tenant_id.is_some()),
-            ("client_id", p.client_id.is_some()),
-            ("client_secret", p.client_secret.is_some()),
-        ] {
-            if set && p.kind != ProviderKind::Azure {
-                return Err(ConfigError::new(format!(
-                    "{shown}:{}: providers.{name}.{field} is an Azure OpenAI setting (kind {} has none)",
+                    "{shown}:{}: providers.{name}.{field} is {label} setting (kind {} has none)",
                     src.line(field),
                     p.kind.as_str()
                 )));
@@ -351,20 +346,38 @@ fn bedrock_config(
             src.line("region")
         )));
     }
-    let pick = |set: &Option<String>, var: &str| {
-        set.clone().or_else(|| env(var)).filter(|v| !v.is_empty())
+    let configured =
+        p.access_key_id.is_some() || p.secret_access_key.is_some() || p.session_token.is_some();
+    let has_key = p.api_key.as_deref().is_some_and(|k| !k.is_empty());
+    if has_key && configured {
+        return Err(ConfigError::new(format!(
+            "{shown}:{line}: providers.{name} has both api_key and AWS keys: choose one"
+        )));
+    }
+    // Keys come all from the config or all from the environment: never a configured key
+    // with someone else's session token.
+    let (id, secret, token) = if configured {
+        (
+            p.access_key_id.clone(),
+            p.secret_access_key.clone(),
+            p.session_token.clone(),
+        )
+    } else {
+        (
+            env("AWS_ACCESS_KEY_ID"),
+            env("AWS_SECRET_ACCESS_KEY"),
+            env("AWS_SESSION_TOKEN"),
+        )
     };
-    let keys = if p.api_key.as_deref().is_some_and(|k| !k.is_empty()) {
+    let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let keys = if has_key {
         None
     } else {
-        match (
-            pick(&p.access_key_id, "AWS_ACCESS_KEY_ID"),
-            pick(&p.secret_access_key, "AWS_SECRET_ACCESS_KEY"),
-        ) {
+        match (nonempty(id), nonempty(secret)) {
             (Some(access_key_id), Some(secret_access_key)) => Some(AwsKeys {
                 access_key_id,
                 secret_access_key,
-                session_token: pick(&p.session_token, "AWS_SESSION_TOKEN"),
+                session_token: nonempty(token),
             }),
             _ => {
                 return Err(ConfigError::new(format!(
@@ -436,8 +449,11 @@ fn entra_config(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<EntraAuth, ConfigError> {
     let shown = &src.shown;
+    // The identity comes all from the config or all from the environment: a configured
+    // managed identity's client id never meets a secret from the environment.
+    let configured = p.tenant_id.is_some() || p.client_id.is_some() || p.client_secret.is_some();
     let pick = |set: &Option<String>, var: &str| {
-        set.clone().or_else(|| env(var)).filter(|v| !v.is_empty())
+        if configured { set.clone() } else { env(var) }.filter(|v| !v.is_empty())
     };
     let tenant_id = pick(&p.tenant_id, "AZURE_TENANT_ID");
     let client_id = pick(&p.client_id, "AZURE_CLIENT_ID");

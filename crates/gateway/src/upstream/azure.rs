@@ -3,9 +3,9 @@
 //! kind absorbs:
 //!
 //! - the URL: with `api_version`, the deployments route
-//!   (`/openai/deployments/{deployment}/chat/completions?api-version=…`, `/embeddings`;
-//!   Responses at `/openai/responses?api-version=…`); without, the `/openai/v1/...` route,
-//!   which takes no version. Either way the body's `model` is the deployment's name (routing
+//!   (`/openai/deployments/{deployment}/chat/completions?api-version=…`, `/embeddings`);
+//!   without, the `/openai/v1/...` route, which takes no version. Responses always goes to
+//!   `/openai/v1/responses`. Either way the body's `model` is the deployment's name (routing
 //!   maps model names to deployments, `ProviderConfig::deployment_of`);
 //! - credentials: the `api-key` header (both routes accept it), or a Microsoft Entra
 //!   bearer token (`auth = "entra"`: client secret, workload identity or managed identity,
@@ -40,17 +40,16 @@ use super::{Endpoint, Provider};
 use crate::config::{EntraAuth, ProviderConfig};
 use crate::error::GatewayError;
 
-/// Paths joined once at start: every endpoint of the v1 route, and Responses of the
-/// deployments route (its model is in the body). Deployment paths are built per request.
+/// Paths joined once at start: every endpoint of the v1 route, and Responses (always on
+/// v1, its model in the body). Deployment paths are built per request.
 pub(crate) fn path(c: &ProviderConfig, e: Endpoint) -> Option<Cow<'static, str>> {
     let version = c.azure.as_ref().and_then(|a| a.api_version.as_deref());
     match (e, version) {
         (Endpoint::ChatCompletions, None) => Some(Cow::Borrowed("/openai/v1/chat/completions")),
         (Endpoint::Embeddings, None) => Some(Cow::Borrowed("/openai/v1/embeddings")),
-        (Endpoint::Responses, None) if c.responses => Some(Cow::Borrowed("/openai/v1/responses")),
-        (Endpoint::Responses, Some(v)) if c.responses => {
-            Some(Cow::Owned(format!("/openai/responses?api-version={v}")))
-        }
+        // Responses always on v1: the dated route serves it only from `2025-03-01-preview`
+        // (docs), older than most configured versions; v1 takes the same key.
+        (Endpoint::Responses, _) if c.responses => Some(Cow::Borrowed("/openai/v1/responses")),
         _ => None,
     }
 }

@@ -8,8 +8,8 @@
 //! Errors are `{"message": …}` with the error's name in `x-amzn-ErrorType`; the status
 //! says enough to map them (MAPPING.md §8.7): 400 `ValidationException`, 403
 //! `AccessDenied` / `ExpiredToken` / `UnrecognizedClient` (the gateway's credentials),
-//! 404 `ResourceNotFound`, 408 / 424 model timeouts, 429 `Throttling`, 503
-//! `ServiceUnavailable`.
+//! 404 `ResourceNotFound`, 408 `ModelTimeout`, 424 `ModelError` (retryable), 429
+//! `Throttling`, 503 `ServiceUnavailable`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -182,7 +182,10 @@ pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> Gatew
             e.origin = crate::error::Origin::Upstream;
             e
         }
-        408 | 424 => GatewayError::timeout(format!("provider `{name}` timed out ({s}): {message}")),
+        408 => GatewayError::timeout(format!("provider `{name}` timed out ({s}): {message}")),
+        // `ModelErrorException`: the model failed, not the request.
+        424 => GatewayError::upstream(format!("provider `{name}`'s model failed ({s}): {message}"))
+            .retryable(true),
         429 => {
             let mut e = GatewayError::bad_request(message).retryable(true);
             e.status = StatusCode::TOO_MANY_REQUESTS;

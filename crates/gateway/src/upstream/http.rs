@@ -153,8 +153,16 @@ pub(crate) async fn exchange(
             p.name()
         ))
     })?;
-    // Last: a signer signs the request as it will be sent.
-    p.credentials.apply(&mut req).await?;
+    // Last: a signer signs the request as it will be sent (a token fetch counts against
+    // the attempt's deadline).
+    tokio::time::timeout_at(clock.deadline, p.credentials.apply(&mut req))
+        .await
+        .map_err(|_| {
+            GatewayError::timeout(format!(
+                "provider `{}`: no credentials before the deadline",
+                p.name()
+            ))
+        })??;
     let answer = send(p, req, clock).await?;
     let status = answer.resp.status();
     if !status.is_success() {
@@ -179,8 +187,10 @@ pub(crate) async fn exchange(
 
 /// 502 (retryable) unless the answer has the expected content type.
 fn expect_content_type(p: &Provider, a: &Answer, stream: bool) -> Result<(), GatewayError> {
+    // AWS's event stream only from the kind that asked for it (Bedrock).
+    let expected = p.upstream.stream_accept;
     let ok = if stream {
-        a.content_type.starts_with("text/event-stream") || a.content_type.starts_with(EVENTSTREAM)
+        a.content_type.starts_with(expected)
     } else {
         a.content_type.contains("json")
     };
@@ -188,7 +198,7 @@ fn expect_content_type(p: &Provider, a: &Answer, stream: bool) -> Result<(), Gat
         return Ok(());
     }
     let (what, expected) = if stream {
-        ("a streaming request", "text/event-stream")
+        ("a streaming request", expected)
     } else {
         ("a request", "application/json")
     };

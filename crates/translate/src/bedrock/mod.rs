@@ -60,11 +60,11 @@ pub fn finish_reason(reason: &str, has_calls: bool) -> &'static str {
 pub fn usage(u: &TokenUsage) -> Usage {
     let read = u.cache_read();
     let write = u.cache_write();
-    let prompt = u.input_tokens + read + write;
+    let prompt = u.input_tokens.saturating_add(read).saturating_add(write);
     Usage {
         prompt_tokens: prompt,
         completion_tokens: u.output_tokens,
-        total_tokens: prompt + u.output_tokens,
+        total_tokens: prompt.saturating_add(u.output_tokens),
         prompt_tokens_details: Some(PromptTokensDetails {
             cached_tokens: read,
             audio_tokens: 0,

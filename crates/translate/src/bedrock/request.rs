@@ -24,6 +24,9 @@ use jusinfer_wire::chat::{
 use serde_json::{json, Map, Value};
 
 pub use crate::anthropic::request::Error;
+// A call's `arguments` as the object Converse wants (`""` is `{}`), and a refusal naming
+// its field: as for Gemini.
+use crate::gemini::request::{arguments, bad};
 
 /// A translated request.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +59,8 @@ const UNFAITHFUL: &[&str] = &[
     "response_format",
 ];
 
-/// `reasoning_effort` → Claude's thinking budget (tokens; at least 1,024).
+/// `reasoning_effort` → Claude's thinking budget (tokens; at least 1,024); other values
+/// (`none`, …) ask for none.
 fn effort_budget(effort: &str) -> Option<u64> {
     match effort {
         "minimal" | "low" => Some(1024),
@@ -66,20 +70,29 @@ fn effort_budget(effort: &str) -> Option<u64> {
     }
 }
 
-fn bad(param: impl Into<String>, message: impl Into<String>) -> Error {
-    Error {
-        message: message.into(),
-        param: Some(param.into()),
-    }
-}
-
 /// Translates `req`.
 pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Translated, Error> {
     let mut dropped = Vec::new();
-    let no_tools = req.tools.as_ref().is_none_or(Vec::is_empty)
-        && req.functions.as_ref().is_none_or(Vec::is_empty);
+    let mut specs = Vec::new();
+    for (i, t) in req.tools.iter().flatten().enumerate() {
+        match (&t.kind[..], &t.function) {
+            ("function", Some(f)) => specs.push(spec(
+                &f.name,
+                f.description.as_deref(),
+                f.parameters.as_ref(),
+            )),
+            _ => dropped.push(format!("tools[{i}] ({})", t.kind)),
+        }
+    }
+    for f in req.functions.iter().flatten() {
+        specs.push(spec(
+            &f.name,
+            f.description.as_deref(),
+            f.parameters.as_ref(),
+        ));
+    }
     // Without a `toolConfig`, Bedrock refuses tool blocks in the history: they go as text.
-    let tools_off = no_tools
+    let tools_off = specs.is_empty()
         || matches!(&req.tool_choice, Some(ToolChoice::Mode(m)) if m == "none")
         || matches!(&req.function_call, Some(Value::String(s)) if s == "none");
     let mut system: Vec<Value> = Vec::new();
@@ -176,14 +189,51 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
     if !system.is_empty() {
         body.insert("system".into(), Value::Array(system));
     }
+    // Claude's thinking (the `thinking` extension wins over `reasoning_effort`, as for
+    // Anthropic); other models have no such field.
+    let claude = opts.model.contains("anthropic.");
+    let budget = match (&req.thinking, &req.reasoning_effort) {
+        (Some(t), _) if t["type"] == "enabled" => t["budget_tokens"].as_u64(),
+        (Some(_), _) => None,
+        (None, Some(e)) => effort_budget(e),
+        (None, None) => None,
+    };
+    let thinking = budget.filter(|_| claude);
+    if budget.is_some() && !claude {
+        dropped.push(if req.thinking.is_some() {
+            "thinking".to_owned()
+        } else {
+            "reasoning_effort".to_owned()
+        });
+    }
     let mut inference = Map::new();
-    if let Some(n) = req.max_output_tokens() {
+    let mut max_tokens = req.max_output_tokens().map(u64::from);
+    if let (Some(b), Some(n)) = (thinking, max_tokens) {
+        if n <= b {
+            // Claude requires budget_tokens < max_tokens: the budget comes on top.
+            max_tokens = Some(n.saturating_add(b));
+        }
+    }
+    if let Some(n) = max_tokens {
         inference.insert("maxTokens".into(), json!(n));
     }
-    if let Some(t) = req.temperature {
+    let (mut temperature, mut top_p) = (req.temperature, req.top_p);
+    if claude {
+        temperature = temperature.map(|t| t.clamp(0.0, 1.0));
+    }
+    if thinking.is_some() {
+        // Claude takes neither a custom temperature nor top_p with thinking on.
+        if temperature.take().is_some() {
+            dropped.push("temperature".to_owned());
+        }
+        if top_p.take().is_some() {
+            dropped.push("top_p".to_owned());
+        }
+    }
+    if let Some(t) = temperature {
         inference.insert("temperature".into(), json!(t));
     }
-    if let Some(p) = req.top_p {
+    if let Some(p) = top_p {
         inference.insert("topP".into(), json!(p));
     }
     if let Some(s) = &req.stop {
@@ -192,28 +242,10 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
     if !inference.is_empty() {
         body.insert("inferenceConfig".into(), Value::Object(inference));
     }
-    let mut specs = Vec::new();
-    for (i, t) in req.tools.iter().flatten().enumerate() {
-        match (&t.kind[..], &t.function) {
-            ("function", Some(f)) => specs.push(spec(
-                &f.name,
-                f.description.as_deref(),
-                f.parameters.as_ref(),
-            )),
-            _ => dropped.push(format!("tools[{i}] ({})", t.kind)),
-        }
-    }
-    for f in req.functions.iter().flatten() {
-        specs.push(spec(
-            &f.name,
-            f.description.as_deref(),
-            f.parameters.as_ref(),
-        ));
-    }
     if !specs.is_empty() && !tools_off {
         let mut config = Map::new();
         config.insert("tools".into(), Value::Array(specs));
-        let choice = match (&req.tool_choice, &req.function_call) {
+        let mut choice = match (&req.tool_choice, &req.function_call) {
             (Some(tc), _) => tool_choice(tc)?,
             (None, Some(Value::Object(o))) => o
                 .get("name")
@@ -221,6 +253,11 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
                 .map(|n| json!({"tool": {"name": n}})),
             _ => None,
         };
+        if thinking.is_some() && choice.as_ref().is_some_and(|c| c.get("auto").is_none()) {
+            // Claude refuses forced tools with thinking on: the model chooses.
+            choice = Some(json!({"auto": {}}));
+            dropped.push("tool_choice".to_owned());
+        }
         if let Some(c) = choice {
             config.insert("toolChoice".into(), c);
         }
@@ -229,29 +266,11 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
     if req.parallel_tool_calls == Some(false) {
         dropped.push("parallel_tool_calls".to_owned());
     }
-    let budget = match (&req.reasoning_effort, &req.thinking) {
-        (Some(e), _) => Some(effort_budget(e).ok_or_else(|| {
-            bad(
-                "reasoning_effort",
-                "reasoning_effort must be `minimal`, `low`, `medium` or `high`",
-            )
-        })?),
-        (None, Some(t)) if t["type"] == "enabled" => t["budget_tokens"].as_u64(),
-        _ => None,
-    };
-    if let Some(b) = budget {
-        if opts.model.contains("anthropic.") {
-            body.insert(
-                "additionalModelRequestFields".into(),
-                json!({"thinking": {"type": "enabled", "budget_tokens": b}}),
-            );
-        } else {
-            dropped.push(if req.reasoning_effort.is_some() {
-                "reasoning_effort".to_owned()
-            } else {
-                "thinking".to_owned()
-            });
-        }
+    if let Some(b) = thinking {
+        body.insert(
+            "additionalModelRequestFields".into(),
+            json!({"thinking": {"type": "enabled", "budget_tokens": b}}),
+        );
     }
     if req.n.is_some_and(|n| n > 1) {
         return Err(bad(
@@ -336,16 +355,6 @@ fn push(messages: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, cont
         Some((r, last)) if *r == role => last.extend(content),
         _ => messages.push((role, content)),
     }
-}
-
-/// A call's `arguments` (a JSON string) as the object Converse wants; `""` is `{}`.
-fn arguments(s: &str) -> Option<Value> {
-    if s.trim().is_empty() {
-        return Some(json!({}));
-    }
-    serde_json::from_str::<Value>(s)
-        .ok()
-        .filter(Value::is_object)
 }
 
 /// A message's content as Converse blocks (a `cachePoint` after each part marked with

@@ -8,8 +8,7 @@ use jusinfer_wire::chat::{
 use super::{finish_reason, usage};
 
 /// `resp` as Chat. Converse names neither the model nor the answer: `model` is the one
-/// asked for, `id` the request's (`x-amzn-RequestId`, MAPPING §8.4), `created` the
-/// caller's clock.
+/// asked for, `id` the caller's for the request, `created` the caller's clock.
 pub fn to_chat(resp: &ConverseResponse, model: &str, id: &str, created: u64) -> ChatCompletion {
     let mut text = String::new();
     let mut has_text = false;

@@ -31,7 +31,7 @@ pub struct Options {
     pub created: u64,
     /// The model the client asked for (Converse names none).
     pub model: String,
-    /// The chunk id (the request's `x-amzn-RequestId`).
+    /// The chunk id (the caller's for the request).
     pub id: String,
     /// The model's price, for `usage.cost` (`null` when unknown).
     pub price: Option<crate::pricing::Price>,

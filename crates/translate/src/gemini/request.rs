@@ -57,7 +57,7 @@ fn effort_budget(effort: &str) -> Option<u32> {
     }
 }
 
-fn bad(param: impl Into<String>, message: impl Into<String>) -> Error {
+pub(crate) fn bad(param: impl Into<String>, message: impl Into<String>) -> Error {
     Error {
         message: message.into(),
         param: Some(param.into()),
@@ -277,7 +277,7 @@ fn push(contents: &mut Vec<Content>, role: &str, parts: Vec<Part>) {
 }
 
 /// A call's `arguments` (a JSON string) as the object Gemini wants; `""` is `{}`.
-fn arguments(s: &str) -> Option<Value> {
+pub(crate) fn arguments(s: &str) -> Option<Value> {
     if s.trim().is_empty() {
         return Some(json!({}));
     }
