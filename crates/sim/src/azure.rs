@@ -1,7 +1,7 @@
 //! The Azure OpenAI side of the simulator: the deployments route
-//! (`POST /openai/deployments/{deployment}/{chat/completions|embeddings}?api-version=…`,
-//! `POST /openai/responses?api-version=…`) and the v1 route (`POST /openai/v1/...`, no
-//! version, the deployment in the body's `model`).
+//! (`POST /openai/deployments/{deployment}/{chat/completions|embeddings}?api-version=…`)
+//! and the v1 route (`POST /openai/v1/...`, Responses included: no version, the deployment
+//! in the body's `model`).
 //!
 //! Like Azure, it wants an `api-key` header (or a bearer on v1) and a dated `api-version` on
 //! the deployments route (else Azure's 404). Deployments named `azure-<case>` replay the
@@ -161,26 +161,6 @@ pub async fn deployments(
         return azure_error(404, "404", "Resource not found");
     }
     answer(state, &op, &deployment, req, headers).await
-}
-
-/// `POST /openai/responses?api-version=…` (the deployment is the body's `model`).
-pub async fn responses(
-    State(state): State<SimState>,
-    RawQuery(query): RawQuery,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    record(&state, &path_of(&uri), &headers, &req);
-    if !authorized(&state, &headers, false) {
-        return unauthorized();
-    }
-    if !api_version(query.as_deref()).is_some_and(|v| dated(&v)) {
-        return azure_error(404, "404", "Resource not found");
-    }
-    let deployment = req["model"].as_str().unwrap_or_default().to_owned();
-    answer(state, "responses", &deployment, req, headers).await
 }
 
 /// `POST /openai/v1/{op}`.

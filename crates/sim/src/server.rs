@@ -108,7 +108,6 @@ pub fn app(state: SimState) -> Router {
             "/openai/deployments/{deployment}/{*op}",
             post(crate::azure::deployments),
         )
-        .route("/openai/responses", post(crate::azure::responses))
         .route("/openai/v1/{*op}", post(crate::azure::v1))
         .route("/_azure/msi", get(crate::azure::msi_token))
         .route("/model/{model}/{op}", post(crate::bedrock::model))

@@ -287,9 +287,11 @@ pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> Gatew
         // A deployment the resource does not have: a 404 on the deployments route, a 400
         // `unknown_model` on v1 (as recorded). Either way the model is not there.
         Some("DeploymentNotFound" | "unknown_model") => {
-            e.status = StatusCode::NOT_FOUND;
-            e.code = Some("model_not_found".to_owned());
-            e.message = format!("provider `{}`: {}", p.name(), e.message.trim_end());
+            return super::status::model_not_found(format!(
+                "provider `{}`: {}",
+                p.name(),
+                e.message.trim_end()
+            ));
         }
         _ => {}
     }

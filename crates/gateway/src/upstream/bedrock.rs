@@ -161,45 +161,18 @@ pub(crate) fn map_status(p: &Provider, status: StatusCode, body: &[u8]) -> Gatew
         .ok()
         .map(|b| b.message)
         .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| {
-            let text = super::status::body_head(body);
-            if text.is_empty() {
-                format!("HTTP {}", status.as_u16())
-            } else {
-                text
-            }
-        });
+        .unwrap_or_else(|| super::status::body_head(body));
     let name = p.name();
     let s = status.as_u16();
     match s {
-        401 | 403 => GatewayError::upstream(format!(
-            "provider `{name}` rejected the gateway's credentials ({s}): {message}"
-        ))
-        .code("upstream_auth_error"),
-        404 => {
-            let mut e = GatewayError::not_found(format!("provider `{name}`: {message}"))
-                .code("model_not_found");
-            e.origin = crate::error::Origin::Upstream;
-            e
-        }
+        401 | 403 => super::status::credentials_refused(name, &s.to_string(), &message),
+        404 => super::status::model_not_found(format!("provider `{name}`: {message}")),
         408 => GatewayError::timeout(format!("provider `{name}` timed out ({s}): {message}")),
         // `ModelErrorException`: the model failed, not the request.
         424 => GatewayError::upstream(format!("provider `{name}`'s model failed ({s}): {message}"))
             .retryable(true),
-        429 => {
-            let mut e = GatewayError::bad_request(message).retryable(true);
-            e.status = StatusCode::TOO_MANY_REQUESTS;
-            e.kind = "rate_limit_exceeded";
-            e.code = Some("rate_limit_exceeded".to_owned());
-            e.origin = crate::error::Origin::Upstream;
-            e
-        }
-        400..=499 => {
-            let mut e = GatewayError::bad_request(message);
-            e.status = status;
-            e.origin = crate::error::Origin::Upstream;
-            e
-        }
+        429 => super::status::rate_limited(message),
+        400..=499 => super::status::client_error(status, "invalid_request_error", message),
         _ => GatewayError::upstream(format!("provider `{name}` returned {s}: {message}"))
             .retryable(matches!(s, 500 | 502 | 503 | 504)),
     }
