@@ -99,7 +99,64 @@ impl Prices {
         self.bundled
             .get(model)
             .or_else(|| self.bundled.get(undated))
+            .or_else(|| {
+                // A Bedrock id: its foundation model's entry, Claude's under its own name.
+                let base = bedrock_base(model)?;
+                self.bundled.get(base).or_else(|| {
+                    let claude = base.strip_prefix("anthropic.")?;
+                    let claude = strip_bedrock_version(claude);
+                    self.bundled
+                        .get(claude)
+                        .or_else(|| self.bundled.get(strip_date(claude)))
+                })
+            })
             .copied()
+    }
+}
+
+/// The foundation model a Bedrock id names: `us.anthropic.claude-…-v1:0` and an
+/// inference-profile ARN ending `/eu.amazon.nova-pro-v1:0` name `anthropic.claude-…-v1:0`
+/// and `amazon.nova-pro-v1:0`. `None` for ids that are not Bedrock's.
+fn bedrock_base(model: &str) -> Option<&str> {
+    let id = match model.strip_prefix("arn:") {
+        Some(arn) => arn.rsplit('/').next()?,
+        None => model,
+    };
+    const REGIONS: &[&str] = &[
+        "us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.",
+    ];
+    let id = REGIONS
+        .iter()
+        .find_map(|r| id.strip_prefix(r))
+        .unwrap_or(id);
+    const VENDORS: &[&str] = &[
+        "anthropic.",
+        "amazon.",
+        "meta.",
+        "mistral.",
+        "cohere.",
+        "ai21.",
+        "deepseek.",
+        "openai.",
+        "qwen.",
+        "writer.",
+    ];
+    VENDORS.iter().any(|v| id.starts_with(v)).then_some(id)
+}
+
+/// `claude-sonnet-4-5-20250929-v1:0` → `claude-sonnet-4-5-20250929`.
+fn strip_bedrock_version(id: &str) -> &str {
+    let Some((head, tail)) = id.rsplit_once("-v") else {
+        return id;
+    };
+    let is_version = !tail.is_empty()
+        && tail
+            .split(':')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if is_version {
+        head
+    } else {
+        id
     }
 }
 
@@ -157,6 +214,38 @@ mod tests {
             Some(10.0)
         );
         assert_eq!(p.get("openai", "no-such-model"), None);
+    }
+
+    #[test]
+    fn bedrock_ids_are_priced_as_the_models_they_name() {
+        let p = Prices::new(&IndexMap::new());
+        let sonnet = p.get("anthropic", "claude-sonnet-4-5").expect("sonnet");
+        for id in [
+            "anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ] {
+            assert_eq!(p.get("aws", id), Some(sonnet), "{id}");
+        }
+        // Cache writes and reads priced apart.
+        assert_eq!(
+            (sonnet.cache_read, sonnet.cache_write),
+            (Some(0.3), Some(3.75))
+        );
+        let nova = p.get("aws", "us.amazon.nova-pro-v1:0").expect("nova pro");
+        assert_eq!(
+            (nova.input, nova.output, nova.cache_read),
+            (0.8, 3.2, Some(0.2))
+        );
+        assert!(p.get("aws", "amazon.titan-embed-text-v2:0").is_some());
+        assert_eq!(p.get("aws", "us.anthropic.claude-unknown-v1:0"), None);
+        assert_eq!(p.get("aws", "us.example"), None);
+        assert_eq!(
+            strip_bedrock_version("claude-3-haiku-20240307-v1:0"),
+            "claude-3-haiku-20240307"
+        );
+        assert_eq!(strip_bedrock_version("claude-vx"), "claude-vx");
     }
 
     #[test]
