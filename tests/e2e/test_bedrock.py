@@ -11,6 +11,7 @@ import subprocess
 
 import anthropic
 import botocore.session
+import httpx
 import botocore.validate
 import openai
 import pytest
@@ -120,11 +121,12 @@ def test_parallel_tool_use_round_trip(client, sim):
     assert done.choices[0].finish_reason == "tool_calls"
 
 
-def test_claude_on_bedrock_from_messages_clients(gw, sim):
+def test_messages_clients_reach_other_bedrock_models_through_converse(gw, sim):
     a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
     tool = {"name": "fetch_concept", "description": "Fetch a concept.",
             "input_schema": {"type": "object", "properties": {"concept": {"type": "string"}}}}
-    with a.messages.stream(model="aws/us.anthropic.claude-text-tool", max_tokens=256, tools=[tool],
+    # Not a Claude id: the Messages request is translated to Converse and back.
+    with a.messages.stream(model="aws/us.mistral.text-tool", max_tokens=256, tools=[tool],
                            messages=[{"role": "user", "content": "Explain distributed tracing"}]) as s:
         m = s.get_final_message()
     assert m.stop_reason == "tool_use"
@@ -133,10 +135,136 @@ def test_claude_on_bedrock_from_messages_clients(gw, sim):
     assert uses[0].input == {"concept": "distributed tracing"}
     text = "".join(b.text for b in m.content if b.type == "text")
     assert text == recorded_text("bedrock_converse_stream_text_then_tool_use")
+    assert sim.last()["path"] == "/model/us.mistral.text-tool/converse-stream"
     refereed(sim.last(), stream=True)
 
     m = a.messages.create(model="aws/amazon.nova-micro-v1:0", max_tokens=64, messages=MSG)
     assert "4242" in m.content[0].text and m.stop_reason == "end_turn"
+
+
+def sdk_prepared(model, body, headers=None):
+    """What Anthropic's own Bedrock client (`AnthropicBedrock`) makes of a Messages call:
+    its path and body (its `_prepare_options`, run without a network)."""
+    from anthropic._models import FinalRequestOptions
+    from anthropic.lib.bedrock._client import _prepare_options
+    o = FinalRequestOptions.construct(method="post", url="/v1/messages", json_data={"model": model, **body},
+                                      headers=headers or {})
+    r = _prepare_options(o)
+    return r.url, r.json_data
+
+
+def invoke_refereed(sent, model, body, headers=None):
+    """The InvokeModel request the gateway sent for a Messages `body`: the path Anthropic's
+    Bedrock client would use, the body it would send (its `anthropic_version` aside: the
+    recordings, made against Bedrock, carry `bedrock-2023-05-31`), valid for botocore."""
+    path, want = sdk_prepared(model, body, headers)
+    assert sent["path"] == path
+    got = dict(sent["body"])
+    assert got.pop("anthropic_version") == "bedrock-2023-05-31"
+    want.pop("anthropic_version")
+    assert got == want
+    op = _MODEL.operation_model("InvokeModelWithResponseStream" if path.endswith("-stream") else "InvokeModel")
+    raw = base64.b64decode(sent["headers"]["x-sim-raw-body"])
+    report = botocore.validate.ParamValidator().validate(
+        {"modelId": path.split("/")[2], "body": raw, "contentType": sent["headers"]["content-type"]}, op.input_shape)
+    assert not report.has_errors(), report.generate_report()
+    return sent["body"]
+
+
+def kw(body):
+    """A recorded Messages body as SDK arguments (fields the SDK does not name as extras)."""
+    rest = {k: v for k, v in body.items() if k not in ("max_tokens", "messages")}
+    return {"max_tokens": body["max_tokens"], "messages": body["messages"], "extra_body": rest}
+
+
+def test_messages_clients_reach_claude_on_bedrock_natively(gw, sim):
+    """A Messages client's Claude request goes to InvokeModel as Anthropic's Bedrock client
+    sends it, and Claude's answer comes back byte for byte (ids `msg_bdrk_…`)."""
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    req, want = exchange("bedrock_invoke_anthropic_messages.exchange.json")
+    model = "us.anthropic.claude-3-sonnet-20240229-v1:0"
+    body = {k: v for k, v in req.items() if k != "anthropic_version"}
+    sim.clear()
+    m = a.messages.create(model=f"aws/{model}", **kw(body))
+    assert m.id == want["id"] and m.content[0].text == want["content"][0]["text"]
+    assert m.usage.input_tokens == 21 and m.usage.output_tokens == 22
+    sent = sim.last()
+    assert invoke_refereed(sent, model, body) == req, "the recorded request, as Bedrock took it"
+    assert sent["headers"]["authorization"] == f"Bearer {SIM_PROVIDER_KEY}"
+
+    # Streamed: the events Claude sent inside Bedrock's chunks, exactly, as SSE.
+    stream_req = json.loads((BR / "bedrock_invoke_with_response_stream_anthropic.request.json").read_text())
+    model = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    body = {k: v for k, v in stream_req.items() if k != "anthropic_version"}
+    sim.clear()
+    with a.messages.stream(model=f"aws/{model}", **kw(body)) as s:
+        final = s.get_final_message()
+    assert s is not None and final.content[0].text == "4200 + 42 = 4242"
+    assert final.usage.input_tokens == 17 and final.usage.output_tokens == 15
+    assert invoke_refereed(sim.last(), model, {**body, "stream": True}) == stream_req
+    with httpx.Client(base_url=gw.url, timeout=30) as h:
+        r = h.post("/v1/messages", headers={"x-api-key": gw.key, "anthropic-version": "2023-06-01"},
+                   json={"model": f"aws/{model}", "stream": True, **body})
+    want_sse = "".join(
+        f"event: {json.loads(base64.b64decode(e['payload']['bytes']))['type']}\n"
+        f"data: {base64.b64decode(e['payload']['bytes']).decode()}\n\n"
+        for e in events("bedrock_invoke_with_response_stream_anthropic"))
+    assert r.status_code == 200 and r.text == want_sse
+
+    # Beta flags go in the body, where Bedrock reads them.
+    sim.clear()
+    a.messages.create(model=f"aws/{model}", **kw(body), extra_headers={"anthropic-beta": "context-1m-2025-08-07,x-2"})
+    sent = invoke_refereed(sim.last(), model, body, {"anthropic-beta": "context-1m-2025-08-07,x-2"})
+    assert sent["anthropic_beta"] == ["context-1m-2025-08-07", "x-2"]
+    assert "anthropic-beta" not in sim.last()["headers"]
+
+
+def test_claude_tool_round_trip_on_bedrock_is_the_recorded_one(gw, sim):
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    model = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    for turn in (0, 1):
+        req, want = exchange("bedrock_invoke_anthropic_tool_use_roundtrip.exchange.json", turn)
+        body = {k: v for k, v in req.items() if k != "anthropic_version"}
+        sim.clear()
+        m = a.messages.create(model=f"aws/{model}", **kw(body))
+        assert m.model_dump(exclude_none=True)["content"] == [
+            {k: v for k, v in b.items() if v is not None} for b in want["content"]]
+        assert m.stop_reason == want["stop_reason"]
+        assert invoke_refereed(sim.last(), model, body) == req
+
+
+def test_count_tokens_for_claude_on_bedrock(gw, sim):
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    model = "anthropic.claude-sonnet-4-20250514-v1:0"
+    tool = {"name": "get_weather", "description": "Get the weather for a location",
+            "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}}}
+    msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
+    sim.clear()
+    r = a.messages.with_raw_response.count_tokens(model=f"aws/{model}", messages=msgs, tools=[tool])
+    assert r.parse().input_tokens == 375 and r.headers["x-jusinfer-token-count"] == "upstream"
+    sent = sim.last()
+    assert sent["path"] == f"/model/{model}/count-tokens"
+    op = _MODEL.operation_model("CountTokens")
+    report = botocore.validate.ParamValidator().validate({"modelId": model, **sent["body"]}, op.input_shape)
+    assert not report.has_errors(), report.generate_report()
+    inner = json.loads(base64.b64decode(sent["body"]["input"]["invokeModel"]["body"]))
+    assert inner == {"messages": msgs, "tools": [tool], "max_tokens": 1, "anthropic_version": "bedrock-2023-05-31"}
+    # Bedrock's refusal in Anthropic's shape; a model Bedrock cannot count is estimated.
+    with pytest.raises(anthropic.BadRequestError) as e:
+        a.messages.count_tokens(model="aws/us.anthropic.invalid", messages=msgs)
+    assert "model identifier is invalid" in e.value.body["error"]["message"]
+    r = a.messages.with_raw_response.count_tokens(model="aws/amazon.nova-micro-v1:0", messages=msgs)
+    assert r.headers["x-jusinfer-token-count"].startswith("estimated")
+
+
+def test_claude_on_bedrock_errors_in_anthropic_shape(gw):
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as e:
+        a.messages.create(model="aws/us.anthropic.throttle", max_tokens=16, messages=MSG)
+    assert e.value.body["error"]["type"] == "rate_limit_error"
+    with pytest.raises(anthropic.InternalServerError) as e:
+        a.messages.create(model="aws/us.anthropic.expired", max_tokens=16, messages=MSG, stream=True)
+    assert e.value.status_code == 502
 
 
 def test_reasoning_comes_back_with_its_signature_and_goes_back_byte_for_byte(client, sim):
@@ -210,6 +338,28 @@ def test_bedrock_errors_in_each_dialect(gw, client):
     assert e.value.body["error"]["type"] == "rate_limit_error"
     with pytest.raises(anthropic.BadRequestError):
         a.messages.create(model="aws/invalid", max_tokens=16, messages=MSG)
+
+
+def test_json_mode_through_converse_is_a_forced_tool(client, sim):
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+              "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "greeting", "strict": True, "schema": schema}}
+    sim.clear()
+    raw = client.chat.completions.with_raw_response.create(model="aws/us.amazon.probe", messages=MSG,
+                                                           response_format=fmt)
+    assert raw.headers.get("x-jusinfer-dropped-params") is None, "nothing dropped"
+    r = raw.parse()
+    assert set(json.loads(r.choices[0].message.content)) == {"answer"}
+    assert r.choices[0].finish_reason == "stop" and not r.choices[0].message.tool_calls
+    body = refereed(sim.last())
+    assert body["toolConfig"]["toolChoice"] == {"tool": {"name": "greeting"}}
+    assert body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"] == schema
+    chunks = list(client.chat.completions.create(model="aws/us.amazon.probe", messages=MSG, stream=True,
+                                                 response_format={"type": "json_object"}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert isinstance(json.loads(text), dict)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    refereed(sim.last(), stream=True)
 
 
 def test_responses_clients_reach_bedrock(client, sim):

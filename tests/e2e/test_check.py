@@ -1,5 +1,5 @@
 """`jusinfer check`, the conformance probe, as users run it: against the running gateway for
-every provider kind (openai-compatible, anthropic, gemini, echo) in every dialect, where every
+every provider kind (openai-compatible, anthropic, gemini, azure, bedrock, echo) in every dialect, where every
 protocol case must pass; against broken simulated providers, where it must fail the
 right cases; and its outputs (--json, --junit, --save-dir, the plain table, exit codes)."""
 
@@ -33,7 +33,8 @@ def verdicts(r):
 
 
 @pytest.mark.parametrize("dialect", ["openai", "anthropic", "gemini"])
-@pytest.mark.parametrize("model", ["sim/probe", "claude/probe", "gem/probe", "az/probe", "azv1/probe", "echo"])
+@pytest.mark.parametrize("model", ["sim/probe", "claude/probe", "gem/probe", "az/probe", "azv1/probe", "aws/probe",
+                                   "echo"])
 def test_the_gateway_passes_every_protocol_case(gw, model, dialect):
     base = gw.url + "/v1" if dialect == "openai" else gw.url
     r = check(base, gw.key, model, "--json", dialect=dialect)

@@ -38,6 +38,21 @@ impl Deployment {
     pub(crate) fn speaks(&self) -> crate::upstream::Speaks {
         self.provider.speaks(&self.upstream_model)
     }
+
+    /// Where this deployment takes a Messages request as it is (`None`: only translated):
+    /// its generation endpoint when it speaks Messages, else the kind's
+    /// [`Endpoint::NativeMessages`] for the models that have one (Claude on Bedrock).
+    pub(crate) fn native_messages(&self) -> Option<crate::upstream::Endpoint> {
+        use crate::upstream::{Endpoint, Speaks};
+        if self.speaks() == Speaks::Messages {
+            return Some(Endpoint::ChatCompletions);
+        }
+        self.provider
+            .upstream
+            .native_messages
+            .is_some_and(|f| f(&self.upstream_model))
+            .then_some(Endpoint::NativeMessages)
+    }
 }
 
 /// An alias as `/admin/providers` shows it.

@@ -5,10 +5,19 @@
 //! SigV4 `authorization` the tests re-sign with botocore) and records each request with
 //! its path exactly as sent and its body's bytes (`x-sim-raw-body`, base64).
 //!
-//! Models (the id's last dotted part): `nova-text` (any other id too), `nova-tools` (the parallel tool round trip: the
+//! InvokeModel (`/invoke`, `/invoke-with-response-stream`) answers Claude bodies as
+//! Bedrock wants them (`anthropic_version: bedrock-2023-05-31`, no `model` or `stream`,
+//! else a 400 like Bedrock's) with the recorded Claude answers (the tool round trip when
+//! the body has tools); `/count-tokens` takes `input.invokeModel` or `input.converse`.
+//!
+//! The `probe` model answers what `jusinfer check` asks through a Bedrock route with the
+//! recorded Converse answers fitted to the probe's tool (its name, a value of its schema),
+//! streams framed from the same answer.
+//!
+//! Converse models (the id's last dotted part): `nova-text` (any other id too), `nova-tools` (the parallel tool round trip: the
 //! second turn once the request carries tool results), `nova-length`, `nova-filter`,
 //! `claude-reasoning` (reasoning with tool use, two turns), `claude-redacted`,
-//! `claude-cache`, `claude-text-tool`; `invalid` (400), `expired` (403), `throttle` (429).
+//! `claude-cache`, `claude-text-tool` (also `text-tool`, for a non-Claude id); `invalid` (400), `expired` (403), `throttle` (429).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -121,14 +130,26 @@ pub async fn model(
         }
         Some(_) => {}
     }
-    if req.get("messages").and_then(Value::as_array).is_none() {
-        return error(400, "ValidationException", "messages: required");
+    let scenario = model.rsplit('.').next().unwrap_or(&model);
+    match (scenario, op.as_str()) {
+        ("invalid", "count-tokens") => {
+            return recorded("bedrock_count_tokens_400.exchange.json", 0)
+        }
+        ("invalid", _) => return recorded("bedrock_400_validation_invalid_model.exchange.json", 0),
+        ("expired", _) => return recorded("bedrock_403_expired_token.exchange.json", 0),
+        ("throttle", _) => return recorded("bedrock_429_throttling.exchange.json", 0),
+        _ => {}
     }
     let stream_op = match op.as_str() {
         "converse" => false,
         "converse-stream" => true,
+        "invoke" | "invoke-with-response-stream" => return invoke(&req, op == "invoke"),
+        "count-tokens" => return count_tokens(&req),
         _ => return error(404, "UnknownOperationException", "unknown operation"),
     };
+    if req.get("messages").and_then(Value::as_array).is_none() {
+        return error(400, "ValidationException", "messages: required");
+    }
     // The second turn of a tool round trip: the last user message carries results.
     let answered = req["messages"]
         .as_array()
@@ -136,13 +157,12 @@ pub async fn model(
         .and_then(|m| m["content"].as_array())
         .is_some_and(|c| c.iter().any(|b| b.get("toolResult").is_some()));
     let turn = usize::from(answered);
+    if scenario == "probe" {
+        return probe(&req, answered, stream_op);
+    }
     // The scenario is the id's last dotted part: `us.anthropic.claude-reasoning` is
     // `claude-reasoning` (a Claude id, as the gateway's thinking translation wants).
-    let scenario = model.rsplit('.').next().unwrap_or(&model);
     match (scenario, stream_op) {
-        ("invalid", _) => recorded("bedrock_400_validation_invalid_model.exchange.json", 0),
-        ("expired", _) => recorded("bedrock_403_expired_token.exchange.json", 0),
-        ("throttle", _) => recorded("bedrock_429_throttling.exchange.json", 0),
         ("nova-tools", false) => recorded(
             "bedrock_converse_nonstream_parallel_tool_use_roundtrip.exchange.json",
             turn,
@@ -170,8 +190,220 @@ pub async fn model(
             recorded("bedrock_converse_nonstream_cache_usage.exchange.json", 1)
         }
         ("claude-cache", true) => stream("bedrock_converse_stream_cache_read"),
-        ("claude-text-tool", _) => stream("bedrock_converse_stream_text_then_tool_use"),
+        ("claude-text-tool" | "text-tool", _) => {
+            stream("bedrock_converse_stream_text_then_tool_use")
+        }
         (_, false) => recorded("bedrock_converse_nonstream_text.exchange.json", 0),
         (_, true) => stream("bedrock_converse_stream_text"),
     }
+}
+
+/// InvokeModel with a Claude body: checked as Bedrock checks it, answered with the
+/// recorded Claude answers.
+fn invoke(req: &Value, whole: bool) -> Response {
+    let Some(body) = req.as_object() else {
+        return error(400, "ValidationException", "Malformed input request");
+    };
+    for key in ["model", "stream"] {
+        if body.contains_key(key) {
+            return error(
+                400,
+                "ValidationException",
+                &format!("Malformed input request: #: extraneous key [{key}] is not permitted, please reformat your input and try again."),
+            );
+        }
+    }
+    if body.get("anthropic_version").and_then(Value::as_str) != Some("bedrock-2023-05-31") {
+        return error(
+            400,
+            "ValidationException",
+            "Malformed input request: #: required key [anthropic_version] not found, please reformat your input and try again.",
+        );
+    }
+    if body.get("max_tokens").and_then(Value::as_u64).is_none()
+        || body.get("messages").and_then(Value::as_array).is_none()
+    {
+        return error(
+            400,
+            "ValidationException",
+            "Malformed input request: #: required key [max_tokens] not found",
+        );
+    }
+    if !whole {
+        return stream("bedrock_invoke_with_response_stream_anthropic");
+    }
+    if body.contains_key("tools") {
+        let answered = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_array())
+            .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"));
+        return recorded(
+            "bedrock_invoke_anthropic_tool_use_roundtrip.exchange.json",
+            usize::from(answered),
+        );
+    }
+    recorded("bedrock_invoke_anthropic_messages.exchange.json", 0)
+}
+
+/// CountTokens: `input` holds exactly one of `invokeModel` (its `body` a base64 InvokeModel
+/// body) or `converse`.
+fn count_tokens(req: &Value) -> Response {
+    let input = req.get("input").and_then(Value::as_object);
+    let ok = match input {
+        Some(i) if i.len() == 1 => match (i.get("invokeModel"), i.get("converse")) {
+            (Some(inv), None) => inv["body"]
+                .as_str()
+                .and_then(|b| STANDARD.decode(b).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .is_some_and(|b| {
+                    b["anthropic_version"] == "bedrock-2023-05-31" && b["messages"].is_array()
+                }),
+            (None, Some(c)) => c["messages"].is_array(),
+            _ => false,
+        },
+        _ => false,
+    };
+    if !ok {
+        return error(
+            400,
+            "ValidationException",
+            "The provided request is not valid for CountTokens.",
+        );
+    }
+    recorded("bedrock_count_tokens.exchange.json", 0)
+}
+
+/// A recorded exchange's answer body, as JSON.
+fn recorded_body(file: &str, turn: usize) -> anyhow::Result<Value> {
+    let fx = fixtures::json(&format!("bedrock/{file}"))?;
+    let ex = if fx.is_array() { &fx[turn] } else { &fx };
+    Ok(match &ex["response"]["body"] {
+        Value::String(s) => serde_json::from_str(s)?,
+        other => other.clone(),
+    })
+}
+
+/// The `probe` scenario: see the module docs.
+fn probe(req: &Value, answered: bool, stream: bool) -> Response {
+    let tools = req["toolConfig"]["tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let forced = req["toolConfig"]["toolChoice"]["tool"]["name"].as_str();
+    let schema_of = |name: Option<&str>| {
+        tools
+            .iter()
+            .find(|t| name.is_none_or(|n| t["toolSpec"]["name"] == n))
+            .map(|t| t["toolSpec"]["inputSchema"]["json"].clone())
+            .unwrap_or_else(|| serde_json::json!({"type": "object"}))
+    };
+    let max = req["inferenceConfig"]["maxTokens"].as_u64();
+    let answer = if let Some(name) = forced {
+        // A forced tool (JSON mode): a value of its schema.
+        Ok(serde_json::json!({
+            "output": {"message": {"role": "assistant", "content": [{"toolUse": {
+                "toolUseId": "tooluse_probe_1", "name": name,
+                "input": crate::anthropic::sample(&schema_of(Some(name)))}}]}},
+            "stopReason": "tool_use",
+            "usage": {"inputTokens": 60, "outputTokens": 12, "totalTokens": 72},
+            "metrics": {"latencyMs": 5}
+        }))
+    } else if answered {
+        recorded_body(
+            "bedrock_converse_nonstream_parallel_tool_use_roundtrip.exchange.json",
+            1,
+        )
+    } else if !tools.is_empty() {
+        // The recorded parallel calls, made to the probe's tool with a value of its schema.
+        recorded_body(
+            "bedrock_converse_nonstream_parallel_tool_use_roundtrip.exchange.json",
+            0,
+        )
+        .map(|mut v| {
+            let name = tools[0]["toolSpec"]["name"].clone();
+            let input = crate::anthropic::sample(&schema_of(None));
+            for b in v["output"]["message"]["content"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(u) = b.get_mut("toolUse") {
+                    u["name"] = name.clone();
+                    u["input"] = input.clone();
+                }
+            }
+            v
+        })
+    } else if max.is_some_and(|m| m <= 16) {
+        recorded_body(
+            "bedrock_converse_nonstream_finish_max_tokens.exchange.json",
+            0,
+        )
+    } else {
+        recorded_body("bedrock_converse_nonstream_text.exchange.json", 0)
+    };
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => return error(500, "InternalServerException", &format!("sim: {e:#}")),
+    };
+    let b = Response::builder()
+        .status(200)
+        .header("x-amzn-RequestId", "sim-request-id");
+    if !stream {
+        return b
+            .header("content-type", "application/json")
+            .body(Body::from(answer.to_string()))
+            .unwrap_or_default();
+    }
+    b.header("content-type", "application/vnd.amazon.eventstream")
+        .body(Body::from(stream_of(&answer)))
+        .unwrap_or_default()
+}
+
+/// A Converse answer as the ConverseStream Bedrock would send for it: `messageStart`,
+/// each block (a tool use opened by `contentBlockStart`, its input in one fragment, as
+/// Nova sends it), `messageStop`, `metadata`.
+fn stream_of(answer: &Value) -> Vec<u8> {
+    use serde_json::json;
+    let msg = &answer["output"]["message"];
+    let mut events = vec![("messageStart", json!({"role": msg["role"]}))];
+    for (i, b) in msg["content"].as_array().into_iter().flatten().enumerate() {
+        if let Some(t) = b.get("text") {
+            events.push((
+                "contentBlockDelta",
+                json!({"contentBlockIndex": i, "delta": {"text": t}}),
+            ));
+        } else if let Some(u) = b.get("toolUse") {
+            events.push((
+                "contentBlockStart",
+                json!({"contentBlockIndex": i, "start": {"toolUse": {
+                    "toolUseId": u["toolUseId"], "name": u["name"]}}}),
+            ));
+            events.push((
+                "contentBlockDelta",
+                json!({"contentBlockIndex": i, "delta": {"toolUse": {"input": u["input"].to_string()}}}),
+            ));
+        }
+        events.push(("contentBlockStop", json!({"contentBlockIndex": i})));
+    }
+    events.push(("messageStop", json!({"stopReason": answer["stopReason"]})));
+    events.push((
+        "metadata",
+        json!({"usage": answer["usage"], "metrics": answer["metrics"]}),
+    ));
+    let mut out = Vec::new();
+    for (kind, payload) in events {
+        use aws_smithy_types::event_stream::{Header, HeaderValue as H, Message};
+        let m = Message::new(Bytes::from(payload.to_string()))
+            .add_header(Header::new(":message-type", H::String("event".into())))
+            .add_header(Header::new(":event-type", H::String(kind.into())))
+            .add_header(Header::new(
+                ":content-type",
+                H::String("application/json".into()),
+            ));
+        // Writing to a Vec cannot fail.
+        let _ = aws_smithy_eventstream::frame::write_message_to(&m, &mut out);
+    }
+    out
 }

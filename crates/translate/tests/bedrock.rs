@@ -31,6 +31,7 @@ fn opts(include_usage: bool) -> Options {
         model: "bedrock/m".to_owned(),
         id: "req-1".to_owned(),
         price: None,
+        json_mode: None,
     }
 }
 
@@ -42,7 +43,7 @@ fn run(pieces: &[&[u8]], include_usage: bool) -> Result<(Vec<u8>, BedrockToChat)
     for p in pieces {
         frames.push(p);
         while let Some(f) = frames.next_frame().map_err(|e| e.to_string())? {
-            m.push(&frame_event(f), &mut out).map_err(|e| e.message)?;
+            m.push(&frame_event(f)?, &mut out).map_err(|e| e.message)?;
         }
     }
     frames.finish().map_err(|e| e.to_string())?;
@@ -297,6 +298,7 @@ fn recorded_converse_answers_become_chat_completions() {
         "aws/nova",
         "abc-123",
         7,
+        None,
     );
     let v = serde_json::to_value(&c).expect("json");
     assert_eq!(v["id"], "chatcmpl-abc-123");
@@ -312,7 +314,7 @@ fn recorded_converse_answers_become_chat_completions() {
         "bedrock_converse_nonstream_parallel_tool_use_roundtrip.exchange.json",
         0,
     );
-    let c = serde_json::to_value(response::to_chat(&resp, "m", "x", 0)).expect("json");
+    let c = serde_json::to_value(response::to_chat(&resp, "m", "x", 0, None)).expect("json");
     let calls = c["choices"][0]["message"]["tool_calls"]
         .as_array()
         .expect("calls");
@@ -345,6 +347,7 @@ fn recorded_converse_answers_become_chat_completions() {
         "m",
         "x",
         0,
+        None,
     ))
     .expect("json");
     let m = &c["choices"][0]["message"];
@@ -367,8 +370,8 @@ fn recorded_converse_answers_become_chat_completions() {
             "content_filter",
         ),
     ] {
-        let c =
-            serde_json::to_value(response::to_chat(&converse(rel, 0), "m", "x", 0)).expect("json");
+        let c = serde_json::to_value(response::to_chat(&converse(rel, 0), "m", "x", 0, None))
+            .expect("json");
         assert_eq!(c["choices"][0]["finish_reason"], finish, "{rel}");
     }
     let c = serde_json::to_value(response::to_chat(
@@ -376,6 +379,7 @@ fn recorded_converse_answers_become_chat_completions() {
         "m",
         "x",
         0,
+        None,
     ))
     .expect("json");
     assert!(c["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64() > Some(0));
@@ -449,7 +453,8 @@ fn a_stream_cut_before_message_stop_is_an_error() {
     let mut m = BedrockToChat::new(opts(true));
     let mut out = Vec::new();
     for f in all.into_iter().take(stop) {
-        m.push(&frame_event(f), &mut out).expect("push");
+        m.push(&frame_event(f).expect("frame"), &mut out)
+            .expect("push");
     }
     let e = m.finish(&mut out).expect_err("cut");
     assert!(e.message.contains("messageStop"), "{}", e.message);
@@ -766,4 +771,269 @@ mod request {
         );
         assert!(t.dropped.iter().any(|d| d.starts_with("tools[0]")));
     }
+}
+
+// ---- InvokeModelWithResponseStream (Claude's own Messages events in `chunk` frames) ----
+
+const INVOKE_STREAM: &str = "bedrock_invoke_with_response_stream_anthropic";
+
+/// The Anthropic events botocore read from the recorded invoke stream, as SSE.
+fn invoke_events_as_sse() -> Vec<u8> {
+    use base64::Engine as _;
+    let events: Value =
+        fixtures::json(&format!("bedrock/{INVOKE_STREAM}.events.json")).expect("fixture");
+    let mut sse = Vec::new();
+    for e in events.as_array().expect("array") {
+        assert_eq!(e["headers"][":event-type"], "chunk");
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(e["payload"]["bytes"].as_str().expect("bytes"))
+            .expect("base64");
+        let v: Value = serde_json::from_slice(&data).expect("json");
+        sse.extend(jusinfer_sse::encode_bytes(v["type"].as_str(), &data));
+    }
+    sse
+}
+
+/// `pieces` of an invoke stream through `m`.
+fn run_with<M: StreamTranslator>(pieces: &[&[u8]], m: &mut M) -> Result<Vec<u8>, String> {
+    let mut frames = FrameDecoder::new();
+    let mut out: Vec<Bytes> = Vec::new();
+    for p in pieces {
+        frames.push(p);
+        while let Some(f) = frames.next_frame().map_err(|e| e.to_string())? {
+            m.push(&frame_event(f)?, &mut out).map_err(|e| e.message)?;
+        }
+    }
+    frames.finish().map_err(|e| e.to_string())?;
+    m.finish(&mut out).map_err(|e| e.message)?;
+    Ok(out.concat())
+}
+
+#[test]
+fn an_invoke_stream_reaches_a_messages_client_as_the_events_bedrock_carried() {
+    use jusinfer_translate::messages::stream::MessagesPassthrough;
+    let raw = fixtures::read(&format!("bedrock/{INVOKE_STREAM}.eventstream")).expect("fixture");
+    let want = invoke_events_as_sse();
+    for split in 0..=raw.len() {
+        let mut m = MessagesPassthrough::new();
+        let got = run_with(&[&raw[..split], &raw[split..]], &mut m).expect("decodes");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "split at {split}"
+        );
+        assert!(m.is_complete() && !m.failed());
+        let u = m.usage().expect("usage");
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (17, 15));
+    }
+}
+
+#[test]
+fn an_invoke_stream_reaches_a_chat_client_translated() {
+    use jusinfer_translate::anthropic::stream::{AnthropicToChat, Options};
+    let raw = fixtures::read(&format!("bedrock/{INVOKE_STREAM}.eventstream")).expect("fixture");
+    let mut m = AnthropicToChat::new(Options {
+        include_usage: true,
+        created: 1,
+        json_mode: None,
+        price: None,
+    });
+    let out = run_with(&[&raw], &mut m).expect("decodes");
+    let cs = chunks(&out);
+    let text: String = cs
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(text.contains("4242"), "{text}");
+    assert_eq!(cs.last().expect("usage")["usage"]["completion_tokens"], 15);
+}
+
+#[test]
+fn an_exception_in_an_invoke_stream_is_an_anthropic_error_event() {
+    use base64::Engine as _;
+    use jusinfer_translate::messages::stream::MessagesPassthrough;
+    let start = r#"{"type":"message_start","message":{"id":"msg_bdrk_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":1}}}"#;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(start);
+    let mut bytes = frame(
+        "event",
+        "chunk",
+        &format!(r#"{{"bytes":"{b64}","p":"abc"}}"#),
+    );
+    bytes.extend(frame(
+        "exception",
+        "modelStreamErrorException",
+        r#"{"message":"The model stopped."}"#,
+    ));
+    let mut m = MessagesPassthrough::new();
+    let out = run_with(&[&bytes], &mut m).expect("ends cleanly");
+    assert!(m.failed() && m.is_complete());
+    let text = String::from_utf8(out).expect("utf-8");
+    let (first, last) = text.split_once("\n\n").expect("two events");
+    assert_eq!(first, format!("event: message_start\ndata: {start}"));
+    let data = last
+        .strip_prefix("event: error\ndata: ")
+        .and_then(|l| l.strip_suffix("\n\n"))
+        .expect("an SSE error event");
+    let e: Value = serde_json::from_str(data).expect("json");
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "api_error");
+    assert_eq!(
+        e["error"]["message"],
+        "modelStreamErrorException: The model stopped."
+    );
+    // Throttling reads as Anthropic's rate limit.
+    let mut m = MessagesPassthrough::new();
+    let t = frame(
+        "exception",
+        "throttlingException",
+        r#"{"message":"slow down"}"#,
+    );
+    let out = run_with(&[&t], &mut m).expect("ends cleanly");
+    assert!(String::from_utf8_lossy(&out).contains(r#""type":"rate_limit_error""#));
+}
+
+#[test]
+fn a_chunk_that_is_not_base64_breaks_the_stream() {
+    use jusinfer_translate::messages::stream::MessagesPassthrough;
+    let bytes = frame("event", "chunk", r#"{"bytes":"%%%"}"#);
+    let mut m = MessagesPassthrough::new();
+    let e = run_with(&[&bytes], &mut m).expect_err("broken");
+    assert!(e.contains("base64"), "{e}");
+}
+
+// ---- JSON mode (a forced tool, as for Anthropic) ----
+
+fn chat_req(v: Value) -> jusinfer_wire::chat::ChatRequest {
+    serde_json::from_value(v).expect("chat request")
+}
+
+#[test]
+fn json_mode_is_a_forced_tool_and_its_input_is_the_answer() {
+    use jusinfer_translate::bedrock::request::{chat_to_converse, Options as ReqOptions};
+    let schema = json!({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]});
+    let req = chat_req(
+        json!({"model": "m", "messages": [{"role": "user", "content": "Say hello."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "greeting", "schema": schema}}}),
+    );
+    let t = chat_to_converse(
+        &req,
+        &ReqOptions {
+            model: "amazon.nova-pro-v1:0",
+            present_fields: &[],
+        },
+    )
+    .expect("translates");
+    assert_eq!(
+        t.body["toolConfig"],
+        json!({"tools": [{"toolSpec": {"name": "greeting", "description": "Respond with a JSON value matching this schema.",
+            "inputSchema": {"json": schema}}}], "toolChoice": {"tool": {"name": "greeting"}}})
+    );
+    assert!(t.dropped.is_empty(), "{:?}", t.dropped);
+    let mode = t.json_mode.clone().expect("json mode");
+
+    // Whole: the tool's input is the content, and the answer is a stop.
+    let resp: ConverseResponse = serde_json::from_value(json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"toolUse": {"toolUseId": "tooluse_1", "name": "greeting", "input": {"answer": "hello"}}}]}},
+        "stopReason": "tool_use", "usage": {"inputTokens": 5, "outputTokens": 3, "totalTokens": 8}}))
+    .expect("converse");
+    let c = serde_json::to_value(response::to_chat(&resp, "m", "x", 0, Some(&mode))).expect("json");
+    assert_eq!(
+        c["choices"][0]["message"]["content"],
+        r#"{"answer":"hello"}"#
+    );
+    assert!(c["choices"][0]["message"].get("tool_calls").is_none());
+    assert_eq!(c["choices"][0]["finish_reason"], "stop");
+
+    // Streamed: the input fragments are the content, as they come.
+    let mut bytes = frame("event", "messageStart", r#"{"role":"assistant"}"#);
+    bytes.extend(frame("event", "contentBlockStart",
+        r#"{"contentBlockIndex":0,"start":{"toolUse":{"toolUseId":"tooluse_1","name":"greeting"}}}"#));
+    for frag in ["", r#"{"answer""#, r#": "hello"}"#] {
+        let d = json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": frag}}});
+        bytes.extend(frame("event", "contentBlockDelta", &d.to_string()));
+    }
+    bytes.extend(frame(
+        "event",
+        "contentBlockStop",
+        r#"{"contentBlockIndex":0}"#,
+    ));
+    bytes.extend(frame(
+        "event",
+        "messageStop",
+        r#"{"stopReason":"tool_use"}"#,
+    ));
+    let mut o = opts(false);
+    o.json_mode = Some(mode);
+    let mut m = BedrockToChat::new(o);
+    let out = run_with(&[&bytes], &mut m).expect("stream");
+    let cs = chunks(&out);
+    let text: String = cs
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, r#"{"answer": "hello"}"#);
+    assert!(cs
+        .iter()
+        .all(|c| c["choices"][0]["delta"].get("tool_calls").is_none()));
+    assert_eq!(
+        cs.last().expect("finish")["choices"][0]["finish_reason"],
+        "stop"
+    );
+}
+
+#[test]
+fn a_json_mode_schema_that_is_not_an_object_is_wrapped_and_unwrapped() {
+    use jusinfer_translate::bedrock::request::{chat_to_converse, Options as ReqOptions};
+    let req = chat_req(
+        json!({"model": "m", "messages": [{"role": "user", "content": "List."}],
+        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "list", "schema": {"type": "array"}}}}),
+    );
+    let t = chat_to_converse(
+        &req,
+        &ReqOptions {
+            model: "m",
+            present_fields: &[],
+        },
+    )
+    .expect("translates");
+    // Beside the client's tools: any tool, the client's or JSON mode's.
+    assert_eq!(t.body["toolConfig"]["toolChoice"], json!({"any": {}}));
+    assert_eq!(
+        t.body["toolConfig"]["tools"][1]["toolSpec"]["inputSchema"]["json"]["properties"]["value"],
+        json!({"type": "array"})
+    );
+    let mode = t.json_mode.expect("json mode");
+    assert!(mode.wrapped);
+    let mut bytes = frame("event", "messageStart", r#"{"role":"assistant"}"#);
+    bytes.extend(frame(
+        "event",
+        "contentBlockStart",
+        r#"{"contentBlockIndex":0,"start":{"toolUse":{"toolUseId":"t","name":"list"}}}"#,
+    ));
+    bytes.extend(frame(
+        "event",
+        "contentBlockDelta",
+        r#"{"contentBlockIndex":0,"delta":{"toolUse":{"input":"{\"value\": [1, 2]}"}}}"#,
+    ));
+    bytes.extend(frame(
+        "event",
+        "contentBlockStop",
+        r#"{"contentBlockIndex":0}"#,
+    ));
+    bytes.extend(frame(
+        "event",
+        "messageStop",
+        r#"{"stopReason":"tool_use"}"#,
+    ));
+    let mut o = opts(false);
+    o.json_mode = Some(mode);
+    let mut m = BedrockToChat::new(o);
+    let cs = chunks(&run_with(&[&bytes], &mut m).expect("stream"));
+    let text: String = cs
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "[1,2]");
 }

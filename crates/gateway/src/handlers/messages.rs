@@ -149,12 +149,14 @@ pub(crate) async fn estimate_tokens(text: String) -> Result<(usize, &'static str
     .map_err(|e| GatewayError::internal(e.to_string()))
 }
 
-/// Whether `d` can count tokens itself: Anthropic (with a count endpoint), Gemini.
+/// Whether `d` can count tokens itself: Anthropic (with a count endpoint), Gemini,
+/// Claude on Bedrock.
 pub(crate) fn counts(d: &Deployment) -> bool {
     match d.speaks() {
         Speaks::Messages => d.provider.url(Endpoint::CountTokens).is_some(),
         Speaks::Gemini => true,
-        Speaks::Chat | Speaks::Converse | Speaks::Local => false,
+        Speaks::Converse => d.native_messages().is_some(),
+        Speaks::Chat | Speaks::Local => false,
     }
 }
 
@@ -225,19 +227,27 @@ pub(crate) async fn count_tokens(
         caller.check_model(&model)?;
         let deployments = state.router.resolve(&model)?;
         if let Some(d) = deployments.iter().find(|d| counts(d)) {
-            let gemini = d.speaks() == Speaks::Gemini;
-            let body = if gemini {
-                // Vertex (a provider with a project) takes the fields unwrapped.
-                let wrapped = d.provider.config.vertex.is_none();
-                gemini_count_body(&req, &d.upstream_model, wrapped)?
-            } else {
-                req.insert("model".into(), json!(d.upstream_model));
-                Bytes::from(Value::Object(req).to_string())
-            };
             let forward = forwarded(&headers);
-            // Gemini's `{"totalTokens": n}` → Anthropic's shape.
-            let reshape = gemini.then_some(("totalTokens", "input_tokens"));
-            return ask_count(d, body, &forward, reshape).await;
+            let (body, forward, reshape) = match d.speaks() {
+                Speaks::Gemini => {
+                    // Vertex (a provider with a project) takes the fields unwrapped.
+                    let wrapped = d.provider.config.vertex.is_none();
+                    let body = gemini_count_body(&req, &d.upstream_model, wrapped)?;
+                    // Gemini's `{"totalTokens": n}` → Anthropic's shape.
+                    (body, &forward[..], Some(("totalTokens", "input_tokens")))
+                }
+                Speaks::Converse => {
+                    // Claude on Bedrock: the flags go in the body.
+                    let body = crate::upstream::bedrock::count_body(&raw, &forward)?;
+                    (body, &[][..], Some(("inputTokens", "input_tokens")))
+                }
+                _ => {
+                    req.insert("model".into(), json!(d.upstream_model));
+                    let body = Bytes::from(Value::Object(req).to_string());
+                    (body, &forward[..], None)
+                }
+            };
+            return ask_count(d, body, forward, reshape).await;
         }
         let (n, how) = estimate_tokens(prompt_text(&req)).await?;
         let mut resp = axum::Json(json!({"input_tokens": n})).into_response();

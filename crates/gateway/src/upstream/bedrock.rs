@@ -5,6 +5,14 @@
 //! stream (`http::stream` reads the framing from the content type). Requests carry a
 //! Bedrock API key as a bearer token, or are signed with SigV4 ([`SigV4`]).
 //!
+//! Claude also speaks Anthropic's own Messages on Bedrock (`/invoke`,
+//! `/invoke-with-response-stream`: the body without `model` and `stream`, with
+//! `anthropic_version: bedrock-2023-05-31` and the `anthropic-beta` flags as
+//! `anthropic_beta`; stream chunks carry Anthropic's events). A Messages client's request
+//! to Claude goes that way ([`invoke_body`]), so it keeps every Messages feature; other
+//! dialects reach Claude through Converse. Token counts (`/count-tokens`) take the same
+//! Messages body ([`count_body`]).
+//!
 //! Errors are `{"message": …}` with the error's name in `x-amzn-ErrorType`; the status
 //! says enough to map them (MAPPING.md §8.7): 400 `ValidationException`, 403
 //! `AccessDenied` / `ExpiredToken` / `UnrecognizedClient` (the gateway's credentials),
@@ -36,6 +44,9 @@ pub(crate) fn url(
     let op = match (e, stream) {
         (Endpoint::ChatCompletions, false) => "converse",
         (Endpoint::ChatCompletions, true) => "converse-stream",
+        (Endpoint::NativeMessages, false) => "invoke",
+        (Endpoint::NativeMessages, true) => "invoke-with-response-stream",
+        (Endpoint::CountTokens, _) if is_claude(model) => "count-tokens",
         (Endpoint::Embeddings, _) => {
             return Err(crate::proxy::unsupported(p.kind(), p.name(), "embeddings"))
         }
@@ -55,6 +66,63 @@ pub(crate) fn url(
         }
     };
     p.url_with(&["model", model, op], None)
+}
+
+/// The `anthropic_version` InvokeModel wants in a Claude body.
+pub(crate) const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// Whether `model` is Claude (a foundation model id, a cross-region inference profile
+/// `us.anthropic.…`, or an ARN naming one): the models that take Messages bodies.
+pub(crate) fn is_claude(model: &str) -> bool {
+    model.contains("anthropic.")
+}
+
+/// A Messages body as InvokeModel takes it for Claude, as Anthropic's Bedrock SDK builds
+/// it: no `model` or `stream` (the path says both), `anthropic_version` set, and the
+/// client's `anthropic-beta` flags as `anthropic_beta` (Bedrock reads them there). The
+/// client's own `anthropic_version` / `anthropic_beta` win.
+pub(crate) fn invoke_body(
+    body: &[u8],
+    forward: &[(&'static str, String)],
+) -> Result<bytes::Bytes, GatewayError> {
+    let mut m: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::internal(format!("a Messages body that is not JSON: {e}")))?;
+    m.remove("model");
+    m.remove("stream");
+    m.entry("anthropic_version")
+        .or_insert_with(|| ANTHROPIC_VERSION.into());
+    if let Some((_, betas)) = forward.iter().find(|(k, _)| *k == "anthropic-beta") {
+        let betas: Vec<&str> = betas
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .collect();
+        if !betas.is_empty() {
+            m.entry("anthropic_beta").or_insert_with(|| betas.into());
+        }
+    }
+    serde_json::to_vec(&m)
+        .map(bytes::Bytes::from)
+        .map_err(|e| GatewayError::internal(e.to_string()))
+}
+
+/// A Messages `count_tokens` body as Bedrock's CountTokens takes it: the InvokeModel body
+/// the request would send (`max_tokens` added: Claude's body needs one, the count does
+/// not use it), base64 in `input.invokeModel.body`.
+pub(crate) fn count_body(
+    body: &[u8],
+    forward: &[(&'static str, String)],
+) -> Result<bytes::Bytes, GatewayError> {
+    use base64::Engine as _;
+    let mut m: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_request(format!("The request is not JSON: {e}")))?;
+    m.entry("max_tokens").or_insert_with(|| 1.into());
+    let inner = serde_json::to_vec(&m).map_err(|e| GatewayError::internal(e.to_string()))?;
+    let inner = invoke_body(&inner, forward)?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&inner);
+    Ok(bytes::Bytes::from(
+        serde_json::json!({"input": {"invokeModel": {"body": b64}}}).to_string(),
+    ))
 }
 
 /// A Bedrock API key as a bearer token, else SigV4 with the provider's AWS keys.

@@ -25,9 +25,9 @@ pub(crate) fn url(
         (Endpoint::ChatCompletions, true) => "streamGenerateContent",
         (Endpoint::CountTokens, _) => "countTokens",
         (Endpoint::Embeddings, _) => "batchEmbedContents",
-        (Endpoint::Responses, _) => {
+        (Endpoint::Responses | Endpoint::NativeMessages, _) => {
             return Err(GatewayError::internal(
-                "a Gemini provider has no Responses endpoint",
+                "a Gemini provider has no such endpoint",
             ))
         }
     };

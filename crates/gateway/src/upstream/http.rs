@@ -141,9 +141,16 @@ pub(crate) async fn exchange(
     for (k, v) in ex.forward {
         req = req.header(*k, v.as_str());
     }
-    if ex.stream {
-        req = req.header("accept", kind.stream_accept);
-    }
+    // Every answer is JSON unless streamed (InvokeModel reads `accept` as the model's
+    // answer type).
+    req = req.header(
+        "accept",
+        if ex.stream {
+            kind.stream_accept
+        } else {
+            "application/json"
+        },
+    );
     for (k, v) in &p.config.headers {
         req = req.header(k.as_str(), v.as_str());
     }
@@ -455,10 +462,10 @@ impl Framing {
     fn next_event(&mut self) -> Result<Option<Event>, String> {
         match self {
             Framing::Sse(d) => d.next_event().map_err(|e| e.to_string()),
-            Framing::Aws(d) => d
-                .next_frame()
-                .map(|f| f.map(jusinfer_translate::bedrock::frame_event))
-                .map_err(|e| e.to_string()),
+            Framing::Aws(d) => match d.next_frame().map_err(|e| e.to_string())? {
+                Some(f) => jusinfer_translate::bedrock::frame_event(f).map(Some),
+                None => Ok(None),
+            },
         }
     }
 

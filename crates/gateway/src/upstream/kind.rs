@@ -38,6 +38,9 @@ pub(crate) enum Endpoint {
     Embeddings,
     CountTokens,
     Responses,
+    /// Anthropic's Messages on a kind whose generation endpoint speaks another dialect
+    /// (Bedrock's InvokeModel for Claude): see [`UpstreamKind::native_messages`].
+    NativeMessages,
 }
 
 /// One kind of upstream, as data.
@@ -49,6 +52,10 @@ pub(crate) struct UpstreamKind {
     pub speaks_for: Option<fn(&str) -> Speaks>,
     /// Messages bodies name no `model` and carry this `anthropic_version` (Vertex).
     pub anthropic_version_in_body: Option<&'static str>,
+    /// The models this kind also serves in Messages natively, on
+    /// [`Endpoint::NativeMessages`] (Bedrock: Claude through InvokeModel), so a Messages
+    /// client's request goes as Messages rather than through the kind's own dialect.
+    pub native_messages: Option<fn(&str) -> bool>,
     /// Each endpoint's path (and query) under the provider's `base_url`, joined once at
     /// start (`None`: the kind has no such endpoint, or `url` builds it per request).
     pub path: fn(&ProviderConfig, Endpoint) -> Option<Cow<'static, str>>,
@@ -94,7 +101,7 @@ fn openai_path(c: &ProviderConfig, e: Endpoint) -> Option<Cow<'static, str>> {
         Endpoint::ChatCompletions => Some("/chat/completions"),
         Endpoint::Embeddings => Some("/embeddings"),
         Endpoint::Responses => c.responses.then_some("/responses"),
-        Endpoint::CountTokens => None,
+        Endpoint::CountTokens | Endpoint::NativeMessages => None,
     }
     .map(Cow::Borrowed)
 }
@@ -107,7 +114,7 @@ fn anthropic_path(c: &ProviderConfig, e: Endpoint) -> Option<Cow<'static, str>> 
         (Endpoint::ChatCompletions, true) => Some("/messages"),
         (Endpoint::CountTokens, false) => Some("/v1/messages/count_tokens"),
         (Endpoint::CountTokens, true) => Some("/messages/count_tokens"),
-        (Endpoint::Embeddings | Endpoint::Responses, _) => None,
+        (Endpoint::Embeddings | Endpoint::Responses | Endpoint::NativeMessages, _) => None,
     };
     path.map(Cow::Borrowed)
 }
@@ -167,6 +174,7 @@ static OPENAI: UpstreamKind = UpstreamKind {
     speaks: Speaks::Chat,
     speaks_for: None,
     anthropic_version_in_body: None,
+    native_messages: None,
     path: openai_path,
     url: endpoint_url,
     credentials: bearer,
@@ -188,6 +196,7 @@ static ANTHROPIC: UpstreamKind = UpstreamKind {
     speaks: Speaks::Messages,
     speaks_for: None,
     anthropic_version_in_body: None,
+    native_messages: None,
     path: anthropic_path,
     url: endpoint_url,
     credentials: x_api_key,
@@ -203,6 +212,7 @@ static GEMINI: UpstreamKind = UpstreamKind {
     speaks: Speaks::Gemini,
     speaks_for: None,
     anthropic_version_in_body: None,
+    native_messages: None,
     // The model is in the path: `url` builds each request's.
     path: no_path,
     url: super::gemini::url,
@@ -219,6 +229,7 @@ static VERTEX: UpstreamKind = UpstreamKind {
     speaks: Speaks::Gemini,
     speaks_for: Some(super::vertex::speaks_for),
     anthropic_version_in_body: Some(super::vertex::ANTHROPIC_VERSION),
+    native_messages: None,
     path: no_path,
     url: super::vertex::url,
     credentials: super::vertex::credentials,
@@ -234,6 +245,7 @@ static AZURE: UpstreamKind = UpstreamKind {
     speaks: Speaks::Chat,
     speaks_for: None,
     anthropic_version_in_body: None,
+    native_messages: None,
     path: super::azure::path,
     url: super::azure::url,
     credentials: super::azure::credentials,
@@ -250,6 +262,7 @@ static BEDROCK: UpstreamKind = UpstreamKind {
     speaks: Speaks::Converse,
     speaks_for: None,
     anthropic_version_in_body: None,
+    native_messages: Some(super::bedrock::is_claude),
     // The model is in the path: `url` builds each request's.
     path: no_path,
     url: super::bedrock::url,
@@ -266,6 +279,7 @@ static ECHO: UpstreamKind = UpstreamKind {
     speaks: Speaks::Local,
     speaks_for: None,
     anthropic_version_in_body: None,
+    native_messages: None,
     path: no_path,
     url: endpoint_url,
     credentials: none,

@@ -63,7 +63,11 @@ pub(crate) enum Back {
     Gemini { model: String },
     /// Bedrock's Converse, translated back (Converse names neither the model nor the
     /// answer: `model` is the one asked for, `id` the request's).
-    Converse { model: String, id: String },
+    Converse {
+        model: String,
+        id: String,
+        json_mode: Option<JsonMode>,
+    },
     /// The built-in `echo`: Chat already.
     Local,
 }
@@ -177,6 +181,7 @@ impl Leg {
                 let back = Back::Converse {
                     model: d.upstream_model.clone(),
                     id: id_seed(request_id),
+                    json_mode: t.json_mode,
                 };
                 leg(Outbound::Bytes(Bytes::from(body)), back, t.dropped)
             }
@@ -286,13 +291,18 @@ impl Back {
                     price: out.cost.and_then(|c| c.price),
                 }))
             }
-            Back::Converse { model, id } => Box::new(bedrock::stream::BedrockToChat::new(
+            Back::Converse {
+                model,
+                id,
+                json_mode,
+            } => Box::new(bedrock::stream::BedrockToChat::new(
                 bedrock::stream::Options {
                     include_usage: out.include_usage,
                     created: out.created,
                     model: model.clone(),
                     id: id.clone(),
                     price: out.cost.and_then(|c| c.price),
+                    json_mode: json_mode.clone(),
                 },
             )),
             Back::Local => Box::new(Relay::default()),
@@ -335,14 +345,24 @@ impl Back {
                     })?;
                 as_map(&c)
             }
-            Back::Converse { model, id } => {
+            Back::Converse {
+                model,
+                id,
+                json_mode,
+            } => {
                 let resp: ConverseResponse = serde_json::from_slice(bytes).map_err(|e| {
                     malformed(
                         p,
                         &format!("a response that is not a Converse response ({e})"),
                     )
                 })?;
-                as_map(&bedrock::response::to_chat(&resp, model, id, created))
+                as_map(&bedrock::response::to_chat(
+                    &resp,
+                    model,
+                    id,
+                    created,
+                    json_mode.as_ref(),
+                ))
             }
         }
     }

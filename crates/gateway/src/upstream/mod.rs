@@ -31,8 +31,8 @@ pub(crate) struct Provider {
     /// What its kind is, as data.
     pub upstream: &'static UpstreamKind,
     pub credentials: Credentials,
-    /// By [`Endpoint`]: generation, embeddings, count_tokens, responses.
-    urls: [Option<reqwest::Url>; 4],
+    /// By [`Endpoint`]: generation, embeddings, count_tokens, responses, native Messages.
+    urls: [Option<reqwest::Url>; 5],
     /// Values never shown: the key, configured header values, a signer's secrets.
     secrets: Vec<String>,
 }
@@ -43,6 +43,7 @@ fn slot(e: Endpoint) -> usize {
         Endpoint::Embeddings => 1,
         Endpoint::CountTokens => 2,
         Endpoint::Responses => 3,
+        Endpoint::NativeMessages => 4,
     }
 }
 
@@ -56,13 +57,14 @@ impl Provider {
             .build()
             .map_err(|e| format!("provider {}: cannot build an HTTP client: {e}", config.name))?;
         let upstream = UpstreamKind::of(config.kind);
-        let mut urls: [Option<reqwest::Url>; 4] = Default::default();
+        let mut urls: [Option<reqwest::Url>; 5] = Default::default();
         if !config.base_url.is_empty() {
             for e in [
                 Endpoint::ChatCompletions,
                 Endpoint::Embeddings,
                 Endpoint::CountTokens,
                 Endpoint::Responses,
+                Endpoint::NativeMessages,
             ] {
                 let Some(path) = (upstream.path)(&config, e) else {
                     continue;

@@ -285,7 +285,7 @@ fn legacy_function_choice(v: &Value) -> Option<ToolChoice> {
 }
 
 /// A tool name Anthropic accepts: `[a-zA-Z0-9_-]{1,64}`.
-fn tool_name(name: &str) -> String {
+pub(crate) fn tool_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')

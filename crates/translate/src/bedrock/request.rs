@@ -24,6 +24,8 @@ use jusinfer_wire::chat::{
 use serde_json::{json, Map, Value};
 
 pub use crate::anthropic::request::Error;
+pub use crate::anthropic::JsonMode;
+use crate::anthropic::WRAPPED_KEY;
 // A call's `arguments` as the object Converse wants (`""` is `{}`), and a refusal naming
 // its field: as for Gemini.
 use crate::gemini::request::{arguments, bad};
@@ -35,6 +37,9 @@ pub struct Translated {
     pub body: Value,
     /// Request fields with no faithful translation (`x-jusinfer-dropped-params`).
     pub dropped: Vec<String>,
+    /// JSON mode, asked for with `response_format` and emulated with a forced tool (as
+    /// for Anthropic): its input comes back as the content.
+    pub json_mode: Option<JsonMode>,
 }
 
 /// What the caller knows that the request does not say.
@@ -56,7 +61,6 @@ const UNFAITHFUL: &[&str] = &[
     "seed",
     "presence_penalty",
     "frequency_penalty",
-    "response_format",
 ];
 
 /// `reasoning_effort` → Claude's thinking budget (tokens; at least 1,024); other values
@@ -242,10 +246,19 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
     if !inference.is_empty() {
         body.insert("inferenceConfig".into(), Value::Object(inference));
     }
-    if !specs.is_empty() && !tools_off {
+    if tools_off {
+        specs.clear();
+    }
+    let json_mode = json_tool(req).map(|(spec, mode)| {
+        specs.push(spec);
+        mode
+    });
+    if !specs.is_empty() {
         let mut config = Map::new();
+        let client_tools = specs.len() > usize::from(json_mode.is_some());
         config.insert("tools".into(), Value::Array(specs));
         let mut choice = match (&req.tool_choice, &req.function_call) {
+            _ if tools_off => None,
             (Some(tc), _) => tool_choice(tc)?,
             (None, Some(Value::Object(o))) => o
                 .get("name")
@@ -253,6 +266,14 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
                 .map(|n| json!({"tool": {"name": n}})),
             _ => None,
         };
+        if let Some(m) = &json_mode {
+            // JSON mode alone: its tool, forced; beside the client's tools: some tool.
+            if !client_tools {
+                choice = Some(json!({"tool": {"name": m.tool_name}}));
+            } else if choice.is_none() {
+                choice = Some(json!({"any": {}}));
+            }
+        }
         if thinking.is_some() && choice.as_ref().is_some_and(|c| c.get("auto").is_none()) {
             // Claude refuses forced tools with thinking on: the model chooses.
             choice = Some(json!({"auto": {}}));
@@ -286,7 +307,47 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
     Ok(Translated {
         body: Value::Object(body),
         dropped,
+        json_mode,
     })
+}
+
+/// JSON mode's tool: the requested schema as its input schema (under `value` when it is not
+/// an object: tool inputs are objects), named by the schema.
+fn json_tool(req: &ChatRequest) -> Option<(Value, JsonMode)> {
+    let rf = req.response_format.as_ref()?;
+    let (schema, name) = match rf.kind.as_str() {
+        "json_object" => (json!({"type": "object"}), "json_response".to_owned()),
+        "json_schema" => {
+            let js = rf.json_schema.as_ref();
+            let schema = js
+                .and_then(|s| s.schema.clone())
+                .unwrap_or(json!({"type": "object"}));
+            let name = js.map_or_else(
+                || "json_response".to_owned(),
+                |s| crate::anthropic::request::tool_name(&s.name),
+            );
+            (schema, name)
+        }
+        _ => return None,
+    };
+    let wrapped = schema.get("type").and_then(Value::as_str) != Some("object");
+    let schema = if wrapped {
+        json!({"type": "object", "properties": {WRAPPED_KEY: schema}, "required": [WRAPPED_KEY]})
+    } else {
+        schema
+    };
+    let spec = spec(
+        &name,
+        Some("Respond with a JSON value matching this schema."),
+        Some(&schema),
+    );
+    Some((
+        spec,
+        JsonMode {
+            tool_name: name,
+            wrapped,
+        },
+    ))
 }
 
 fn spec(name: &str, description: Option<&str>, parameters: Option<&Value>) -> Value {

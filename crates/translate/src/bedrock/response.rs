@@ -6,10 +6,19 @@ use jusinfer_wire::chat::{
 };
 
 use super::{finish_reason, usage};
+use crate::anthropic::response::json_mode_content;
+use crate::anthropic::JsonMode;
 
 /// `resp` as Chat. Converse names neither the model nor the answer: `model` is the one
-/// asked for, `id` the caller's for the request, `created` the caller's clock.
-pub fn to_chat(resp: &ConverseResponse, model: &str, id: &str, created: u64) -> ChatCompletion {
+/// asked for, `id` the caller's for the request, `created` the caller's clock. In JSON
+/// mode the forced tool's input is the content.
+pub fn to_chat(
+    resp: &ConverseResponse,
+    model: &str,
+    id: &str,
+    created: u64,
+    json_mode: Option<&JsonMode>,
+) -> ChatCompletion {
     let mut text = String::new();
     let mut has_text = false;
     let mut reasoning = String::new();
@@ -19,6 +28,13 @@ pub fn to_chat(resp: &ConverseResponse, model: &str, id: &str, created: u64) -> 
     for b in blocks.unwrap_or_default() {
         if let Some(t) = &b.text {
             text.push_str(t);
+            has_text = true;
+        } else if let Some((u, m)) = b
+            .tool_use
+            .as_ref()
+            .and_then(|u| json_mode.filter(|m| m.tool_name == u.name).map(|m| (u, m)))
+        {
+            text.push_str(&json_mode_content(&u.input, m));
             has_text = true;
         } else if let Some(u) = &b.tool_use {
             calls.push(ToolCall {
@@ -51,7 +67,11 @@ pub fn to_chat(resp: &ConverseResponse, model: &str, id: &str, created: u64) -> 
             }
         }
     }
-    let finish = finish_reason(&resp.stop_reason, !calls.is_empty());
+    let mut finish = finish_reason(&resp.stop_reason, !calls.is_empty());
+    if json_mode.is_some() && calls.is_empty() && finish == "tool_calls" {
+        // Only JSON mode's tool was called: an answer, not a call.
+        finish = "stop";
+    }
     let id: String = id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')

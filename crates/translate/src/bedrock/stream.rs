@@ -12,8 +12,7 @@
 use bytes::Bytes;
 use jusinfer_sse::Event;
 use jusinfer_wire::bedrock::{
-    ContentBlockDelta, ContentBlockStart, ContentBlockStop, ExceptionPayload, MessageStop,
-    Metadata, TokenUsage,
+    ContentBlockDelta, ContentBlockStart, ContentBlockStop, MessageStop, Metadata, TokenUsage,
 };
 use jusinfer_wire::chat::{
     ChatChunk, Cost, Delta, FunctionDelta, ThinkingBlock, ToolCallDelta, Usage as ChatUsage,
@@ -35,12 +34,17 @@ pub struct Options {
     pub id: String,
     /// The model's price, for `usage.cost` (`null` when unknown).
     pub price: Option<crate::pricing::Price>,
+    /// JSON mode's forced tool, whose input streams as the content.
+    pub json_mode: Option<crate::anthropic::JsonMode>,
 }
 
 #[derive(Debug)]
 enum Block {
     /// `args`: whether any input fragment was sent (none: `{}` goes out at the stop).
     Tool { index: u32, args: bool },
+    /// JSON mode's tool: its input fragments are the content as they come, or (a wrapped
+    /// schema) gathered and unwrapped at the block's stop, within [`MAX_JSON_BYTES`].
+    Json { wrapped: bool, input: String },
     Reasoning {
         index: u32,
         text: String,
@@ -65,6 +69,9 @@ pub struct BedrockToChat {
 }
 
 const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
+
+/// The most of a wrapped JSON-mode answer held back until its block ends.
+const MAX_JSON_BYTES: usize = 8 << 20;
 
 fn parse<T: DeserializeOwned>(ev: &Event, name: &str) -> Result<T, StreamError> {
     serde_json::from_slice(&ev.data).map_err(|e| StreamError {
@@ -147,9 +154,8 @@ impl BedrockToChat {
     }
 
     fn exception(&mut self, kind: &str, ev: &Event, out: &mut Vec<Bytes>) {
-        let message = serde_json::from_slice::<ExceptionPayload>(&ev.data)
-            .map(|p| p.message)
-            .unwrap_or_default();
+        // `kind: message`, as `frame_event` wrote it.
+        let message = super::exception_message(ev);
         // Throttling and service faults are the upstream's trouble, not the request's.
         let server = matches!(
             kind,
@@ -159,7 +165,7 @@ impl BedrockToChat {
                 | "modelStreamErrorException"
         ) || !kind.ends_with("Exception");
         let body = serde_json::json!({"error": {
-            "message": format!("upstream error ({kind}): {message}"),
+            "message": format!("upstream error: {message}"),
             "type": if server { "server_error" } else { "upstream_error" },
             "param": null,
             "code": kind,
@@ -187,7 +193,22 @@ impl crate::StreamTranslator for BedrockToChat {
             "messageStart" => self.start(out),
             "contentBlockStart" => {
                 let s: ContentBlockStart = parse(ev, name)?;
-                if let Some(t) = s.start.tool_use {
+                let json = self.opts.json_mode.as_ref().filter(|m| {
+                    s.start
+                        .tool_use
+                        .as_ref()
+                        .is_some_and(|t| t.name == m.tool_name)
+                });
+                if let Some(m) = json {
+                    let wrapped = m.wrapped;
+                    self.blocks.push((
+                        s.content_block_index,
+                        Block::Json {
+                            wrapped,
+                            input: String::new(),
+                        },
+                    ));
+                } else if let Some(t) = s.start.tool_use {
                     self.deltas += 1;
                     let index = self.next_tool;
                     self.next_tool += 1;
@@ -224,6 +245,25 @@ impl crate::StreamTranslator for BedrockToChat {
                         },
                     );
                 } else if let Some(u) = d.delta.tool_use {
+                    if let Some(Block::Json { wrapped, input }) = self.block(at) {
+                        if u.input.is_empty() {
+                        } else if !*wrapped {
+                            self.delta(
+                                out,
+                                Delta {
+                                    content: Some(u.input),
+                                    ..Delta::default()
+                                },
+                            );
+                        } else if input.len() + u.input.len() > MAX_JSON_BYTES {
+                            return Err(StreamError {
+                                message: "upstream's JSON answer is too large".to_owned(),
+                            });
+                        } else {
+                            input.push_str(&u.input);
+                        }
+                        return Ok(());
+                    }
                     let Some(Block::Tool { index, args }) = self.block(at) else {
                         return Err(StreamError {
                             message: format!(
@@ -314,7 +354,25 @@ impl crate::StreamTranslator for BedrockToChat {
                     .position(|(i, _)| *i == s.content_block_index);
                 if let Some(pos) = pos {
                     let (_, block) = self.blocks.remove(pos);
-                    if let Block::Tool { index, args: false } = block {
+                    if let Block::Json {
+                        wrapped: true,
+                        input,
+                    } = &block
+                    {
+                        let v = serde_json::from_str(input).unwrap_or_default();
+                        let m = crate::anthropic::JsonMode {
+                            tool_name: String::new(),
+                            wrapped: true,
+                        };
+                        let content = crate::anthropic::response::json_mode_content(&v, &m);
+                        self.delta(
+                            out,
+                            Delta {
+                                content: Some(content),
+                                ..Delta::default()
+                            },
+                        );
+                    } else if let Block::Tool { index, args: false } = block {
                         // A call without input: Chat clients parse `arguments` as JSON.
                         let frag = ToolCallDelta {
                             index,
@@ -357,7 +415,11 @@ impl crate::StreamTranslator for BedrockToChat {
             }
             "messageStop" => {
                 let s: MessageStop = parse(ev, name)?;
-                let finish = finish_reason(&s.stop_reason, self.next_tool > 0);
+                let mut finish = finish_reason(&s.stop_reason, self.next_tool > 0);
+                if self.opts.json_mode.is_some() && self.next_tool == 0 && finish == "tool_calls" {
+                    // Only JSON mode's tool was called: an answer, not a call.
+                    finish = "stop";
+                }
                 self.start(out);
                 self.finish = Some(finish);
                 out.push(crate::chat_stream::frame(

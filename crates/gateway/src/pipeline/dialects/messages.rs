@@ -1,7 +1,8 @@
 //! `POST /v1/messages`: Anthropic's Messages API, as Anthropic's SDKs and Claude Code send
 //! it (`x-api-key` or Bearer; `anthropic-version` and `anthropic-beta` passed on to
 //! upstreams that speak Messages), served by every provider: an `anthropic` upstream gets
-//! the client's bytes (only `model` spliced) and its answer passes through byte for byte;
+//! the client's bytes (only `model` spliced) and its answer passes through byte for byte
+//! (so do Claude on Vertex and on Bedrock, in the body their APIs want);
 //! every other deployment gets the request translated to Chat and through the Chat leg,
 //! and the answer translated back (`translate::messages`). Errors are in Anthropic's shape.
 
@@ -15,7 +16,7 @@ use crate::error::GatewayError;
 use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::routing::Deployment;
 use crate::upstream::execute::{execute, malformed, priced, Outbound, Plan};
-use crate::upstream::{anthropic, http, openai, Endpoint, Speaks};
+use crate::upstream::{anthropic, bedrock, http, openai, Endpoint};
 use crate::usage::UsageExt;
 
 pub(crate) struct Messages;
@@ -76,18 +77,22 @@ impl ClientDialect for Messages {
         let m = &a.p.req;
         let p = &*d.provider;
         let price = crate::pipeline::admit::price_of(a.state, &d);
-        if d.speaks() == Speaks::Messages {
+        if let Some(endpoint) = d.native_messages() {
             // Natively: the client's bytes (only `model` spliced), the answer's bytes as
             // they come, usage read on the way.
+            let body = openai::edit_body(a.raw, &d.upstream_model, false)?;
+            let (body, forward) = if endpoint == Endpoint::NativeMessages {
+                // Claude on Bedrock: the flags go in the body.
+                (bedrock::invoke_body(&body, &m.forward)?, &[][..])
+            } else {
+                (anthropic::body_for(p, body)?, &m.forward[..])
+            };
             let plan = Plan {
                 d: &d,
-                endpoint: Endpoint::ChatCompletions,
-                body: Outbound::Bytes(anthropic::body_for(
-                    p,
-                    openai::edit_body(a.raw, &d.upstream_model, false)?,
-                )?),
+                endpoint,
+                body: Outbound::Bytes(body),
                 stream: a.p.stream,
-                forward: &m.forward,
+                forward,
                 tap: Some(a.tap),
                 keep: None,
                 dropped: Vec::new(),
