@@ -370,10 +370,10 @@ def test_responses_clients_reach_bedrock(client, sim):
 
 
 @pytest.mark.parametrize("body,needle", [
-    ('kind = "bedrock"\nregion = "us-east-1"', "needs credentials"),
     ('kind = "bedrock"\nregion = "us-east-1"\naccess_key_id = "AKID"', "needs credentials"),
     ('kind = "bedrock"\napi_key = "k"', "needs region"),
     ('kind = "bedrock"\nregion = "us-east-1"\napi_key = "k"\naccess_key_id = "A"\nsecret_access_key = "s"', "choose one"),
+    ('kind = "bedrock"\nregion = "us-east-1"\naws_profile = "p"\naccess_key_id = "A"\nsecret_access_key = "s"', "choose one"),
     ('kind = "azure"\nbase_url = "https://r.openai.azure.com"\nsecret_access_key = "s"', "Amazon Bedrock setting"),
     ('kind = "bedrock"\napi_key = "k"\nregion = "US East"', "expected a region"),
     ('kind = "openai"\nregion = "us-east-1"', "Amazon Bedrock setting"),
@@ -390,7 +390,7 @@ def test_bedrock_config_mistakes_are_named(tmp_path, body, needle):
 AKID, SECRET, TOKEN = "AKIDJUSINFERTEST0001", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYJUSINFERKEY", "IQoJb3JpZ2luX2VjEJusinferSessionToken"
 
 
-def resigned(sim, sent, region="us-west-2", body=None):
+def resigned(sim, sent, region="us-west-2", body=None, creds=(AKID, SECRET, TOKEN)):
     """botocore's SigV4 signature over the request exactly as the simulator received it
     (its path, the headers the gateway signed, the body's bytes), at the gateway's time."""
     auth_header = sent["headers"]["authorization"]
@@ -399,7 +399,7 @@ def resigned(sim, sent, region="us-west-2", body=None):
     req = AWSRequest(method="POST", url=sim.url + sent["path"], data=raw,
                      headers={h: sent["headers"][h] for h in signed})
     req.context["timestamp"] = sent["headers"]["x-amz-date"]
-    signer = SigV4Auth(Credentials(AKID, SECRET, TOKEN), "bedrock", region)
+    signer = SigV4Auth(Credentials(*creds), "bedrock", region)
     canonical = signer.canonical_request(req)
     return signer.signature(signer.string_to_sign(req, canonical), req), signed
 
@@ -445,3 +445,122 @@ session_token = "{TOKEN}"
         g.proc.stop()
     log = g.proc.stderr()
     assert SECRET not in log and TOKEN not in log
+
+
+SIM_AWS_SECRET = "simSecretAccessKeyFromTheCredentialChain0"
+
+
+@pytest.mark.parametrize("source", ["environment", "profile", "web identity", "container", "instance metadata"])
+def test_keys_from_the_standard_aws_credential_chain(sim, tmp_path, source):
+    """No key in the config: AWS's own chain finds one (aws-config), as AWS's SDKs would,
+    and the gateway signs with it; temporary keys are fetched once and cached."""
+    nowhere = str(tmp_path / "none")
+    env = {"AWS_CONFIG_FILE": nowhere, "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_EC2_METADATA_DISABLED": "true"}
+    extra = ""
+    if source == "environment":
+        env |= {"AWS_ACCESS_KEY_ID": "AKIDFROMENVIRONMENT1", "AWS_SECRET_ACCESS_KEY": SIM_AWS_SECRET,
+                "AWS_SESSION_TOKEN": "ENVSESSIONTOKEN"}
+        want, fetch = ("AKIDFROMENVIRONMENT1", "ENVSESSIONTOKEN"), None
+    elif source == "profile":
+        (tmp_path / "config").write_text("[profile jus]\nregion = eu-west-3\n")
+        (tmp_path / "credentials").write_text(
+            f"[default]\naws_access_key_id = AKIDDEFAULTPROFILE00\naws_secret_access_key = wrong\n\n"
+            f"[jus]\naws_access_key_id = AKIDFROMPROFILEJUS01\naws_secret_access_key = {SIM_AWS_SECRET}\n")
+        env |= {"AWS_CONFIG_FILE": str(tmp_path / "config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials")}
+        extra = 'aws_profile = "jus"\n'
+        want, fetch = ("AKIDFROMPROFILEJUS01", None), None
+    elif source == "web identity":
+        (tmp_path / "token").write_text("eyJhbGciOiJSUzI1NiJ9.sim.sig")
+        env |= {"AWS_WEB_IDENTITY_TOKEN_FILE": str(tmp_path / "token"),
+                "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/jusinfer", "AWS_ROLE_SESSION_NAME": "jus",
+                "AWS_ENDPOINT_URL_STS": sim.url + "/_aws/sts"}
+        want, fetch = ("ASIASIMSTS", "SIMSESSIONTOKEN-sts"), "/_aws/sts"
+    elif source == "container":
+        env |= {"AWS_CONTAINER_CREDENTIALS_FULL_URI": sim.url + "/_aws/ecs",
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN": "sim-container-token"}
+        want, fetch = ("ASIASIMECS", "SIMSESSIONTOKEN-ecs"), "/_aws/ecs"
+    else:
+        env |= {"AWS_EC2_METADATA_DISABLED": "false", "AWS_EC2_METADATA_SERVICE_ENDPOINT": sim.url}
+        want, fetch = ("ASIASIMIMDS", "SIMSESSIONTOKEN-imds"), "/latest/meta-data/iam/security-credentials/jusinfer-sim-role"
+    g = start_gateway(sim.url, tmp_path, name="chain", env=env, extra=f'''
+[providers.awschain]
+kind = "bedrock"
+base_url = "{sim.url}"
+region = "us-west-2"
+{extra}
+''')
+    try:
+        c = g.client()
+        sim.clear()
+        for _ in range(3):
+            r = c.chat.completions.create(model="awschain/amazon.nova-micro-v1:0", messages=MSG)
+            assert "4242" in r.choices[0].message.content
+        reqs = sim.requests()
+        sent = [x for x in reqs if x["path"].startswith("/model/")]
+        assert len(sent) == 3
+        for x in sent:
+            h = x["headers"]
+            assert h["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={want[0]}/"), h["authorization"]
+            assert h.get("x-amz-security-token") == want[1]
+            ours = h["authorization"].split("Signature=")[1]
+            assert resigned(sim, x, creds=(want[0], SIM_AWS_SECRET, want[1]))[0] == ours
+        if fetch:
+            fetched = [x for x in reqs if x["path"].rstrip("/") == fetch]
+            assert len(fetched) == 1, "temporary keys are cached until near their expiry"
+        if source == "container":
+            assert fetched[0]["headers"]["authorization"] == "sim-container-token"
+        if source == "web identity":
+            assert "WebIdentityToken=eyJhbGciOiJSUzI1NiJ9.sim.sig" in fetched[0]["body"]
+    finally:
+        g.proc.stop()
+    log = g.proc.stderr()
+    assert SIM_AWS_SECRET not in log and "SIMSESSIONTOKEN" not in log
+
+
+def test_keys_near_their_expiry_are_fetched_again(sim, tmp_path):
+    nowhere = str(tmp_path / "none")
+    env = {"AWS_CONFIG_FILE": nowhere, "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_EC2_METADATA_DISABLED": "true",
+           # Four minutes left: inside the five-minute refresh window at every request.
+           "AWS_CONTAINER_CREDENTIALS_FULL_URI": sim.url + "/_aws/ecs?expires_in=240"}
+    g = start_gateway(sim.url, tmp_path, name="expiry", env=env, extra=f'''
+[providers.awschain]
+kind = "bedrock"
+base_url = "{sim.url}"
+region = "us-west-2"
+''')
+    try:
+        c = g.client()
+        sim.clear()
+        for _ in range(3):
+            c.chat.completions.create(model="awschain/amazon.nova-micro-v1:0", messages=MSG)
+        assert len([x for x in sim.requests() if x["path"] == "/_aws/ecs"]) == 3
+    finally:
+        g.proc.stop()
+
+
+def test_a_clock_skewed_from_aws_is_corrected(sim, tmp_path):
+    """Bedrock refuses a signature more than five minutes from its time; the gateway reads
+    AWS's time from the refusal and signs again with it (as AWS's SDKs do)."""
+    g = start_gateway(sim.url, tmp_path, name="skew", extra=f'''
+[providers.awssig]
+kind = "bedrock"
+base_url = "{sim.url}"
+region = "us-west-2"
+access_key_id = "{AKID}"
+secret_access_key = "{SECRET}"
+session_token = "{TOKEN}"
+''')
+    try:
+        c = g.client()
+        sim.clear()
+        r = c.chat.completions.create(model="awssig/us.amazon.skewed", messages=MSG)
+        assert "4242" in r.choices[0].message.content
+        first, second = [x for x in sim.requests() if x["path"].startswith("/model/")]
+        assert second["headers"]["x-amz-date"] > first["headers"]["x-amz-date"]
+        assert resigned(sim, second)[0] == second["headers"]["authorization"].split("Signature=")[1]
+        # Learned once: the next request is signed with AWS's time at once.
+        sim.clear()
+        c.chat.completions.create(model="awssig/us.amazon.skewed", messages=MSG)
+        assert len([x for x in sim.requests() if x["path"].startswith("/model/")]) == 1
+    finally:
+        g.proc.stop()

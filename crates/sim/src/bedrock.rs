@@ -10,6 +10,16 @@
 //! else a 400 like Bedrock's) with the recorded Claude answers (the tool round trip when
 //! the body has tools); `/count-tokens` takes `input.invokeModel` or `input.converse`.
 //!
+//! `skewed` answers as a Bedrock whose clock is an hour ahead: a signature more than five
+//! minutes from its time is refused (403 `InvalidSignatureException`, its `Date` header
+//! showing its time), as Bedrock refuses it.
+//!
+//! AWS's credential sources, for the gateway's standard chain: the ECS container endpoint
+//! (`/_aws/ecs`, `AWS_CONTAINER_CREDENTIALS_FULL_URI`), EC2 instance metadata (IMDSv2 under
+//! `/latest/`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`) and STS `AssumeRoleWithWebIdentity`
+//! (`/_aws/sts`, `AWS_ENDPOINT_URL_STS`): temporary keys `ASIA…` with the session token
+//! `SIMSESSIONTOKEN-<source>`, expiring in an hour (`?expires_in=` seconds on the ECS URI).
+//!
 //! The `probe` model answers what `jusinfer check` asks through a Bedrock route with the
 //! recorded Converse answers fitted to the probe's tool (its name, a value of its schema),
 //! streams framed from the same answer.
@@ -20,7 +30,7 @@
 //! `claude-cache`, `claude-text-tool` (also `text-tool`, for a non-Claude id); `invalid` (400), `expired` (403), `throttle` (429).
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
@@ -159,6 +169,11 @@ pub async fn model(
     let turn = usize::from(answered);
     if scenario == "probe" {
         return probe(&req, answered, stream_op);
+    }
+    if scenario == "skewed" {
+        if let Some(refused) = skewed(&headers) {
+            return refused;
+        }
     }
     // The scenario is the id's last dotted part: `us.anthropic.claude-reasoning` is
     // `claude-reasoning` (a Claude id, as the gateway's thinking translation wants).
@@ -406,4 +421,195 @@ fn stream_of(answer: &Value) -> Vec<u8> {
         let _ = aws_smithy_eventstream::frame::write_message_to(&m, &mut out);
     }
     out
+}
+
+/// The secret key of the temporary keys the credential endpoints hand out.
+pub const SIM_AWS_SECRET: &str = "simSecretAccessKeyFromTheCredentialChain0";
+
+/// A Bedrock an hour ahead of this clock: see the module docs. `None`: the signature's
+/// time is within five minutes of its time.
+fn skewed(headers: &HeaderMap) -> Option<Response> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let server = DateTime::from(std::time::SystemTime::now()).secs() + 3600;
+    // `x-amz-date` is `20240101T000000Z`.
+    let sent = headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .filter(|d| d.len() == 16)
+        .and_then(|d| {
+            let iso = format!(
+                "{}-{}-{}T{}:{}:{}Z",
+                &d[0..4],
+                &d[4..6],
+                &d[6..8],
+                &d[9..11],
+                &d[11..13],
+                &d[13..15]
+            );
+            DateTime::from_str(&iso, Format::DateTime).ok()
+        })
+        .map_or(0, |t| t.secs());
+    if (server - sent).abs() <= 300 {
+        return None;
+    }
+    let date = DateTime::from_secs(server)
+        .fmt(Format::HttpDate)
+        .unwrap_or_default();
+    let mut r = error(
+        403,
+        "InvalidSignatureException",
+        "Signature expired: the request's date is now earlier than the server's time minus 5 minutes.",
+    );
+    if let Ok(v) = HeaderValue::from_str(&date) {
+        r.headers_mut().insert("date", v);
+    }
+    Some(r)
+}
+
+/// Temporary keys from `source`, expiring in `secs`, as AWS's credential endpoints name
+/// their fields.
+fn temporary_keys(source: &str, secs: i64) -> Value {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let now = DateTime::from(std::time::SystemTime::now()).secs();
+    let iso = |t: i64| {
+        DateTime::from_secs(t)
+            .fmt(Format::DateTime)
+            .unwrap_or_default()
+    };
+    serde_json::json!({
+        "Code": "Success",
+        "Type": "AWS-HMAC",
+        "AccessKeyId": format!("ASIASIM{}", source.to_uppercase()),
+        "SecretAccessKey": SIM_AWS_SECRET,
+        "Token": format!("SIMSESSIONTOKEN-{source}"),
+        "Expiration": iso(now + secs),
+        "LastUpdated": iso(now),
+    })
+}
+
+fn json_ok(v: &Value) -> Response {
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(Body::from(v.to_string()))
+        .unwrap_or_default()
+}
+
+/// `GET /_aws/ecs`: the ECS container credentials endpoint.
+pub async fn container_credentials(
+    State(state): State<SimState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    record(&state, uri.path(), &headers, &Value::Null);
+    let secs = q
+        .get("expires_in")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3600);
+    json_ok(&temporary_keys("ecs", secs))
+}
+
+const IMDS_TOKEN: &str = "sim-imds-token";
+
+/// `PUT /latest/api/token`: an IMDSv2 session token.
+pub async fn imds_token(State(state): State<SimState>, uri: Uri, headers: HeaderMap) -> Response {
+    record(&state, uri.path(), &headers, &Value::Null);
+    if !headers.contains_key("x-aws-ec2-metadata-token-ttl-seconds") {
+        return Response::builder()
+            .status(400)
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
+    Response::builder()
+        .status(200)
+        .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+        .body(Body::from(IMDS_TOKEN))
+        .unwrap_or_default()
+}
+
+fn imds_refused(headers: &HeaderMap) -> Option<Response> {
+    (headers
+        .get("x-aws-ec2-metadata-token")
+        .and_then(|v| v.to_str().ok())
+        != Some(IMDS_TOKEN))
+    .then(|| {
+        Response::builder()
+            .status(401)
+            .body(Body::empty())
+            .unwrap_or_default()
+    })
+}
+
+/// `GET /latest/meta-data/iam/security-credentials/`: the instance's role.
+pub async fn imds_role(State(state): State<SimState>, uri: Uri, headers: HeaderMap) -> Response {
+    record(&state, uri.path(), &headers, &Value::Null);
+    if let Some(r) = imds_refused(&headers) {
+        return r;
+    }
+    Response::builder()
+        .status(200)
+        .body(Body::from("jusinfer-sim-role"))
+        .unwrap_or_default()
+}
+
+/// `GET /latest/meta-data/iam/security-credentials/{role}`: the role's keys.
+pub async fn imds_credentials(
+    State(state): State<SimState>,
+    Path(role): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    record(&state, uri.path(), &headers, &Value::Null);
+    if let Some(r) = imds_refused(&headers) {
+        return r;
+    }
+    if role != "jusinfer-sim-role" {
+        return Response::builder()
+            .status(404)
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
+    json_ok(&temporary_keys("imds", 3600))
+}
+
+/// `POST /_aws/sts`: STS `AssumeRoleWithWebIdentity` (a form body; the answer in STS's
+/// XML).
+pub async fn sts(
+    State(state): State<SimState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = String::from_utf8_lossy(&body).into_owned();
+    record(&state, uri.path(), &headers, &Value::from(form.clone()));
+    let field = |name: &str| {
+        form.split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+    };
+    if field("Action").as_deref() != Some("AssumeRoleWithWebIdentity")
+        || field("WebIdentityToken").is_none_or(|t| t.is_empty())
+        || field("RoleArn").is_none()
+    {
+        return Response::builder()
+            .status(400)
+            .header("content-type", "text/xml")
+            .body(Body::from("<ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>sim: AssumeRoleWithWebIdentity only</Message></Error></ErrorResponse>"))
+            .unwrap_or_default();
+    }
+    let k = temporary_keys("sts", 3600);
+    let s = |key: &str| k[key].as_str().unwrap_or_default().to_owned();
+    let xml = format!(
+        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey><SessionToken>{}</SessionToken><Expiration>{}</Expiration></Credentials><SubjectFromWebIdentityToken>system:serviceaccount:default:jusinfer</SubjectFromWebIdentityToken><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/jusinfer/sim</Arn><AssumedRoleId>AROASIM:sim</AssumedRoleId></AssumedRoleUser></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>sim-request-id</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>",
+        s("AccessKeyId"),
+        s("SecretAccessKey"),
+        s("Token"),
+        s("Expiration"),
+    );
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/xml")
+        .body(Body::from(xml))
+        .unwrap_or_default()
 }

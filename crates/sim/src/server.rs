@@ -111,6 +111,21 @@ pub fn app(state: SimState) -> Router {
         .route("/openai/v1/{*op}", post(crate::azure::v1))
         .route("/_azure/msi", get(crate::azure::msi_token))
         .route("/model/{model}/{op}", post(crate::bedrock::model))
+        .route("/_aws/ecs", get(crate::bedrock::container_credentials))
+        .route("/_aws/sts", post(crate::bedrock::sts))
+        .route("/_aws/sts/", post(crate::bedrock::sts))
+        .route(
+            "/latest/api/token",
+            axum::routing::put(crate::bedrock::imds_token),
+        )
+        .route(
+            "/latest/meta-data/iam/security-credentials/",
+            get(crate::bedrock::imds_role),
+        )
+        .route(
+            "/latest/meta-data/iam/security-credentials/{role}",
+            get(crate::bedrock::imds_credentials),
+        )
         .route("/_sim/requests", get(recorded).delete(clear))
         .route("/_sim/stats", get(stats))
         .with_state(state)

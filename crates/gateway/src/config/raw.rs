@@ -118,13 +118,16 @@ pub struct RawProvider {
     pub client_secret: Option<String>,
     /// Amazon Bedrock: the AWS region (default `AWS_REGION`, `AWS_DEFAULT_REGION`).
     pub region: Option<String>,
-    /// Amazon Bedrock, SigV4: an access key (default `AWS_ACCESS_KEY_ID`).
+    /// Amazon Bedrock, SigV4: an access key (without one, AWS's standard credential chain:
+    /// `AWS_ACCESS_KEY_ID`…, profiles, SSO, web identity, ECS, instance metadata).
     pub access_key_id: Option<String>,
-    /// Amazon Bedrock, SigV4: its secret (default `AWS_SECRET_ACCESS_KEY`).
+    /// Amazon Bedrock, SigV4: its secret.
     pub secret_access_key: Option<String>,
-    /// Amazon Bedrock, SigV4: a session token for temporary keys (default
-    /// `AWS_SESSION_TOKEN`).
+    /// Amazon Bedrock, SigV4: a session token for temporary keys.
     pub session_token: Option<String>,
+    /// Amazon Bedrock, SigV4 from AWS's standard credential chain: the shared config
+    /// profile to read (default `AWS_PROFILE`, then `default`).
+    pub aws_profile: Option<String>,
 }
 
 /// Seconds; fractions allowed.

@@ -88,6 +88,7 @@ fn implicit(
         access_key_id: None,
         secret_access_key: None,
         session_token: None,
+        aws_profile: None,
     }
 }
 
@@ -315,8 +316,8 @@ fn vertex_config(
 }
 
 /// A Bedrock provider's region and credentials: a Bedrock API key (`api_key`), else AWS
-/// keys for SigV4 from its settings or the environment (the rest of AWS's credential chain
-/// is not built yet: a provider with neither is refused at start).
+/// keys for SigV4 from its settings, else AWS's standard credential chain (environment,
+/// `aws_profile` or `AWS_PROFILE`, SSO, web identity, ECS, instance metadata) at run time.
 fn bedrock_config(
     name: &str,
     p: &RawProvider,
@@ -349,44 +350,40 @@ fn bedrock_config(
     let configured =
         p.access_key_id.is_some() || p.secret_access_key.is_some() || p.session_token.is_some();
     let has_key = p.api_key.as_deref().is_some_and(|k| !k.is_empty());
-    if has_key && configured {
+    let profile = p.aws_profile.clone().filter(|p| !p.is_empty());
+    if [has_key, configured, profile.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count()
+        > 1
+    {
         return Err(ConfigError::new(format!(
-            "{shown}:{line}: providers.{name} has both api_key and AWS keys: choose one"
+            "{shown}:{line}: providers.{name} has more than one of api_key, AWS keys and aws_profile: choose one"
         )));
     }
-    // Keys come all from the config or all from the environment: never a configured key
-    // with someone else's session token.
-    let (id, secret, token) = if configured {
-        (
-            p.access_key_id.clone(),
-            p.secret_access_key.clone(),
-            p.session_token.clone(),
-        )
-    } else {
-        (
-            env("AWS_ACCESS_KEY_ID"),
-            env("AWS_SECRET_ACCESS_KEY"),
-            env("AWS_SESSION_TOKEN"),
-        )
-    };
-    let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
-    let keys = if has_key {
-        None
-    } else {
-        match (nonempty(id), nonempty(secret)) {
+    // Configured keys are used as a set, never with the environment's session token.
+    let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    let keys = if configured {
+        match (nonempty(&p.access_key_id), nonempty(&p.secret_access_key)) {
             (Some(access_key_id), Some(secret_access_key)) => Some(AwsKeys {
                 access_key_id,
                 secret_access_key,
-                session_token: nonempty(token),
+                session_token: nonempty(&p.session_token),
             }),
             _ => {
                 return Err(ConfigError::new(format!(
-                    "{shown}:{line}: providers.{name} (kind bedrock) needs credentials: api_key (a Bedrock API key, e.g. \"${{AWS_BEARER_TOKEN_BEDROCK}}\"), or AWS keys (access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); shared profiles, SSO and instance roles are not supported yet"
+                    "{shown}:{line}: providers.{name} (kind bedrock) needs credentials: both access_key_id and secret_access_key (or neither, for AWS's standard credential chain)"
                 )))
             }
         }
+    } else {
+        None
     };
-    Ok(BedrockConfig { region, keys })
+    Ok(BedrockConfig {
+        region,
+        keys,
+        profile,
+    })
 }
 
 /// An Azure provider's route (`api_version`), deployments and authentication.

@@ -21,8 +21,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
@@ -125,41 +126,71 @@ pub(crate) fn count_body(
     ))
 }
 
-/// A Bedrock API key as a bearer token, else SigV4 with the provider's AWS keys.
+/// A Bedrock API key as a bearer token, else SigV4 with the provider's AWS keys, else
+/// SigV4 with AWS's standard credential chain ([`super::aws::Chain`]).
 pub(crate) fn credentials(c: &ProviderConfig) -> Result<Credentials, String> {
-    match c
-        .bedrock
-        .as_ref()
-        .and_then(|b| b.keys.as_ref().map(|k| (b, k)))
-    {
-        None => Credentials::header(c, "authorization", |k| format!("Bearer {k}")),
-        Some((b, keys)) => Ok(Credentials::Signer(Arc::new(SigV4 {
-            region: b.region.clone(),
-            identity: aws_credential_types::Credentials::new(
-                keys.access_key_id.clone(),
-                keys.secret_access_key.clone(),
-                keys.session_token.clone(),
-                None,
-                "jusinfer-config",
-            )
-            .into(),
-            secrets: [Some(&keys.secret_access_key), keys.session_token.as_ref()]
+    let Some(b) = c.bedrock.as_ref().filter(|_| c.api_key.is_none()) else {
+        return Credentials::header(c, "authorization", |k| format!("Bearer {k}"));
+    };
+    let (keys, secrets) = match &b.keys {
+        Some(keys) => (
+            Keys::Static(
+                aws_credential_types::Credentials::new(
+                    keys.access_key_id.clone(),
+                    keys.secret_access_key.clone(),
+                    keys.session_token.clone(),
+                    None,
+                    "jusinfer-config",
+                )
+                .into(),
+            ),
+            [Some(&keys.secret_access_key), keys.session_token.as_ref()]
                 .into_iter()
                 .flatten()
                 .cloned()
                 .collect(),
-        }))),
-    }
+        ),
+        None => {
+            let client = reqwest::Client::builder()
+                .connect_timeout(c.timeouts.connect)
+                .user_agent(concat!("jusinfer/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("provider {}: cannot build an HTTP client: {e}", c.name))?;
+            let chain = super::aws::Chain::new(&c.name, &b.region, b.profile.clone(), client);
+            (Keys::Chain(Box::new(chain)), Vec::new())
+        }
+    };
+    Ok(Credentials::Signer(Arc::new(SigV4 {
+        region: b.region.clone(),
+        keys,
+        secrets,
+        skew: AtomicI64::new(0),
+    })))
+}
+
+/// Where a signer's keys come from.
+enum Keys {
+    /// Configured: the same on every request.
+    Static(Identity),
+    /// AWS's standard chain, cached and refreshed.
+    Chain(Box<super::aws::Chain>),
 }
 
 /// AWS Signature Version 4 over the whole request as it will be sent (method, the encoded
 /// path and query, every header it carries, the body's SHA-256), by AWS's `aws-sigv4`:
-/// `x-amz-date`, `x-amz-security-token` (temporary keys) and `authorization` added.
+/// `x-amz-date`, `x-amz-security-token` (temporary keys) and `authorization` added. The
+/// signing time is the local clock corrected by the skew Bedrock's `Date` showed when it
+/// refused a signature as expired or not yet current ([`Signer::observe`]).
 struct SigV4 {
     region: String,
-    identity: Identity,
+    keys: Keys,
     secrets: Vec<String>,
+    /// Server time − local time, in seconds (0 until a refusal shows otherwise).
+    skew: AtomicI64,
 }
+
+/// Skews smaller than this are left alone (SigV4 tolerates five minutes).
+const SKEW_TOLERATED: i64 = 60;
 
 impl Signer for SigV4 {
     fn sign<'a>(
@@ -171,11 +202,22 @@ impl Signer for SigV4 {
             if req.url().host_str().is_none() {
                 return Err(failed("the URL has no host".to_owned()));
             }
+            let identity = match &self.keys {
+                Keys::Static(id) => id.clone(),
+                Keys::Chain(chain) => chain.identity().await?,
+            };
+            let skew = self.skew.load(Ordering::Relaxed);
+            let now = SystemTime::now();
+            let time = if skew >= 0 {
+                now + Duration::from_secs(skew.unsigned_abs())
+            } else {
+                now - Duration::from_secs(skew.unsigned_abs())
+            };
             let params = v4::SigningParams::builder()
-                .identity(&self.identity)
+                .identity(&identity)
                 .region(&self.region)
                 .name("bedrock")
-                .time(SystemTime::now())
+                .time(time)
                 .settings(SigningSettings::default())
                 .build()
                 .map_err(|e| failed(e.to_string()))?
@@ -214,6 +256,38 @@ impl Signer for SigV4 {
 
     fn secrets(&self) -> Vec<String> {
         self.secrets.clone()
+    }
+
+    fn observe(&self, status: StatusCode, headers: &reqwest::header::HeaderMap) -> bool {
+        // A signature refused for its time comes back 403 with the server's `Date`.
+        if status != StatusCode::FORBIDDEN {
+            return false;
+        }
+        let Some(server) = headers
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| {
+                aws_smithy_types::DateTime::from_str(
+                    d,
+                    aws_smithy_types::date_time::Format::HttpDate,
+                )
+                .ok()
+            })
+        else {
+            return false;
+        };
+        let local = aws_smithy_types::DateTime::from(SystemTime::now());
+        let skew = server.secs() - local.secs();
+        let known = self.skew.load(Ordering::Relaxed);
+        if (skew - known).abs() < SKEW_TOLERATED {
+            return false;
+        }
+        tracing::warn!(
+            skew_secs = skew,
+            "the clock differs from AWS's: signing with AWS's time"
+        );
+        self.skew.store(skew, Ordering::Relaxed);
+        true
     }
 }
 

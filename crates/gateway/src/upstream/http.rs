@@ -154,23 +154,41 @@ pub(crate) async fn exchange(
     for (k, v) in &p.config.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let mut req = req.build().map_err(|e| {
+    let unsigned = req.build().map_err(|e| {
         GatewayError::internal(format!(
             "provider `{}`: the request could not be built: {e}",
             p.name()
         ))
     })?;
-    // Last: a signer signs the request as it will be sent (a token fetch counts against
-    // the attempt's deadline).
-    tokio::time::timeout_at(clock.deadline, p.credentials.apply(&mut req))
-        .await
-        .map_err(|_| {
-            GatewayError::timeout(format!(
-                "provider `{}`: no credentials before the deadline",
-                p.name()
-            ))
-        })??;
-    let answer = send(p, req, clock).await?;
+    // A signer may see why a request was refused (its clock skewed from the server's) and
+    // sign it once more.
+    let mut again = match &p.credentials {
+        super::Credentials::Signer(s) => unsigned.try_clone().map(|r| (r, s.clone())),
+        _ => None,
+    };
+    let mut req = unsigned;
+    let answer = loop {
+        // Last: a signer signs the request as it will be sent (a token fetch counts against
+        // the attempt's deadline).
+        tokio::time::timeout_at(clock.deadline, p.credentials.apply(&mut req))
+            .await
+            .map_err(|_| {
+                GatewayError::timeout(format!(
+                    "provider `{}`: no credentials before the deadline",
+                    p.name()
+                ))
+            })??;
+        let answer = send(p, req, clock).await?;
+        let status = answer.resp.status();
+        match again.take() {
+            Some((retry, signer))
+                if !status.is_success() && signer.observe(status, answer.resp.headers()) =>
+            {
+                req = retry;
+            }
+            _ => break answer,
+        }
+    };
     let status = answer.resp.status();
     if !status.is_success() {
         let body = read_body(p, answer.resp, clock.deadline)

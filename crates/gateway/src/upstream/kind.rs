@@ -300,6 +300,11 @@ pub(crate) trait Signer: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<(), GatewayError>> + Send + 'a>>;
     /// Values never to be shown (scrubbed from relayed upstream errors).
     fn secrets(&self) -> Vec<String>;
+    /// Learns from a refused request (a clock skew the server's `Date` shows); `true`:
+    /// signing again may succeed, so the request is sent once more.
+    fn observe(&self, _status: StatusCode, _headers: &reqwest::header::HeaderMap) -> bool {
+        false
+    }
 }
 
 /// How a provider's credentials go on its requests. Static header credentials are built

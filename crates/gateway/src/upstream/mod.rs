@@ -3,6 +3,7 @@
 //! built-in test provider, §9).
 
 pub(crate) mod anthropic;
+pub(crate) mod aws;
 pub(crate) mod azure;
 pub(crate) mod bedrock;
 pub(crate) mod echo;
