@@ -564,3 +564,35 @@ session_token = "{TOKEN}"
         assert len([x for x in sim.requests() if x["path"].startswith("/model/")]) == 1
     finally:
         g.proc.stop()
+
+
+@pytest.mark.parametrize("model,calls", [("amazon.titan-embed-text-v2:0", 3), ("cohere.embed-english-v3", 1)])
+def test_embeddings_from_titan_and_cohere_on_bedrock(client, sim, model, calls):
+    texts = ["The food was delicious", "and the waiter", "very friendly indeed"]
+    sim.clear()
+    # The SDK asks for base64 floats by default.
+    r = client.embeddings.create(model=f"aws/{model}", input=texts)
+    assert [d.index for d in r.data] == [0, 1, 2]
+    assert all(len(d.embedding) == 1024 for d in r.data)
+    assert abs(sum(x * x for x in r.data[0].embedding) - 1) < 1e-3
+    sent = [x for x in sim.requests() if x["path"] == f"/model/{model}/invoke"]
+    assert len(sent) == calls
+    op = _MODEL.operation_model("InvokeModel")
+    for x in sent:
+        raw = base64.b64decode(x["headers"]["x-sim-raw-body"])
+        report = botocore.validate.ParamValidator().validate({"modelId": model, "body": raw}, op.input_shape)
+        assert not report.has_errors(), report.generate_report()
+    if calls == 3:
+        # One call per text (concurrently: in any order).
+        assert sorted(x["body"]["inputText"] for x in sent) == sorted(texts)
+        assert all(set(x["body"]) == {"inputText"} for x in sent)
+        assert r.usage.prompt_tokens == 4 + 3 + 3, "Titan's own counts (the simulator counts words)"
+        r = client.embeddings.create(model=f"aws/{model}", input="short", dimensions=256, encoding_format="float")
+        assert len(r.data[0].embedding) == 256
+        with pytest.raises(openai.BadRequestError):
+            client.embeddings.create(model=f"aws/{model}", input="x", dimensions=300)
+    else:
+        assert sent[0]["body"] == {"texts": texts, "input_type": "search_document"}
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="aws/amazon.nova-micro-v1:0", input="x")
+    assert "does not embed" in e.value.body["message"]

@@ -14,6 +14,10 @@
 //! minutes from its time is refused (403 `InvalidSignatureException`, its `Date` header
 //! showing its time), as Bedrock refuses it.
 //!
+//! Embedding models (`amazon.titan-embed-text-*`, `cohere.embed-*`) take their bodies as
+//! AWS documents them (no recording has them) and answer deterministic unit vectors
+//! (Titan: 1024 floats, or `dimensions`; Cohere: 1024) with Titan's token count.
+//!
 //! AWS's credential sources, for the gateway's standard chain: the ECS container endpoint
 //! (`/_aws/ecs`, `AWS_CONTAINER_CREDENTIALS_FULL_URI`), EC2 instance metadata (IMDSv2 under
 //! `/latest/`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`) and STS `AssumeRoleWithWebIdentity`
@@ -153,6 +157,9 @@ pub async fn model(
     let stream_op = match op.as_str() {
         "converse" => false,
         "converse-stream" => true,
+        "invoke" if model.contains("titan-embed") || model.contains("cohere.embed") => {
+            return embed(&model, &req)
+        }
         "invoke" | "invoke-with-response-stream" => return invoke(&req, op == "invoke"),
         "count-tokens" => return count_tokens(&req),
         _ => return error(404, "UnknownOperationException", "unknown operation"),
@@ -612,4 +619,76 @@ pub async fn sts(
         .header("content-type", "text/xml")
         .body(Body::from(xml))
         .unwrap_or_default()
+}
+
+/// A deterministic unit vector for `text`.
+fn unit_vector(text: &str, dims: usize) -> Vec<f64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let raw: Vec<f64> = (0..dims)
+        .map(|i| {
+            h = h
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(i as u64 | 1);
+            ((h >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        })
+        .collect();
+    let norm = raw
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    raw.into_iter().map(|x| x / norm).collect()
+}
+
+/// InvokeModel on an embedding model: see the module docs.
+fn embed(model: &str, req: &Value) -> Response {
+    let bad = |m: &str| {
+        error(
+            400,
+            "ValidationException",
+            &format!("Malformed input request: {m}"),
+        )
+    };
+    let Some(body) = req.as_object() else {
+        return bad("expected a JSON object");
+    };
+    if model.contains("titan-embed") {
+        let allowed = ["inputText", "dimensions", "normalize", "embeddingTypes"];
+        if let Some(k) = body.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return bad(&format!("#: extraneous key [{k}] is not permitted"));
+        }
+        let Some(text) = body.get("inputText").and_then(Value::as_str) else {
+            return bad("#: required key [inputText] not found");
+        };
+        let dims = match body.get("dimensions").map(Value::as_u64) {
+            None => 1024,
+            Some(Some(d @ (256 | 512 | 1024))) => d as usize,
+            Some(_) => return bad("#/dimensions: 256, 512 or 1024"),
+        };
+        let tokens = text.split_whitespace().count().max(1);
+        return json_ok(&serde_json::json!({
+            "embedding": unit_vector(text, dims),
+            "inputTextTokenCount": tokens,
+        }));
+    }
+    let Some(texts) = body.get("texts").and_then(Value::as_array) else {
+        return bad("#: required key [texts] not found");
+    };
+    if texts.len() > 96 || body.get("input_type").and_then(Value::as_str).is_none() {
+        return bad("#: texts (at most 96) and input_type are required");
+    }
+    let vectors: Vec<Vec<f64>> = texts
+        .iter()
+        .map(|t| unit_vector(t.as_str().unwrap_or_default(), 1024))
+        .collect();
+    json_ok(&serde_json::json!({
+        "id": "sim-embed",
+        "texts": texts,
+        "embeddings": vectors,
+        "response_type": "embeddings_floats",
+    }))
 }

@@ -30,6 +30,8 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 
+use jusinfer_translate::bedrock::embed;
+
 use super::kind::{Credentials, Signer};
 use super::{Endpoint, Provider};
 use crate::config::ProviderConfig;
@@ -48,6 +50,7 @@ pub(crate) fn url(
         (Endpoint::NativeMessages, false) => "invoke",
         (Endpoint::NativeMessages, true) => "invoke-with-response-stream",
         (Endpoint::CountTokens, _) if is_claude(model) => "count-tokens",
+        (Endpoint::Embeddings, _) if embed::Family::of(model).is_some() => "invoke",
         (Endpoint::Embeddings, _) => {
             return Err(crate::proxy::unsupported(p.kind(), p.name(), "embeddings"))
         }
@@ -67,6 +70,66 @@ pub(crate) fn url(
         }
     };
     p.url_with(&["model", model, op], None)
+}
+
+/// Calls in flight at once for one request's embeddings.
+const EMBED_CONCURRENCY: usize = 4;
+
+/// Embeds `inputs` with the Titan or Cohere model of `d` (InvokeModel, one text a call for
+/// Titan, batches for Cohere, at most [`EMBED_CONCURRENCY`] at once): the vectors in order
+/// and the prompt's tokens (Titan counts them; otherwise estimated from the size).
+pub(crate) async fn embed(
+    d: &crate::routing::Deployment,
+    inputs: &[String],
+    dimensions: Option<u32>,
+) -> Result<(Vec<Vec<f64>>, u64), GatewayError> {
+    let p = &*d.provider;
+    let family = embed::Family::of(&d.upstream_model).ok_or_else(|| {
+        GatewayError::bad_request(format!(
+            "`{}` does not embed: Bedrock embeds with Amazon Titan Text Embeddings and Cohere Embed.",
+            d.upstream_model
+        ))
+        .param("model")
+        .code("unsupported_value")
+    })?;
+    if inputs.len() > super::vertex::MAX_EMBED_INPUTS {
+        return Err(GatewayError::bad_request(format!(
+            "At most {} inputs can be embedded in one request; this one has {}.",
+            super::vertex::MAX_EMBED_INPUTS,
+            inputs.len()
+        ))
+        .param("input")
+        .code("too_many_inputs"));
+    }
+    let bodies = embed::requests(family, inputs, dimensions)
+        .map_err(|e| {
+            GatewayError::bad_request(e.0)
+                .param("dimensions")
+                .code("unsupported_value")
+        })?
+        .iter()
+        .map(|b| serde_json::to_vec(b).map(bytes::Bytes::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| GatewayError::internal(e.to_string()))?;
+    let answers =
+        super::execute::fan_out(d, Endpoint::Embeddings, bodies, EMBED_CONCURRENCY).await?;
+    let mut vectors = Vec::with_capacity(inputs.len());
+    let mut counted: Option<u64> = Some(0);
+    for a in &answers {
+        let (v, n) = embed::answer(family, a).map_err(|e| super::execute::malformed(p, &e))?;
+        vectors.extend(v);
+        counted = counted.zip(n).map(|(x, y)| x.saturating_add(y));
+    }
+    if vectors.len() != inputs.len() {
+        return Err(super::execute::malformed(
+            p,
+            "a different number of embeddings than inputs",
+        ));
+    }
+    let tokens = counted.unwrap_or_else(|| {
+        crate::limits::estimate_prompt_tokens(inputs.iter().map(String::len).sum())
+    });
+    Ok((vectors, tokens))
 }
 
 /// The `anthropic_version` InvokeModel wants in a Claude body.

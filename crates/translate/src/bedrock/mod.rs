@@ -9,6 +9,7 @@
 //! signature (or as redacted bytes), in `thinking_blocks`, so a client that returns the
 //! assistant message returns them byte for byte.
 
+pub mod embed;
 pub mod request;
 pub mod response;
 pub mod stream;

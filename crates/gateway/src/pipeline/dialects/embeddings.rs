@@ -1,5 +1,6 @@
-//! `POST /v1/embeddings`: passed through to OpenAI-shaped upstreams; the `echo` provider
-//! answers with deterministic vectors.
+//! `POST /v1/embeddings`: passed through to OpenAI-shaped upstreams; translated for Gemini
+//! and Vertex (`batchEmbedContents`, `:predict`) and Bedrock (Titan and Cohere through
+//! InvokeModel); the `echo` provider answers with deterministic vectors.
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -77,7 +78,16 @@ impl ClientDialect for Embeddings {
                 Ok(resp)
             }
             Speaks::Gemini => gemini(a, &d).await,
-            Speaks::Messages | Speaks::Converse => Err(proxy::unsupported(
+            Speaks::Converse => {
+                let inputs = texts(&a.p.req)?;
+                let price = crate::pipeline::admit::price_of(a.state, &d);
+                let r = &a.p.req;
+                let (vectors, tokens) =
+                    crate::upstream::bedrock::embed(&d, &inputs, r.dimensions).await?;
+                let base64 = r.encoding_format.as_deref() == Some("base64");
+                Ok(listed(vectors, base64, &d.upstream_model, tokens, price))
+            }
+            Speaks::Messages => Err(proxy::unsupported(
                 d.provider.kind(),
                 d.provider.name(),
                 "embeddings",
@@ -98,17 +108,7 @@ async fn gemini(
     d: &Deployment,
 ) -> Result<Response, GatewayError> {
     let r = &a.p.req;
-    let inputs: Vec<String> = match &r.input {
-        Input::One(s) => vec![s.clone()],
-        Input::Many(v) => v.clone(),
-        Input::Tokens(_) | Input::ManyTokens(_) => {
-            return Err(GatewayError::bad_request(
-                "This provider embeds text: send `input` as a string or an array of strings.",
-            )
-            .param("input")
-            .code("unsupported_value"))
-        }
-    };
+    let inputs = texts(r)?;
     let price = crate::pipeline::admit::price_of(a.state, d);
     let base64 = r.encoding_format.as_deref() == Some("base64");
     if d.provider.config.vertex.is_some() {
@@ -122,6 +122,19 @@ async fn gemini(
     // AI Studio reports no token count: the prompt is estimated from the inputs' size.
     let tokens = crate::limits::estimate_prompt_tokens(inputs.iter().map(String::len).sum());
     Ok(listed(vectors, base64, &d.upstream_model, tokens, price))
+}
+
+/// The texts to embed (providers that take text, not token ids).
+fn texts(r: &EmbeddingsRequest) -> Result<Vec<String>, GatewayError> {
+    match &r.input {
+        Input::One(s) => Ok(vec![s.clone()]),
+        Input::Many(v) => Ok(v.clone()),
+        Input::Tokens(_) | Input::ManyTokens(_) => Err(GatewayError::bad_request(
+            "This provider embeds text: send `input` as a string or an array of strings.",
+        )
+        .param("input")
+        .code("unsupported_value")),
+    }
 }
 
 /// OpenAI's embeddings list (the vectors as base64 floats when `base64`), its usage
