@@ -10,6 +10,8 @@
 //! else a 400 like Bedrock's) with the recorded Claude answers (the tool round trip when
 //! the body has tools); `/count-tokens` takes `input.invokeModel` or `input.converse`.
 //!
+//! `fast` is the benchmarks' fixed answer.
+//!
 //! `skewed` answers as a Bedrock whose clock is an hour ahead: a signature more than five
 //! minutes from its time is refused (403 `InvalidSignatureException`, its `Date` header
 //! showing its time), as Bedrock refuses it.
@@ -107,12 +109,14 @@ pub async fn model(
     body: Bytes,
 ) -> Response {
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    // The exact bytes too (base64, as a pseudo-header): a SigV4 signature covers them.
-    let mut seen = headers.clone();
-    if let Ok(v) = HeaderValue::from_str(&STANDARD.encode(&body)) {
-        seen.insert("x-sim-raw-body", v);
+    if !state.quiet {
+        // The exact bytes too (base64, as a pseudo-header): a SigV4 signature covers them.
+        let mut seen = headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&STANDARD.encode(&body)) {
+            seen.insert("x-sim-raw-body", v);
+        }
+        record(&state, uri.path(), &seen, &req);
     }
-    record(&state, uri.path(), &seen, &req);
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -176,6 +180,15 @@ pub async fn model(
     let turn = usize::from(answered);
     if scenario == "probe" {
         return probe(&req, answered, stream_op);
+    }
+    if scenario == "fast" && !stream_op {
+        // The benchmarks' fixed answer (the same text and usage as the other kinds').
+        return Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .header("x-amzn-RequestId", "sim-request-id")
+            .body(Body::from(FAST))
+            .unwrap_or_default();
     }
     if scenario == "skewed" {
         if let Some(refused) = skewed(&headers) {
@@ -382,6 +395,9 @@ fn probe(req: &Value, answered: bool, stream: bool) -> Response {
         .body(Body::from(stream_of(&answer)))
         .unwrap_or_default()
 }
+
+/// The `fast` scenario's Converse answer.
+const FAST: &str = r#"{"output":{"message":{"role":"assistant","content":[{"text":"Hello from the simulator."}]}},"stopReason":"end_turn","usage":{"inputTokens":9,"outputTokens":5,"totalTokens":14},"metrics":{"latencyMs":1}}"#;
 
 /// A Converse answer as the ConverseStream Bedrock would send for it: `messageStart`,
 /// each block (a tool use opened by `contentBlockStart`, its input in one fragment, as

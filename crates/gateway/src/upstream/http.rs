@@ -127,46 +127,47 @@ pub(crate) async fn exchange(
     clock: &Clock,
 ) -> Result<Answer, GatewayError> {
     let kind = p.upstream;
-    let url = (kind.url)(p, ex.endpoint, ex.model, ex.stream)?;
-    let mut req = p
-        .client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(ex.body);
-    for (k, v) in kind.fixed_headers {
-        if !ex.forward.iter().any(|(f, _)| f.eq_ignore_ascii_case(k)) {
-            req = req.header(*k, *v);
+    let build = |url: reqwest::Url| {
+        let mut req = p
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(ex.body.clone());
+        for (k, v) in kind.fixed_headers {
+            if !ex.forward.iter().any(|(f, _)| f.eq_ignore_ascii_case(k)) {
+                req = req.header(*k, *v);
+            }
         }
-    }
-    for (k, v) in ex.forward {
-        req = req.header(*k, v.as_str());
-    }
-    // Every answer is JSON unless streamed (InvokeModel reads `accept` as the model's
-    // answer type).
-    req = req.header(
-        "accept",
-        if ex.stream {
-            kind.stream_accept
-        } else {
-            "application/json"
-        },
-    );
-    for (k, v) in &p.config.headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let unsigned = req.build().map_err(|e| {
-        GatewayError::internal(format!(
-            "provider `{}`: the request could not be built: {e}",
-            p.name()
-        ))
-    })?;
-    // A signer may see why a request was refused (its clock skewed from the server's) and
-    // sign it once more.
+        for (k, v) in ex.forward {
+            req = req.header(*k, v.as_str());
+        }
+        // Every answer is JSON unless streamed (InvokeModel reads `accept` as the model's
+        // answer type).
+        req = req.header(
+            "accept",
+            if ex.stream {
+                kind.stream_accept
+            } else {
+                "application/json"
+            },
+        );
+        for (k, v) in &p.config.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        req.build().map_err(|e| {
+            GatewayError::internal(format!(
+                "provider `{}`: the request could not be built: {e}",
+                p.name()
+            ))
+        })
+    };
+    let mut req = build((kind.url)(p, ex.endpoint, ex.model, ex.stream)?)?;
+    // A signer may see why a request was refused (its clock skewed from the server's):
+    // the request is built and signed once more.
     let mut again = match &p.credentials {
-        super::Credentials::Signer(s) => unsigned.try_clone().map(|r| (r, s.clone())),
+        super::Credentials::Signer(s) => Some(s),
         _ => None,
     };
-    let mut req = unsigned;
     let answer = loop {
         // Last: a signer signs the request as it will be sent (a token fetch counts against
         // the attempt's deadline).
@@ -181,10 +182,10 @@ pub(crate) async fn exchange(
         let answer = send(p, req, clock).await?;
         let status = answer.resp.status();
         match again.take() {
-            Some((retry, signer))
+            Some(signer)
                 if !status.is_success() && signer.observe(status, answer.resp.headers()) =>
             {
-                req = retry;
+                req = build((kind.url)(p, ex.endpoint, ex.model, ex.stream)?)?;
             }
             _ => break answer,
         }
