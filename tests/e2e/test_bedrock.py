@@ -249,9 +249,13 @@ def test_count_tokens_for_claude_on_bedrock(gw, sim):
     assert not report.has_errors(), report.generate_report()
     inner = json.loads(base64.b64decode(sent["body"]["input"]["invokeModel"]["body"]))
     assert inner == {"messages": msgs, "tools": [tool], "max_tokens": 1, "anthropic_version": "bedrock-2023-05-31"}
+    # A cross-region inference profile is counted as its foundation model.
+    sim.clear()
+    a.messages.count_tokens(model=f"aws/us.{model}", messages=msgs)
+    assert sim.last()["path"] == f"/model/{model}/count-tokens"
     # Bedrock's refusal in Anthropic's shape; a model Bedrock cannot count is estimated.
     with pytest.raises(anthropic.BadRequestError) as e:
-        a.messages.count_tokens(model="aws/us.anthropic.invalid", messages=msgs)
+        a.messages.count_tokens(model="aws/anthropic.invalid", messages=msgs)
     assert "model identifier is invalid" in e.value.body["error"]["message"]
     r = a.messages.with_raw_response.count_tokens(model="aws/amazon.nova-micro-v1:0", messages=msgs)
     assert r.headers["x-jusinfer-token-count"].startswith("estimated")

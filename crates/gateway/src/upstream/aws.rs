@@ -6,11 +6,12 @@
 //! or TLS library.
 //!
 //! Credentials are cached and fetched again [`REFRESH_BEFORE`] their expiry, one fetch at a
-//! time; while a refresh fails, credentials that have not yet expired are still used.
+//! time; while a refresh fails, credentials that have not yet expired are still used, and a
+//! failed fetch is not tried again for [`RETRY_AFTER_FAILURE`].
 //! They never reach a log (`aws-credential-types` redacts them in `Debug`).
 
 use std::sync::RwLock;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_runtime_api::client::http::{
@@ -41,9 +42,13 @@ pub(crate) struct Chain {
     source: OnceCell<Option<SharedCredentialsProvider>>,
     /// The last credentials and when they expire (`None`: long-term keys).
     cached: RwLock<Option<(Identity, Option<SystemTime>)>>,
-    /// One fetch at a time.
-    refresh: Mutex<()>,
+    /// One fetch at a time; the last one's failure, if it failed (no fetch again for
+    /// [`RETRY_AFTER_FAILURE`]: requests get that failure, or keys not yet expired).
+    refresh: Mutex<Option<(Instant, GatewayError)>>,
 }
+
+/// How long a failed fetch is not tried again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(15);
 
 impl Chain {
     pub(crate) fn new(
@@ -59,7 +64,7 @@ impl Chain {
             client,
             source: OnceCell::new(),
             cached: RwLock::new(None),
-            refresh: Mutex::new(()),
+            refresh: Mutex::new(None),
         }
     }
 
@@ -84,15 +89,31 @@ impl Chain {
         if let Some(id) = self.cached(SystemTime::now(), true) {
             return Ok(id);
         }
-        let _one = self.refresh.lock().await;
+        let mut failed = self.refresh.lock().await;
         // Another request may have fetched them while this one waited.
         if let Some(id) = self.cached(SystemTime::now(), true) {
             return Ok(id);
         }
-        match self.fetch().await {
-            Ok(id) => Ok(id),
-            // A failed refresh: credentials not yet expired still sign.
-            Err(e) => self.cached(SystemTime::now(), false).ok_or(e),
+        let result = match failed.as_ref() {
+            // Failed a moment ago: not tried again yet.
+            Some((at, e)) if at.elapsed() < RETRY_AFTER_FAILURE => Err(e.clone()),
+            _ => self.fetch().await,
+        };
+        match result {
+            Ok(id) => {
+                *failed = None;
+                Ok(id)
+            }
+            Err(e) => {
+                if failed
+                    .as_ref()
+                    .is_none_or(|(at, _)| at.elapsed() >= RETRY_AFTER_FAILURE)
+                {
+                    *failed = Some((Instant::now(), e.clone()));
+                }
+                // A failed refresh: credentials not yet expired still sign.
+                self.cached(SystemTime::now(), false).ok_or(e)
+            }
         }
     }
 
@@ -118,11 +139,16 @@ impl Chain {
             .code("upstream_auth_error"));
         };
         let creds = source.provide_credentials().await.map_err(|e| {
-            // The chain's messages name sources and causes, never a secret.
+            // The chain's detail (which may quote a `credential_process`'s output) goes to
+            // the log, not to clients.
+            tracing::warn!(
+                provider = %self.provider,
+                error = %aws_smithy_types::error::display::DisplayErrorContext(&e),
+                "no AWS credentials from the standard chain"
+            );
             GatewayError::upstream(format!(
-                "provider `{}`: no AWS credentials from the standard chain: {}",
-                self.provider,
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
+                "provider `{}`: no AWS credentials from the standard chain (see the gateway's log)",
+                self.provider
             ))
             .code("upstream_auth_error")
         })?;
@@ -206,16 +232,19 @@ impl HttpConnector for ReqwestConnector {
                 .iter()
                 .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_owned())))
                 .collect();
-            if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
-                return Err(bad("a credential answer over 1 MiB".to_owned()));
-            }
-            let bytes = resp
-                .bytes()
+            let mut resp = resp;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
                 .await
-                .map_err(|e| ConnectorError::io(e.into()))?;
-            if bytes.len() > MAX_ANSWER {
-                return Err(bad("a credential answer over 1 MiB".to_owned()));
+                .map_err(|e| ConnectorError::io(e.into()))?
+            {
+                if body.len() + chunk.len() > MAX_ANSWER {
+                    return Err(bad("a credential answer over 1 MiB".to_owned()));
+                }
+                body.extend_from_slice(&chunk);
             }
+            let bytes = bytes::Bytes::from(body);
             let status = status.try_into().map_err(|e| bad(format!("{e}")))?;
             let mut out = HttpResponse::new(status, SdkBody::from(bytes));
             for (k, v) in headers {

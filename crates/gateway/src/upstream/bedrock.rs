@@ -49,7 +49,10 @@ pub(crate) fn url(
         (Endpoint::ChatCompletions, true) => "converse-stream",
         (Endpoint::NativeMessages, false) => "invoke",
         (Endpoint::NativeMessages, true) => "invoke-with-response-stream",
-        (Endpoint::CountTokens, _) if is_claude(model) => "count-tokens",
+        // CountTokens takes a foundation model, not a cross-region inference profile.
+        (Endpoint::CountTokens, _) if is_claude(model) => {
+            return p.url_with(&["model", foundation_model(model), "count-tokens"], None)
+        }
         (Endpoint::Embeddings, _) if embed::Family::of(model).is_some() => "invoke",
         (Endpoint::Embeddings, _) => {
             return Err(crate::proxy::unsupported(p.kind(), p.name(), "embeddings"))
@@ -139,6 +142,23 @@ pub(crate) const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 /// `us.anthropic.…`, or an ARN naming one): the models that take Messages bodies.
 pub(crate) fn is_claude(model: &str) -> bool {
     model.contains("anthropic.")
+}
+
+/// The foundation model an id names: `us.anthropic.claude-…` (a cross-region inference
+/// profile, or an ARN ending in one) is `anthropic.claude-…`.
+pub(crate) fn foundation_model(model: &str) -> &str {
+    let id = match model.strip_prefix("arn:") {
+        Some(arn) => arn.rsplit('/').next().unwrap_or(model),
+        None => model,
+    };
+    match id.split_once('.') {
+        Some((region, rest))
+            if ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"].contains(&region) =>
+        {
+            rest
+        }
+        _ => id,
+    }
 }
 
 /// A Messages body as InvokeModel takes it for Claude, as Anthropic's Bedrock SDK builds
@@ -255,6 +275,9 @@ struct SigV4 {
 /// Skews smaller than this are left alone (SigV4 tolerates five minutes).
 const SKEW_TOLERATED: i64 = 60;
 
+/// Skews larger than this are not believed.
+const SKEW_BELIEVED: i64 = 24 * 3600;
+
 impl Signer for SigV4 {
     fn sign<'a>(
         &'a self,
@@ -271,11 +294,13 @@ impl Signer for SigV4 {
             };
             let skew = self.skew.load(Ordering::Relaxed);
             let now = SystemTime::now();
+            let by = Duration::from_secs(skew.unsigned_abs());
             let time = if skew >= 0 {
-                now + Duration::from_secs(skew.unsigned_abs())
+                now.checked_add(by)
             } else {
-                now - Duration::from_secs(skew.unsigned_abs())
-            };
+                now.checked_sub(by)
+            }
+            .unwrap_or(now);
             let params = v4::SigningParams::builder()
                 .identity(&identity)
                 .region(&self.region)
@@ -340,9 +365,10 @@ impl Signer for SigV4 {
             return false;
         };
         let local = aws_smithy_types::DateTime::from(SystemTime::now());
-        let skew = server.secs() - local.secs();
+        let skew = server.secs().saturating_sub(local.secs());
         let known = self.skew.load(Ordering::Relaxed);
-        if (skew - known).abs() < SKEW_TOLERATED {
+        // A `Date` a day or more away is not a clock's drift: never signed with.
+        if skew.abs() > SKEW_BELIEVED || (skew - known).abs() < SKEW_TOLERATED {
             return false;
         }
         tracing::warn!(
@@ -396,6 +422,56 @@ mod tests {
             .find(|p| p.name == "aws")
             .expect("aws");
         Provider::new(p).expect("provider")
+    }
+
+    #[test]
+    fn token_counts_name_the_foundation_model() {
+        let p = provider();
+        for id in [
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "arn:aws:bedrock:eu-west-3:123456789012:inference-profile/eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ] {
+            let u = url(&p, Endpoint::CountTokens, id, false).expect("url");
+            assert_eq!(
+                u.path(),
+                "/model/anthropic.claude-sonnet-4-5-20250929-v1:0/count-tokens",
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_date_no_clock_could_drift_to_is_not_believed() {
+        let signer = SigV4 {
+            region: "us-east-1".to_owned(),
+            keys: Keys::Static(
+                aws_credential_types::Credentials::new("A", "s", None, None, "t").into(),
+            ),
+            secrets: Vec::new(),
+            skew: AtomicI64::new(0),
+        };
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            "date",
+            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
+        );
+        assert!(!signer.observe(StatusCode::FORBIDDEN, &h));
+        assert_eq!(signer.skew.load(Ordering::Relaxed), 0);
+        let ahead = aws_smithy_types::DateTime::from_secs(
+            aws_smithy_types::DateTime::from(SystemTime::now()).secs() + 3600,
+        )
+        .fmt(aws_smithy_types::date_time::Format::HttpDate)
+        .expect("date");
+        h.insert("date", HeaderValue::from_str(&ahead).expect("header"));
+        assert!(
+            !signer.observe(StatusCode::BAD_REQUEST, &h),
+            "only refusals"
+        );
+        assert!(signer.observe(StatusCode::FORBIDDEN, &h));
+        assert!((signer.skew.load(Ordering::Relaxed) - 3600).abs() <= 2);
+        assert!(!signer.observe(StatusCode::FORBIDDEN, &h), "learned once");
     }
 
     #[test]

@@ -168,6 +168,9 @@ pub(crate) async fn exchange(
         super::Credentials::Signer(s) => Some(s),
         _ => None,
     };
+    // The session token a signer put on the request (temporary keys fetched at run time,
+    // which the provider's fixed secrets cannot list), scrubbed from errors too.
+    let mut token = None;
     let answer = loop {
         // Last: a signer signs the request as it will be sent (a token fetch counts against
         // the attempt's deadline).
@@ -179,6 +182,9 @@ pub(crate) async fn exchange(
                     p.name()
                 ))
             })??;
+        if matches!(p.credentials, super::Credentials::Signer(_)) {
+            token = req.headers().get("x-amz-security-token").cloned();
+        }
         let answer = send(p, req, clock).await?;
         let status = answer.resp.status();
         match again.take() {
@@ -197,7 +203,9 @@ pub(crate) async fn exchange(
             .unwrap_or_default();
         let mut e = (kind.map_status)(p, status, &body);
         // Never relay (or log) a secret an upstream quotes back.
-        e.message = crate::error::scrub(&e.message, &p.secrets());
+        let mut secrets = p.secrets();
+        secrets.extend(token.as_ref().and_then(|t| t.to_str().ok()));
+        e.message = crate::error::scrub(&e.message, &secrets);
         // The header wins; else what the body said (Google's `RetryInfo`).
         e.retry_after_ms = answer.retry_after.or(e.retry_after_ms);
         e.fault = if status == StatusCode::TOO_MANY_REQUESTS {

@@ -359,7 +359,9 @@ impl crate::StreamTranslator for BedrockToChat {
                         input,
                     } = &block
                     {
-                        let v = serde_json::from_str(input).unwrap_or_default();
+                        let v = serde_json::from_str(input).map_err(|e| StreamError {
+                            message: format!("upstream's JSON answer does not parse ({e})"),
+                        })?;
                         let m = crate::anthropic::JsonMode {
                             tool_name: String::new(),
                             wrapped: true,
