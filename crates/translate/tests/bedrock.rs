@@ -461,6 +461,68 @@ fn a_stream_cut_before_message_stop_is_an_error() {
 }
 
 #[test]
+fn an_upstream_opening_blocks_without_end_is_refused_not_held() {
+    let mut bytes = frame("event", "messageStart", r#"{"role":"assistant"}"#);
+    // Tool blocks 0..=256 opened, none stopped: the 257th is one too many.
+    for i in 0..=256 {
+        bytes.extend(frame(
+            "event",
+            "contentBlockStart",
+            &format!(
+                r#"{{"contentBlockIndex":{i},"start":{{"toolUse":{{"toolUseId":"t{i}","name":"now"}}}}}}"#
+            ),
+        ));
+    }
+    let e = run(&[&bytes], false).expect_err("too many open blocks");
+    assert!(e.contains("more than 256 content blocks"), "{e}");
+    // Opened and stopped one at a time, as many are fine.
+    let mut bytes = frame("event", "messageStart", r#"{"role":"assistant"}"#);
+    for i in 0..300 {
+        bytes.extend(frame(
+            "event",
+            "contentBlockStart",
+            &format!(
+                r#"{{"contentBlockIndex":{i},"start":{{"toolUse":{{"toolUseId":"t{i}","name":"now"}}}}}}"#
+            ),
+        ));
+        bytes.extend(frame(
+            "event",
+            "contentBlockStop",
+            &format!(r#"{{"contentBlockIndex":{i}}}"#),
+        ));
+    }
+    bytes.extend(frame(
+        "event",
+        "messageStop",
+        r#"{"stopReason":"tool_use"}"#,
+    ));
+    let (out, _) = run(&[&bytes], false).expect("closed blocks are not held");
+    let calls = chunks(&out)
+        .iter()
+        .filter(|c| c["choices"][0]["delta"]["tool_calls"][0]["id"].is_string())
+        .count();
+    assert_eq!(calls, 300);
+}
+
+#[test]
+fn a_reasoning_block_past_the_held_bound_is_refused() {
+    let mut bytes = frame("event", "messageStart", r#"{"role":"assistant"}"#);
+    // 17 deltas of 512 KiB (a frame holds at most 1 MiB): past 8 MiB at the 17th.
+    let piece = "x".repeat(512 << 10);
+    for _ in 0..17 {
+        bytes.extend(frame(
+            "event",
+            "contentBlockDelta",
+            &format!(
+                r#"{{"contentBlockIndex":0,"delta":{{"reasoningContent":{{"text":"{piece}"}}}}}}"#
+            ),
+        ));
+    }
+    let e = run(&[&bytes], false).expect_err("reasoning held past 8 MiB");
+    assert!(e.contains("reasoning block is too large"), "{e}");
+}
+
+#[test]
 fn a_call_streamed_without_input_has_empty_object_arguments() {
     let mut bytes = frame("event", "messageStart", r#"{"role":"assistant"}"#);
     bytes.extend(frame(

@@ -70,8 +70,19 @@ pub struct BedrockToChat {
 
 const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
 
-/// The most of a wrapped JSON-mode answer held back until its block ends.
+/// The most of a wrapped JSON-mode answer, or of one reasoning block's text and
+/// signature, held back until its block ends.
 const MAX_JSON_BYTES: usize = 8 << 20;
+
+/// The most content blocks open at once (models open a handful; an upstream opening
+/// more is refused rather than held, and block lookups stay short).
+const MAX_OPEN_BLOCKS: usize = 256;
+
+fn too_many_blocks() -> StreamError {
+    StreamError {
+        message: format!("upstream opened more than {MAX_OPEN_BLOCKS} content blocks at once"),
+    }
+}
 
 fn parse<T: DeserializeOwned>(ev: &Event, name: &str) -> Result<T, StreamError> {
     serde_json::from_slice(&ev.data).map_err(|e| StreamError {
@@ -199,6 +210,9 @@ impl crate::StreamTranslator for BedrockToChat {
                         .as_ref()
                         .is_some_and(|t| t.name == m.tool_name)
                 });
+                if self.blocks.len() >= MAX_OPEN_BLOCKS {
+                    return Err(too_many_blocks());
+                }
                 if let Some(m) = json {
                     let wrapped = m.wrapped;
                     self.blocks.push((
@@ -312,6 +326,9 @@ impl crate::StreamTranslator for BedrockToChat {
                         return Ok(());
                     }
                     if self.block(at).is_none() {
+                        if self.blocks.len() >= MAX_OPEN_BLOCKS {
+                            return Err(too_many_blocks());
+                        }
                         let index = self.next_thinking;
                         self.next_thinking += 1;
                         self.blocks.push((
@@ -331,6 +348,13 @@ impl crate::StreamTranslator for BedrockToChat {
                             message: format!("upstream sent reasoning into tool block {at}"),
                         });
                     };
+                    let adds = r.signature.as_ref().map_or(0, String::len)
+                        + r.text.as_ref().map_or(0, String::len);
+                    if text.len() + signature.len() + adds > MAX_JSON_BYTES {
+                        return Err(StreamError {
+                            message: "upstream's reasoning block is too large".to_owned(),
+                        });
+                    }
                     if let Some(s) = &r.signature {
                         signature.push_str(s);
                     }
