@@ -21,6 +21,41 @@ pub struct JsonMode {
 /// The key a wrapped (non-object) JSON-mode schema is placed under.
 pub const WRAPPED_KEY: &str = "value";
 
+/// JSON mode's forced tool for `response_format` (`json_object` / `json_schema`): its
+/// input schema (the requested one, under [`WRAPPED_KEY`] when not an object: tool inputs
+/// are objects) and how its input reads back. `None` for any other format. Shared by the
+/// Messages and Converse translations.
+pub fn json_mode_tool(
+    rf: &jusinfer_wire::chat::ResponseFormat,
+) -> Option<(serde_json::Value, JsonMode)> {
+    use serde_json::{json, Value};
+    let (schema, tool_name) = match rf.kind.as_str() {
+        "json_object" => (json!({"type": "object"}), "json_response".to_owned()),
+        "json_schema" => {
+            let js = rf.json_schema.as_ref();
+            let schema = js
+                .and_then(|s| s.schema.clone())
+                .unwrap_or(json!({"type": "object"}));
+            let name = js.map_or_else(
+                || "json_response".to_owned(),
+                |s| request::tool_name(&s.name),
+            );
+            (schema, name)
+        }
+        _ => return None,
+    };
+    let wrapped = schema.get("type").and_then(Value::as_str) != Some("object");
+    let schema = if wrapped {
+        json!({"type": "object", "properties": {WRAPPED_KEY: schema}, "required": [WRAPPED_KEY]})
+    } else {
+        schema
+    };
+    Some((schema, JsonMode { tool_name, wrapped }))
+}
+
+/// The JSON-mode tool's description.
+pub const JSON_MODE_DESCRIPTION: &str = "Respond with a JSON value matching this schema.";
+
 /// Anthropic `stop_reason` → OpenAI `finish_reason` (§4).
 pub fn finish_reason(stop_reason: Option<&str>, json_mode: bool) -> &'static str {
     match stop_reason {

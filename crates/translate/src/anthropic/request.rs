@@ -10,7 +10,7 @@ use jusinfer_wire::chat::{
 };
 use serde_json::{json, Value};
 
-use super::{JsonMode, WRAPPED_KEY};
+use super::JsonMode;
 
 /// What the caller knows that the request does not say.
 #[derive(Debug, Clone)]
@@ -136,50 +136,27 @@ pub fn chat_to_messages(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
 
     // JSON mode: a forced tool whose input schema is the requested schema.
     let mut json_mode = None;
-    if let Some(rf) = &req.response_format {
-        let schema = match rf.kind.as_str() {
-            "json_object" => Some((json!({"type": "object"}), "json_response".to_owned())),
-            "json_schema" => {
-                let js = rf.json_schema.as_ref();
-                let schema = js
-                    .and_then(|s| s.schema.clone())
-                    .unwrap_or(json!({"type": "object"}));
-                Some((
-                    schema,
-                    js.map_or_else(|| "json_response".to_owned(), |s| tool_name(&s.name)),
-                ))
-            }
-            _ => None,
-        };
-        if let Some((schema, name)) = schema {
-            let wrapped = schema.get("type").and_then(Value::as_str) != Some("object");
-            let input_schema = if wrapped {
-                json!({"type": "object", "properties": {WRAPPED_KEY: schema}, "required": [WRAPPED_KEY]})
-            } else {
-                schema
-            };
-            let client_tools = !tools.is_empty();
-            tools.push(Tool {
+    if let Some((input_schema, mode)) = req.response_format.as_ref().and_then(super::json_mode_tool)
+    {
+        let name = mode.tool_name.clone();
+        let client_tools = !tools.is_empty();
+        tools.push(Tool {
+            name: name.clone(),
+            description: Some(super::JSON_MODE_DESCRIPTION.to_owned()),
+            input_schema,
+            cache_control: None,
+        });
+        if !client_tools {
+            tool_choice = Some(ToolChoice::Tool {
                 name: name.clone(),
-                description: Some("Respond with a JSON value matching this schema.".to_owned()),
-                input_schema,
-                cache_control: None,
+                disable_parallel_tool_use: None,
             });
-            if !client_tools {
-                tool_choice = Some(ToolChoice::Tool {
-                    name: name.clone(),
-                    disable_parallel_tool_use: None,
-                });
-            } else if tool_choice.is_none() {
-                tool_choice = Some(ToolChoice::Any {
-                    disable_parallel_tool_use: None,
-                });
-            }
-            json_mode = Some(JsonMode {
-                tool_name: name,
-                wrapped,
+        } else if tool_choice.is_none() {
+            tool_choice = Some(ToolChoice::Any {
+                disable_parallel_tool_use: None,
             });
         }
+        json_mode = Some(mode);
     }
 
     // parallel_tool_calls=false: disable_parallel_tool_use on auto/any/tool. Anthropic's

@@ -25,7 +25,6 @@ use serde_json::{json, Map, Value};
 
 pub use crate::anthropic::request::Error;
 pub use crate::anthropic::JsonMode;
-use crate::anthropic::WRAPPED_KEY;
 // A call's `arguments` as the object Converse wants (`""` is `{}`), and a refusal naming
 // its field: as for Gemini.
 use crate::gemini::request::{arguments, bad};
@@ -314,40 +313,13 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
 /// JSON mode's tool: the requested schema as its input schema (under `value` when it is not
 /// an object: tool inputs are objects), named by the schema.
 fn json_tool(req: &ChatRequest) -> Option<(Value, JsonMode)> {
-    let rf = req.response_format.as_ref()?;
-    let (schema, name) = match rf.kind.as_str() {
-        "json_object" => (json!({"type": "object"}), "json_response".to_owned()),
-        "json_schema" => {
-            let js = rf.json_schema.as_ref();
-            let schema = js
-                .and_then(|s| s.schema.clone())
-                .unwrap_or(json!({"type": "object"}));
-            let name = js.map_or_else(
-                || "json_response".to_owned(),
-                |s| crate::anthropic::request::tool_name(&s.name),
-            );
-            (schema, name)
-        }
-        _ => return None,
-    };
-    let wrapped = schema.get("type").and_then(Value::as_str) != Some("object");
-    let schema = if wrapped {
-        json!({"type": "object", "properties": {WRAPPED_KEY: schema}, "required": [WRAPPED_KEY]})
-    } else {
-        schema
-    };
+    let (schema, mode) = crate::anthropic::json_mode_tool(req.response_format.as_ref()?)?;
     let spec = spec(
-        &name,
-        Some("Respond with a JSON value matching this schema."),
+        &mode.tool_name,
+        Some(crate::anthropic::JSON_MODE_DESCRIPTION),
         Some(&schema),
     );
-    Some((
-        spec,
-        JsonMode {
-            tool_name: name,
-            wrapped,
-        },
-    ))
+    Some((spec, mode))
 }
 
 fn spec(name: &str, description: Option<&str>, parameters: Option<&Value>) -> Value {
