@@ -118,17 +118,7 @@ impl Prices {
 /// inference-profile ARN ending `/eu.amazon.nova-pro-v1:0` name `anthropic.claude-…-v1:0`
 /// and `amazon.nova-pro-v1:0`. `None` for ids that are not Bedrock's.
 fn bedrock_base(model: &str) -> Option<&str> {
-    let id = match model.strip_prefix("arn:") {
-        Some(arn) => arn.rsplit('/').next()?,
-        None => model,
-    };
-    const REGIONS: &[&str] = &[
-        "us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.",
-    ];
-    let id = REGIONS
-        .iter()
-        .find_map(|r| id.strip_prefix(r))
-        .unwrap_or(id);
+    let id = crate::upstream::bedrock::foundation_model(model);
     const VENDORS: &[&str] = &[
         "anthropic.",
         "amazon.",

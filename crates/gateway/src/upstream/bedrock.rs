@@ -95,15 +95,7 @@ pub(crate) async fn embed(
         .param("model")
         .code("unsupported_value")
     })?;
-    if inputs.len() > super::vertex::MAX_EMBED_INPUTS {
-        return Err(GatewayError::bad_request(format!(
-            "At most {} inputs can be embedded in one request; this one has {}.",
-            super::vertex::MAX_EMBED_INPUTS,
-            inputs.len()
-        ))
-        .param("input")
-        .code("too_many_inputs"));
-    }
+    super::vertex::check_embed_inputs(inputs.len())?;
     let bodies = embed::requests(family, inputs, dimensions)
         .map_err(|e| {
             GatewayError::bad_request(e.0)

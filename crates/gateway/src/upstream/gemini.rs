@@ -106,15 +106,7 @@ pub(crate) async fn embed<T: serde::Serialize + Sync>(
     requests: &[T],
 ) -> Result<Vec<Vec<f64>>, GatewayError> {
     use jusinfer_translate::gemini::embed::BatchEmbedResponse;
-    if requests.len() > super::vertex::MAX_EMBED_INPUTS {
-        return Err(GatewayError::bad_request(format!(
-            "At most {} inputs can be embedded in one request; this one has {}.",
-            super::vertex::MAX_EMBED_INPUTS,
-            requests.len()
-        ))
-        .param("input")
-        .code("too_many_inputs"));
-    }
+    super::vertex::check_embed_inputs(requests.len())?;
     let p = &*d.provider;
     let bodies = requests
         .chunks(EMBED_BATCH)

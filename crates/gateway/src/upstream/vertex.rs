@@ -105,6 +105,18 @@ const EMBED_CONCURRENCY: usize = 8;
 /// into more upstream calls than this.
 pub(crate) const MAX_EMBED_INPUTS: usize = 2048;
 
+/// 400 `too_many_inputs` past [`MAX_EMBED_INPUTS`] (every embedding kind checks first).
+pub(crate) fn check_embed_inputs(n: usize) -> Result<(), GatewayError> {
+    if n > MAX_EMBED_INPUTS {
+        return Err(GatewayError::bad_request(format!(
+            "At most {MAX_EMBED_INPUTS} inputs can be embedded in one request; this one has {n}."
+        ))
+        .param("input")
+        .code("too_many_inputs"));
+    }
+    Ok(())
+}
+
 /// Embeds `texts` with the Vertex model of `d` (`:predict`, as many calls as the model
 /// needs, at most [`EMBED_CONCURRENCY`] at once, the vectors in order): the vectors and
 /// the tokens Vertex counted. `task`: the `task_type` of every instance.
@@ -135,14 +147,7 @@ pub(crate) async fn embed(
         #[serde(default)]
         token_count: f64,
     }
-    if texts.len() > MAX_EMBED_INPUTS {
-        return Err(GatewayError::bad_request(format!(
-            "At most {MAX_EMBED_INPUTS} inputs can be embedded in one request; this one has {}.",
-            texts.len()
-        ))
-        .param("input")
-        .code("too_many_inputs"));
-    }
+    check_embed_inputs(texts.len())?;
     let p = &*d.provider;
     let per_call = instances_per_call(&d.upstream_model);
     let bodies = texts
