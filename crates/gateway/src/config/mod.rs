@@ -111,7 +111,7 @@ impl Default for Timeouts {
 }
 
 /// One resolved provider.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
@@ -158,6 +158,26 @@ impl std::fmt::Debug for AwsKeys {
         // Never the secret or the token.
         f.debug_struct("AwsKeys")
             .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key or header values (they carry credentials too): names only.
+        let headers: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ProviderConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("models", &self.models)
+            .field("headers", &headers)
+            .field("timeouts", &self.timeouts)
+            .field("retries", &self.retries)
+            .field("vertex", &self.vertex)
+            .field("azure", &self.azure)
+            .field("bedrock", &self.bedrock)
             .finish_non_exhaustive()
     }
 }
@@ -558,6 +578,38 @@ mod tests {
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse(text, Some(Path::new("j.toml")), &env)
+    }
+
+    #[test]
+    fn debug_output_never_shows_keys_or_header_values() {
+        let text = r#"
+[providers.a]
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:9/v1"
+api_key = "sk-very-secret-1"
+headers = { "x-portkey-api-key" = "hdr-secret-2" }
+models = ["m1"]
+
+[providers.b]
+kind = "bedrock"
+region = "us-east-1"
+access_key_id = "AKIDEXAMPLE"
+secret_access_key = "aws-secret-3"
+session_token = "aws-token-4"
+"#;
+        let c = p(text).expect("valid");
+        let raw: RawConfig = toml::from_str(text).expect("raw");
+        let shown = format!("{:?} {:?}", c.providers, raw.providers);
+        for secret in [
+            "sk-very-secret-1",
+            "hdr-secret-2",
+            "aws-secret-3",
+            "aws-token-4",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // What identifies them still shows.
+        assert!(shown.contains("x-portkey-api-key") && shown.contains("AKIDEXAMPLE"));
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub struct RawBreaker {
     pub cooldown: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub kind: ProviderKind,
@@ -128,6 +128,20 @@ pub struct RawProvider {
     /// Amazon Bedrock, SigV4 from AWS's standard credential chain: the shared config
     /// profile to read (default `AWS_PROFILE`, then `default`).
     pub aws_profile: Option<String>,
+}
+
+impl std::fmt::Debug for RawProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a key, secret, token or header value: the rest of the file says enough.
+        f.debug_struct("RawProvider")
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("models", &self.models)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Seconds; fractions allowed.
