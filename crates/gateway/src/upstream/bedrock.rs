@@ -306,15 +306,14 @@ impl Signer for SigV4 {
                 .body()
                 .and_then(reqwest::Body::as_bytes)
                 .unwrap_or_default();
-            let headers: Vec<(&str, &str)> = req
+            let headers = req
                 .headers()
                 .iter()
-                .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
-                .collect();
+                .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)));
             let signable = SignableRequest::new(
                 req.method().as_str(),
                 req.url().as_str(),
-                headers.into_iter(),
+                headers,
                 SignableBody::Bytes(body),
             )
             .map_err(|e| failed(e.to_string()))?;

@@ -15,7 +15,7 @@ use jusinfer_translate::pipe::Relay;
 use jusinfer_translate::StreamTranslator;
 use jusinfer_wire::anthropic::MessagesResponse;
 use jusinfer_wire::bedrock::ConverseResponse;
-use jusinfer_wire::chat::ChatRequest;
+use jusinfer_wire::chat::{ChatCompletion, ChatRequest};
 use jusinfer_wire::gemini::GenerateContentResponse;
 use serde::Deserialize as _;
 use serde_json::{Map, Value};
@@ -316,8 +316,22 @@ impl Back {
         bytes: &[u8],
         created: u64,
     ) -> Result<Map<String, Value>, GatewayError> {
-        match self {
-            Back::Chat | Back::Local => json_object(p, bytes),
+        match self.translated(p, bytes, created)? {
+            Some(c) => as_map(&c),
+            None => json_object(p, bytes),
+        }
+    }
+
+    /// A whole answer of another dialect as a typed `chat.completion`; `None` when the
+    /// upstream answered in Chat already (its JSON is the completion).
+    pub(crate) fn translated(
+        &self,
+        p: &Provider,
+        bytes: &[u8],
+        created: u64,
+    ) -> Result<Option<ChatCompletion>, GatewayError> {
+        Ok(Some(match self {
+            Back::Chat | Back::Local => return Ok(None),
             Back::Messages { json_mode } => {
                 let msg: MessagesResponse = serde_json::from_slice(bytes).map_err(|e| {
                     malformed(
@@ -325,8 +339,7 @@ impl Back {
                         &format!("a response that is not a Messages response ({e})"),
                     )
                 })?;
-                let c = anthropic::response::messages_to_chat(&msg, created, json_mode.as_ref());
-                as_map(&c)
+                anthropic::response::messages_to_chat(&msg, created, json_mode.as_ref())
             }
             Back::Gemini { model } => {
                 let resp: GenerateContentResponse = serde_json::from_slice(bytes).map_err(|e| {
@@ -335,15 +348,13 @@ impl Back {
                         &format!("a response that is not a Gemini response ({e})"),
                     )
                 })?;
-                let c =
-                    gemini::response::to_chat(&resp, model, created, "gemini").map_err(|b| {
-                        let mut e = GatewayError::bad_request(b.describe())
-                            .param("messages")
-                            .code("content_filter");
-                        e.origin = crate::error::Origin::Upstream;
-                        e
-                    })?;
-                as_map(&c)
+                gemini::response::to_chat(&resp, model, created, "gemini").map_err(|b| {
+                    let mut e = GatewayError::bad_request(b.describe())
+                        .param("messages")
+                        .code("content_filter");
+                    e.origin = crate::error::Origin::Upstream;
+                    e
+                })?
             }
             Back::Converse {
                 model,
@@ -356,15 +367,9 @@ impl Back {
                         &format!("a response that is not a Converse response ({e})"),
                     )
                 })?;
-                as_map(&bedrock::response::to_chat(
-                    &resp,
-                    model,
-                    id,
-                    created,
-                    json_mode.as_ref(),
-                ))
+                bedrock::response::to_chat(&resp, model, id, created, json_mode.as_ref())
             }
-        }
+        }))
     }
 }
 
@@ -377,7 +382,7 @@ fn untranslatable(e: anthropic::request::Error) -> GatewayError {
     }
 }
 
-fn as_map(c: &jusinfer_wire::chat::ChatCompletion) -> Result<Map<String, Value>, GatewayError> {
+fn as_map(c: &ChatCompletion) -> Result<Map<String, Value>, GatewayError> {
     match serde_json::to_value(c) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(GatewayError::internal("chat completion did not serialize")),

@@ -34,6 +34,8 @@ pub(crate) struct Provider {
     pub credentials: Credentials,
     /// By [`Endpoint`]: generation, embeddings, count_tokens, responses, native Messages.
     urls: [Option<reqwest::Url>; 5],
+    /// `base_url` parsed once, for kinds that put the model in the path ([`Self::url_with`]).
+    base: Result<reqwest::Url, String>,
     /// Values never shown: the key, configured header values, a signer's secrets.
     secrets: Vec<String>,
 }
@@ -88,12 +90,14 @@ impl Provider {
             secrets.extend(s.secrets());
         }
         secrets.retain(|s| !s.is_empty());
+        let base = reqwest::Url::parse(&config.base_url).map_err(|e| e.to_string());
         Ok(Self {
             config,
             client,
             upstream,
             credentials,
             urls,
+            base,
             secrets,
         })
     }
@@ -134,17 +138,16 @@ impl Provider {
         segments: &[&str],
         query: Option<&str>,
     ) -> Result<reqwest::Url, GatewayError> {
-        let base = &self.config.base_url;
-        let bad_base = |err: String| {
+        let bad_base = |err: &str| {
             GatewayError::internal(format!(
                 "provider `{}`: base_url {:?}: {err}",
                 self.name(),
-                crate::store::redact(base)
+                crate::store::redact(&self.config.base_url)
             ))
         };
-        let mut url = reqwest::Url::parse(base).map_err(|e| bad_base(e.to_string()))?;
+        let mut url = self.base.clone().map_err(|e| bad_base(&e))?;
         url.path_segments_mut()
-            .map_err(|()| bad_base("not a base URL".to_owned()))?
+            .map_err(|()| bad_base("not a base URL"))?
             .pop_if_empty()
             .extend(segments);
         url.set_query(query);
