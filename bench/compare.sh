@@ -16,7 +16,7 @@
 # STREAMS=0 skips the stream measurement (the Gemini `fast` scenario has no stream).
 #   OLD_MODEL=mock/fast NEW_MODEL=gem/fast STREAMS=0 bench/compare.sh target/release/jusinfer
 # aws/us.amazon.fast: the same answer from a Bedrock-shaped upstream (Converse), every
-# request SigV4-signed with test keys.
+# request SigV4-signed with test keys; awskey/us.amazon.fast: the same with a Bedrock API key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -41,10 +41,10 @@ case "${OLD_MODEL:-}${NEW_MODEL:-}" in
   *gem/*) GEM=$(printf '\n[providers.gem]\nkind = "gemini"\nbase_url = "http://127.0.0.1:%s/v1beta"\napi_key = "mock-key"\n' "$MOCK_PORT") ;;
 esac
 case "${OLD_MODEL:-}${NEW_MODEL:-}" in
-  *aws/*) GEM=$(printf '%s\n[providers.aws]\nkind = "bedrock"\nbase_url = "http://127.0.0.1:%s"\nregion = "us-east-1"\n' "$GEM" "$MOCK_PORT")
-    # AWS_AUTH=key: a Bedrock API key (bearer) instead of SigV4 with test keys.
-    if [ "${AWS_AUTH:-sigv4}" = key ]; then GEM+=$'\napi_key = "bench-key"\n'
-    else GEM+=$'\naccess_key_id = "AKIDBENCHBENCHBENCH0"\nsecret_access_key = "benchsecret"\n'; fi ;;
+  *aws*/*)
+    # aws: SigV4 with test keys; awskey: the same upstream with a Bedrock API key (bearer).
+    GEM=$(printf '%s\n[providers.aws]\nkind = "bedrock"\nbase_url = "http://127.0.0.1:%s"\nregion = "us-east-1"\naccess_key_id = "AKIDBENCHBENCHBENCH0"\nsecret_access_key = "benchsecret"\n' "$GEM" "$MOCK_PORT")
+    GEM+=$(printf '\n[providers.awskey]\nkind = "bedrock"\nbase_url = "http://127.0.0.1:%s"\nregion = "us-east-1"\napi_key = "bench-key"\n' "$MOCK_PORT") ;;
 esac
 declare -A URL KEY
 for name in old new; do
