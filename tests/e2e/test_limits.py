@@ -258,9 +258,10 @@ def test_budget_periods_count_spend_since_their_start_utc(lgw):
         c.chat.completions.create(model="sim/length", messages=MSG)
 
     # Weekly and monthly: yesterday counts when it was in this week / month.
+    spent = 2 * cost
     for period, start, end in [("weekly", monday, monday + dt.timedelta(days=7)), ("monthly", first, next_month)]:
         r = admin(lgw, "PATCH", f"/admin/keys/{k['id']}", json={"budget_period": period})
-        want = 2 * cost + (100 if hour >= utc_ms(start) else 0)
+        want = spent + (100 if hour >= utc_ms(start) else 0)
         assert r.json()["budget_spent_usd"] == pytest.approx(want), period
         assert r.json()["budget_resets_at"] == int(end.timestamp())
         # ...and admission agrees: a $50 budget admits only when yesterday is not counted.
@@ -270,6 +271,9 @@ def test_budget_periods_count_spend_since_their_start_utc(lgw):
         except openai.RateLimitError:
             admitted = False
         assert admitted == (want < 50), period
+        if admitted:  # (a Monday for weekly, the 1st for monthly) that answer is spent too
+            spent += cost
+            spent_after(lgw, k["id"], spent + (100 if hour >= utc_ms(start) else 0))
 
     # Bad periods are refused by name.
     r = admin(lgw, "PATCH", f"/admin/keys/{k['id']}", json={"budget_period": "yearly"})
