@@ -188,12 +188,25 @@ def claude(gw, tmp_path, *args):
     return out
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "sim/text", "claude/text"])
+# `aws/us.anthropic.…`: Claude on Bedrock, reached through InvokeModel (the Messages body
+# as Anthropic's own Bedrock client sends it, the answer's events passed through).
+BEDROCK_CLAUDE = "aws/us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "sim/text", "claude/text", BEDROCK_CLAUDE])
 def test_claude_code_print_mode(gw, sim, tmp_path, model):
     sim.clear()
     out = claude(gw, tmp_path, "-p", "say hi", "--model", model)
     if model == "claude-sonnet-4-5":  # echo: the last user text comes back
         assert out["result"].rstrip().endswith("say hi")
+    elif model == BEDROCK_CLAUDE:
+        assert out["result"]
+        sent = [r for r in sim.requests() if r["path"].startswith("/model/")]
+        assert sent and all(r["path"] == "/model/us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+                            "/invoke-with-response-stream" for r in sent), [r["path"] for r in sent]
+        body = sent[-1]["body"]
+        assert body["anthropic_version"] == "bedrock-2023-05-31" and "model" not in body
+        assert any("say hi" in json.dumps(m) for m in body["messages"])
     else:
         assert out["result"]
         sent = [r for r in sim.requests() if r["path"] in ("/v1/messages", "/v1/chat/completions")]
