@@ -5,13 +5,12 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use jusinfer_translate::chat_stream::CostRule;
 use jusinfer_wire::chat::{ChatRequest, Role};
-use serde_json::Value;
 
 use crate::error::GatewayError;
 use crate::pipeline::{read, Attempt, ClientDialect, Parsed};
 use crate::routing::Deployment;
-use crate::upstream::execute::{completion_usage, execute, json_object, priced};
-use crate::upstream::leg::{id_seed, Back, ChatIn, ChatOut, Leg};
+use crate::upstream::execute::{execute, priced};
+use crate::upstream::leg::{id_seed, ChatIn, ChatOut, Leg};
 use crate::upstream::{echo, http, openai, Speaks};
 use crate::usage::UsageExt;
 
@@ -64,32 +63,15 @@ impl ClientDialect for Chat {
         };
         let back = &back;
         execute(plan, machine, |bytes| async move {
-            if let Back::Chat = back {
-                // Same dialect: the upstream's bytes, the cost spliced in.
+            // Same dialect (the only `None`): the upstream's bytes, the cost spliced in.
+            let Some(mut c) = back.translated(p, &bytes, a.created)? else {
                 return openai::whole(p, bytes, price);
-            }
-            // Translated: the typed completion serialized once, its usage priced.
-            let (body, usage) = match back.translated(p, &bytes, a.created)? {
-                Some(mut c) => {
-                    c.usage = priced(std::mem::take(&mut c.usage), price);
-                    (serde_json::to_vec(&c), Some(c.usage))
-                }
-                None => {
-                    let mut completion = json_object(p, &bytes)?;
-                    let usage = completion_usage(&completion, price);
-                    if let (Some(u), Some(Value::Object(o))) = (&usage, completion.get_mut("usage"))
-                    {
-                        let cost: Option<f64> = u.cost.into();
-                        o.insert("cost".to_owned(), cost.map_or(Value::Null, Value::from));
-                    }
-                    (serde_json::to_vec(&completion), usage)
-                }
             };
-            let body = body.map_err(|e| GatewayError::internal(e.to_string()))?;
+            // Translated: the typed completion serialized once, its usage priced.
+            c.usage = priced(std::mem::take(&mut c.usage), price);
+            let body = serde_json::to_vec(&c).map_err(|e| GatewayError::internal(e.to_string()))?;
             let mut resp = http::json_response(Bytes::from(body));
-            if let Some(u) = usage {
-                resp.extensions_mut().insert(UsageExt(u));
-            }
+            resp.extensions_mut().insert(UsageExt(c.usage));
             Ok(resp)
         })
         .await
