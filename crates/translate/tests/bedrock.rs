@@ -612,7 +612,7 @@ mod request {
         )
         .expect("translates");
         assert!(t.dropped.is_empty(), "{:?}", t.dropped);
-        t.body
+        converse_json(&t)
     }
 
     const SECRET_PARAMS: &str = r#"{"properties": {"password": {"title": "Password", "type": "string"}}, "required": ["password"], "additionalProperties": false, "type": "object"}"#;
@@ -783,7 +783,7 @@ mod request {
             },
         )
         .expect("translates");
-        let b = &t.body;
+        let b = &converse_json(&t);
         assert_eq!(
             b["additionalModelRequestFields"]["thinking"]["budget_tokens"],
             24576
@@ -807,10 +807,74 @@ mod request {
             },
         )
         .expect("translates");
-        assert!(t.body.get("additionalModelRequestFields").is_none());
-        assert_eq!(t.body["inferenceConfig"]["maxTokens"], 1000);
-        assert_eq!(t.body["toolConfig"]["toolChoice"], json!({"any": {}}));
+        assert!(converse_json(&t)
+            .get("additionalModelRequestFields")
+            .is_none());
+        assert_eq!(converse_json(&t)["inferenceConfig"]["maxTokens"], 1000);
+        assert_eq!(
+            converse_json(&t)["toolConfig"]["toolChoice"],
+            json!({"any": {}})
+        );
         assert!(t.dropped.iter().any(|x| x == "reasoning_effort"));
+    }
+
+    #[test]
+    fn call_arguments_and_json_results_go_as_the_client_wrote_them() {
+        let chat = |args: &str| {
+            json!({
+                "model": "m",
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": args}},
+                        {"id": "c2", "type": "function", "function": {"name": "f", "arguments": ""}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": " {\"t\": [1, 2.50]} "},
+                    {"role": "tool", "tool_call_id": "c2", "content": [
+                        {"type": "text", "text": "{\"a\":"}, {"type": "text", "text": " true}"}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "[1, 2]"},
+                    {"role": "tool", "tool_call_id": "c1", "content": "{oops"}
+                ]
+            })
+        };
+        let req: ChatRequest = serde_json::from_value(chat(" { \"x\" : 1 } ")).expect("chat");
+        let t = chat_to_converse(&req, &Options::default()).expect("translates");
+        let wire = String::from_utf8(serde_json::to_vec(&t.body).expect("json")).expect("utf-8");
+        // The arguments as written (no re-encoding), `""` as `{}`; a tool spec without
+        // parameters takes an empty object schema.
+        assert!(wire.contains(r#""input":{ "x" : 1 }"#), "{wire}");
+        let b = converse_json(&t);
+        let m = &b["messages"];
+        assert_eq!(m[1]["content"][1]["toolUse"]["input"], json!({}));
+        assert_eq!(
+            b["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"],
+            json!({"type": "object", "properties": {}})
+        );
+        // Results: an object (one string or parts joined) as `json`, anything else as text.
+        let results: Vec<&Value> = m[2]["content"]
+            .as_array()
+            .expect("content")
+            .iter()
+            .map(|b| &b["toolResult"]["content"][0])
+            .collect();
+        assert_eq!(
+            results,
+            [
+                &json!({"json": {"t": [1, 2.5]}}),
+                &json!({"json": {"a": true}}),
+                &json!({"text": "[1, 2]"}),
+                &json!({"text": "{oops"}),
+            ]
+        );
+        // Arguments that are not an object are refused, naming the call.
+        for bad in ["[1]", "{oops", "3"] {
+            let req: ChatRequest = serde_json::from_value(chat(bad)).expect("chat");
+            let e = chat_to_converse(&req, &Options::default()).expect_err(bad);
+            assert_eq!(
+                e.param.as_deref(),
+                Some("messages[1].tool_calls[0].function.arguments")
+            );
+        }
     }
 
     #[test]
@@ -826,9 +890,9 @@ mod request {
         }))
         .expect("chat");
         let t = chat_to_converse(&req, &Options::default()).expect("translates");
-        assert!(t.body.get("toolConfig").is_none());
+        assert!(converse_json(&t).get("toolConfig").is_none());
         assert_eq!(
-            t.body["messages"][1]["content"][0]["text"],
+            converse_json(&t)["messages"][1]["content"][0]["text"],
             "[called tool f with {}]"
         );
         assert!(t.dropped.iter().any(|d| d.starts_with("tools[0]")));
@@ -986,7 +1050,7 @@ fn json_mode_is_a_forced_tool_and_its_input_is_the_answer() {
     )
     .expect("translates");
     assert_eq!(
-        t.body["toolConfig"],
+        converse_json(&t)["toolConfig"],
         json!({"tools": [{"toolSpec": {"name": "greeting", "description": "Respond with a JSON value matching this schema.",
             "inputSchema": {"json": schema}}}], "toolChoice": {"tool": {"name": "greeting"}}})
     );
@@ -1061,9 +1125,13 @@ fn a_json_mode_schema_that_is_not_an_object_is_wrapped_and_unwrapped() {
     )
     .expect("translates");
     // Beside the client's tools: any tool, the client's or JSON mode's.
-    assert_eq!(t.body["toolConfig"]["toolChoice"], json!({"any": {}}));
     assert_eq!(
-        t.body["toolConfig"]["tools"][1]["toolSpec"]["inputSchema"]["json"]["properties"]["value"],
+        converse_json(&t)["toolConfig"]["toolChoice"],
+        json!({"any": {}})
+    );
+    assert_eq!(
+        converse_json(&t)["toolConfig"]["tools"][1]["toolSpec"]["inputSchema"]["json"]
+            ["properties"]["value"],
         json!({"type": "array"})
     );
     let mode = t.json_mode.expect("json mode");
@@ -1098,4 +1166,9 @@ fn a_json_mode_schema_that_is_not_an_object_is_wrapped_and_unwrapped() {
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
     assert_eq!(text, "[1,2]");
+}
+
+/// A translated Converse request as JSON.
+fn converse_json(t: &jusinfer_translate::bedrock::request::Translated<'_>) -> Value {
+    serde_json::to_value(&t.body).expect("json")
 }

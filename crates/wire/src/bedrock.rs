@@ -1,9 +1,184 @@
-//! Amazon Bedrock Converse: the answers the gateway reads (`converse` and the
-//! `converse-stream` event payloads), as the recordings in `fixtures/bedrock/` show them.
-//! Every stream payload also carries a random padding field `p`, never read.
+//! Amazon Bedrock Converse: the request the gateway writes (borrowed from the client's
+//! request where it can be: written once, never read back) and the answers it reads
+//! (`converse` and the `converse-stream` event payloads), as the recordings in
+//! `fixtures/bedrock/` show them. Every stream payload also carries a random padding field
+//! `p`, never read.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+// ---- the request the gateway writes ----
+
+/// A `converse` / `converse-stream` body.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConverseRequest<'a> {
+    pub messages: Vec<RequestMessage<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub system: Vec<RequestBlock<'a>>,
+    #[serde(skip_serializing_if = "InferenceConfig::is_empty")]
+    pub inference_config: InferenceConfig<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_config: Option<ToolConfig<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub additional_model_request_fields: Option<AdditionalFields>,
+}
+
+/// One turn: `user` or `assistant`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestMessage<'a> {
+    pub role: &'static str,
+    pub content: Vec<RequestBlock<'a>>,
+}
+
+/// One content block, written as an object with exactly one key (`{"text": …}`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RequestBlock<'a> {
+    Text(Cow<'a, str>),
+    Image(Image<'a>),
+    ToolUse(ToolUseBlock<'a>),
+    ToolResult(ToolResultBlock<'a>),
+    ReasoningContent(ReasoningBlock<'a>),
+    CachePoint(CachePoint),
+}
+
+/// An image's bytes (base64) and format (`png`, `jpeg`, `gif`, `webp`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Image<'a> {
+    pub format: &'static str,
+    pub source: ImageSource<'a>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageSource<'a> {
+    pub bytes: &'a str,
+}
+
+/// A call the assistant made; `input` is the call's arguments (a JSON object) as given.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolUseBlock<'a> {
+    pub tool_use_id: &'a str,
+    pub name: &'a str,
+    pub input: Cow<'a, RawValue>,
+}
+
+/// A call's result.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolResultBlock<'a> {
+    pub tool_use_id: &'a str,
+    pub content: Vec<ToolResultContent<'a>>,
+}
+
+/// A result's content: a JSON object as `json`, anything else as `text`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ToolResultContent<'a> {
+    Json(Cow<'a, RawValue>),
+    Text(Cow<'a, str>),
+}
+
+/// Reasoning sent back: its text and signature, or the redacted bytes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReasoningBlock<'a> {
+    ReasoningText {
+        text: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signature: Option<&'a str>,
+    },
+    RedactedContent(&'a str),
+}
+
+/// `{"type": "default"}`: cache the prompt up to here.
+#[derive(Debug, Clone, Serialize)]
+pub struct CachePoint {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// `inferenceConfig`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceConfig<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_sequences: Option<Vec<&'a str>>,
+}
+
+impl InferenceConfig<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.max_tokens.is_none()
+            && self.temperature.is_none()
+            && self.top_p.is_none()
+            && self.stop_sequences.is_none()
+    }
+}
+
+/// `toolConfig`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolConfig<'a> {
+    pub tools: Vec<Tool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice<'a>>,
+}
+
+/// `{"toolSpec": …}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tool<'a> {
+    pub tool_spec: ToolSpec<'a>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolSpec<'a> {
+    pub name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<&'a str>,
+    pub input_schema: InputSchema<'a>,
+}
+
+/// `{"json": <JSON Schema>}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputSchema<'a> {
+    pub json: Cow<'a, Value>,
+}
+
+/// `toolChoice`: `{"auto": {}}`, `{"any": {}}` or `{"tool": {"name": …}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ToolChoice<'a> {
+    Auto {},
+    Any {},
+    Tool { name: Cow<'a, str> },
+}
+
+/// `additionalModelRequestFields` (Claude's thinking, the only one written).
+#[derive(Debug, Clone, Serialize)]
+pub struct AdditionalFields {
+    pub thinking: Thinking,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Thinking {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub budget_tokens: u64,
+}
+
+// ---- the answers the gateway reads ----
 
 /// A `converse` answer.
 #[derive(Debug, Clone, Default, Deserialize)]

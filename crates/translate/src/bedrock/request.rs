@@ -12,28 +12,35 @@
 //! `toolConfig` but then refuses tool blocks in the history, so those are written as text
 //! (choice).
 //! `reasoning_effort` or the `thinking` extension → `additionalModelRequestFields.thinking`
-//! on Claude models. The body is built as JSON (written once, never read back); what
-//! Converse cannot express is dropped and named.
+//! on Claude models. The body is typed and borrows from the client's request (texts, tool
+//! schemas, call arguments as the client wrote them): serialized once, never read back.
+//! What Converse cannot express is dropped and named.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
+use jusinfer_wire::bedrock::{
+    AdditionalFields, CachePoint, ConverseRequest, Image, ImageSource, InferenceConfig,
+    InputSchema, ReasoningBlock, RequestBlock, RequestMessage, Thinking, Tool,
+    ToolChoice as Choice, ToolConfig, ToolResultBlock, ToolResultContent, ToolSpec, ToolUseBlock,
+};
 use jusinfer_wire::chat::{
     ChatMessage, ChatRequest, ContentPart, ImageUrl, MessageContent, Role, ToolChoice,
     CHAT_REQUEST_FIELDS,
 };
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
 pub use crate::anthropic::request::Error;
 pub use crate::anthropic::JsonMode;
-// A call's `arguments` as the object Converse wants (`""` is `{}`), and a refusal naming
-// its field: as for Gemini.
-use crate::gemini::request::{arguments, bad};
+// A refusal naming its field: as for Gemini.
+use crate::gemini::request::bad;
 
 /// A translated request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Translated {
+#[derive(Debug, Clone)]
+pub struct Translated<'a> {
     /// The `converse` / `converse-stream` body.
-    pub body: Value,
+    pub body: ConverseRequest<'a>,
     /// Request fields with no faithful translation (`x-jusinfer-dropped-params`).
     pub dropped: Vec<String>,
     /// JSON mode, asked for with `response_format` and emulated with a forced tool (as
@@ -74,66 +81,79 @@ fn effort_budget(effort: &str) -> Option<u64> {
 }
 
 /// Translates `req`.
-pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Translated, Error> {
+pub fn chat_to_converse<'a>(
+    req: &'a ChatRequest,
+    opts: &Options<'_>,
+) -> Result<Translated<'a>, Error> {
     let mut dropped = Vec::new();
     let mut specs = Vec::new();
     for (i, t) in req.tools.iter().flatten().enumerate() {
         match (&t.kind[..], &t.function) {
             ("function", Some(f)) => specs.push(spec(
-                &f.name,
+                Cow::Borrowed(&f.name),
                 f.description.as_deref(),
-                f.parameters.as_ref(),
+                f.parameters.as_ref().map(Cow::Borrowed),
             )),
             _ => dropped.push(format!("tools[{i}] ({})", t.kind)),
         }
     }
     for f in req.functions.iter().flatten() {
         specs.push(spec(
-            &f.name,
+            Cow::Borrowed(&f.name),
             f.description.as_deref(),
-            f.parameters.as_ref(),
+            f.parameters.as_ref().map(Cow::Borrowed),
         ));
     }
     // Without a `toolConfig`, Bedrock refuses tool blocks in the history: they go as text.
     let tools_off = specs.is_empty()
         || matches!(&req.tool_choice, Some(ToolChoice::Mode(m)) if m == "none")
         || matches!(&req.function_call, Some(Value::String(s)) if s == "none");
-    let mut system: Vec<Value> = Vec::new();
-    let mut messages: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut system = Vec::new();
+    let mut messages: Vec<RequestMessage<'a>> = Vec::with_capacity(req.messages.len());
     // Call id → function name, for results written as text.
     let mut names: HashMap<&str, &str> = HashMap::new();
     for (i, m) in req.messages.iter().enumerate() {
-        let at = format!("messages[{i}]");
         match m.role {
             Role::System | Role::Developer => {
-                for b in blocks(m, &at)? {
-                    if b.get("image").is_some() {
-                        return Err(bad(at, "system messages take text only"));
+                for b in blocks(m, i)? {
+                    if matches!(b, RequestBlock::Image(_)) {
+                        return Err(bad(
+                            format!("messages[{i}]"),
+                            "system messages take text only",
+                        ));
                     }
                     system.push(b);
                 }
             }
-            Role::User => push(&mut messages, "user", blocks(m, &at)?),
+            Role::User => push(&mut messages, "user", blocks(m, i)?),
             Role::Assistant => {
                 let mut content = reasoning(m);
-                let text = m.text();
+                let text = text(m);
                 if !text.is_empty() {
-                    content.push(json!({ "text": text }));
+                    content.push(RequestBlock::Text(text));
                 }
                 for (j, c) in m.tool_calls.iter().flatten().enumerate() {
-                    names.insert(c.id.as_str(), c.function.name.as_str());
                     let input = arguments(&c.function.arguments).ok_or_else(|| {
                         bad(
-                            format!("{at}.tool_calls[{j}].function.arguments"),
+                            format!("messages[{i}].tool_calls[{j}].function.arguments"),
                             "the arguments of a tool call must be a JSON object",
                         )
                     })?;
                     content.push(if tools_off {
-                        json!({ "text": format!("[called tool {} with {input}]", c.function.name) })
+                        names.insert(c.id.as_str(), c.function.name.as_str());
+                        // The arguments compacted, as a JSON value prints.
+                        let args = serde_json::from_str::<Value>(input.get())
+                            .map_or_else(|_| input.get().to_owned(), |v| v.to_string());
+                        RequestBlock::Text(Cow::Owned(format!(
+                            "[called tool {} with {args}]",
+                            c.function.name
+                        )))
                     } else {
-                        json!({"toolUse": {
-                            "toolUseId": c.id, "name": c.function.name, "input": input
-                        }})
+                        RequestBlock::ToolUse(ToolUseBlock {
+                            tool_use_id: &c.id,
+                            name: &c.function.name,
+                            input,
+                        })
                     });
                 }
                 push(&mut messages, "assistant", content);
@@ -142,27 +162,30 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
                 let call = m.tool_call_id.as_deref().unwrap_or_default();
                 if call.is_empty() {
                     return Err(bad(
-                        format!("{at}.tool_call_id"),
+                        format!("messages[{i}].tool_call_id"),
                         "a tool message must name the call it answers",
                     ));
                 }
-                let text = m.text();
+                let text = text(m);
                 let block = if tools_off {
                     let name = names.get(call).copied().unwrap_or("a tool");
-                    json!({ "text": format!("[{name} returned: {text}]") })
+                    RequestBlock::Text(Cow::Owned(format!("[{name} returned: {text}]")))
                 } else {
                     // A JSON object result goes as `json`, anything else as text.
-                    let content = match serde_json::from_str::<Value>(&text) {
-                        Ok(v @ Value::Object(_)) => json!([{ "json": v }]),
-                        _ => json!([{ "text": text }]),
+                    let content = match object(text) {
+                        Ok(v) => ToolResultContent::Json(v),
+                        Err(text) => ToolResultContent::Text(text),
                     };
-                    json!({"toolResult": {"toolUseId": call, "content": content}})
+                    RequestBlock::ToolResult(ToolResultBlock {
+                        tool_use_id: call,
+                        content: vec![content],
+                    })
                 };
                 push(&mut messages, "user", vec![block]);
             }
             Role::Function => {
                 return Err(bad(
-                    format!("{at}.role"),
+                    format!("messages[{i}].role"),
                     "the legacy `function` role is not supported for this provider; use `tool`",
                 ))
             }
@@ -174,23 +197,16 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
             "at least one user or assistant message is required",
         ));
     }
-    if messages.first().is_some_and(|(r, _)| *r == "assistant") {
+    if messages.first().is_some_and(|m| m.role == "assistant") {
         // Converse wants the conversation to open with the user.
-        messages.insert(0, ("user", vec![json!({ "text": "." })]));
+        messages.insert(
+            0,
+            RequestMessage {
+                role: "user",
+                content: vec![RequestBlock::Text(Cow::Borrowed("."))],
+            },
+        );
         dropped.push("messages[0] (a leading assistant message needs a user turn first)".into());
-    }
-    let mut body = Map::new();
-    body.insert(
-        "messages".into(),
-        Value::Array(
-            messages
-                .into_iter()
-                .map(|(role, content)| json!({ "role": role, "content": content }))
-                .collect(),
-        ),
-    );
-    if !system.is_empty() {
-        body.insert("system".into(), Value::Array(system));
     }
     // Claude's thinking (the `thinking` extension wins over `reasoning_effort`, as for
     // Anthropic); other models have no such field.
@@ -209,16 +225,12 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
             "reasoning_effort".to_owned()
         });
     }
-    let mut inference = Map::new();
     let mut max_tokens = req.max_output_tokens().map(u64::from);
     if let (Some(b), Some(n)) = (thinking, max_tokens) {
         if n <= b {
             // Claude requires budget_tokens < max_tokens: the budget comes on top.
             max_tokens = Some(n.saturating_add(b));
         }
-    }
-    if let Some(n) = max_tokens {
-        inference.insert("maxTokens".into(), json!(n));
     }
     let (mut temperature, mut top_p) = (req.temperature, req.top_p);
     if claude {
@@ -233,18 +245,12 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
             dropped.push("top_p".to_owned());
         }
     }
-    if let Some(t) = temperature {
-        inference.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = top_p {
-        inference.insert("topP".into(), json!(p));
-    }
-    if let Some(s) = &req.stop {
-        inference.insert("stopSequences".into(), json!(s.as_vec()));
-    }
-    if !inference.is_empty() {
-        body.insert("inferenceConfig".into(), Value::Object(inference));
-    }
+    let inference_config = InferenceConfig {
+        max_tokens,
+        temperature,
+        top_p,
+        stop_sequences: req.stop.as_ref().map(|s| s.as_vec()),
+    };
     if tools_off {
         specs.clear();
     }
@@ -252,45 +258,41 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
         specs.push(spec);
         mode
     });
+    let mut tool_config = None;
     if !specs.is_empty() {
-        let mut config = Map::new();
         let client_tools = specs.len() > usize::from(json_mode.is_some());
-        config.insert("tools".into(), Value::Array(specs));
         let mut choice = match (&req.tool_choice, &req.function_call) {
             _ if tools_off => None,
             (Some(tc), _) => tool_choice(tc)?,
-            (None, Some(Value::Object(o))) => o
-                .get("name")
-                .and_then(Value::as_str)
-                .map(|n| json!({"tool": {"name": n}})),
+            (None, Some(Value::Object(o))) => {
+                o.get("name").and_then(Value::as_str).map(|n| Choice::Tool {
+                    name: Cow::Borrowed(n),
+                })
+            }
             _ => None,
         };
         if let Some(m) = &json_mode {
             // JSON mode alone: its tool, forced; beside the client's tools: some tool.
             if !client_tools {
-                choice = Some(json!({"tool": {"name": m.tool_name}}));
+                choice = Some(Choice::Tool {
+                    name: Cow::Owned(m.tool_name.clone()),
+                });
             } else if choice.is_none() {
-                choice = Some(json!({"any": {}}));
+                choice = Some(Choice::Any {});
             }
         }
-        if thinking.is_some() && choice.as_ref().is_some_and(|c| c.get("auto").is_none()) {
+        if thinking.is_some() && choice.as_ref().is_some_and(|c| *c != Choice::Auto {}) {
             // Claude refuses forced tools with thinking on: the model chooses.
-            choice = Some(json!({"auto": {}}));
+            choice = Some(Choice::Auto {});
             dropped.push("tool_choice".to_owned());
         }
-        if let Some(c) = choice {
-            config.insert("toolChoice".into(), c);
-        }
-        body.insert("toolConfig".into(), Value::Object(config));
+        tool_config = Some(ToolConfig {
+            tools: specs,
+            tool_choice: choice,
+        });
     }
     if req.parallel_tool_calls == Some(false) {
         dropped.push("parallel_tool_calls".to_owned());
-    }
-    if let Some(b) = thinking {
-        body.insert(
-            "additionalModelRequestFields".into(),
-            json!({"thinking": {"type": "enabled", "budget_tokens": b}}),
-        );
     }
     if req.n.is_some_and(|n| n > 1) {
         return Err(bad(
@@ -304,40 +306,99 @@ pub fn chat_to_converse(req: &ChatRequest, opts: &Options<'_>) -> Result<Transla
         }
     }
     Ok(Translated {
-        body: Value::Object(body),
+        body: ConverseRequest {
+            messages,
+            system,
+            inference_config,
+            tool_config,
+            additional_model_request_fields: thinking.map(|b| AdditionalFields {
+                thinking: Thinking {
+                    kind: "enabled",
+                    budget_tokens: b,
+                },
+            }),
+        },
         dropped,
         json_mode,
     })
 }
 
+/// A call's `arguments` as the object Converse wants, as the client wrote it (`""` is
+/// `{}`); `None` when they are not a JSON object.
+fn arguments(s: &str) -> Option<Cow<'_, RawValue>> {
+    if s.trim().is_empty() {
+        return RawValue::from_string("{}".to_owned()).ok().map(Cow::Owned);
+    }
+    let raw: &RawValue = serde_json::from_str(s).ok()?;
+    raw.get().starts_with('{').then_some(Cow::Borrowed(raw))
+}
+
+/// `text` as a JSON object (as written), or back as text when it is not one.
+fn object(text: Cow<'_, str>) -> Result<Cow<'_, RawValue>, Cow<'_, str>> {
+    if !text.trim_start().starts_with('{') {
+        return Err(text);
+    }
+    match text {
+        Cow::Borrowed(s) => match serde_json::from_str::<&RawValue>(s) {
+            Ok(raw) => Ok(Cow::Borrowed(raw)),
+            Err(_) => Err(Cow::Borrowed(s)),
+        },
+        Cow::Owned(s) => match serde_json::from_str::<&RawValue>(&s) {
+            Ok(raw) => Ok(Cow::Owned(raw.to_owned())),
+            Err(_) => Err(Cow::Owned(s)),
+        },
+    }
+}
+
+/// A message's text: borrowed when it is one string (or one text part).
+fn text(m: &ChatMessage) -> Cow<'_, str> {
+    match &m.content {
+        None => Cow::Borrowed(""),
+        Some(MessageContent::Text(s)) => Cow::Borrowed(s),
+        Some(MessageContent::Parts(parts)) => {
+            let mut texts = parts.iter().filter_map(|p| p.text.as_deref());
+            match (texts.next(), texts.next()) {
+                (None, _) => Cow::Borrowed(""),
+                (Some(t), None) => Cow::Borrowed(t),
+                (Some(_), Some(_)) => Cow::Owned(m.text()),
+            }
+        }
+    }
+}
+
 /// JSON mode's tool: the requested schema as its input schema (under `value` when it is not
 /// an object: tool inputs are objects), named by the schema.
-fn json_tool(req: &ChatRequest) -> Option<(Value, JsonMode)> {
+fn json_tool(req: &ChatRequest) -> Option<(Tool<'static>, JsonMode)> {
     let (schema, mode) = crate::anthropic::json_mode_tool(req.response_format.as_ref()?)?;
     let spec = spec(
-        &mode.tool_name,
+        Cow::Owned(mode.tool_name.clone()),
         Some(crate::anthropic::JSON_MODE_DESCRIPTION),
-        Some(&schema),
+        Some(Cow::Owned(schema)),
     );
     Some((spec, mode))
 }
 
-fn spec(name: &str, description: Option<&str>, parameters: Option<&Value>) -> Value {
-    let schema = parameters
-        .cloned()
-        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-    let mut s = json!({"name": name, "inputSchema": {"json": schema}});
-    if let Some(d) = description.filter(|d| !d.is_empty()) {
-        s["description"] = json!(d);
+fn spec<'a>(
+    name: Cow<'a, str>,
+    description: Option<&'a str>,
+    parameters: Option<Cow<'a, Value>>,
+) -> Tool<'a> {
+    let json =
+        parameters.unwrap_or_else(|| Cow::Owned(json!({"type": "object", "properties": {}})));
+    Tool {
+        tool_spec: ToolSpec {
+            name,
+            description: description.filter(|d| !d.is_empty()),
+            input_schema: InputSchema { json },
+        },
     }
-    json!({ "toolSpec": s })
 }
 
-fn tool_choice(tc: &ToolChoice) -> Result<Option<Value>, Error> {
+fn tool_choice(tc: &ToolChoice) -> Result<Option<Choice<'_>>, Error> {
     Ok(match tc {
         ToolChoice::Mode(m) => match m.as_str() {
-            "auto" => Some(json!({"auto": {}})),
-            "required" => Some(json!({"any": {}})),
+            "auto" => Some(Choice::Auto {}),
+            "required" => Some(Choice::Any {}),
             "none" => None,
             _ => {
                 return Err(bad(
@@ -347,30 +408,34 @@ fn tool_choice(tc: &ToolChoice) -> Result<Option<Value>, Error> {
             }
         },
         ToolChoice::Object(o) => {
-            let name =
-                o.function.as_ref().map(|f| f.name.clone()).ok_or_else(|| {
-                    bad("tool_choice.function", "tool_choice must name a function")
-                })?;
-            Some(json!({"tool": {"name": name}}))
+            let name = o
+                .function
+                .as_ref()
+                .map(|f| f.name.as_str())
+                .ok_or_else(|| bad("tool_choice.function", "tool_choice must name a function"))?;
+            Some(Choice::Tool {
+                name: Cow::Borrowed(name),
+            })
         }
     })
 }
 
 /// An assistant message's reasoning, first, as Bedrock returned it.
-fn reasoning(m: &ChatMessage) -> Vec<Value> {
+fn reasoning(m: &ChatMessage) -> Vec<RequestBlock<'_>> {
     let mut out = Vec::new();
     for b in m.thinking_blocks.iter().flatten() {
         match b.kind.as_str() {
-            "thinking" => {
-                let mut t = json!({ "text": b.thinking.clone().unwrap_or_default() });
-                if let Some(s) = &b.signature {
-                    t["signature"] = json!(s);
-                }
-                out.push(json!({"reasoningContent": {"reasoningText": t}}));
-            }
+            "thinking" => out.push(RequestBlock::ReasoningContent(
+                ReasoningBlock::ReasoningText {
+                    text: b.thinking.as_deref().unwrap_or_default(),
+                    signature: b.signature.as_deref(),
+                },
+            )),
             "redacted_thinking" => {
                 if let Some(d) = &b.data {
-                    out.push(json!({"reasoningContent": {"redactedContent": d}}));
+                    out.push(RequestBlock::ReasoningContent(
+                        ReasoningBlock::RedactedContent(d),
+                    ));
                 }
             }
             _ => {}
@@ -380,31 +445,36 @@ fn reasoning(m: &ChatMessage) -> Vec<Value> {
 }
 
 /// Appends `content` as a `role` message, merged into the last one when it has that role.
-fn push(messages: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, content: Vec<Value>) {
+fn push<'a>(
+    messages: &mut Vec<RequestMessage<'a>>,
+    role: &'static str,
+    content: Vec<RequestBlock<'a>>,
+) {
     if content.is_empty() {
         return;
     }
     match messages.last_mut() {
-        Some((r, last)) if *r == role => last.extend(content),
-        _ => messages.push((role, content)),
+        Some(last) if last.role == role => last.content.extend(content),
+        _ => messages.push(RequestMessage { role, content }),
     }
 }
 
-/// A message's content as Converse blocks (a `cachePoint` after each part marked with
+/// Message `i`'s content as Converse blocks (a `cachePoint` after each part marked with
 /// `cache_control`).
-fn blocks(m: &ChatMessage, at: &str) -> Result<Vec<Value>, Error> {
+fn blocks(m: &ChatMessage, i: usize) -> Result<Vec<RequestBlock<'_>>, Error> {
     match &m.content {
         None => Ok(Vec::new()),
         Some(MessageContent::Text(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(MessageContent::Text(s)) => Ok(vec![json!({ "text": s })]),
+        Some(MessageContent::Text(s)) => Ok(vec![RequestBlock::Text(Cow::Borrowed(s))]),
         Some(MessageContent::Parts(parts)) => {
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(parts.len());
             for (k, p) in parts.iter().enumerate() {
-                if let Some(b) = part(p, &format!("{at}.content[{k}]"))? {
+                let at = || format!("messages[{i}].content[{k}]");
+                if let Some(b) = part(p, at)? {
                     out.push(b);
                 }
                 if p.cache_control.is_some() {
-                    out.push(json!({"cachePoint": {"type": "default"}}));
+                    out.push(RequestBlock::CachePoint(CachePoint { kind: "default" }));
                 }
             }
             Ok(out)
@@ -412,39 +482,40 @@ fn blocks(m: &ChatMessage, at: &str) -> Result<Vec<Value>, Error> {
     }
 }
 
-fn part(p: &ContentPart, at: &str) -> Result<Option<Value>, Error> {
+/// One part as a block; `at` names it in a refusal.
+fn part(p: &ContentPart, at: impl Fn() -> String) -> Result<Option<RequestBlock<'_>>, Error> {
     match p.kind.as_str() {
         "text" => Ok(p
             .text
-            .as_ref()
+            .as_deref()
             .filter(|t| !t.is_empty())
-            .map(|t| json!({ "text": t }))),
+            .map(|t| RequestBlock::Text(Cow::Borrowed(t)))),
         "image_url" => {
             let url = match &p.image_url {
                 Some(ImageUrl::Object { url, .. } | ImageUrl::Url(url)) => url,
                 None => {
                     return Err(bad(
-                        format!("{at}.image_url"),
+                        format!("{}.image_url", at()),
                         "an image part needs `image_url`",
                     ))
                 }
             };
             image(url).map(Some).ok_or_else(|| {
                 bad(
-                    format!("{at}.image_url"),
+                    format!("{}.image_url", at()),
                     "this provider takes images as base64 `data:` URLs (png, jpeg, gif or webp)",
                 )
             })
         }
         other => Err(bad(
-            format!("{at}.type"),
+            format!("{}.type", at()),
             format!("content parts of type `{other}` are not supported for this provider"),
         )),
     }
 }
 
 /// A `data:image/…;base64,…` URL as an image block.
-fn image(url: &str) -> Option<Value> {
+fn image(url: &str) -> Option<RequestBlock<'_>> {
     let (meta, data) = url.strip_prefix("data:")?.split_once(',')?;
     let mime = meta.strip_suffix(";base64")?;
     let format = match mime {
@@ -454,5 +525,8 @@ fn image(url: &str) -> Option<Value> {
         "image/webp" => "webp",
         _ => return None,
     };
-    Some(json!({"image": {"format": format, "source": {"bytes": data}}}))
+    Some(RequestBlock::Image(Image {
+        format,
+        source: ImageSource { bytes: data },
+    }))
 }
