@@ -78,7 +78,36 @@ fn cases() -> Vec<Case> {
     )
     .expect("a chat request");
     let (r1, r2, r3) = (req.clone(), req.clone(), req);
+    // Whole answers as the upstream sends them.
+    let messages_answer =
+        fixtures::read("anthropic/anthropic_nonstream_text.json").expect("fixture");
+    let converse_answer: String = serde_json::from_value(
+        fixtures::json("bedrock/bedrock_converse_nonstream_text.exchange.json").expect("fixture")
+            ["response"]["body"]
+            .clone(),
+    )
+    .expect("a recorded body");
     vec![
+        Case {
+            name: "answer: Anthropic Messages → Chat",
+            ops: 1,
+            run: Box::new(move || {
+                let m: jusinfer_wire::anthropic::MessagesResponse =
+                    serde_json::from_slice(black_box(&messages_answer)).expect("messages");
+                let c = anthropic::response::messages_to_chat(&m, 0, None);
+                serde_json::to_vec(&c).expect("json").len()
+            }),
+        },
+        Case {
+            name: "answer: Bedrock Converse → Chat",
+            ops: 1,
+            run: Box::new(move || {
+                let r: jusinfer_wire::bedrock::ConverseResponse =
+                    serde_json::from_str(black_box(&converse_answer)).expect("converse");
+                let c = bedrock::response::to_chat(&r, "m", "bench", 0, None);
+                serde_json::to_vec(&c).expect("json").len()
+            }),
+        },
         stream_case(
             "stream: chat pass-through normalizer, per event",
             sse("openai-chat/chat_stream_text_with_usage.sse"),
