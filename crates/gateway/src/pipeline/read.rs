@@ -61,6 +61,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
                 .code("invalid_json"),
         );
     }
+    // A body that parses needs no path: the tracking deserializer runs only to explain
+    // a refusal (the same bytes, so the same error).
+    if let Ok(value) = serde_json::from_slice::<T>(body) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
         let inner = e.inner();
