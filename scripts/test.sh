@@ -51,8 +51,10 @@ cargo build --release --workspace --bins --locked
 echo "== Rust tests"
 cargo test --release --workspace --locked
 # The micro-benchmarks as a smoke test: each case once, its output checked, nothing timed
-# (`cargo bench -p jusinfer-translate --bench hot` times them).
+# (`cargo bench -p jusinfer-translate --bench hot` and `-p jusinfer-gateway --bench
+# hot_path` time them).
 cargo test --release -p jusinfer-translate --bench hot --locked
+cargo test --release -p jusinfer-gateway --bench hot_path --locked
 
 # Each fuzz target for a bounded time (JUSINFER_FUZZ_SECS, default 30; 0 skips).
 if [ "${JUSINFER_FUZZ_SECS:-30}" != 0 ]; then

@@ -47,3 +47,22 @@ pub mod fuzzing {
     pub use jusinfer_wire::embeddings::EmbeddingCreateParams;
     pub use jusinfer_wire::responses::ResponseCreateParams;
 }
+
+/// What the micro-benchmarks (`benches/hot_path.rs`) time: the pieces of one request's
+/// path that do not wait on the network, reached without the server.
+pub mod bench {
+    pub use crate::keys::{hash_key, KeyChecker};
+    pub use crate::pipeline::read::parse_json;
+    pub use crate::upstream::openai::{cost_spliced, edit_body};
+    pub use crate::usage::UsageRecord;
+
+    /// Counts a finished request's row in the process's metrics, as the ledger does.
+    pub fn observe(row: &UsageRecord) {
+        crate::metrics::get().observe(row);
+    }
+
+    /// A ledger row's unique id, as the ledger gives each row.
+    pub fn row_id() -> String {
+        crate::usage::unique_id()
+    }
+}

@@ -115,6 +115,17 @@ pub(crate) fn whole(
     body: Bytes,
     price: Option<Price>,
 ) -> Result<Response, GatewayError> {
+    let (body, usage) = cost_spliced(body, price).map_err(|e| malformed(p, &e))?;
+    let mut resp = http::json_response(body);
+    if let Some(u) = usage {
+        resp.extensions_mut().insert(UsageExt(u));
+    }
+    Ok(resp)
+}
+
+/// [`whole`]'s work: `body` checked (UTF-8, JSON) and, when it carries a usage object, the
+/// usage read and `"cost"` spliced into it. The error says what the body is not.
+pub fn cost_spliced(body: Bytes, price: Option<Price>) -> Result<(Bytes, Option<Usage>), String> {
     #[derive(serde::Deserialize)]
     struct Peek<'a> {
         #[serde(borrow, default)]
@@ -122,21 +133,18 @@ pub(crate) fn whole(
     }
     // UTF-8 first: serde skips the fields it ignores without checking their bytes.
     let text = std::str::from_utf8(&body).map_err(|e| {
-        malformed(
-            p,
-            &format!(
-                "a response that is not valid UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
+        format!(
+            "a response that is not valid UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
         )
     })?;
     let peek: Peek<'_> = serde_json::from_str(text)
-        .map_err(|e| malformed(p, &format!("a response that is not valid JSON ({e})")))?;
+        .map_err(|e| format!("a response that is not valid JSON ({e})"))?;
     let Some(raw_usage) = peek.usage else {
-        return Ok(http::json_response(body));
+        return Ok((body, None));
     };
     let Ok(mut u) = serde_json::from_str::<Usage>(raw_usage.get()) else {
-        return Ok(http::json_response(body));
+        return Ok((body, None));
     };
     u.cost = price.map(|pr| pricing::cost(&pr, &u)).into();
     let (start, len) = (
@@ -144,10 +152,7 @@ pub(crate) fn whole(
         raw_usage.get().len(),
     );
     let cost: Option<f64> = u.cost.into();
-    let body = splice_cost(&body, start, len, cost);
-    let mut resp = http::json_response(body);
-    resp.extensions_mut().insert(UsageExt(u));
-    Ok(resp)
+    Ok((splice_cost(&body, start, len, cost), Some(u)))
 }
 
 /// Inserts `"cost":<usd or null>` as the last member of the usage object found at
