@@ -67,8 +67,15 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
+/// A stream asks for its usage, as a client that bills does: the upstream then sends the
+/// same frames direct and through the gateway (which asks for usage anyway, to meter it),
+/// so the gaps compare like for like.
 fn body(model: &str, stream: bool) -> String {
-    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "Say hello."}]}).to_string()
+    let mut b = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "Say hello."}]});
+    if stream {
+        b["stream_options"] = json!({"include_usage": true});
+    }
+    b.to_string()
 }
 
 fn client(conns: usize) -> anyhow::Result<reqwest::Client> {
