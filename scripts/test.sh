@@ -38,6 +38,28 @@ if ! need cargo; then
   exit 2
 fi
 
+# The Python environment (official SDKs, pinned) and the real clients (pinned npm
+# packages) install in the background, beside the Rust build: mostly downloads and
+# unpacking, which the two cores' compilers barely notice.
+setup_log="$(mktemp)"
+(
+  set -e
+  echo "== Python environment (official SDKs, pinned)"
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, pytest' 2>/dev/null; then
+    python3 -m venv .venv
+  fi
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+  echo "== real clients (pinned npm packages)"
+  # Installed again only when the lock file changed.
+  stamp=tests/clients/node_modules/.jusinfer-lock
+  if [ ! -f "$stamp" ] || ! cmp -s tests/clients/package-lock.json "$stamp"; then
+    (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+    cp tests/clients/package-lock.json "$stamp"
+  fi
+) >"$setup_log" 2>&1 &
+setup_pid=$!
+trap 'kill "$setup_pid" 2>/dev/null || true; rm -f "$setup_log"' EXIT
+
 echo "== formatting and lints"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
@@ -62,19 +84,15 @@ if [ "${JUSINFER_FUZZ_SECS:-30}" != 0 ]; then
   fuzz/run.sh "${JUSINFER_FUZZ_SECS:-30}"
 fi
 
-echo "== Python environment (official SDKs, pinned)"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, pytest' 2>/dev/null; then
-  python3 -m venv .venv
+echo "== waiting for the Python environment and the real clients"
+if ! wait "$setup_pid"; then
+  cat "$setup_log" >&2
+  echo "error: installing the Python environment or the real clients failed" >&2
+  exit 1
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
-
-echo "== real clients (pinned npm packages)"
-# Installed again only when the lock file changed.
-stamp=tests/clients/node_modules/.jusinfer-lock
-if [ ! -f "$stamp" ] || ! cmp -s tests/clients/package-lock.json "$stamp"; then
-  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
-  cp tests/clients/package-lock.json "$stamp"
-fi
+cat "$setup_log"
+rm -f "$setup_log"
+trap - EXIT
 
 echo "== end-to-end tests"
 cd tests/e2e
