@@ -3,15 +3,12 @@
 //! the Chat request parsed, the body edited for the upstream, the answer's usage peeked
 //! and its cost spliced in, and the usage row's id and metrics.
 //!
-//! `cargo bench -p jusinfer-gateway --bench hot_path` times each case (the median of 15
-//! batches, ns per operation). Run any other way (`cargo test --benches`, as CI does),
-//! each case runs once and its output is checked: a smoke test, nothing timed.
+//! `cargo bench -p jusinfer-gateway --bench hot_path` times each case; `cargo test
+//! --benches` (CI) runs each once as a smoke test (the harness: `jusinfer_testkit::bench`).
 #![expect(clippy::expect_used, reason = "a bench fails loudly")]
-#![expect(clippy::print_stdout, reason = "a bench reports on stdout")]
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use jusinfer_gateway::bench::{
@@ -19,14 +16,10 @@ use jusinfer_gateway::bench::{
 };
 use jusinfer_gateway::keys::{mint, NewKey};
 use jusinfer_gateway::store::Store;
+use jusinfer_testkit::bench::{self, Case};
 use jusinfer_testkit::fixtures;
 use jusinfer_translate::pricing::Price;
 use jusinfer_wire::chat::ChatRequest;
-
-struct Case {
-    name: &'static str,
-    run: Box<dyn FnMut() -> usize>,
-}
 
 fn cases(rt: &Arc<tokio::runtime::Runtime>, dir: &std::path::Path) -> Vec<Case> {
     let store = rt
@@ -69,10 +62,29 @@ fn cases(rt: &Arc<tokio::runtime::Runtime>, dir: &std::path::Path) -> Vec<Case> 
         routed: true,
         ..UsageRecord::default()
     };
-    let (r1, r2, r3) = (request.clone(), request.clone(), request);
+    // As a client sends it to the gateway: an alias for a model, and (for the stream
+    // case) no `stream_options`, so the edit has both members to write.
+    let mut v: serde_json::Value = serde_json::from_slice(&request).expect("json");
+    v["model"] = "mock/fast".into();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("stream_options");
+    }
+    let aliased = Bytes::from(serde_json::to_vec(&v).expect("json"));
+    let edited = edit_body(&aliased, "fast", true).expect("edited");
+    let edited: serde_json::Value = serde_json::from_slice(&edited).expect("json");
+    assert_eq!(
+        edited["model"], "fast",
+        "the edit writes the upstream's model"
+    );
+    assert_eq!(
+        edited["stream_options"]["include_usage"], true,
+        "and asks for usage"
+    );
+    let (r1, r2, r3) = (request, aliased.clone(), aliased);
     let rt = Arc::clone(rt);
     vec![
         Case {
+            ops: 1,
             name: "auth: key hashed (SHA-256, hex)",
             run: Box::new({
                 let key = key.clone();
@@ -80,6 +92,7 @@ fn cases(rt: &Arc<tokio::runtime::Runtime>, dir: &std::path::Path) -> Vec<Case> 
             }),
         },
         Case {
+            ops: 1,
             name: "auth: key checked (cached record)",
             run: Box::new(move || {
                 let rec = rt
@@ -89,6 +102,7 @@ fn cases(rt: &Arc<tokio::runtime::Runtime>, dir: &std::path::Path) -> Vec<Case> 
             }),
         },
         Case {
+            ops: 1,
             name: "read: Chat request parsed (typed)",
             run: Box::new(move || {
                 let req: ChatRequest = parse_json(black_box(&r1)).expect("a chat request");
@@ -96,18 +110,17 @@ fn cases(rt: &Arc<tokio::runtime::Runtime>, dir: &std::path::Path) -> Vec<Case> 
             }),
         },
         Case {
+            ops: 1,
             name: "body: model rewritten for the upstream",
-            run: Box::new(move || {
-                edit_body(black_box(&r2), "gpt-4o-mini", false).map_or(0, |b| b.len())
-            }),
+            run: Box::new(move || edit_body(black_box(&r2), "fast", false).map_or(0, |b| b.len())),
         },
         Case {
+            ops: 1,
             name: "body: stream request, include_usage added",
-            run: Box::new(move || {
-                edit_body(black_box(&r3), "gpt-4o-mini", true).map_or(0, |b| b.len())
-            }),
+            run: Box::new(move || edit_body(black_box(&r3), "fast", true).map_or(0, |b| b.len())),
         },
         Case {
+            ops: 1,
             name: "answer: usage peeked, cost spliced (pass-through)",
             run: Box::new(move || {
                 let (body, usage) =
@@ -117,6 +130,7 @@ fn cases(rt: &Arc<tokio::runtime::Runtime>, dir: &std::path::Path) -> Vec<Case> 
             }),
         },
         Case {
+            ops: 1,
             name: "usage row: id and metrics",
             run: Box::new(move || {
                 let mut r = row.clone();
@@ -129,12 +143,6 @@ fn cases(rt: &Arc<tokio::runtime::Runtime>, dir: &std::path::Path) -> Vec<Case> 
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; anything else is the smoke run.
-    let timed = std::env::args().any(|a| a == "--bench");
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .unwrap_or_default();
     let rt = Arc::new(
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -143,37 +151,6 @@ fn main() {
     );
     let dir = std::env::temp_dir().join(format!("jusinfer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    for mut case in cases(&rt, &dir)
-        .into_iter()
-        .filter(|c| c.name.contains(&filter))
-    {
-        let out = (case.run)();
-        assert!(out > 0, "{}: no output", case.name);
-        if !timed {
-            println!("{}: ok", case.name);
-            continue;
-        }
-        // Calls per batch so that one batch takes ~20 ms.
-        let start = Instant::now();
-        let mut calls = 0u32;
-        while start.elapsed() < Duration::from_millis(20) {
-            black_box((case.run)());
-            calls += 1;
-        }
-        let mut per_op: Vec<f64> = (0..15)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..calls {
-                    black_box((case.run)());
-                }
-                t.elapsed().as_nanos() as f64 / f64::from(calls)
-            })
-            .collect();
-        per_op.sort_by(f64::total_cmp);
-        println!(
-            "{:<52} {:>9.0} ns/op  ({calls} calls per batch)",
-            case.name, per_op[7]
-        );
-    }
+    bench::run(cases(&rt, &dir));
     let _ = std::fs::remove_dir_all(&dir);
 }

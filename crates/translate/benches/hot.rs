@@ -2,18 +2,16 @@
 //! machine per upstream event (what every streamed chunk costs), and each request
 //! translation (what every translated request costs once).
 //!
-//! `cargo bench -p jusinfer-translate --bench hot` times each case (the median of 15
-//! batches, ns per operation). Run any other way (`cargo test --benches`, as CI does),
-//! each case runs once and its output is checked: a smoke test, nothing timed.
+//! `cargo bench -p jusinfer-translate --bench hot` times each case; `cargo test --benches` (CI) runs
+//! each once as a smoke test (the harness: `jusinfer_testkit::bench`).
 #![expect(clippy::expect_used, reason = "a bench fails loudly")]
-#![expect(clippy::print_stdout, reason = "a bench reports on stdout")]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use jusinfer_sse::eventstream::Decoder as FrameDecoder;
 use jusinfer_sse::{Decoder, Event};
+use jusinfer_testkit::bench::{self, Case};
 use jusinfer_testkit::fixtures;
 use jusinfer_translate::{anthropic, bedrock, chat_stream, gemini, StreamTranslator};
 use jusinfer_wire::chat::ChatRequest;
@@ -49,13 +47,6 @@ fn drive(mut m: impl StreamTranslator, events: &[Event], out: &mut Vec<Bytes>) -
     }
     m.finish(out).expect("finish");
     out.iter().map(Bytes::len).sum()
-}
-
-struct Case {
-    name: &'static str,
-    /// Operations one call stands for (events of a stream; 1 for a request).
-    ops: usize,
-    run: Box<dyn FnMut() -> usize>,
 }
 
 fn stream_case(
@@ -180,39 +171,5 @@ fn cases() -> Vec<Case> {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; anything else is the smoke run.
-    let timed = std::env::args().any(|a| a == "--bench");
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .unwrap_or_default();
-    for mut case in cases().into_iter().filter(|c| c.name.contains(&filter)) {
-        let bytes = (case.run)();
-        assert!(bytes > 0, "{}: no output", case.name);
-        if !timed {
-            println!("{}: ok ({bytes} bytes out)", case.name);
-            continue;
-        }
-        // Calls per batch so that one batch takes ~20 ms.
-        let start = Instant::now();
-        let mut calls = 0u32;
-        while start.elapsed() < Duration::from_millis(20) {
-            black_box((case.run)());
-            calls += 1;
-        }
-        let mut per_op: Vec<f64> = (0..15)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..calls {
-                    black_box((case.run)());
-                }
-                t.elapsed().as_nanos() as f64 / f64::from(calls) / case.ops as f64
-            })
-            .collect();
-        per_op.sort_by(f64::total_cmp);
-        println!(
-            "{:<52} {:>9.0} ns/op  ({} ops per call, {} calls per batch)",
-            case.name, per_op[7], case.ops, calls
-        );
-    }
+    bench::run(cases());
 }
