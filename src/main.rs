@@ -15,7 +15,10 @@ use jusinfer_gateway::store::{GroupBy, Store, UsageQuery};
 use jusinfer_gateway::AppState;
 
 // glibc malloc showed up at ~8% of the proxy path's CPU; mimalloc is markedly cheaper for
-// the many small, short-lived allocations of request handling.
+// the many small, short-lived allocations of request handling. Built with `no_thp`: left to
+// itself mimalloc asks for transparent huge pages on its arenas, and on a host in THP
+// "madvise" mode (Debian's default) every touched 2 MiB region then costs 2 MiB of RSS —
+// +10 MB idle and +24 KB per open stream (71 → 47 KB) in BENCHMARKS.md's measurement.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
