@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The gateway against the proxy floor, in one run on loopback: the mock upstream direct,
 # nginx as a plain reverse proxy in front of it (1 worker, keep-alive upstream pool, no
-# buffering: a proxy that parses nothing), the gateway with keys + limits + ledger
-# (SQLite), and the gateway with `auth = "none"`. Prints issue 21's table: requests/s and
-# proxy CPU per request, 20-chunk streams/s and CPU per stream, added first-chunk and
+# buffering: a proxy that parses nothing), the same relay on the gateway's own HTTP crates
+# (`jusinfer-floor`: a hyper server relaying through reqwest, parsing nothing), the gateway
+# with keys + limits + ledger (SQLite), and the gateway with `auth = "none"`. Prints issue
+# 21's table: requests/s and proxy CPU per request, 20-chunk streams/s and CPU per stream, added first-chunk and
 # inter-chunk p99 on paced streams, c=256 p99 added over direct and peak RSS, idle RSS, and
 # the RSS with HOLD concurrent open streams. Ratios within one run are the figures to
 # trust; absolute rates move between runs on a shared VM.
@@ -70,6 +71,9 @@ NGX
 declare -A URL PIDS MODEL KEY
 URL[mock]=http://127.0.0.1:$MOCK_PORT; PIDS[mock]=$MOCK_PID; MODEL[mock]=fast; KEY[mock]=""
 URL[nginx]=http://127.0.0.1:$NGX_PORT; MODEL[nginx]=fast; KEY[nginx]=""
+HYPER_PORT=$(free_port)
+target/release/jusinfer-floor --listen 127.0.0.1:$HYPER_PORT --upstream http://127.0.0.1:$MOCK_PORT &
+PIDS[hyper]=$!; URL[hyper]=http://127.0.0.1:$HYPER_PORT; MODEL[hyper]=fast; KEY[hyper]=""
 for gw in keys none; do
   port=$(free_port)
   auth=""; [ $gw = none ] && auth='auth = "none"'
@@ -115,7 +119,7 @@ stream_run() { # target gap_ms -> jusinfer-load's JSON
     --model "${MODEL[$1]};chunks=20;gap_ms=$2" --connections 32 --duration "$DUR"
 }
 
-TARGETS="mock nginx keys none"
+TARGETS="mock nginx hyper keys none"
 : > "$TMP/rows"
 declare -A IDLE
 for t in $TARGETS; do IDLE[$t]=$(rss_kb "${PIDS[$t]}"); done
@@ -139,39 +143,43 @@ for t in $TARGETS; do
   echo "{\"target\":\"$t\",\"rps\":$rps,\"p99\":$p99,\"errors\":$err,\"cpu_req_us\":$cpu_req,\"stream\":$s,\"cpu_stream_us\":$cpu_stream,\"paced\":$paced,\"rps256\":$rps256,\"p99_256\":$p99_256,\"errors256\":$err256,\"idle_kb\":$idle,\"peak256_kb\":$peak}" >> "$TMP/rows"
 done
 
-HOLD_RSS=0
+declare -A HOLD_RSS=([hyper]=0 [keys]=0)
 FIT=$(( ($(ulimit -n) - 1000) / 2 )) # the gateway holds two sockets per stream
 if [ "$HOLD" -gt "$FIT" ]; then
   echo "== ulimit -n $(ulimit -n): $FIT open streams instead of $HOLD" >&2
   HOLD=$FIT
 fi
 if [ "$HOLD" -gt 0 ]; then
-  echo "== $HOLD open streams through the gateway" >&2
-  target/release/jusinfer-load hold --url "${URL[keys]}/v1/chat/completions" --key "${KEY[keys]}" \
-    --model "mock/fast;chunks=600;gap_ms=100" --connections "$HOLD" --duration 20 > "$TMP/hold.json" &
-  HOLDER=$!
-  for _ in $(seq 600); do [ -s "$TMP/hold.json" ] && break; sleep 0.1; done
-  sleep 2
-  HOLD_RSS=$(rss_kb "${PIDS[keys]}")
-  wait $HOLDER || true
-  echo "  $(cat "$TMP/hold.json")" >&2
+  for t in hyper keys; do
+    echo "== $HOLD open streams through $t" >&2
+    rm -f "$TMP/hold.json"
+    target/release/jusinfer-load hold --url "${URL[$t]}/v1/chat/completions" ${KEY[$t]:+--key "${KEY[$t]}"} \
+      --model "${MODEL[$t]};chunks=600;gap_ms=100" --connections "$HOLD" --duration 20 > "$TMP/hold.json" &
+    HOLDER=$!
+    for _ in $(seq 600); do [ -s "$TMP/hold.json" ] && break; sleep 0.1; done
+    sleep 2
+    HOLD_RSS[$t]=$(rss_kb "${PIDS[$t]}")
+    wait $HOLDER || true
+    echo "  $(cat "$TMP/hold.json")" >&2
+  done
 fi
 
-python3 - "$TMP/rows" "$HOLD" "$HOLD_RSS" "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$DUR" "$("$NGINX" -v 2>&1 | cut -d/ -f2)" <<'PY'
+python3 - "$TMP/rows" "$HOLD" "${HOLD_RSS[keys]}" "${HOLD_RSS[hyper]}" "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$DUR" "$("$NGINX" -v 2>&1 | cut -d/ -f2)" <<'PY'
 import json, sys
 rows = {r["target"]: r for r in map(json.loads, open(sys.argv[1]))}
-hold, hold_kb, machine, dur, ngx = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
-m, n, k, z = rows["mock"], rows["nginx"], rows["keys"], rows["none"]
+hold, hold_kb, floor_kb = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+machine, dur, ngx = sys.argv[5], sys.argv[6], sys.argv[7]
+m, n, h, k, z = rows["mock"], rows["nginx"], rows["hyper"], rows["keys"], rows["none"]
 print(f"Machine: {machine} · {dur} s per point · nginx {ngx} · wrk (non-streaming), jusinfer-load (streams)\n")
-print("| | mock direct | nginx | jusinfer (keys + ledger, SQLite) | jusinfer `auth = \"none\"` |")
-print("|---|--:|--:|--:|--:|")
+print("| | mock direct | nginx | hyper + reqwest relay | jusinfer (keys + ledger, SQLite) | jusinfer `auth = \"none\"` |")
+print("|---|--:|--:|--:|--:|--:|")
 def row(name, f, direct=True):
-    cells = [f(r) if (direct or r is not m) else "—" for r in (m, n, k, z)]
+    cells = [f(r) if (direct or r is not m) else "—" for r in (m, n, h, k, z)]
     print(f"| {name} | " + " | ".join(cells) + " |")
 pct = lambda a, b: f" ({100 * a / b:.0f}% of nginx)" if b else ""
-row("non-streaming req/s, c=32", lambda r: f"{r['rps']:,.0f}" + (pct(r['rps'], n['rps']) if r in (k, z) else ""))
+row("non-streaming req/s, c=32", lambda r: f"{r['rps']:,.0f}" + (pct(r['rps'], n['rps']) if r in (h, k, z) else ""))
 row("proxy CPU per request", lambda r: f"{r['cpu_req_us']:.0f} µs", direct=False)
-row("streams/s (20 chunks, no gap), c=32", lambda r: f"{r['stream']['rps']:,.0f}" + (pct(r['stream']['rps'], n['stream']['rps']) if r in (k, z) else ""))
+row("streams/s (20 chunks, no gap), c=32", lambda r: f"{r['stream']['rps']:,.0f}" + (pct(r['stream']['rps'], n['stream']['rps']) if r in (h, k, z) else ""))
 row("proxy CPU per stream", lambda r: f"{r['cpu_stream_us']:.0f} µs", direct=False)
 row("paced streams (5 ms gaps): added first-chunk p99", lambda r: f"{r['paced']['ttft_ms']['p99'] - m['paced']['ttft_ms']['p99']:.2f} ms", direct=False)
 row("paced streams: added inter-chunk p99", lambda r: f"{r['paced']['gap_ms']['p99'] - m['paced']['gap_ms']['p99']:.2f} ms", direct=False)
@@ -179,7 +187,9 @@ row("c=256 non-streaming: p99 added over direct", lambda r: f"{r['p99_256'] - m[
 row("c=256 peak RSS", lambda r: f"{r['peak256_kb'] / 1024:.0f} MB")
 row("idle RSS (after start)", lambda r: f"{r['idle_kb'] / 1024:.0f} MB")
 if hold_kb:
-    print(f"\nGateway (keys) RSS with {hold:,} concurrent open streams: {hold_kb / 1024:.0f} MB")
+    print(f"\nRSS with {hold:,} concurrent open streams: gateway (keys) {hold_kb / 1024:.0f} MB"
+          f" ({(hold_kb - k['idle_kb']) / hold:.1f} KB per stream over idle), hyper + reqwest relay"
+          f" {floor_kb / 1024:.0f} MB ({(floor_kb - h['idle_kb']) / hold:.1f} KB per stream)")
 print("\nIssue 21 goals (gateway with keys, this run):\n")
 goals = [
     ("CPU per request ≤ 50 µs and ≤ 2× nginx's", k["cpu_req_us"] <= 50 and k["cpu_req_us"] <= 2 * n["cpu_req_us"], f"{k['cpu_req_us']:.0f} µs, {k['cpu_req_us'] / n['cpu_req_us']:.1f}× nginx"),
