@@ -1,12 +1,15 @@
 """Operating the gateway: graceful shutdown, slow clients, /metrics, structured logs, and
 upstreams that misbehave at the byte level."""
 
+import http.client
+import http.server
 import json
 import signal
 import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
 
 import httpx2 as httpx
@@ -249,3 +252,64 @@ def test_invalid_utf8_from_the_upstream_is_a_502(gw, stream):
     r = post(gw, {"model": f"sim/fast;bad_utf8;tag={tag()}", "messages": MSG, "stream": stream})
     assert r.status_code == 502, r.content[:300]
     assert "UTF-8" in r.json()["error"]["message"] or "not valid JSON" in r.json()["error"]["message"]
+
+
+# ---------------------------------------------------------------- egress
+
+
+class _ForwardProxy(http.server.BaseHTTPRequestHandler):
+    """A plain HTTP forward proxy (absolute-form requests), recording what it carried."""
+    seen: list[str] = []
+
+    def do_POST(self):
+        type(self).seen.append(self.path)
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        u = urllib.parse.urlsplit(self.path)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        hop = ("connection", "proxy-connection", "keep-alive", "proxy-authorization")
+        conn.request("POST", u.path + (f"?{u.query}" if u.query else ""), body,
+                     {k: v for k, v in self.headers.items() if k.lower() not in hop})
+        r = conn.getresponse()
+        data = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_upstream_requests_go_direct_unless_the_environment_names_a_proxy(sim, tmp_path):
+    """No proxy in the environment: hyper's client goes straight to the upstream, with the
+    gateway's user-agent. `HTTP_PROXY` set: upstream requests go through that proxy, as
+    they did when every request went through reqwest."""
+    _ForwardProxy.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = f"http://127.0.0.1:{server.server_address[1]}"
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+    clean = {n: "" for name in names for n in (name, name.lower())}
+    body = {"model": "sim/text", "messages": [{"role": "user", "content": f"egress {tag()}"}]}
+    try:
+        direct = start_gateway(sim.url, tmp_path, env=clean, name="direct")
+        try:
+            r = post(direct, body)
+            assert r.status_code == 200, r.text
+            assert sim.last()["headers"]["user-agent"].startswith("jusinfer/")
+            assert _ForwardProxy.seen == []
+        finally:
+            direct.proc.stop()
+        proxied = start_gateway(sim.url, tmp_path, env=dict(clean, HTTP_PROXY=proxy), name="proxied")
+        try:
+            r = post(proxied, body)
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["message"]["content"]
+        finally:
+            proxied.proc.stop()
+        assert f"{sim.url}/v1/chat/completions" in _ForwardProxy.seen, _ForwardProxy.seen
+    finally:
+        server.shutdown()

@@ -53,7 +53,7 @@ impl Clock {
 
 /// How long the upstream asks to wait, in milliseconds: `retry-after-ms` (OpenAI), else
 /// `retry-after` as seconds (fractions allowed) or as an HTTP date.
-pub(crate) fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
+pub(crate) fn retry_after_ms(h: &http::HeaderMap) -> Option<u64> {
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
@@ -71,9 +71,50 @@ pub(crate) fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
     )
 }
 
+/// hyper's pooled client over rustls (the Web PKI roots, HTTP/2 where ALPN offers it).
+pub(crate) type Direct = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    reqwest::Body,
+>;
+
+/// An upstream answer's body, whichever client fetched it.
+pub(crate) type UpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const USER_AGENT: &str = concat!("jusinfer/", env!("CARGO_PKG_VERSION"));
+
+/// Whether the environment names a proxy (`HTTPS_PROXY` and the like): reqwest honours
+/// those, hyper's client does not, so a provider then sends through reqwest.
+pub(crate) fn proxy_in_env() -> bool {
+    ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"].iter().any(|v| {
+        [v.to_string(), v.to_ascii_lowercase()]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|x| !x.is_empty()))
+    })
+}
+
+/// A provider's [`Direct`] client: the same connect timeout, `TCP_NODELAY` and idle-pool
+/// time as its reqwest client.
+pub(crate) fn direct_client(connect_timeout: Duration) -> Direct {
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(tcp);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .build(tls)
+}
+
 /// The upstream's answer head and the parts of it the callers look at.
 pub(crate) struct Answer {
-    pub resp: reqwest::Response,
+    pub resp: http::Response<UpBody>,
     /// Milliseconds.
     pub retry_after: Option<u64>,
     pub content_type: String,
@@ -81,7 +122,45 @@ pub(crate) struct Answer {
 
 /// Sends `req`; a timeout before the response head is a retryable 504.
 async fn send(p: &Provider, req: reqwest::Request, clock: &Clock) -> Result<Answer, GatewayError> {
-    let resp = match tokio::time::timeout(clock.first_byte, p.client.execute(req)).await {
+    let sent = async {
+        match &p.direct {
+            Some(direct) => {
+                let mut req = http::Request::try_from(req).map_err(|e| {
+                    GatewayError::internal(format!(
+                        "provider `{}`: the request could not be built: {e}",
+                        p.name()
+                    ))
+                })?;
+                req.headers_mut()
+                    .entry(http::header::USER_AGENT)
+                    .or_insert(HeaderValue::from_static(USER_AGENT));
+                let resp = direct.request(req).await.map_err(|e| {
+                    let timeout = e.is_connect() && caused_by_timeout(&e);
+                    send_error(p, &e, e.is_connect(), timeout)
+                })?;
+                Ok(resp.map(|b| {
+                    http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
+                        b,
+                        BoxError::from,
+                    ))
+                }))
+            }
+            None => {
+                let resp = p
+                    .client
+                    .execute(req)
+                    .await
+                    .map_err(|e| send_error(p, &e, e.is_connect(), e.is_timeout()))?;
+                Ok(http::Response::<reqwest::Body>::from(resp).map(|b| {
+                    http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
+                        b,
+                        BoxError::from,
+                    ))
+                }))
+            }
+        }
+    };
+    let resp = match tokio::time::timeout(clock.first_byte, sent).await {
         Err(_) => {
             return Err(GatewayError::timeout(format!(
                 "provider `{}` did not answer within {}",
@@ -89,8 +168,7 @@ async fn send(p: &Provider, req: reqwest::Request, clock: &Clock) -> Result<Answ
                 secs(clock.first_byte)
             )))
         }
-        Ok(Err(e)) => return Err(send_error(p, &e)),
-        Ok(Ok(r)) => r,
+        Ok(r) => r?,
     };
     let retry_after = retry_after_ms(resp.headers());
     let content_type = resp
@@ -253,24 +331,44 @@ pub(crate) fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-fn send_error(p: &Provider, e: &reqwest::Error) -> GatewayError {
-    if e.is_timeout() {
+/// Whether an I/O timeout is among the error's causes (a connect timeout).
+fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src = Some(e);
+    while let Some(s) = src {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+fn send_error(
+    p: &Provider,
+    e: &(dyn std::error::Error + 'static),
+    connect: bool,
+    timeout: bool,
+) -> GatewayError {
+    if timeout {
         return GatewayError::timeout(format!("provider `{}` timed out connecting", p.name()));
     }
-    let what = if e.is_connect() {
+    let what = if connect {
         "cannot connect to"
     } else {
         "request failed for"
     };
-    // The source chain says why (refused, DNS, TLS) without including the URL's secrets.
+    // The source chain says why (refused, DNS, TLS) without including the URL's secrets
+    // (reqwest's own message quotes the URL: a Gemini key rides in it).
     let mut cause = String::new();
-    let mut src = std::error::Error::source(e);
+    let mut src = e.source();
     while let Some(s) = src {
         cause = s.to_string();
         src = s.source();
     }
     GatewayError::upstream(format!("{what} provider `{}`: {cause}", p.name()))
-        .fault(if e.is_connect() {
+        .fault(if connect {
             Fault::Connect
         } else {
             Fault::Disconnect
@@ -281,10 +379,10 @@ fn send_error(p: &Provider, e: &reqwest::Error) -> GatewayError {
 /// Reads a whole body under the exchange's deadline.
 pub(crate) async fn read_body(
     p: &Provider,
-    resp: reqwest::Response,
+    resp: http::Response<UpBody>,
     deadline: Instant,
 ) -> Result<Bytes, GatewayError> {
-    let mut stream = resp.bytes_stream();
+    let mut stream = http_body_util::BodyDataStream::new(resp.into_body());
     let mut buf = BytesMut::new();
     loop {
         let next = tokio::time::timeout_at(deadline, stream.next())
@@ -352,7 +450,7 @@ pub(crate) type Keep = Box<
 /// The machine's result is handed to `keep` when the stream ends.
 pub(crate) async fn stream<T: StreamTranslator + 'static>(
     p: &Provider,
-    resp: reqwest::Response,
+    resp: http::Response<UpBody>,
     machine: T,
     clock: &Clock,
     tap: Option<&Tap>,
@@ -369,7 +467,7 @@ pub(crate) async fn stream<T: StreamTranslator + 'static>(
         commit: tap.and_then(Tap::commit),
         tap: None,
         health: health.cloned(),
-        body: Box::pin(resp.bytes_stream()),
+        body: Box::pin(http_body_util::BodyDataStream::new(resp.into_body())),
         decoder: if resp_is_eventstream {
             Framing::Aws(eventstream::Decoder::new())
         } else {
@@ -512,7 +610,7 @@ struct UpstreamStream<T: StreamTranslator> {
     /// The stream's half of the usage row; `None` until the client has the stream.
     tap: Option<StreamTap>,
     health: Option<Arc<Health>>,
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    body: Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>,
     decoder: Framing,
     machine: T,
     pending: VecDeque<Bytes>,
@@ -640,5 +738,56 @@ impl<T: StreamTranslator> UpstreamStream<T> {
             self.provider
         ))
         .fault(Fault::Malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wrapper error, as hyper-util's `ConnectError` wraps the I/O error.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("tcp connect error")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_connect_timeout_is_found_among_the_causes() {
+        let timed_out = Wrapped(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timeout",
+        ));
+        let refused = Wrapped(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused",
+        ));
+        assert!(caused_by_timeout(&timed_out));
+        assert!(!caused_by_timeout(&refused));
+    }
+
+    #[tokio::test]
+    async fn the_direct_client_says_why_it_could_not_connect() {
+        // A port nothing listens on: refused at once, a retryable connect fault.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let client = direct_client(Duration::from_secs(5));
+        let req = http::Request::post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .body(reqwest::Body::from("{}"))
+            .expect("request");
+        let err = client.request(req).await.expect_err("nothing listens");
+        assert!(err.is_connect());
+        assert!(!caused_by_timeout(&err));
     }
 }
