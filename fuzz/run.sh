@@ -6,6 +6,9 @@
 # Usage: fuzz/run.sh [SECONDS]
 # Needs cargo-fuzz (installed when missing). Works on the stable toolchain with
 # `--sanitizer none`; with a nightly toolchain present, AddressSanitizer is used.
+# The fuzz build (the longest step of a CI run) keeps its target directory outside the
+# clone, in JUSINFER_FUZZ_TARGET_DIR (default ~/.cache/jusinfer/fuzz-target), so a later
+# clone on the same machine rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-30}"
@@ -14,6 +17,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"
   cargo install cargo-fuzz --locked --quiet
 fi
+target_dir="${JUSINFER_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/jusinfer/fuzz-target}"
+mkdir -p "$target_dir"
 args=(--sanitizer none)
 toolchain=()
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -36,14 +41,14 @@ for f in "$fixtures"/bedrock/*.eventstream; do
   { printf '\001'; cat "$f"; } > "$corpus/eventstream_decoder/$(basename "$f")"
 done
 echo "== building the fuzz targets (${toolchain[*]:-stable} ${args[*]})"
-if ! cargo "${toolchain[@]}" fuzz build --release "${args[@]}" >"$corpus/build.log" 2>&1; then
+if ! cargo "${toolchain[@]}" fuzz build --release "${args[@]}" --target-dir "$target_dir" >"$corpus/build.log" 2>&1; then
   tail -60 "$corpus/build.log" >&2
   exit 1
 fi
 for t in sse_decoder chat_stream anthropic_stream messages_stream responses_stream request_decoders gemini_stream eventstream_decoder; do
   echo "== fuzz $t"
   log="$corpus/$t.log"
-  if ! cargo "${toolchain[@]}" fuzz run --release "${args[@]}" "$t" "$corpus/$t" -- \
+  if ! cargo "${toolchain[@]}" fuzz run --release "${args[@]}" --target-dir "$target_dir" "$t" "$corpus/$t" -- \
       -max_total_time="$secs" -runs="${JUSINFER_FUZZ_RUNS:-20000}" -seed="${JUSINFER_FUZZ_SEED:-1}" \
       -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
     tail -60 "$log" >&2
