@@ -93,13 +93,20 @@ pub(crate) fn proxy_in_env() -> bool {
     })
 }
 
-/// A provider's [`Direct`] client: the same connect timeout, `TCP_NODELAY` and idle-pool
-/// time as its reqwest client.
+/// TCP keep-alive probes on upstream connections (reqwest's defaults): a long, quiet stream
+/// through a NAT or load balancer that dropped it is noticed.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// A provider's [`Direct`] client: the same connect timeout, `TCP_NODELAY`, TCP keep-alive
+/// and idle-pool time as its reqwest client.
 pub(crate) fn direct_client(connect_timeout: Duration) -> Direct {
     let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(connect_timeout));
+    tcp.set_keepalive(Some(TCP_KEEPALIVE));
+    tcp.set_keepalive_interval(Some(TCP_KEEPALIVE));
+    tcp.set_keepalive_retries(Some(3));
     let tls = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
