@@ -350,9 +350,11 @@ async fn check(a: CheckArgs) -> Result<(), Failure> {
 
 async fn serve(common: &Common, listen: Option<String>) -> Result<(), Failure> {
     let mut cfg = load_config(common)?;
-    if let Some(l) = listen {
-        cfg.listen = l;
-    }
+    let overrides = jusinfer_gateway::Overrides {
+        listen,
+        database: common.database.clone(),
+    };
+    overrides.apply(&mut cfg);
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -375,7 +377,8 @@ async fn serve(common: &Common, listen: Option<String>) -> Result<(), Failure> {
         .await
         .map_err(|e| work(format!("cannot listen on {}: {e}", cfg.listen)))?;
     let addr = listener.local_addr().map_err(work)?;
-    let state = AppState::new(cfg, store).await.map_err(work)?;
+    let state = AppState::new(cfg, store, overrides).await.map_err(work)?;
+    state.reload_on_signals();
     tracing::info!("jusinfer listening on http://{addr}");
     jusinfer_gateway::serve(listener, state).await.map_err(work)
 }

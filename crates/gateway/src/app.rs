@@ -57,6 +57,8 @@ pub(crate) fn app(state: AppState) -> axum::Router {
         .route("/admin/keys/{id}/revoke", post(handlers::admin::revoke))
         .route("/admin/usage", get(handlers::admin::usage))
         .route("/admin/providers", get(handlers::admin::providers))
+        .route("/admin/config", get(handlers::admin::config))
+        .route("/admin/config/reload", post(handlers::admin::reload))
         // Claude Code's reachability check (`HEAD /api/hello`) before its first call.
         .route("/api/hello", get(handlers::health::hello))
         // Clients probe the base URL itself (`HEAD /`) to see the gateway is there.
@@ -140,10 +142,10 @@ async fn request_meta(State(state): State<AppState>, mut req: Request, next: Nex
     let slot = if exempt(&path) {
         None
     } else {
-        match state
-            .in_flight
-            .try_take(state.config.server.max_concurrent_requests, true)
-        {
+        match state.in_flight.try_take(
+            state.live.load().config.server.max_concurrent_requests,
+            true,
+        ) {
             Some(s) => Some(s),
             None => {
                 crate::metrics::get()
@@ -161,7 +163,12 @@ async fn request_meta(State(state): State<AppState>, mut req: Request, next: Nex
             }
         }
     };
-    let commit = state.config.ledger_sync.then(crate::usage::Commit::default);
+    let commit = state
+        .live
+        .load()
+        .config
+        .ledger_sync
+        .then(crate::usage::Commit::default);
     req.extensions_mut()
         .insert(RequestId(id.clone(), commit.clone()));
     let mut resp = tokio::select! {

@@ -467,6 +467,15 @@ impl HealthBook {
         Arc::new(h)
     }
 
+    /// Drops the records pinned for deployments the loaded config no longer names (a
+    /// reload); requests in flight keep theirs by `Arc`. Records of names still configured
+    /// keep their circuits and averages.
+    pub(crate) fn retain_pinned(&self, configured: impl Fn(&str, &str) -> bool) {
+        self.book
+            .map
+            .retain(|(p, m), h| !h.pinned || configured(p, m));
+    }
+
     /// Every deployment kept, sorted by provider and model.
     pub(crate) fn all(&self) -> Vec<Arc<Health>> {
         let mut v: Vec<Arc<Health>> = self

@@ -53,8 +53,13 @@ pub struct Minted {
 
 /// The key's SHA-256 in lowercase hex: what the store keeps and looks keys up by.
 pub fn hash_key(key: &str) -> String {
+    hex_sha256(key.as_bytes())
+}
+
+/// SHA-256 in lowercase hex.
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(key.as_bytes());
+    let digest = Sha256::digest(bytes);
     let mut s = String::with_capacity(64);
     for b in digest {
         s.push(char::from(HEX[usize::from(b >> 4)]));

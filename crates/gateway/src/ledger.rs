@@ -53,7 +53,8 @@ enum Msg {
 #[derive(Clone)]
 pub(crate) struct Ledger {
     tx: mpsc::Sender<Msg>,
-    prices: Arc<Prices>,
+    /// Swapped by a config reload (`Ledger::set_prices`).
+    prices: Arc<arc_swap::ArcSwap<Prices>>,
 }
 
 impl Ledger {
@@ -65,7 +66,13 @@ impl Ledger {
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(LEDGER_CHANNEL_CAPACITY);
         let handle = tokio::spawn(writer(store, spill, rx));
+        let prices = Arc::new(arc_swap::ArcSwap::new(prices));
         (Self { tx, prices }, handle)
+    }
+
+    /// Prices rows written from now on with `prices` (a config reload).
+    pub(crate) fn set_prices(&self, prices: Arc<Prices>) {
+        self.prices.store(prices);
     }
 
     /// Queues a row; never waits. Prices the row when it has tokens but no cost yet. A row
@@ -90,7 +97,7 @@ impl Ledger {
     pub(crate) fn price(&self, r: &mut UsageRecord) {
         if r.cost_usd.is_none() && r.prompt_tokens.saturating_add(r.completion_tokens) > 0 {
             if let (Some(p), Some(m)) = (r.provider.as_deref(), r.upstream_model.as_deref()) {
-                r.cost_usd = self.prices.get(p, m).map(|price| {
+                r.cost_usd = self.prices.load().get(p, m).map(|price| {
                     let mut u = Usage {
                         prompt_tokens: r.prompt_tokens,
                         completion_tokens: r.completion_tokens,

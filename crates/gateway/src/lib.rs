@@ -26,6 +26,7 @@ pub(crate) mod portal;
 pub mod pricing;
 pub(crate) mod proxy;
 mod redis_conn;
+pub(crate) mod reload;
 pub(crate) mod retention;
 pub(crate) mod routing;
 pub(crate) mod server;
@@ -34,6 +35,7 @@ pub mod store;
 pub(crate) mod upstream;
 pub(crate) mod usage;
 
+pub use reload::Overrides;
 pub use server::serve;
 pub use state::AppState;
 

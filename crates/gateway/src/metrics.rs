@@ -46,6 +46,12 @@ pub(crate) struct Metrics {
     /// Client connections closed or refused by the gateway, by why (`idle`, `head_timeout`,
     /// `evicted`, `refused`).
     pub connections_closed: IntCounterVec,
+    /// Config reloads by result (`applied`, `refused`).
+    pub config_reloads: IntCounterVec,
+    /// When the running config was loaded (Unix seconds).
+    pub config_loaded_at: IntGauge,
+    /// Settings changed in the file that wait for a restart.
+    pub config_restart_required: IntGauge,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -111,7 +117,27 @@ impl Metrics {
         let connections = IntGauge::new("jusinfer_open_connections", "Client connections open")
             .unwrap_or_else(|e| unreachable_metric("connections", &e));
         let _ = r.register(Box::new(connections.clone()));
+        let config_loaded_at = IntGauge::new(
+            "jusinfer_config_loaded_timestamp_seconds",
+            "When the running configuration was loaded, in Unix seconds",
+        )
+        .unwrap_or_else(|e| unreachable_metric("config_loaded_at", &e));
+        let _ = r.register(Box::new(config_loaded_at.clone()));
+        let config_restart_required = IntGauge::new(
+            "jusinfer_config_restart_required",
+            "Settings changed in the config file that take effect only after a restart",
+        )
+        .unwrap_or_else(|e| unreachable_metric("config_restart_required", &e));
+        let _ = r.register(Box::new(config_restart_required.clone()));
         Self {
+            config_reloads: counter(
+                &r,
+                "jusinfer_config_reloads_total",
+                "Configuration reloads by result: applied, refused",
+                &["result"],
+            ),
+            config_loaded_at,
+            config_restart_required,
             connections,
             connections_closed: counter(
                 &r,
@@ -238,6 +264,8 @@ impl Metrics {
 
     /// The text exposition, with the circuit gauges read from `health` now.
     pub(crate) fn render(&self, health: &HealthBook) -> Vec<u8> {
+        // Only the deployments tracked now (a reload may have dropped some).
+        self.circuit_state.reset();
         for h in health.all() {
             self.circuit_state
                 .with_label_values(&[h.provider.as_str(), h.model.as_str()])

@@ -19,7 +19,7 @@ const MAX_PASSES: usize = 40;
 const PAUSE: Duration = Duration::from_millis(50);
 
 /// What to keep, and how often to look.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Retention {
     /// `None`: kept for ever.
     pub responses: Option<Duration>,

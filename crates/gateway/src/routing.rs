@@ -190,6 +190,11 @@ impl Router {
     }
 
     /// The aliases with their strategies and deployments, for `/admin/providers`.
+    /// The providers, in configured order.
+    pub(crate) fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+
     pub(crate) fn routes(&self) -> Vec<RouteView> {
         self.routes
             .iter()

@@ -45,7 +45,8 @@ pub(crate) async fn serve_until(
     state: AppState,
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let limits = state.config.server;
+    let limits = state.live.load().config.server;
+    let live = Arc::clone(&state.live);
     let store = state.store.clone();
     let ledger = state.ledger.clone();
     let responses = state.responses.clone();
@@ -139,8 +140,10 @@ pub(crate) async fn serve_until(
         }
     }
     drop(listener);
+    // The drain deadline is read now: a reload may have changed it.
+    let drain_timeout = live.load().config.server.drain_timeout;
     tracing::info!(
-        deadline_s = limits.drain_timeout.as_secs_f64(),
+        deadline_s = drain_timeout.as_secs_f64(),
         "shutting down: no new connections; draining in-flight requests"
     );
     stop_tx.send_replace(true);
@@ -148,7 +151,7 @@ pub(crate) async fn serve_until(
     let mut drained = std::pin::pin!(drained);
     tokio::select! {
         () = &mut drained => tracing::info!("drained"),
-        () = tokio::time::sleep(limits.drain_timeout) => {
+        () = tokio::time::sleep(drain_timeout) => {
             tracing::warn!("drain deadline reached: ending the remaining requests with an error");
             life.cut_off();
             if tokio::time::timeout(CUTOFF_GRACE, &mut drained).await.is_err() {

@@ -11,20 +11,19 @@ use crate::ledger::Ledger;
 use crate::lifecycle::{Gate, Lifecycle};
 use crate::limits::redis::RedisLimits;
 use crate::limits::Limits;
-use crate::pricing::Prices;
-use crate::routing;
+use crate::reload::{Live, LiveCell, Overrides, Reloader};
 use crate::store::Store;
-use crate::upstream::Provider;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub(crate) config: Arc<Config>,
-    pub(crate) router: Arc<routing::Router>,
+    /// The loaded configuration and the router built from it, swapped whole by a reload
+    /// (`reload.rs`). Read it once per use: `state.live.load()`.
+    pub(crate) live: LiveCell,
+    pub(crate) reloader: Arc<Reloader>,
     pub(crate) store: Store,
     /// `None` when `auth = "none"`.
     pub(crate) keys: Option<KeyChecker>,
-    pub(crate) prices: Arc<Prices>,
     pub(crate) ledger: Ledger,
     /// Stored Responses (`/v1/responses`), group-committed.
     pub(crate) responses: crate::store::ResponseWriter,
@@ -42,23 +41,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state, connecting to Redis when `redis` is set.
-    pub async fn new(config: Config, store: Store) -> Result<Self, String> {
-        let providers = config
-            .providers
-            .iter()
-            .cloned()
-            .map(|p| Provider::new(p).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        let prices = Arc::new(config.providers.iter().fold(
-            Prices::new(&config.prices),
-            |prices, p| match &p.azure {
-                Some(a) => prices.with_deployments(&p.name, &a.deployments),
-                None => prices,
-            },
-        ));
+    /// Builds the state, connecting to Redis when `redis` is set. `overrides`: what the
+    /// command line set over the file, applied again on every reload.
+    pub async fn new(config: Config, store: Store, overrides: Overrides) -> Result<Self, String> {
         let health = HealthBook::new(config.breaker);
-        let router = routing::Router::new(&config, providers, &prices, health.clone());
         let keys = (config.auth == AuthMode::Keys).then(|| KeyChecker::new(store.clone()));
         let redis = match &config.redis {
             Some(url) => {
@@ -72,20 +58,24 @@ impl AppState {
             None => None,
         };
         let limits = Limits::new(store.clone(), redis.clone());
-        let (ledger, _writer) = Ledger::start(
-            store.clone(),
-            spill_path(&config.database),
-            Arc::clone(&prices),
-        );
+        let spill = spill_path(&config.database);
+        let retention = config.retention;
+        let live = Live::build(config, None, &health, Vec::new())?;
+        let (ledger, _writer) = Ledger::start(store.clone(), spill, Arc::clone(&live.prices));
         let responses = crate::store::ResponseWriter::start(store.clone());
-        crate::retention::start(store.clone(), config.retention);
+        crate::retention::start(store.clone(), retention);
+        let m = crate::metrics::get();
+        m.config_loaded_at
+            .set(i64::try_from(live.loaded.loaded_at).unwrap_or(i64::MAX));
+        for result in ["applied", "refused"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
         Ok(Self {
-            config: Arc::new(config),
-            router: Arc::new(router),
+            live: Arc::new(arc_swap::ArcSwap::from_pointee(live)),
+            reloader: Arc::new(Reloader::new(overrides)),
             responses,
             store,
             keys,
-            prices,
             ledger,
             limits,
             redis,
@@ -102,6 +92,15 @@ impl AppState {
 }
 
 impl AppState {
+    /// Starts what reloads the config: `SIGHUP`, and the file watcher under
+    /// `watch_config`. Call once, from inside the runtime.
+    pub fn reload_on_signals(&self) {
+        crate::reload::on_sighup(self.clone());
+        if self.live.load().config.watch_config {
+            crate::reload::watch(self.clone());
+        }
+    }
+
     /// Forgets the key everywhere: this instance's cache, and every other instance's
     /// through Redis (the admin API and the portal both change keys).
     pub async fn announce_key_change(&self, k: &crate::store::KeyRecord) {

@@ -87,7 +87,7 @@ use resolve::resolve;
 pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 86_400.0;
 
 /// Timeouts of one provider, named by the interval they bound.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timeouts {
     /// TCP + TLS connect.
     pub connect: Duration,
@@ -111,7 +111,7 @@ impl Default for Timeouts {
 }
 
 /// One resolved provider.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
@@ -138,7 +138,7 @@ pub struct ProviderConfig {
 
 /// An Amazon Bedrock provider's region and, without a Bedrock API key, its AWS keys
 /// (`None`: AWS's standard credential chain, from `profile` when named).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BedrockConfig {
     pub region: String,
     pub keys: Option<AwsKeys>,
@@ -146,7 +146,7 @@ pub struct BedrockConfig {
 }
 
 /// AWS access keys for SigV4.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct AwsKeys {
     pub access_key_id: String,
     pub secret_access_key: String,
@@ -193,7 +193,7 @@ impl ProviderConfig {
 }
 
 /// An Azure OpenAI provider's route, deployments and authentication.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AzureConfig {
     /// `api-version` of the deployments route; `None`: the `/openai/v1` route.
     pub api_version: Option<String>,
@@ -204,7 +204,7 @@ pub struct AzureConfig {
 }
 
 /// The Microsoft Entra credential of an Azure provider.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub enum EntraAuth {
     /// A service principal's client secret.
     ClientSecret {
@@ -234,7 +234,7 @@ impl std::fmt::Debug for EntraAuth {
 }
 
 /// A Vertex AI provider's project, location and credentials.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VertexConfig {
     pub project: String,
     pub location: String,
@@ -273,7 +273,7 @@ pub struct ModelAlias {
 }
 
 /// The circuit breaker's settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Breaker {
     pub failures: u32,
     pub window: Duration,
@@ -291,7 +291,7 @@ impl Default for Breaker {
 }
 
 /// How the server protects itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ServerLimits {
     pub drain_timeout: Duration,
     pub max_concurrent_requests: usize,
@@ -345,6 +345,10 @@ pub struct Config {
     /// Commit each request's usage row (store or spill file) before the response's last
     /// byte ([`crate::usage::Commit`]).
     pub ledger_sync: bool,
+    /// Reload when the file changes (`crate::reload::watch`).
+    pub watch_config: bool,
+    /// SHA-256 of the file's bytes, lowercase hex ([`digest`]); what a reload compares.
+    pub digest: String,
     /// Things worth telling the operator that do not stop the start.
     pub warnings: Vec<String>,
 }
@@ -434,6 +438,12 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     parse(&text, Some(path), &|k| std::env::var(k).ok())
 }
 
+/// SHA-256 of a config file's bytes in lowercase hex: the loaded config's identity
+/// (`/readyz`, `GET /admin/config`).
+pub fn digest(bytes: &[u8]) -> String {
+    crate::keys::hex_sha256(bytes)
+}
+
 /// Parses config text; `env` looks variables up (injected for tests).
 pub fn parse(
     text: &str,
@@ -448,7 +458,9 @@ pub fn parse(
         let msg = e.message().trim().to_owned();
         ConfigError::new(format!("{shown}:{line}: {msg}"))
     })?;
-    resolve(raw, path, &expanded, env)
+    let mut c = resolve(raw, path, &expanded, env)?;
+    c.digest = digest(text.as_bytes());
+    Ok(c)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

@@ -53,6 +53,8 @@ pub struct RawConfig {
     pub ledger_sync: Option<bool>,
     /// Log request bodies (prompts): off unless the operator turns it on.
     pub log_bodies: Option<bool>,
+    /// Reload when the file changes (besides `SIGHUP` and the admin API).
+    pub watch_config: Option<bool>,
     #[serde(default)]
     pub circuit_breaker: RawBreaker,
 }

@@ -52,6 +52,8 @@ pub(super) fn resolve(
         server,
         log_bodies: raw.log_bodies.unwrap_or(false),
         ledger_sync: raw.ledger_sync.unwrap_or(false),
+        watch_config: raw.watch_config.unwrap_or(false),
+        digest: digest(b""),
         warnings,
     })
 }

@@ -1,5 +1,5 @@
-//! The admin API (admin keys only): `/admin/keys` create, list, get, update, revoke, and
-//! `/admin/usage`.
+//! The admin API (admin keys only): `/admin/keys` create, list, get, update, revoke;
+//! `/admin/usage`; `/admin/providers`; `/admin/config` and `/admin/config/reload`.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -129,8 +129,8 @@ pub(crate) async fn create(
     result(
         async {
             authenticate_admin(&state, &headers).await?;
-            let raw =
-                super::read_body(body, 1 << 20, state.config.server.body_read_timeout).await?;
+            let body_time = state.live.load().config.server.body_read_timeout;
+            let raw = super::read_body(body, 1 << 20, body_time).await?;
             let req: CreateKey = super::parse_json(&raw)?;
             if req.name.trim().is_empty() {
                 return Err(GatewayError::bad_request("'name' must not be empty.")
@@ -233,8 +233,8 @@ pub(crate) async fn update(
     result(
         async {
             authenticate_admin(&state, &headers).await?;
-            let raw =
-                super::read_body(body, 1 << 20, state.config.server.body_read_timeout).await?;
+            let body_time = state.live.load().config.server.body_read_timeout;
+            let raw = super::read_body(body, 1 << 20, body_time).await?;
             let req: UpdateKey = super::parse_json(&raw)?;
             if req.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
                 return Err(GatewayError::bad_request("'name' must not be empty.")
@@ -369,6 +369,8 @@ pub(crate) async fn providers(State(state): State<AppState>, headers: HeaderMap)
             authenticate_admin(&state, &headers).await?;
             let health = state.health.all();
             let providers: Vec<Value> = state
+                .live
+                .load()
                 .config
                 .providers
                 .iter()
@@ -392,8 +394,8 @@ pub(crate) async fn providers(State(state): State<AppState>, headers: HeaderMap)
                     })
                 })
                 .collect();
-            let routes = state.router.routes();
-            let b = state.config.breaker;
+            let routes = state.live.load().router.routes();
+            let b = state.live.load().config.breaker;
             Ok(axum::Json(json!({
                 "object": "list",
                 "circuit_breaker": {
@@ -405,6 +407,54 @@ pub(crate) async fn providers(State(state): State<AppState>, headers: HeaderMap)
                 "routes": routes,
             }))
             .into_response())
+        }
+        .await,
+    )
+}
+
+/// The loaded configuration's identity, and the last reload's outcome.
+fn config_view(state: &AppState) -> Value {
+    let live = state.live.load();
+    json!({
+        "object": "config",
+        "source": live.config.source.as_ref().map(|p| p.display().to_string()),
+        "hash": live.loaded.hash,
+        "loaded_at": live.loaded.loaded_at,
+        "restart_required": live.loaded.restart_required,
+        "watch_config": live.config.watch_config,
+        "last_reload_error": state.reloader.last_error(),
+    })
+}
+
+/// `GET /admin/config`.
+pub(crate) async fn config(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            Ok(axum::Json(config_view(&state)).into_response())
+        }
+        .await,
+    )
+}
+
+/// `POST /admin/config/reload`: loads the file again; 200 with the new identity, or 422
+/// with `config check`'s message while the running config stays.
+pub(crate) async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            Ok(match crate::reload::reload(&state, "admin API").await {
+                Ok(_) => axum::Json(config_view(&state)).into_response(),
+                Err(e) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    axum::Json(json!({"error": {
+                        "message": e,
+                        "type": "invalid_request_error",
+                        "code": "invalid_config",
+                    }})),
+                )
+                    .into_response(),
+            })
         }
         .await,
     )

@@ -143,6 +143,8 @@ pub(crate) async fn list(
         Err(e) => return e.into_gemini_response(),
     };
     let models: Vec<Value> = state
+        .live
+        .load()
         .router
         .model_names()
         .iter()
@@ -166,7 +168,7 @@ pub(crate) async fn get(
     };
     let found = caller
         .check_model(&name)
-        .and_then(|()| state.router.resolve(&name));
+        .and_then(|()| state.live.load().router.resolve(&name));
     let resp = match found {
         Ok(d) => {
             let owner = d.first().map_or("jusinfer", |d| d.provider.name());
@@ -281,15 +283,17 @@ async fn count_tokens(state: AppState, headers: HeaderMap, body: Body, model: St
     let result = async {
         let caller = authenticate_any(&state, &headers).await?;
         key = super::key_id(&caller);
-        let raw = super::read_body(
-            body,
-            state.config.max_body_bytes,
-            state.config.server.body_read_timeout,
-        )
-        .await?;
+        let (max_body, body_time) = {
+            let live = state.live.load();
+            (
+                live.config.max_body_bytes,
+                live.config.server.body_read_timeout,
+            )
+        };
+        let raw = super::read_body(body, max_body, body_time).await?;
         let req: Map<String, Value> = super::parse_json(&raw)?;
         caller.check_model(&model)?;
-        let deployments = state.router.resolve(&model)?;
+        let deployments = state.live.load().router.resolve(&model)?;
         if let Some(d) = deployments.iter().find(|d| super::messages::counts(d)) {
             let gemini = d.speaks() == Speaks::Gemini;
             let body = if gemini {

@@ -18,10 +18,14 @@ pub(crate) async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready while the store answers.
+/// Ready while the store answers; with the loaded config's hash and load time.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    let config = {
+        let live = state.live.load();
+        json!({"hash": live.loaded.hash, "loaded_at": live.loaded.loaded_at})
+    };
     match state.store.ping().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Ok(()) => Json(json!({"status": "ready", "config": config})).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unavailable", "error": e.to_string()})),

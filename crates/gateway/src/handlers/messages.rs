@@ -211,12 +211,14 @@ pub(crate) async fn count_tokens(
     let result = async {
         let caller = authenticate_any(&state, &headers).await?;
         key = super::key_id(&caller);
-        let raw = super::read_body(
-            body,
-            state.config.max_body_bytes,
-            state.config.server.body_read_timeout,
-        )
-        .await?;
+        let (max_body, body_time) = {
+            let live = state.live.load();
+            (
+                live.config.max_body_bytes,
+                live.config.server.body_read_timeout,
+            )
+        };
+        let raw = super::read_body(body, max_body, body_time).await?;
         let mut req: Map<String, Value> = super::parse_json(&raw)?;
         let model = req
             .get("model")
@@ -225,7 +227,7 @@ pub(crate) async fn count_tokens(
             .ok_or_else(|| GatewayError::bad_request("model: Field required.").param("model"))?
             .to_owned();
         caller.check_model(&model)?;
-        let deployments = state.router.resolve(&model)?;
+        let deployments = state.live.load().router.resolve(&model)?;
         if let Some(d) = deployments.iter().find(|d| counts(d)) {
             let forward = forwarded(&headers);
             let (body, forward, reshape) = match d.speaks() {

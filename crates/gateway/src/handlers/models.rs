@@ -20,6 +20,8 @@ pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
         Err(e) => return e.into_response(),
     };
     let data: Vec<Value> = state
+        .live
+        .load()
         .router
         .model_names()
         .iter()
@@ -40,13 +42,15 @@ pub(crate) async fn get(
         Err(e) => return e.into_response(),
     };
     let found = state
+        .live
+        .load()
         .router
         .model_names()
         .into_iter()
         .find(|(n, _)| *n == id);
     let resp = match found {
         Some((n, o)) if caller.check_model(&n).is_ok() => Json(entry(&n, &o)).into_response(),
-        _ => match state.router.resolve(&id) {
+        _ => match state.live.load().router.resolve(&id) {
             // A `provider/model` that routes but is in no static list.
             Ok(d) if caller.check_model(&id).is_ok() => {
                 let owner = d.first().map_or("jusinfer", |d| d.provider.name());

@@ -34,7 +34,7 @@ fn output_hold(state: &AppState, demand: Demand, deployments: &[Deployment]) -> 
     if let Some(max) = demand.max_output {
         return max.min(crate::limits::MAX_TOKENS);
     }
-    let cap = u64::from(state.config.server.hold_output_tokens);
+    let cap = u64::from(state.live.load().config.server.hold_output_tokens);
     deployments
         .iter()
         .map(|d| {
@@ -84,9 +84,10 @@ pub(crate) async fn admit(
         prompt
     };
     let cost = if k.budget_usd.is_some() {
+        let live = state.live.load();
         deployments
             .iter()
-            .filter_map(|d| state.prices.get(d.provider.name(), &d.upstream_model))
+            .filter_map(|d| live.prices.get(d.provider.name(), &d.upstream_model))
             .map(|p| (prompt as f64 * p.input + output as f64 * p.output) / 1_000_000.0)
             .fold(0.0, f64::max)
     } else {
@@ -126,7 +127,10 @@ pub(crate) async fn admit(
 
 /// The caller's place under `max_concurrent_per_key`, taken before its body is read.
 pub(crate) fn key_slot(state: &AppState, caller: &Caller) -> Result<Option<Slot>, GatewayError> {
-    let (Some(max), Some(k)) = (state.config.server.max_concurrent_per_key, &caller.key) else {
+    let (Some(max), Some(k)) = (
+        state.live.load().config.server.max_concurrent_per_key,
+        &caller.key,
+    ) else {
         return Ok(None);
     };
     let gate = state.per_key.entry(k.id.clone()).or_default().clone();
@@ -157,5 +161,9 @@ pub(crate) fn price_of(
             cache_write: None,
         });
     }
-    state.prices.get(d.provider.name(), &d.upstream_model)
+    state
+        .live
+        .load()
+        .prices
+        .get(d.provider.name(), &d.upstream_model)
 }

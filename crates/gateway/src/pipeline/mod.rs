@@ -131,13 +131,14 @@ pub(crate) async fn run<D: ClientDialect>(
         Ok(s) => s,
         Err(e) => return record.refuse::<D>(e, None),
     };
-    let raw = match read::read_body(
-        body,
-        state.config.max_body_bytes,
-        state.config.server.body_read_timeout,
-    )
-    .await
-    {
+    let (max_body, body_time) = {
+        let live = state.live.load();
+        (
+            live.config.max_body_bytes,
+            live.config.server.body_read_timeout,
+        )
+    };
+    let raw = match read::read_body(body, max_body, body_time).await {
         Ok(r) => r,
         Err(e) => return record.refuse::<D>(e, None),
     };
@@ -148,7 +149,7 @@ pub(crate) async fn run<D: ClientDialect>(
     record.named(&p.model, p.stream);
     let route = D::check(&p)
         .and_then(|()| caller.check_model(&p.model))
-        .and_then(|()| state.router.resolve(&p.model));
+        .and_then(|()| state.live.load().router.resolve(&p.model));
     let deployments = match route {
         Ok(d) => d,
         Err(e) => return record.refuse::<D>(e, None),
@@ -156,7 +157,7 @@ pub(crate) async fn run<D: ClientDialect>(
     if let Err(e) = D::prepare(&state, &caller, &mut p).await {
         return record.refuse::<D>(e, None);
     }
-    if state.config.log_bodies {
+    if state.live.load().config.log_bodies {
         tracing::info!(request_id = %rid.0, body = %String::from_utf8_lossy(&raw[..raw.len().min(LOGGED_BODY_BYTES)]), "request body");
     }
     let demand = Demand {

@@ -23,7 +23,12 @@ async fn state(extra: &str) -> (AppState, std::path::PathBuf) {
     let store = Store::open(&format!("sqlite://{}", db.display()))
         .await
         .expect("store");
-    (AppState::new(cfg, store).await.expect("state"), dir)
+    (
+        AppState::new(cfg, store, crate::Overrides::default())
+            .await
+            .expect("state"),
+        dir,
+    )
 }
 
 struct Answer {

@@ -347,6 +347,8 @@ async fn logout(
 async fn models_page(State(state): State<AppState>, headers: HeaderMap) -> Page {
     let s = require(&state, &headers).await?;
     let models: Vec<pages::ModelView> = state
+        .live
+        .load()
         .router
         .catalog()
         .into_iter()
@@ -376,6 +378,8 @@ async fn models_page(State(state): State<AppState>, headers: HeaderMap) -> Page 
                     pages::DeploymentView {
                         target: format!("{}/{}", d.provider.name(), d.upstream_model),
                         price: state
+                            .live
+                            .load()
                             .prices
                             .get(d.provider.name(), &d.upstream_model)
                             .map(|p| (p.input, p.output)),
@@ -390,6 +394,8 @@ async fn models_page(State(state): State<AppState>, headers: HeaderMap) -> Page 
         })
         .collect();
     let open: Vec<(String, String)> = state
+        .live
+        .load()
         .config
         .providers
         .iter()

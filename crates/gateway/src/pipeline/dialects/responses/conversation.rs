@@ -182,7 +182,7 @@ async fn resolve_references(
         ))
         .param("input"));
     }
-    let limit = state.config.max_body_bytes;
+    let limit = state.live.load().config.max_body_bytes;
     let too_large = || {
         GatewayError::bad_request(format!(
             "The referenced items come to more than {limit} bytes, the most one request may hold."
