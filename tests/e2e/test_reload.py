@@ -25,6 +25,7 @@ database = "sqlite://{db}"
 kind = "openai-compatible"
 base_url = "{sim}/v1"
 api_key = "${{SIM_PROVIDER_KEY}}"
+{sim_extra}
 {providers}
 {models}
 """
@@ -45,9 +46,9 @@ class Gw:
         self.http = httpx.Client(base_url=self.url, timeout=30,
                                  headers={"authorization": f"Bearer {self.key}"})
 
-    def text(self, top="", providers="", models="", port=None) -> str:
+    def text(self, top="", providers="", models="", port=None, sim_extra="") -> str:
         return BASE.format(port=port or self.port, db=self.tmp / "j.db", sim=self.sim, top=top,
-                           providers=providers, models=models)
+                           providers=providers, models=models, sim_extra=sim_extra)
 
     def write(self, **kw) -> str:
         """Writes the file; returns the SHA-256 of its bytes (what /readyz reports)."""
@@ -239,25 +240,38 @@ def test_command_line_overrides_stay_in_force_across_reloads(gw_factory, tmp_pat
 
 
 def test_a_stream_in_flight_finishes_on_the_config_it_started_with(gw_factory):
-    g = gw_factory(models=alias("slow", "sim/fast;chunks=12;gap_ms=150"))
+    g = gw_factory(models=alias("slow", "sim/fast;chunks=12;gap_ms=150"),
+                   providers=price("sim/fast;chunks=12;gap_ms=150", 1000.0, 2000.0))
     assert g.samples("jusinfer_circuit_state", provider="sim", model="fast;chunks=12;gap_ms=150") == [0.0]
-    body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "hi"}],
+            "stream_options": {"include_usage": True}}
     with g.http.stream("POST", "/v1/chat/completions", json=body) as r:
         assert r.status_code == 200
         lines = r.iter_lines()
         first = next(line for line in lines if line.startswith("data: "))
         assert json.loads(first[6:])["object"] == "chat.completion.chunk"
         # The alias and the provider it used both go away mid-stream.
-        new = BASE.format(port=g.port, db=g.tmp / "j.db", sim=g.sim, top="", providers="",
-                          models="").replace("[providers.sim]", "[providers.other]")
+        new = g.text().replace("[providers.sim]", "[providers.other]")
         new += alias("fresh", "other/fast")
         g.file.write_text(new)
         g.hup_and_wait(hashlib.sha256(new.encode()).hexdigest())
         rest = [line for line in lines if line.startswith("data: ")]
     assert rest[-1] == "data: [DONE]"
+    # Paced 150 ms apart: most of the stream came after the new config was in place.
+    assert len(rest) >= 5, rest
     chunks = [json.loads(x[6:]) for x in rest[:-1]]
     assert not any("error" in c for c in chunks), chunks
     assert any(c["choices"] and c["choices"][0].get("finish_reason") for c in chunks)
+    # Priced by the catalog it was routed with, though the new file has no such price.
+    cost = chunks[-1]["usage"]["cost"]
+    assert cost > 0, chunks[-1]
+    end = time.monotonic() + 10
+    while True:
+        rows = {r["group"]: r for r in g.http.get("/admin/usage", params={"since": "1h"}).json()["data"]}
+        if "slow" in rows or time.monotonic() > end:
+            break
+        time.sleep(0.1)
+    assert rows["slow"]["cost_usd"] == pytest.approx(cost, rel=1e-6)
     assert g.chat("slow").status_code == 404
     assert g.chat("fresh").status_code == 200
     # The dropped deployment's circuit is no longer tracked; the new one's is.
@@ -369,9 +383,11 @@ def test_reload_under_load_fails_no_request(gw_factory):
     try:
         last = None
         for i in range(12):
-            # Each reload changes the route's provider settings, a price and the alias list.
+            # Each reload rebuilds the route's provider (its headers change) and changes a
+            # price, the alias list and a limit.
             extra = alias(f"extra{i}", "sim/fast") + price("sim/fast", 1.0 + i, 2.0)
             last = g.write(models=alias("steady", "sim/fast") + extra,
+                           sim_extra=f'headers = {{ "x-reload" = "{i}" }}',
                            top=f"max_concurrent_requests = {1000 + i}")
             g.hup_and_wait(last)
             time.sleep(0.1)
@@ -380,6 +396,7 @@ def test_reload_under_load_fails_no_request(gw_factory):
         for t in threads:
             t.join(30)
     assert failures == [], failures[:5]
-    assert done[0] > 50, done[0]
+    assert done[0] > 12, done[0]
+    assert [e["providers_kept"] for e in g.events() if e.get("message") == "config reloaded"] == [1] * 12
     assert g.metric("jusinfer_config_reloads_total", result="applied") == 12
     assert g.hash() == last

@@ -10,7 +10,7 @@
 //! The closed state — the common case — costs one atomic load per request; the small lock
 //! is taken only to record a failure or to move an open circuit on.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,7 +86,7 @@ pub(crate) struct Health {
     /// (a name the client made up never takes a place).
     adopt: Option<std::sync::Weak<Book>>,
     /// A configured deployment: never evicted from its book.
-    pinned: bool,
+    pinned: AtomicBool,
     /// When it was last handed out (ms since the book's start), for eviction.
     last_used: AtomicU64,
 }
@@ -175,7 +175,7 @@ impl Health {
             failures: AtomicU64::new(0),
             tried: AtomicU64::new(0),
             adopt: None,
-            pinned: false,
+            pinned: AtomicBool::new(false),
             last_used: AtomicU64::new(0),
         }
     }
@@ -408,7 +408,7 @@ impl Book {
             let oldest = self
                 .map
                 .iter()
-                .filter(|e| !e.value().pinned)
+                .filter(|e| !e.value().pinned.load(Ordering::Relaxed))
                 .min_by_key(|e| e.value().last_used.load(Ordering::Relaxed))
                 .map(|e| e.key().clone());
             match oldest {
@@ -442,15 +442,14 @@ impl HealthBook {
     /// Registers a configured deployment: kept for good.
     pub(crate) fn pin(&self, provider: &str, model: &str) -> Arc<Health> {
         let b = &self.book;
-        Arc::clone(
+        let h = Arc::clone(
             &b.map
                 .entry((provider.to_owned(), model.to_owned()))
-                .or_insert_with(|| {
-                    let mut h = Health::new(provider, model, b.settings);
-                    h.pinned = true;
-                    Arc::new(h)
-                }),
-        )
+                .or_insert_with(|| Arc::new(Health::new(provider, model, b.settings))),
+        );
+        // A name used directly before a reload configured it is kept for good from now on.
+        h.pinned.store(true, Ordering::Relaxed);
+        h
     }
 
     /// The health of `provider`'s `model`: its record, or (a name not kept yet) a new one
@@ -473,7 +472,7 @@ impl HealthBook {
     pub(crate) fn retain_pinned(&self, configured: impl Fn(&str, &str) -> bool) {
         self.book
             .map
-            .retain(|(p, m), h| !h.pinned || configured(p, m));
+            .retain(|(p, m), h| !h.pinned.load(Ordering::Relaxed) || configured(p, m));
     }
 
     /// Every deployment kept, sorted by provider and model.

@@ -97,7 +97,8 @@ impl Ledger {
     pub(crate) fn price(&self, r: &mut UsageRecord) {
         if r.cost_usd.is_none() && r.prompt_tokens.saturating_add(r.completion_tokens) > 0 {
             if let (Some(p), Some(m)) = (r.provider.as_deref(), r.upstream_model.as_deref()) {
-                r.cost_usd = self.prices.load().get(p, m).map(|price| {
+                let price = r.price.or_else(|| self.prices.load().get(p, m));
+                r.cost_usd = price.map(|price| {
                     let mut u = Usage {
                         prompt_tokens: r.prompt_tokens,
                         completion_tokens: r.completion_tokens,

@@ -52,6 +52,8 @@ pub(crate) struct Metrics {
     pub config_loaded_at: IntGauge,
     /// Settings changed in the file that wait for a restart.
     pub config_restart_required: IntGauge,
+    /// One render at a time: the circuit gauges are reset and refilled per render.
+    render: std::sync::Mutex<()>,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -138,6 +140,7 @@ impl Metrics {
             ),
             config_loaded_at,
             config_restart_required,
+            render: std::sync::Mutex::new(()),
             connections,
             connections_closed: counter(
                 &r,
@@ -264,7 +267,12 @@ impl Metrics {
 
     /// The text exposition, with the circuit gauges read from `health` now.
     pub(crate) fn render(&self, health: &HealthBook) -> Vec<u8> {
-        // Only the deployments tracked now (a reload may have dropped some).
+        // Only the deployments tracked now (a reload may have dropped some). A poisoned
+        // lock guards nothing inconsistent: the gauges are refilled below.
+        let _one = self
+            .render
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.circuit_state.reset();
         for h in health.all() {
             self.circuit_state

@@ -19,6 +19,8 @@ pub(crate) struct Outcome {
     /// The provider that produced `result` (the last one tried), and its model name.
     pub provider: Option<String>,
     pub upstream_model: Option<String>,
+    /// That deployment's price (the catalog it was routed with).
+    pub price: Option<jusinfer_translate::pricing::Price>,
     pub attempts: u32,
 }
 
@@ -73,6 +75,7 @@ where
                         result: Ok(resp),
                         provider: Some(d.provider.name().to_owned()),
                         upstream_model: Some(d.upstream_model.clone()),
+                        price: d.price,
                         attempts,
                     };
                 }
@@ -104,6 +107,7 @@ where
                         result: Err(e),
                         provider: Some(d.provider.name().to_owned()),
                         upstream_model: Some(d.upstream_model.clone()),
+                        price: d.price,
                         attempts,
                     };
                 }
@@ -114,6 +118,7 @@ where
         (Some((e, d)), _) => Outcome {
             result: Err(e),
             provider: Some(d.provider.name().to_owned()),
+            price: d.price,
             upstream_model: Some(d.upstream_model),
             attempts,
         },
@@ -128,12 +133,14 @@ where
             .code("circuit_open")),
             provider: None,
             upstream_model: None,
+            price: None,
             attempts,
         },
         (None, None) => Outcome {
             result: Err(GatewayError::internal("the route has no deployments")),
             provider: None,
             upstream_model: None,
+            price: None,
             attempts,
         },
     }

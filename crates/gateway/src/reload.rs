@@ -26,6 +26,8 @@ use crate::pricing::Prices;
 use crate::routing::Router;
 use crate::upstream::Provider;
 
+/// Longest a reload may take to read and resolve the file.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often `watch_config` looks at the file.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
@@ -129,7 +131,7 @@ impl Live {
                 None => prices,
             },
         ));
-        let router = Router::new(&config, providers, &prices, health.clone());
+        let router = Router::new(&config, providers, Arc::clone(&prices), health.clone());
         let loaded = Loaded {
             hash: config.digest.clone(),
             loaded_at: SystemTime::now()
@@ -207,16 +209,22 @@ pub(crate) async fn reload(
     let overrides = r.overrides.clone();
     let health = state.health.clone();
     let previous = Arc::clone(&running);
-    let built = tokio::task::spawn_blocking(move || {
+    let build = tokio::task::spawn_blocking(move || {
         let mut new = config::load(source.as_deref()).map_err(|e| e.message)?;
         overrides.apply(&mut new);
         let pending = restart_only(&previous.config, &new);
         keep_restart_only(&previous.config, &mut new);
         let warnings = std::mem::take(&mut new.warnings);
         Live::build(new, Some(&previous), &health, pending).map(|l| (l, warnings))
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
+    });
+    // A file on a mount that hangs must not hold reloads up for ever.
+    let built = match tokio::time::timeout(RELOAD_TIMEOUT, build).await {
+        Ok(joined) => joined.unwrap_or_else(|e| Err(format!("the reload task failed: {e}"))),
+        Err(_) => Err(format!(
+            "reading and resolving the config took over {} s; the running config stays",
+            RELOAD_TIMEOUT.as_secs()
+        )),
+    };
     let m = crate::metrics::get();
     match built {
         Ok((live, warnings)) => {
@@ -230,7 +238,6 @@ pub(crate) async fn reload(
                 .iter()
                 .filter(|p| running.router.providers().iter().any(|o| Arc::ptr_eq(o, p)))
                 .count();
-            state.ledger.set_prices(Arc::clone(&live.prices));
             let c = &live.config;
             let configured: std::collections::HashSet<(&str, &str)> = c
                 .models
@@ -245,9 +252,10 @@ pub(crate) async fn reload(
             state
                 .health
                 .retain_pinned(|p, m| configured.contains(&(p, m)));
+            let prices = Arc::clone(&live.prices);
             state.live.store(Arc::new(live));
+            state.ledger.set_prices(prices);
             r.set_last_error(None);
-            m.config_reloads.with_label_values(&["applied"]).inc();
             m.config_loaded_at
                 .set(i64::try_from(loaded.loaded_at).unwrap_or(i64::MAX));
             m.config_restart_required
@@ -264,16 +272,17 @@ pub(crate) async fn reload(
                     "config reload: `{name}` changed in the file; it takes effect after a restart"
                 );
             }
+            m.config_reloads.with_label_values(&["applied"]).inc();
             Ok(loaded)
         }
         Err(e) => {
-            m.config_reloads.with_label_values(&["refused"]).inc();
             tracing::error!(
                 trigger,
                 error = %e,
                 "config reload refused; the running config stays"
             );
             r.set_last_error(Some(e.clone()));
+            m.config_reloads.with_label_values(&["refused"]).inc();
             Err(e)
         }
     }
@@ -318,7 +327,8 @@ pub(crate) fn watch(state: crate::state::AppState) {
         let mut tick = tokio::time::interval(WATCH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = stamp(&path).await;
-        let mut settled = true;
+        // Unsettled at first: an edit made while the gateway was starting is loaded too.
+        let mut settled = false;
         loop {
             tick.tick().await;
             let now = stamp(&path).await;
@@ -331,6 +341,9 @@ pub(crate) fn watch(state: crate::state::AppState) {
                 continue;
             }
             settled = true;
+            if seen.is_none_or(|(len, _)| len > config::MAX_CONFIG_BYTES) {
+                continue;
+            }
             let Ok(bytes) = tokio::fs::read(&path).await else {
                 continue;
             };

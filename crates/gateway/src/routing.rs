@@ -15,6 +15,7 @@ use crate::error::GatewayError;
 use crate::health::{Health, HealthBook};
 use crate::pricing::Prices;
 use crate::upstream::Provider;
+use jusinfer_translate::pricing::Price;
 
 /// Longest model name accepted (names reach metric labels and logs).
 pub(crate) const MAX_MODEL_NAME: usize = 256;
@@ -31,6 +32,21 @@ pub(crate) struct Deployment {
     pub timeouts: Timeouts,
     /// Automatic prompt-cache breakpoints (Anthropic; the provider's or the alias's).
     pub auto_cache: bool,
+    /// Its price in the catalog loaded with the route (a request is priced by the config
+    /// it was routed on, whatever a reload does meanwhile); the built-in `echo` is free.
+    pub price: Option<Price>,
+}
+
+fn price_for(prices: &Prices, p: &Provider, upstream_model: &str) -> Option<Price> {
+    if p.speaks(upstream_model) == crate::upstream::Speaks::Local {
+        return Some(Price {
+            input: 0.0,
+            output: 0.0,
+            cache_read: None,
+            cache_write: None,
+        });
+    }
+    prices.get(p.name(), upstream_model)
 }
 
 impl Deployment {
@@ -87,13 +103,14 @@ pub(crate) struct Router {
     aliases: Vec<ModelAlias>,
     routes: Vec<Route>,
     health: HealthBook,
+    prices: Arc<Prices>,
 }
 
 impl Router {
     pub(crate) fn new(
         config: &Config,
         providers: Vec<Arc<Provider>>,
-        prices: &Prices,
+        prices: Arc<Prices>,
         health: HealthBook,
     ) -> Self {
         let find = |name: &str| providers.iter().find(|p| p.config.name == name).cloned();
@@ -105,12 +122,14 @@ impl Router {
                 let cost = prices
                     .get(p, m)
                     .map_or(f64::INFINITY, |pr| pr.input + pr.output);
+                let upstream_model = provider.config.deployment_of(m).to_owned();
                 entries.push((
                     Deployment {
                         timeouts: alias.timeouts_over(provider.config.timeouts),
                         auto_cache: alias.auto_cache || provider.config.auto_cache,
                         health: health.pin(p, m),
-                        upstream_model: provider.config.deployment_of(m).to_owned(),
+                        price: price_for(&prices, &provider, &upstream_model),
+                        upstream_model,
                         provider,
                     },
                     *w,
@@ -139,6 +158,7 @@ impl Router {
             aliases: config.models.clone(),
             routes,
             health,
+            prices,
         }
     }
 
@@ -147,9 +167,11 @@ impl Router {
     }
 
     fn direct(&self, p: &Arc<Provider>, model: &str) -> Deployment {
+        let upstream_model = p.config.deployment_of(model);
         Deployment {
             provider: Arc::clone(p),
-            upstream_model: p.config.deployment_of(model).to_owned(),
+            price: price_for(&self.prices, p, upstream_model),
+            upstream_model: upstream_model.to_owned(),
             health: self.health.get(p.name(), model),
             timeouts: p.config.timeouts,
             auto_cache: p.config.auto_cache,
@@ -189,12 +211,12 @@ impl Router {
         ))
     }
 
-    /// The aliases with their strategies and deployments, for `/admin/providers`.
     /// The providers, in configured order.
     pub(crate) fn providers(&self) -> &[Arc<Provider>] {
         &self.providers
     }
 
+    /// The aliases with their strategies and deployments, for `/admin/providers`.
     pub(crate) fn routes(&self) -> Vec<RouteView> {
         self.routes
             .iter()

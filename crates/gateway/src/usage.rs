@@ -92,6 +92,11 @@ pub struct UsageRecord {
     /// Set under `ledger_sync`: the writer acknowledges the row through it. Not stored.
     #[serde(skip)]
     pub commit: Option<Commit>,
+    /// The answering deployment's price in the catalog the request was routed with: what
+    /// prices a row that came without a cost (a reload may have changed the catalog since).
+    /// Not stored.
+    #[serde(skip)]
+    pub price: Option<jusinfer_translate::pricing::Price>,
 }
 
 impl UsageRecord {

@@ -12,6 +12,8 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 /// The embedded default store.
 pub const DEFAULT_DATABASE: &str = "sqlite://jusinfer.db";
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest request body accepted, unless the config says otherwise.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
@@ -429,6 +431,13 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     let Some(path) = path else {
         return resolve(RawConfig::default(), None, "", &|k| std::env::var(k).ok());
     };
+    let big = std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_CONFIG_BYTES);
+    if big {
+        return Err(ConfigError::new(format!(
+            "{}: the config file is larger than {MAX_CONFIG_BYTES} bytes",
+            path.display()
+        )));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(format!(
             "{}: cannot read the config file: {e}",
@@ -451,14 +460,21 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let shown = path.map_or_else(|| "<config>".to_owned(), |p| p.display().to_string());
-    let expanded = expand_env(text, env)
+    let mut used = Vec::new();
+    let expanded = expand_env(text, env, &mut used)
         .map_err(|(line, msg)| ConfigError::new(format!("{shown}:{line}: {msg}")))?;
-    let raw: RawConfig = toml::from_str(&expanded).map_err(|e| {
-        let line = e.span().map(|s| line_of(&expanded, s.start)).unwrap_or(0);
-        let msg = e.message().trim().to_owned();
-        ConfigError::new(format!("{shown}:{line}: {msg}"))
-    })?;
-    let mut c = resolve(raw, path, &expanded, env)?;
+    // A message may quote a value as expanded: never the environment's secrets (the
+    // message reaches logs and the admin API on a reload).
+    let secrets: Vec<&str> = used.iter().map(String::as_str).collect();
+    let hide = |e: ConfigError| ConfigError::new(crate::error::scrub(&e.message, &secrets));
+    let raw: RawConfig = toml::from_str(&expanded)
+        .map_err(|e| {
+            let line = e.span().map(|s| line_of(&expanded, s.start)).unwrap_or(0);
+            let msg = e.message().trim().to_owned();
+            ConfigError::new(format!("{shown}:{line}: {msg}"))
+        })
+        .map_err(hide)?;
+    let mut c = resolve(raw, path, &expanded, env).map_err(hide)?;
     c.digest = digest(text.as_bytes());
     Ok(c)
 }
@@ -468,7 +484,11 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// Expands `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`.
-fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, (usize, String)> {
+fn expand_env(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    used: &mut Vec<String>,
+) -> Result<String, (usize, String)> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -503,7 +523,10 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
             ));
         }
         match (env(name).filter(|v| !v.is_empty()), default) {
-            (Some(v), _) => out.push_str(&v),
+            (Some(v), _) => {
+                out.push_str(&v);
+                used.push(v);
+            }
             (None, Some(d)) => out.push_str(d),
             (None, None) => {}
         }
@@ -584,6 +607,8 @@ mod tests {
     fn env(k: &str) -> Option<String> {
         match k {
             "SIM_KEY" => Some("sk-test".to_owned()),
+            "BAD_URL" => Some("ftp://user:hunter2-secret@host".to_owned()),
+            "A_SECRET" => Some("not-a-number-secret".to_owned()),
             _ => None,
         }
     }
@@ -646,6 +671,19 @@ models = ["m1"]
             "echo always present"
         );
         assert_eq!(c.listen, DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn errors_never_quote_what_the_environment_gave() {
+        let e = p("[providers.x]\nkind = \"openai\"\nbase_url = \"${BAD_URL}\"\n")
+            .expect_err("bad URL");
+        assert!(e.message.starts_with("j.toml:3:"), "{}", e.message);
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+        let e = p("[providers.x]\nkind = \"openai\"\nretries = \"${A_SECRET}\"\n")
+            .expect_err("bad type");
+        assert!(e.message.starts_with("j.toml:3:"), "{}", e.message);
+        assert!(!e.message.contains("not-a-number-secret"), "{}", e.message);
+        assert!(e.message.contains("[redacted]"), "{}", e.message);
     }
 
     #[test]

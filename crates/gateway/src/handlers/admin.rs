@@ -368,9 +368,9 @@ pub(crate) async fn providers(State(state): State<AppState>, headers: HeaderMap)
         async {
             authenticate_admin(&state, &headers).await?;
             let health = state.health.all();
-            let providers: Vec<Value> = state
-                .live
-                .load()
+            // One snapshot for the whole answer.
+            let live = state.live.load_full();
+            let providers: Vec<Value> = live
                 .config
                 .providers
                 .iter()
@@ -394,8 +394,8 @@ pub(crate) async fn providers(State(state): State<AppState>, headers: HeaderMap)
                     })
                 })
                 .collect();
-            let routes = state.live.load().router.routes();
-            let b = state.live.load().config.breaker;
+            let routes = live.router.routes();
+            let b = live.config.breaker;
             Ok(axum::Json(json!({
                 "object": "list",
                 "circuit_breaker": {

@@ -28,7 +28,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({"status": "ready", "config": config})).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": e.to_string()})),
+            Json(json!({"status": "unavailable", "error": e.to_string(), "config": config})),
         )
             .into_response(),
     }

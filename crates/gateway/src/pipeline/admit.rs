@@ -84,10 +84,9 @@ pub(crate) async fn admit(
         prompt
     };
     let cost = if k.budget_usd.is_some() {
-        let live = state.live.load();
         deployments
             .iter()
-            .filter_map(|d| live.prices.get(d.provider.name(), &d.upstream_model))
+            .filter_map(|d| d.price)
             .map(|p| (prompt as f64 * p.input + output as f64 * p.output) / 1_000_000.0)
             .fold(0.0, f64::max)
     } else {
@@ -147,23 +146,8 @@ pub(crate) fn key_slot(state: &AppState, caller: &Caller) -> Result<Option<Slot>
     })
 }
 
-/// The price of a deployment's model: the built-in `echo` is free (`usage.cost` 0, not
-/// unknown, in every dialect); others from the price table, if known.
-pub(crate) fn price_of(
-    state: &AppState,
-    d: &Deployment,
-) -> Option<jusinfer_translate::pricing::Price> {
-    if d.speaks() == crate::upstream::Speaks::Local {
-        return Some(jusinfer_translate::pricing::Price {
-            input: 0.0,
-            output: 0.0,
-            cache_read: None,
-            cache_write: None,
-        });
-    }
-    state
-        .live
-        .load()
-        .prices
-        .get(d.provider.name(), &d.upstream_model)
+/// The price of a deployment's model, from the catalog it was routed with: the built-in
+/// `echo` is free (`usage.cost` 0, not unknown, in every dialect); others if known.
+pub(crate) fn price_of(d: &Deployment) -> Option<jusinfer_translate::pricing::Price> {
+    d.price
 }

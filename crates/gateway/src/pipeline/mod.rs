@@ -97,7 +97,6 @@ pub(crate) struct Parsed<T> {
 
 /// What one attempt gets: the request and everything its attempts share.
 pub(crate) struct Attempt<'a, T> {
-    pub state: &'a AppState,
     pub raw: &'a Bytes,
     pub p: &'a Parsed<T>,
     pub request_id: &'a str,
@@ -170,7 +169,6 @@ pub(crate) async fn run<D: ClientDialect>(
     };
     let (tap, limits) = record.into_tap(admitted);
     let a = Attempt {
-        state: &state,
         raw: &raw,
         p: &p,
         request_id: &rid.0,

@@ -144,6 +144,7 @@ pub(crate) fn finish<D: ClientDialect>(
         meta.model.clone_from(&r.model);
         r.provider.clone_from(&outcome.provider);
         r.upstream_model.clone_from(&outcome.upstream_model);
+        r.price = outcome.price;
         r.attempts = outcome.attempts;
         r.status = status;
         r.error_type = error_type.map(str::to_owned);

@@ -346,9 +346,9 @@ async fn logout(
 
 async fn models_page(State(state): State<AppState>, headers: HeaderMap) -> Page {
     let s = require(&state, &headers).await?;
-    let models: Vec<pages::ModelView> = state
-        .live
-        .load()
+    // One snapshot for the whole page.
+    let live = state.live.load_full();
+    let models: Vec<pages::ModelView> = live
         .router
         .catalog()
         .into_iter()
@@ -377,12 +377,7 @@ async fn models_page(State(state): State<AppState>, headers: HeaderMap) -> Page 
                     let h = d.health.view();
                     pages::DeploymentView {
                         target: format!("{}/{}", d.provider.name(), d.upstream_model),
-                        price: state
-                            .live
-                            .load()
-                            .prices
-                            .get(d.provider.name(), &d.upstream_model)
-                            .map(|p| (p.input, p.output)),
+                        price: d.price.map(|p| (p.input, p.output)),
                         circuit: h.circuit,
                         error_rate: h.error_rate,
                         latency_ms: h.latency_ms,
@@ -393,9 +388,7 @@ async fn models_page(State(state): State<AppState>, headers: HeaderMap) -> Page 
                 .collect(),
         })
         .collect();
-    let open: Vec<(String, String)> = state
-        .live
-        .load()
+    let open: Vec<(String, String)> = live
         .config
         .providers
         .iter()
