@@ -377,10 +377,22 @@ async fn serve(common: &Common, listen: Option<String>) -> Result<(), Failure> {
         .await
         .map_err(|e| work(format!("cannot listen on {}: {e}", cfg.listen)))?;
     let addr = listener.local_addr().map_err(work)?;
+    let tracing_cfg = cfg.tracing.clone();
+    // The exporter's HTTP client blocks: built off the async threads.
+    let traces =
+        tokio::task::spawn_blocking(move || jusinfer_gateway::telemetry::init(&tracing_cfg))
+            .await
+            .map_err(work)?
+            .map_err(work)?;
+    if traces {
+        tracing::info!("OpenTelemetry traces: exporting over OTLP/HTTP");
+    }
     let state = AppState::new(cfg, store, overrides).await.map_err(work)?;
     state.reload_on_signals();
     tracing::info!("jusinfer listening on http://{addr}");
-    jusinfer_gateway::serve(listener, state).await.map_err(work)
+    let served = jusinfer_gateway::serve(listener, state).await.map_err(work);
+    jusinfer_gateway::telemetry::shutdown().await;
+    served
 }
 
 fn parse_period(s: &str) -> Result<BudgetPeriod, String> {

@@ -80,6 +80,8 @@ impl Ledger {
     pub(crate) fn record(&self, mut r: UsageRecord) {
         self.price(&mut r);
         crate::metrics::get().observe(&r);
+        crate::telemetry::end_request(&r);
+        r.trace = None;
         if r.row_id.is_empty() {
             r.row_id = unique_id();
         }

@@ -32,6 +32,7 @@ pub(crate) mod routing;
 pub(crate) mod server;
 pub(crate) mod state;
 pub mod store;
+pub mod telemetry;
 pub(crate) mod upstream;
 pub(crate) mod usage;
 

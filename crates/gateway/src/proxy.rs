@@ -34,7 +34,12 @@ pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// `retries` + 1 times while its failures are retryable, then the next. A deployment whose
 /// circuit is open is skipped; a connect failure, or a Retry-After beyond
 /// [`BACKOFF_CAP`], moves on at once.
-pub(crate) async fn run<F, Fut>(deployments: &[Deployment], mut attempt: F) -> Outcome
+pub(crate) async fn run<F, Fut>(
+    deployments: &[Deployment],
+    trace: Option<&opentelemetry::Context>,
+    endpoint: &str,
+    mut attempt: F,
+) -> Outcome
 where
     F: FnMut(Deployment) -> Fut,
     Fut: std::future::Future<Output = Result<Response, GatewayError>>,
@@ -64,7 +69,19 @@ where
                 m.retries.with_label_values(&[d.provider.name()]).inc();
             }
             let t0 = Instant::now();
-            match attempt(d.clone()).await {
+            let result = match trace {
+                // Tracing on: the attempt runs in its own span's context (the upstream
+                // request carries it as `traceparent`).
+                Some(parent) => {
+                    use opentelemetry::context::FutureExt as _;
+                    let cx = crate::telemetry::start_attempt(parent, endpoint, d, attempts);
+                    let r = attempt(d.clone()).with_context(cx.clone()).await;
+                    crate::telemetry::end_attempt(&cx, r.as_ref().err().map(|e| e.fault.label()));
+                    r
+                }
+                None => attempt(d.clone()).await,
+            };
+            match result {
                 Ok(resp) => {
                     let stream = resp
                         .headers()

@@ -172,6 +172,7 @@ fn restart_only(a: &Config, b: &Config) -> Vec<&'static str> {
         ("circuit_breaker", a.breaker != b.breaker),
         ("retention", a.retention != b.retention),
         ("watch_config", a.watch_config != b.watch_config),
+        ("tracing", a.tracing != b.tracing),
     ]
     .into_iter()
     .filter_map(|(name, differs)| differs.then_some(name))
@@ -194,6 +195,7 @@ fn keep_restart_only(running: &Config, new: &mut Config) {
     new.breaker = running.breaker;
     new.retention = running.retention;
     new.watch_config = running.watch_config;
+    new.tracing.clone_from(&running.tracing);
 }
 
 /// Loads the file again and swaps the result in; `trigger` names what asked (logs).

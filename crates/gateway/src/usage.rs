@@ -97,6 +97,9 @@ pub struct UsageRecord {
     /// Not stored.
     #[serde(skip)]
     pub price: Option<jusinfer_translate::pricing::Price>,
+    /// The request's span (`telemetry`, tracing on): ended when the row is recorded.
+    #[serde(skip)]
+    pub trace: Option<crate::telemetry::Span>,
 }
 
 impl UsageRecord {

@@ -349,6 +349,8 @@ pub struct Config {
     pub ledger_sync: bool,
     /// Reload when the file changes (`crate::reload::watch`).
     pub watch_config: bool,
+    /// OpenTelemetry traces (`[tracing]`).
+    pub tracing: crate::telemetry::TracingConfig,
     /// SHA-256 of the file's bytes, lowercase hex ([`digest`]); what a reload compares.
     pub digest: String,
     /// Things worth telling the operator that do not stop the start.

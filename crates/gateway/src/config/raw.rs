@@ -57,6 +57,18 @@ pub struct RawConfig {
     pub watch_config: Option<bool>,
     #[serde(default)]
     pub circuit_breaker: RawBreaker,
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+/// OpenTelemetry traces (`crate::telemetry`); the `OTEL_*` variables apply too.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318`.
+    pub otlp_endpoint: Option<String>,
+    /// Record prompts on the request span.
+    pub capture_content: Option<bool>,
 }
 
 /// The circuit breaker of every deployment.

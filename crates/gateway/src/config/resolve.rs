@@ -34,6 +34,7 @@ pub(super) fn resolve(
     let breaker = breaker(&raw.circuit_breaker)?;
     let server = server_limits(&raw)?;
     let retention = retention(&raw)?;
+    let tracing = tracing(&raw.tracing, &src)?;
     let raw_providers = with_implicit_providers(raw.providers, env);
     let providers = providers(raw_providers, &src, &mut warnings, env)?;
     let models = models(raw.models, &providers, &src, &mut warnings)?;
@@ -53,6 +54,7 @@ pub(super) fn resolve(
         log_bodies: raw.log_bodies.unwrap_or(false),
         ledger_sync: raw.ledger_sync.unwrap_or(false),
         watch_config: raw.watch_config.unwrap_or(false),
+        tracing,
         digest: digest(b""),
         warnings,
     })
@@ -644,5 +646,25 @@ fn retention(raw: &RawConfig) -> Result<crate::retention::Retention, ConfigError
             Duration::from_secs(600),
             "retention_sweep_every",
         )?,
+    })
+}
+
+/// `[tracing]`: the endpoint must be an http(s) URL.
+fn tracing(
+    raw: &super::raw::RawTracing,
+    src: &Source<'_>,
+) -> Result<crate::telemetry::TracingConfig, ConfigError> {
+    if let Some(url) = &raw.otlp_endpoint {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::new(format!(
+                "{}:{}: tracing.otlp_endpoint: expected an http:// or https:// URL (OTLP over HTTP)",
+                src.shown,
+                src.line("otlp_endpoint")
+            )));
+        }
+    }
+    Ok(crate::telemetry::TracingConfig {
+        otlp_endpoint: raw.otlp_endpoint.clone(),
+        capture_content: raw.capture_content.unwrap_or(false),
     })
 }

@@ -115,6 +115,7 @@ pub(crate) async fn run<D: ClientDialect>(
     target: D::Target,
 ) -> Response {
     let started = Instant::now();
+    let trace = crate::telemetry::start_request(&headers, D::ENDPOINT, &rid.0);
     let auth = if D::ANY_AUTH {
         authenticate_any(&state, &headers).await
     } else {
@@ -123,9 +124,13 @@ pub(crate) async fn run<D: ClientDialect>(
     let caller = match auth {
         Ok(c) => c,
         // Nobody to charge: an unauthenticated request gets no usage row.
-        Err(e) => return D::render(e),
+        Err(e) => {
+            crate::telemetry::end_unrecorded(trace.as_ref(), e.status.as_u16(), e.kind);
+            return D::render(e);
+        }
     };
     let mut record = Record::new(&state, &rid, &caller, D::ENDPOINT, started);
+    record.traced(trace.clone());
     let slot = match admit::key_slot(&state, &caller) {
         Ok(s) => s,
         Err(e) => return record.refuse::<D>(e, None),
@@ -146,6 +151,9 @@ pub(crate) async fn run<D: ClientDialect>(
         Err(e) => return record.refuse::<D>(e, None),
     };
     record.named(&p.model, p.stream);
+    if let Some(cx) = &trace {
+        crate::telemetry::request_parsed(cx, D::ENDPOINT, &p.model, p.stream, p.max_output, &raw);
+    }
     let route = D::check(&p)
         .and_then(|()| caller.check_model(&p.model))
         .and_then(|()| state.live.load().router.resolve(&p.model));
@@ -175,7 +183,10 @@ pub(crate) async fn run<D: ClientDialect>(
         tap: &tap,
         created: crate::store::now().try_into().unwrap_or(0),
     };
-    let outcome = crate::proxy::run(&deployments, |d| D::attempt(&a, d)).await;
+    let outcome = crate::proxy::run(&deployments, trace.as_ref(), D::ENDPOINT, |d| {
+        D::attempt(&a, d)
+    })
+    .await;
     record::finish::<D>(outcome, tap, limits, slot)
 }
 

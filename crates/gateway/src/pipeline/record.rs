@@ -41,6 +41,13 @@ impl Record {
         }
     }
 
+    /// The request's span (tracing on): ended with the row.
+    pub(crate) fn traced(&mut self, cx: Option<opentelemetry::Context>) {
+        if let Some(r) = self.row.as_mut() {
+            r.trace = cx.map(crate::telemetry::Span);
+        }
+    }
+
     /// The model and mode the request named (known once it is parsed).
     pub(crate) fn named(&mut self, model: &str, stream: bool) {
         if let Some(r) = self.row.as_mut() {

@@ -239,6 +239,12 @@ pub(crate) async fn exchange(
         for (k, v) in &p.config.headers {
             req = req.header(k.as_str(), v.as_str());
         }
+        // The attempt's span as the upstream's parent (tracing on).
+        let mut trace = http::HeaderMap::new();
+        crate::telemetry::inject(&mut trace);
+        if !trace.is_empty() {
+            req = req.headers(trace);
+        }
         req.build().map_err(|e| {
             GatewayError::internal(format!(
                 "provider `{}`: the request could not be built: {e}",

@@ -1,0 +1,331 @@
+//! OpenTelemetry traces (OTLP over HTTP/protobuf), off unless an endpoint is configured:
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (with the other
+//! standard `OTEL_*` variables), or `[tracing] otlp_endpoint` in the config file.
+//!
+//! One SERVER span per generation request and one CLIENT child per upstream attempt, named
+//! and attributed by the OpenTelemetry GenAI semantic conventions. The client's W3C
+//! `traceparent` / `tracestate` is the request span's parent; each attempt sends its own
+//! span's `traceparent` upstream. Spans leave through the SDK's batch processor: a bounded
+//! queue drained by its own thread, so a slow or dead collector drops spans, never slows a
+//! request. Off, every hook is one `OnceLock` read.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http::HeaderMap;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+
+use crate::config::ProviderKind;
+use crate::routing::Deployment;
+use crate::usage::UsageRecord;
+
+/// What the config file says of tracing (the environment's `OTEL_*` variables apply too).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TracingConfig {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`); else the environment's.
+    pub otlp_endpoint: Option<String>,
+    /// Record prompts (`gen_ai.input.messages`) on the request span: off by default.
+    pub capture_content: bool,
+}
+
+/// A request's span, as its usage row carries it; not part of the row's value (equal to
+/// any other).
+#[derive(Clone, Debug)]
+pub struct Span(pub(crate) Context);
+
+impl PartialEq for Span {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+struct Traces {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+    capture_content: bool,
+}
+
+static TRACES: OnceLock<Traces> = OnceLock::new();
+
+/// Longest the exit waits for the last spans to leave.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+fn env_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}
+
+/// Starts the exporter when an endpoint is configured; `Ok(false)`: tracing stays off.
+/// Call from a thread that may block (the exporter's HTTP client is a blocking one,
+/// driven by the batch processor's own thread).
+pub fn init(cfg: &TracingConfig) -> Result<bool, String> {
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+        || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.eq_ignore_ascii_case("none"));
+    let from_env =
+        env_set("OTEL_EXPORTER_OTLP_ENDPOINT") || env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    if disabled || (cfg.otlp_endpoint.is_none() && !from_env) {
+        return Ok(false);
+    }
+    use opentelemetry_otlp::WithExportConfig;
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+    if let Some(base) = &cfg.otlp_endpoint {
+        // The file's base URL, as the environment's would be: the traces path appended.
+        builder = builder.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
+    }
+    let exporter = builder
+        .build()
+        .map_err(|e| format!("cannot start the OTLP trace exporter: {e}"))?;
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if !env_set("OTEL_SERVICE_NAME") {
+        resource = resource.with_service_name("jusinfer");
+    }
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .build();
+    let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "jusinfer");
+    let _ = TRACES.set(Traces {
+        provider,
+        tracer,
+        capture_content: cfg.capture_content,
+    });
+    Ok(true)
+}
+
+/// Sends what is queued and stops the exporter (at exit; bounded).
+pub async fn shutdown() {
+    if TRACES.get().is_none() {
+        return;
+    }
+    let done = tokio::task::spawn_blocking(|| {
+        if let Some(t) = TRACES.get() {
+            let _ = t.provider.shutdown_with_timeout(SHUTDOWN_WAIT);
+        }
+    });
+    let _ = tokio::time::timeout(SHUTDOWN_WAIT + Duration::from_secs(1), done).await;
+}
+
+/// The operation name of an endpoint (GenAI conventions).
+fn operation(endpoint: &str) -> &'static str {
+    if endpoint.contains("embed") {
+        "embeddings"
+    } else if endpoint.starts_with("/v1beta") {
+        "generate_content"
+    } else {
+        "chat"
+    }
+}
+
+/// `gen_ai.provider.name` of a provider kind.
+fn provider_name(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Openai => "openai",
+        ProviderKind::Anthropic => "anthropic",
+        ProviderKind::Gemini => "gcp.gemini",
+        ProviderKind::Vertex => "gcp.vertex_ai",
+        ProviderKind::Azure => "azure.ai.openai",
+        ProviderKind::Bedrock => "aws.bedrock",
+        ProviderKind::OpenaiCompatible | ProviderKind::Echo => kind.as_str(),
+    }
+}
+
+/// Starts the request's span (SERVER), the client's `traceparent` its parent; `None` when
+/// tracing is off.
+pub(crate) fn start_request(
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    request_id: &str,
+) -> Option<Context> {
+    let t = TRACES.get()?;
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let span = t
+        .tracer
+        .span_builder(operation(endpoint))
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("gen_ai.operation.name", operation(endpoint)),
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("http.route", endpoint),
+            KeyValue::new("jusinfer.request_id", request_id.to_owned()),
+        ])
+        .start_with_context(&t.tracer, &parent);
+    Some(parent.with_span(span))
+}
+
+/// What the request span learns once the body is parsed.
+pub(crate) fn request_parsed(
+    cx: &Context,
+    endpoint: &str,
+    model: &str,
+    stream: bool,
+    max_output: Option<u64>,
+    body: &[u8],
+) {
+    let Some(t) = TRACES.get() else { return };
+    let span = cx.span();
+    span.update_name(format!("{} {model}", operation(endpoint)));
+    span.set_attribute(KeyValue::new("gen_ai.request.model", model.to_owned()));
+    span.set_attribute(KeyValue::new("jusinfer.stream", stream));
+    if let Some(m) = max_output.and_then(|m| i64::try_from(m).ok()) {
+        span.set_attribute(KeyValue::new("gen_ai.request.max_tokens", m));
+    }
+    if let Ok(v) = serde_json::from_slice::<RequestKnobs>(body) {
+        if let Some(x) = v.temperature {
+            span.set_attribute(KeyValue::new("gen_ai.request.temperature", x));
+        }
+        if let Some(x) = v.top_p {
+            span.set_attribute(KeyValue::new("gen_ai.request.top_p", x));
+        }
+    }
+    if t.capture_content {
+        span.set_attribute(KeyValue::new(
+            "gen_ai.input.messages",
+            String::from_utf8_lossy(&body[..body.len().min(CAPTURED_BYTES)]).into_owned(),
+        ));
+    }
+}
+
+/// Most bytes of a prompt captured (`capture_content`).
+const CAPTURED_BYTES: usize = 64 * 1024;
+
+/// The sampling knobs every dialect names alike (Chat, Messages, Responses).
+#[derive(serde::Deserialize)]
+struct RequestKnobs {
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+}
+
+/// Starts one upstream attempt's span (CLIENT), a child of the request's.
+pub(crate) fn start_attempt(
+    parent: &Context,
+    endpoint: &str,
+    d: &Deployment,
+    attempt: u32,
+) -> Context {
+    let Some(t) = TRACES.get() else {
+        return parent.clone();
+    };
+    let op = operation(endpoint);
+    let (host, port) = server_of(&d.provider.config.base_url);
+    let mut attrs = vec![
+        KeyValue::new("gen_ai.operation.name", op),
+        KeyValue::new(
+            "gen_ai.provider.name",
+            provider_name(d.provider.config.kind),
+        ),
+        KeyValue::new("gen_ai.request.model", d.upstream_model.clone()),
+        KeyValue::new("jusinfer.provider", d.provider.name().to_owned()),
+        KeyValue::new("jusinfer.attempt", i64::from(attempt)),
+        KeyValue::new("server.address", host),
+    ];
+    if let Some(p) = port {
+        attrs.push(KeyValue::new("server.port", i64::from(p)));
+    }
+    let span = t
+        .tracer
+        .span_builder(format!("{op} {}", d.upstream_model))
+        .with_kind(SpanKind::Client)
+        .with_attributes(attrs)
+        .start_with_context(&t.tracer, parent);
+    parent.with_span(span)
+}
+
+/// Ends an attempt's span: `error` is the failure's `error.type`.
+pub(crate) fn end_attempt(cx: &Context, error: Option<&'static str>) {
+    if TRACES.get().is_none() {
+        return;
+    }
+    let span = cx.span();
+    if let Some(e) = error {
+        span.set_attribute(KeyValue::new("error.type", e));
+        span.set_status(Status::error(e));
+    }
+    span.end();
+}
+
+/// Ends the request's span with what its usage row says.
+pub(crate) fn end_request(r: &UsageRecord) {
+    let Some(Span(cx)) = &r.trace else { return };
+    if TRACES.get().is_none() {
+        return;
+    }
+    let span = cx.span();
+    let mut attrs = vec![
+        KeyValue::new("http.response.status_code", i64::from(r.status)),
+        KeyValue::new("jusinfer.attempts", i64::from(r.attempts)),
+        KeyValue::new("gen_ai.usage.input_tokens", to_i64(r.prompt_tokens)),
+        KeyValue::new("gen_ai.usage.output_tokens", to_i64(r.completion_tokens)),
+    ];
+    if let Some(k) = &r.key_id {
+        attrs.push(KeyValue::new("jusinfer.key_id", k.clone()));
+    }
+    if let Some(p) = &r.provider {
+        attrs.push(KeyValue::new("jusinfer.provider", p.clone()));
+    }
+    if let Some(m) = &r.upstream_model {
+        attrs.push(KeyValue::new("gen_ai.response.model", m.clone()));
+    }
+    if let Some(c) = r.cost_usd {
+        attrs.push(KeyValue::new("jusinfer.cost_usd", c));
+    }
+    if r.cached_tokens > 0 {
+        attrs.push(KeyValue::new(
+            "gen_ai.usage.cache_read.input_tokens",
+            to_i64(r.cached_tokens),
+        ));
+    }
+    if r.status >= 400 {
+        let e = r.error_type.clone().unwrap_or_else(|| r.status.to_string());
+        attrs.push(KeyValue::new("error.type", e.clone()));
+        if r.status >= 500 || r.status == 499 {
+            span.set_status(Status::error(e));
+        }
+    }
+    span.set_attributes(attrs);
+    span.end();
+}
+
+/// Ends the span of a request refused before it had a usage row (authentication).
+pub(crate) fn end_unrecorded(cx: Option<&Context>, status: u16, kind: &'static str) {
+    let Some(cx) = cx else { return };
+    let span = cx.span();
+    span.set_attributes([
+        KeyValue::new("http.response.status_code", i64::from(status)),
+        KeyValue::new("error.type", kind),
+    ]);
+    span.end();
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `server.address` and `server.port` of a base URL.
+fn server_of(base_url: &str) -> (String, Option<u16>) {
+    match base_url.parse::<http::Uri>() {
+        Ok(u) => (
+            u.host().unwrap_or_default().to_owned(),
+            u.port_u16().or(match u.scheme_str() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ => None,
+            }),
+        ),
+        Err(_) => (String::new(), None),
+    }
+}
+
+/// Writes the current context's `traceparent` (and `tracestate`) into an upstream request.
+pub(crate) fn inject(headers: &mut HeaderMap) {
+    if TRACES.get().is_none() {
+        return;
+    }
+    let cx = Context::current();
+    if cx.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+    }
+}
