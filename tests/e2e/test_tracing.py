@@ -3,7 +3,9 @@ official protobuf definitions (`opentelemetry-proto`); the span tree, the GenAI 
 W3C trace context in and out, and collectors that are slow or gone."""
 
 import http.server
+import json
 import secrets
+import socket
 import threading
 import time
 
@@ -170,6 +172,13 @@ def test_errors_carry_error_type_and_refused_requests_are_traced_too(traced):
     with pytest.raises(openai.AuthenticationError):
         g.client(api_key="jinf_wrong").chat.completions.create(
             model="sim/text", messages=[{"role": "user", "content": "x"}], extra_headers={"traceparent": header2})
+    # A client's model name reaches the span bounded as the router bounds it.
+    trace_id3, _, header3 = traceparent()
+    with pytest.raises(openai.BadRequestError):
+        g.client().chat.completions.create(model="m" * 100_000, messages=[{"role": "user", "content": "x"}],
+                                           extra_headers={"traceparent": header3})
+    (long,) = col.trace(trace_id3, 1)
+    assert attrs(long)["gen_ai.request.model"] == "m" * 256 and len(long.name) < 300
     (nf,) = col.trace(trace_id, 1)
     assert attrs(nf)["http.response.status_code"] == 404 and attrs(nf)["error.type"]
     (unauth,) = col.trace(trace_id2, 1)
@@ -186,17 +195,28 @@ def test_content_capture_is_opt_in_from_the_config_file(sim, tmp_path):
         g.client().chat.completions.create(model="sim/text", extra_headers={"traceparent": header},
                                            messages=[{"role": "user", "content": "the secret recipe"}])
         (req,) = [s for s in col.trace(trace_id, 2) if s.kind == SERVER]
-        assert "the secret recipe" in attrs(req)["gen_ai.input.messages"]
+        # The messages as the client sent them, not the rest of the body.
+        assert json.loads(attrs(req)["gen_ai.input.messages"]) == [
+            {"role": "user", "content": "the secret recipe"}]
     finally:
         g.proc.stop()
         col.shutdown()
 
 
-@pytest.mark.parametrize("collector", ["slow", "dead"])
+@pytest.mark.parametrize("collector", ["slow", "silent", "refusing"])
 def test_a_slow_or_dead_collector_never_fails_or_holds_a_request(sim, tmp_path, collector):
     col = Collector(delay=30) if collector == "slow" else None
-    url = col.url if col else f"http://127.0.0.1:{free_port()}"
+    hole = None
+    if collector == "silent":
+        # Accepts connections (the backlog) and never answers a byte.
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)
+        url = f"http://127.0.0.1:{hole.getsockname()[1]}"
+    else:
+        url = col.url if col else f"http://127.0.0.1:{free_port()}"
     g = start_gateway(sim.url, tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": url,
+                                              "OTEL_EXPORTER_OTLP_TIMEOUT": "2000",
                                               "OTEL_BSP_SCHEDULE_DELAY": "50",
                                               "OTEL_BSP_MAX_QUEUE_SIZE": "64",
                                               "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "8"})
@@ -217,3 +237,15 @@ def test_a_slow_or_dead_collector_never_fails_or_holds_a_request(sim, tmp_path, 
         assert g.proc.p.returncode == 0, g.proc.stderr()[-2000:]
         if col:
             col.shutdown()
+        if hole:
+            hole.close()
+
+
+def test_off_by_default_nothing_is_sent_upstream(gw, sim):
+    """The shared gateway names no collector: no span context is made or passed on."""
+    _, _, header = traceparent()
+    sim.clear()
+    gw.client().chat.completions.create(model="sim/text", messages=[{"role": "user", "content": "hi"}],
+                                        extra_headers={"traceparent": header})
+    sent = {k.lower() for k in sim.last()["headers"]}
+    assert "traceparent" not in sent and "tracestate" not in sent

@@ -111,7 +111,7 @@ pub async fn shutdown() {
 
 /// The operation name of an endpoint (GenAI conventions).
 fn operation(endpoint: &str) -> &'static str {
-    if endpoint.contains("embed") {
+    if endpoint.contains("embed") || endpoint.contains("Embed") {
         "embeddings"
     } else if endpoint.starts_with("/v1beta") {
         "generate_content"
@@ -157,46 +157,86 @@ pub(crate) fn start_request(
 }
 
 /// What the request span learns once the body is parsed.
-pub(crate) fn request_parsed(
-    cx: &Context,
-    endpoint: &str,
-    model: &str,
-    stream: bool,
-    max_output: Option<u64>,
-    body: &[u8],
-) {
+pub(crate) fn request_parsed(cx: &Context, endpoint: &str, model: &str, stream: bool, body: &[u8]) {
     let Some(t) = TRACES.get() else { return };
     let span = cx.span();
+    // The client's text, bounded as the router bounds it (a longer name is refused there).
+    let model = head(model, crate::routing::MAX_MODEL_NAME);
     span.update_name(format!("{} {model}", operation(endpoint)));
     span.set_attribute(KeyValue::new("gen_ai.request.model", model.to_owned()));
     span.set_attribute(KeyValue::new("jusinfer.stream", stream));
-    if let Some(m) = max_output.and_then(|m| i64::try_from(m).ok()) {
+    let Ok(k) = serde_json::from_slice::<Knobs<'_>>(body) else {
+        return;
+    };
+    let g = k.generation_config.unwrap_or_default();
+    let max = k
+        .max_completion_tokens
+        .or(k.max_tokens)
+        .or(k.max_output_tokens)
+        .or(g.max_output_tokens);
+    if let Some(m) = max.and_then(|m| i64::try_from(m).ok()) {
         span.set_attribute(KeyValue::new("gen_ai.request.max_tokens", m));
     }
-    if let Ok(v) = serde_json::from_slice::<RequestKnobs>(body) {
-        if let Some(x) = v.temperature {
-            span.set_attribute(KeyValue::new("gen_ai.request.temperature", x));
-        }
-        if let Some(x) = v.top_p {
-            span.set_attribute(KeyValue::new("gen_ai.request.top_p", x));
-        }
+    if let Some(x) = k.temperature.or(g.temperature) {
+        span.set_attribute(KeyValue::new("gen_ai.request.temperature", x));
+    }
+    if let Some(x) = k.top_p.or(g.top_p) {
+        span.set_attribute(KeyValue::new("gen_ai.request.top_p", x));
     }
     if t.capture_content {
-        span.set_attribute(KeyValue::new(
-            "gen_ai.input.messages",
-            String::from_utf8_lossy(&body[..body.len().min(CAPTURED_BYTES)]).into_owned(),
-        ));
+        // The dialect's messages as the client wrote them (Chat and Messages `messages`,
+        // Responses `input`, Gemini `contents`), up to `CAPTURED_BYTES`.
+        if let Some(m) = k.messages.or(k.input).or(k.contents) {
+            let text = m.get();
+            let kept = head(text, CAPTURED_BYTES);
+            span.set_attribute(KeyValue::new("gen_ai.input.messages", kept.to_owned()));
+            if kept.len() < text.len() {
+                span.set_attribute(KeyValue::new("jusinfer.input_truncated", true));
+            }
+        }
     }
+}
+
+/// The longest prefix of `s` within `max` bytes, on a character boundary.
+fn head(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Most bytes of a prompt captured (`capture_content`).
 const CAPTURED_BYTES: usize = 64 * 1024;
 
-/// The sampling knobs every dialect names alike (Chat, Messages, Responses).
+/// The request settings the GenAI conventions name, wherever each dialect keeps them.
 #[derive(serde::Deserialize)]
-struct RequestKnobs {
+struct Knobs<'a> {
     temperature: Option<f64>,
     top_p: Option<f64>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    #[serde(rename = "generationConfig")]
+    generation_config: Option<GenerationKnobs>,
+    #[serde(borrow)]
+    messages: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    input: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    contents: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The Gemini API's `generationConfig`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GenerationKnobs {
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    max_output_tokens: Option<u64>,
 }
 
 /// Starts one upstream attempt's span (CLIENT), a child of the request's.
@@ -297,6 +337,9 @@ pub(crate) fn end_unrecorded(cx: Option<&Context>, status: u16, kind: &'static s
         KeyValue::new("http.response.status_code", i64::from(status)),
         KeyValue::new("error.type", kind),
     ]);
+    if status >= 500 {
+        span.set_status(Status::error(kind));
+    }
     span.end();
 }
 

@@ -152,7 +152,7 @@ pub(crate) async fn run<D: ClientDialect>(
     };
     record.named(&p.model, p.stream);
     if let Some(cx) = &trace {
-        crate::telemetry::request_parsed(cx, D::ENDPOINT, &p.model, p.stream, p.max_output, &raw);
+        crate::telemetry::request_parsed(cx, D::ENDPOINT, &p.model, p.stream, &raw);
     }
     let route = D::check(&p)
         .and_then(|()| caller.check_model(&p.model))
