@@ -92,6 +92,15 @@ class Gw:
                 pass
         return out
 
+    def usage_rows(self, group: str) -> dict:
+        """`/admin/usage` by model, once `group`'s row is written (the ledger batches)."""
+        end = time.monotonic() + 10
+        while True:
+            rows = {r["group"]: r for r in self.http.get("/admin/usage", params={"since": "1h"}).json()["data"]}
+            if group in rows or time.monotonic() > end:
+                return rows
+            time.sleep(0.1)
+
     def stop(self):
         self.http.close()
         self.proc.stop()
@@ -144,12 +153,7 @@ def test_sighup_swaps_routes_and_prices_and_readyz_names_the_loaded_file(gw_fact
     cfg = g.http.get("/admin/config").json()
     assert cfg["hash"] == new and cfg["restart_required"] == [] and cfg["last_reload_error"] is None
     # The ledger recorded the row served after the reload at the new catalog's price.
-    end = time.monotonic() + 10
-    while True:
-        rows = {r["group"]: r for r in g.http.get("/admin/usage", params={"since": "1h"}).json()["data"]}
-        if "beta" in rows or time.monotonic() > end:
-            break
-        time.sleep(0.1)
+    rows = g.usage_rows("beta")
     assert rows["beta"]["cost_usd"] == pytest.approx(cost_before * 100, rel=1e-6)
     assert rows["alpha"]["cost_usd"] == pytest.approx(cost_before, rel=1e-6)
     assert [e["trigger"] for e in g.events() if e.get("message") == "config reloaded"] == ["SIGHUP"]
@@ -265,12 +269,7 @@ def test_a_stream_in_flight_finishes_on_the_config_it_started_with(gw_factory):
     # Priced by the catalog it was routed with, though the new file has no such price.
     cost = chunks[-1]["usage"]["cost"]
     assert cost > 0, chunks[-1]
-    end = time.monotonic() + 10
-    while True:
-        rows = {r["group"]: r for r in g.http.get("/admin/usage", params={"since": "1h"}).json()["data"]}
-        if "slow" in rows or time.monotonic() > end:
-            break
-        time.sleep(0.1)
+    rows = g.usage_rows("slow")
     assert rows["slow"]["cost_usd"] == pytest.approx(cost, rel=1e-6)
     assert g.chat("slow").status_code == 404
     assert g.chat("fresh").status_code == 200

@@ -22,6 +22,7 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 use crate::config::ProviderKind;
 use crate::routing::Deployment;
+use crate::upstream::schema_sample::prefix as head;
 use crate::usage::UsageRecord;
 
 /// What the config file says of tracing (the environment's `OTEL_*` variables apply too).
@@ -195,18 +196,6 @@ pub(crate) fn request_parsed(cx: &Context, endpoint: &str, model: &str, stream: 
             }
         }
     }
-}
-
-/// The longest prefix of `s` within `max` bytes, on a character boundary.
-fn head(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Most bytes of a prompt captured (`capture_content`).

@@ -15,7 +15,7 @@ pub(crate) const MAX_SAMPLE_ITEMS: u64 = 1024;
 const SAMPLE_TEXT_BYTES: usize = 1024;
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-pub(super) fn prefix(s: &str, max: usize) -> &str {
+pub(crate) fn prefix(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
