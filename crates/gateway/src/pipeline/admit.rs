@@ -145,9 +145,3 @@ pub(crate) fn key_slot(state: &AppState, caller: &Caller) -> Result<Option<Slot>
         .code("concurrency_limit_exceeded")
     })
 }
-
-/// The price of a deployment's model, from the catalog it was routed with: the built-in
-/// `echo` is free (`usage.cost` 0, not unknown, in every dialect); others if known.
-pub(crate) fn price_of(d: &Deployment) -> Option<jusinfer_translate::pricing::Price> {
-    d.price
-}

@@ -49,7 +49,7 @@ impl ClientDialect for Chat {
             let echo = echo::Echo::new(req, a.request_id, a.created);
             return Ok(echo::chat_response(echo, req.is_stream()));
         }
-        let price = crate::pipeline::admit::price_of(&d);
+        let price = d.price;
         let chat = ChatIn::Client { req, raw: a.raw };
         let leg = Leg::new(&d, chat, "reasoning_effort", a.request_id, a.created)?;
         let (plan, back) = leg.plan(&d, req.is_stream(), a.tap, None, Vec::new());

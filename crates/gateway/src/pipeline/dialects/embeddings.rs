@@ -43,7 +43,7 @@ impl ClientDialect for Embeddings {
     ) -> Result<Response, GatewayError> {
         match d.speaks() {
             Speaks::Chat => {
-                let price = crate::pipeline::admit::price_of(&d);
+                let price = d.price;
                 let body = openai::edit_body(a.raw, &d.upstream_model, false)?;
                 let plan = Plan::whole(&d, Endpoint::Embeddings, body);
                 let p = &*d.provider;
@@ -80,7 +80,7 @@ impl ClientDialect for Embeddings {
             Speaks::Gemini => gemini(a, &d).await,
             Speaks::Converse => {
                 let inputs = texts(&a.p.req)?;
-                let price = crate::pipeline::admit::price_of(&d);
+                let price = d.price;
                 let r = &a.p.req;
                 let (vectors, tokens) =
                     crate::upstream::bedrock::embed(&d, &inputs, r.dimensions).await?;
@@ -109,7 +109,7 @@ async fn gemini(
 ) -> Result<Response, GatewayError> {
     let r = &a.p.req;
     let inputs = texts(r)?;
-    let price = crate::pipeline::admit::price_of(d);
+    let price = d.price;
     let base64 = r.encoding_format.as_deref() == Some("base64");
     if d.provider.config.vertex.is_some() {
         // Vertex: `:predict`, which counts the tokens.

@@ -77,7 +77,7 @@ impl ClientDialect for Gemini {
     ) -> Result<Response, GatewayError> {
         let g = &a.p.req;
         let p = &*d.provider;
-        let price = crate::pipeline::admit::price_of(&d);
+        let price = d.price;
         if d.speaks() == Speaks::Gemini {
             // Natively: the client's bytes (the model is in the URL), the answer's bytes
             // as they come, usage read on the way.
@@ -204,7 +204,7 @@ impl ClientDialect for GeminiEmbed {
                 .code("unsupported_value")
         };
         let p = &*d.provider;
-        let price = crate::pipeline::admit::price_of(&d);
+        let price = d.price;
         let no_stream = || jusinfer_translate::pipe::Relay::default();
         match d.speaks() {
             Speaks::Gemini if p.config.vertex.is_some() => {

@@ -76,7 +76,7 @@ impl ClientDialect for Messages {
     ) -> Result<Response, GatewayError> {
         let m = &a.p.req;
         let p = &*d.provider;
-        let price = crate::pipeline::admit::price_of(&d);
+        let price = d.price;
         if let Some(endpoint) = d.native_messages() {
             // Natively: the client's bytes (only `model` spliced), the answer's bytes as
             // they come, usage read on the way.

@@ -44,7 +44,7 @@ where
     M: StreamTranslator + 'static,
 {
     let p = &*d.provider;
-    let price = super::admit::price_of(d);
+    let price = d.price;
     let leg = Leg::new(d, ChatIn::Translated(body), effort, a.request_id, a.created)?;
     let (plan, back) = leg.plan(d, a.p.stream, a.tap, None, dropped);
     let machine = || {

@@ -96,7 +96,7 @@ impl ClientDialect for Responses {
     ) -> Result<Response, GatewayError> {
         let r = &a.p.req;
         let p = &*d.provider;
-        let price = crate::pipeline::admit::price_of(&d);
+        let price = d.price;
         if d.speaks() == Speaks::Chat && p.url(Endpoint::Responses).is_some() {
             // Natively: the client's request (a continued conversation rebuilt), the
             // answer's bytes as they come.
