@@ -12,6 +12,7 @@ pub mod generate;
 pub mod messages;
 pub mod pipe;
 pub mod pricing;
+pub mod replay;
 pub mod responses;
 pub mod scan;
 
