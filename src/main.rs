@@ -170,6 +170,10 @@ enum KeysCmd {
         /// Free-form JSON object kept with the key, e.g. '{"team":"search"}'.
         #[arg(long)]
         metadata: Option<String>,
+        /// The exact response cache for the key's requests: on or off (default: as the
+        /// models' settings say).
+        #[arg(long, value_parser = parse_on_off)]
+        cache: Option<bool>,
         #[arg(long)]
         json: bool,
     },
@@ -399,6 +403,14 @@ fn parse_period(s: &str) -> Result<BudgetPeriod, String> {
     s.parse()
 }
 
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, not {s}")),
+    }
+}
+
 /// `day`, `week`, `month`: the SPEND / BUDGET column's `5.00/day`.
 fn short_period(p: BudgetPeriod) -> &'static str {
     match p {
@@ -421,6 +433,7 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
             models,
             expires_in,
             metadata,
+            cache,
             json,
         } => {
             keys::validate_limits(budget_usd, rpm, tpm)
@@ -452,6 +465,7 @@ async fn keys_cmd(cmd: KeysCmd) -> Result<(), Failure> {
                 models: models.into_iter().filter(|m| !m.is_empty()).collect(),
                 expires_in,
                 metadata,
+                cache,
             };
             let minted = keys::mint(&store, new).await.map_err(work)?;
             if json {
@@ -575,8 +589,16 @@ async fn usage_cmd(
         return Ok(());
     }
     println!(
-        "{:<40} {:>9} {:>7} {:>12} {:>12} {:>10} {:>12}",
-        "GROUP", "REQUESTS", "ERRORS", "PROMPT", "COMPLETION", "CACHED", "COST (USD)"
+        "{:<40} {:>9} {:>7} {:>12} {:>12} {:>10} {:>12} {:>10} {:>12}",
+        "GROUP",
+        "REQUESTS",
+        "ERRORS",
+        "PROMPT",
+        "COMPLETION",
+        "CACHED",
+        "COST (USD)",
+        "HITS",
+        "SAVED (USD)"
     );
     for r in rows {
         let cost = match (r.cost_usd, r.unpriced) {
@@ -585,14 +607,16 @@ async fn usage_cmd(
             (None, _) => "?".to_owned(),
         };
         println!(
-            "{:<40} {:>9} {:>7} {:>12} {:>12} {:>10} {:>12}",
+            "{:<40} {:>9} {:>7} {:>12} {:>12} {:>10} {:>12} {:>10} {:>12.6}",
             r.group,
             r.requests,
             r.errors,
             r.prompt_tokens,
             r.completion_tokens,
             r.cached_tokens,
-            cost
+            cost,
+            r.cache_hits,
+            r.saved_usd
         );
     }
     Ok(())

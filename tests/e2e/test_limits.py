@@ -231,7 +231,7 @@ def test_budget_periods_count_spend_since_their_start_utc(lgw):
     assert (k["budget_period"], k["budget_resets_at"]) == ("daily", int(tomorrow.timestamp()))
     # Yesterday's $100, as the ledger's hourly rollup keeps it.
     hour = utc_ms(today) - 3_600_000
-    lgw.sql(f"INSERT INTO usage_hourly VALUES ({hour}, '{k['id']}', 'sim/length', 1, 0, 10, 10, 0, 100.0, 1, 0, {hour})")
+    lgw.sql(f"INSERT INTO usage_hourly (hour_ms, key_id, model, requests, errors, prompt_tokens, completion_tokens, cached_tokens, cost_usd, priced, unpriced, last_ms) VALUES ({hour}, '{k['id']}', 'sim/length', 1, 0, 10, 10, 0, 100.0, 1, 0, {hour})")
     got = admin(lgw, "GET", f"/admin/keys/{k['id']}").json()
     assert (got["spend_usd"], got["budget_spent_usd"]) == (100.0, 0.0)
 

@@ -144,7 +144,7 @@ def test_a_daily_budget_is_shared_per_period_in_redis(pair, redis_server):
     if today_ms + 86_400_000 - now * 1000 < 60_000:
         pytest.skip("too close to midnight UTC")
     hour = today_ms - 3_600_000
-    a.sql(f"INSERT INTO usage_hourly VALUES ({hour}, '{k['id']}', 'sim/length', 1, 0, 10, 10, 0, 100.0, 1, 0, {hour})")
+    a.sql(f"INSERT INTO usage_hourly (hour_ms, key_id, model, requests, errors, prompt_tokens, completion_tokens, cached_tokens, cost_usd, priced, unpriced, last_ms) VALUES ({hour}, '{k['id']}', 'sim/length', 1, 0, 10, 10, 0, 100.0, 1, 0, {hour})")
     ca, cb = a.client(api_key=k["key"]), b.client(api_key=k["key"])
     cost = ca.chat.completions.create(model="sim/length", messages=MSG).usage.cost
     assert 0 < cost < 1

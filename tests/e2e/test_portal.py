@@ -278,6 +278,41 @@ def test_admin_signs_in_mints_uses_sees_usage_and_revokes(browser, pgw, tmp_path
     context.close()
 
 
+def test_a_key_minted_with_the_response_cache_shows_its_hits_and_savings(browser, pgw):
+    context, page = sign_in(browser, pgw, pgw.key, viewport={"width": 1280, "height": 900})
+    page.get_by_label("Name").fill("cached-key")
+    page.get_by_label("Response cache").select_option("on")
+    page.get_by_role("button", name="Mint key").click()
+    new_key = page.locator("#new-key").input_value()
+    pgw.minted.append(new_key)
+    row = page.locator("#keys tbody tr", has_text="cached-key")
+    key_id = row.get_attribute("data-key-id")
+    assert "response cache on" in row.inner_text()
+
+    c = openai.OpenAI(base_url=pgw.url + "/v1", api_key=new_key, max_retries=0)
+    ask = {"model": "sim/length", "messages": [{"role": "user", "content": f"cache {key_id}"}]}
+    first = c.chat.completions.with_raw_response.create(**ask)
+    assert first.headers["x-jusinfer-cache"] == "miss"
+    hit = wait_for(lambda: (r := c.chat.completions.with_raw_response.create(**ask))
+                   .headers["x-jusinfer-cache"] == "hit" and r, "a cache hit")
+    usage = hit.parse().usage
+    saved = (usage.prompt_tokens * 2.5 + usage.completion_tokens * 10.0) / 1e6
+
+    page.goto(pgw.url + f"/developer/usage?key={key_id}")
+    def hits_shown():
+        page.reload()
+        return page.locator("#total-cache-hits").count() == 1
+
+    wait_for(hits_shown, "the cache hits on the usage page")
+    hits = int(page.locator("#total-cache-hits").inner_text())
+    requests = int(page.locator("#total-requests").inner_text())
+    assert hits >= 1 and requests > hits
+    shown = float(page.locator("#total-saved").inner_text().lstrip("$"))
+    assert shown == pytest.approx(saved * hits, rel=1e-2, abs=1e-6)
+    shot(page, "08-usage-cache")
+    context.close()
+
+
 def test_normal_key_sees_only_its_own(browser, pgw):
     a = admin_mint(pgw, name="team-a", models=["text"])
     b = admin_mint(pgw, name="team-b")

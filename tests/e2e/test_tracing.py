@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 
+import httpx2 as httpx
 import openai
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -160,6 +161,38 @@ def test_a_stream_ends_its_span_when_the_stream_ends_and_a_new_trace_starts_with
     a = attrs(req)
     assert a["jusinfer.stream"] is True and a["gen_ai.request.model"] == "sim/text"
     assert a["gen_ai.usage.output_tokens"] == usage.completion_tokens > 0
+
+
+def test_a_cache_hit_says_so_and_has_no_attempt_span(traced):
+    g, col = traced
+    admin = httpx.Client(base_url=g.url, headers={"authorization": f"Bearer {g.key}"})
+    key = admin.post("/admin/keys", json={"name": "cached", "cache": True}).json()["key"]
+    c = g.client(api_key=key)
+    prompt = [{"role": "user", "content": f"cache {secrets.token_hex(8)}"}]
+
+    def call():
+        trace_id, _, header = traceparent()
+        raw = c.chat.completions.with_raw_response.create(
+            model="sim/text", messages=prompt, extra_headers={"traceparent": header})
+        return trace_id, raw.headers["x-jusinfer-cache"]
+
+    miss_trace, first = call()
+    assert first == "miss"
+    end = time.monotonic() + 5
+    while admin.get("/admin/cache").json()["entries"] == 0:  # written just after the answer
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    hit_trace, second = call()
+    assert second == "hit"
+    (req,) = col.trace(hit_trace, 1)
+    a = attrs(req)
+    assert req.kind == SERVER and a["jusinfer.cache"] == "hit" and a["jusinfer.attempts"] == 0
+    assert a["jusinfer.cost_usd"] == 0 and a["gen_ai.usage.output_tokens"] > 0
+    spans = col.trace(miss_trace, 2)
+    assert [attrs(s)["jusinfer.cache"] for s in spans if s.kind == SERVER] == ["miss"]
+    assert len([s for s in spans if s.kind == CLIENT]) == 1
+    time.sleep(0.3)  # nothing more comes for the hit
+    assert [s.kind for s in col.spans if s.trace_id.hex() == hit_trace] == [SERVER]
 
 
 def test_errors_carry_error_type_and_refused_requests_are_traced_too(traced):

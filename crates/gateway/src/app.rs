@@ -59,6 +59,10 @@ pub(crate) fn app(state: AppState) -> axum::Router {
         .route("/admin/providers", get(handlers::admin::providers))
         .route("/admin/config", get(handlers::admin::config))
         .route("/admin/config/reload", post(handlers::admin::reload))
+        .route(
+            "/admin/cache",
+            get(handlers::admin::cache).delete(handlers::admin::purge_cache),
+        )
         // Claude Code's reachability check (`HEAD /api/hello`) before its first call.
         .route("/api/hello", get(handlers::health::hello))
         // Clients probe the base URL itself (`HEAD /`) to see the gateway is there.

@@ -42,6 +42,8 @@ pub struct NewKey {
     pub models: Vec<String>,
     pub expires_in: Option<Duration>,
     pub metadata: serde_json::Value,
+    /// The exact response cache for the key's requests (`None`: as its aliases say).
+    pub cache: Option<bool>,
 }
 
 /// A freshly minted key: the secret (shown once) and its record.
@@ -101,6 +103,7 @@ pub async fn mint(store: &Store, new: NewKey) -> Result<Minted, StoreError> {
         tpm: new.tpm,
         models: new.models,
         metadata: new.metadata,
+        cache: new.cache,
     };
     store.insert_key(&record).await?;
     Ok(Minted { key, record })

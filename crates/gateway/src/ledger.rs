@@ -440,6 +440,33 @@ impl Tap {
         }
     }
 
+    /// The usage the row holds so far, in OpenAI terms.
+    pub(crate) fn usage(&self) -> Usage {
+        let Ok(s) = self.inner.lock() else {
+            return Usage::default();
+        };
+        let r = &s.record;
+        let mut u = Usage {
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            total_tokens: r.prompt_tokens.saturating_add(r.completion_tokens),
+            ..Usage::default()
+        };
+        if r.cached_tokens > 0 {
+            u.prompt_tokens_details = Some(jusinfer_wire::chat::PromptTokensDetails {
+                cached_tokens: r.cached_tokens,
+                ..Default::default()
+            });
+        }
+        if r.reasoning_tokens > 0 {
+            u.completion_tokens_details = Some(jusinfer_wire::chat::CompletionTokensDetails {
+                reasoning_tokens: r.reasoning_tokens,
+                ..Default::default()
+            });
+        }
+        u
+    }
+
     /// The request's [`Commit`] (`ledger_sync`), to wait for once the row is written.
     pub(crate) fn commit(&self) -> Option<Commit> {
         self.inner.lock().ok().and_then(|s| s.record.commit.clone())

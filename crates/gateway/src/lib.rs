@@ -10,6 +10,7 @@
 pub(crate) mod app;
 pub(crate) mod auth;
 pub(crate) mod body;
+pub(crate) mod cache;
 pub mod calendar;
 pub mod config;
 pub(crate) mod conns;

@@ -48,6 +48,13 @@ pub(crate) struct Metrics {
     pub connections_closed: IntCounterVec,
     /// Config reloads by result (`applied`, `refused`).
     pub config_reloads: IntCounterVec,
+    /// Requests the exact cache was asked about, by `hit` / `miss` / `bypass`.
+    pub cache_requests: IntCounterVec,
+    /// What cache hits would have cost upstream.
+    pub cache_saved: CounterVec,
+    /// Answers offered to the cache, by what became of them (`stored`, `uncacheable`,
+    /// `too_large`, `dropped`, `failed`).
+    pub cache_writes: IntCounterVec,
     /// When the running config was loaded (Unix seconds).
     pub config_loaded_at: IntGauge,
     /// Settings changed in the file that wait for a restart.
@@ -131,7 +138,29 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("config_restart_required", &e));
         let _ = r.register(Box::new(config_restart_required.clone()));
+        let cache_saved = CounterVec::new(
+            Opts::new(
+                "jusinfer_cache_saved_usd_total",
+                "What requests answered by the exact response cache would have cost upstream, in USD",
+            ),
+            &["model"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("cache_saved", &e));
+        let _ = r.register(Box::new(cache_saved.clone()));
         Self {
+            cache_requests: counter(
+                &r,
+                "jusinfer_cache_requests_total",
+                "Requests the exact response cache applied to, by result: hit, miss, bypass",
+                &["result"],
+            ),
+            cache_saved,
+            cache_writes: counter(
+                &r,
+                "jusinfer_cache_writes_total",
+                "Answers offered to the exact response cache, by outcome",
+                &["result"],
+            ),
             config_reloads: counter(
                 &r,
                 "jusinfer_config_reloads_total",
@@ -256,6 +285,12 @@ impl Metrics {
         }
         if let Some(c) = row.cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
             self.cost.with_label_values(&[model, provider]).inc_by(c);
+        }
+        if let Some(result) = row.cache.as_deref() {
+            self.cache_requests.with_label_values(&[result]).inc();
+            if let Some(s) = row.saved_usd.filter(|c| c.is_finite() && *c > 0.0) {
+                self.cache_saved.with_label_values(&[model]).inc_by(s);
+            }
         }
     }
 

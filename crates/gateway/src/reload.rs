@@ -173,6 +173,7 @@ fn restart_only(a: &Config, b: &Config) -> Vec<&'static str> {
         ("retention", a.retention != b.retention),
         ("watch_config", a.watch_config != b.watch_config),
         ("tracing", a.tracing != b.tracing),
+        ("cache.backend", a.cache.backend != b.cache.backend),
     ]
     .into_iter()
     .filter_map(|(name, differs)| differs.then_some(name))
@@ -196,6 +197,7 @@ fn keep_restart_only(running: &Config, new: &mut Config) {
     new.retention = running.retention;
     new.watch_config = running.watch_config;
     new.tracing.clone_from(&running.tracing);
+    new.cache.backend = running.cache.backend;
 }
 
 /// Loads the file again and swaps the result in; `trigger` names what asked (logs).

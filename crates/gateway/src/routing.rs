@@ -162,6 +162,14 @@ impl Router {
         }
     }
 
+    /// The exact cache's policy of the alias `model` names, if it has one.
+    pub(crate) fn cache_policy(&self, model: &str) -> Option<&crate::config::CachePolicy> {
+        self.aliases
+            .iter()
+            .find(|a| a.name == model)
+            .and_then(|a| a.cache.as_ref())
+    }
+
     fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
         self.providers.iter().find(|p| p.config.name == name)
     }

@@ -28,6 +28,8 @@ pub struct AppState {
     /// Stored Responses (`/v1/responses`), group-committed.
     pub(crate) responses: crate::store::ResponseWriter,
     pub(crate) limits: Limits,
+    /// The exact response cache (`cache/`).
+    pub(crate) cache: crate::cache::Cache,
     /// Set with `redis`: shared limits and key-change announcements.
     pub(crate) redis: Option<RedisLimits>,
     pub(crate) health: HealthBook,
@@ -60,6 +62,7 @@ impl AppState {
         let limits = Limits::new(store.clone(), redis.clone());
         let spill = spill_path(&config.database);
         let retention = config.retention;
+        let cache_backend = config.cache.backend;
         let live = Live::build(config, None, &health, Vec::new())?;
         let (ledger, _writer) = Ledger::start(store.clone(), spill, Arc::clone(&live.prices));
         let responses = crate::store::ResponseWriter::start(store.clone());
@@ -70,8 +73,12 @@ impl AppState {
         for result in ["applied", "refused"] {
             m.config_reloads.with_label_values(&[result]);
         }
+        let live: LiveCell = Arc::new(arc_swap::ArcSwap::from_pointee(live));
+        let cache =
+            crate::cache::Cache::start(cache_backend, store.clone(), redis.clone(), live.clone());
         Ok(Self {
-            live: Arc::new(arc_swap::ArcSwap::from_pointee(live)),
+            live,
+            cache,
             reloader: Arc::new(Reloader::new(overrides)),
             responses,
             store,

@@ -301,6 +301,12 @@ pub(crate) fn end_request(r: &UsageRecord) {
     if let Some(c) = r.cost_usd {
         attrs.push(KeyValue::new("jusinfer.cost_usd", c));
     }
+    if let Some(c) = &r.cache {
+        attrs.push(KeyValue::new("jusinfer.cache", c.clone()));
+        if let Some(s) = r.saved_usd {
+            attrs.push(KeyValue::new("jusinfer.cache.saved_usd", s));
+        }
+    }
     if r.cached_tokens > 0 {
         attrs.push(KeyValue::new(
             "gen_ai.usage.cache_read.input_tokens",

@@ -85,6 +85,13 @@ pub struct UsageRecord {
     pub attempts: u32,
     pub stream: bool,
     pub error_type: Option<String>,
+    /// The exact response cache: `hit` (answered from it, cost 0) or `miss` (asked it,
+    /// then the upstream); `None`: not cached.
+    #[serde(default)]
+    pub cache: Option<String>,
+    /// What a hit would have cost from the upstream.
+    #[serde(default)]
+    pub saved_usd: Option<f64>,
     /// The model resolved to a route (for metric labels: unresolved names are the
     /// client's free text). Not stored.
     #[serde(skip)]

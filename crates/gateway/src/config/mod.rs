@@ -274,6 +274,58 @@ pub struct ModelAlias {
     pub timeouts: RawModelTimeouts,
     /// Automatic prompt-cache breakpoints on its Anthropic deployments.
     pub auto_cache: bool,
+    /// Its exact response cache (`None`: off unless the key turns it on).
+    pub cache: Option<CachePolicy>,
+}
+
+/// Which requests of an alias (or a key) the exact response cache answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheWhen {
+    /// Every request.
+    Always,
+    /// Requests with `temperature` 0.
+    Deterministic,
+    /// Requests that ask with `x-jusinfer-cache: on`.
+    Header,
+}
+
+/// How an alias (or a key) caches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CachePolicy {
+    pub ttl: Duration,
+    pub when: CacheWhen,
+    /// Every key reads the alias's entries (else each key its own).
+    pub shared: bool,
+}
+
+/// Where the exact cache keeps entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    Store,
+    Redis,
+}
+
+/// `[cache]`, resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CacheSettings {
+    pub backend: CacheBackend,
+    pub ttl: Duration,
+    pub max_entries: usize,
+    pub max_bytes: usize,
+    pub max_entry_bytes: usize,
+}
+
+impl CacheSettings {
+    /// The policy of a key that turns the cache on for a model with none of its own.
+    pub fn key_policy(&self) -> CachePolicy {
+        CachePolicy {
+            ttl: self.ttl,
+            when: CacheWhen::Always,
+            shared: false,
+        }
+    }
 }
 
 /// The circuit breaker's settings.
@@ -353,6 +405,8 @@ pub struct Config {
     pub watch_config: bool,
     /// OpenTelemetry traces (`[tracing]`).
     pub tracing: crate::telemetry::TracingConfig,
+    /// The exact response cache's store (`[cache]`).
+    pub cache: CacheSettings,
     /// SHA-256 of the file's bytes, lowercase hex ([`digest`]); what a reload compares.
     pub digest: String,
     /// Things worth telling the operator that do not stop the start.

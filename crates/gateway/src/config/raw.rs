@@ -59,6 +59,26 @@ pub struct RawConfig {
     pub circuit_breaker: RawBreaker,
     #[serde(default)]
     pub tracing: RawTracing,
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+/// `[cache]`: where the exact response cache keeps its entries and how many (which
+/// requests are cached is each alias's and each key's choice).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// `store` (the database: one file by default) or `redis` (the `redis` URL; every
+    /// instance shares it). Default: `redis` when `redis` is set.
+    pub backend: Option<super::CacheBackend>,
+    /// Seconds an entry lives unless its alias says otherwise.
+    pub ttl: Option<f64>,
+    /// Entries kept at most; the oldest go first.
+    pub max_entries: Option<usize>,
+    /// Bytes of answers kept at most, over all entries.
+    pub max_bytes: Option<usize>,
+    /// Largest answer kept, in bytes; larger ones are not cached.
+    pub max_entry_bytes: Option<usize>,
 }
 
 /// OpenTelemetry traces (`crate::telemetry`); the `OTEL_*` variables apply too.
@@ -183,6 +203,15 @@ pub struct RawModel {
     /// Automatic prompt-cache breakpoints on this alias's Anthropic deployments.
     #[serde(default)]
     pub auto_cache: bool,
+    /// The exact response cache answers repeated requests of this alias.
+    #[serde(default)]
+    pub cache: bool,
+    /// Seconds its entries live (default: `[cache] ttl`).
+    pub cache_ttl: Option<f64>,
+    /// Which of its requests are cached (default: `always`).
+    pub cache_when: Option<super::CacheWhen>,
+    /// Keys share its entries (default: each key reads only its own).
+    pub cache_shared: Option<bool>,
 }
 
 /// Seconds; fractions allowed.

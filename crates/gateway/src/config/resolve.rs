@@ -35,9 +35,10 @@ pub(super) fn resolve(
     let server = server_limits(&raw)?;
     let retention = retention(&raw)?;
     let tracing = tracing(&raw.tracing, &src)?;
+    let cache = cache(&raw.cache, raw.redis.is_some(), &src)?;
     let raw_providers = with_implicit_providers(raw.providers, env);
     let providers = providers(raw_providers, &src, &mut warnings, env)?;
-    let models = models(raw.models, &providers, &src, &mut warnings)?;
+    let models = models(raw.models, &providers, &src, &mut warnings, &cache)?;
     Ok(Config {
         retention,
         source: path.map(Path::to_path_buf),
@@ -55,6 +56,7 @@ pub(super) fn resolve(
         ledger_sync: raw.ledger_sync.unwrap_or(false),
         watch_config: raw.watch_config.unwrap_or(false),
         tracing,
+        cache,
         digest: digest(b""),
         warnings,
     })
@@ -486,6 +488,7 @@ fn models(
     providers: &[ProviderConfig],
     src: &Source<'_>,
     warnings: &mut Vec<String>,
+    cache: &CacheSettings,
 ) -> Result<Vec<ModelAlias>, ConfigError> {
     let shown = &src.shown;
     let mut models = Vec::new();
@@ -556,6 +559,21 @@ fn models(
         ] {
             seconds(v, Duration::ZERO, &format!("{base}.{what}"))?;
         }
+        let cache = if m.cache {
+            Some(CachePolicy {
+                ttl: seconds(m.cache_ttl, cache.ttl, &format!("models[{i}].cache_ttl"))?,
+                when: m.cache_when.unwrap_or(CacheWhen::Always),
+                shared: m.cache_shared.unwrap_or(false),
+            })
+        } else if m.cache_ttl.is_some() || m.cache_when.is_some() || m.cache_shared.is_some() {
+            return Err(ConfigError::new(format!(
+                "{shown}:{}: models[{i}] ({}) sets cache_ttl, cache_when or cache_shared without cache = true",
+                src.line("cache_"),
+                m.name
+            )));
+        } else {
+            None
+        };
         models.push(ModelAlias {
             name: m.name,
             route,
@@ -563,6 +581,7 @@ fn models(
             weights,
             timeouts: m.timeouts,
             auto_cache: m.auto_cache,
+            cache,
         });
     }
     Ok(models)
@@ -666,5 +685,37 @@ fn tracing(
     Ok(crate::telemetry::TracingConfig {
         otlp_endpoint: raw.otlp_endpoint.clone(),
         capture_content: raw.capture_content.unwrap_or(false),
+    })
+}
+
+/// The most one cached answer may be: entries are read whole into memory.
+const MAX_CACHE_ENTRY_BYTES: usize = 64 * 1024 * 1024;
+
+/// `[cache]`: the backend (Redis only with a `redis` URL) and its bounds.
+fn cache(raw: &RawCache, redis: bool, src: &Source<'_>) -> Result<CacheSettings, ConfigError> {
+    let backend = raw.backend.unwrap_or(if redis {
+        CacheBackend::Redis
+    } else {
+        CacheBackend::Store
+    });
+    if backend == CacheBackend::Redis && !redis {
+        return Err(ConfigError::new(format!(
+            "{}:{}: cache.backend = \"redis\" needs the top-level redis URL",
+            src.shown,
+            src.line("backend")
+        )));
+    }
+    let max_entry_bytes = count(raw.max_entry_bytes, 1024 * 1024, "cache.max_entry_bytes")?;
+    if max_entry_bytes > MAX_CACHE_ENTRY_BYTES {
+        return Err(ConfigError::new(format!(
+            "cache.max_entry_bytes = {max_entry_bytes}: at most {MAX_CACHE_ENTRY_BYTES}"
+        )));
+    }
+    Ok(CacheSettings {
+        backend,
+        ttl: seconds(raw.ttl, Duration::from_secs(3600), "cache.ttl")?,
+        max_entries: count(raw.max_entries, 10_000, "cache.max_entries")?,
+        max_bytes: count(raw.max_bytes, 256 * 1024 * 1024, "cache.max_bytes")?,
+        max_entry_bytes,
     })
 }

@@ -43,6 +43,8 @@ pub(crate) struct CreateKey {
     expires_at: Option<i64>,
     #[serde(default)]
     metadata: Option<Value>,
+    /// The exact response cache for the key's requests (absent: as its aliases say).
+    cache: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +63,8 @@ pub(crate) struct UpdateKey {
     #[serde(default, deserialize_with = "nullable")]
     expires_at: Option<Option<i64>>,
     metadata: Option<Value>,
+    #[serde(default, deserialize_with = "nullable")]
+    cache: Option<Option<bool>>,
 }
 
 fn check_limits(
@@ -163,6 +167,7 @@ pub(crate) async fn create(
                     models: req.models,
                     expires_in,
                     metadata: req.metadata.unwrap_or_else(|| json!({})),
+                    cache: req.cache,
                 },
             )
             .await
@@ -256,6 +261,7 @@ pub(crate) async fn update(
                 models: req.models,
                 expires_at: req.expires_at,
                 metadata: req.metadata,
+                cache: req.cache,
             };
             let k = state
                 .store
@@ -455,6 +461,65 @@ pub(crate) async fn reload(State(state): State<AppState>, headers: HeaderMap) ->
                 )
                     .into_response(),
             })
+        }
+        .await,
+    )
+}
+
+/// Which entries `DELETE /admin/cache` removes (neither: all).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PurgeParams {
+    key_id: Option<String>,
+    model: Option<String>,
+}
+
+/// `GET /admin/cache`: the exact response cache's backend, bounds and what it holds.
+pub(crate) async fn cache(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            let (entries, bytes) = state.cache.size().await.map_err(store_error)?;
+            let s = state.live.load().config.cache;
+            Ok(axum::Json(json!({
+                "object": "cache",
+                "backend": state.cache.backend_name(),
+                "entries": entries,
+                "bytes": bytes,
+                "ttl_seconds": s.ttl.as_secs_f64(),
+                "max_entries": s.max_entries,
+                "max_bytes": s.max_bytes,
+                "max_entry_bytes": s.max_entry_bytes,
+            }))
+            .into_response())
+        }
+        .await,
+    )
+}
+
+/// `DELETE /admin/cache[?key_id=…][&model=…]`: removes those entries (all without a
+/// filter); says how many went.
+pub(crate) async fn purge_cache(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<PurgeParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    result(
+        async {
+            authenticate_admin(&state, &headers).await?;
+            let Query(p) = params.map_err(|e| GatewayError::bad_request(e.body_text()))?;
+            let n = state
+                .cache
+                .purge(p.key_id.as_deref(), p.model.as_deref())
+                .await
+                .map_err(store_error)?;
+            tracing::info!(
+                purged = n,
+                key_id = p.key_id.as_deref().unwrap_or("*"),
+                model = p.model.as_deref().unwrap_or("*"),
+                "response cache purged"
+            );
+            Ok(axum::Json(json!({"object": "cache.purge", "purged": n})).into_response())
         }
         .await,
     )

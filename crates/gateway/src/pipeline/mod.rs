@@ -2,7 +2,8 @@
 //! the stage order is written. An inbound API is a [`ClientDialect`] (its parsing, its
 //! attempt on one deployment, its error shape); everything else is shared.
 //!
-//! authenticate → key slot → read → parse → route → prepare → admit → attempt → record
+//! authenticate → key slot → read → parse → route → prepare → admit → cache → attempt →
+//! record
 //!
 //! The usage row is owned by a [`record::Record`] from the moment the caller is known:
 //! every exit after that (a refusal, an error, the client leaving, a success) writes it
@@ -21,6 +22,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use crate::auth::{authenticate, authenticate_any, Caller};
+use crate::cache::Plan;
 use crate::error::GatewayError;
 use crate::ledger::Tap;
 use crate::routing::Deployment;
@@ -76,6 +78,19 @@ pub(crate) trait ClientDialect: Sized + Send + Sync + 'static {
 
     /// An error in the dialect's shape (rendered once, here).
     fn render(e: GatewayError) -> Response;
+
+    /// How the exact response cache keeps and replays this dialect's answers (`None`:
+    /// never cached).
+    const CACHE: Option<&'static crate::cache::Codec> = None;
+
+    /// A cached answer about to be replayed (Responses keeps it as a new stored Response
+    /// when the request has `store` on).
+    fn replayed(
+        _p: &Parsed<Self::Request>,
+        _body: &mut serde_json::Value,
+    ) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 
     /// The final event of a stream ended by the gateway (the drain deadline).
     fn error_frame(e: &GatewayError) -> Bytes {
@@ -167,6 +182,20 @@ pub(crate) async fn run<D: ClientDialect>(
     if state.live.load().config.log_bodies {
         tracing::info!(request_id = %rid.0, body = %String::from_utf8_lossy(&raw[..raw.len().min(LOGGED_BODY_BYTES)]), "request body");
     }
+    let cache_plan = match D::CACHE {
+        Some(_) => {
+            let live = state.live.load();
+            crate::cache::plan(
+                &live.config.cache,
+                live.router.cache_policy(&p.model),
+                &caller,
+                &headers,
+                (D::ENDPOINT, &p.model, &deployments),
+                &raw,
+            )
+        }
+        None => Plan::Off,
+    };
     let demand = Demand {
         prompt_bytes: raw.len().saturating_add(p.extra_prompt_bytes),
         max_output: p.max_output,
@@ -176,6 +205,19 @@ pub(crate) async fn run<D: ClientDialect>(
         Err((e, limits)) => return record.refuse::<D>(e, Some(&limits)),
     };
     let (tap, limits) = record.into_tap(admitted);
+    let mut stage = record::CacheStage::new(&state, &cache_plan);
+    if let (Plan::Use(l), Some(codec)) = (&cache_plan, D::CACHE) {
+        if l.read {
+            if let Some(hit) = state.cache.get(l).await {
+                let saved = hit.entry.cost_usd;
+                if let Some(outcome) = record::replay::<D>(hit, &p, l, codec).await {
+                    stage.hit(saved);
+                    return record::finish::<D>(outcome, tap, limits, slot, stage);
+                }
+            }
+        }
+        stage.fill = Some(crate::cache::Fill::new(l, codec, p.stream));
+    }
     let a = Attempt {
         raw: &raw,
         p: &p,
@@ -187,7 +229,7 @@ pub(crate) async fn run<D: ClientDialect>(
         D::attempt(&a, d)
     })
     .await;
-    record::finish::<D>(outcome, tap, limits, slot)
+    record::finish::<D>(outcome, tap, limits, slot, stage)
 }
 
 #[cfg(test)]

@@ -126,14 +126,79 @@ fn usage_row(rid: &RequestId, caller: &Caller, endpoint: &str) -> UsageRecord {
 #[derive(Clone)]
 pub(crate) struct CutoffFrame(pub bytes::Bytes);
 
+/// What the cache stage says of a request: its `x-jusinfer-cache` answer and usage
+/// column, and, on a miss, the entry a success fills.
+pub(crate) struct CacheStage {
+    mark: Option<&'static str>,
+    saved_usd: Option<f64>,
+    pub fill: Option<crate::cache::Fill>,
+    /// Where a miss's answer goes, and the most of it kept (only when the cache applies).
+    cache: Option<(crate::cache::Cache, usize)>,
+}
+
+impl CacheStage {
+    pub(crate) fn new(state: &AppState, plan: &crate::cache::Plan) -> Self {
+        use crate::cache::Plan;
+        Self {
+            mark: match plan {
+                Plan::Off => None,
+                Plan::Bypass => Some("bypass"),
+                Plan::Use(_) => Some("miss"),
+            },
+            saved_usd: None,
+            fill: None,
+            cache: matches!(plan, Plan::Use(_)).then(|| {
+                let max = state.live.load().config.cache.max_entry_bytes;
+                (state.cache.clone(), max)
+            }),
+        }
+    }
+
+    /// Answered from the cache: the row says so, and what the answer cost the first time.
+    pub(crate) fn hit(&mut self, saved_usd: Option<f64>) {
+        self.mark = Some("hit");
+        self.saved_usd = saved_usd;
+        self.fill = None;
+    }
+}
+
+/// A hit as the attempt loop's outcome: the entry replayed in `D`'s shape (a stream if the
+/// client asked for one), its usage at no cost. `None`: the entry cannot be replayed.
+pub(crate) async fn replay<D: ClientDialect>(
+    hit: crate::cache::Hit,
+    p: &super::Parsed<D::Request>,
+    l: &crate::cache::Lookup,
+    codec: &crate::cache::Codec,
+) -> Option<Outcome> {
+    let crate::cache::Hit {
+        mut entry,
+        age_secs,
+    } = hit;
+    D::replayed(p, &mut entry.body).await;
+    let mut resp =
+        crate::cache::replay(codec, &mut entry.body, p.stream, l.include_usage, age_secs)?;
+    let mut usage = entry.usage;
+    usage.cost = jusinfer_wire::chat::Cost::Usd(0.0);
+    resp.extensions_mut().insert(UsageExt(usage));
+    Some(Outcome {
+        result: Ok(resp),
+        provider: None,
+        upstream_model: entry.upstream_model,
+        price: None,
+        attempts: 0,
+    })
+}
+
 /// Sets the attempt and limit headers on whatever the attempt loop produced (an error
 /// rendered in `D`'s shape), and hands the handler's half of the usage row to `tap`.
-/// `slot` is held until the response ends.
+/// `slot` is held until the response ends. A success the cache stage wants kept is teed
+/// into the cache.
 pub(crate) fn finish<D: ClientDialect>(
     outcome: Outcome,
     tap: Tap,
     limits: RateHeaders,
     slot: Option<Slot>,
+    mut cache: CacheStage,
 ) -> Response {
     let (mut resp, error_type) = match outcome.result {
         Ok(r) => (r, None),
@@ -145,6 +210,12 @@ pub(crate) fn finish<D: ClientDialect>(
     };
     let usage = resp.extensions_mut().remove::<UsageExt>();
     let status = resp.status().as_u16();
+    if let Some(f) = cache.fill.as_mut() {
+        f.provider.clone_from(&outcome.provider);
+        f.upstream_model.clone_from(&outcome.upstream_model);
+        f.price = outcome.price;
+        f.tap = Some(tap.clone());
+    }
     let mut meta = LogMeta::default();
     tap.finish_handler(|r| {
         meta.key_id.clone_from(&r.key_id);
@@ -158,6 +229,8 @@ pub(crate) fn finish<D: ClientDialect>(
         if let Some(UsageExt(u)) = &usage {
             r.set_usage(u);
         }
+        r.cache = cache.mark.map(str::to_owned);
+        r.saved_usd = cache.saved_usd;
     });
     let h = resp.headers_mut();
     if let Some(p) = outcome
@@ -167,6 +240,9 @@ pub(crate) fn finish<D: ClientDialect>(
         h.insert("x-jusinfer-provider", p);
     }
     h.insert("x-jusinfer-attempts", HeaderValue::from(outcome.attempts));
+    if let Some(m) = cache.mark {
+        h.insert("x-jusinfer-cache", HeaderValue::from_static(m));
+    }
     limits.apply(h);
     resp.extensions_mut().insert(meta);
     let streaming = resp
@@ -177,6 +253,11 @@ pub(crate) fn finish<D: ClientDialect>(
         resp.extensions_mut().insert(CutoffFrame(D::error_frame(
             &GatewayError::unavailable(CUTOFF_MESSAGE, 1000).code("server_shutting_down"),
         )));
+    }
+    if let (Some(f), Some((c, max))) = (cache.fill.take(), &cache.cache) {
+        if status == 200 {
+            resp = crate::cache::tee(resp, c, f, *max);
+        }
     }
     match slot {
         Some(s) => crate::body::hold(resp, Box::new(s)),

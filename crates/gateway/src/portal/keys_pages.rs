@@ -178,7 +178,19 @@ fn parse_mint(v: &MintValues) -> Result<NewKey, (&'static str, String)> {
         .filter(|m| !m.is_empty())
         .map(str::to_owned)
         .collect();
+    let cache = match v.cache.trim() {
+        "" => None,
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => {
+            return Err((
+                "cache",
+                "Pick a response cache setting from the list.".to_owned(),
+            ))
+        }
+    };
     Ok(NewKey {
+        cache,
         name: name.to_owned(),
         admin: v.admin.is_some(),
         budget_usd,
@@ -350,6 +362,7 @@ mod tests {
                 "models" => v.models = val,
                 "expires" => v.expires = val,
                 "admin" => v.admin = Some(val),
+                "cache" => v.cache = val,
                 _ => {}
             }
         }

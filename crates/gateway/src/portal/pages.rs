@@ -141,6 +141,9 @@ pub(super) struct MintValues {
     pub expires: String,
     #[serde(default)]
     pub admin: Option<String>,
+    /// The exact response cache: `""` (as the models say), `on` or `off`.
+    #[serde(default)]
+    pub cache: String,
 }
 
 pub(super) const EXPIRY_CHOICES: &[(&str, &str)] = &[
@@ -211,6 +214,9 @@ fn limits(k: &KeyRecord) -> Markup {
     }
     if let Some(e) = k.expires_at {
         parts.push(format!("expires {}", fmt::datetime(e.saturating_mul(1000))));
+    }
+    if let Some(c) = k.cache {
+        parts.push(format!("response cache {}", if c { "on" } else { "off" }));
     }
     html! {
         @if parts.is_empty() { span.dim { "none" } }
@@ -401,6 +407,15 @@ fn mint_form(csrf: &str, extra: &KeysExtra<'_>) -> Markup {
                             }
                         }
                     }
+                    div {
+                        label for="cache" { "Response cache" }
+                        select #cache name="cache" aria-invalid=[invalid("cache")] aria-describedby="cache-help" {
+                            @for (v, l) in [("", "as the models say"), ("on", "on"), ("off", "off")] {
+                                option value=(v) selected[f.cache == v] { (l) }
+                            }
+                        }
+                        p.help #cache-help { "Repeated requests answered from the cache, at no cost." }
+                    }
                 }
                 div.check {
                     input #admin type="checkbox" name="admin" value="on" checked[f.admin.is_some()];
@@ -540,6 +555,10 @@ pub(super) fn usage(ctx: &Ctx<'_>, v: &UsageView<'_>) -> Markup {
             li { span.big #total-errors { (fmt::count(t.errors)) } " errors" }
             li { span.big #total-tokens { (fmt::count(t.prompt_tokens + t.completion_tokens)) } " tokens" }
             li { span.big #total-cost { (fmt::usd(t.cost_usd.unwrap_or(0.0))) } " cost" }
+            @if t.cache_hits > 0 {
+                li { span.big #total-cache-hits { (fmt::count(t.cache_hits)) } " cache hits, "
+                    span #total-saved { (fmt::usd(t.saved_usd)) } " saved" }
+            }
         }
         div.charts { @for c in &v.charts { (c) } }
         section aria-labelledby="breakdown-title" {
@@ -574,7 +593,10 @@ pub(super) fn usage(ctx: &Ctx<'_>, v: &UsageView<'_>) -> Markup {
                                         br; span.dim { "→ " (u) }
                                     }
                                 }
-                                td { (r.provider.as_deref().unwrap_or("-")) }
+                                td {
+                                    @if r.cache.as_deref() == Some("hit") { "cache" }
+                                    @else { (r.provider.as_deref().unwrap_or("-")) }
+                                }
                                 td {
                                     span class=(if r.status >= 400 || r.error_type.is_some() { "status revoked" } else { "status active" }) { (r.status) }
                                     @if let Some(e) = &r.error_type { br; span.dim { (e) } }

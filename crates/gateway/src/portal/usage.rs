@@ -33,6 +33,8 @@ fn add(s: &mut UsageSummary, c: &Cell) {
     s.completion_tokens += c.completion_tokens;
     s.cached_tokens += c.cached_tokens;
     s.unpriced += c.unpriced;
+    s.cache_hits += c.cache_hits;
+    s.saved_usd += c.saved_usd;
     // `None` until some request of the group had a price (as `jusinfer usage` shows it).
     if c.priced > 0 {
         s.cost_usd = Some(s.cost_usd.unwrap_or(0.0) + c.cost_usd);

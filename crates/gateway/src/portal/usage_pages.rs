@@ -264,7 +264,7 @@ fn charts(sc: &UsageScope, buckets: &std::collections::BTreeMap<i64, UsageSummar
 /// memory is one page whatever the period.
 const CSV_PAGE: i64 = 2_000;
 
-const CSV_HEADER: [&str; 19] = [
+const CSV_HEADER: [&str; 21] = [
     "time",
     "request_id",
     "key_id",
@@ -284,6 +284,8 @@ const CSV_HEADER: [&str; 19] = [
     "attempts",
     "stream",
     "error_type",
+    "cache",
+    "saved_usd",
 ];
 
 pub(super) async fn usage_csv(
@@ -404,6 +406,8 @@ impl Export {
                 r.attempts.to_string(),
                 r.stream.to_string(),
                 fmt::csv_cell(r.error_type.as_deref().unwrap_or("")).into_owned(),
+                r.cache.clone().unwrap_or_default(),
+                r.saved_usd.map(|c| format!("{c}")).unwrap_or_default(),
             ]);
         }
         w.into_inner().map(bytes::Bytes::from).unwrap_or_default()

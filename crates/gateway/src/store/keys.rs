@@ -5,10 +5,10 @@ use sqlx::Row;
 use super::{now, Db, Store, StoreError};
 use crate::calendar::BudgetPeriod;
 
-pub(super) const KEY_COLUMNS: &str = "id, name, prefix, hash, admin, created_at, expires_at, revoked_at, budget_usd, rpm, tpm, models, metadata, budget_period";
+pub(super) const KEY_COLUMNS: &str = "id, name, prefix, hash, admin, created_at, expires_at, revoked_at, budget_usd, rpm, tpm, models, metadata, budget_period, cache";
 
 /// A key as stored (never the key itself: its SHA-256 and a display prefix).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct KeyRecord {
     pub id: String,
     pub name: String,
@@ -26,6 +26,10 @@ pub struct KeyRecord {
     pub tpm: Option<i64>,
     pub models: Vec<String>,
     pub metadata: serde_json::Value,
+    /// The exact response cache for this key's requests: `Some(true)` on (its aliases'
+    /// settings, or every request of a model without any), `Some(false)` never, `None`:
+    /// as its aliases say.
+    pub cache: Option<bool>,
 }
 
 /// A change to a key's settings: each `Some` replaces the field (`Some(None)` clears it).
@@ -39,6 +43,7 @@ pub struct KeyPatch {
     pub models: Option<Vec<String>>,
     pub expires_at: Option<Option<i64>>,
     pub metadata: Option<serde_json::Value>,
+    pub cache: Option<Option<bool>>,
 }
 
 /// What the ledger says about one key.
@@ -81,7 +86,7 @@ impl Store {
     pub async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
         with_pool!(self, |pool, DB| {
             sqlx::query(&format!(
-                "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             ))
             .bind(&k.id)
             .bind(&k.name)
@@ -97,6 +102,7 @@ impl Store {
             .bind(serde_json::to_string(&k.models).unwrap_or_else(|_| "[]".to_owned()))
             .bind(k.metadata.to_string())
             .bind(k.budget_period.map(BudgetPeriod::as_str))
+            .bind(k.cache)
             .execute(pool)
             .await?;
             Ok(())
@@ -271,8 +277,11 @@ impl Store {
         if let Some(v) = &patch.metadata {
             k.metadata = v.clone();
         }
+        if let Some(v) = patch.cache {
+            k.cache = v;
+        }
         with_pool!(self, |pool, DB| {
-            sqlx::query("UPDATE keys SET name = $1, budget_usd = $2, rpm = $3, tpm = $4, models = $5, expires_at = $6, metadata = $7, budget_period = $8 WHERE id = $9")
+            sqlx::query("UPDATE keys SET name = $1, budget_usd = $2, rpm = $3, tpm = $4, models = $5, expires_at = $6, metadata = $7, budget_period = $8, cache = $9 WHERE id = $10")
                 .bind(&k.name)
                 .bind(k.budget_usd)
                 .bind(k.rpm)
@@ -281,6 +290,7 @@ impl Store {
                 .bind(k.expires_at)
                 .bind(k.metadata.to_string())
                 .bind(k.budget_period.map(BudgetPeriod::as_str))
+                .bind(k.cache)
                 .bind(&k.id)
                 .execute(pool)
                 .await?;

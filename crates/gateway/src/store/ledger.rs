@@ -36,6 +36,9 @@ pub struct UsageSummary {
     pub cost_usd: Option<f64>,
     /// Rows with tokens but no known price.
     pub unpriced: i64,
+    /// Requests the exact cache answered, and what they would have cost upstream.
+    pub cache_hits: i64,
+    pub saved_usd: f64,
 }
 
 impl Store {
@@ -44,7 +47,7 @@ impl Store {
     /// `row_id`: a retried batch whose commit was in fact applied, a spill file replayed
     /// twice) are skipped, so each request has exactly one row.
     pub async fn insert_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError> {
-        /// 19 columns × 400 rows stays under SQLite's bound-variable limit.
+        /// 21 columns × 400 rows stays under SQLite's bound-variable limit.
         const ROWS_PER_STATEMENT: usize = 400;
         with_pool!(self, |pool, DB| {
             let mut tx = pool.begin().await?;
@@ -52,7 +55,7 @@ impl Store {
                 let mut q = sqlx::QueryBuilder::<DB>::new(
                     "INSERT INTO usage (row_id, ts_ms, request_id, key_id, endpoint, model, provider, upstream_model, status,
                      prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms,
-                     attempts, stream, error_type) ",
+                     attempts, stream, error_type, cache, saved_usd) ",
                 );
                 let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
                 q.push_values(chunk, |mut b, r| {
@@ -74,7 +77,9 @@ impl Store {
                         .push_bind(r.ttft_ms.map(int))
                         .push_bind(i64::from(r.attempts))
                         .push_bind(r.stream)
-                        .push_bind(&r.error_type);
+                        .push_bind(&r.error_type)
+                        .push_bind(&r.cache)
+                        .push_bind(r.saved_usd);
                 });
                 q.push(" ON CONFLICT (row_id) DO NOTHING RETURNING row_id");
                 let stored: Vec<String> =
@@ -88,7 +93,7 @@ impl Store {
                 for part in cells.chunks(ROWS_PER_STATEMENT) {
                     let mut q = sqlx::QueryBuilder::<DB>::new(
                         "INSERT INTO usage_hourly (hour_ms, key_id, model, requests, errors, prompt_tokens,
-                         completion_tokens, cached_tokens, cost_usd, priced, unpriced, last_ms) ",
+                         completion_tokens, cached_tokens, cost_usd, priced, unpriced, last_ms, cache_hits, saved_usd) ",
                     );
                     q.push_values(part, |mut b, c| {
                         b.push_bind(c.hour_ms)
@@ -102,7 +107,9 @@ impl Store {
                             .push_bind(c.cost_usd)
                             .push_bind(c.priced)
                             .push_bind(c.unpriced)
-                            .push_bind(c.last_ms);
+                            .push_bind(c.last_ms)
+                            .push_bind(c.cache_hits)
+                            .push_bind(c.saved_usd);
                     });
                     q.push(
                         " ON CONFLICT (hour_ms, key_id, model) DO UPDATE SET
@@ -114,6 +121,8 @@ impl Store {
                          cost_usd = usage_hourly.cost_usd + excluded.cost_usd,
                          priced = usage_hourly.priced + excluded.priced,
                          unpriced = usage_hourly.unpriced + excluded.unpriced,
+                         cache_hits = usage_hourly.cache_hits + excluded.cache_hits,
+                         saved_usd = usage_hourly.saved_usd + excluded.saved_usd,
                          last_ms = CASE WHEN excluded.last_ms > usage_hourly.last_ms
                                    THEN excluded.last_ms ELSE usage_hourly.last_ms END",
                     );
@@ -137,7 +146,9 @@ impl Store {
              CAST(SUM(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS errors,
              CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens,
              CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, SUM(cost_usd) AS cost_usd,
-             CAST(SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) AS BIGINT) AS unpriced
+             CAST(SUM(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) AS BIGINT) AS unpriced,
+             CAST(SUM(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END) AS BIGINT) AS cache_hits,
+             COALESCE(SUM(saved_usd), 0.0) AS saved_usd
              FROM usage WHERE ts_ms >= $1 AND ($2 IS NULL OR key_id = $2) AND ($3 IS NULL OR model = $3) GROUP BY {col} ORDER BY requests DESC, grp"
         );
         with_pool!(self, |pool, DB| {
@@ -158,6 +169,8 @@ impl Store {
                         cached_tokens: r.try_get("cached_tokens")?,
                         cost_usd: r.try_get("cost_usd")?,
                         unpriced: r.try_get("unpriced")?,
+                        cache_hits: r.try_get("cache_hits")?,
+                        saved_usd: r.try_get("saved_usd")?,
                     })
                 })
                 .collect()

@@ -4,7 +4,7 @@
 //!
 //! Both backends run the same SQL text (`$N` placeholders, which SQLite also accepts); only
 //! the DDL differs. Invariant: nothing on the request path awaits the store except a
-//! key-cache miss and the first budget check of a key.
+//! key-cache miss, the first budget check of a key and a response-cache lookup (bounded).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -82,11 +82,13 @@ macro_rules! key_from_row {
             tpm: r.try_get("tpm")?,
             models: serde_json::from_str(&models).unwrap_or_default(),
             metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+            cache: r.try_get("cache")?,
         })
     }};
 }
 
 // After the macros above: the portal's queries use them.
+mod cache;
 mod keys;
 mod ledger;
 mod portal;
@@ -94,6 +96,7 @@ mod redact;
 mod responses;
 mod schema;
 
+pub use cache::CacheRow;
 pub use redact::redact;
 pub use responses::{Conversation, ResponseWriter, StoredResponse, Turn, MAX_ITEM_LOOKUPS};
 
@@ -107,6 +110,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// Whether this is the embedded SQLite database (one process's own file).
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.db, Db::Sqlite(_))
+    }
+
     /// Opens (creating if needed) and migrates the database at `url`: `sqlite://FILE` or
     /// `postgres://USER@HOST/DB`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {

@@ -51,6 +51,9 @@ pub struct Cell {
     /// Requests with tokens but no known price.
     pub unpriced: i64,
     pub last_ms: i64,
+    /// Requests the exact cache answered, and what they would have cost.
+    pub cache_hits: i64,
+    pub saved_usd: f64,
 }
 
 /// The rollup's bucket.
@@ -83,6 +86,10 @@ pub(super) fn rollup<'a>(rows: impl Iterator<Item = &'a UsageRecord>) -> Vec<Cel
             None => c.unpriced += i64::from(r.prompt_tokens + r.completion_tokens > 0),
         }
         c.last_ms = c.last_ms.max(r.ts_ms);
+        if r.cache.as_deref() == Some("hit") {
+            c.cache_hits += 1;
+            c.saved_usd += r.saved_usd.unwrap_or(0.0);
+        }
     }
     cells.into_values().collect()
 }
@@ -108,6 +115,9 @@ pub struct UsageRow {
     pub attempts: i64,
     pub stream: bool,
     pub error_type: Option<String>,
+    /// `hit`, `miss` or `bypass` where the exact cache applied, and what a hit saved.
+    pub cache: Option<String>,
+    pub saved_usd: Option<f64>,
     /// The row's id (`''` for rows from before ids): the export's cursor with `ts_ms`.
     pub row_id: String,
 }
@@ -219,7 +229,8 @@ impl Store {
              CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens,
              CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, SUM(cost_usd) AS cost_usd,
              CAST(SUM(priced) AS BIGINT) AS priced, CAST(SUM(unpriced) AS BIGINT) AS unpriced,
-             MAX(last_ms) AS last_ms
+             MAX(last_ms) AS last_ms, CAST(SUM(cache_hits) AS BIGINT) AS cache_hits,
+             SUM(saved_usd) AS saved_usd
              FROM usage_hourly WHERE hour_ms >= $1 {key_filter}
              GROUP BY (hour_ms / $2) * $2, key_id, model"
         );
@@ -246,6 +257,8 @@ impl Store {
                         priced: r.try_get("priced")?,
                         unpriced: r.try_get("unpriced")?,
                         last_ms: r.try_get("last_ms")?,
+                        cache_hits: r.try_get("cache_hits")?,
+                        saved_usd: r.try_get("saved_usd")?,
                     })
                 })
                 .collect()
@@ -307,7 +320,7 @@ impl Store {
         let sql = format!(
             "SELECT ts_ms, request_id, key_id, endpoint, model, provider, upstream_model, status,
              prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_usd,
-             latency_ms, ttft_ms, attempts, stream, error_type, COALESCE(row_id, '') AS rid
+             latency_ms, ttft_ms, attempts, stream, error_type, cache, saved_usd, COALESCE(row_id, '') AS rid
              FROM usage WHERE {cond} ORDER BY {order} LIMIT ${}",
             n + 1
         );
@@ -344,6 +357,8 @@ impl Store {
                         attempts: r.try_get("attempts")?,
                         stream: r.try_get("stream")?,
                         error_type: r.try_get("error_type")?,
+                        cache: r.try_get("cache")?,
+                        saved_usd: r.try_get("saved_usd")?,
                         row_id: r.try_get("rid")?,
                     })
                 })
@@ -426,10 +441,14 @@ mod tests {
         assert_eq!(day.len(), 1);
         assert_eq!(day[0].requests, 3);
 
-        // A database from before the rollup: migration 6 builds it from the ledger.
+        // A database from before the rollup (and the response cache, which adds to it):
+        // migration 6 builds it from the ledger.
         store
             .execute_for_tests(
-                "DROP TABLE usage_hourly; DELETE FROM schema_migrations WHERE version = 6",
+                "DROP TABLE usage_hourly; DROP TABLE response_cache;
+                 ALTER TABLE usage DROP COLUMN cache; ALTER TABLE usage DROP COLUMN saved_usd;
+                 ALTER TABLE keys DROP COLUMN cache;
+                 DELETE FROM schema_migrations WHERE version IN (6, 10)",
             )
             .await
             .expect("undo");

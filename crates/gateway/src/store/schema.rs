@@ -59,6 +59,26 @@ const USAGE_HOURLY: &str = "CREATE TABLE usage_hourly (
         MAX(ts_ms)
         FROM usage GROUP BY (ts_ms / 3600000) * 3600000, COALESCE(key_id, ''), model";
 
+/// The exact response cache's entries (`crate::cache`), and what the ledger says of hits:
+/// `usage.cache` (`hit` / `miss`), the cost a hit saved, the same summed per hour; a key's
+/// own cache setting (NULL: its aliases decide).
+const RESPONSE_CACHE: &str = "CREATE TABLE response_cache (
+        key         TEXT PRIMARY KEY,
+        scope       TEXT NOT NULL,
+        model       TEXT NOT NULL,
+        created_at  BIGINT NOT NULL,
+        expires_at  BIGINT NOT NULL,
+        bytes       BIGINT NOT NULL,
+        entry       TEXT NOT NULL
+    );
+    CREATE INDEX response_cache_created ON response_cache (created_at);
+    CREATE INDEX response_cache_expires ON response_cache (expires_at);
+    ALTER TABLE usage ADD COLUMN cache TEXT;
+    ALTER TABLE usage ADD COLUMN saved_usd DOUBLE PRECISION;
+    ALTER TABLE usage_hourly ADD COLUMN cache_hits BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE usage_hourly ADD COLUMN saved_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE keys ADD COLUMN cache BOOLEAN";
+
 /// SQLite schema migrations, applied in order once each.
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -128,6 +148,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (7, RETENTION_INDEX),
     (8, BUDGET_PERIOD),
     (9, RESPONSE_ITEMS),
+    (10, RESPONSE_CACHE),
 ];
 
 /// PostgreSQL schema migrations: the same tables and columns as SQLite's.
@@ -199,6 +220,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (7, RETENTION_INDEX),
     (8, BUDGET_PERIOD),
     (9, RESPONSE_ITEMS),
+    (10, RESPONSE_CACHE),
 ];
 
 impl Store {

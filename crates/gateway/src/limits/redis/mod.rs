@@ -408,6 +408,11 @@ impl RedisLimits {
         }
     }
 
+    /// The shared connection (the supervisor may have replaced it since the last call).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.get()
+    }
+
     /// Whether admissions should ask Redis (not within a second of a failure).
     pub(crate) fn is_up(&self) -> bool {
         now_ms() >= self.down_until_ms.load(Ordering::Relaxed)

@@ -77,6 +77,10 @@ impl ClientDialect for Chat {
         .await
     }
 
+    const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
+        collect: jusinfer_translate::replay::chat::collect,
+        replay: jusinfer_translate::replay::chat::replay,
+    });
     fn render(e: GatewayError) -> Response {
         e.into_response()
     }

@@ -95,6 +95,11 @@ impl ClientDialect for Embeddings {
         }
     }
 
+    /// Embeddings never stream: the body is kept and replayed as it is.
+    const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
+        collect: |_| None,
+        replay: |_, _| None,
+    });
     fn render(e: GatewayError) -> Response {
         e.into_response()
     }

@@ -131,6 +131,10 @@ impl ClientDialect for Gemini {
         super::through_chat(a, &d, (t.body, t.dropped), effort, &seed, outer, render).await
     }
 
+    const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
+        collect: jusinfer_translate::replay::gemini::collect,
+        replay: |b, _| jusinfer_translate::replay::gemini::replay(b),
+    });
     fn render(e: GatewayError) -> Response {
         e.into_gemini_response()
     }

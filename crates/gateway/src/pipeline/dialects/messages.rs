@@ -132,6 +132,10 @@ impl ClientDialect for Messages {
         super::through_chat(a, &d, (t.body, t.dropped), effort, seed, outer, render).await
     }
 
+    const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
+        collect: jusinfer_translate::replay::messages::collect,
+        replay: |b, _| jusinfer_translate::replay::messages::replay(b),
+    });
     fn render(e: GatewayError) -> Response {
         e.into_anthropic_response()
     }

@@ -175,6 +175,24 @@ impl ClientDialect for Responses {
     fn render(e: GatewayError) -> Response {
         e.into_response()
     }
+
+    const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
+        collect: jusinfer_translate::replay::responses::collect,
+        replay: |b, _| jusinfer_translate::replay::responses::replay(b),
+    });
+
+    /// A replayed Response is this request's own: its id and time, and kept (with this
+    /// turn's input) when `store` is on, so it can be fetched and continued like any other.
+    async fn replayed(p: &Parsed<ResponsesRequest>, body: &mut Value) {
+        let r = &p.req;
+        if let Some(id) = r.envelope.get("id") {
+            body["id"] = id.clone();
+            body["created_at"] = json!(r.created);
+        }
+        if let Some(k) = &r.keeper {
+            k.save(body, None).await;
+        }
+    }
 }
 
 /// A `chat.completion` (as JSON) → the client's Response, kept, usage for the ledger.

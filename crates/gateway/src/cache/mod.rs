@@ -1,0 +1,746 @@
+//! The exact response cache: a repeated request answered from an earlier answer.
+//!
+//! - **Which requests**: an alias with `cache = true` (its `cache_when`), or any model for
+//!   a key whose `cache` is on; a key with `cache` off never. The client can step around
+//!   it (`Cache-Control: no-store`, `x-jusinfer-cache: off`), refresh it (`no-cache`) or
+//!   bound an entry's age (`max-age`). See [`plan`].
+//! - **The key** ([`cache_key`]): SHA-256 over the endpoint, the scope (the key id, or `*`
+//!   for an alias with `cache_shared`), the model, the route's deployments and the body
+//!   normalized (object keys sorted; `stream`, `stream_options`, `user`, `metadata` and
+//!   `store` left out). A tenant never reads another's answers unless the alias shares.
+//! - **What is kept**: the dialect's non-streaming body, whichever way the answer came
+//!   (a stream is collected back into one: `jusinfer_translate::replay`), with its usage
+//!   and what it cost. Only complete successes; never one over `max_entry_bytes`.
+//! - **Replay**: the body, or a stream synthesized from it in the dialect's own shape.
+//! - **Where**: the store's `response_cache` table or Redis (`backend`), bounded in entries
+//!   and bytes by evicting the oldest; a read is bounded by [`READ_TIMEOUT`] (a slow store
+//!   is a miss), and writes go through one task behind a bounded queue (full: dropped).
+//!   On the embedded SQLite store, entries read or written lately are also kept in process
+//!   (the [`Front`], at most [`FRONT_MAX_BYTES`]): a hit then awaits nothing. Redis and
+//!   PostgreSQL are shared by instances, so they are read every time.
+//!   The cache-off path reads no store and allocates nothing.
+
+mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::auth::Caller;
+use crate::config::{CacheBackend, CachePolicy, CacheSettings, CacheWhen};
+use crate::reload::LiveCell;
+use crate::routing::Deployment;
+use crate::store::{CacheRow, Store};
+use jusinfer_translate::pricing::Price;
+use jusinfer_wire::chat::{CompletionTokensDetails, PromptTokensDetails, Usage};
+
+/// The longest a lookup may hold a request: past it the request goes upstream.
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(250);
+/// Answers waiting for the writer before new ones are dropped.
+const QUEUE: usize = 1024;
+/// The most the in-process front holds, in bytes of entries.
+pub(crate) const FRONT_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// How often the writer trims the store to its bounds at least (and whenever it may be
+/// over them).
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+/// Body fields that do not change the answer.
+const IGNORED: &[&str] = &["stream", "stream_options", "user", "metadata", "store"];
+
+/// How a client dialect's answers are kept and replayed.
+pub(crate) struct Codec {
+    /// A complete stream (as sent to the client) → the non-streaming body.
+    pub collect: fn(&[u8]) -> Option<Value>,
+    /// The body → a stream's frames (`true`: the client asked for usage in the stream).
+    pub replay: fn(&Value, bool) -> Option<Vec<Bytes>>,
+}
+
+/// What the cache stage decided for one request.
+pub(crate) enum Plan {
+    /// No cache applies to this alias or key: nothing is said.
+    Off,
+    /// A cache applies, but not to this request (`x-jusinfer-cache: bypass`).
+    Bypass,
+    Use(Lookup),
+}
+
+/// An entry to read (unless `read` is off) and to fill on a miss.
+pub(crate) struct Lookup {
+    pub key: String,
+    scope: String,
+    model: String,
+    ttl: Duration,
+    /// `Cache-Control: no-cache`: answered upstream, then stored.
+    pub read: bool,
+    /// `Cache-Control: max-age`: an older entry is a miss.
+    max_age: Option<u64>,
+    /// Chat streams: the client asked for the usage chunk.
+    pub include_usage: bool,
+}
+
+/// One kept answer.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Entry {
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub usage: Usage,
+    /// What the answer cost upstream.
+    pub cost_usd: Option<f64>,
+    pub body: Value,
+}
+
+/// A hit: the entry and its age.
+pub(crate) struct Hit {
+    pub entry: Entry,
+    pub age_secs: u64,
+}
+
+enum Backend {
+    Store(Store),
+    Redis(redis::RedisCache),
+}
+
+/// Entries of the SQLite store read or written lately, by key, weighed in bytes.
+type Front = moka::sync::Cache<String, Arc<Entry>>;
+
+/// The cache: its backend, its front and its writer's queue. A clone is one `Arc`
+/// (the state, and so the cache, is cloned per request).
+#[derive(Clone)]
+pub(crate) struct Cache(Arc<Inner>);
+
+struct Inner {
+    backend: Arc<Backend>,
+    front: Option<Front>,
+    tx: mpsc::Sender<Fill>,
+}
+
+impl Cache {
+    /// The cache on `backend`; its writer reads the bounds from `live` at each write (a
+    /// reload changes them).
+    pub(crate) fn start(
+        backend: CacheBackend,
+        store: Store,
+        redis: Option<crate::limits::redis::RedisLimits>,
+        live: LiveCell,
+    ) -> Self {
+        let front = (backend == CacheBackend::Store && store.is_sqlite()).then(|| {
+            let bytes = live.load().config.cache.max_bytes.min(FRONT_MAX_BYTES);
+            moka::sync::Cache::builder()
+                .max_capacity(u64::try_from(bytes).unwrap_or(u64::MAX))
+                .weigher(|k: &String, e: &Arc<Entry>| {
+                    u32::try_from(k.len() + weight(&e.body)).unwrap_or(u32::MAX)
+                })
+                .build()
+        });
+        let backend = Arc::new(match (backend, redis) {
+            (CacheBackend::Redis, Some(c)) => Backend::Redis(redis::RedisCache::new(c)),
+            _ => Backend::Store(store),
+        });
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(Arc::clone(&backend), front.clone(), rx, live));
+        Self(Arc::new(Inner { backend, front, tx }))
+    }
+
+    /// The entry for `l`, unless it is missing, expired, older than the client accepts, or
+    /// the backend is slow or failing (a miss, logged).
+    pub(crate) async fn get(&self, l: &Lookup) -> Option<Hit> {
+        let now = now_ms();
+        if let Some(front) = &self.0.front {
+            if let Some(e) = front.get(&l.key) {
+                if e.expires_ms > now {
+                    return hit(Entry::clone(&e), now, l.max_age);
+                }
+                front.invalidate(&l.key);
+            }
+        }
+        let read = async {
+            match &*self.0.backend {
+                Backend::Store(s) => s.cache_get(&l.key, now).await.map_err(|e| e.to_string()),
+                Backend::Redis(r) => r.get(&l.scope, &l.model, &l.key).await,
+            }
+        };
+        let text = match tokio::time::timeout(READ_TIMEOUT, read).await {
+            Ok(Ok(Some(t))) => t,
+            Ok(Ok(None)) => return None,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "response cache read failed: answered upstream");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!("response cache read timed out: answered upstream");
+                return None;
+            }
+        };
+        let entry: Entry = serde_json::from_str(&text).ok()?;
+        if let Some(front) = &self.0.front {
+            front.insert(l.key.clone(), Arc::new(entry.clone()));
+        }
+        hit(entry, now, l.max_age)
+    }
+
+    /// Deletes the entries of a key and/or a model (all with neither); how many went.
+    pub(crate) async fn purge(
+        &self,
+        key_id: Option<&str>,
+        model: Option<&str>,
+    ) -> Result<u64, String> {
+        if let Some(front) = &self.0.front {
+            // It only mirrors the store: emptied whole, it refills from the store.
+            front.invalidate_all();
+        }
+        match &*self.0.backend {
+            Backend::Store(s) => s
+                .cache_purge(key_id, model)
+                .await
+                .map_err(|e| e.to_string()),
+            Backend::Redis(r) => r.purge(key_id, model).await,
+        }
+    }
+
+    /// Entries and bytes held now.
+    pub(crate) async fn size(&self) -> Result<(i64, i64), String> {
+        match &*self.0.backend {
+            Backend::Store(s) => s.cache_size().await.map_err(|e| e.to_string()),
+            Backend::Redis(r) => r.size().await,
+        }
+    }
+
+    pub(crate) fn backend_name(&self) -> &'static str {
+        match &*self.0.backend {
+            Backend::Store(_) => "store",
+            Backend::Redis(_) => "redis",
+        }
+    }
+}
+
+/// `entry` as a hit, unless it is older than the client accepts (`max-age`).
+fn hit(entry: Entry, now: i64, max_age: Option<u64>) -> Option<Hit> {
+    let age_secs = u64::try_from(now.saturating_sub(entry.created_ms) / 1000).unwrap_or(0);
+    if max_age.is_some_and(|m| age_secs > m) {
+        return None;
+    }
+    Some(Hit { entry, age_secs })
+}
+
+/// About the bytes an entry's body takes (its JSON text's length).
+fn weight(v: &Value) -> usize {
+    match v {
+        Value::Object(o) => {
+            o.iter()
+                .map(|(k, v)| k.len() + 4 + weight(v))
+                .sum::<usize>()
+                + 2
+        }
+        Value::Array(a) => a.iter().map(|v| weight(v) + 1).sum::<usize>() + 2,
+        Value::String(s) => s.len() + 2,
+        _ => 8,
+    }
+}
+
+/// Decides whether and how the cache serves this request. `Off` costs two lookups.
+pub(crate) fn plan(
+    settings: &CacheSettings,
+    alias: Option<&CachePolicy>,
+    caller: &Caller,
+    headers: &HeaderMap,
+    target: (&str, &str, &[Deployment]),
+    raw: &[u8],
+) -> Plan {
+    let key = caller.key.as_deref();
+    let policy = match (key.and_then(|k| k.cache), alias) {
+        (Some(false), _) | (None, None) => return Plan::Off,
+        (_, Some(p)) => *p,
+        (Some(true), None) => settings.key_policy(),
+    };
+    let mut read = true;
+    let mut max_age = None;
+    for d in header_list(headers, "cache-control") {
+        match d.split_once('=') {
+            None if d.eq_ignore_ascii_case("no-store") => return Plan::Bypass,
+            None if d.eq_ignore_ascii_case("no-cache") => read = false,
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("max-age") => {
+                max_age = v.trim().trim_matches('"').parse::<u64>().ok();
+            }
+            _ => {}
+        }
+    }
+    let asked = headers
+        .get("x-jusinfer-cache")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match asked.as_deref() {
+        Some("off" | "bypass" | "no") => return Plan::Bypass,
+        Some("on" | "yes") => {}
+        _ if policy.when == CacheWhen::Header => return Plan::Bypass,
+        _ => {}
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(raw) else {
+        return Plan::Bypass;
+    };
+    if policy.when == CacheWhen::Deterministic && temperature(&body) != Some(0.0) {
+        return Plan::Bypass;
+    }
+    let include_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
+    let scope = if policy.shared {
+        "*".to_owned()
+    } else {
+        key.map(|k| k.id.clone()).unwrap_or_default()
+    };
+    let (endpoint, model, deployments) = target;
+    Plan::Use(Lookup {
+        key: cache_key(endpoint, &scope, model, deployments, &body),
+        scope,
+        model: model.to_owned(),
+        ttl: policy.ttl,
+        read,
+        max_age,
+        include_usage,
+    })
+}
+
+/// The comma-separated directives of every `name` header.
+fn header_list<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
+/// The sampling temperature, where each dialect keeps it.
+fn temperature(body: &Value) -> Option<f64> {
+    body.get("temperature")
+        .or_else(|| body.get("generationConfig")?.get("temperature"))
+        .and_then(Value::as_f64)
+}
+
+/// The entry's key: everything that changes the answer, hashed.
+fn cache_key(
+    endpoint: &str,
+    scope: &str,
+    model: &str,
+    deployments: &[Deployment],
+    body: &Value,
+) -> String {
+    let mut h = Sha256::new();
+    for part in ["jusinfer-cache-1", endpoint, scope, model] {
+        h.update(part.len().to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    // The route as a set: the strategy's order for this request does not matter.
+    let mut route: Vec<(&str, &str)> = deployments
+        .iter()
+        .map(|d| (d.provider.name(), d.upstream_model.as_str()))
+        .collect();
+    route.sort_unstable();
+    for (p, m) in route {
+        for part in [p, m] {
+            h.update(part.len().to_le_bytes());
+            h.update(part.as_bytes());
+        }
+    }
+    canonical(&mut h, body, IGNORED);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Feeds `v` with object keys sorted and no whitespace, leaving out the top-level fields
+/// in `skip` (bounded: the body is already bounded, and serde_json's parser bounds its
+/// nesting).
+fn canonical(h: &mut Sha256, v: &Value, skip: &[&str]) {
+    match v {
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().filter(|k| !skip.contains(&k.as_str())).collect();
+            keys.sort_unstable();
+            h.update(b"{");
+            for k in keys {
+                h.update(k.len().to_le_bytes());
+                h.update(k.as_bytes());
+                canonical(h, &o[k.as_str()], &[]);
+            }
+            h.update(b"}");
+        }
+        Value::Array(a) => {
+            h.update(b"[");
+            for x in a {
+                canonical(h, x, &[]);
+            }
+            h.update(b"]");
+        }
+        Value::String(s) => {
+            h.update(b"s");
+            h.update(s.len().to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        Value::Number(n) => {
+            h.update(b"n");
+            h.update(n.to_string().as_bytes());
+            h.update(b";");
+        }
+        Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+        Value::Null => h.update(b"z"),
+    }
+}
+
+/// What a miss needs to fill its entry once the answer has been sent whole.
+pub(crate) struct Fill {
+    pub cache_key: String,
+    pub scope: String,
+    pub model: String,
+    pub ttl: Duration,
+    pub codec: &'static Codec,
+    pub stream: bool,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub price: Option<Price>,
+    /// The answer's bytes as the client got them.
+    pub bytes: Vec<u8>,
+    /// The request's ledger tap, read once the answer has ended: a Chat stream the client
+    /// asked without usage carries none, but the row has it.
+    pub tap: Option<crate::ledger::Tap>,
+    seen: Option<Usage>,
+}
+
+impl Fill {
+    pub(crate) fn new(l: &Lookup, codec: &'static Codec, stream: bool) -> Self {
+        Self {
+            cache_key: l.key.clone(),
+            scope: l.scope.clone(),
+            model: l.model.clone(),
+            ttl: l.ttl,
+            codec,
+            stream,
+            provider: None,
+            upstream_model: None,
+            price: None,
+            bytes: Vec::new(),
+            tap: None,
+            seen: None,
+        }
+    }
+}
+
+/// Wraps a successful answer's body: its bytes are copied (up to the entry bound: a
+/// stream's frames take more room than the body they add up to) and, once the body has
+/// ended whole, handed to the writer. A body dropped early (the client left) fills
+/// nothing.
+pub(crate) fn tee(resp: Response, cache: &Cache, fill: Fill, max_entry_bytes: usize) -> Response {
+    let limit = if fill.stream {
+        max_entry_bytes.saturating_mul(4)
+    } else {
+        max_entry_bytes
+    };
+    let tx = cache.0.tx.clone();
+    resp.map(|inner| {
+        Body::new(Tee {
+            inner,
+            fill: Some(fill),
+            limit,
+            tx,
+        })
+    })
+}
+
+struct Tee {
+    inner: Body,
+    fill: Option<Fill>,
+    limit: usize,
+    tx: mpsc::Sender<Fill>,
+}
+
+impl Tee {
+    /// The body ended whole: its bytes go to the writer.
+    fn ended(&mut self) {
+        if let Some(mut f) = self.fill.take() {
+            f.seen = f.tap.take().map(|t| t.usage());
+            if self.tx.try_send(f).is_err() {
+                crate::metrics::get()
+                    .cache_writes
+                    .with_label_values(&["dropped"])
+                    .inc();
+            }
+        }
+    }
+}
+
+impl http_body::Body for Tee {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(f), Some(data)) = (this.fill.as_mut(), frame.data_ref()) {
+                    if f.bytes.len().saturating_add(data.len()) > this.limit {
+                        this.fill = None;
+                        crate::metrics::get()
+                            .cache_writes
+                            .with_label_values(&["too_large"])
+                            .inc();
+                    } else {
+                        f.bytes.extend_from_slice(data);
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.fill = None,
+            Poll::Ready(None) => this.ended(),
+            Poll::Pending => {}
+        }
+        // A body that knows it has ended (a whole one) is not polled again.
+        if this.fill.is_some() && this.inner.is_end_stream() {
+            this.ended();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Turns filled answers into entries and writes them, one at a time (off the request
+/// path: collecting a stream and pricing it happen here), trimming the store to its
+/// bounds every [`TRIM_EVERY`] and whenever it may be over them.
+async fn writer(
+    backend: Arc<Backend>,
+    front: Option<Front>,
+    mut rx: mpsc::Receiver<Fill>,
+    live: LiveCell,
+) {
+    let m = crate::metrics::get();
+    // What the store holds, as of the last trim plus what was written since (an upper
+    // bound: a write may replace an entry).
+    let (mut rows, mut bytes) = (0i64, 0i64);
+    let mut trimmed = tokio::time::Instant::now();
+    while let Some(f) = rx.recv().await {
+        let settings = live.load().config.cache;
+        let ttl_ms = i64::try_from(f.ttl.as_millis()).unwrap_or(i64::MAX);
+        let Some(entry) = entry_of(&f, ttl_ms) else {
+            m.cache_writes.with_label_values(&["uncacheable"]).inc();
+            continue;
+        };
+        let Ok(text) = serde_json::to_string(&entry) else {
+            continue;
+        };
+        if text.len() > settings.max_entry_bytes {
+            m.cache_writes.with_label_values(&["too_large"]).inc();
+            continue;
+        }
+        let row = CacheRow {
+            key: &f.cache_key,
+            scope: &f.scope,
+            model: &f.model,
+            created_at: entry.created_ms,
+            expires_at: entry.expires_ms,
+            entry: &text,
+        };
+        let max_rows = i64::try_from(settings.max_entries).unwrap_or(i64::MAX);
+        let max_bytes = i64::try_from(settings.max_bytes).unwrap_or(i64::MAX);
+        if let Some(front) = &front {
+            front.insert(f.cache_key.clone(), Arc::new(entry));
+        }
+        rows += 1;
+        bytes = bytes.saturating_add(i64::try_from(text.len()).unwrap_or(i64::MAX));
+        let trim = rows > max_rows || bytes > max_bytes || trimmed.elapsed() >= TRIM_EVERY;
+        let put = async {
+            match &*backend {
+                Backend::Store(s) => {
+                    s.cache_put(&row).await.map_err(|e| e.to_string())?;
+                    if trim {
+                        return s
+                            .cache_trim(now_ms(), max_rows, max_bytes)
+                            .await
+                            .map(Some)
+                            .map_err(|e| e.to_string());
+                    }
+                    Ok(None)
+                }
+                Backend::Redis(r) => r
+                    .put(&row, ttl_ms, max_rows, max_bytes)
+                    .await
+                    .map(|()| None),
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(10), put).await {
+            Ok(Ok(left)) => {
+                m.cache_writes.with_label_values(&["stored"]).inc();
+                if let Some((n, b)) = left {
+                    (rows, bytes) = (n, b);
+                    trimmed = tokio::time::Instant::now();
+                }
+            }
+            Ok(Err(e)) => {
+                m.cache_writes.with_label_values(&["failed"]).inc();
+                tracing::warn!(error = %e, "response cache write failed");
+            }
+            Err(_) => {
+                m.cache_writes.with_label_values(&["failed"]).inc();
+                tracing::warn!("response cache write timed out");
+            }
+        }
+    }
+}
+
+/// The entry a complete answer makes, priced as the deployment that gave it.
+fn entry_of(f: &Fill, ttl_ms: i64) -> Option<Entry> {
+    let mut body = if f.stream {
+        (f.codec.collect)(&f.bytes)?
+    } else {
+        serde_json::from_slice::<Value>(&f.bytes).ok()?
+    };
+    if !complete(&body) {
+        return None;
+    }
+    if body.get("choices").is_some() && body.get("usage").is_none_or(Value::is_null) {
+        // A Chat stream without its usage chunk: the usage the ledger saw.
+        if let Some(u) = f.seen.as_ref().filter(|u| u.total_tokens > 0) {
+            body["usage"] = serde_json::to_value(u).ok()?;
+        }
+    }
+    let usage = usage_of(&body);
+    let cost_usd = f
+        .price
+        .map(|p| jusinfer_translate::pricing::cost(&p, &usage));
+    let created_ms = now_ms();
+    Some(Entry {
+        created_ms,
+        expires_ms: created_ms.saturating_add(ttl_ms),
+        provider: f.provider.clone(),
+        upstream_model: f.upstream_model.clone(),
+        usage,
+        cost_usd,
+        body,
+    })
+}
+
+/// A body that is a finished success in its dialect (not an error object, not a
+/// Response that failed or stopped short).
+fn complete(body: &Value) -> bool {
+    body.is_object()
+        && body.get("error").is_none_or(Value::is_null)
+        && body
+            .get("status")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s == "completed")
+}
+
+/// The usage a body reports, in OpenAI terms, whichever dialect it is.
+pub(crate) fn usage_of(body: &Value) -> Usage {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let mut u = Usage::default();
+    if let Some(g) = body.get("usageMetadata") {
+        u.prompt_tokens = n(&g["promptTokenCount"]);
+        u.completion_tokens = n(&g["candidatesTokenCount"]) + n(&g["thoughtsTokenCount"]);
+        set_details(
+            &mut u,
+            n(&g["cachedContentTokenCount"]),
+            n(&g["thoughtsTokenCount"]),
+        );
+    } else if let Some(x) = body.get("usage") {
+        if x.get("prompt_tokens").is_some() {
+            u.prompt_tokens = n(&x["prompt_tokens"]);
+            u.completion_tokens = n(&x["completion_tokens"]);
+            set_details(
+                &mut u,
+                n(&x["prompt_tokens_details"]["cached_tokens"]),
+                n(&x["completion_tokens_details"]["reasoning_tokens"]),
+            );
+        } else if x.get("input_tokens_details").is_some()
+            || x.get("output_tokens_details").is_some()
+        {
+            u.prompt_tokens = n(&x["input_tokens"]);
+            u.completion_tokens = n(&x["output_tokens"]);
+            set_details(
+                &mut u,
+                n(&x["input_tokens_details"]["cached_tokens"]),
+                n(&x["output_tokens_details"]["reasoning_tokens"]),
+            );
+        } else {
+            // Anthropic: input_tokens excludes the cached part.
+            let read = n(&x["cache_read_input_tokens"]);
+            u.prompt_tokens = n(&x["input_tokens"]) + read + n(&x["cache_creation_input_tokens"]);
+            u.completion_tokens = n(&x["output_tokens"]);
+            set_details(&mut u, read, 0);
+        }
+    }
+    u.total_tokens = u.prompt_tokens + u.completion_tokens;
+    u
+}
+
+fn set_details(u: &mut Usage, cached: u64, reasoning: u64) {
+    if cached > 0 {
+        u.prompt_tokens_details = Some(PromptTokensDetails {
+            cached_tokens: cached,
+            ..Default::default()
+        });
+    }
+    if reasoning > 0 {
+        u.completion_tokens_details = Some(CompletionTokensDetails {
+            reasoning_tokens: reasoning,
+            ..Default::default()
+        });
+    }
+}
+
+/// The answer a hit gives: the body (its `usage.cost`, if it says one, now 0), or a
+/// stream made from it; `None` when the entry cannot be replayed (a miss then).
+pub(crate) fn replay(
+    codec: &Codec,
+    body: &mut Value,
+    stream: bool,
+    include_usage: bool,
+    age_secs: u64,
+) -> Option<Response> {
+    if let Some(c) = body
+        .get_mut("usage")
+        .and_then(|u| u.as_object_mut())
+        .and_then(|u| u.get_mut("cost"))
+    {
+        *c = Value::from(0.0);
+    }
+    let mut resp = if stream {
+        let frames = (codec.replay)(body, include_usage)?;
+        let s = futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::io::Error>));
+        let mut r = Response::new(Body::from_stream(s));
+        let h = r.headers_mut();
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert("cache-control", HeaderValue::from_static("no-cache"));
+        r
+    } else {
+        let bytes = serde_json::to_vec(body).ok()?;
+        crate::upstream::http::json_response(bytes.into())
+    };
+    let h = resp.headers_mut();
+    h.insert("x-jusinfer-cache", HeaderValue::from_static("hit"));
+    h.insert("age", HeaderValue::from(age_secs));
+    Some(resp)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests;
