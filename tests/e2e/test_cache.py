@@ -49,7 +49,7 @@ cache_shared = true
 name = "c-short"
 route = ["sim/text"]
 cache = true
-cache_ttl = 1
+cache_ttl = 2
 
 [[models]]
 name = "c-det"
@@ -258,19 +258,25 @@ def test_messages_responses_and_gemini_replay_through_their_sdks(cgw, sim):
             break
         time.sleep(0.05)
     assert hit == "hit"
+    beta = a.messages.with_raw_response.create(model="c-claude", max_tokens=200, messages=prompt,
+                                               extra_headers={"anthropic-beta": "context-1m-2025-08-07"})
+    assert beta.headers["x-jusinfer-cache"] == "miss"
     assert [b.model_dump() for b in final.content] == [b.model_dump() for b in first.content]
     assert final.stop_reason == first.stop_reason and final.usage.output_tokens == first.usage.output_tokens
-    assert upstream_calls(sim, m) == 1
+    assert upstream_calls(sim, m) == 2
 
     r = uuid.uuid4().hex
     c = cgw.client()
     streamed = settled(cgw, lambda: list(c.responses.create(model="c-chat", input=f"Say hi ({r})",
                                                             stream=True, store=False)))
     done = streamed[-1].response
-    replay = wait_hit(lambda: c.responses.with_raw_response.create(model="c-chat", input=f"Say hi ({r})"))
+    replay = wait_hit(lambda: c.responses.with_raw_response.create(
+        model="c-chat", input=f"Say hi ({r})", metadata={"mine": "yes"}, user="second"))
     assert replay.headers["x-jusinfer-cache"] == "hit"
     got = replay.parse()
     assert got.output_text == done.output_text
+    # The envelope is this request's: its metadata and user, not the first request's.
+    assert got.metadata == {"mine": "yes"} and got.user == "second" and got.store is True
     # `store` on: the replayed Response is this request's own, kept and continuable.
     assert got.id != done.id
     kept = c.responses.retrieve(got.id)
@@ -330,7 +336,7 @@ def test_entries_expire(cgw, sim):
     m = uuid.uuid4().hex
     settled(cgw, lambda: chat(cgw, "c-short", m))
     assert wait_hit(lambda: chat(cgw, "c-short", m)).headers["x-jusinfer-cache"] == "hit"
-    time.sleep(1.2)
+    time.sleep(2.2)
     assert chat(cgw, "c-short", m).headers["x-jusinfer-cache"] == "miss"
     assert upstream_calls(sim, m) == 2
 
@@ -371,12 +377,13 @@ def test_errors_and_unfinished_streams_are_never_cached(cgw, sim):
     for _ in range(2):
         with pytest.raises(openai.BadRequestError):
             c.chat.completions.create(model="c-err", **ask(m))
+        time.sleep(0.3)  # time enough for a (wrongly) kept answer to be written
     assert upstream_calls(sim, m) == 2
     cut = uuid.uuid4().hex
     for _ in range(2):
         with pytest.raises(Exception):
             list(c.chat.completions.create(model="c-cut", stream=True, **ask(cut)))
-    time.sleep(0.3)
+        time.sleep(0.3)
     assert upstream_calls(sim, cut) == 2
     assert sum(samples(cgw, "jusinfer_cache_writes_total", result="uncacheable")) >= 1
 
@@ -451,8 +458,14 @@ def test_redis_backend_is_shared_by_instances(sim, redis_server, tmp_path):
         info = admin(b).get("/admin/cache").json()
         assert 0 < info["entries"] <= 50, info
         # Purge from one instance empties it for both.
+        fresh = uuid.uuid4().hex
+        settled(a, lambda: chat(a, "c-shared", fresh))
+        assert wait_hit(lambda: chat(b, "c-shared", fresh)).headers["x-jusinfer-cache"] == "hit"
         assert admin(b).delete("/admin/cache", params={"model": "c-shared"}).json()["purged"] >= 1
-        assert chat(a, "c-shared", m).headers["x-jusinfer-cache"] == "miss"
+        assert chat(a, "c-shared", fresh).headers["x-jusinfer-cache"] == "miss"
+        assert admin(a).delete("/admin/cache").json()["purged"] >= 1
+        info = admin(b).get("/admin/cache").json()
+        assert info["entries"] == 0 and info["bytes"] == 0, info
         # Redis gone: requests are answered upstream, nothing fails.
         redis_server.proc.stop()
         try:

@@ -394,7 +394,10 @@ impl TapState {
         self.ledger.price(&mut r);
         if let Some(h) = self.hold.take() {
             let tokens = r.prompt_tokens.saturating_add(r.completion_tokens);
-            if tokens > 0 || r.status >= 400 {
+            if r.cache.as_deref() == Some("hit") {
+                // Answered from the cache: no upstream tokens, no cost (RPM counted it).
+                h.settle(0, 0.0);
+            } else if tokens > 0 || r.status >= 400 {
                 h.settle(tokens, r.cost_usd.unwrap_or(0.0));
             }
             // A success without usage (an upstream that reports none) keeps its token

@@ -59,6 +59,7 @@ pub(crate) async fn supervise(
     down_until: std::sync::Weak<AtomicU64>,
     conn: Shared,
     client: redis::Client,
+    what: &'static str,
 ) {
     loop {
         tokio::time::sleep(SUPERVISE_EVERY).await;
@@ -76,13 +77,13 @@ pub(crate) async fn supervise(
         .await;
         if matches!(ping, Ok(Ok(_))) {
             down.store(0, Ordering::Relaxed);
-            tracing::info!("redis answers again: limits are shared again");
+            tracing::info!(what, "redis answers again");
             continue;
         }
         if let Ok(Ok(fresh)) = tokio::time::timeout(PROBE_TIMEOUT, new_manager(&client)).await {
             conn.replace(fresh);
             down.store(0, Ordering::Relaxed);
-            tracing::info!("redis answers again: limits are shared again");
+            tracing::info!(what, "redis answers again");
         } else {
             // Still down: admissions keep deciding in process without trying it.
             down.store(now_ms() + REDIS_DOWN_MS, Ordering::Relaxed);

@@ -48,9 +48,11 @@ impl AppState {
     pub async fn new(config: Config, store: Store, overrides: Overrides) -> Result<Self, String> {
         let health = HealthBook::new(config.breaker);
         let keys = (config.auth == AuthMode::Keys).then(|| KeyChecker::new(store.clone()));
+        let mut redis_client = None;
         let redis = match &config.redis {
             Some(url) => {
                 let (r, client) = RedisLimits::connect(url).await?;
+                redis_client = Some(client.clone());
                 if let Some(k) = &keys {
                     let k = k.clone();
                     crate::limits::redis::watch_key_changes(client, move |hash| k.evict(hash));
@@ -75,7 +77,8 @@ impl AppState {
         }
         let live: LiveCell = Arc::new(arc_swap::ArcSwap::from_pointee(live));
         let cache =
-            crate::cache::Cache::start(cache_backend, store.clone(), redis.clone(), live.clone());
+            crate::cache::Cache::start(cache_backend, store.clone(), redis_client, live.clone())
+                .await?;
         Ok(Self {
             live,
             cache,

@@ -22,6 +22,7 @@
 
 mod redis;
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +45,9 @@ use jusinfer_wire::chat::{CompletionTokensDetails, PromptTokensDetails, Usage};
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(250);
 /// Answers waiting for the writer before new ones are dropped.
 const QUEUE: usize = 1024;
+/// The most bytes of answers held for the cache at once, over all requests (copied as
+/// they are sent, or queued for the writer); past it an answer is not cached.
+const BUFFER_BUDGET: usize = 256 * 1024 * 1024;
 /// The most the in-process front holds, in bytes of entries.
 pub(crate) const FRONT_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// How often the writer trims the store to its bounds at least (and whenever it may be
@@ -94,6 +98,9 @@ pub(crate) struct Entry {
     /// What the answer cost upstream.
     pub cost_usd: Option<f64>,
     pub body: Value,
+    /// Its stored size in bytes (the front's weight).
+    #[serde(skip)]
+    pub weight: usize,
 }
 
 /// A hit: the entry and its age.
@@ -116,43 +123,59 @@ type Front = moka::sync::Cache<String, Arc<Entry>>;
 pub(crate) struct Cache(Arc<Inner>);
 
 struct Inner {
-    backend: Arc<Backend>,
+    backend: Backend,
     front: Option<Front>,
     tx: mpsc::Sender<Fill>,
+    /// Bumped by every purge: an answer begun before a purge is not stored after it.
+    generation: AtomicU64,
+    /// Held while an answer is checked and written, and while a purge runs.
+    writing: tokio::sync::Mutex<()>,
+    /// Bytes of answers held for the cache (copied as they are sent, or queued), at
+    /// most [`BUFFER_BUDGET`].
+    buffered: AtomicUsize,
 }
 
 impl Cache {
-    /// The cache on `backend`; its writer reads the bounds from `live` at each write (a
-    /// reload changes them).
-    pub(crate) fn start(
+    /// The cache on `backend` (Redis: its own connection from `redis`); its writer reads
+    /// the bounds from `live` at each write (a reload changes them).
+    pub(crate) async fn start(
         backend: CacheBackend,
         store: Store,
-        redis: Option<crate::limits::redis::RedisLimits>,
+        redis: Option<::redis::Client>,
         live: LiveCell,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let front = (backend == CacheBackend::Store && store.is_sqlite()).then(|| {
             let bytes = live.load().config.cache.max_bytes.min(FRONT_MAX_BYTES);
             moka::sync::Cache::builder()
                 .max_capacity(u64::try_from(bytes).unwrap_or(u64::MAX))
                 .weigher(|k: &String, e: &Arc<Entry>| {
-                    u32::try_from(k.len() + weight(&e.body)).unwrap_or(u32::MAX)
+                    u32::try_from(k.len() + e.weight).unwrap_or(u32::MAX)
                 })
                 .build()
         });
-        let backend = Arc::new(match (backend, redis) {
-            (CacheBackend::Redis, Some(c)) => Backend::Redis(redis::RedisCache::new(c)),
+        let backend = match (backend, redis) {
+            (CacheBackend::Redis, Some(c)) => Backend::Redis(redis::RedisCache::connect(c).await?),
             _ => Backend::Store(store),
-        });
+        };
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(Arc::clone(&backend), front.clone(), rx, live));
-        Self(Arc::new(Inner { backend, front, tx }))
+        let inner = Arc::new(Inner {
+            backend,
+            front,
+            tx,
+            generation: AtomicU64::new(0),
+            writing: tokio::sync::Mutex::new(()),
+            buffered: AtomicUsize::new(0),
+        });
+        tokio::spawn(writer(Arc::clone(&inner), rx, live));
+        Ok(Self(inner))
     }
 
     /// The entry for `l`, unless it is missing, expired, older than the client accepts, or
     /// the backend is slow or failing (a miss, logged).
     pub(crate) async fn get(&self, l: &Lookup) -> Option<Hit> {
         let now = now_ms();
-        if let Some(front) = &self.0.front {
+        let inner = &*self.0;
+        if let Some(front) = &inner.front {
             if let Some(e) = front.get(&l.key) {
                 if e.expires_ms > now {
                     return hit(Entry::clone(&e), now, l.max_age);
@@ -160,8 +183,9 @@ impl Cache {
                 front.invalidate(&l.key);
             }
         }
+        let generation = inner.generation.load(Ordering::Acquire);
         let read = async {
-            match &*self.0.backend {
+            match &inner.backend {
                 Backend::Store(s) => s.cache_get(&l.key, now).await.map_err(|e| e.to_string()),
                 Backend::Redis(r) => r.get(&l.scope, &l.model, &l.key).await,
             }
@@ -178,24 +202,54 @@ impl Cache {
                 return None;
             }
         };
-        let entry: Entry = serde_json::from_str(&text).ok()?;
-        if let Some(front) = &self.0.front {
+        let mut entry: Entry = serde_json::from_str(&text).ok()?;
+        entry.weight = text.len();
+        if let Some(front) = &inner.front {
             front.insert(l.key.clone(), Arc::new(entry.clone()));
+            if inner.generation.load(Ordering::Acquire) != generation {
+                // A purge ran meanwhile: what was read may be gone from the store.
+                front.invalidate(&l.key);
+            }
         }
         hit(entry, now, l.max_age)
     }
 
+    /// An answer to fill `l`'s entry with, once it has been sent whole.
+    pub(crate) fn fill(&self, l: &Lookup, codec: &'static Codec, stream: bool) -> Fill {
+        Fill {
+            cache_key: l.key.clone(),
+            scope: l.scope.clone(),
+            model: l.model.clone(),
+            ttl: l.ttl,
+            codec,
+            stream,
+            provider: None,
+            upstream_model: None,
+            price: None,
+            bytes: Vec::new(),
+            tap: None,
+            seen: None,
+            generation: self.0.generation.load(Ordering::Acquire),
+            held: 0,
+            inner: Arc::clone(&self.0),
+        }
+    }
+
     /// Deletes the entries of a key and/or a model (all with neither); how many went.
+    /// Answers begun before it are not stored after it (on this instance).
     pub(crate) async fn purge(
         &self,
         key_id: Option<&str>,
         model: Option<&str>,
     ) -> Result<u64, String> {
-        if let Some(front) = &self.0.front {
+        let inner = &*self.0;
+        let _writing = inner.writing.lock().await;
+        inner.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(front) = &inner.front {
             // It only mirrors the store: emptied whole, it refills from the store.
             front.invalidate_all();
         }
-        match &*self.0.backend {
+        match &inner.backend {
             Backend::Store(s) => s
                 .cache_purge(key_id, model)
                 .await
@@ -206,14 +260,14 @@ impl Cache {
 
     /// Entries and bytes held now.
     pub(crate) async fn size(&self) -> Result<(i64, i64), String> {
-        match &*self.0.backend {
+        match &self.0.backend {
             Backend::Store(s) => s.cache_size().await.map_err(|e| e.to_string()),
             Backend::Redis(r) => r.size().await,
         }
     }
 
     pub(crate) fn backend_name(&self) -> &'static str {
-        match &*self.0.backend {
+        match &self.0.backend {
             Backend::Store(_) => "store",
             Backend::Redis(_) => "redis",
         }
@@ -229,27 +283,12 @@ fn hit(entry: Entry, now: i64, max_age: Option<u64>) -> Option<Hit> {
     Some(Hit { entry, age_secs })
 }
 
-/// About the bytes an entry's body takes (its JSON text's length).
-fn weight(v: &Value) -> usize {
-    match v {
-        Value::Object(o) => {
-            o.iter()
-                .map(|(k, v)| k.len() + 4 + weight(v))
-                .sum::<usize>()
-                + 2
-        }
-        Value::Array(a) => a.iter().map(|v| weight(v) + 1).sum::<usize>() + 2,
-        Value::String(s) => s.len() + 2,
-        _ => 8,
-    }
-}
-
 /// Decides whether and how the cache serves this request. `Off` costs two lookups.
 pub(crate) fn plan(
     settings: &CacheSettings,
     alias: Option<&CachePolicy>,
     caller: &Caller,
-    headers: &HeaderMap,
+    (headers, answer_headers): (&HeaderMap, &[&str]),
     target: (&str, &str, &[Deployment]),
     raw: &[u8],
 ) -> Plan {
@@ -295,7 +334,12 @@ pub(crate) fn plan(
     };
     let (endpoint, model, deployments) = target;
     Plan::Use(Lookup {
-        key: cache_key(endpoint, &scope, model, deployments, &body),
+        key: cache_key(
+            (endpoint, &scope, model),
+            deployments,
+            (headers, answer_headers),
+            &body,
+        ),
         scope,
         model: model.to_owned(),
         ttl: policy.ttl,
@@ -324,16 +368,23 @@ fn temperature(body: &Value) -> Option<f64> {
 
 /// The entry's key: everything that changes the answer, hashed.
 fn cache_key(
-    endpoint: &str,
-    scope: &str,
-    model: &str,
+    (endpoint, scope, model): (&str, &str, &str),
     deployments: &[Deployment],
+    (headers, answer_headers): (&HeaderMap, &[&str]),
     body: &Value,
 ) -> String {
     let mut h = Sha256::new();
     for part in ["jusinfer-cache-1", endpoint, scope, model] {
         h.update(part.len().to_le_bytes());
         h.update(part.as_bytes());
+    }
+    for name in answer_headers {
+        for v in headers.get_all(*name) {
+            h.update(name.len().to_le_bytes());
+            h.update(name.as_bytes());
+            h.update(v.len().to_le_bytes());
+            h.update(v.as_bytes());
+        }
     }
     // The route as a set: the strategy's order for this request does not matter.
     let mut route: Vec<(&str, &str)> = deployments
@@ -348,7 +399,7 @@ fn cache_key(
         }
     }
     canonical(&mut h, body, IGNORED);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::keys::hex(&h.finalize())
 }
 
 /// Feeds `v` with object keys sorted and no whitespace, leaving out the top-level fields
@@ -389,55 +440,61 @@ fn canonical(h: &mut Sha256, v: &Value, skip: &[&str]) {
     }
 }
 
-/// What a miss needs to fill its entry once the answer has been sent whole.
+/// What a miss needs to fill its entry once the answer has been sent whole. Its bytes
+/// count against [`BUFFER_BUDGET`] until it is dropped.
 pub(crate) struct Fill {
-    pub cache_key: String,
-    pub scope: String,
-    pub model: String,
-    pub ttl: Duration,
-    pub codec: &'static Codec,
-    pub stream: bool,
+    cache_key: String,
+    scope: String,
+    model: String,
+    ttl: Duration,
+    codec: &'static Codec,
+    stream: bool,
     pub provider: Option<String>,
     pub upstream_model: Option<String>,
     pub price: Option<Price>,
     /// The answer's bytes as the client got them.
-    pub bytes: Vec<u8>,
+    bytes: Vec<u8>,
     /// The request's ledger tap, read once the answer has ended: a Chat stream the client
     /// asked without usage carries none, but the row has it.
     pub tap: Option<crate::ledger::Tap>,
     seen: Option<Usage>,
+    /// The purge generation when the request was looked up.
+    generation: u64,
+    /// Bytes of the budget this fill holds.
+    held: usize,
+    inner: Arc<Inner>,
 }
 
 impl Fill {
-    pub(crate) fn new(l: &Lookup, codec: &'static Codec, stream: bool) -> Self {
-        Self {
-            cache_key: l.key.clone(),
-            scope: l.scope.clone(),
-            model: l.model.clone(),
-            ttl: l.ttl,
-            codec,
-            stream,
-            provider: None,
-            upstream_model: None,
-            price: None,
-            bytes: Vec::new(),
-            tap: None,
-            seen: None,
+    /// Takes `n` more bytes from the budget; `false` when it has not got them.
+    fn reserve(&mut self, n: usize) -> bool {
+        let before = self.inner.buffered.fetch_add(n, Ordering::AcqRel);
+        if before.saturating_add(n) > BUFFER_BUDGET {
+            self.inner.buffered.fetch_sub(n, Ordering::AcqRel);
+            return false;
         }
+        self.held += n;
+        true
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        self.inner.buffered.fetch_sub(self.held, Ordering::AcqRel);
     }
 }
 
 /// Wraps a successful answer's body: its bytes are copied (up to the entry bound: a
-/// stream's frames take more room than the body they add up to) and, once the body has
-/// ended whole, handed to the writer. A body dropped early (the client left) fills
-/// nothing.
-pub(crate) fn tee(resp: Response, cache: &Cache, fill: Fill, max_entry_bytes: usize) -> Response {
+/// stream's frames take more room than the body they add up to; and while the budget
+/// for all answers lasts) and, once the body has ended whole, handed to the writer. A
+/// body dropped early (the client left) fills nothing.
+pub(crate) fn tee(resp: Response, fill: Fill, max_entry_bytes: usize) -> Response {
     let limit = if fill.stream {
         max_entry_bytes.saturating_mul(4)
     } else {
         max_entry_bytes
     };
-    let tx = cache.0.tx.clone();
+    let tx = fill.inner.tx.clone();
     resp.map(|inner| {
         Body::new(Tee {
             inner,
@@ -484,14 +541,15 @@ impl http_body::Body for Tee {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(f), Some(data)) = (this.fill.as_mut(), frame.data_ref()) {
-                    if f.bytes.len().saturating_add(data.len()) > this.limit {
+                    let fits = f.bytes.len().saturating_add(data.len()) <= this.limit;
+                    if fits && f.reserve(data.len()) {
+                        f.bytes.extend_from_slice(data);
+                    } else {
                         this.fill = None;
                         crate::metrics::get()
                             .cache_writes
                             .with_label_values(&["too_large"])
                             .inc();
-                    } else {
-                        f.bytes.extend_from_slice(data);
                     }
                 }
             }
@@ -515,15 +573,10 @@ impl http_body::Body for Tee {
     }
 }
 
-/// Turns filled answers into entries and writes them, one at a time (off the request
-/// path: collecting a stream and pricing it happen here), trimming the store to its
-/// bounds every [`TRIM_EVERY`] and whenever it may be over them.
-async fn writer(
-    backend: Arc<Backend>,
-    front: Option<Front>,
-    mut rx: mpsc::Receiver<Fill>,
-    live: LiveCell,
-) {
+/// Turns filled answers into entries and writes them, one at a time, trimming the store
+/// to its bounds every [`TRIM_EVERY`] and whenever it may be over them. Collecting a
+/// stream, pricing and serializing run on a blocking thread, off the runtime's workers.
+async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Fill>, live: LiveCell) {
     let m = crate::metrics::get();
     // What the store holds, as of the last trim plus what was written since (an upper
     // bound: a write may replace an entry).
@@ -532,17 +585,21 @@ async fn writer(
     while let Some(f) = rx.recv().await {
         let settings = live.load().config.cache;
         let ttl_ms = i64::try_from(f.ttl.as_millis()).unwrap_or(i64::MAX);
-        let Some(entry) = entry_of(&f, ttl_ms) else {
+        let made = tokio::task::spawn_blocking(move || {
+            let entry = entry_of(&f, ttl_ms);
+            let text = entry.as_ref().and_then(|e| serde_json::to_string(e).ok());
+            (f, entry, text)
+        })
+        .await;
+        let Ok((f, Some(mut entry), Some(text))) = made else {
             m.cache_writes.with_label_values(&["uncacheable"]).inc();
-            continue;
-        };
-        let Ok(text) = serde_json::to_string(&entry) else {
             continue;
         };
         if text.len() > settings.max_entry_bytes {
             m.cache_writes.with_label_values(&["too_large"]).inc();
             continue;
         }
+        entry.weight = text.len();
         let row = CacheRow {
             key: &f.cache_key,
             scope: &f.scope,
@@ -553,14 +610,19 @@ async fn writer(
         };
         let max_rows = i64::try_from(settings.max_entries).unwrap_or(i64::MAX);
         let max_bytes = i64::try_from(settings.max_bytes).unwrap_or(i64::MAX);
-        if let Some(front) = &front {
+        let _writing = inner.writing.lock().await;
+        if inner.generation.load(Ordering::Acquire) != f.generation {
+            m.cache_writes.with_label_values(&["purged"]).inc();
+            continue;
+        }
+        if let Some(front) = &inner.front {
             front.insert(f.cache_key.clone(), Arc::new(entry));
         }
         rows += 1;
         bytes = bytes.saturating_add(i64::try_from(text.len()).unwrap_or(i64::MAX));
         let trim = rows > max_rows || bytes > max_bytes || trimmed.elapsed() >= TRIM_EVERY;
         let put = async {
-            match &*backend {
+            match &inner.backend {
                 Backend::Store(s) => {
                     s.cache_put(&row).await.map_err(|e| e.to_string())?;
                     if trim {
@@ -620,6 +682,7 @@ fn entry_of(f: &Fill, ttl_ms: i64) -> Option<Entry> {
         .map(|p| jusinfer_translate::pricing::cost(&p, &usage));
     let created_ms = now_ms();
     Some(Entry {
+        weight: 0,
         created_ms,
         expires_ms: created_ms.saturating_add(ttl_ms),
         provider: f.provider.clone(),
@@ -699,15 +762,8 @@ fn set_details(u: &mut Usage, cached: u64, reasoning: u64) {
     }
 }
 
-/// The answer a hit gives: the body (its `usage.cost`, if it says one, now 0), or a
-/// stream made from it; `None` when the entry cannot be replayed (a miss then).
-pub(crate) fn replay(
-    codec: &Codec,
-    body: &mut Value,
-    stream: bool,
-    include_usage: bool,
-    age_secs: u64,
-) -> Option<Response> {
+/// A hit costs nothing: the body's `usage.cost`, if it says one, becomes 0.
+pub(crate) fn no_cost(body: &mut Value) {
     if let Some(c) = body
         .get_mut("usage")
         .and_then(|u| u.as_object_mut())
@@ -715,6 +771,17 @@ pub(crate) fn replay(
     {
         *c = Value::from(0.0);
     }
+}
+
+/// The answer a hit gives: the body, or a stream made from it; `None` when the entry
+/// cannot be replayed (a miss then).
+pub(crate) fn replay(
+    codec: &Codec,
+    body: &Value,
+    stream: bool,
+    include_usage: bool,
+    age_secs: u64,
+) -> Option<Response> {
     let mut resp = if stream {
         let frames = (codec.replay)(body, include_usage)?;
         let s = futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::io::Error>));
@@ -730,9 +797,8 @@ pub(crate) fn replay(
         let bytes = serde_json::to_vec(body).ok()?;
         crate::upstream::http::json_response(bytes.into())
     };
-    let h = resp.headers_mut();
-    h.insert("x-jusinfer-cache", HeaderValue::from_static("hit"));
-    h.insert("age", HeaderValue::from(age_secs));
+    resp.headers_mut()
+        .insert("age", HeaderValue::from(age_secs));
     Some(resp)
 }
 

@@ -2,7 +2,12 @@ use super::*;
 use serde_json::json;
 
 fn key(body: Value) -> String {
-    cache_key("/v1/chat/completions", "key_a", "smart", &[], &body)
+    cache_key(
+        ("/v1/chat/completions", "key_a", "smart"),
+        &[],
+        (&HeaderMap::new(), &[]),
+        &body,
+    )
 }
 
 #[test]
@@ -43,7 +48,7 @@ fn the_key_ignores_order_whitespace_and_the_fields_that_do_not_change_the_answer
     );
     // Scope, model and endpoint separate entries.
     let body = json!({"x": 1});
-    let k = |e, s, m| cache_key(e, s, m, &[], &body);
+    let k = |e, s, m| cache_key((e, s, m), &[], (&HeaderMap::new(), &[]), &body);
     assert_ne!(
         k("/v1/chat/completions", "key_a", "m"),
         k("/v1/chat/completions", "key_b", "m")
@@ -58,6 +63,28 @@ fn the_key_ignores_order_whitespace_and_the_fields_that_do_not_change_the_answer
     );
     // No ambiguity from concatenation.
     assert_ne!(k("/e", "ab", "c"), k("/e", "a", "bc"));
+    // Headers the dialect names count; others do not.
+    let with = |pairs: &[(&'static str, &'static str)]| {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        cache_key(
+            ("/v1/messages", "k", "m"),
+            &[],
+            (&h, &["anthropic-beta"]),
+            &body,
+        )
+    };
+    assert_eq!(with(&[]), with(&[("x-other", "1")]));
+    assert_ne!(
+        with(&[]),
+        with(&[("anthropic-beta", "context-1m-2025-08-07")])
+    );
+    assert_ne!(
+        with(&[("anthropic-beta", "a")]),
+        with(&[("anthropic-beta", "b")])
+    );
 }
 
 fn caller(cache: Option<bool>) -> Caller {
@@ -102,7 +129,7 @@ fn decide(
         &settings(),
         alias.as_ref(),
         &caller(key),
-        &h,
+        (&h, &[]),
         ("/v1/chat/completions", "smart", &[]),
         body.as_bytes(),
     )

@@ -82,6 +82,8 @@ pub(crate) trait ClientDialect: Sized + Send + Sync + 'static {
     /// How the exact response cache keeps and replays this dialect's answers (`None`:
     /// never cached).
     const CACHE: Option<&'static crate::cache::Codec> = None;
+    /// Request headers that change the answer (they are part of the cache key).
+    const ANSWER_HEADERS: &'static [&'static str] = &[];
 
     /// A cached answer about to be replayed (Responses keeps it as a new stored Response
     /// when the request has `store` on).
@@ -189,7 +191,7 @@ pub(crate) async fn run<D: ClientDialect>(
                 &live.config.cache,
                 live.router.cache_policy(&p.model),
                 &caller,
-                &headers,
+                (&headers, D::ANSWER_HEADERS),
                 (D::ENDPOINT, &p.model, &deployments),
                 &raw,
             )
@@ -216,7 +218,7 @@ pub(crate) async fn run<D: ClientDialect>(
                 }
             }
         }
-        stage.fill = Some(crate::cache::Fill::new(l, codec, p.stream));
+        stage.fill = Some(state.cache.fill(l, codec, p.stream));
     }
     let a = Attempt {
         raw: &raw,

@@ -132,8 +132,8 @@ pub(crate) struct CacheStage {
     mark: Option<&'static str>,
     saved_usd: Option<f64>,
     pub fill: Option<crate::cache::Fill>,
-    /// Where a miss's answer goes, and the most of it kept (only when the cache applies).
-    cache: Option<(crate::cache::Cache, usize)>,
+    /// The most of a miss's answer kept (only when the cache applies).
+    max_entry_bytes: usize,
 }
 
 impl CacheStage {
@@ -147,10 +147,10 @@ impl CacheStage {
             },
             saved_usd: None,
             fill: None,
-            cache: matches!(plan, Plan::Use(_)).then(|| {
-                let max = state.live.load().config.cache.max_entry_bytes;
-                (state.cache.clone(), max)
-            }),
+            max_entry_bytes: match plan {
+                Plan::Use(_) => state.live.load().config.cache.max_entry_bytes,
+                Plan::Off | Plan::Bypass => 0,
+            },
         }
     }
 
@@ -174,9 +174,9 @@ pub(crate) async fn replay<D: ClientDialect>(
         mut entry,
         age_secs,
     } = hit;
+    crate::cache::no_cost(&mut entry.body);
     D::replayed(p, &mut entry.body).await;
-    let mut resp =
-        crate::cache::replay(codec, &mut entry.body, p.stream, l.include_usage, age_secs)?;
+    let mut resp = crate::cache::replay(codec, &entry.body, p.stream, l.include_usage, age_secs)?;
     let mut usage = entry.usage;
     usage.cost = jusinfer_wire::chat::Cost::Usd(0.0);
     resp.extensions_mut().insert(UsageExt(usage));
@@ -254,10 +254,8 @@ pub(crate) fn finish<D: ClientDialect>(
             &GatewayError::unavailable(CUTOFF_MESSAGE, 1000).code("server_shutting_down"),
         )));
     }
-    if let (Some(f), Some((c, max))) = (cache.fill.take(), &cache.cache) {
-        if status == 200 {
-            resp = crate::cache::tee(resp, c, f, *max);
-        }
+    if let Some(f) = cache.fill.take().filter(|_| status == 200) {
+        resp = crate::cache::tee(resp, f, cache.max_entry_bytes);
     }
     match slot {
         Some(s) => crate::body::hold(resp, Box::new(s)),

@@ -58,8 +58,9 @@ impl Store {
         })
     }
 
-    /// Drops the entries expired by `now_ms`, then the oldest until at most `max_rows`
-    /// rows and `max_bytes` bytes are left; the rows and bytes left.
+    /// Drops the entries expired by `now_ms`; then, when more than `max_rows` rows or
+    /// `max_bytes` bytes are left, the oldest until 90% of each is (so that a full table
+    /// is not trimmed again at the next write). The rows and bytes left.
     pub async fn cache_trim(
         &self,
         now_ms: i64,
@@ -72,6 +73,7 @@ impl Store {
                 .execute(pool)
                 .await?;
             // Each round removes at least one row, so this ends.
+            let mut over = false;
             loop {
                 let r = sqlx::query(
                     "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS b FROM response_cache",
@@ -80,11 +82,17 @@ impl Store {
                 .await?;
                 let n: i64 = r.try_get("n")?;
                 let b: i64 = r.try_get::<Option<i64>, _>("b")?.unwrap_or(0);
-                if n <= max_rows && b <= max_bytes {
+                over |= n > max_rows || b > max_bytes;
+                let (keep_rows, keep_bytes) = if over {
+                    (max_rows - max_rows / 10, max_bytes - max_bytes / 10)
+                } else {
+                    (max_rows, max_bytes)
+                };
+                if n <= keep_rows && b <= keep_bytes {
                     return Ok((n, b));
                 }
-                let over = if n > max_rows {
-                    (n - max_rows).max(1)
+                let evict = if n > keep_rows {
+                    (n - keep_rows).max(1)
                 } else {
                     EVICT_CHUNK.min(n)
                 };
@@ -92,7 +100,7 @@ impl Store {
                     "DELETE FROM response_cache WHERE key IN
                      (SELECT key FROM response_cache ORDER BY created_at LIMIT $1)",
                 )
-                .bind(over)
+                .bind(evict)
                 .execute(pool)
                 .await?;
             }

@@ -180,6 +180,7 @@ impl RedisLimits {
             Arc::downgrade(&this.down_until_ms),
             this.conn.clone(),
             client.clone(),
+            "limits",
         ));
         Ok((this, client))
     }
@@ -406,11 +407,6 @@ impl RedisLimits {
                 "redis settles not all sent at shutdown; their holds expire on their own"
             );
         }
-    }
-
-    /// The shared connection (the supervisor may have replaced it since the last call).
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        self.conn.get()
     }
 
     /// Whether admissions should ask Redis (not within a second of a failure).

@@ -132,6 +132,8 @@ impl ClientDialect for Messages {
         super::through_chat(a, &d, (t.body, t.dropped), effort, seed, outer, render).await
     }
 
+    /// Forwarded upstream: betas (a longer context, more output) change the answer.
+    const ANSWER_HEADERS: &'static [&'static str] = &["anthropic-version", "anthropic-beta"];
     const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
         collect: jusinfer_translate::replay::messages::collect,
         replay: |b, _| jusinfer_translate::replay::messages::replay(b),

@@ -2,7 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::{assert_cuts_fail, bodies, files, join, read, splice_before_last};
+use super::{
+    assert_cuts_fail, assert_streams_round_trip, bodies, files, join, read, splice_before_last,
+};
 use crate::replay::chat::{collect, replay};
 
 fn streams() -> Vec<String> {
@@ -98,11 +100,7 @@ fn collects_tool_calls() {
 
 #[test]
 fn every_recorded_stream_collects_and_round_trips() {
-    for rel in streams() {
-        let b = collect(&read(&rel)).unwrap_or_else(|| panic!("{rel} collects"));
-        let again = collect(&join(&replay(&b, true).expect("replays")));
-        assert_eq!(again.as_ref(), Some(&b), "{rel}");
-    }
+    assert_streams_round_trip(&streams(), collect, |b| replay(b, true));
     let b = collect(&read("azure/azure_v1_chat_stream_include_usage.sse")).expect("ok");
     assert_eq!(b["choices"][0]["message"]["content"], "4242");
     assert_eq!(b["usage"]["total_tokens"], 27);

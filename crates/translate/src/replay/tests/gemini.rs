@@ -2,7 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::{assert_cuts_fail, bodies, files, join, read, splice_before_last};
+use super::{
+    assert_cuts_fail, assert_streams_round_trip, bodies, files, join, read, splice_before_last,
+};
 use crate::replay::gemini::{collect, replay};
 
 fn streams() -> Vec<String> {
@@ -67,11 +69,7 @@ fn merges_thoughts_apart_and_keeps_calls_whole() {
 
 #[test]
 fn every_recorded_stream_collects_and_round_trips() {
-    for rel in streams() {
-        let b = collect(&read(&rel)).unwrap_or_else(|| panic!("{rel} collects"));
-        let again = collect(&join(&replay(&b).expect("replays")));
-        assert_eq!(again.as_ref(), Some(&b), "{rel}");
-    }
+    assert_streams_round_trip(&streams(), collect, replay);
 }
 
 #[test]

@@ -63,6 +63,19 @@ pub(super) fn bodies(rel: &str) -> Vec<Value> {
 }
 
 /// A stream's frames joined.
+/// Every stream in `rels` collects, and its replay collects back to the same body.
+pub(super) fn assert_streams_round_trip(
+    rels: &[String],
+    collect: fn(&[u8]) -> Option<Value>,
+    replay: impl Fn(&Value) -> Option<Vec<Bytes>>,
+) {
+    for rel in rels {
+        let b = collect(&read(rel)).unwrap_or_else(|| panic!("{rel} collects"));
+        let again = collect(&join(&replay(&b).expect("replays")));
+        assert_eq!(again.as_ref(), Some(&b), "{rel}");
+    }
+}
+
 pub(super) fn join(frames: &[Bytes]) -> Vec<u8> {
     frames.concat()
 }

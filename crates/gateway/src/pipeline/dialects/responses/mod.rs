@@ -181,14 +181,27 @@ impl ClientDialect for Responses {
         replay: |b, _| jusinfer_translate::replay::responses::replay(b),
     });
 
-    /// A replayed Response is this request's own: its id and time, and kept (with this
-    /// turn's input) when `store` is on, so it can be fetched and continued like any other.
+    /// A replayed Response is this request's own: its envelope (id, time, and the fields
+    /// it echoes: `user`, `metadata`, `store`, …) around the kept answer (output, usage,
+    /// status), and kept (with this turn's input) when `store` is on, so it can be fetched
+    /// and continued like any other.
     async fn replayed(p: &Parsed<ResponsesRequest>, body: &mut Value) {
         let r = &p.req;
-        if let Some(id) = r.envelope.get("id") {
-            body["id"] = id.clone();
-            body["created_at"] = json!(r.created);
+        if r.envelope.is_empty() {
+            return;
         }
+        let mut v = r.envelope.clone();
+        if let Some(kept) = body.as_object_mut() {
+            for k in ["status", "error", "incomplete_details", "output", "usage"] {
+                if let Some(x) = kept.remove(k) {
+                    v.insert(k.to_owned(), x);
+                }
+            }
+            if kept.get("completed_at").is_some_and(|c| !c.is_null()) {
+                v.insert("completed_at".to_owned(), json!(crate::store::now()));
+            }
+        }
+        *body = Value::Object(v);
         if let Some(k) = &r.keeper {
             k.save(body, None).await;
         }
