@@ -20,15 +20,16 @@
 //!   PostgreSQL are shared by instances, so they are read every time.
 //!   The cache-off path reads no store and allocates nothing.
 
+mod entry;
+mod fill;
 mod redis;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -37,9 +38,12 @@ use crate::auth::Caller;
 use crate::config::{CacheBackend, CachePolicy, CacheSettings, CacheWhen};
 use crate::reload::LiveCell;
 use crate::routing::Deployment;
-use crate::store::{CacheRow, Store};
-use jusinfer_translate::pricing::Price;
-use jusinfer_wire::chat::{CompletionTokensDetails, PromptTokensDetails, Usage};
+use crate::store::Store;
+use jusinfer_wire::chat::Usage;
+
+use entry::complete;
+pub(crate) use entry::{no_cost, replay, usage_of};
+pub(crate) use fill::{tee, Fill};
 
 /// The longest a lookup may hold a request: past it the request goes upstream.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(250);
@@ -166,7 +170,7 @@ impl Cache {
             writing: tokio::sync::Mutex::new(()),
             buffered: AtomicUsize::new(0),
         });
-        tokio::spawn(writer(Arc::clone(&inner), rx, live));
+        tokio::spawn(fill::writer(Arc::clone(&inner), rx, live));
         Ok(Self(inner))
     }
 
@@ -438,368 +442,6 @@ fn canonical(h: &mut Sha256, v: &Value, skip: &[&str]) {
         Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
         Value::Null => h.update(b"z"),
     }
-}
-
-/// What a miss needs to fill its entry once the answer has been sent whole. Its bytes
-/// count against [`BUFFER_BUDGET`] until it is dropped.
-pub(crate) struct Fill {
-    cache_key: String,
-    scope: String,
-    model: String,
-    ttl: Duration,
-    codec: &'static Codec,
-    stream: bool,
-    pub provider: Option<String>,
-    pub upstream_model: Option<String>,
-    pub price: Option<Price>,
-    /// The answer's bytes as the client got them.
-    bytes: Vec<u8>,
-    /// The request's ledger tap, read once the answer has ended: a Chat stream the client
-    /// asked without usage carries none, but the row has it.
-    pub tap: Option<crate::ledger::Tap>,
-    seen: Option<Usage>,
-    /// The purge generation when the request was looked up.
-    generation: u64,
-    /// Bytes of the budget this fill holds.
-    held: usize,
-    inner: Arc<Inner>,
-}
-
-impl Fill {
-    /// Takes `n` more bytes from the budget; `false` when it has not got them.
-    fn reserve(&mut self, n: usize) -> bool {
-        let before = self.inner.buffered.fetch_add(n, Ordering::AcqRel);
-        if before.saturating_add(n) > BUFFER_BUDGET {
-            self.inner.buffered.fetch_sub(n, Ordering::AcqRel);
-            return false;
-        }
-        self.held += n;
-        true
-    }
-}
-
-impl Drop for Fill {
-    fn drop(&mut self) {
-        self.inner.buffered.fetch_sub(self.held, Ordering::AcqRel);
-    }
-}
-
-/// Wraps a successful answer's body: its bytes are copied (up to the entry bound: a
-/// stream's frames take more room than the body they add up to; and while the budget
-/// for all answers lasts) and, once the body has ended whole, handed to the writer. A
-/// body dropped early (the client left) fills nothing.
-pub(crate) fn tee(resp: Response, fill: Fill, max_entry_bytes: usize) -> Response {
-    let limit = if fill.stream {
-        max_entry_bytes.saturating_mul(4)
-    } else {
-        max_entry_bytes
-    };
-    let tx = fill.inner.tx.clone();
-    resp.map(|inner| {
-        Body::new(Tee {
-            inner,
-            fill: Some(fill),
-            limit,
-            tx,
-        })
-    })
-}
-
-struct Tee {
-    inner: Body,
-    fill: Option<Fill>,
-    limit: usize,
-    tx: mpsc::Sender<Fill>,
-}
-
-impl Tee {
-    /// The body ended whole: its bytes go to the writer.
-    fn ended(&mut self) {
-        if let Some(mut f) = self.fill.take() {
-            f.seen = f.tap.take().map(|t| t.usage());
-            if self.tx.try_send(f).is_err() {
-                crate::metrics::get()
-                    .cache_writes
-                    .with_label_values(&["dropped"])
-                    .inc();
-            }
-        }
-    }
-}
-
-impl http_body::Body for Tee {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        use std::task::Poll;
-        let this = &mut *self;
-        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(f), Some(data)) = (this.fill.as_mut(), frame.data_ref()) {
-                    let fits = f.bytes.len().saturating_add(data.len()) <= this.limit;
-                    if fits && f.reserve(data.len()) {
-                        f.bytes.extend_from_slice(data);
-                    } else {
-                        this.fill = None;
-                        crate::metrics::get()
-                            .cache_writes
-                            .with_label_values(&["too_large"])
-                            .inc();
-                    }
-                }
-            }
-            Poll::Ready(Some(Err(_))) => this.fill = None,
-            Poll::Ready(None) => this.ended(),
-            Poll::Pending => {}
-        }
-        // A body that knows it has ended (a whole one) is not polled again.
-        if this.fill.is_some() && this.inner.is_end_stream() {
-            this.ended();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Turns filled answers into entries and writes them, one at a time, trimming the store
-/// to its bounds every [`TRIM_EVERY`] and whenever it may be over them. Collecting a
-/// stream, pricing and serializing run on a blocking thread, off the runtime's workers.
-async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Fill>, live: LiveCell) {
-    let m = crate::metrics::get();
-    // What the store holds, as of the last trim plus what was written since (an upper
-    // bound: a write may replace an entry).
-    let (mut rows, mut bytes) = (0i64, 0i64);
-    let mut trimmed = tokio::time::Instant::now();
-    while let Some(f) = rx.recv().await {
-        let settings = live.load().config.cache;
-        let ttl_ms = i64::try_from(f.ttl.as_millis()).unwrap_or(i64::MAX);
-        let made = tokio::task::spawn_blocking(move || {
-            let entry = entry_of(&f, ttl_ms);
-            let text = entry.as_ref().and_then(|e| serde_json::to_string(e).ok());
-            (f, entry, text)
-        })
-        .await;
-        let Ok((f, Some(mut entry), Some(text))) = made else {
-            m.cache_writes.with_label_values(&["uncacheable"]).inc();
-            continue;
-        };
-        if text.len() > settings.max_entry_bytes {
-            m.cache_writes.with_label_values(&["too_large"]).inc();
-            continue;
-        }
-        entry.weight = text.len();
-        let row = CacheRow {
-            key: &f.cache_key,
-            scope: &f.scope,
-            model: &f.model,
-            created_at: entry.created_ms,
-            expires_at: entry.expires_ms,
-            entry: &text,
-        };
-        let max_rows = i64::try_from(settings.max_entries).unwrap_or(i64::MAX);
-        let max_bytes = i64::try_from(settings.max_bytes).unwrap_or(i64::MAX);
-        let _writing = inner.writing.lock().await;
-        if inner.generation.load(Ordering::Acquire) != f.generation {
-            m.cache_writes.with_label_values(&["purged"]).inc();
-            continue;
-        }
-        if let Some(front) = &inner.front {
-            front.insert(f.cache_key.clone(), Arc::new(entry));
-        }
-        rows += 1;
-        bytes = bytes.saturating_add(i64::try_from(text.len()).unwrap_or(i64::MAX));
-        let trim = rows > max_rows || bytes > max_bytes || trimmed.elapsed() >= TRIM_EVERY;
-        let put = async {
-            match &inner.backend {
-                Backend::Store(s) => {
-                    s.cache_put(&row).await.map_err(|e| e.to_string())?;
-                    if trim {
-                        return s
-                            .cache_trim(now_ms(), max_rows, max_bytes)
-                            .await
-                            .map(Some)
-                            .map_err(|e| e.to_string());
-                    }
-                    Ok(None)
-                }
-                Backend::Redis(r) => r
-                    .put(&row, ttl_ms, max_rows, max_bytes)
-                    .await
-                    .map(|()| None),
-            }
-        };
-        match tokio::time::timeout(Duration::from_secs(10), put).await {
-            Ok(Ok(left)) => {
-                m.cache_writes.with_label_values(&["stored"]).inc();
-                if let Some((n, b)) = left {
-                    (rows, bytes) = (n, b);
-                    trimmed = tokio::time::Instant::now();
-                }
-            }
-            Ok(Err(e)) => {
-                m.cache_writes.with_label_values(&["failed"]).inc();
-                tracing::warn!(error = %e, "response cache write failed");
-            }
-            Err(_) => {
-                m.cache_writes.with_label_values(&["failed"]).inc();
-                tracing::warn!("response cache write timed out");
-            }
-        }
-    }
-}
-
-/// The entry a complete answer makes, priced as the deployment that gave it.
-fn entry_of(f: &Fill, ttl_ms: i64) -> Option<Entry> {
-    let mut body = if f.stream {
-        (f.codec.collect)(&f.bytes)?
-    } else {
-        serde_json::from_slice::<Value>(&f.bytes).ok()?
-    };
-    if !complete(&body) {
-        return None;
-    }
-    if body.get("choices").is_some() && body.get("usage").is_none_or(Value::is_null) {
-        // A Chat stream without its usage chunk: the usage the ledger saw.
-        if let Some(u) = f.seen.as_ref().filter(|u| u.total_tokens > 0) {
-            body["usage"] = serde_json::to_value(u).ok()?;
-        }
-    }
-    let usage = usage_of(&body);
-    let cost_usd = f
-        .price
-        .map(|p| jusinfer_translate::pricing::cost(&p, &usage));
-    let created_ms = now_ms();
-    Some(Entry {
-        weight: 0,
-        created_ms,
-        expires_ms: created_ms.saturating_add(ttl_ms),
-        provider: f.provider.clone(),
-        upstream_model: f.upstream_model.clone(),
-        usage,
-        cost_usd,
-        body,
-    })
-}
-
-/// A body that is a finished success in its dialect (not an error object, not a
-/// Response that failed or stopped short).
-fn complete(body: &Value) -> bool {
-    body.is_object()
-        && body.get("error").is_none_or(Value::is_null)
-        && body
-            .get("status")
-            .and_then(Value::as_str)
-            .is_none_or(|s| s == "completed")
-}
-
-/// The usage a body reports, in OpenAI terms, whichever dialect it is.
-pub(crate) fn usage_of(body: &Value) -> Usage {
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
-    let mut u = Usage::default();
-    if let Some(g) = body.get("usageMetadata") {
-        u.prompt_tokens = n(&g["promptTokenCount"]);
-        u.completion_tokens = n(&g["candidatesTokenCount"]) + n(&g["thoughtsTokenCount"]);
-        set_details(
-            &mut u,
-            n(&g["cachedContentTokenCount"]),
-            n(&g["thoughtsTokenCount"]),
-        );
-    } else if let Some(x) = body.get("usage") {
-        if x.get("prompt_tokens").is_some() {
-            u.prompt_tokens = n(&x["prompt_tokens"]);
-            u.completion_tokens = n(&x["completion_tokens"]);
-            set_details(
-                &mut u,
-                n(&x["prompt_tokens_details"]["cached_tokens"]),
-                n(&x["completion_tokens_details"]["reasoning_tokens"]),
-            );
-        } else if x.get("input_tokens_details").is_some()
-            || x.get("output_tokens_details").is_some()
-        {
-            u.prompt_tokens = n(&x["input_tokens"]);
-            u.completion_tokens = n(&x["output_tokens"]);
-            set_details(
-                &mut u,
-                n(&x["input_tokens_details"]["cached_tokens"]),
-                n(&x["output_tokens_details"]["reasoning_tokens"]),
-            );
-        } else {
-            // Anthropic: input_tokens excludes the cached part.
-            let read = n(&x["cache_read_input_tokens"]);
-            u.prompt_tokens = n(&x["input_tokens"]) + read + n(&x["cache_creation_input_tokens"]);
-            u.completion_tokens = n(&x["output_tokens"]);
-            set_details(&mut u, read, 0);
-        }
-    }
-    u.total_tokens = u.prompt_tokens + u.completion_tokens;
-    u
-}
-
-fn set_details(u: &mut Usage, cached: u64, reasoning: u64) {
-    if cached > 0 {
-        u.prompt_tokens_details = Some(PromptTokensDetails {
-            cached_tokens: cached,
-            ..Default::default()
-        });
-    }
-    if reasoning > 0 {
-        u.completion_tokens_details = Some(CompletionTokensDetails {
-            reasoning_tokens: reasoning,
-            ..Default::default()
-        });
-    }
-}
-
-/// A hit costs nothing: the body's `usage.cost`, if it says one, becomes 0.
-pub(crate) fn no_cost(body: &mut Value) {
-    if let Some(c) = body
-        .get_mut("usage")
-        .and_then(|u| u.as_object_mut())
-        .and_then(|u| u.get_mut("cost"))
-    {
-        *c = Value::from(0.0);
-    }
-}
-
-/// The answer a hit gives: the body, or a stream made from it; `None` when the entry
-/// cannot be replayed (a miss then).
-pub(crate) fn replay(
-    codec: &Codec,
-    body: &Value,
-    stream: bool,
-    include_usage: bool,
-    age_secs: u64,
-) -> Option<Response> {
-    let mut resp = if stream {
-        let frames = (codec.replay)(body, include_usage)?;
-        let s = futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::io::Error>));
-        let mut r = Response::new(Body::from_stream(s));
-        let h = r.headers_mut();
-        h.insert(
-            "content-type",
-            HeaderValue::from_static("text/event-stream"),
-        );
-        h.insert("cache-control", HeaderValue::from_static("no-cache"));
-        r
-    } else {
-        let bytes = serde_json::to_vec(body).ok()?;
-        crate::upstream::http::json_response(bytes.into())
-    };
-    resp.headers_mut()
-        .insert("age", HeaderValue::from(age_secs));
-    Some(resp)
 }
 
 pub(crate) fn now_ms() -> i64 {

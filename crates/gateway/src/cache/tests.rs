@@ -1,4 +1,5 @@
 use super::*;
+use axum::http::HeaderValue;
 use serde_json::json;
 
 fn key(body: Value) -> String {
