@@ -100,19 +100,8 @@ impl Ledger {
         if r.cost_usd.is_none() && r.prompt_tokens.saturating_add(r.completion_tokens) > 0 {
             if let (Some(p), Some(m)) = (r.provider.as_deref(), r.upstream_model.as_deref()) {
                 let price = r.price.or_else(|| self.prices.load().get(p, m));
-                r.cost_usd = price.map(|price| {
-                    let mut u = Usage {
-                        prompt_tokens: r.prompt_tokens,
-                        completion_tokens: r.completion_tokens,
-                        total_tokens: r.prompt_tokens.saturating_add(r.completion_tokens),
-                        ..Usage::default()
-                    };
-                    u.prompt_tokens_details = Some(jusinfer_wire::chat::PromptTokensDetails {
-                        cached_tokens: r.cached_tokens,
-                        ..Default::default()
-                    });
-                    jusinfer_translate::pricing::cost(&price, &u)
-                });
+                r.cost_usd =
+                    price.map(|price| jusinfer_translate::pricing::cost(&price, &r.usage()));
             }
         }
     }
@@ -445,29 +434,10 @@ impl Tap {
 
     /// The usage the row holds so far, in OpenAI terms.
     pub(crate) fn usage(&self) -> Usage {
-        let Ok(s) = self.inner.lock() else {
-            return Usage::default();
-        };
-        let r = &s.record;
-        let mut u = Usage {
-            prompt_tokens: r.prompt_tokens,
-            completion_tokens: r.completion_tokens,
-            total_tokens: r.prompt_tokens.saturating_add(r.completion_tokens),
-            ..Usage::default()
-        };
-        if r.cached_tokens > 0 {
-            u.prompt_tokens_details = Some(jusinfer_wire::chat::PromptTokensDetails {
-                cached_tokens: r.cached_tokens,
-                ..Default::default()
-            });
-        }
-        if r.reasoning_tokens > 0 {
-            u.completion_tokens_details = Some(jusinfer_wire::chat::CompletionTokensDetails {
-                reasoning_tokens: r.reasoning_tokens,
-                ..Default::default()
-            });
-        }
-        u
+        self.inner
+            .lock()
+            .map(|s| s.record.usage())
+            .unwrap_or_default()
     }
 
     /// The request's [`Commit`] (`ledger_sync`), to wait for once the row is written.

@@ -126,6 +126,28 @@ impl UsageRecord {
             self.cost_usd = Some(c);
         }
     }
+
+    /// The token columns as OpenAI usage (no cost): the inverse of [`Self::set_usage`].
+    pub fn usage(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            total_tokens: self.prompt_tokens.saturating_add(self.completion_tokens),
+            prompt_tokens_details: (self.cached_tokens > 0).then(|| {
+                jusinfer_wire::chat::PromptTokensDetails {
+                    cached_tokens: self.cached_tokens,
+                    ..Default::default()
+                }
+            }),
+            completion_tokens_details: (self.reasoning_tokens > 0).then(|| {
+                jusinfer_wire::chat::CompletionTokensDetails {
+                    reasoning_tokens: self.reasoning_tokens,
+                    ..Default::default()
+                }
+            }),
+            cost: Cost::Absent,
+        }
+    }
 }
 
 /// The usage a non-streaming response carried, left in its extensions for the record stage.
