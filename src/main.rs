@@ -244,16 +244,19 @@ fn main() -> ExitCode {
     } else {
         LogFormat::Json
     });
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // The trace SDK logs every failed export; `telemetry` says so at most once a minute.
+    let quiet = tracing_subscriber::filter::filter_fn(|m| {
+        m.name() != "BatchSpanProcessor.ExportError"
+    });
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let logs = tracing_subscriber::registry().with(filter).with(quiet);
+    let out = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
         LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .with(out.json().flatten_event(true).with_current_span(false))
             .init(),
-        LogFormat::Text => logs.with_ansi(tty).init(),
+        LogFormat::Text => logs.with(out.with_ansi(tty)).init(),
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

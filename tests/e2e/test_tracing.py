@@ -4,18 +4,23 @@ W3C trace context in and out, and collectors that are slow or gone."""
 
 import http.server
 import json
+import os
 import secrets
 import socket
+import subprocess
 import threading
 import time
 
+import anthropic
 import httpx2 as httpx
 import openai
 import pytest
+from google import genai
+from google.genai import types
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from conftest import free_port, start_gateway
+from conftest import BIN, CONFIG, SIM_PROVIDER_KEY, free_port, service_account_file, start_gateway
 
 SERVER = trace_pb2.Span.SpanKind.SPAN_KIND_SERVER
 CLIENT = trace_pb2.Span.SpanKind.SPAN_KIND_CLIENT
@@ -71,6 +76,8 @@ class Collector(http.server.ThreadingHTTPServer):
 
 def value(v):
     kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [value(x) for x in v.array_value.values]
     return getattr(v, kind) if kind else None
 
 
@@ -116,7 +123,10 @@ def test_one_server_span_per_request_and_a_client_child_per_attempt(traced, sim)
     assert a["gen_ai.request.max_tokens"] == 50
     assert a["gen_ai.request.temperature"] == 0.5
     assert a["gen_ai.response.model"] == "text"
-    usage = raw.parse().usage
+    body = raw.parse()
+    usage = body.usage
+    assert a["gen_ai.response.id"] == body.id
+    assert a["gen_ai.response.finish_reasons"] == [body.choices[0].finish_reason]
     assert a["gen_ai.usage.input_tokens"] == usage.prompt_tokens > 0
     assert a["gen_ai.usage.output_tokens"] == usage.completion_tokens > 0
     assert a["http.response.status_code"] == 200
@@ -135,6 +145,11 @@ def test_one_server_span_per_request_and_a_client_child_per_attempt(traced, sim)
     assert second["gen_ai.request.model"] == "text" and second["jusinfer.attempt"] == 2
     assert second["server.address"] == "127.0.0.1"
     assert attempts[1].name == "chat text"
+    # The answering attempt says what came back; the failed one, nothing of it.
+    assert second["gen_ai.response.id"] == body.id and second["gen_ai.response.model"] == "text"
+    assert second["gen_ai.response.finish_reasons"] == [body.choices[0].finish_reason]
+    assert second["gen_ai.usage.output_tokens"] == usage.completion_tokens
+    assert "gen_ai.response.id" not in first and "gen_ai.usage.output_tokens" not in first
     assert req.start_time_unix_nano <= attempts[0].start_time_unix_nano
     assert attempts[1].end_time_unix_nano <= req.end_time_unix_nano
 
@@ -218,6 +233,85 @@ def test_errors_carry_error_type_and_refused_requests_are_traced_too(traced):
     assert attrs(unauth)["http.response.status_code"] == 401
     assert attrs(unauth)["error.type"]
 
+def _chat(g, model):
+    chunks = list(g.client().chat.completions.create(
+        model=model, stream=True, messages=[{"role": "user", "content": "hi"}]))
+    return chunks[0].id, [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+
+
+def _messages(g, model):
+    a = anthropic.Anthropic(base_url=g.url, api_key=g.key, max_retries=0)
+    with a.messages.stream(model=model, max_tokens=100, messages=[{"role": "user", "content": "hi"}]) as s:
+        m = s.get_final_message()
+    return m.id, [m.stop_reason]
+
+
+def _responses(g, model):
+    with g.client().responses.stream(model=model, input="hi") as s:
+        r = s.get_final_response()
+    return r.id, [r.status]
+
+
+def _gemini(g, model):
+    gc = genai.Client(api_key=g.key, http_options=types.HttpOptions(base_url=g.url))
+    chunks = list(gc.models.generate_content_stream(model=model, contents="hi"))
+    reasons = [c.finish_reason.value for ch in chunks for c in (ch.candidates or []) if c.finish_reason]
+    return chunks[0].response_id, reasons
+
+
+@pytest.mark.parametrize("dialect,model,call", [
+    ("chat", "sim/text;gap_ms=40;chunks=6", _chat),
+    ("chat from messages", "claude/text;gap_ms=40", _chat),
+    ("messages", "claude/text;gap_ms=40", _messages),
+    ("messages from chat", "sim/text;gap_ms=40;chunks=6", _messages),
+    ("responses", "sim/text;gap_ms=40;chunks=6", _responses),
+    ("gemini", "gem/text;gap_ms=100", _gemini),
+])
+def test_a_streamed_answer_names_its_id_and_finish_reasons_and_its_attempt_lasts_to_its_end(
+        traced, dialect, model, call):
+    """Each client dialect, passed through or translated: the spans carry the id and the
+    finish reasons the client's SDK read, and the answering attempt's span ends with the
+    stream (its frames come 40 ms or more apart), not at its first event."""
+    g, col = traced
+    before = {s.trace_id for s in col.spans}
+    answer_id, reasons = call(g, model)
+    assert answer_id and reasons, (answer_id, reasons)
+    end = time.monotonic() + 15
+    while True:
+        fresh = [s for s in col.spans if s.trace_id not in before]
+        if len([s for s in fresh if s.kind == SERVER]) == 1 and any(s.kind == CLIENT for s in fresh):
+            break
+        assert time.monotonic() < end, "no spans exported"
+        time.sleep(0.05)
+    (req,) = [s for s in fresh if s.kind == SERVER]
+    (att,) = [s for s in fresh if s.kind == CLIENT]
+    a, b = attrs(req), attrs(att)
+    assert a["gen_ai.response.id"] == b["gen_ai.response.id"] == answer_id
+    assert a["gen_ai.response.finish_reasons"] == b["gen_ai.response.finish_reasons"] == reasons
+    assert b["gen_ai.usage.output_tokens"] == a["gen_ai.usage.output_tokens"] > 0
+    assert "gen_ai.output.messages" not in a
+    # The stream's frames were paced: its attempt lasted through them, inside the request.
+    assert att.end_time_unix_nano - att.start_time_unix_nano >= 150_000_000
+    assert att.end_time_unix_nano <= req.end_time_unix_nano
+    assert "error.type" not in b and "error.type" not in a
+
+
+def test_a_stream_cut_by_the_upstream_marks_both_spans(traced):
+    g, col = traced
+    trace_id, _, header = traceparent()
+    with pytest.raises(openai.APIError):
+        list(g.client().chat.completions.create(
+            model="sim/text;disconnect_after=3", stream=True, extra_headers={"traceparent": header},
+            messages=[{"role": "user", "content": "hi"}]))
+    spans = col.trace(trace_id, 2)
+    (req,) = [s for s in spans if s.kind == SERVER]
+    (att,) = [s for s in spans if s.kind == CLIENT]
+    assert attrs(req)["http.response.status_code"] == 200
+    assert attrs(req)["error.type"] == attrs(att)["error.type"] == "upstream_error"
+    assert att.status.code == req.status.code == trace_pb2.Status.StatusCode.STATUS_CODE_ERROR
+    # What was seen before the cut is still named.
+    assert attrs(req)["gen_ai.response.id"]
+
 
 def test_content_capture_is_opt_in_from_the_config_file(sim, tmp_path):
     col = Collector()
@@ -225,12 +319,49 @@ def test_content_capture_is_opt_in_from_the_config_file(sim, tmp_path):
                       top=f'[tracing]\notlp_endpoint = "{col.url}"\ncapture_content = true\n')
     try:
         trace_id, _, header = traceparent()
-        g.client().chat.completions.create(model="sim/text", extra_headers={"traceparent": header},
-                                           messages=[{"role": "user", "content": "the secret recipe"}])
+        c = g.client().chat.completions.create(model="sim/text", extra_headers={"traceparent": header},
+                                               messages=[{"role": "user", "content": "the secret recipe"}])
         (req,) = [s for s in col.trace(trace_id, 2) if s.kind == SERVER]
+        a = attrs(req)
         # The messages as the client sent them, not the rest of the body.
-        assert json.loads(attrs(req)["gen_ai.input.messages"]) == [
-            {"role": "user", "content": "the secret recipe"}]
+        assert json.loads(a["gen_ai.input.messages"]) == [{"role": "user", "content": "the secret recipe"}]
+        # The completion as the conventions shape an output message.
+        assert json.loads(a["gen_ai.output.messages"]) == [{
+            "role": "assistant", "finish_reason": c.choices[0].finish_reason,
+            "parts": [{"type": "text", "content": c.choices[0].message.content}]}]
+
+        # A streamed answer's text and tool calls add up the same way.
+        trace_id, _, header = traceparent()
+        a_ = anthropic.Anthropic(base_url=g.url, api_key=g.key, max_retries=0)
+        with a_.messages.stream(model="claude/text", max_tokens=100, extra_headers={"traceparent": header},
+                                messages=[{"role": "user", "content": "hi"}]) as s:
+            m = s.get_final_message()
+        (req,) = [s for s in col.trace(trace_id, 2) if s.kind == SERVER]
+        out = json.loads(attrs(req)["gen_ai.output.messages"])
+        text = "".join(b.text for b in m.content if b.type == "text")
+        assert out == [{"role": "assistant", "finish_reason": m.stop_reason,
+                        "parts": [{"type": "text", "content": text}]}]
+        assert "jusinfer.output_truncated" not in attrs(req)
+
+        trace_id, _, header = traceparent()
+        tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}}}}
+        chunks = list(g.client().chat.completions.create(
+            model="sim/parallel", stream=True, tools=[tool], extra_headers={"traceparent": header},
+            messages=[{"role": "user", "content": "weather?"}]))
+        calls = {}
+        for ch in chunks:
+            for tc in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
+                k = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                k["id"] += tc.id or ""
+                k["name"] += (tc.function.name or "") if tc.function else ""
+                k["arguments"] += (tc.function.arguments or "") if tc.function else ""
+        assert calls
+        (req,) = [s for s in col.trace(trace_id, 2) if s.kind == SERVER]
+        (msg,) = json.loads(attrs(req)["gen_ai.output.messages"])
+        assert [p for p in msg["parts"] if p["type"] == "tool_call"] == [
+            {"type": "tool_call", "id": k["id"], "name": k["name"], "arguments": json.loads(k["arguments"])}
+            for _, k in sorted(calls.items())]
     finally:
         g.proc.stop()
         col.shutdown()
@@ -265,9 +396,27 @@ def test_a_slow_or_dead_collector_never_fails_or_holds_a_request(sim, tmp_path, 
                 assert r.choices[0].message.content
         if col:
             assert col.exports >= 1, "the exporter did try the collector"
+        # A collector that is slow or gone is not silent: failed exports are counted and
+        # logged (once a minute), and spans dropped from the full queue are logged.
+        admin = httpx.Client(base_url=g.url, headers={"authorization": f"Bearer {g.key}"})
+        end = time.monotonic() + 20
+        while True:
+            text = admin.get("/metrics").text
+            failed = [l for l in text.splitlines()
+                      if l.startswith('jusinfer_trace_spans_exported_total{result="failed"}')]
+            if failed and float(failed[0].split()[-1]) > 0 or time.monotonic() > end:
+                break
+            time.sleep(0.2)
+        assert failed and float(failed[0].split()[-1]) > 0, text
+        assert g.proc.stderr().count("the OTLP collector refused or missed an export") == 1
     finally:
         g.proc.stop()
         assert g.proc.p.returncode == 0, g.proc.stderr()[-2000:]
+        log = g.proc.stderr()
+        if collector != "refusing":  # exports that hang fill the queue: the drops are said
+            assert "BatchSpanProcessor.SpanDroppingStarted" in log
+        # The SDK's own line per failed export is not let through.
+        assert "BatchSpanProcessor.ExportError" not in log
         if col:
             col.shutdown()
         if hole:
@@ -282,3 +431,17 @@ def test_off_by_default_nothing_is_sent_upstream(gw, sim):
                                         extra_headers={"traceparent": header})
     sent = {k.lower() for k in sim.last()["headers"]}
     assert "traceparent" not in sent and "tracestate" not in sent
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/json"])
+def test_an_otlp_protocol_this_build_cannot_speak_is_refused_at_start(sim, tmp_path, protocol):
+    config = tmp_path / "t.toml"
+    config.write_text(CONFIG.format(port=free_port(), database=f"sqlite://{tmp_path}/t.db", sim=sim.url,
+                                    dead=free_port(), redis="", top="", breaker="failures = 1000",
+                                    sa=service_account_file(sim.url, tmp_path)))
+    env = {**os.environ, "SIM_PROVIDER_KEY": SIM_PROVIDER_KEY, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+           "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+    r = subprocess.run([str(BIN), "serve", "--config", str(config)], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0
+    assert f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}" in r.stderr and "http/protobuf" in r.stderr, r.stderr

@@ -445,6 +445,15 @@ impl Tap {
         self.inner.lock().ok().and_then(|s| s.record.commit.clone())
     }
 
+    /// Tracing on: a reader of the stream the client gets (the row's span says the dialect).
+    pub(crate) fn sniffer(&self) -> Option<jusinfer_translate::answer::Sniffer> {
+        if !crate::telemetry::enabled() {
+            return None;
+        }
+        let s = self.inner.lock().ok()?;
+        crate::telemetry::sniffer(s.record.trace.as_ref()?)
+    }
+
     /// A stream has been handed to the client: the row waits for its end.
     pub(crate) fn attach_stream(&self) -> StreamTap {
         let ttft = self.started.elapsed().as_millis() as u64;
@@ -496,6 +505,16 @@ pub(crate) struct StreamTap {
 }
 
 impl StreamTap {
+    /// What the stream's answer said, on the request's spans.
+    pub(crate) fn answered(&self, a: &jusinfer_translate::answer::Answer) {
+        let Some(t) = &self.tap else { return };
+        if let Ok(s) = t.inner.lock() {
+            if let Some(span) = &s.record.trace {
+                crate::telemetry::answered(span, a);
+            }
+        }
+    }
+
     pub(crate) fn finish(&mut self, usage: Option<&Usage>, error: Option<&str>) {
         if let Some(t) = self.tap.take() {
             t.finish_stream(usage, error);

@@ -55,6 +55,8 @@ pub(crate) struct Metrics {
     /// Answers offered to the cache, by what became of them (`stored`, `uncacheable`,
     /// `too_large`, `dropped`, `failed`).
     pub cache_writes: IntCounterVec,
+    /// Spans handed to the OTLP collector, by the export's result (`ok`, `failed`).
+    pub trace_spans: IntCounterVec,
     /// When the running config was loaded (Unix seconds).
     pub config_loaded_at: IntGauge,
     /// Settings changed in the file that wait for a restart.
@@ -159,6 +161,12 @@ impl Metrics {
                 &r,
                 "jusinfer_cache_writes_total",
                 "Answers offered to the exact response cache, by outcome",
+                &["result"],
+            ),
+            trace_spans: counter(
+                &r,
+                "jusinfer_trace_spans_exported_total",
+                "Spans sent to the OTLP collector, by the export's result: ok, failed",
                 &["result"],
             ),
             config_reloads: counter(

@@ -22,6 +22,9 @@ pub(crate) struct Outcome {
     /// That deployment's price (the catalog it was routed with).
     pub price: Option<jusinfer_translate::pricing::Price>,
     pub attempts: u32,
+    /// Tracing on: the answering attempt's span, ended with the request's (when its
+    /// answer has ended).
+    pub attempt_span: Option<opentelemetry::Context>,
 }
 
 /// Base of the exponential backoff between retries of one deployment.
@@ -69,17 +72,23 @@ where
                 m.retries.with_label_values(&[d.provider.name()]).inc();
             }
             let t0 = Instant::now();
-            let result = match trace {
+            let (result, attempt_span) = match trace {
                 // Tracing on: the attempt runs in its own span's context (the upstream
-                // request carries it as `traceparent`).
+                // request carries it as `traceparent`). A failed one ends here; the
+                // answering one, with the request.
                 Some(parent) => {
                     use opentelemetry::context::FutureExt as _;
                     let cx = crate::telemetry::start_attempt(parent, endpoint, d, attempts);
                     let r = attempt(d.clone()).with_context(cx.clone()).await;
-                    crate::telemetry::end_attempt(&cx, r.as_ref().err().map(|e| e.fault.label()));
-                    r
+                    match &r {
+                        Ok(_) => (r, Some(cx)),
+                        Err(e) => {
+                            crate::telemetry::end_attempt(&cx, Some(e.fault.label()));
+                            (r, None)
+                        }
+                    }
                 }
-                None => attempt(d.clone()).await,
+                None => (attempt(d.clone()).await, None),
             };
             match result {
                 Ok(resp) => {
@@ -94,6 +103,7 @@ where
                         upstream_model: Some(d.upstream_model.clone()),
                         price: d.price,
                         attempts,
+                        attempt_span,
                     };
                 }
                 Err(e) if e.fault == Fault::Unsupported => {
@@ -126,6 +136,7 @@ where
                         upstream_model: Some(d.upstream_model.clone()),
                         price: d.price,
                         attempts,
+                        attempt_span: None,
                     };
                 }
             }
@@ -138,6 +149,7 @@ where
             price: d.price,
             upstream_model: Some(d.upstream_model),
             attempts,
+            attempt_span: None,
         },
         (None, Some(retry_in)) => Outcome {
             result: Err(GatewayError::unavailable(
@@ -152,6 +164,7 @@ where
             upstream_model: None,
             price: None,
             attempts,
+            attempt_span: None,
         },
         (None, None) => Outcome {
             result: Err(GatewayError::internal("the route has no deployments")),
@@ -159,6 +172,7 @@ where
             upstream_model: None,
             price: None,
             attempts,
+            attempt_span: None,
         },
     }
 }

@@ -5,17 +5,21 @@
 //! One SERVER span per generation request and one CLIENT child per upstream attempt, named
 //! and attributed by the OpenTelemetry GenAI semantic conventions. The client's W3C
 //! `traceparent` / `tracestate` is the request span's parent; each attempt sends its own
-//! span's `traceparent` upstream. Spans leave through the SDK's batch processor: a bounded
-//! queue drained by its own thread, so a slow or dead collector drops spans, never slows a
-//! request. Off, every hook is one `OnceLock` read.
+//! span's `traceparent` upstream. The answering attempt's span lasts until its answer
+//! ends (a stream's last event), and both spans carry the answer's id and finish reasons as
+//! the client got them (`jusinfer_translate::answer`). Spans leave through the SDK's batch
+//! processor: a bounded queue drained by its own thread, so a slow or dead collector drops
+//! spans, never slows a request; failed exports are counted in `/metrics` and logged (at
+//! most once a minute). Off, every hook is one `OnceLock` read.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::HeaderMap;
+use jusinfer_translate::answer::{Answer, Dialect, Sniffer};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -30,14 +34,31 @@ use crate::usage::UsageRecord;
 pub struct TracingConfig {
     /// The collector's OTLP/HTTP base URL (`http://collector:4318`); else the environment's.
     pub otlp_endpoint: Option<String>,
-    /// Record prompts (`gen_ai.input.messages`) on the request span: off by default.
+    /// Record prompts and completions (`gen_ai.input.messages`, `gen_ai.output.messages`)
+    /// on the request span: off by default.
     pub capture_content: bool,
 }
 
-/// A request's span, as its usage row carries it; not part of the row's value (equal to
-/// any other).
+/// A request's spans, as its usage row carries them; not part of the row's value (equal
+/// to any other).
 #[derive(Clone, Debug)]
-pub struct Span(pub(crate) Context);
+pub struct Span {
+    pub(crate) request: Context,
+    /// The answering attempt's span: ended with the request's.
+    pub(crate) attempt: Option<Context>,
+    /// The client's dialect, to read the answer in.
+    pub(crate) dialect: Option<Dialect>,
+}
+
+impl Span {
+    pub(crate) fn new(request: Context, dialect: Option<Dialect>) -> Self {
+        Self {
+            request,
+            attempt: None,
+            dialect,
+        }
+    }
+}
 
 impl PartialEq for Span {
     fn eq(&self, _: &Self) -> bool {
@@ -71,6 +92,22 @@ pub fn init(cfg: &TracingConfig) -> Result<bool, String> {
     if disabled || (cfg.otlp_endpoint.is_none() && !from_env) {
         return Ok(false);
     }
+    for var in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        match std::env::var(var) {
+            Ok(p) if p.is_empty() || p == "http/protobuf" => break,
+            // Sending OTLP/HTTP to a gRPC or JSON receiver would fail on every export.
+            Ok(p) => {
+                return Err(format!(
+                    "{var}={p}: this build exports traces as OTLP over HTTP/protobuf only \
+                     (`http/protobuf`, usually port 4318)"
+                ))
+            }
+            Err(_) => {}
+        }
+    }
     use opentelemetry_otlp::WithExportConfig;
     let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
     if let Some(base) = &cfg.otlp_endpoint {
@@ -80,6 +117,7 @@ pub fn init(cfg: &TracingConfig) -> Result<bool, String> {
     let exporter = builder
         .build()
         .map_err(|e| format!("cannot start the OTLP trace exporter: {e}"))?;
+    let exporter = Counted(exporter);
     let mut resource = opentelemetry_sdk::Resource::builder();
     if !env_set("OTEL_SERVICE_NAME") {
         resource = resource.with_service_name("jusinfer");
@@ -132,6 +170,69 @@ fn provider_name(kind: ProviderKind) -> &'static str {
         ProviderKind::Bedrock => "aws.bedrock",
         ProviderKind::OpenaiCompatible | ProviderKind::Echo => kind.as_str(),
     }
+}
+
+/// Tracing is on: the answer's bytes are worth keeping for [`answered`].
+pub(crate) fn enabled() -> bool {
+    TRACES.get().is_some()
+}
+
+/// The most of the answer kept under content capture (`None`: capture off).
+fn capture() -> Option<usize> {
+    TRACES
+        .get()
+        .and_then(|t| t.capture_content.then_some(CAPTURED_BYTES))
+}
+
+/// A reader of the stream the client gets, for [`answered`].
+pub(crate) fn sniffer(span: &Span) -> Option<Sniffer> {
+    TRACES.get()?;
+    Some(Sniffer::new(span.dialect?, capture()))
+}
+
+/// The answer of a whole body the client got.
+pub(crate) fn answer_of(span: &Span, body: &[u8]) -> Option<Answer> {
+    TRACES.get()?;
+    Some(jusinfer_translate::answer::of_body(
+        span.dialect?,
+        body,
+        capture(),
+    ))
+}
+
+/// What the answer said, on the request's span and the answering attempt's.
+pub(crate) fn answered(span: &Span, a: &Answer) {
+    if TRACES.get().is_none() {
+        return;
+    }
+    let mut attrs = Vec::with_capacity(4);
+    if let Some(id) = &a.id {
+        attrs.push(KeyValue::new(
+            "gen_ai.response.id",
+            head(id, 256).to_owned(),
+        ));
+    }
+    if !a.finish_reasons.is_empty() {
+        let reasons: Vec<StringValue> = a
+            .finish_reasons
+            .iter()
+            .map(|r| StringValue::from(head(r, 64).to_owned()))
+            .collect();
+        attrs.push(KeyValue::new(
+            "gen_ai.response.finish_reasons",
+            Value::Array(Array::String(reasons)),
+        ));
+    }
+    if let Some(cx) = &span.attempt {
+        cx.span().set_attributes(attrs.iter().cloned());
+    }
+    if let Some(out) = &a.output {
+        attrs.push(KeyValue::new("gen_ai.output.messages", out.clone()));
+        if a.output_truncated {
+            attrs.push(KeyValue::new("jusinfer.output_truncated", true));
+        }
+    }
+    span.request.span().set_attributes(attrs);
 }
 
 /// Starts the request's span (SERVER), the client's `traceparent` its parent; `None` when
@@ -198,7 +299,8 @@ pub(crate) fn request_parsed(cx: &Context, endpoint: &str, model: &str, stream: 
     }
 }
 
-/// Most bytes of a prompt captured (`capture_content`).
+/// Most bytes of a prompt, and of a completion's text and arguments, captured
+/// (`capture_content`).
 const CAPTURED_BYTES: usize = 64 * 1024;
 
 /// The request settings the GenAI conventions name, wherever each dialect keeps them.
@@ -276,19 +378,37 @@ pub(crate) fn end_attempt(cx: &Context, error: Option<&'static str>) {
     span.end();
 }
 
-/// Ends the request's span with what its usage row says.
+/// Ends the answering attempt's span, then the request's, with what the usage row says.
 pub(crate) fn end_request(r: &UsageRecord) {
-    let Some(Span(cx)) = &r.trace else { return };
+    let Some(spans) = &r.trace else { return };
     if TRACES.get().is_none() {
         return;
     }
-    let span = cx.span();
-    let mut attrs = vec![
-        KeyValue::new("http.response.status_code", i64::from(r.status)),
-        KeyValue::new("jusinfer.attempts", i64::from(r.attempts)),
+    let usage = [
         KeyValue::new("gen_ai.usage.input_tokens", to_i64(r.prompt_tokens)),
         KeyValue::new("gen_ai.usage.output_tokens", to_i64(r.completion_tokens)),
     ];
+    if let Some(cx) = &spans.attempt {
+        let span = cx.span();
+        span.set_attributes(usage.iter().cloned());
+        if r.cached_tokens > 0 {
+            span.set_attribute(KeyValue::new(
+                "gen_ai.usage.cache_read.input_tokens",
+                to_i64(r.cached_tokens),
+            ));
+        }
+        if let Some(m) = &r.upstream_model {
+            span.set_attribute(KeyValue::new("gen_ai.response.model", m.clone()));
+        }
+        broken_stream(&span, r);
+        span.end();
+    }
+    let span = spans.request.span();
+    let mut attrs = vec![
+        KeyValue::new("http.response.status_code", i64::from(r.status)),
+        KeyValue::new("jusinfer.attempts", i64::from(r.attempts)),
+    ];
+    attrs.extend(usage);
     if let Some(k) = &r.key_id {
         attrs.push(KeyValue::new("jusinfer.key_id", k.clone()));
     }
@@ -313,6 +433,7 @@ pub(crate) fn end_request(r: &UsageRecord) {
             to_i64(r.cached_tokens),
         ));
     }
+    broken_stream(&span, r);
     if r.status >= 400 {
         let e = r.error_type.clone().unwrap_or_else(|| r.status.to_string());
         attrs.push(KeyValue::new("error.type", e.clone()));
@@ -322,6 +443,18 @@ pub(crate) fn end_request(r: &UsageRecord) {
     }
     span.set_attributes(attrs);
     span.end();
+}
+
+/// A stream that broke, or that the client left, after it began (status 200): its
+/// `error.type`; an error status unless the client left.
+fn broken_stream(span: &opentelemetry::trace::SpanRef<'_>, r: &UsageRecord) {
+    let Some(e) = r.error_type.as_ref().filter(|_| r.status < 400) else {
+        return;
+    };
+    span.set_attribute(KeyValue::new("error.type", e.clone()));
+    if e != "client_disconnected" {
+        span.set_status(Status::error(e.clone()));
+    }
 }
 
 /// Ends the span of a request refused before it had a usage row (authentication).
@@ -365,5 +498,60 @@ pub(crate) fn inject(headers: &mut HeaderMap) {
     let cx = Context::current();
     if cx.span().span_context().is_valid() {
         TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+    }
+}
+
+/// The exporter, its results counted (`jusinfer_trace_spans_exported_total`) and its
+/// failures logged at most once a minute: a collector that is down is not silent.
+#[derive(Debug)]
+struct Counted<E>(E);
+
+/// When a failed export was last logged (seconds since the Unix epoch).
+static LAST_FAILURE_LOG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Counted<E>
+{
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        use std::sync::atomic::Ordering;
+        let n = batch.len() as u64;
+        let r = self.0.export(batch).await;
+        let result = if r.is_ok() { "ok" } else { "failed" };
+        crate::metrics::get()
+            .trace_spans
+            .with_label_values(&[result])
+            .inc_by(n);
+        if let Err(e) = &r {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let last = LAST_FAILURE_LOG.load(Ordering::Relaxed);
+            if now >= last.saturating_add(60)
+                && LAST_FAILURE_LOG
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(spans = n, error = %e, "traces: the OTLP collector refused or missed an export (spans dropped; logged at most once a minute, counted in jusinfer_trace_spans_exported_total)");
+            }
+        }
+        r
+    }
+
+    fn shutdown_with_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&mut self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.0.set_resource(resource);
     }
 }

@@ -154,6 +154,11 @@ impl UsageRecord {
 #[derive(Clone, Debug)]
 pub(crate) struct UsageExt(pub Usage);
 
+/// A whole answer's bytes as the client gets them, left in the response's extensions for
+/// the record stage to read its id and finish reasons (tracing on only).
+#[derive(Clone, Debug)]
+pub(crate) struct AnswerBody(pub bytes::Bytes);
+
 /// An id unique across instances and restarts: a random prefix per process and a counter.
 pub(crate) fn unique_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,6 +4,7 @@
 //! with `push(event) -> frames out` and `finish() -> frames out`, fed by the caller's SSE
 //! decoder. That keeps each translation testable byte for byte against recorded traffic.
 
+pub mod answer;
 pub mod anthropic;
 pub mod bedrock;
 pub mod chat_stream;

@@ -82,6 +82,9 @@ pub(crate) trait ClientDialect: Sized + Send + Sync + 'static {
     /// How the exact response cache keeps and replays this dialect's answers (`None`:
     /// never cached).
     const CACHE: Option<&'static crate::cache::Codec> = None;
+    /// The dialect the answer is read in for traces (its id, finish reasons and, under
+    /// content capture, its output); `None`: not read.
+    const DIALECT: Option<jusinfer_translate::answer::Dialect> = None;
     /// Request headers that change the answer (they are part of the cache key).
     const ANSWER_HEADERS: &'static [&'static str] = &[];
 
@@ -147,7 +150,7 @@ pub(crate) async fn run<D: ClientDialect>(
         }
     };
     let mut record = Record::new(&state, &rid, &caller, D::ENDPOINT, started);
-    record.traced(trace.clone());
+    record.traced(trace.clone(), D::DIALECT);
     let slot = match admit::key_slot(&state, &caller) {
         Ok(s) => s,
         Err(e) => return record.refuse::<D>(e, None),

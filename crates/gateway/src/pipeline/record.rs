@@ -16,7 +16,7 @@ use crate::lifecycle::Slot;
 use crate::limits::RateHeaders;
 use crate::proxy::Outcome;
 use crate::state::{AppState, LogMeta, RequestId};
-use crate::usage::{UsageExt, UsageRecord};
+use crate::usage::{AnswerBody, UsageExt, UsageRecord};
 
 /// A request's usage row before admission. Dropped unwritten (the client left while the
 /// body was read or the store asked), it writes the row as 499.
@@ -41,10 +41,15 @@ impl Record {
         }
     }
 
-    /// The request's span (tracing on): ended with the row.
-    pub(crate) fn traced(&mut self, cx: Option<opentelemetry::Context>) {
+    /// The request's span (tracing on): ended with the row; the answer is read in
+    /// `dialect`.
+    pub(crate) fn traced(
+        &mut self,
+        cx: Option<opentelemetry::Context>,
+        dialect: Option<jusinfer_translate::answer::Dialect>,
+    ) {
         if let Some(r) = self.row.as_mut() {
-            r.trace = cx.map(crate::telemetry::Span);
+            r.trace = cx.map(|cx| crate::telemetry::Span::new(cx, dialect));
         }
     }
 
@@ -177,6 +182,11 @@ pub(crate) async fn replay<D: ClientDialect>(
     crate::cache::no_cost(&mut entry.body);
     D::replayed(p, &mut entry.body).await;
     let mut resp = crate::cache::replay(codec, &entry.body, p.stream, l.include_usage, age_secs)?;
+    if p.stream && crate::telemetry::enabled() {
+        // A whole answer's is read from its body; a replayed stream's, from the entry.
+        resp.extensions_mut()
+            .insert(crate::usage::AnswerBody(entry.body.to_string().into()));
+    }
     let mut usage = entry.usage;
     usage.cost = jusinfer_wire::chat::Cost::Usd(0.0);
     resp.extensions_mut().insert(UsageExt(usage));
@@ -186,6 +196,7 @@ pub(crate) async fn replay<D: ClientDialect>(
         upstream_model: entry.upstream_model,
         price: None,
         attempts: 0,
+        attempt_span: None,
     })
 }
 
@@ -209,6 +220,7 @@ pub(crate) fn finish<D: ClientDialect>(
         }
     };
     let usage = resp.extensions_mut().remove::<UsageExt>();
+    let answer = resp.extensions_mut().remove::<AnswerBody>();
     let status = resp.status().as_u16();
     if let Some(f) = cache.fill.as_mut() {
         f.provider.clone_from(&outcome.provider);
@@ -231,6 +243,13 @@ pub(crate) fn finish<D: ClientDialect>(
         }
         r.cache = cache.mark.map(str::to_owned);
         r.saved_usd = cache.saved_usd;
+        if let Some(t) = r.trace.as_mut() {
+            t.attempt = outcome.attempt_span;
+            let read = answer.and_then(|AnswerBody(b)| crate::telemetry::answer_of(t, &b));
+            if let Some(a) = read.filter(|_| status == 200) {
+                crate::telemetry::answered(t, &a);
+            }
+        }
     });
     let h = resp.headers_mut();
     if let Some(p) = outcome

@@ -429,9 +429,14 @@ pub(crate) async fn read_body(
     }
 }
 
-/// A JSON response with the given body.
+/// A JSON response with the given body (kept for the record stage too when tracing is on:
+/// [`crate::usage::AnswerBody`]).
 pub(crate) fn json_response(body: Bytes) -> Response {
+    let kept = crate::telemetry::enabled().then(|| crate::usage::AnswerBody(body.clone()));
     let mut resp = Response::new(Body::from(body));
+    if let Some(k) = kept {
+        resp.extensions_mut().insert(k);
+    }
     resp.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
     resp
@@ -477,6 +482,7 @@ pub(crate) async fn stream<T: StreamTranslator + 'static>(
         .is_some_and(|ct| ct.to_ascii_lowercase().starts_with(EVENTSTREAM));
     let mut s = UpstreamStream {
         keep,
+        sniffer: tap.and_then(Tap::sniffer),
         commit: tap.and_then(Tap::commit),
         tap: None,
         health: health.cloned(),
@@ -618,6 +624,8 @@ impl Framing {
 /// An upstream SSE body on its way through a stream translator.
 struct UpstreamStream<T: StreamTranslator> {
     keep: Option<Keep>,
+    /// Tracing on: reads the answer's id and finish reasons off the frames sent.
+    sniffer: Option<jusinfer_translate::answer::Sniffer>,
     /// The request's usage commit (`ledger_sync`).
     commit: Option<crate::usage::Commit>,
     /// The stream's half of the usage row; `None` until the client has the stream.
@@ -642,6 +650,9 @@ impl<T: StreamTranslator> Drop for UpstreamStream<T> {
         // the upstream's usage when it came, else about one token per content event (the
         // tap adds the prompt estimate).
         if let Some(mut t) = self.tap.take() {
+            if let Some(sn) = self.sniffer.take() {
+                t.answered(&sn.answer());
+            }
             let mut usage = self.machine.usage().unwrap_or_default();
             usage.completion_tokens = usage.completion_tokens.max(self.machine.deltas_seen());
             usage.total_tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
@@ -666,6 +677,9 @@ impl<T: StreamTranslator> UpstreamStream<T> {
 
     fn record_end(&mut self, error: Option<&str>) {
         if let Some(mut t) = self.tap.take() {
+            if let Some(sn) = self.sniffer.take() {
+                t.answered(&sn.answer());
+            }
             t.finish(self.machine.usage().as_ref(), error);
         }
     }
@@ -739,6 +753,11 @@ impl<T: StreamTranslator> UpstreamStream<T> {
                     .finish(&mut out)
                     .map_err(|e| self.broken(&e.message))?;
                 self.done = true;
+            }
+        }
+        if let Some(sn) = self.sniffer.as_mut() {
+            for f in &out {
+                sn.frame(f);
             }
         }
         self.pending.extend(out);

@@ -77,6 +77,8 @@ impl ClientDialect for Chat {
         .await
     }
 
+    const DIALECT: Option<jusinfer_translate::answer::Dialect> =
+        Some(jusinfer_translate::answer::Dialect::Chat);
     const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
         collect: jusinfer_translate::replay::chat::collect,
         replay: jusinfer_translate::replay::chat::replay,

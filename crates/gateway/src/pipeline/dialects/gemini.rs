@@ -131,6 +131,8 @@ impl ClientDialect for Gemini {
         super::through_chat(a, &d, (t.body, t.dropped), effort, &seed, outer, render).await
     }
 
+    const DIALECT: Option<jusinfer_translate::answer::Dialect> =
+        Some(jusinfer_translate::answer::Dialect::Gemini);
     const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
         collect: jusinfer_translate::replay::gemini::collect,
         replay: |b, _| jusinfer_translate::replay::gemini::replay(b),

@@ -134,6 +134,8 @@ impl ClientDialect for Messages {
 
     /// Forwarded upstream: betas (a longer context, more output) change the answer.
     const ANSWER_HEADERS: &'static [&'static str] = &["anthropic-version", "anthropic-beta"];
+    const DIALECT: Option<jusinfer_translate::answer::Dialect> =
+        Some(jusinfer_translate::answer::Dialect::Messages);
     const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
         collect: jusinfer_translate::replay::messages::collect,
         replay: |b, _| jusinfer_translate::replay::messages::replay(b),

@@ -176,6 +176,8 @@ impl ClientDialect for Responses {
         e.into_response()
     }
 
+    const DIALECT: Option<jusinfer_translate::answer::Dialect> =
+        Some(jusinfer_translate::answer::Dialect::Responses);
     const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
         collect: jusinfer_translate::replay::responses::collect,
         replay: |b, _| jusinfer_translate::replay::responses::replay(b),
