@@ -29,6 +29,7 @@ corpus="$(mktemp -d)"
 trap 'rm -rf "$corpus"' EXIT
 mkdir -p "$corpus"/{sse_decoder,chat_stream,anthropic_stream,request_decoders,messages_stream,responses_stream,gemini_stream,eventstream_decoder}
 cp "$fixtures"/openai-chat/*.sse "$corpus/sse_decoder/"
+cp "$fixtures"/{anthropic,gemini,responses}/*.sse "$corpus/sse_decoder/" 2>/dev/null || true
 cp "$fixtures"/openai-chat/*.sse "$corpus/chat_stream/"
 cp "$fixtures"/openai-chat/*.sse "$corpus/messages_stream/"
 cp "$fixtures"/openai-chat/*.sse "$corpus/responses_stream/"

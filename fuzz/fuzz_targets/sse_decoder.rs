@@ -1,5 +1,8 @@
 //! The SSE decoder on arbitrary bytes: never panics, and the events do not depend on how
-//! the bytes were split across reads (the first byte picks the split points).
+//! the bytes were split across reads (the first byte picks the split points). The same
+//! bytes as a client-bound stream and as a whole answer of each dialect, read for traces
+//! (`translate::answer`): never a panic, the same answer however split, captured output
+//! that is JSON and within its bound.
 #![no_main]
 
 use jusinfer_sse::{Decoder, Event};
@@ -37,5 +40,19 @@ fuzz_target!(|data: &[u8]| {
         // An oversized event is an error however it arrives.
         (Err(_), Err(_)) => {}
         _ => panic!("split every {step} bytes changed the verdict: {whole:?} vs {split:?}"),
+    }
+    use jusinfer_translate::answer::{of_body, Dialect, Sniffer};
+    for d in [Dialect::Chat, Dialect::Messages, Dialect::Responses, Dialect::Gemini] {
+        let read = |pieces: &[&[u8]]| {
+            let mut s = Sniffer::new(d, Some(64));
+            pieces.iter().for_each(|p| s.frame(p));
+            s.answer()
+        };
+        let a = read(&[body]);
+        assert_eq!(a, read(&pieces), "{d:?}: the answer changed when split every {step} bytes");
+        for out in [a.output, of_body(d, body, Some(64)).output].into_iter().flatten() {
+            let v: serde_json::Value = serde_json::from_str(&out).expect("output is JSON");
+            assert!(v.is_array());
+        }
     }
 });
