@@ -245,9 +245,8 @@ fn main() -> ExitCode {
         LogFormat::Json
     });
     // The trace SDK logs every failed export; `telemetry` says so at most once a minute.
-    let quiet = tracing_subscriber::filter::filter_fn(|m| {
-        m.name() != "BatchSpanProcessor.ExportError"
-    });
+    let quiet =
+        tracing_subscriber::filter::filter_fn(|m| m.name() != "BatchSpanProcessor.ExportError");
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let logs = tracing_subscriber::registry().with(filter).with(quiet);
