@@ -147,7 +147,9 @@ def test_a_repeat_is_a_hit_with_no_upstream_call_and_no_cost(cgw, sim):
     assert second.headers["x-jusinfer-attempts"] == "0"
     a, b = first.parse(), second.json()
     assert b["choices"][0]["message"]["content"] == a.choices[0].message.content
-    assert b["id"] == a.id and b["usage"]["prompt_tokens"] == a.usage.prompt_tokens
+    assert b["usage"]["prompt_tokens"] == a.usage.prompt_tokens
+    # A hit is a new answer: its own id and time.
+    assert b["id"] != a.id and b["id"].startswith("chatcmpl-") and b["created"] >= a.created
     assert upstream_calls(sim, m) == 1
     # A different request is a miss.
     third = chat(cgw, "c-chat", m, temperature=0.3)
@@ -263,6 +265,7 @@ def test_messages_responses_and_gemini_replay_through_their_sdks(cgw, sim):
     assert beta.headers["x-jusinfer-cache"] == "miss"
     assert [b.model_dump() for b in final.content] == [b.model_dump() for b in first.content]
     assert final.stop_reason == first.stop_reason and final.usage.output_tokens == first.usage.output_tokens
+    assert final.id != first.id and final.id.startswith("msg_")
     assert upstream_calls(sim, m) == 2
 
     r = uuid.uuid4().hex
@@ -298,6 +301,7 @@ def test_messages_responses_and_gemini_replay_through_their_sdks(cgw, sim):
             break
         time.sleep(0.05)
     assert "".join(p.text or "" for p in parts) == one.text
+    assert parts[0].response_id and parts[0].response_id != one.response_id
     assert parts[-1].usage_metadata.total_token_count == one.usage_metadata.total_token_count
     assert upstream_calls(sim, g) == 1
 

@@ -89,6 +89,25 @@ pub(crate) fn no_cost(body: &mut Value) {
     }
 }
 
+/// A hit is a new answer: a fresh id in `key` (`prefix` and 24 random characters), and
+/// a Chat body's `created` is now.
+pub(crate) fn fresh_id(body: &mut Value, (key, prefix): (&str, &str)) {
+    use rand::distributions::{Alphanumeric, DistString};
+    let Some(m) = body.as_object_mut() else {
+        return;
+    };
+    if m.contains_key(key) {
+        let id = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
+        m.insert(key.to_owned(), Value::String(format!("{prefix}{id}")));
+    }
+    if m.get("created").is_some_and(Value::is_u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        m.insert("created".to_owned(), Value::from(now));
+    }
+}
+
 /// The answer a hit gives: the body, or a stream made from it; `None` when the entry
 /// cannot be replayed (a miss then).
 pub(crate) fn replay(

@@ -42,7 +42,7 @@ use crate::store::Store;
 use jusinfer_wire::chat::Usage;
 
 use entry::complete;
-pub(crate) use entry::{no_cost, replay, usage_of};
+pub(crate) use entry::{fresh_id, no_cost, replay, usage_of};
 pub(crate) use fill::{tee, Fill};
 
 /// The longest a lookup may hold a request: past it the request goes upstream.
@@ -66,6 +66,9 @@ pub(crate) struct Codec {
     pub collect: fn(&[u8]) -> Option<Value>,
     /// The body → a stream's frames (`true`: the client asked for usage in the stream).
     pub replay: fn(&Value, bool) -> Option<Vec<Bytes>>,
+    /// The member holding the answer's id and the prefix of a fresh one: a hit is a new
+    /// answer and gets its own id (`None`: the dialect has none, or renews it itself).
+    pub fresh_id: Option<(&'static str, &'static str)>,
 }
 
 /// What the cache stage decided for one request.

@@ -180,6 +180,9 @@ pub(crate) async fn replay<D: ClientDialect>(
         age_secs,
     } = hit;
     crate::cache::no_cost(&mut entry.body);
+    if let Some(id) = codec.fresh_id {
+        crate::cache::fresh_id(&mut entry.body, id);
+    }
     D::replayed(p, &mut entry.body).await;
     let mut resp = crate::cache::replay(codec, &entry.body, p.stream, l.include_usage, age_secs)?;
     if p.stream && crate::telemetry::enabled() {

@@ -82,6 +82,7 @@ impl ClientDialect for Chat {
     const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
         collect: jusinfer_translate::replay::chat::collect,
         replay: jusinfer_translate::replay::chat::replay,
+        fresh_id: Some(("id", "chatcmpl-")),
     });
     fn render(e: GatewayError) -> Response {
         e.into_response()

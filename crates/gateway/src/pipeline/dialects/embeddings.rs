@@ -99,6 +99,7 @@ impl ClientDialect for Embeddings {
     const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
         collect: |_| None,
         replay: |_, _| None,
+        fresh_id: None,
     });
     fn render(e: GatewayError) -> Response {
         e.into_response()

@@ -136,6 +136,7 @@ impl ClientDialect for Gemini {
     const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
         collect: jusinfer_translate::replay::gemini::collect,
         replay: |b, _| jusinfer_translate::replay::gemini::replay(b),
+        fresh_id: Some(("responseId", "")),
     });
     fn render(e: GatewayError) -> Response {
         e.into_gemini_response()

@@ -139,6 +139,7 @@ impl ClientDialect for Messages {
     const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
         collect: jusinfer_translate::replay::messages::collect,
         replay: |b, _| jusinfer_translate::replay::messages::replay(b),
+        fresh_id: Some(("id", "msg_")),
     });
     fn render(e: GatewayError) -> Response {
         e.into_anthropic_response()

@@ -181,6 +181,7 @@ impl ClientDialect for Responses {
     const CACHE: Option<&'static crate::cache::Codec> = Some(&crate::cache::Codec {
         collect: jusinfer_translate::replay::responses::collect,
         replay: |b, _| jusinfer_translate::replay::responses::replay(b),
+        fresh_id: None,
     });
 
     /// A replayed Response is this request's own: its envelope (id, time, and the fields
