@@ -12,6 +12,9 @@
 # requests served), and CPU per request of gateway + upstream together (what a hit saves
 # the whole system), each as a ratio to the pass-through in the same run.
 #
+# - with TRACES=1: the pass-through again on a gateway exporting OpenTelemetry traces to a
+#   local OTLP sink (what tracing on costs a request; the exporter's thread included).
+#
 #   bench/cache.sh                      # DUR=5 s per point
 #   BASE_BIN=/tmp/old/jusinfer DUR=10 bench/cache.sh
 set -euo pipefail
@@ -30,7 +33,7 @@ target/release/jusinfer-sim --quiet --listen 127.0.0.1:$MOCK_PORT 2>/dev/null &
 MOCK_PID=$!
 
 declare -A URL PID KEY
-start() { # name binary extra-toml
+start() { # name binary extra-toml [env…]
   local port; port=$(free_port)
   cat > "$TMP/$1.toml" <<TOML
 listen = "127.0.0.1:$port"
@@ -51,7 +54,7 @@ route = ["mock/fast;chunks=20"]
 $3
 TOML
   KEY[$1]=$("$2" keys create --name bench --config "$TMP/$1.toml" | tail -1)
-  JUSINFER_LOG=warn "$2" serve --config "$TMP/$1.toml" >/dev/null 2>&1 &
+  env JUSINFER_LOG=warn "${@:4}" "$2" serve --config "$TMP/$1.toml" >/dev/null 2>&1 &
   PID[$1]=$!
   URL[$1]=http://127.0.0.1:$port
   for _ in $(seq 100); do curl -sf "${URL[$1]}/healthz" >/dev/null && break; sleep 0.1; done
@@ -67,6 +70,19 @@ name = "cached-s"
 route = ["mock/fast;chunks=20"]
 cache = true'
 [ -n "${BASE_BIN:-}" ] && start base "$BASE_BIN" ""
+if [ -n "${TRACES:-}" ]; then
+  SINK_PORT=$(free_port)
+  python3 - "$SINK_PORT" <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+  start traced target/release/jusinfer "" OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT
+fi
 
 cpu_ticks() { local t=0; for p in $1; do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
 TICK=$(getconf CLK_TCK)
@@ -103,13 +119,19 @@ stream_point() {
 }
 
 : > "$TMP/rows"
-for round in 1 2; do # two rounds, interleaved: drift on a shared machine shows as a spread
+# ROUNDS rounds (default 2), interleaved: drift on a shared machine shows as a spread; the
+# base and the new pass-through swap places every other round (the first point of a round
+# tends to measure a few % apart).
+for round in $(seq "${ROUNDS:-2}"); do
   {
+    if [ $((round % 2)) = 0 ]; then point "pass-through (cache off)" new plain ""; fi
     [ -n "${BASE_BIN:-}" ] && point "base pass-through (BASE_BIN)" base plain ""
-    point "pass-through (cache off)" new plain ""
+    if [ $((round % 2)) = 1 ]; then point "pass-through (cache off)" new plain ""; fi
+    [ -n "${TRACES:-}" ] && point "pass-through, traces on" traced plain ""
     point "miss (no-cache: upstream + write)" new cached "no-cache"
     point "hit" new cached ""
     stream_point "stream pass-through" new plain-s
+    [ -n "${TRACES:-}" ] && stream_point "stream pass-through, traces on" traced plain-s
     stream_point "stream hit" new cached-s
   } | sed "s/^{/{\"round\":$round,/" >> "$TMP/rows"
 done
@@ -123,7 +145,8 @@ for r in map(json.loads, open(rows)):
     r["gw_us"] = r["gw_ticks"] / tick * 1e6 / max(r["n"], 1)
     r["all_us"] = (r["gw_ticks"] + r["mock_ticks"]) / tick * 1e6 / max(r["n"], 1)
     by[r["name"]].append(r)
-print(f"Machine: {machine} · {dur} s per point, 2 interleaved rounds (min–max) · wrk c=32 "
+rounds = max(len(v) for v in by.values())
+print(f"Machine: {machine} · {dur} s per point, {rounds} interleaved rounds (min–max) · wrk c=32 "
       "(non-streaming), jusinfer-load c=32 (20-chunk streams)\n")
 print("| | req/s | gateway CPU per request | × pass-through | gateway + upstream CPU per request | × pass-through |")
 print("|---|--:|--:|--:|--:|--:|")
