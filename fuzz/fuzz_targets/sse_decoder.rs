@@ -53,6 +53,8 @@ fuzz_target!(|data: &[u8]| {
         for out in [a.output, of_body(d, body, Some(64)).output].into_iter().flatten() {
             let v: serde_json::Value = serde_json::from_str(&out).expect("output is JSON");
             assert!(v.is_array());
+            // 64 bytes of text and arguments, and at most 16 choices' fixed members.
+            assert!(out.len() <= 64 + 16 * 400, "{} bytes of output", out.len());
         }
     }
 });

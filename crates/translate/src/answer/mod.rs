@@ -6,7 +6,9 @@
 //! goes to the client, keeping only those few things (never the stream). Without content
 //! capture, a Chat or Gemini chunk is parsed only when it is the first or names a finish
 //! reason, and a Messages or Responses event only when it is one of the few that carry
-//! the id or the stop. Any input is safe: what does not parse is skipped.
+//! the id or the stop. A Responses stream's output is read from its final event (which
+//! holds the whole Response). Captured output is bounded by its size as JSON, each tool
+//! call counted with a fixed overhead. Any input is safe: what does not parse is skipped.
 
 #[cfg(test)]
 mod tests;
@@ -34,6 +36,18 @@ pub struct Answer {
 const MAX_CHOICES: usize = 16;
 /// Most tool calls kept per choice under content capture.
 const MAX_CALLS: usize = 64;
+/// Most bytes of an id and of a finish reason kept (whatever the upstream sends).
+const MAX_ID: usize = 256;
+const MAX_REASON: usize = 64;
+
+/// The first `max` bytes of `s`, cut on a character boundary.
+fn head(s: &str, max: usize) -> &str {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s[..n]
+}
 
 /// One choice's output as it adds up.
 #[derive(Debug, Default, Clone)]
@@ -52,14 +66,23 @@ struct Call {
     object: Option<Value>,
 }
 
+/// What one tool call costs of the capture's budget beyond its text: the output's fixed
+/// members, so calls with nothing in them still add up to the bound.
+const CALL_COST: usize = 64;
+
 /// Reads the answer as it goes by.
 #[derive(Debug)]
 struct Reading {
     id: Option<String>,
     choices: Vec<Choice>,
-    /// Content capture: bytes of text and arguments still to keep (`None`: capture off).
+    /// Content capture: bytes of output (as JSON escapes them) still to keep (`None`:
+    /// capture off).
     budget: Option<usize>,
     truncated: bool,
+    /// Where a streamed call's fragments go: (choice, the dialect's own key for the call:
+    /// Chat's `tool_calls[].index`, Messages' content block index) → its place among the
+    /// choice's calls.
+    slots: std::collections::HashMap<(u64, u64), usize>,
 }
 
 impl Reading {
@@ -69,6 +92,7 @@ impl Reading {
             choices: Vec::new(),
             budget: capture,
             truncated: false,
+            slots: std::collections::HashMap::new(),
         }
     }
 
@@ -86,68 +110,89 @@ impl Reading {
 
     fn set_id(&mut self, id: Option<&str>) {
         if self.id.is_none() {
-            self.id = id.filter(|s| !s.is_empty()).map(str::to_owned);
+            self.id = id
+                .filter(|s| !s.is_empty())
+                .map(|s| head(s, MAX_ID).to_owned());
         }
     }
 
     fn finish(&mut self, index: u64, reason: Option<&str>) {
         if let (Some(r), Some(c)) = (reason, self.choice(index)) {
-            c.finish = Some(r.to_owned());
+            c.finish = Some(head(r, MAX_REASON).to_owned());
         }
     }
 
     /// Appends text to choice `index`, within the capture's budget.
     fn text(&mut self, index: u64, s: &str) {
+        if !self.capturing() || self.choice(index).is_none() {
+            return;
+        }
         let Some(kept) = self.spend(s) else { return };
         if let Some(c) = self.choice(index) {
             c.text.push_str(kept);
         }
     }
 
-    /// Starts a tool call on choice `index` (a later [`Self::arguments`] extends the last).
-    fn call(&mut self, index: u64, id: &str, name: &str, object: Option<&Value>) {
-        if !self.capturing() {
-            return;
+    /// Starts a tool call on choice `index`: its place among the choice's calls, `None`
+    /// when it is not kept (capture off, a bound reached).
+    fn call(&mut self, index: u64, id: &str, name: &str, object: Option<&Value>) -> Option<usize> {
+        if !self.capturing() || self.choice(index)?.calls.len() >= MAX_CALLS {
+            return None;
         }
-        let size = id.len() + name.len() + object.map_or(0, |o| o.to_string().len());
-        if self.spend_bytes(size).is_none() {
-            return;
-        }
-        if let Some(c) = self.choice(index).filter(|c| c.calls.len() < MAX_CALLS) {
-            c.calls.push(Call {
-                id: id.to_owned(),
-                name: name.to_owned(),
-                arguments: String::new(),
-                object: object.cloned(),
-            });
+        let object = object.map(|o| (o.clone(), o.to_string().len()));
+        let cost = CALL_COST + escaped(id) + escaped(name) + object.as_ref().map_or(0, |o| o.1);
+        self.spend_bytes(cost)?;
+        let c = self.choice(index)?;
+        c.calls.push(Call {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            arguments: String::new(),
+            object: object.map(|o| o.0),
+        });
+        Some(c.calls.len() - 1)
+    }
+
+    /// A streamed call's fragments, keyed by the dialect, go to the call at `at`.
+    fn slot(&mut self, index: u64, key: u64, at: Option<usize>) {
+        if let Some(at) = at {
+            if self.slots.len() < MAX_CHOICES * MAX_CALLS {
+                self.slots.insert((index, key), at);
+            }
         }
     }
 
-    /// Appends argument text to the last tool call of choice `index` (`at`: the call's
-    /// position among the choice's calls, when the dialect says).
-    fn arguments(&mut self, index: u64, at: Option<usize>, s: &str) {
+    fn slot_of(&self, index: u64, key: u64) -> Option<usize> {
+        self.slots.get(&(index, key)).copied()
+    }
+
+    /// Appends argument text to the call at `at` of choice `index`.
+    fn arguments(&mut self, index: u64, at: usize, s: &str) {
+        let exists = self.choice(index).is_some_and(|c| at < c.calls.len());
+        if !exists {
+            return;
+        }
         let Some(kept) = self.spend(s) else { return };
-        let Some(c) = self.choice(index) else { return };
-        let call = match at {
-            Some(a) => c.calls.get_mut(a),
-            None => c.calls.last_mut(),
-        };
-        if let Some(call) = call {
+        if let Some(call) = self.choice(index).and_then(|c| c.calls.get_mut(at)) {
             call.arguments.push_str(kept);
         }
     }
 
-    /// The part of `s` the budget still allows (cut on a character boundary).
+    /// The part of `s` the budget still allows, counted as JSON escapes it (cut on a
+    /// character boundary).
     fn spend<'s>(&mut self, s: &'s str) -> Option<&'s str> {
         let left = self.budget?;
-        let mut n = s.len().min(left);
-        while !s.is_char_boundary(n) {
-            n -= 1;
+        let mut cost = 0;
+        let mut n = s.len();
+        for (at, ch) in s.char_indices() {
+            let c = escaped_char(ch);
+            if cost + c > left {
+                n = at;
+                self.truncated = true;
+                break;
+            }
+            cost += c;
         }
-        if n < s.len() {
-            self.truncated = true;
-        }
-        self.budget = Some(left - n);
+        self.budget = Some(left - cost);
         (n > 0).then(|| &s[..n])
     }
 
@@ -180,6 +225,20 @@ impl Reading {
     }
 }
 
+/// Bytes `ch` takes in a JSON string.
+fn escaped_char(ch: char) -> usize {
+    match ch {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// Bytes `s` takes in a JSON string.
+fn escaped(s: &str) -> usize {
+    s.chars().map(escaped_char).sum()
+}
+
 /// One choice as a GenAI output message.
 fn message(c: &Choice) -> Value {
     let mut parts = Vec::new();
@@ -187,9 +246,14 @@ fn message(c: &Choice) -> Value {
         parts.push(json!({"type": "text", "content": c.text}));
     }
     for call in &c.calls {
-        let arguments = call.object.clone().unwrap_or_else(|| {
-            serde_json::from_str(&call.arguments).unwrap_or(Value::String(call.arguments.clone()))
-        });
+        // Streamed text when any came (Chat's and Responses' arguments, Messages'
+        // `input_json_delta`s), else the object the call started with.
+        let arguments = if call.arguments.is_empty() {
+            call.object.clone().unwrap_or(Value::String(String::new()))
+        } else {
+            serde_json::from_str(&call.arguments)
+                .unwrap_or_else(|_| Value::String(call.arguments.clone()))
+        };
         parts.push(
             json!({"type": "tool_call", "id": call.id, "name": call.name, "arguments": arguments}),
         );
@@ -242,13 +306,10 @@ fn read_body(dialect: Dialect, v: &Value, r: &mut Reading) {
                 }
                 for call in array_at(m, "tool_calls") {
                     let f = call.get("function").unwrap_or(&Value::Null);
-                    r.call(
-                        i,
-                        str_at(call, "id").unwrap_or(""),
-                        str_at(f, "name").unwrap_or(""),
-                        None,
-                    );
-                    r.arguments(i, None, str_at(f, "arguments").unwrap_or(""));
+                    let id = str_at(call, "id").unwrap_or("");
+                    if let Some(at) = r.call(i, id, str_at(f, "name").unwrap_or(""), None) {
+                        r.arguments(i, at, str_at(f, "arguments").unwrap_or(""));
+                    }
                 }
             }
         }
@@ -258,12 +319,15 @@ fn read_body(dialect: Dialect, v: &Value, r: &mut Reading) {
             for block in array_at(v, "content") {
                 match str_at(block, "type") {
                     Some("text") => r.text(0, str_at(block, "text").unwrap_or("")),
-                    Some("tool_use" | "server_tool_use") => r.call(
-                        0,
-                        str_at(block, "id").unwrap_or(""),
-                        str_at(block, "name").unwrap_or(""),
-                        block.get("input"),
-                    ),
+                    Some("tool_use" | "server_tool_use") => {
+                        let id = str_at(block, "id").unwrap_or("");
+                        r.call(
+                            0,
+                            id,
+                            str_at(block, "name").unwrap_or(""),
+                            block.get("input"),
+                        );
+                    }
                     _ => {}
                 }
             }
@@ -284,13 +348,10 @@ fn read_body(dialect: Dialect, v: &Value, r: &mut Reading) {
                         }
                     }
                     Some("function_call") => {
-                        r.call(
-                            0,
-                            str_at(item, "call_id").unwrap_or(""),
-                            str_at(item, "name").unwrap_or(""),
-                            None,
-                        );
-                        r.arguments(0, None, str_at(item, "arguments").unwrap_or(""));
+                        let id = str_at(item, "call_id").unwrap_or("");
+                        if let Some(at) = r.call(0, id, str_at(item, "name").unwrap_or(""), None) {
+                            r.arguments(0, at, str_at(item, "arguments").unwrap_or(""));
+                        }
                     }
                     _ => {}
                 }
@@ -303,15 +364,15 @@ fn read_body(dialect: Dialect, v: &Value, r: &mut Reading) {
                 r.finish(i, str_at(c, "finishReason"));
                 let parts = c.get("content").map_or(&[][..], |c| array_at(c, "parts"));
                 for p in parts {
+                    // Thoughts are not the answer (as Messages' thinking blocks are not).
+                    if p.get("thought").and_then(Value::as_bool) == Some(true) {
+                        continue;
+                    }
                     if let Some(t) = str_at(p, "text") {
                         r.text(i, t);
                     } else if let Some(f) = p.get("functionCall") {
-                        r.call(
-                            i,
-                            str_at(f, "id").unwrap_or(""),
-                            str_at(f, "name").unwrap_or(""),
-                            f.get("args"),
-                        );
+                        let id = str_at(f, "id").unwrap_or("");
+                        r.call(i, id, str_at(f, "name").unwrap_or(""), f.get("args"));
                     }
                 }
             }
@@ -439,16 +500,21 @@ fn chat_chunk(v: &Value, r: &mut Reading) {
         }
         for call in array_at(d, "tool_calls") {
             let f = call.get("function").unwrap_or(&Value::Null);
-            let at = call
-                .get("index")
-                .and_then(Value::as_u64)
-                .and_then(|a| usize::try_from(a).ok());
+            let key = call.get("index").and_then(Value::as_u64).unwrap_or(0);
             if let Some(id) = str_at(call, "id") {
-                r.call(i, id, str_at(f, "name").unwrap_or(""), None);
+                let at = r.call(i, id, str_at(f, "name").unwrap_or(""), None);
+                r.slot(i, key, at);
             }
-            r.arguments(i, at, str_at(f, "arguments").unwrap_or(""));
+            if let Some(at) = r.slot_of(i, key) {
+                r.arguments(i, at, str_at(f, "arguments").unwrap_or(""));
+            }
         }
     }
+}
+
+/// A Messages event's content block index.
+fn block_index(v: &Value) -> u64 {
+    v.get("index").and_then(Value::as_u64).unwrap_or(0)
 }
 
 fn messages_event(v: &Value, r: &mut Reading) {
@@ -467,12 +533,9 @@ fn messages_event(v: &Value, r: &mut Reading) {
             match str_at(b, "type") {
                 Some("text") => r.text(0, str_at(b, "text").unwrap_or("")),
                 Some("tool_use" | "server_tool_use") => {
-                    r.call(
-                        0,
-                        str_at(b, "id").unwrap_or(""),
-                        str_at(b, "name").unwrap_or(""),
-                        None,
-                    );
+                    let id = str_at(b, "id").unwrap_or("");
+                    let at = r.call(0, id, str_at(b, "name").unwrap_or(""), b.get("input"));
+                    r.slot(0, block_index(v), at);
                 }
                 _ => {}
             }
@@ -481,8 +544,11 @@ fn messages_event(v: &Value, r: &mut Reading) {
             let d = v.get("delta").unwrap_or(&Value::Null);
             match str_at(d, "type") {
                 Some("text_delta") => r.text(0, str_at(d, "text").unwrap_or("")),
+                // To the call its block started, whichever block came last.
                 Some("input_json_delta") => {
-                    r.arguments(0, None, str_at(d, "partial_json").unwrap_or(""));
+                    if let Some(at) = r.slot_of(0, block_index(v)) {
+                        r.arguments(0, at, str_at(d, "partial_json").unwrap_or(""));
+                    }
                 }
                 _ => {}
             }

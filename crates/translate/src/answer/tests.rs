@@ -186,6 +186,21 @@ fn capture_is_bounded_on_a_character_boundary() {
 }
 
 #[test]
+fn ids_and_reasons_are_bounded_whatever_the_upstream_sends() {
+    let long = "é".repeat(1000);
+    let body = json!({"id": long, "choices": [{"index": 0, "finish_reason": long}]});
+    let a = of_value(Dialect::Chat, &body, None);
+    assert_eq!(a.id.as_deref(), Some("é".repeat(128).as_str()));
+    assert_eq!(a.finish_reasons, ["é".repeat(32)]);
+    // Choices past the bound are not read at all.
+    let many: Vec<Value> = (0..100)
+        .map(|i| json!({"index": i, "finish_reason": "stop"}))
+        .collect();
+    let a = of_value(Dialect::Chat, &json!({"id": "c", "choices": many}), None);
+    assert_eq!(a.finish_reasons.len(), 16);
+}
+
+#[test]
 fn a_finish_reason_is_named_only_with_a_string() {
     assert!(names(br#"{"finish_reason":"stop"}"#, b"\"finish_reason\""));
     assert!(names(
@@ -219,4 +234,133 @@ fn garbage_and_cut_streams_never_panic() {
             let _ = sniff(d, cut, 5, CAPTURE);
         }
     }
+}
+
+fn output(a: &Answer) -> Value {
+    serde_json::from_str(a.output.as_deref().expect("captured")).expect("json")
+}
+
+fn frames(events: &[(&str, Value)]) -> Vec<u8> {
+    events
+        .iter()
+        .flat_map(|(name, v)| format!("event: {name}\ndata: {v}\n\n").into_bytes())
+        .collect()
+}
+
+#[test]
+fn messages_arguments_go_to_the_block_that_started_them() {
+    // Two tool_use blocks whose deltas interleave (as the gateway's own Chat → Messages
+    // encoder may send them), an unknown block type's deltas, and a call with no input.
+    let stream = frames(&[
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_1"}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "tool_use", "id": "a", "name": "fa", "input": {}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 1,
+            "content_block": {"type": "tool_use", "id": "b", "name": "fb", "input": {}}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": "{\"y\":"}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": "{\"x\":1}"}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": "2}"}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 2,
+            "content_block": {"type": "mcp_tool_use", "id": "m", "name": "mcp", "input": {}}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 2,
+            "delta": {"type": "input_json_delta", "partial_json": "{\"z\":3}"}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 3,
+            "content_block": {"type": "tool_use", "id": "c", "name": "fc", "input": {}}}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}}),
+        ),
+    ]);
+    let a = sniff(Dialect::Messages, &stream, 5, CAPTURE);
+    assert_eq!(a.finish_reasons, ["tool_use"]);
+    let calls = output(&a)[0]["parts"].clone();
+    assert_eq!(
+        calls,
+        json!([
+            {"type": "tool_call", "id": "a", "name": "fa", "arguments": {"x": 1}},
+            {"type": "tool_call", "id": "b", "name": "fb", "arguments": {"y": 2}},
+            {"type": "tool_call", "id": "c", "name": "fc", "arguments": {}}
+        ])
+    );
+    // The same call with no input, as a body, reads the same.
+    let body = json!({"id": "msg_1", "stop_reason": "tool_use",
+        "content": [{"type": "tool_use", "id": "c", "name": "fc", "input": {}}]});
+    assert_eq!(
+        output(&of_value(Dialect::Messages, &body, CAPTURE))[0]["parts"][0]["arguments"],
+        json!({})
+    );
+}
+
+#[test]
+fn calls_are_bounded_in_number_and_in_budget() {
+    // Calls with nothing in them still cost: 100 empty calls do not fit in 1 KiB.
+    let calls: Vec<Value> = (0..100)
+        .map(|_| json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}}))
+        .collect();
+    let body = json!({"id": "c", "choices": [{"index": 0, "finish_reason": "tool_calls",
+        "message": {"tool_calls": calls}}]});
+    let a = of_value(Dialect::Chat, &body, Some(1024));
+    assert!(a.output_truncated);
+    assert!(output(&a)[0]["parts"].as_array().expect("parts").len() <= 1024 / 64);
+    // Never more than 64 calls a choice, whatever the budget.
+    let a = of_value(Dialect::Chat, &body, Some(1 << 20));
+    assert_eq!(output(&a)[0]["parts"].as_array().expect("parts").len(), 64);
+}
+
+#[test]
+fn the_budget_counts_json_escapes() {
+    // 100 control characters escape to 600 bytes: 64 of budget keeps 10 of them.
+    let text = "\u{1}".repeat(100);
+    let body = json!({"id": "c", "choices": [{"index": 0, "finish_reason": "stop", "message": {"content": text}}]});
+    let a = of_value(Dialect::Chat, &body, Some(64));
+    assert!(a.output_truncated);
+    assert_eq!(
+        output(&a)[0]["parts"][0]["content"]
+            .as_str()
+            .expect("text")
+            .len(),
+        10
+    );
+    assert!(a.output.as_deref().expect("out").len() < 64 + 100);
+}
+
+#[test]
+fn gemini_thoughts_are_not_the_answer() {
+    let body = json!({"responseId": "r", "candidates": [{"finishReason": "STOP", "content": {"parts": [
+        {"text": "let me think", "thought": true}, {"text": "Hello"}]}}]});
+    let a = of_value(Dialect::Gemini, &body, CAPTURE);
+    assert_eq!(
+        output(&a)[0]["parts"],
+        json!([{"type": "text", "content": "Hello"}])
+    );
 }
