@@ -296,6 +296,25 @@ def test_a_streamed_answer_names_its_id_and_finish_reasons_and_its_attempt_lasts
     assert "error.type" not in b and "error.type" not in a
 
 
+@pytest.mark.parametrize("call,model", [(_chat, "sim/text;chunks=2"), (_messages, "claude/text")])
+def test_an_unpaced_stream_names_its_answer_on_both_spans(traced, call, model):
+    """A short stream that is whole in the upstream's first read: it ends before its
+    attempt's span reaches the usage row, and both spans still name the answer."""
+    g, col = traced
+    before = {s.trace_id for s in col.spans}
+    answer_id, reasons = call(g, model)
+    end = time.monotonic() + 15
+    while True:
+        fresh = [s for s in col.spans if s.trace_id not in before]
+        if {s.kind for s in fresh} == {SERVER, CLIENT}:
+            break
+        assert time.monotonic() < end, "no spans exported"
+        time.sleep(0.05)
+    for s in fresh:
+        assert attrs(s)["gen_ai.response.id"] == answer_id, s.kind
+        assert attrs(s)["gen_ai.response.finish_reasons"] == reasons, s.kind
+
+
 def test_a_stream_cut_by_the_upstream_marks_both_spans(traced):
     g, col = traced
     trace_id, _, header = traceparent()
@@ -408,7 +427,8 @@ def test_a_slow_or_dead_collector_never_fails_or_holds_a_request(sim, tmp_path, 
                 break
             time.sleep(0.2)
         assert failed and float(failed[0].split()[-1]) > 0, text
-        assert g.proc.stderr().count("the OTLP collector refused or missed an export") == 1
+        # At most once a minute (the scenario may just pass a minute on a slow machine).
+        assert 1 <= g.proc.stderr().count("the OTLP collector refused or missed an export") <= 2
     finally:
         g.proc.stop()
         assert g.proc.p.returncode == 0, g.proc.stderr()[-2000:]
@@ -433,15 +453,30 @@ def test_off_by_default_nothing_is_sent_upstream(gw, sim):
     assert "traceparent" not in sent and "tracestate" not in sent
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http/json"])
-def test_an_otlp_protocol_this_build_cannot_speak_is_refused_at_start(sim, tmp_path, protocol):
+def test_grpc_export_is_refused_at_start_and_http_json_gets_protobuf(sim, tmp_path):
     config = tmp_path / "t.toml"
     config.write_text(CONFIG.format(port=free_port(), database=f"sqlite://{tmp_path}/t.db", sim=sim.url,
                                     dead=free_port(), redis="", top="", breaker="failures = 1000",
                                     sa=service_account_file(sim.url, tmp_path)))
     env = {**os.environ, "SIM_PROVIDER_KEY": SIM_PROVIDER_KEY, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
-           "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+           "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "", "OTEL_EXPORTER_OTLP_PROTOCOL": "GRPC"}
     r = subprocess.run([str(BIN), "serve", "--config", str(config)], env=env, capture_output=True, text=True,
                        timeout=30)
     assert r.returncode != 0
-    assert f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}" in r.stderr and "http/protobuf" in r.stderr, r.stderr
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL=grpc" in r.stderr and "http/protobuf" in r.stderr, r.stderr
+
+    # `http/json`: OTLP/HTTP receivers read protobuf too; it is said, and spans arrive.
+    col = Collector()
+    (tmp_path / "json").mkdir()
+    g = start_gateway(sim.url, tmp_path / "json",
+                      env={"OTEL_EXPORTER_OTLP_ENDPOINT": col.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
+                           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    try:
+        trace_id, _, header = traceparent()
+        g.client().chat.completions.create(model="sim/text", extra_headers={"traceparent": header},
+                                           messages=[{"role": "user", "content": "hi"}])
+        assert len(col.trace(trace_id, 2)) == 2
+        assert "OTEL_EXPORTER_OTLP_PROTOCOL=http/json" in g.proc.stderr()
+    finally:
+        g.proc.stop()
+        col.shutdown()

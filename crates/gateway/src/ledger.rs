@@ -508,8 +508,8 @@ impl StreamTap {
     /// What the stream's answer said, on the request's spans.
     pub(crate) fn answered(&self, a: &jusinfer_translate::answer::Answer) {
         let Some(t) = &self.tap else { return };
-        if let Ok(s) = t.inner.lock() {
-            if let Some(span) = &s.record.trace {
+        if let Ok(mut s) = t.inner.lock() {
+            if let Some(span) = s.record.trace.as_mut() {
                 crate::telemetry::answered(span, a);
             }
         }

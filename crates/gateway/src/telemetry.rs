@@ -48,6 +48,9 @@ pub struct Span {
     pub(crate) attempt: Option<Context>,
     /// The client's dialect, to read the answer in.
     pub(crate) dialect: Option<Dialect>,
+    /// What the answer said, for the attempt's span when it ends (a stream may end before
+    /// the attempt's span reaches the row).
+    answer: Vec<KeyValue>,
 }
 
 impl Span {
@@ -56,6 +59,7 @@ impl Span {
             request,
             attempt: None,
             dialect,
+            answer: Vec::new(),
         }
     }
 }
@@ -92,20 +96,31 @@ pub fn init(cfg: &TracingConfig) -> Result<bool, String> {
     if disabled || (cfg.otlp_endpoint.is_none() && !from_env) {
         return Ok(false);
     }
-    for var in [
+    // The traces' own variable first, then the general one.
+    let protocol = [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ] {
-        match std::env::var(var) {
-            Ok(p) if p.is_empty() || p == "http/protobuf" => break,
-            // Sending OTLP/HTTP to a gRPC or JSON receiver would fail on every export.
-            Ok(p) => {
-                return Err(format!(
-                    "{var}={p}: this build exports traces as OTLP over HTTP/protobuf only \
-                     (`http/protobuf`, usually port 4318)"
-                ))
-            }
-            Err(_) => {}
+    ]
+    .into_iter()
+    .find_map(|var| {
+        let v = std::env::var(var).ok()?;
+        let v = v.trim().to_ascii_lowercase();
+        (!v.is_empty()).then_some((var, v))
+    });
+    match protocol {
+        None => {}
+        Some((_, p)) if p == "http/protobuf" => {}
+        // OTLP/HTTP receivers read protobuf as well as JSON.
+        Some((var, p)) if p == "http/json" => tracing::warn!(
+            "{var}={p}: this build exports traces as OTLP/HTTP protobuf, which OTLP/HTTP \
+             receivers read too"
+        ),
+        // Sending OTLP/HTTP to a gRPC receiver would fail on every export.
+        Some((var, p)) => {
+            return Err(format!(
+                "{var}={p}: this build exports traces as OTLP over HTTP/protobuf only \
+                 (`http/protobuf`, usually port 4318), not gRPC"
+            ))
         }
     }
     use opentelemetry_otlp::WithExportConfig;
@@ -200,8 +215,22 @@ pub(crate) fn answer_of(span: &Span, body: &[u8]) -> Option<Answer> {
     ))
 }
 
-/// What the answer said, on the request's span and the answering attempt's.
-pub(crate) fn answered(span: &Span, a: &Answer) {
+/// The answer of a whole body already parsed (a cache entry), read in `dialect`.
+pub(crate) fn answer_of_value(
+    dialect: Option<Dialect>,
+    body: &serde_json::Value,
+) -> Option<Answer> {
+    TRACES.get()?;
+    Some(jusinfer_translate::answer::of_value(
+        dialect?,
+        body,
+        capture(),
+    ))
+}
+
+/// What the answer said, on the request's span and (when it ends) the answering
+/// attempt's.
+pub(crate) fn answered(span: &mut Span, a: &Answer) {
     if TRACES.get().is_none() {
         return;
     }
@@ -223,9 +252,7 @@ pub(crate) fn answered(span: &Span, a: &Answer) {
             Value::Array(Array::String(reasons)),
         ));
     }
-    if let Some(cx) = &span.attempt {
-        cx.span().set_attributes(attrs.iter().cloned());
-    }
+    span.answer.clone_from(&attrs);
     if let Some(out) = &a.output {
         attrs.push(KeyValue::new("gen_ai.output.messages", out.clone()));
         if a.output_truncated {
@@ -390,6 +417,7 @@ pub(crate) fn end_request(r: &UsageRecord) {
     ];
     if let Some(cx) = &spans.attempt {
         let span = cx.span();
+        span.set_attributes(spans.answer.iter().cloned());
         span.set_attributes(usage.iter().cloned());
         if r.cached_tokens > 0 {
             span.set_attribute(KeyValue::new(
@@ -501,6 +529,27 @@ pub(crate) fn inject(headers: &mut HeaderMap) {
     }
 }
 
+/// An export error safe to log: URLs in it (the endpoint, with any userinfo or secret
+/// query values) redacted, key-shaped tokens scrubbed, at most 500 bytes.
+fn shown(error: &str) -> String {
+    let mut out = String::with_capacity(error.len());
+    let mut rest = error;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .rfind(|c: char| !c.is_ascii_alphanumeric())
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | ',' | '}' | '>'))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&crate::store::redact(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    let out = crate::error::scrub(&out, &[]);
+    head(&out, 500).to_owned()
+}
+
 /// The exporter, its results counted (`jusinfer_trace_spans_exported_total`) and its
 /// failures logged at most once a minute: a collector that is down is not silent.
 #[derive(Debug)]
@@ -534,7 +583,8 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
                     .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
             {
-                tracing::warn!(spans = n, error = %e, "traces: the OTLP collector refused or missed an export (spans dropped; logged at most once a minute, counted in jusinfer_trace_spans_exported_total)");
+                let error = shown(&e.to_string());
+                tracing::warn!(spans = n, %error, "traces: the OTLP collector refused or missed an export (spans dropped; logged at most once a minute, counted in jusinfer_trace_spans_exported_total)");
             }
         }
         r
@@ -553,5 +603,23 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
 
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
         self.0.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_export_error_is_logged_without_its_secrets() {
+        let e = "Operation failed: reqwest::Error { kind: Status(401), url: \"https://ops:s3cret-pass@collector.example:4318/v1/traces?api-key=abcdef123456&x=1\" } sk-abcdefghijklmnopqrstuvwx";
+        let shown = super::shown(e);
+        assert!(
+            !shown.contains("s3cret-pass") && !shown.contains("abcdef123456"),
+            "{shown}"
+        );
+        assert!(!shown.contains("sk-abcdefghijklmnopqrstuvwx"), "{shown}");
+        assert!(
+            shown.contains("collector.example:4318/v1/traces") && shown.contains("Status(401)")
+        );
+        assert!(super::shown(&"x".repeat(5000)).len() <= 500);
     }
 }

@@ -154,10 +154,13 @@ impl UsageRecord {
 #[derive(Clone, Debug)]
 pub(crate) struct UsageExt(pub Usage);
 
-/// A whole answer's bytes as the client gets them, left in the response's extensions for
-/// the record stage to read its id and finish reasons (tracing on only).
+/// A whole answer as the client gets it, left in the response's extensions for the record
+/// stage to put on the trace (tracing on only): its bytes, or what was read of it already.
 #[derive(Clone, Debug)]
-pub(crate) struct AnswerBody(pub bytes::Bytes);
+pub(crate) enum AnswerExt {
+    Body(bytes::Bytes),
+    Read(Box<jusinfer_translate::answer::Answer>),
+}
 
 /// An id unique across instances and restarts: a random prefix per process and a counter.
 pub(crate) fn unique_id() -> String {

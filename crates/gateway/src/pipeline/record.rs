@@ -16,7 +16,7 @@ use crate::lifecycle::Slot;
 use crate::limits::RateHeaders;
 use crate::proxy::Outcome;
 use crate::state::{AppState, LogMeta, RequestId};
-use crate::usage::{AnswerBody, UsageExt, UsageRecord};
+use crate::usage::{AnswerExt, UsageExt, UsageRecord};
 
 /// A request's usage row before admission. Dropped unwritten (the client left while the
 /// body was read or the store asked), it writes the row as 499.
@@ -185,10 +185,11 @@ pub(crate) async fn replay<D: ClientDialect>(
     }
     D::replayed(p, &mut entry.body).await;
     let mut resp = crate::cache::replay(codec, &entry.body, p.stream, l.include_usage, age_secs)?;
-    if p.stream && crate::telemetry::enabled() {
+    if p.stream {
         // A whole answer's is read from its body; a replayed stream's, from the entry.
-        resp.extensions_mut()
-            .insert(crate::usage::AnswerBody(entry.body.to_string().into()));
+        if let Some(a) = crate::telemetry::answer_of_value(D::DIALECT, &entry.body) {
+            resp.extensions_mut().insert(AnswerExt::Read(Box::new(a)));
+        }
     }
     let mut usage = entry.usage;
     usage.cost = jusinfer_wire::chat::Cost::Usd(0.0);
@@ -223,8 +224,11 @@ pub(crate) fn finish<D: ClientDialect>(
         }
     };
     let usage = resp.extensions_mut().remove::<UsageExt>();
-    let answer = resp.extensions_mut().remove::<AnswerBody>();
     let status = resp.status().as_u16();
+    let answer = resp
+        .extensions_mut()
+        .remove::<AnswerExt>()
+        .filter(|_| status == 200);
     if let Some(f) = cache.fill.as_mut() {
         f.provider.clone_from(&outcome.provider);
         f.upstream_model.clone_from(&outcome.upstream_model);
@@ -248,8 +252,12 @@ pub(crate) fn finish<D: ClientDialect>(
         r.saved_usd = cache.saved_usd;
         if let Some(t) = r.trace.as_mut() {
             t.attempt = outcome.attempt_span;
-            let read = answer.and_then(|AnswerBody(b)| crate::telemetry::answer_of(t, &b));
-            if let Some(a) = read.filter(|_| status == 200) {
+            let read = match answer {
+                Some(AnswerExt::Body(b)) => crate::telemetry::answer_of(t, &b),
+                Some(AnswerExt::Read(a)) => Some(*a),
+                None => None,
+            };
+            if let Some(a) = read {
                 crate::telemetry::answered(t, &a);
             }
         }

@@ -430,9 +430,9 @@ pub(crate) async fn read_body(
 }
 
 /// A JSON response with the given body (kept for the record stage too when tracing is on:
-/// [`crate::usage::AnswerBody`]).
+/// [`crate::usage::AnswerExt`]).
 pub(crate) fn json_response(body: Bytes) -> Response {
-    let kept = crate::telemetry::enabled().then(|| crate::usage::AnswerBody(body.clone()));
+    let kept = crate::telemetry::enabled().then(|| crate::usage::AnswerExt::Body(body.clone()));
     let mut resp = Response::new(Body::from(body));
     if let Some(k) = kept {
         resp.extensions_mut().insert(k);
