@@ -1,28 +1,12 @@
 //! [`super`] over the recorded fixtures: a stream read frame by frame says what the body it
 //! collects to says, capture on or off, however the bytes are split.
 
-use jusinfer_testkit::fixtures;
 use serde_json::{json, Value};
 
 use super::{names, of_body, of_value, Answer, Dialect, Sniffer};
+use crate::replay::tests::{files, read};
 
 const CAPTURE: Option<usize> = Some(64 * 1024);
-
-fn read(rel: &str) -> Vec<u8> {
-    fixtures::read(rel).expect("fixture").to_vec()
-}
-
-fn files(dir: &str, prefix: &str, suffix: &str) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(fixtures::root().join(dir))
-        .expect("fixture folder")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
-        .map(|n| format!("{dir}/{n}"))
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "no fixtures {dir}/{prefix}*{suffix}");
-    out
-}
 
 fn streams(d: Dialect) -> Vec<String> {
     let lists: &[(&str, &str)] = match d {

@@ -24,7 +24,7 @@ pub mod messages;
 pub mod responses;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use bytes::Bytes;
 use jusinfer_sse::{Decoder, Event};

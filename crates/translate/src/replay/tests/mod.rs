@@ -21,12 +21,12 @@ const ALL: [Dialect; 4] = [
 ];
 
 /// One fixture's bytes.
-pub(super) fn read(rel: &str) -> Vec<u8> {
+pub(crate) fn read(rel: &str) -> Vec<u8> {
     fixtures::read(rel).expect("fixture").to_vec()
 }
 
 /// The fixtures under `dir` whose names start with `prefix` and end with `suffix`, sorted.
-pub(super) fn files(dir: &str, prefix: &str, suffix: &str) -> Vec<String> {
+pub(crate) fn files(dir: &str, prefix: &str, suffix: &str) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(fixtures::root().join(dir))
         .expect("fixture folder")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
