@@ -234,18 +234,16 @@ pub(crate) fn answered(span: &mut Span, a: &Answer) {
     if TRACES.get().is_none() {
         return;
     }
+    // Ids and reasons come bounded (`translate::answer`).
     let mut attrs = Vec::with_capacity(4);
     if let Some(id) = &a.id {
-        attrs.push(KeyValue::new(
-            "gen_ai.response.id",
-            head(id, 256).to_owned(),
-        ));
+        attrs.push(KeyValue::new("gen_ai.response.id", id.clone()));
     }
     if !a.finish_reasons.is_empty() {
         let reasons: Vec<StringValue> = a
             .finish_reasons
             .iter()
-            .map(|r| StringValue::from(head(r, 64).to_owned()))
+            .map(|r| StringValue::from(r.clone()))
             .collect();
         attrs.push(KeyValue::new(
             "gen_ai.response.finish_reasons",
